@@ -1,0 +1,64 @@
+// Tensors from the kernel: {dtype, shape, buffer}, raw little-endian bytes (never JSON floats).
+
+export type DType = "float32" | "float16" | "int32" | "uint8";
+
+export interface TensorMessage {
+  dtype: DType;
+  shape: number[];
+  buffer: DataView | ArrayBuffer | ArrayBufferView;
+}
+
+export interface Tensor {
+  dtype: DType;
+  shape: number[];
+  data: Float32Array | Int32Array | Uint8Array;
+}
+
+const ITEM: Record<DType, number> = { float32: 4, float16: 2, int32: 4, uint8: 1 };
+
+/** IEEE 754 half to float. */
+export function halfToFloat(h: number): number {
+  const sign = h & 0x8000 ? -1 : 1;
+  const exp = (h >> 10) & 0x1f;
+  const frac = h & 0x3ff;
+  if (exp === 0) return sign * 2 ** -14 * (frac / 1024);
+  if (exp === 0x1f) return frac ? NaN : sign * Infinity;
+  return sign * 2 ** (exp - 15) * (1 + frac / 1024);
+}
+
+/** Decode a tensor message. Respects the view's byteOffset (widget buffers are often views into a larger message). */
+export function decode(msg: TensorMessage): Tensor {
+  const { dtype, shape } = msg;
+  if (!(dtype in ITEM)) throw new Error(`unknown dtype ${String(dtype)}`);
+  const src = msg.buffer;
+  const bytes =
+    src instanceof ArrayBuffer
+      ? new Uint8Array(src)
+      : new Uint8Array(src.buffer, src.byteOffset, src.byteLength);
+  const count = shape.reduce((a, b) => a * b, 1);
+  if (bytes.byteLength !== count * ITEM[dtype]) {
+    throw new Error(`buffer has ${bytes.byteLength} bytes; ${dtype} of shape [${shape}] needs ${count * ITEM[dtype]}`);
+  }
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let data: Float32Array | Int32Array | Uint8Array;
+  if (dtype === "uint8") {
+    data = bytes.slice();
+  } else if (dtype === "int32") {
+    data = new Int32Array(count);
+    for (let i = 0; i < count; i++) data[i] = view.getInt32(i * 4, true);
+  } else if (dtype === "float32") {
+    data = new Float32Array(count);
+    for (let i = 0; i < count; i++) data[i] = view.getFloat32(i * 4, true);
+  } else {
+    data = new Float32Array(count);
+    for (let i = 0; i < count; i++) data[i] = halfToFloat(view.getUint16(i * 2, true));
+  }
+  return { dtype, shape: [...shape], data };
+}
+
+/** Element at a multi-index (row-major). */
+export function at(t: Tensor, ...index: number[]): number {
+  let flat = 0;
+  for (let d = 0; d < t.shape.length; d++) flat = flat * t.shape[d] + index[d];
+  return t.data[flat];
+}

@@ -1,0 +1,23 @@
+"""repwidget: the insides of neural networks, visible and clickable in Jupyter."""
+
+from . import codec
+from .hook_names import HookNameError
+from .interventions import Ablate, Patch, Steer
+from .model import Model, ModelLoadError, load
+from .options import options
+from .run import Run
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Ablate",
+    "HookNameError",
+    "Model",
+    "ModelLoadError",
+    "Patch",
+    "Run",
+    "Steer",
+    "codec",
+    "load",
+    "options",
+]

@@ -1,0 +1,75 @@
+"""Hook names (TransformerLens style) and capture patterns."""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Iterable
+
+#: Per-block hook templates, in the order they run inside a block.
+HOOK_TEMPLATES: tuple[str, ...] = (
+    "hook_resid_pre",
+    "attn.hook_pattern",
+    "attn.hook_z",
+    "hook_attn_out",
+    "mlp.hook_post",
+    "hook_mlp_out",
+    "hook_resid_post",
+)
+
+#: What a run captures when ``capture=None``.
+DEFAULT_CAPTURE: tuple[str, ...] = (
+    "blocks.*.hook_resid_pre",
+    "blocks.*.hook_resid_post",
+    "blocks.*.attn.hook_pattern",
+)
+
+_NAME = re.compile(r"^blocks\.(\d+)\.(.+)$")
+
+
+class HookNameError(KeyError):
+    """An unknown or uncaptured hook name; the message lists what is valid."""
+
+    def __str__(self) -> str:  # KeyError would show the message quoted
+        return str(self.args[0])
+
+
+def parse(name: str, n_layers: int) -> tuple[int, str]:
+    """Split ``blocks.{l}.{template}`` into ``(l, template)``, or raise HookNameError."""
+    m = _NAME.match(name) if isinstance(name, str) else None
+    if m is None or m.group(2) not in HOOK_TEMPLATES or not 0 <= int(m.group(1)) < n_layers:
+        raise HookNameError(
+            f"unknown hook name {name!r}. Valid names are blocks.{{layer}}.{{hook}} with layer in "
+            f"0..{n_layers - 1} and hook one of: {', '.join(HOOK_TEMPLATES)}"
+        )
+    return int(m.group(1)), m.group(2)
+
+
+def all_names(n_layers: int) -> list[str]:
+    """Every valid hook name of a model with ``n_layers`` blocks, in execution order."""
+    return [f"blocks.{layer}.{t}" for layer in range(n_layers) for t in HOOK_TEMPLATES]
+
+
+def expand(patterns: str | Iterable[str] | None, n_layers: int) -> list[str]:
+    """Expand hook names and glob patterns into concrete hook names, in execution order."""
+    if patterns is None:
+        patterns = DEFAULT_CAPTURE
+    if isinstance(patterns, str):
+        patterns = [patterns]
+    names = all_names(n_layers)
+    chosen: set[str] = set()
+    for pattern in patterns:
+        if not isinstance(pattern, str):
+            raise TypeError(f"capture takes hook names or glob patterns (str), got {type(pattern).__name__}")
+        if any(c in pattern for c in "*?["):
+            hits = fnmatch.filter(names, pattern)
+            if not hits:
+                raise HookNameError(
+                    f"capture pattern {pattern!r} matches no hook. Hooks are blocks.{{layer}}.{{hook}} with "
+                    f"layer in 0..{n_layers - 1} and hook one of: {', '.join(HOOK_TEMPLATES)}"
+                )
+            chosen.update(hits)
+        else:
+            parse(pattern, n_layers)
+            chosen.add(pattern)
+    return [n for n in names if n in chosen]

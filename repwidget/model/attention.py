@@ -1,0 +1,29 @@
+"""Make a model compute real attention probabilities for the duration of a run."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from torch import nn
+
+
+@contextmanager
+def eager_attention(model: nn.Module) -> Iterator[None]:
+    """Switch a Hugging Face model to eager attention and back, whatever happens inside.
+
+    Under SDPA or flash attention (the transformers default) the probabilities are never
+    materialised, so ``output_attentions`` returns nothing. Eager attention computes the same
+    outputs and returns the probabilities the model really used; the user keeps their model
+    as it was loaded.
+    """
+    config = getattr(model, "config", None)
+    before = getattr(config, "_attn_implementation", None)
+    if config is None or before in (None, "eager"):
+        yield
+        return
+    config._attn_implementation = "eager"
+    try:
+        yield
+    finally:
+        config._attn_implementation = before

@@ -1,0 +1,152 @@
+"""``rw.load``: a loaded model, a local directory or a hub id, into a :class:`Model`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .model import Model
+
+
+class ModelLoadError(ValueError):
+    """A model could not be loaded; the message says what to pass instead."""
+
+
+_WHAT_INSTEAD = (
+    "Pass a model you have loaded (rw.load(AutoModelForCausalLM.from_pretrained(...), tokenizer)), "
+    "a local directory saved with save_pretrained(), or try rw.demo_model()."
+)
+
+
+def load(
+    model_or_path_or_name: nn.Module | str | os.PathLike,
+    tokenizer: Any = None,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | str | None = None,
+) -> Model:
+    """Wrap a Hugging Face model for repwidget.
+
+    ``model_or_path_or_name`` is a loaded ``PreTrainedModel``, a local directory, or a hub id
+    (loaded from the local cache, or downloaded when the hub can be reached). Without a
+    tokenizer (and none found beside the weights), runs take token ids.
+    ``device`` and ``dtype`` move the model (``device="cuda"``, ``dtype=torch.float16``);
+    models placed with ``device_map`` are used where they are.
+    """
+    if isinstance(dtype, str):
+        if not isinstance(getattr(torch, dtype, None), torch.dtype):
+            raise ValueError(f"unknown dtype {dtype!r}; use e.g. 'float32', 'float16' or 'bfloat16'")
+        dtype = getattr(torch, dtype)
+    if isinstance(model_or_path_or_name, nn.Module):
+        hf = model_or_path_or_name
+    elif isinstance(model_or_path_or_name, (str, os.PathLike)):
+        hf, found_tokenizer = _from_pretrained(str(model_or_path_or_name), dtype)
+        tokenizer = tokenizer if tokenizer is not None else found_tokenizer
+    else:
+        raise TypeError(
+            f"rw.load takes a Hugging Face model, a directory or a hub id, got {type(model_or_path_or_name).__name__}"
+        )
+    if getattr(hf, "hf_device_map", None) is None and (device is not None or dtype is not None):
+        hf.to(device=device, dtype=dtype)
+    if isinstance(model_or_path_or_name, nn.Module) and hf.training:
+        hf.eval()
+    return Model(hf, tokenizer)
+
+
+def _from_pretrained(name: str, dtype: torch.dtype | None) -> tuple[nn.Module, Any]:
+    from transformers import AutoConfig
+
+    local = Path(name).expanduser()
+    if local.exists():
+        if not (local / "config.json").is_file():
+            raise ModelLoadError(
+                f"{str(local)!r} has no config.json, so it is not a saved Hugging Face model. " + _WHAT_INSTEAD
+            )
+        source, offline = str(local), True
+    elif name.startswith((".", "/", "~")) or name.count("/") > 1:
+        raise ModelLoadError(f"no such directory: {name!r}. " + _WHAT_INSTEAD)
+    else:
+        source, offline = name, _hub_offline()
+    try:
+        config = AutoConfig.from_pretrained(source, local_files_only=True)
+    except Exception:
+        if offline:
+            raise ModelLoadError(
+                f"{name!r} is not in the local Hugging Face cache and the hub is off (HF_HUB_OFFLINE). " + _WHAT_INSTEAD
+            ) from None
+        _check_hub(name)
+        try:
+            config = AutoConfig.from_pretrained(source)
+        except Exception as e:
+            raise ModelLoadError(
+                f"could not load {name!r} from the Hugging Face hub: {_one_line(e)}. " + _WHAT_INSTEAD
+            ) from None
+        offline = False
+    model = _auto_model(source, config, dtype, local_only=offline or _cached(source))
+    return model.eval(), _tokenizer(source)
+
+
+def _auto_model(source: str, config: Any, dtype: torch.dtype | None, local_only: bool) -> nn.Module:
+    from transformers import AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM
+
+    kwargs: dict[str, Any] = {"local_files_only": local_only}
+    if dtype is not None:
+        kwargs["dtype"] = dtype
+    for auto in (AutoModelForCausalLM, AutoModelForMaskedLM, AutoModel):
+        if type(config) in auto._model_mapping:
+            try:
+                return auto.from_pretrained(source, config=config, **kwargs)
+            except OSError as e:
+                raise ModelLoadError(
+                    f"could not load the weights of {source!r}: {_one_line(e)}. " + _WHAT_INSTEAD
+                ) from None
+    raise ModelLoadError(f"{source!r} is a {type(config).__name__}, which transformers cannot load as a model")
+
+
+def _tokenizer(source: str) -> Any:
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(source, local_files_only=True)
+    except Exception:
+        return None  # runs then take token ids
+
+
+def _hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+
+
+def _cached(source: str) -> bool:
+    try:
+        from transformers import AutoConfig
+
+        AutoConfig.from_pretrained(source, local_files_only=True)
+        return True
+    except Exception:
+        return False
+
+
+def _check_hub(name: str, timeout: float = 5.0) -> None:
+    """Fail within ``timeout`` seconds, with one clear line, when the hub cannot be reached."""
+    import huggingface_hub
+
+    try:
+        huggingface_hub.model_info(name, timeout=timeout)
+    except Exception as e:
+        kind = type(e).__name__
+        if "NotFound" in kind or "RepositoryNotFound" in kind:
+            raise ModelLoadError(
+                f"{name!r} is not a model on the Hugging Face hub (nor a local directory). " + _WHAT_INSTEAD
+            ) from None
+        raise ModelLoadError(
+            f"could not reach the Hugging Face hub to download {name!r} ({kind}), and it is not in the local "
+            "cache. " + _WHAT_INSTEAD
+        ) from None
+
+
+def _one_line(error: Exception) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__

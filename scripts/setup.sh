@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Set up repwidget in ./.venv on a fresh machine: torch pinned first (a CPU wheel; an
+# unpinned torch would pull several GB of CUDA packages), then the package in editable mode,
+# which builds the front end (js/ -> repwidget/static/) with npm.
+#   bash scripts/setup.sh          # the package
+#   bash scripts/setup.sh --test   # and the test tools
+set -euo pipefail
+cd "$(dirname "$0")/.."
+TORCH_VERSION="${TORCH_VERSION:-2.13.0}"
+extras=""
+[[ "${1:-}" == "--test" ]] && extras="[test]"
+
+command -v npm >/dev/null || { echo "setup: npm is needed to build the front end (apt-get install -y nodejs npm)" >&2; exit 1; }
+[[ -x .venv/bin/python ]] || python3 -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q "torch==${TORCH_VERSION}"
+.venv/bin/python -m pip install -q -e ".${extras}"
+echo "setup: done; repwidget $(.venv/bin/python -c 'import repwidget; print(repwidget.__version__)') in .venv"
