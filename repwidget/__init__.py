@@ -3,7 +3,7 @@
 from . import codec
 from .hook_names import HookNameError
 from .interventions import Ablate, Patch, Steer
-from .model import Model, ModelLoadError, load
+from .model import CaptureBudgetError, Model, ModelLoadError, load
 from .options import options
 from .run import Run
 
@@ -11,6 +11,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Ablate",
+    "CaptureBudgetError",
     "HookNameError",
     "Model",
     "ModelLoadError",

@@ -34,13 +34,17 @@ class HookNameError(KeyError):
         return str(self.args[0])
 
 
-def parse(name: str, n_layers: int) -> tuple[int, str]:
-    """Split ``blocks.{l}.{template}`` into ``(l, template)``, or raise HookNameError."""
+def parse(name: str, n_layers: int | None = None) -> tuple[int, str]:
+    """Split ``blocks.{l}.{template}`` into ``(l, template)``, or raise HookNameError.
+
+    With ``n_layers`` the layer must also be in range.
+    """
     m = _NAME.match(name) if isinstance(name, str) else None
-    if m is None or m.group(2) not in HOOK_TEMPLATES or not 0 <= int(m.group(1)) < n_layers:
+    if m is None or m.group(2) not in HOOK_TEMPLATES or (n_layers is not None and int(m.group(1)) >= n_layers):
+        layers = f" with layer in 0..{n_layers - 1}" if n_layers is not None else ""
         raise HookNameError(
-            f"unknown hook name {name!r}. Valid names are blocks.{{layer}}.{{hook}} with layer in "
-            f"0..{n_layers - 1} and hook one of: {', '.join(HOOK_TEMPLATES)}"
+            f"unknown hook name {name!r}. Valid names are blocks.{{layer}}.{{hook}}{layers} "
+            f"and hook one of: {', '.join(HOOK_TEMPLATES)}"
         )
     return int(m.group(1)), m.group(2)
 

@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from .hook_names import parse
+from .hook_names import HookNameError, parse
 
 MODES = ("zero", "mean", "resample")
 
@@ -121,7 +121,11 @@ class Patch:
     def __post_init__(self) -> None:
         if not isinstance(self.hook, str):
             raise TypeError(f"hook must be a hook name (str), got {self.hook!r}")
-        if parse(self.hook, 1 << 30)[1] == "attn.hook_pattern":
+        try:
+            template = parse(self.hook)[1]
+        except HookNameError as e:
+            raise ValueError(str(e)) from None
+        if template == "attn.hook_pattern":
             raise ValueError("attention patterns are read-only; patch blocks.{l}.attn.hook_z instead")
         object.__setattr__(self, "source", tuple(_int(i, "source token id") for i in _as_list(self.source)))
         if not self.source:
@@ -139,7 +143,7 @@ class Patch:
 
     @property
     def layer(self) -> int:
-        return parse(self.hook, 1 << 30)[0]
+        return parse(self.hook)[0]
 
     def __repr__(self) -> str:
         return _repr_args(self, ("hook", "source"))

@@ -1,6 +1,6 @@
 """The model adapter: architecture discovery, loading, and the forward-pass engine."""
 
 from .loading import ModelLoadError, load
-from .model import Model
+from .model import CaptureBudgetError, Model
 
-__all__ = ["Model", "ModelLoadError", "load"]
+__all__ = ["CaptureBudgetError", "Model", "ModelLoadError", "load"]

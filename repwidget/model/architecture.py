@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .attention import eager_attention
+from .modes import eager_attention, eval_mode
 
 
 @dataclass(frozen=True)
@@ -103,6 +103,7 @@ def discover(model: nn.Module, vocab_size: int) -> Architecture:
     ids = torch.arange(4, device=device).remainder(max(vocab_size, 1)).unsqueeze(0)
     with ExitStack() as stack, torch.inference_mode():
         stack.enter_context(eager_attention(model))
+        stack.enter_context(eval_mode(model))
         for module in model.modules():
             stack.callback(module.register_forward_hook(record, with_kwargs=True).remove)
         out = model(input_ids=ids, use_cache=False) if _accepts_use_cache(model) else model(input_ids=ids)

@@ -12,7 +12,7 @@ from torch import nn
 
 from ..hook_names import parse
 from .architecture import Architecture
-from .attention import eager_attention
+from .modes import eager_attention, eval_mode
 
 Edit = Callable[[torch.Tensor], torch.Tensor]  # [batch, pos, width] -> same shape
 
@@ -92,18 +92,6 @@ def _patched_forward(module: nn.Module, forward: Callable) -> Iterator[None]:
             module.forward = before
 
 
-@contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
-    training = [m for m in model.modules() if m.training]
-    for m in training:
-        m.training = False
-    try:
-        yield
-    finally:
-        for m in training:
-            m.training = True
-
-
 def execute(model: nn.Module, arch: Architecture, plan: Plan, forward_kwargs: dict) -> Result:
     """Run ``model`` once under ``plan``. Hooks and patches never outlive this call."""
     by_site: dict[tuple[int, str, str], list[str]] = defaultdict(list)
@@ -154,7 +142,7 @@ def execute(model: nn.Module, arch: Architecture, plan: Plan, forward_kwargs: di
 
     with ExitStack() as stack, torch.no_grad():
         if model.training:
-            stack.enter_context(_eval_mode(model))
+            stack.enter_context(eval_mode(model))
         if need_eager:
             stack.enter_context(eager_attention(model))
         for (layer, where, when), templates in by_site.items():

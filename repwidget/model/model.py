@@ -23,6 +23,10 @@ from .execute import Plan, execute
 TokensLike = str | Sequence[int] | torch.Tensor | np.ndarray
 
 
+class CaptureBudgetError(ValueError):
+    """A run would capture more than ``rw.options.max_capture_bytes``; raised before anything is allocated."""
+
+
 class Model:
     """A Hugging Face model and tokenizer, with its architecture discovered once.
 
@@ -190,9 +194,9 @@ class Model:
         total = sum(widths.get(hook_names.parse(h, self.n_layers)[1], self.d_model) for h in names) * n * item
         total += self.n_layers * n * self.d_model * item  # block outputs kept for reruns
         if total > options.max_capture_bytes:
-            raise MemoryError(
-                f"capturing {len(names)} hooks over {n} tokens needs about {total / 2**30:.2f} GiB, over the "
-                f"budget of {options.max_capture_bytes / 2**30:.2f} GiB. Capture fewer hooks (capture="
+            raise CaptureBudgetError(
+                f"capturing {len(names)} hooks over {n} tokens needs about {_size(total)}, over the "
+                f"budget of {_size(options.max_capture_bytes)}. Capture fewer hooks (capture="
                 f"'blocks.3.attn.hook_pattern'), use a shorter text, or raise rw.options.max_capture_bytes."
             )
 
@@ -228,3 +232,11 @@ def _ids_from(value: Any) -> list[int]:
             raise TypeError("token ids must be a sequence of ints")
         return [int(i) for i in value]
     raise TypeError(f"expected a text (str) or token ids, got {type(value).__name__}")
+
+
+def _size(n_bytes: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if n_bytes < 1024 or unit == "GiB":
+            return f"{n_bytes:.0f} {unit}" if unit == "bytes" else f"{n_bytes:.1f} {unit}"
+        n_bytes /= 1024
+    raise AssertionError

@@ -1,4 +1,4 @@
-"""Make a model compute real attention probabilities for the duration of a run."""
+"""Temporary modes of a model for the duration of a pass, always restored."""
 
 from __future__ import annotations
 
@@ -27,3 +27,16 @@ def eager_attention(model: nn.Module) -> Iterator[None]:
         yield
     finally:
         config._attn_implementation = before
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[None]:
+    """Dropout off for the pass; each module's training flag restored after."""
+    training = [m for m in model.modules() if m.training]
+    for m in training:
+        m.training = False
+    try:
+        yield
+    finally:
+        for m in training:
+            m.training = True
