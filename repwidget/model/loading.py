@@ -65,27 +65,23 @@ def _from_pretrained(name: str, dtype: torch.dtype | None) -> tuple[nn.Module, A
             raise ModelLoadError(
                 f"{str(local)!r} has no config.json, so it is not a saved Hugging Face model. " + _WHAT_INSTEAD
             )
-        source, offline = str(local), True
+        source, local_only = str(local), True
     elif name.startswith((".", "/", "~")) or name.count("/") > 1:
         raise ModelLoadError(f"no such directory: {name!r}. " + _WHAT_INSTEAD)
     else:
-        source, offline = name, _hub_offline()
+        source, local_only = name, _in_cache(name)
+        if not local_only:
+            if _hub_offline():
+                raise ModelLoadError(
+                    f"{name!r} is not in the local Hugging Face cache and the hub is off (HF_HUB_OFFLINE). "
+                    + _WHAT_INSTEAD
+                )
+            _check_hub(name)
     try:
-        config = AutoConfig.from_pretrained(source, local_files_only=True)
-    except Exception:
-        if offline:
-            raise ModelLoadError(
-                f"{name!r} is not in the local Hugging Face cache and the hub is off (HF_HUB_OFFLINE). " + _WHAT_INSTEAD
-            ) from None
-        _check_hub(name)
-        try:
-            config = AutoConfig.from_pretrained(source)
-        except Exception as e:
-            raise ModelLoadError(
-                f"could not load {name!r} from the Hugging Face hub: {_one_line(e)}. " + _WHAT_INSTEAD
-            ) from None
-        offline = False
-    model = _auto_model(source, config, dtype, local_only=offline or _cached(source))
+        config = AutoConfig.from_pretrained(source, local_files_only=local_only)
+    except Exception as e:
+        raise ModelLoadError(f"could not load the config of {name!r}: {_one_line(e)}. " + _WHAT_INSTEAD) from None
+    model = _auto_model(source, config, dtype, local_only)
     return model.eval(), _tokenizer(source)
 
 
@@ -110,40 +106,50 @@ def _tokenizer(source: str) -> Any:
     from transformers import AutoTokenizer
 
     try:
-        return AutoTokenizer.from_pretrained(source, local_files_only=True)
+        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
     except Exception:
         return None  # runs then take token ids
+    # with no tokenizer files, transformers may build an empty tokenizer from the config alone
+    return tokenizer if getattr(tokenizer, "vocab_size", 0) else None
 
 
 def _hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
 
 
-def _cached(source: str) -> bool:
-    try:
-        from transformers import AutoConfig
+def _in_cache(name: str) -> bool:
+    """Whether the hub id's config is in the local cache (looked up without any network)."""
+    from huggingface_hub import try_to_load_from_cache
 
-        AutoConfig.from_pretrained(source, local_files_only=True)
-        return True
-    except Exception:
-        return False
+    return isinstance(try_to_load_from_cache(name, "config.json"), str)
 
 
 def _check_hub(name: str, timeout: float = 5.0) -> None:
-    """Fail within ``timeout`` seconds, with one clear line, when the hub cannot be reached."""
-    import huggingface_hub
+    """Fail within ``timeout`` seconds, with one clear line, when the hub cannot be reached.
 
+    One plain request, no retries: any HTTP answer means the hub is there (transformers then
+    handles authentication and downloads); a refused, failed or silent connection does not.
+    """
+    import urllib.error
+    import urllib.request
+
+    from huggingface_hub import constants
+
+    url = f"{constants.ENDPOINT.rstrip('/')}/api/models/{name}"
     try:
-        huggingface_hub.model_info(name, timeout=timeout)
-    except Exception as e:
-        kind = type(e).__name__
-        if "NotFound" in kind or "RepositoryNotFound" in kind:
+        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout):
+            return
+    except urllib.error.HTTPError as e:
+        if e.code == 404:
             raise ModelLoadError(
-                f"{name!r} is not a model on the Hugging Face hub (nor a local directory). " + _WHAT_INSTEAD
+                f"{name!r} is neither a local directory nor a model on the Hugging Face hub. " + _WHAT_INSTEAD
             ) from None
+        return  # 401/403 and the like: the hub answered; from_pretrained reports the rest
+    except (OSError, ValueError) as e:
+        reason = getattr(e, "reason", None) or e
         raise ModelLoadError(
-            f"could not reach the Hugging Face hub to download {name!r} ({kind}), and it is not in the local "
-            "cache. " + _WHAT_INSTEAD
+            f"could not reach the Hugging Face hub to download {name!r} ({type(reason).__name__}: {reason}), "
+            "and it is not in the local cache. " + _WHAT_INSTEAD
         ) from None
 
 
