@@ -165,7 +165,7 @@ def execute(model: nn.Module, arch: Architecture, plan: Plan, forward_kwargs: di
 
             def lazy_unembed(x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
                 final["hidden"] = x[0]
-                return original(x[:, -1:], *args, **kwargs)  # keeps the output's type; logits come later
+                return original(x[:, :0], *args, **kwargs)  # an empty result of the right type: logits come later
 
             stack.enter_context(_patched_forward(unembed, lazy_unembed))
         output = model(input_ids=plan.ids, **forward_kwargs)
