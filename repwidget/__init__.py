@@ -1,6 +1,7 @@
 """repwidget: the insides of neural networks, visible and clickable in Jupyter."""
 
-from . import codec
+from . import codec, demo
+from .demo import demo_model
 from .hook_names import HookNameError
 from .interventions import Ablate, Patch, Steer
 from .model import CaptureBudgetError, Model, ModelLoadError, load
@@ -19,6 +20,8 @@ __all__ = [
     "Run",
     "Steer",
     "codec",
+    "demo",
+    "demo_model",
     "load",
     "options",
 ]

@@ -39,6 +39,7 @@ class Run(Mapping[str, torch.Tensor]):
         self._block_outputs = block_outputs
         self._final_hidden = final_hidden
         self._logits = logits
+        self._tokens: list[str] | None = None
         #: blocks ``0 .. clean_prefix-1`` computed exactly as in the clean run (reusable by reruns)
         self.clean_prefix = clean_prefix
 
@@ -53,7 +54,9 @@ class Run(Mapping[str, torch.Tensor]):
     @property
     def tokens(self) -> list[str]:
         """Token strings as the tokenizer decodes them one by one (their ids without a tokenizer)."""
-        return self._model.to_str_tokens(self._token_ids)
+        if self._tokens is None:
+            self._tokens = self._model.to_str_tokens(self._token_ids)
+        return list(self._tokens)
 
     @property
     def interventions(self) -> tuple[Intervention, ...]:

@@ -59,8 +59,15 @@ def test_directory_without_config(tmp_path):
 def test_wrong_types():
     with pytest.raises(TypeError):
         rw.load(42)
-    with pytest.raises(ValueError, match="unknown dtype"):
+    with pytest.raises(ValueError, match="floating-point"):
         rw.load(build("gpt2"), dtype="float7")
+    with pytest.raises(ValueError, match="floating-point"):
+        rw.load(build("gpt2"), dtype=torch.int8)
+    with pytest.raises(ValueError, match="unknown device"):
+        rw.load(build("gpt2"), device="gpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="0 CUDA device"):
+            rw.load(build("gpt2"), device="cuda")
 
 
 def _load_in_subprocess(tmp_path, endpoint: str, extra_env: dict | None = None) -> tuple[float, str]:

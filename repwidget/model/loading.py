@@ -36,10 +36,8 @@ def load(
     ``device`` and ``dtype`` move the model (``device="cuda"``, ``dtype=torch.float16``);
     models placed with ``device_map`` are used where they are.
     """
-    if isinstance(dtype, str):
-        if not isinstance(getattr(torch, dtype, None), torch.dtype):
-            raise ValueError(f"unknown dtype {dtype!r}; use e.g. 'float32', 'float16' or 'bfloat16'")
-        dtype = getattr(torch, dtype)
+    dtype = _check_dtype(dtype)
+    device = _check_device(device)
     if isinstance(model_or_path_or_name, nn.Module):
         hf = model_or_path_or_name
     elif isinstance(model_or_path_or_name, (str, os.PathLike)):
@@ -54,6 +52,31 @@ def load(
     if isinstance(model_or_path_or_name, nn.Module) and hf.training:
         hf.eval()
     return Model(hf, tokenizer)
+
+
+def _check_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
+    if isinstance(dtype, str):
+        dtype = getattr(torch, dtype, None) if isinstance(getattr(torch, dtype, None), torch.dtype) else dtype
+    if dtype is not None and (not isinstance(dtype, torch.dtype) or not dtype.is_floating_point):
+        raise ValueError(f"dtype must be a floating-point torch dtype such as 'float32' or 'bfloat16', got {dtype!r}")
+    return dtype
+
+
+def _check_device(device: str | torch.device | None) -> torch.device | None:
+    if device is None:
+        return None
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"unknown device {device!r}; use e.g. 'cpu', 'cuda' or 'cuda:1'") from None
+    if device.type == "cuda":
+        available = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if (device.index is not None and device.index >= available) or available == 0:
+            raise ValueError(
+                f"device {str(device)!r} is not available: this machine has {available} CUDA device(s). "
+                "Use device='cpu', or leave device=None to keep the model where it is."
+            )
+    return device
 
 
 def _from_pretrained(name: str, dtype: torch.dtype | None) -> tuple[nn.Module, Any]:

@@ -1,0 +1,127 @@
+"""Train the demo model: a word-level tokenizer and a small GPT-2 on the six demo tasks.
+
+    python -m repwidget.demo.train [--steps 6000] [--out repwidget/demo/model]
+
+Deterministic given ``--seed``, CPU only (2 threads), about 10 minutes. Writes ``config.json``,
+``model.safetensors`` and ``tokenizer.json`` (loadable with ``rw.load(dir)`` and
+``AutoTokenizer.from_pretrained(dir)``), and prints the held-out accuracy of every task.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import random
+import time
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from . import tasks
+
+SPECIAL = ["<pad>", "<bos>", "<unk>"]
+DEFAULT_OUT = Path(__file__).parent / "model"
+
+
+def build_tokenizer():
+    """A word-level fast tokenizer over the tasks' vocabulary that starts every text with ``<bos>``."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {w: i for i, w in enumerate(SPECIAL + tasks.vocabulary())}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok.post_processor = processors.TemplateProcessing(
+        single="<bos> $A", pair="<bos> $A $B", special_tokens=[("<bos>", vocab["<bos>"])]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<bos>", pad_token="<pad>", unk_token="<unk>", model_max_length=64
+    )
+
+
+def build_model(vocab_size: int, seed: int):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(seed)
+    config = GPT2Config(
+        vocab_size=vocab_size,
+        n_positions=64,
+        n_embd=128,
+        n_layer=4,
+        n_head=4,
+        n_inner=512,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        bos_token_id=1,
+        eos_token_id=1,
+        pad_token_id=0,
+    )
+    return GPT2LMHeadModel(config)
+
+
+@torch.no_grad()
+def accuracy(model, tokenizer, task: str, n: int = 100) -> float:
+    """Top-1 accuracy of the next word on held-out examples (sentiment: after ``verdict :``)."""
+    examples = tasks.dataset(task, n)
+    texts = [e.text + (" verdict :" if task == "sentiment" else "") for e in examples]
+    batch = tokenizer(texts, return_tensors="pt", padding=True)
+    logits = model(**batch).logits
+    last = batch["attention_mask"].sum(1) - 1
+    predicted = logits[torch.arange(len(texts)), last].argmax(-1)
+    targets = torch.tensor(tokenizer.convert_tokens_to_ids([e.target for e in examples]))
+    return (predicted == targets).float().mean().item()
+
+
+def train(steps: int, batch_size: int, lr: float, seed: int, out: Path) -> dict[str, float]:
+    torch.set_num_threads(2)
+    tokenizer = build_tokenizer()
+    tokenizer.padding_side = "right"
+    model = build_model(len(tokenizer), seed)
+    model.train()
+    rng = random.Random(seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01, betas=(0.9, 0.98))
+    warmup = max(1, steps // 30)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps)))
+    )
+    start = time.perf_counter()
+    bar = tqdm(range(steps), desc="training the demo model")
+    for step in bar:
+        docs = [tasks.training_documents(rng)[1] for _ in range(batch_size)]
+        batch = tokenizer(docs, return_tensors="pt", padding=True)
+        labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
+        loss = model(**batch, labels=labels).loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        if step % 50 == 0:
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+    model.eval()
+    scores = {task: accuracy(model, tokenizer, task) for task in tasks.TASKS if task != "sentiment"}
+    scores["sentiment (verdict)"] = accuracy(model, tokenizer, "sentiment")
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    print(f"trained {steps} steps in {time.perf_counter() - start:.0f} s; saved to {out}")
+    for task, score in scores.items():
+        print(f"  {task:20s} held-out top-1 accuracy {score:.3f}")
+    return scores
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Train repwidget's demo model (CPU, deterministic).")
+    parser.add_argument("--steps", type=int, default=6000)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    args = parser.parse_args()
+    train(args.steps, args.batch_size, args.lr, args.seed, args.out)
+
+
+if __name__ == "__main__":
+    main()
