@@ -7,13 +7,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TORCH_VERSION="${TORCH_VERSION:-2.13.0}"
-extras=""
-[[ "${1:-}" == "--test" ]] && extras="[test]"
+extras="[lab]"   # JupyterLab, for `repwidget demo`
+[[ "${1:-}" == "--test" ]] && extras="[lab,test]"
 
 command -v npm >/dev/null || { echo "setup: npm is needed to build the front end (apt-get install -y nodejs npm)" >&2; exit 1; }
 [[ -x .venv/bin/python ]] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q "torch==${TORCH_VERSION}"
 .venv/bin/python -m pip install -q -e ".${extras}"
-if [[ -n "$extras" ]]; then (cd js && npm ci --no-audit --no-fund --loglevel=error); fi  # the front end's test tools
+if [[ "$extras" == *test* ]]; then (cd js && npm ci --no-audit --no-fund --loglevel=error); fi  # the front end's test tools
 echo "setup: done; repwidget $(.venv/bin/python -c 'import repwidget; print(repwidget.__version__)') in .venv"

@@ -294,13 +294,13 @@ def dataset(task: str, n: int = 100, seed: int = 0) -> list[Example]:
     raise ValueError(f"could not find {n} distinct held-out {task} examples; ask for fewer")
 
 
-def training_documents(rng: random.Random) -> tuple[str, str]:
-    """One training document ``(task, text)``, never a held-out text."""
+def training_example(rng: random.Random) -> tuple[str, Example]:
+    """One training example ``(task, example)`` of a random task, never a held-out text."""
     while True:
         task = rng.choice(TASKS)
         example = GENERATORS[task](rng)
         if task == "induction" or not is_held_out(example.text):
-            return task, document(example, task)
+            return task, example
 
 
 def vocabulary() -> list[str]:

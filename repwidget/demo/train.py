@@ -19,6 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import tasks
+from .evaluate import accuracy
 
 SPECIAL = ["<pad>", "<bos>", "<unk>"]
 DEFAULT_OUT = Path(__file__).parent / "model"
@@ -61,20 +62,8 @@ def build_model(vocab_size: int, seed: int):
     return GPT2LMHeadModel(config)
 
 
-@torch.no_grad()
-def accuracy(model, tokenizer, task: str, n: int = 100) -> float:
-    """Top-1 accuracy of the next word on held-out examples (sentiment: after ``verdict :``)."""
-    examples = tasks.dataset(task, n)
-    texts = [e.text + (" verdict :" if task == "sentiment" else "") for e in examples]
-    batch = tokenizer(texts, return_tensors="pt", padding=True)
-    logits = model(**batch).logits
-    last = batch["attention_mask"].sum(1) - 1
-    predicted = logits[torch.arange(len(texts)), last].argmax(-1)
-    targets = torch.tensor(tokenizer.convert_tokens_to_ids([e.target for e in examples]))
-    return (predicted == targets).float().mean().item()
-
-
-def train(steps: int, batch_size: int, lr: float, seed: int, out: Path) -> dict[str, float]:
+def train(steps: int, batch_size: int, lr: float, seed: int, out: Path, evaluate: bool = True) -> dict[str, float]:
+    """Train and save the demo model; return the held-out accuracy of every task (empty if not ``evaluate``)."""
     torch.set_num_threads(2)
     tokenizer = build_tokenizer()
     tokenizer.padding_side = "right"
@@ -89,7 +78,7 @@ def train(steps: int, batch_size: int, lr: float, seed: int, out: Path) -> dict[
     start = time.perf_counter()
     bar = tqdm(range(steps), desc="training the demo model")
     for step in bar:
-        docs = [tasks.training_documents(rng)[1] for _ in range(batch_size)]
+        docs = [tasks.document(ex, task) for task, ex in (tasks.training_example(rng) for _ in range(batch_size))]
         batch = tokenizer(docs, return_tensors="pt", padding=True)
         labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
         loss = model(**batch, labels=labels).loss
@@ -101,8 +90,7 @@ def train(steps: int, batch_size: int, lr: float, seed: int, out: Path) -> dict[
         if step % 50 == 0:
             bar.set_postfix(loss=f"{loss.item():.3f}")
     model.eval()
-    scores = {task: accuracy(model, tokenizer, task) for task in tasks.TASKS if task != "sentiment"}
-    scores["sentiment (verdict)"] = accuracy(model, tokenizer, "sentiment")
+    scores = {task: accuracy(model, tokenizer, task) for task in tasks.TASKS} if evaluate else {}
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)

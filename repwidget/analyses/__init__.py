@@ -1,0 +1,6 @@
+"""Analyses: pure functions of a :class:`repwidget.Run`."""
+
+from .heads import head_scores
+from .losses import token_losses
+
+__all__ = ["head_scores", "token_losses"]

@@ -1,0 +1,114 @@
+"""The ``repwidget`` command: ``repwidget demo`` opens JupyterLab on the quickstart notebook."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import webbrowser
+from pathlib import Path
+
+from . import __version__
+
+PACKAGE = Path(__file__).resolve().parent
+
+
+def quickstart_notebook(workdir: Path) -> Path:
+    """The quickstart: the checkout's ``notebooks/quickstart.ipynb``, or a copy of the packaged one."""
+    checkout = PACKAGE.parent / "notebooks" / "quickstart.ipynb"
+    if checkout.is_file():
+        return checkout
+    target = workdir / "repwidget-quickstart.ipynb"
+    if not target.exists():
+        shutil.copyfile(PACKAGE / "notebooks" / "quickstart.ipynb", target)
+    return target
+
+
+def _free_port(preferred: int) -> int:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", preferred))
+            return preferred
+        except OSError:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+
+
+def demo(args: argparse.Namespace) -> int:
+    """Start JupyterLab on the quickstart notebook and say where to point the browser."""
+    try:
+        import jupyterlab  # noqa: F401
+    except ImportError:
+        print("repwidget demo needs JupyterLab: pip install 'repwidget[lab]'", file=sys.stderr)
+        return 1
+    notebook = quickstart_notebook(Path.cwd())
+    port = _free_port(args.port)
+    token = args.token or secrets.token_hex(16)
+    root = notebook.parent
+    url = f"http://{args.ip}:{port}/lab/tree/{notebook.name}?token={token}"
+    command = [
+        sys.executable, "-m", "jupyterlab", f"--ServerApp.ip={args.ip}", f"--ServerApp.port={port}",
+        f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}", "--no-browser",
+    ]  # fmt: skip
+    if os.geteuid() == 0:
+        command.append("--allow-root")
+    print(f"repwidget {__version__}: starting JupyterLab on {notebook}")
+    server = subprocess.Popen(command)
+    opened = False
+    if not args.no_browser:
+        try:
+            opened = webbrowser.get() is not None and webbrowser.open(url)
+        except webbrowser.Error:
+            opened = False
+    print(("Opened in your browser: " if opened else "Open this address in a browser: ") + url, flush=True)
+    print("Stop with Ctrl+C.", flush=True)
+    try:
+        return server.wait()
+    except KeyboardInterrupt:
+        server.terminate()
+        return server.wait()
+
+
+def info(args: argparse.Namespace) -> int:
+    """Load a model and print what repwidget found in it."""
+    from .model import ModelLoadError, load
+
+    try:
+        model = load(args.model)
+    except ModelLoadError as e:
+        print(f"repwidget: {e}", file=sys.stderr)
+        return 2
+    print(model)
+    for key, value in vars(model.arch).items():
+        print(f"  {key:15s} {value}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="repwidget", description="See the insides of transformer models in Jupyter, and click to ablate."
+    )
+    parser.add_argument("--version", action="version", version=f"repwidget {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    p = sub.add_parser("demo", help="open JupyterLab on the quickstart notebook (the shipped demo model)")
+    p.add_argument("--port", type=int, default=8888, help="port to serve on (the next free one if taken)")
+    p.add_argument("--ip", default="127.0.0.1", help="address to listen on (default: this machine only)")
+    p.add_argument("--token", default=None, help="the access token (default: a new random one)")
+    p.add_argument("--no-browser", action="store_true", help="print the address instead of opening a browser")
+    p.set_defaults(func=demo)
+    p = sub.add_parser("info", help="load a model (directory or hub id) and print the parts repwidget found")
+    p.add_argument("model", help="a local directory or a hub id; 'demo' for the shipped demo model")
+    p.set_defaults(func=info)
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    if getattr(args, "model", None) == "demo":
+        from .demo import MODEL_DIR
+
+        args.model = str(MODEL_DIR)
+    return args.func(args)

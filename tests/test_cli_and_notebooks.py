@@ -1,0 +1,84 @@
+"""The `repwidget` command and the notebooks (executed top to bottom, offline)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+
+
+def _repwidget(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "repwidget", *args], capture_output=True, text=True, **kwargs)
+
+
+def test_help_and_version():
+    out = _repwidget("--help")
+    assert out.returncode == 0 and "demo" in out.stdout and "info" in out.stdout
+    assert _repwidget("--version").stdout.startswith("repwidget ")
+    assert _repwidget("nonsense").returncode == 2
+
+
+def test_info_prints_what_was_found():
+    out = _repwidget("info", "demo")
+    assert out.returncode == 0, out.stderr
+    assert "attn_out" in out.stdout and "attn.c_proj" in out.stdout
+    bad = _repwidget("info", "./missing-model")
+    assert bad.returncode == 2 and "no such directory" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_demo_serves_the_quickstart_in_jupyterlab(tmp_path):
+    port, token = _free_port(), "test-token-123"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "repwidget", "demo", "--no-browser", "--port", str(port), "--token", token],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
+    )  # fmt: skip
+    try:
+        deadline, status = time.time() + 90, None
+        while time.time() < deadline and status is None:
+            try:
+                with urllib.request.urlopen(
+                    f"http://127.0.0.1:{port}/api/contents/quickstart.ipynb?token={token}"
+                ) as r:
+                    status = json.load(r)
+            except OSError:
+                time.sleep(0.5)
+        assert status is not None, "JupyterLab did not come up"
+        assert status["type"] == "notebook" and status["name"] == "quickstart.ipynb"
+    finally:
+        server.send_signal(signal.SIGINT)
+        try:
+            output = server.communicate(timeout=30)[0]
+        except subprocess.TimeoutExpired:
+            server.kill()
+            output = server.communicate()[0]
+    assert f"http://127.0.0.1:{port}/lab/tree/quickstart.ipynb?token={token}" in output
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_notebook_runs_top_to_bottom(path):
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(path, as_version=4)
+    assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), "commit notebooks without outputs"
+    NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}).execute()
+    text = "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    assert "Error" not in text
+    if path.name == "quickstart.ipynb":
+        assert "strongest induction head" in text and "loss on the repeated half" in text
