@@ -15,5 +15,5 @@ command -v npm >/dev/null || { echo "setup: npm is needed to build the front end
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q "torch==${TORCH_VERSION}"
 .venv/bin/python -m pip install -q -e ".${extras}"
-if [[ "$extras" == *test* ]]; then (cd js && npm ci --no-audit --no-fund --loglevel=error); fi  # the front end's test tools
+if [[ "$extras" == *test* ]]; then (cd js && npm install --no-audit --no-fund --loglevel=error); fi  # the front end's test tools
 echo "setup: done; repwidget $(.venv/bin/python -c 'import repwidget; print(repwidget.__version__)') in .venv"

@@ -12,59 +12,31 @@ VOCAB = 64
 WORDS = ["<unk>", "<bos>"] + [f"w{i}" for i in range(VOCAB - 2)]
 
 
+#: the sizes every tiny model shares (GPT-2 names them differently)
+SIZES = dict(
+    num_hidden_layers=4, num_attention_heads=4, hidden_size=32, intermediate_size=48,
+    vocab_size=VOCAB, max_position_embeddings=48,
+)  # fmt: skip
+
+
 def _gpt2():
     return T.GPT2LMHeadModel(T.GPT2Config(n_layer=4, n_head=4, n_embd=32, vocab_size=VOCAB, n_positions=48))
 
 
 def _llama():  # grouped-query attention: 4 query heads share 2 key/value heads
-    cfg = T.LlamaConfig(
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        hidden_size=32,
-        intermediate_size=48,
-        vocab_size=VOCAB,
-        max_position_embeddings=48,
-    )
-    return T.LlamaForCausalLM(cfg)
+    return T.LlamaForCausalLM(T.LlamaConfig(num_key_value_heads=2, **SIZES))
 
 
 def _mistral():  # a sliding window shorter than the test inputs
-    cfg = T.MistralConfig(
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        hidden_size=32,
-        intermediate_size=48,
-        vocab_size=VOCAB,
-        max_position_embeddings=48,
-        sliding_window=5,
-    )
-    return T.MistralForCausalLM(cfg)
+    return T.MistralForCausalLM(T.MistralConfig(num_key_value_heads=2, sliding_window=5, **SIZES))
 
 
 def _neox():
-    cfg = T.GPTNeoXConfig(
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        hidden_size=32,
-        intermediate_size=48,
-        vocab_size=VOCAB,
-        max_position_embeddings=48,
-    )
-    return T.GPTNeoXForCausalLM(cfg)
+    return T.GPTNeoXForCausalLM(T.GPTNeoXConfig(**SIZES))
 
 
 def _bert():
-    cfg = T.BertConfig(
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        hidden_size=32,
-        intermediate_size=48,
-        vocab_size=VOCAB,
-        max_position_embeddings=48,
-    )
-    return T.BertModel(cfg)
+    return T.BertModel(T.BertConfig(**SIZES))
 
 
 BUILDERS = {"gpt2": _gpt2, "llama": _llama, "mistral": _mistral, "neox": _neox, "bert": _bert}

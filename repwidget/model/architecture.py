@@ -100,7 +100,8 @@ def discover(model: nn.Module, vocab_size: int) -> Architecture:
         seen[name] = (x if isinstance(x, torch.Tensor) else None, output)
 
     device = next(model.parameters()).device
-    ids = torch.arange(4, device=device).remainder(max(vocab_size, 1)).unsqueeze(0)
+    pad = getattr(config, "pad_token_id", None)
+    ids = torch.tensor([[i for i in range(5) if i != pad][:4]], device=device).remainder(max(vocab_size, 1))
     with ExitStack() as stack, torch.inference_mode():
         stack.enter_context(eager_attention(model))
         stack.enter_context(eval_mode(model))
