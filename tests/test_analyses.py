@@ -65,3 +65,14 @@ def test_charts_hold_the_numbers(hf_models):
     p = run["blocks.1.attn.hook_pattern"][2]
     assert len(values) == 9
     assert {"query": "2: 4", "key": "1: 3", "p": float(p[2, 1])} in values
+
+
+def test_top_tokens_are_the_softmax_top_k(hf_models, tokenizer):
+    model = rw.load(hf_models["gpt2"], tokenizer=tokenizer)
+    run = model.run("w1 w2 w3")
+    probs = run.logits[1].softmax(-1)
+    top = rw.analyses.top_tokens(run, position=1, k=3)
+    assert [p for _, p in top] == sorted((p for _, p in top), reverse=True)
+    expected = probs.topk(3)
+    assert [t for t, _ in top] == [tokenizer.decode([i]) for i in expected.indices.tolist()]
+    torch.testing.assert_close(torch.tensor([p for _, p in top]), expected.values)

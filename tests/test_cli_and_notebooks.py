@@ -81,4 +81,4 @@ def test_notebook_runs_top_to_bottom(path):
     text = "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert "Error" not in text
     if path.name == "quickstart.ipynb":
-        assert "strongest induction head" in text and "loss on the repeated half" in text
+        assert "matters most" in text and "with the head ablated" in text

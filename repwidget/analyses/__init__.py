@@ -2,5 +2,6 @@
 
 from .heads import head_scores
 from .losses import token_losses
+from .predictions import top_tokens
 
-__all__ = ["head_scores", "token_losses"]
+__all__ = ["head_scores", "token_losses", "top_tokens"]

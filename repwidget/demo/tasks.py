@@ -7,6 +7,7 @@ the shipped model was trained on.
 
 from __future__ import annotations
 
+import functools
 import random
 import zlib
 from collections.abc import Callable
@@ -170,6 +171,8 @@ FILLER = [
 ]
 
 TASKS = ("induction", "ioi", "sentiment", "cycles", "agreement", "facts")
+#: how often each task is drawn for training: copying needs the most practice to form induction heads
+WEIGHTS = (3, 1, 1, 1, 1, 1)
 
 
 @dataclass(frozen=True)
@@ -181,9 +184,17 @@ class Example:
 
 
 def _induction(rng: random.Random) -> Example:
-    seq = rng.sample(FILLER, rng.randint(6, 12))
-    cut = rng.randint(1, len(seq) - 1)
-    return Example(" ".join(seq + seq[:cut]), seq[cut])
+    """Random words, then a random sequence repeated two to four times: only copying predicts the repeats.
+
+    The random words before the sequence move it to random positions, so the model cannot learn
+    where a repeat starts and must look back at what followed the token's last occurrence.
+    """
+    words = rng.sample(_pool(), 16)
+    before, n, copies = rng.randint(0, 6), rng.randint(5, 10), rng.randint(2, 4)
+    seq = words[before : before + n]
+    text = words[:before] + seq * copies
+    cut = rng.randint(before + n + 1, len(text) - 1)  # somewhere in the repeats, past their first word
+    return Example(" ".join(text[:cut]), text[cut])
 
 
 def _ioi(rng: random.Random) -> Example:
@@ -297,10 +308,16 @@ def dataset(task: str, n: int = 100, seed: int = 0) -> list[Example]:
 def training_example(rng: random.Random) -> tuple[str, Example]:
     """One training example ``(task, example)`` of a random task, never a held-out text."""
     while True:
-        task = rng.choice(TASKS)
+        task = rng.choices(TASKS, WEIGHTS)[0]
         example = GENERATORS[task](rng)
         if task == "induction" or not is_held_out(example.text):
             return task, example
+
+
+@functools.cache
+def _pool() -> list[str]:
+    """The words of random sequences: every word of the vocabulary, so copying is the only way to predict."""
+    return [w for w in vocabulary() if w.isalpha()]
 
 
 def vocabulary() -> list[str]:

@@ -49,7 +49,9 @@ def explained_variance(x: torch.Tensor, w: dict[str, torch.Tensor], k: int) -> f
         return 1 - (residual.pow(2).sum() / (x - x.mean(0)).pow(2).sum()).item()
 
 
-def train(d_sae: int, k: int, steps: int, seed: int, out: Path, n_docs: int = 6000) -> dict[str, float]:
+def train(
+    d_sae: int, k: int, steps: int, seed: int, out: Path, n_docs: int = 6000, model_dir: Path = MODEL_DIR
+) -> dict[str, float]:
     """Train, save and return ``{explained_variance, l0, dead_fraction}`` on held-back activations."""
     from safetensors.torch import save_file
 
@@ -57,10 +59,11 @@ def train(d_sae: int, k: int, steps: int, seed: int, out: Path, n_docs: int = 60
 
     torch.manual_seed(seed)
     torch.set_num_threads(2)
-    model = load(MODEL_DIR)
+    model = load(model_dir)
     acts = harvest(model, n_docs, seed)
     acts = acts[torch.randperm(len(acts))]
-    test, train_acts = acts[:4096], acts[4096:]
+    n_test = min(4096, len(acts) // 10)
+    test, train_acts = acts[:n_test], acts[n_test:]
     d_in = acts.shape[1]
     w_dec = torch.randn(d_sae, d_in)
     w_dec /= w_dec.norm(dim=1, keepdim=True)

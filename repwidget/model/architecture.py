@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..placement import input_device
 from .modes import eager_attention, eval_mode
 
 
@@ -99,7 +100,7 @@ def discover(model: nn.Module, vocab_size: int) -> Architecture:
         order.append((name, module))
         seen[name] = (x if isinstance(x, torch.Tensor) else None, output)
 
-    device = next(model.parameters()).device
+    device = input_device(model)
     pad = getattr(config, "pad_token_id", None)
     ids = torch.tensor([[i for i in range(5) if i != pad][:4]], device=device).remainder(max(vocab_size, 1))
     with ExitStack() as stack, torch.inference_mode():
