@@ -59,8 +59,7 @@ def build_model(vocab_size: int, seed: int):
         eos_token_id=1,
         pad_token_id=0,
     )
-    model = GPT2LMHeadModel(config)
-    return model
+    return GPT2LMHeadModel(config)
 
 
 def train(steps: int, batch_size: int, lr: float, seed: int, out: Path, evaluate: bool = True) -> dict[str, float]:
