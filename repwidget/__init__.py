@@ -11,28 +11,49 @@ from .run import Run
 __version__ = "0.1.0"
 
 
+#: imported on first use: altair for charts, anywidget/ipywidgets for the views
+_LAZY = {
+    "charts": None,
+    "views": None,
+    "explore": "views",
+    "Explorer": "views",
+    "AttentionView": "views",
+    "LogitLensView": "views",
+    "PredictionsView": "views",
+    "TokensView": "views",
+}
+
+
 def __getattr__(name: str):
-    if name == "charts":  # altair is imported only when a chart is asked for
+    if name in _LAZY:
         import importlib
 
-        return importlib.import_module(".charts", __name__)
+        module = importlib.import_module(f".{_LAZY[name] or name}", __name__)
+        return module if _LAZY[name] is None else getattr(module, name)
     raise AttributeError(f"module 'repwidget' has no attribute {name!r}")
 
 
 __all__ = [
     "Ablate",
+    "AttentionView",
     "CaptureBudgetError",
+    "Explorer",
     "HookNameError",
+    "LogitLensView",
     "Model",
     "ModelLoadError",
     "Patch",
+    "PredictionsView",
     "Run",
     "Steer",
+    "TokensView",
     "analyses",
     "charts",
     "codec",
     "demo",
     "demo_model",
+    "explore",
     "load",
     "options",
+    "views",
 ]

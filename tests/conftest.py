@@ -88,3 +88,12 @@ def tokenizer():
 def ids(n: int, seed: int = 1) -> list[int]:
     g = torch.Generator().manual_seed(seed)
     return torch.randint(2, VOCAB, (n,), generator=g).tolist()
+
+
+def long_context_model(n_positions: int = 2048, n_layer: int = 2, n_head: int = 2):
+    """A random GPT-2 that takes ``n_positions`` tokens, with the word tokenizer: for long-prompt views."""
+    import repwidget as rw
+
+    torch.manual_seed(0)
+    config = T.GPT2Config(vocab_size=VOCAB, n_positions=n_positions, n_embd=32, n_layer=n_layer, n_head=n_head)
+    return rw.load(T.GPT2LMHeadModel(config).eval(), tokenizer=word_tokenizer())

@@ -1,26 +1,47 @@
-// anywidget entry point. The views (tokens, attention, lens, predictions) are built on the codec.
+// anywidget entry point: one store per widget, and the views the kernel asked for, linked through it.
 import { decode, type TensorMessage } from "./codec";
+import { Store, type WidgetModel } from "./store";
+import { CSS } from "./style";
+import { mountAttention } from "./views/attention";
+import { mountInterventions } from "./views/interventions";
+import { mountLens } from "./views/lens";
+import { mountNeurons } from "./views/neurons";
+import { mountPredictions } from "./views/predictions";
+import { mountTokens } from "./views/tokens";
 
-interface Model {
-  get(name: string): unknown;
-  on(event: string, cb: () => void): void;
+const MOUNT: Record<string, (el: HTMLElement, store: Store) => void> = {
+  interventions: mountInterventions,
+  tokens: mountTokens,
+  attention: mountAttention,
+  neurons: mountNeurons,
+  lens: mountLens,
+  predictions: mountPredictions,
+};
+
+function ensureStyle(el: HTMLElement): void {
+  const doc = el.ownerDocument;
+  if (doc.getElementById("repwidget-style")) return;
+  const style = doc.createElement("style");
+  style.id = "repwidget-style";
+  style.textContent = CSS;
+  doc.head.appendChild(style);
 }
 
-/** Render the run's tokens as text (never HTML), each with its stable selector. */
-function render({ model, el }: { model: Model; el: HTMLElement }): void {
-  const draw = () => {
-    el.replaceChildren();
-    const tokens = (model.get("tokens") as string[] | undefined) ?? [];
-    tokens.forEach((text, pos) => {
-      const span = document.createElement("span");
-      span.className = "rw-token";
-      span.dataset.rwToken = String(pos);
-      span.textContent = text;
-      el.appendChild(span);
-    });
-  };
-  model.on("change:tokens", draw);
-  draw();
+/** Build every view listed in the model's `views` trait inside `el`. */
+export function mount(model: WidgetModel, el: HTMLElement): Store {
+  ensureStyle(el);
+  const root = document.createElement("div");
+  root.className = "rw-root";
+  el.replaceChildren(root);
+  const store = new Store(model);
+  for (const name of (model.get("views") as string[]) ?? []) {
+    MOUNT[name]?.(root, store);
+  }
+  return store;
+}
+
+function render({ model, el }: { model: WidgetModel; el: HTMLElement }): void {
+  mount(model, el);
 }
 
 export { decode, type TensorMessage };

@@ -204,6 +204,16 @@ class Model:
         with torch.no_grad():
             return self.hf.get_submodule(self.arch.unembed)(final_hidden)
 
+    def logits_from_resid(self, resid: torch.Tensor) -> torch.Tensor:
+        """Read a residual stream ``[..., d_model]`` through the final norm and the unembedding (the logit lens)."""
+        if self.arch.unembed is None:
+            raise ValueError("this model has no unembedding, so its residual stream has no logit lens")
+        with torch.no_grad():
+            hidden = resid.to(self.device)
+            if self.arch.final_norm is not None:
+                hidden = self.hf.get_submodule(self.arch.final_norm)(hidden)
+            return self.hf.get_submodule(self.arch.unembed)(hidden)
+
     def _source_activation(self, source: tuple[int, ...], hook: str) -> torch.Tensor:
         """The clean activation at ``hook`` on ``source`` ids (a small cache serves repeated patches)."""
         key = (source, hook)

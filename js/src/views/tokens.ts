@@ -1,0 +1,78 @@
+// Tokens: the prompt as text; click selects a position; colour shows a neuron's activation, or, while
+// hovering a token, where the selected head attends from it.
+import { css, diverging, ink, sequential } from "../colour";
+import { h, panel, showToken } from "../dom";
+import type { Store } from "../store";
+
+export function mountTokens(el: HTMLElement, store: Store): void {
+  const { root, body } = panel("Tokens", "rw-tokens-view");
+  const legend = h("div", { class: "rw-legend" });
+  const line = h("div", { class: "rw-token-line" });
+  body.append(line, legend);
+  el.appendChild(root);
+  const ids = store.tokenIds;
+  const spans = store.tokens.map((text, pos) =>
+    h("span", { class: "rw-token", text: showToken(text), title: `position ${pos} · id ${ids[pos]}`, data: { rwToken: pos } }),
+  );
+  line.append(...spans);
+
+  let neuron: Float32Array | null = null;
+  let attend: { values: ArrayLike<number>; query: number } | null = null;
+
+  const paint = () => {
+    const sel = store.selection;
+    const scaleMax = neuron ? Math.max(1e-6, ...Array.from(neuron, Math.abs)) : 1;
+    spans.forEach((span, pos) => {
+      span.classList.toggle("rw-selected", pos === sel.token);
+      span.classList.toggle("rw-query", attend !== null && pos === attend.query);
+      let rgb: [number, number, number] | null = null;
+      if (attend) rgb = sequential(attend.values[pos] ?? 0);
+      else if (neuron) rgb = diverging(neuron[pos] / scaleMax);
+      span.style.background = rgb ? css(rgb) : "";
+      span.style.color = rgb ? ink(rgb) : "";
+    });
+    if (attend) legend.textContent = `colour: attention of head ${sel.layer}.${sel.head} from position ${attend.query}`;
+    else if (neuron && sel.neuron !== null)
+      legend.textContent = `colour: neuron ${sel.layer}.${sel.neuron} (max |activation| ${scaleMax.toFixed(2)})`;
+    else legend.textContent = "click a token to select it; hover one to see where the selected head attends from it";
+  };
+
+  const fetchNeuron = async () => {
+    const sel = store.selection;
+    if (sel.neuron === null || sel.neuron === undefined) {
+      neuron = null;
+      paint();
+      return;
+    }
+    const reply = await store.request("neuron", { layer: sel.layer, index: sel.neuron }, "tokens-neuron").catch(() => null);
+    if (reply) {
+      neuron = reply.data.values.data as Float32Array;
+      paint();
+    }
+  };
+
+  line.addEventListener("click", (event) => {
+    const target = (event.target as HTMLElement).closest("[data-rw-token]") as HTMLElement | null;
+    if (target) store.select({ token: Number(target.dataset.rwToken) });
+  });
+  line.addEventListener("mouseover", (event) => {
+    const target = (event.target as HTMLElement).closest("[data-rw-token]") as HTMLElement | null;
+    if (target) store.emit("hover-query", Number(target.dataset.rwToken));
+  });
+  line.addEventListener("mouseleave", () => store.emit("hover-query", null));
+  store.on("attend-row", (row: { values: ArrayLike<number>; query: number } | null) => {
+    attend = row;
+    paint();
+  });
+  let last = JSON.stringify([store.selection.layer, store.selection.neuron]);
+  store.on("selection", () => {
+    const now = JSON.stringify([store.selection.layer, store.selection.neuron]);
+    if (now !== last) {
+      last = now;
+      void fetchNeuron();
+    }
+    paint();
+  });
+  store.on("generation", () => void fetchNeuron());
+  void fetchNeuron();
+}

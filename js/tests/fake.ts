@@ -1,0 +1,58 @@
+// A fake anywidget model: traits in a map, sent messages recorded, kernel messages delivered by hand.
+import type { WidgetModel } from "../src/store";
+
+export class FakeModel implements WidgetModel {
+  traits: Record<string, any>;
+  sent: any[] = [];
+  private handlers = new Map<string, ((...args: any[]) => void)[]>();
+  constructor(traits: Record<string, any>) {
+    this.traits = { ...traits };
+  }
+  get(name: string) {
+    return this.traits[name];
+  }
+  set(name: string, value: unknown) {
+    this.traits[name] = value;
+  }
+  save_changes() {}
+  on(event: string, cb: (...args: any[]) => void) {
+    this.handlers.set(event, [...(this.handlers.get(event) ?? []), cb]);
+  }
+  send(content: unknown) {
+    this.sent.push(content);
+  }
+  /** The kernel changes a trait. */
+  change(name: string, value: unknown) {
+    this.traits[name] = value;
+    for (const cb of this.handlers.get(`change:${name}`) ?? []) cb();
+  }
+  /** The kernel sends a custom message. */
+  deliver(msg: unknown, buffers: ArrayBuffer[] = []) {
+    for (const cb of this.handlers.get("msg:custom") ?? []) cb(msg, buffers.map((b) => new DataView(b)));
+  }
+}
+
+export function float32(values: number[]): ArrayBuffer {
+  return new Float32Array(values).buffer;
+}
+
+export function int32(values: number[]): ArrayBuffer {
+  return new Int32Array(values).buffer;
+}
+
+export function traits(n_tokens = 4, extra: Record<string, unknown> = {}) {
+  return {
+    views: ["interventions", "tokens", "attention", "neurons", "lens", "predictions"],
+    tokens: Array.from({ length: n_tokens }, (_, i) => `t${i}`),
+    token_ids: Array.from({ length: n_tokens }, (_, i) => 10 + i),
+    shape: { n_layers: 2, n_heads: 2, d_mlp: 8, n_tokens, max_side: 512 },
+    selection: { token: n_tokens - 1, layer: 0, head: 0, neuron: null },
+    generation: 0,
+    editable: true,
+    busy: false,
+    error: "",
+    intervention_list: [],
+    mode: "zero",
+    ...extra,
+  };
+}

@@ -1,0 +1,120 @@
+// @vitest-environment happy-dom
+import { describe, expect, it } from "vitest";
+import { mount } from "../src/widget";
+import { attentionRow, cellAt } from "../src/views/attention";
+import { lensWindow } from "../src/views/lens";
+import { FakeModel, float32, int32, traits } from "./fake";
+
+function setup(extra: Record<string, unknown> = {}) {
+  const model = new FakeModel(traits(4, extra));
+  const el = document.createElement("div");
+  document.body.appendChild(el);
+  const store = mount(model, el);
+  return { model, el, store };
+}
+
+describe("views", () => {
+  it("render token text literally, never as HTML", () => {
+    const { el } = setup({ tokens: ["<img src=x onerror=alert(1)>", "<script>alert(2)</script>", " a", "b"] });
+    expect(el.querySelector("img")).toBeNull();
+    expect(el.querySelector("script")).toBeNull();
+    const first = el.querySelector('[data-rw-token="0"]')!;
+    expect(first.textContent!.replace(/\u00a0/g, " ")).toBe("<img src=x onerror=alert(1)>");
+  });
+
+  it("give every clickable thing its stable selector", () => {
+    const { el } = setup();
+    expect(el.querySelectorAll("[data-rw-token]").length).toBeGreaterThanOrEqual(4);
+    expect(el.querySelectorAll("[data-rw-head]")).toHaveLength(4);
+    expect(el.querySelector('[data-rw-head="1.0"]')!.getAttribute("data-rw-layer")).toBe("1");
+    expect(el.querySelectorAll("button.rw-layer")).toHaveLength(2);
+  });
+
+  it("ask only for what is visible on first render", () => {
+    const { model } = setup();
+    const asked = model.sent.map((m) => m.what).sort();
+    expect(asked).toEqual(["lens", "neurons", "overview", "pattern", "predictions"]);
+    expect(model.sent.find((m) => m.what === "pattern")).toMatchObject({ layer: 0, head: 0 });
+  });
+
+  it("a click on a head selects it and asks the kernel to ablate it", () => {
+    const { model, el, store } = setup({ mode: "mean" });
+    (el.querySelector('[data-rw-head="1.1"]') as HTMLElement).click();
+    expect(store.selection).toMatchObject({ layer: 1, head: 1 });
+    const set = model.sent.find((m) => m.type === "set");
+    expect(set.interventions).toEqual([{ type: "ablate", layer: 1, head: 1, neuron: null, mode: "mean", seed: 0 }]);
+    expect(el.querySelector('[data-rw-head="1.1"]')!.classList.contains("rw-ablated")).toBe(true);
+    expect(el.querySelector(".rw-root")!.hasAttribute("data-rw-busy")).toBe(true);
+    expect(el.querySelector(".rw-iv")!.textContent).toContain("ablate head 1.1 (mean)");
+  });
+
+  it("in select mode, or in a view that takes no interventions, a click only selects", () => {
+    const { model, el } = setup({ editable: false });
+    (el.querySelector('[data-rw-head="0.1"]') as HTMLElement).click();
+    expect(model.sent.some((m) => m.type === "set")).toBe(false);
+    const other = setup();
+    other.store.action = "select";
+    (other.el.querySelector('[data-rw-head="0.1"]') as HTMLElement).click();
+    expect(other.model.sent.some((m) => m.type === "set")).toBe(false);
+  });
+
+  it("a click on a token selects it and refetches what depends on the position", () => {
+    const { model, el, store } = setup();
+    const before = model.sent.length;
+    (el.querySelector('.rw-token[data-rw-token="1"]') as HTMLElement).click();
+    expect(store.selection.token).toBe(1);
+    const asked = model.sent.slice(before).map((m) => m.what).sort();
+    expect(asked).toEqual(["neurons", "predictions"]);
+  });
+
+  it("paint predictions, clean and intervened, with the change", async () => {
+    const { model, el } = setup();
+    const get = model.sent.find((m) => m.what === "predictions");
+    model.deliver(
+      {
+        type: "reply",
+        id: get.id,
+        what: "predictions",
+        gen: 0,
+        data: {
+          ids: { dtype: "int32", shape: [2, 2], buffer: 0 },
+          probs: { dtype: "float32", shape: [2, 2], buffer: 1 },
+          delta_prob: { dtype: "float32", shape: [2, 2], buffer: 2 },
+          delta_logit: { dtype: "float32", shape: [2, 2], buffer: 3 },
+          tokens: [["paris", "rome"], ["rome", "paris"]],
+          position: 3,
+        },
+      },
+      [int32([1, 2, 2, 1]), float32([0.9, 0.1, 0.6, 0.3]), float32([0, 0, 0.5, -0.6]), float32([0, 0, 2, -3])],
+    );
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    const intervened = el.querySelector('[data-rw-column="intervened"]')!;
+    expect(intervened.textContent).toContain("rome");
+    expect(intervened.textContent).toContain("+50.0%");
+    expect(intervened.textContent).toContain("\u22123.00");
+    expect(el.querySelector("[data-rw-predictions]")!.getAttribute("data-rw-painted")).toBe("1");
+  });
+
+  it("show the kernel's error in the widget", () => {
+    const { model, el } = setup();
+    model.change("error", "head 9 is out of range");
+    expect(el.querySelector("[data-rw-error]")!.textContent).toBe("head 9 is out of range");
+  });
+});
+
+describe("view logic", () => {
+  it("maps pooled pattern pixels to token positions", () => {
+    const view = { values: { dtype: "float32" as const, shape: [2, 2], data: new Float32Array([1, 0, 0.5, 0.5]) }, window: [0, 8, 0, 8] as [number, number, number, number] };
+    expect(cellAt(view, 1, 0)).toEqual({ query: 4, key: 0 });
+    const row = attentionRow(view, 5, 8)!;
+    expect(Array.from(row)).toEqual([0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5]);
+    expect(attentionRow({ ...view, window: [0, 4, 0, 8] }, 6, 8)).toBeNull();
+  });
+
+  it("keeps the lens window around the selection and inside the prompt", () => {
+    expect(lensWindow(0, 100)).toEqual([0, 16]);
+    expect(lensWindow(50, 100)).toEqual([42, 58]);
+    expect(lensWindow(99, 100)).toEqual([84, 100]);
+    expect(lensWindow(2, 5)).toEqual([0, 5]);
+  });
+});

@@ -1,0 +1,111 @@
+"""The explorer: every view of one prompt, linked by one selection, with click-to-ablate."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..interventions import Intervention, as_tuple, from_json, to_json
+from ..model.model import Model, TokensLike
+from .widget import RunWidget, needed_hooks
+
+
+class Explorer(RunWidget):
+    """Linked views of ``model`` on one prompt. Clicking a head or a neuron toggles its ablation.
+
+    ``ex.interventions`` is the current list (settable from Python; the views follow),
+    ``ex.run`` / ``ex.clean_run`` the intervened and clean runs, ``ex.code()`` the Python that
+    reproduces what the views show.
+    """
+
+    def __init__(
+        self,
+        model: Model,
+        text: TokensLike,
+        interventions: Intervention | Iterable[Intervention] = (),
+        mode: str = "zero",
+        **kwargs: Any,
+    ) -> None:
+        if not isinstance(model, Model):
+            raise TypeError(f"expected a rw.Model (from rw.load), got {type(model).__name__}")
+        self._text = text if isinstance(text, str) else model.to_ids(text)
+        clean = model.run(text, capture=needed_hooks(model))
+        ivs = as_tuple(interventions)
+        run = clean.rerun(ivs, capture=needed_hooks(model)) if ivs else clean
+        super().__init__(run, clean=clean, editable=True, mode=mode, **kwargs)
+        self.intervention_list = [to_json(iv) for iv in ivs]
+        self._seq = -1
+
+    @property
+    def model(self) -> Model:
+        return self._run.model
+
+    @property
+    def interventions(self) -> list[Intervention]:
+        """The interventions the views show; assign a list to change them (the model re-runs)."""
+        return list(self._run.interventions)
+
+    @interventions.setter
+    def interventions(self, value: Intervention | Iterable[Intervention]) -> None:
+        self._apply(as_tuple(value))
+
+    def _apply(self, ivs: tuple[Intervention, ...]) -> None:
+        """Re-run from the earliest intervened layer; on any error the previous run stays."""
+        if ivs == self._run.interventions:
+            return
+        self.busy = True
+        try:
+            self._run = self.clean_run.rerun(ivs, capture=needed_hooks(self.model))
+        finally:
+            self.busy = False
+        self.intervention_list = [to_json(iv) for iv in ivs]
+        self.error = ""
+        self.generation += 1
+
+    def _on_set(self, request_id: int, content: dict[str, Any]) -> None:
+        seq, items = content.get("seq"), content.get("interventions")
+        if type(seq) is not int or not isinstance(items, list):
+            raise ValueError("a set message needs an int seq and a list of interventions")
+        if seq <= self._seq:  # an older click that arrived late: the newer one already won
+            return
+        self._seq = seq
+        ivs = tuple(from_json(item) for item in items)
+        try:
+            self._apply(ivs)
+        finally:  # tell the front end which state is current, even when this one was refused
+            self.send({"type": "applied", "id": request_id, "seq": seq, "gen": self.generation})
+        position = self.selection.get("token")
+        if self.model.has_unembed and type(position) is int and 0 <= position < len(self._run.token_ids):
+            self._reply(request_id, "predictions", {"position": position})
+
+    def code(self) -> str:
+        """Python that rebuilds the current run (and so what the views show)."""
+        ivs = ", ".join(repr(iv) for iv in self.interventions)
+        return (
+            "import repwidget as rw\n\n"
+            f"model = {_model_source(self.model)}\n"
+            f"run = model.run({self._text!r}, interventions=[{ivs}])\n"
+        )
+
+
+def _model_source(model: Model) -> str:
+    from ..demo import MODEL_DIR
+
+    name = str(getattr(model.hf, "name_or_path", "") or "")
+    if name and Path(name).resolve() == Path(MODEL_DIR).resolve():
+        return "rw.demo_model()"
+    if name:
+        return f"rw.load({name!r})"
+    return "rw.Model(hf_model, tokenizer)  # the model you passed to rw.explore"
+
+
+def explore(
+    model: Model, text: TokensLike, interventions: Intervention | Sequence[Intervention] = (), **options: Any
+) -> Explorer:
+    """Explore ``model`` on ``text``: tokens, attention, neurons, logit lens and predictions, linked.
+
+    Click a head or a neuron to toggle its ablation (in the mode picked in the widget: zero, mean,
+    resample); the model re-runs from the earliest intervened layer and every view updates.
+    """
+    return Explorer(model, text, interventions, **options)

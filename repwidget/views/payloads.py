@@ -1,0 +1,105 @@
+"""What each view shows, computed from runs: small tensors ready for the codec (pure functions)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from .. import analyses
+from ..run import Run
+
+#: thumbnails in the attention grid are at most this many pixels a side
+THUMB = 24
+#: a pattern is sent whole up to this many tokens a side; longer ones as an overview plus zoomed windows
+MAX_SIDE = 512
+
+
+def pooled(matrix: torch.Tensor, side: int) -> torch.Tensor:
+    """Shrink ``[..., q, k]`` to at most ``side`` x ``side`` by max pooling (sharp attention stays visible)."""
+    q, k = matrix.shape[-2:]
+    if q <= side and k <= side:
+        return matrix
+    lead = matrix.shape[:-2]
+    flat = matrix.reshape(-1, 1, q, k).float()
+    out = F.adaptive_max_pool2d(flat, (min(q, side), min(k, side)))
+    return out.reshape(*lead, *out.shape[-2:])
+
+
+def _patterns(run: Run) -> torch.Tensor:
+    return torch.stack([run[f"blocks.{layer}.attn.hook_pattern"] for layer in range(run.model.n_layers)])
+
+
+def overview(run: Run) -> dict[str, Any]:
+    """Every head as a thumbnail (uint8, 0-255 = attention 0-1) and the head scores ``[score, layer, head]``."""
+    thumbs = pooled(_patterns(run), THUMB).float().clamp(0, 1)
+    scores = analyses.head_scores(run)
+    return {
+        "thumbs": (thumbs * 255).round().to(torch.uint8),
+        "scores": torch.stack([scores[name] for name in analyses.heads.SCORES]).float(),
+        "score_names": list(analyses.heads.SCORES),
+    }
+
+
+def pattern(run: Run, layer: int, head: int, window: tuple[int, int, int, int] | None = None) -> dict[str, Any]:
+    """One head's pattern: whole if it fits :data:`MAX_SIDE`, else pooled, or a full-resolution ``window``.
+
+    ``window`` is ``(q0, q1, k0, k1)`` (half-open) and at most ``MAX_SIDE`` a side. The answer says
+    which rows and columns it covers and the pooling factor, so the front end can label it.
+    """
+    n = len(run.token_ids)
+    q0, q1, k0, k1 = window if window is not None else (0, n, 0, n)
+    if not (0 <= q0 < q1 <= n and 0 <= k0 < k1 <= n):
+        raise ValueError(f"window {window} is outside the {n} x {n} pattern")
+    if window is not None and (q1 - q0 > MAX_SIDE or k1 - k0 > MAX_SIDE):
+        raise ValueError(f"a window is at most {MAX_SIDE} tokens a side, got {q1 - q0} x {k1 - k0}")
+    full = run[f"blocks.{layer}.attn.hook_pattern"][head, q0:q1, k0:k1]
+    shown = pooled(full, MAX_SIDE)
+    return {"pattern": shown.float(), "window": [q0, q1, k0, k1], "pooled": list(shown.shape) != list(full.shape)}
+
+
+def lens(run: Run, start: int, stop: int) -> dict[str, Any]:
+    """Logit lens over positions ``start..stop``: top token ids ``[layer, pos]``, their probabilities and texts."""
+    result = analyses.logit_lens(run, range(start, stop), k=1)
+    ids = result.ids[..., 0]
+    unique = sorted(set(ids.flatten().tolist()))
+    return {
+        "ids": ids.to(torch.int32),
+        "probs": result.probs[..., 0].float(),
+        "start": start,
+        "vocab": dict(zip(map(str, unique), run.model.to_str_tokens(unique), strict=True)),
+    }
+
+
+def predictions(clean: Run, run: Run, position: int, k: int = 10) -> dict[str, Any]:
+    """Top-``k`` next tokens at ``position``, clean and intervened, and how each changed between them.
+
+    ``ids``/``probs`` are ``[2, k]`` (row 0 clean, row 1 intervened); ``delta_prob`` and
+    ``delta_logit`` are ``[2, k]``: for each listed token, intervened minus clean.
+    """
+    both = torch.stack([clean.logits_at(position).float(), run.logits_at(position).float()])
+    probs = both.softmax(-1)
+    top = probs.topk(k, dim=-1)
+    delta_prob = (probs[1] - probs[0])[top.indices]
+    delta_logit = (both[1] - both[0])[top.indices]
+    return {
+        "ids": top.indices.to(torch.int32),
+        "probs": top.values,
+        "delta_prob": delta_prob,
+        "delta_logit": delta_logit,
+        "tokens": [run.model.to_str_tokens(row) for row in top.indices.tolist()],
+        "position": position,
+    }
+
+
+def neurons(run: Run, layer: int, position: int, k: int = 12) -> dict[str, Any]:
+    """The ``k`` MLP neurons of ``layer`` most active at ``position`` (indices and activations)."""
+    acts = run[f"blocks.{layer}.mlp.hook_post"][position].float()
+    top = acts.topk(min(k, acts.numel()))
+    return {"indices": top.indices.to(torch.int32), "values": top.values, "layer": layer, "position": position}
+
+
+def neuron(run: Run, layer: int, index: int) -> dict[str, Any]:
+    """One MLP neuron's activation at every position, ``[pos]``."""
+    return {"values": run[f"blocks.{layer}.mlp.hook_post"][:, index].float(), "layer": layer, "index": index}

@@ -1,0 +1,178 @@
+"""The anywidget behind every view: a run, the shared selection, and the request/reply loop with the browser."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import anywidget
+import traitlets as t
+
+from ..run import Run
+from . import payloads, protocol
+
+STATIC = Path(__file__).resolve().parent.parent / "static"
+log = logging.getLogger(__name__)
+
+#: every view the front end knows, in the order the explorer lays them out
+VIEWS = ("interventions", "tokens", "attention", "neurons", "lens", "predictions")
+
+
+def needed_hooks(model) -> list[str]:
+    """What the views read: every layer's pattern, residual stream after the block and MLP neurons."""
+    wanted = [
+        f"blocks.{layer}.{site}"
+        for layer in range(model.n_layers)
+        for site in ("attn.hook_pattern", "hook_resid_post", "mlp.hook_post")
+    ]
+    available = set(model.hook_names())
+    return [name for name in wanted if name in available]
+
+
+def with_captures(run: Run) -> Run:
+    """``run`` itself if it holds what the views read, else the same run re-run with those captures."""
+    needed = needed_hooks(run.model)
+    if all(name in run for name in needed):
+        return run
+    return run.rerun(run.interventions, capture=needed)
+
+
+class RunWidget(anywidget.AnyWidget):
+    """Shows one or more views of a :class:`repwidget.Run`; the front end fetches what it shows by request id."""
+
+    _esm = STATIC / "widget.js"
+
+    views = t.List(t.Unicode()).tag(sync=True)
+    tokens = t.List(t.Unicode()).tag(sync=True)
+    token_ids = t.List(t.Int()).tag(sync=True)
+    shape = t.Dict().tag(sync=True)
+    #: the shared selection: ``token`` (position), ``layer``, ``head``, ``neuron`` (index in ``layer`` or None)
+    selection = t.Dict().tag(sync=True)
+    #: bumped after every new run, so the front end refetches what it shows
+    generation = t.Int(0).tag(sync=True)
+    editable = t.Bool(False).tag(sync=True)
+    busy = t.Bool(False).tag(sync=True)
+    error = t.Unicode("").tag(sync=True)
+    intervention_list = t.List(t.Dict()).tag(sync=True)
+    mode = t.Unicode("zero").tag(sync=True)
+
+    def __init__(self, run: Run, clean: Run | None = None, views: tuple[str, ...] = VIEWS, **kwargs: Any) -> None:
+        if not isinstance(run, Run):
+            raise TypeError(f"expected a rw.Run (from model.run(text)), got {type(run).__name__}")
+        model = run.model
+        unknown = set(views) - set(VIEWS)
+        if unknown:
+            raise ValueError(f"unknown views {sorted(unknown)}; the views are {', '.join(VIEWS)}")
+        if not model.has_unembed:  # no predictions without an unembedding
+            views = tuple(v for v in views if v not in ("lens", "predictions"))
+        self._run = with_captures(run)
+        self._clean = with_captures(clean) if clean is not None else None
+        n = len(run.token_ids)
+        super().__init__(
+            views=list(views),
+            tokens=run.tokens,
+            token_ids=run.token_ids,
+            shape={
+                "n_layers": model.n_layers,
+                "n_heads": model.n_heads,
+                "d_mlp": model.d_mlp,
+                "n_tokens": n,
+                "max_side": payloads.MAX_SIDE,
+            },
+            selection={"token": n - 1, "layer": 0, "head": 0, "neuron": None},
+            **kwargs,
+        )
+        self.on_msg(self._on_message)
+
+    # -- state ---------------------------------------------------------------------------
+    @property
+    def run(self) -> Run:
+        """The run the views show (with the current interventions)."""
+        return self._run
+
+    @property
+    def clean_run(self) -> Run:
+        """The run without interventions, which the predictions view compares against."""
+        if self._clean is None:
+            self._clean = with_captures(self._run.rerun(())) if self._run.interventions else self._run
+        return self._clean
+
+    def select(self, **changes: Any) -> None:
+        """Change the shared selection from Python (``token``, ``layer``, ``head``, ``neuron``); the views follow."""
+        unknown = set(changes) - {"token", "layer", "head", "neuron"}
+        if unknown:
+            raise ValueError(f"unknown selection keys {sorted(unknown)}; use token, layer, head, neuron")
+        self.selection = {**self.selection, **changes}
+
+    # -- messages ------------------------------------------------------------------------
+    def _limits(self) -> protocol.Limits:
+        model = self._run.model
+        return protocol.Limits(model.n_layers, model.n_heads, len(self._run.token_ids), model.d_mlp)
+
+    def _on_message(self, _widget: Any, content: Any, _buffers: Any) -> None:
+        """Answer one message from the front end. Nothing raised here may reach the kernel."""
+        request_id = protocol.message_id(content)
+        try:
+            if not isinstance(content, dict) or request_id is None:
+                raise ValueError(f"a message must be a dict with an int id, got {content!r:.200}")
+            if content.get("type") == "get":
+                self._reply(request_id, *protocol.parse_get(content, self._limits()))
+            elif content.get("type") == "set" and self.editable:
+                self._on_set(request_id, content)
+            else:
+                raise ValueError(f"unknown message type {content.get('type')!r}")
+        except Exception as error:  # shown in the widget; the kernel and the current run are untouched
+            log.debug("repwidget message failed", exc_info=True)
+            self.error = str(error)
+            self.send({"type": "error", "id": request_id, "message": str(error)})
+
+    def _reply(self, request_id: int, what: str, args: dict[str, Any]) -> None:
+        data = self._payload(what, args)
+        content, buffers = protocol.pack(data)
+        self.send({"type": "reply", "id": request_id, "what": what, "gen": self.generation, "data": content}, buffers)
+
+    def _payload(self, what: str, args: dict[str, Any]) -> dict[str, Any]:
+        run = self._run
+        if what == "overview":
+            return payloads.overview(run)
+        if what == "pattern":
+            return payloads.pattern(run, args["layer"], args["head"], args.get("window"))
+        if what == "lens":
+            return payloads.lens(run, args["start"], args["stop"])
+        if what == "predictions":
+            return payloads.predictions(self.clean_run, run, args["position"])
+        if what == "neurons":
+            return payloads.neurons(run, args["layer"], args["position"])
+        return payloads.neuron(run, args["layer"], args["index"])
+
+    def _on_set(self, request_id: int, content: dict[str, Any]) -> None:
+        raise ValueError("this view does not take interventions; use rw.explore(model, text)")
+
+
+class TokensView(RunWidget):
+    """The prompt's tokens (click one to select it) with the selected neuron's activation as colour."""
+
+    def __init__(self, run: Run, **kwargs: Any) -> None:
+        super().__init__(run, views=("tokens", "neurons"), **kwargs)
+
+
+class AttentionView(RunWidget):
+    """Every head as a thumbnail with its scores, and the selected head's full pattern."""
+
+    def __init__(self, run: Run, **kwargs: Any) -> None:
+        super().__init__(run, views=("tokens", "attention"), **kwargs)
+
+
+class LogitLensView(RunWidget):
+    """The top next token after every layer at every position."""
+
+    def __init__(self, run: Run, **kwargs: Any) -> None:
+        super().__init__(run, views=("tokens", "lens"), **kwargs)
+
+
+class PredictionsView(RunWidget):
+    """Top next tokens at the selected position; with ``clean`` given, clean and intervened side by side."""
+
+    def __init__(self, run: Run, clean: Run | None = None, **kwargs: Any) -> None:
+        super().__init__(run, clean=clean, views=("tokens", "predictions"), **kwargs)

@@ -1,0 +1,179 @@
+"""The views' kernel side: payloads against the runs they show, the message protocol, the explorer's state."""
+
+import pytest
+import torch
+
+import repwidget as rw
+from repwidget.views import payloads, protocol
+
+from conftest import ids, long_context_model
+
+
+@pytest.fixture(scope="module")
+def demo():
+    return rw.demo_model()
+
+
+class Sent(list):
+    """Records what a widget sends instead of sending it."""
+
+    def __call__(self, content, buffers=None):
+        self.append((content, buffers or []))
+
+
+def wire(widget):
+    widget.send = Sent()
+    return widget.send
+
+
+def ask(widget, **content):
+    sent = wire(widget)
+    widget._on_message(widget, {"id": 7, **content}, [])
+    return sent
+
+
+def test_pooling_keeps_the_maximum_of_each_block():
+    m = torch.zeros(1, 8, 8)
+    m[0, 5, 2] = 0.9
+    out = payloads.pooled(m, 4)
+    assert out.shape == (1, 4, 4) and out[0, 2, 1] == pytest.approx(0.9) and out.sum() == pytest.approx(0.9)
+    assert payloads.pooled(m, 8) is m
+
+
+def test_overview_is_every_head_with_its_scores(demo):
+    run = demo.run("the capital of france is paris . the capital of france is")
+    data = payloads.overview(run)
+    n = len(run.token_ids)
+    assert data["thumbs"].shape == (demo.n_layers, demo.n_heads, min(n, payloads.THUMB), min(n, payloads.THUMB))
+    expected = (run["blocks.2.attn.hook_pattern"][1].clamp(0, 1) * 255).round().to(torch.uint8)
+    assert torch.equal(data["thumbs"][2, 1], expected)  # short prompt: no pooling
+    scores = rw.analyses.head_scores(run)
+    assert torch.equal(data["scores"][1], scores["induction"])
+
+
+def test_pattern_whole_pooled_and_windowed(demo):
+    run = long_context_model().run(ids(601))  # over MAX_SIDE
+    full = run["blocks.1.attn.hook_pattern"][1]
+    overview = payloads.pattern(run, 1, 1)
+    assert overview["pooled"] and overview["pattern"].shape == (512, 512)
+    window = payloads.pattern(run, 1, 1, (100, 356, 0, 256))
+    assert not window["pooled"] and torch.equal(window["pattern"], full[100:356, 0:256])
+    with pytest.raises(ValueError, match="at most 512"):
+        payloads.pattern(run, 1, 1, (0, 601, 0, 601))
+    short = demo.run("the capital of france is")
+    assert torch.equal(payloads.pattern(short, 0, 0)["pattern"], short["blocks.0.attn.hook_pattern"][0])
+
+
+def test_predictions_compare_clean_and_intervened(demo):
+    clean = demo.run("the capital of france is")
+    ablated = clean.rerun(rw.Ablate(0, head=3))
+    data = payloads.predictions(clean, ablated, 5, k=4)
+    assert data["tokens"][0][0] == "paris"
+    p = [run.logits[5].softmax(-1) for run in (clean, ablated)]
+    top = data["ids"][1].long()
+    torch.testing.assert_close(data["delta_prob"][1], (p[1] - p[0])[top])
+    torch.testing.assert_close(data["probs"][0], p[0].topk(4).values)
+
+
+def test_neurons_are_the_most_active_at_the_position(demo):
+    run = rw.explore(demo, "the capital of france is").run
+    data = payloads.neurons(run, 2, 3, k=5)
+    acts = run["blocks.2.mlp.hook_post"][3]
+    assert torch.equal(data["values"], acts.topk(5).values)
+    assert torch.equal(payloads.neuron(run, 2, 7)["values"], run["blocks.2.mlp.hook_post"][:, 7])
+
+
+def test_pack_sends_tensors_as_buffers_never_float_lists():
+    content, buffers = protocol.pack({"pattern": torch.rand(3, 3), "ids": torch.arange(4), "n": 2})
+    assert content["pattern"] == {"dtype": "float16", "shape": [3, 3], "buffer": 0}
+    assert content["ids"] == {"dtype": "int32", "shape": [4], "buffer": 1}
+    assert [len(b) for b in buffers] == [18, 16] and content["n"] == 2
+
+
+@pytest.mark.parametrize(
+    "message, error",
+    [
+        ({"type": "get", "what": "secrets"}, "unknown request"),
+        ({"type": "get", "what": "pattern", "layer": 0, "head": 99}, "head 99 is out of range"),
+        ({"type": "get", "what": "pattern", "layer": "0", "head": 0}, "layer must be an int"),
+        ({"type": "get", "what": "pattern", "layer": 0, "head": 0, "window": [0, 1]}, "window must be"),
+        ({"type": "get", "what": "lens", "start": 3, "stop": 2}, "must be after start"),
+        ({"type": "get", "what": "neuron", "layer": 0, "index": 10_000}, "index 10000 is out of range"),
+        ({"type": "set", "seq": 1, "interventions": [{"type": "ablate", "layer": 0, "head": 9}]}, "head"),
+        ({"type": "set", "seq": 2, "interventions": [{"type": "nope"}]}, "not an intervention"),
+        ({"type": "set", "seq": 3, "interventions": "all"}, "list of interventions"),
+        (
+            {"type": "set", "seq": 4, "interventions": [{"type": "ablate", "layer": 0, "head": 1, "mode": "mean"}]},
+            "reference",
+        ),
+        ({"type": "launch"}, "unknown message type"),
+    ],
+)
+def test_malformed_messages_get_an_error_and_change_nothing(demo, message, error):
+    ex = rw.explore(demo, "the capital of france is")
+    before = ex.run
+    sent = ask(ex, **message)
+    errors = [content for content, _ in sent if content["type"] == "error"]
+    assert len(errors) == 1 and error in errors[0]["message"], sent
+    assert error in ex.error
+    assert ex.run is before and ex.interventions == [] and not ex.busy
+
+
+def test_messages_without_an_id_are_refused_too(demo):
+    ex = rw.explore(demo, "the capital of france is")
+    sent = wire(ex)
+    for junk in ("text", None, [1, 2], {"type": "get", "what": "overview"}, {"id": "1", "type": "get"}):
+        ex._on_message(ex, junk, [])
+    assert [content["type"] for content, _ in sent] == ["error"] * 5
+
+
+def test_a_click_reruns_and_answers_with_fresh_predictions(demo):
+    ex = rw.explore(demo, "the capital of france is")
+    iv = rw.Ablate(0, head=3)
+    sent = ask(ex, type="set", seq=1, interventions=[rw.interventions.to_json(iv)])
+    assert ex.interventions == [iv] and ex.generation == 1
+    assert [content["type"] for content, _ in sent] == ["applied", "reply"]
+    expected = demo.run("the capital of france is", interventions=[iv])
+    torch.testing.assert_close(ex.run.logits, expected.logits)
+    reply, buffers = sent[1]
+    probs = rw.codec.decode({**reply["data"]["probs"], "buffer": buffers[reply["data"]["probs"]["buffer"]]})
+    assert probs[1, 0] == pytest.approx(expected.logits[5].softmax(-1).max().item(), rel=1e-3)
+    assert ex.intervention_list == [rw.interventions.to_json(iv)]
+
+
+def test_a_late_click_does_not_undo_a_newer_one(demo):
+    ex = rw.explore(demo, "the capital of france is")
+    newer = rw.interventions.to_json(rw.Ablate(1, head=0))
+    ask(ex, type="set", seq=2, interventions=[newer])
+    ask(ex, type="set", seq=1, interventions=[])
+    assert ex.interventions == [rw.Ablate(1, head=0)]
+
+
+def test_interventions_set_from_python_rerun_and_code_reproduces_the_run(demo):
+    ex = rw.explore(demo, "the capital of france is")
+    ex.interventions = [rw.Ablate(0, head=3), rw.Ablate(2, neuron=5)]
+    assert ex.generation == 1 and len(ex.intervention_list) == 2
+    namespace = {}
+    exec(ex.code(), namespace)
+    assert "rw.demo_model()" in ex.code()
+    torch.testing.assert_close(namespace["run"].logits, ex.run.logits)
+    torch.testing.assert_close(ex.clean_run.logits, demo.run("the capital of france is").logits)
+    with pytest.raises(ValueError, match="out of range"):
+        ex.interventions = [rw.Ablate(0, head=4)]
+    assert ex.interventions == [rw.Ablate(0, head=3), rw.Ablate(2, neuron=5)]  # the last good state stays
+
+
+def test_each_view_works_alone_on_a_run(demo):
+    run = demo.run("the capital of france is", capture=[])  # nothing captured: the view re-runs what it reads
+    view = rw.AttentionView(run)
+    assert view.views == ["tokens", "attention"] and not view.editable
+    sent = ask(view, type="get", what="overview")
+    assert sent[0][0]["type"] == "reply"
+    refused = ask(view, type="set", seq=1, interventions=[])
+    assert refused[0][0]["type"] == "error"
+    assert rw.LogitLensView(run).views == ["tokens", "lens"]
+    ablated = run.rerun(rw.Ablate(0, head=3))
+    view = rw.PredictionsView(ablated)
+    torch.testing.assert_close(view.clean_run.logits, run.logits)
+    with pytest.raises(TypeError, match=r"rw\.Run"):
+        rw.TokensView("text")
