@@ -15,5 +15,15 @@ command -v npm >/dev/null || { echo "setup: npm is needed to build the front end
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q "torch==${TORCH_VERSION}"
 .venv/bin/python -m pip install -q -e ".${extras}"
-if [[ "$extras" == *test* ]]; then (cd js && npm install --no-audit --no-fund --loglevel=error); fi  # the front end's test tools
+if [[ "$extras" == *test* ]]; then
+  (cd js && npm install --no-audit --no-fund --loglevel=error)  # the front end's test tools
+  # headless Chromium for the real-browser tests (driven by the playwright package; never `playwright install`)
+  if [[ ! -x /usr/bin/chromium ]]; then
+    if [[ "$(id -u)" == 0 ]]; then
+      apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }
+    else
+      echo "setup: the browser tests need /usr/bin/chromium: sudo apt-get install -y chromium" >&2
+    fi
+  fi
+fi
 echo "setup: done; repwidget $(.venv/bin/python -c 'import repwidget; print(repwidget.__version__)') in .venv"

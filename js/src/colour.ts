@@ -22,7 +22,14 @@ export function ink(rgb: [number, number, number]): string {
   return 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2] > 140 ? "#111" : "#fff";
 }
 
-/** Paint a row-major [rows, cols] matrix of values in [0, 1] into a canvas, one pixel per value. */
+/** The largest value (at least `floor`), to scale a colour map to what a matrix holds. */
+export function maxOf(values: ArrayLike<number>, floor = 1e-9): number {
+  let max = floor;
+  for (let i = 0; i < values.length; i++) if (values[i] > max) max = values[i];
+  return max;
+}
+
+/** Paint a row-major [rows, cols] matrix into a canvas, one pixel per value, `scale` drawn darkest. */
 export function paintMatrix(canvas: HTMLCanvasElement, values: ArrayLike<number>, rows: number, cols: number, scale = 1): void {
   canvas.width = cols;
   canvas.height = rows;

@@ -22,7 +22,13 @@ export const CSS = `
 .rw-head.rw-ablated::after { content: "\\00d7"; position: absolute; top: -2px; right: 2px; color: #c0392b; font-weight: bold; font-size: 16px; }
 .rw-thumb { width: 36px; height: 36px; image-rendering: pixelated; border: 1px solid #eee; }
 .rw-score { font-size: 10px; color: #444; }
-.rw-pattern { width: 320px; height: 320px; image-rendering: pixelated; border: 1px solid #ccc; cursor: crosshair; }
+.rw-plot { display: grid; grid-template-columns: auto 320px; grid-template-rows: auto 320px; }
+.rw-pattern { width: 320px; height: 320px; image-rendering: pixelated; border: 1px solid #ccc; cursor: crosshair; box-sizing: border-box; }
+.rw-query-labels { display: flex; flex-direction: column; align-items: flex-end; }
+.rw-key-labels { display: flex; flex-direction: row; align-items: flex-end; }
+.rw-query-labels .rw-label { flex: 1 1 0; min-height: 0; display: flex; align-items: center; padding-right: 3px; }
+.rw-key-labels .rw-label { flex: 1 1 0; min-width: 0; writing-mode: vertical-rl; transform: rotate(180deg); padding-top: 3px; display: flex; align-items: center; }
+.rw-label { font: 10px ui-monospace, monospace; white-space: pre; overflow: hidden; color: #444; cursor: pointer; max-width: 90px; max-height: 90px; }
 .rw-small { font-size: 11px; padding: 1px 6px; cursor: pointer; }
 .rw-layer.rw-selected, .rw-neuron.rw-selected { outline: 2px solid #e67e22; }
 .rw-neuron-list { display: flex; flex-wrap: wrap; gap: 3px; }

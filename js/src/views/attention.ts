@@ -1,9 +1,12 @@
 // Attention: a layer x head grid of thumbnails with head scores; the selected head's pattern as a
 // canvas heatmap (pooled overview with zoom for long prompts); hovering a query shows where it attends.
 import { at, type Tensor } from "../codec";
-import { paintMatrix } from "../colour";
+import { maxOf, paintMatrix } from "../colour";
 import { h, panel, showToken } from "../dom";
 import type { Store } from "../store";
+
+/** Token labels along the pattern's axes up to this many rows. */
+const MAX_LABELS = 48;
 
 const LABELS: Record<string, string> = {
   previous_token: "previous token",
@@ -71,10 +74,13 @@ export function mountAttention(el: HTMLElement, store: Store): void {
 
   const title = h("div", { class: "rw-caption" });
   const canvas = h("canvas", { class: "rw-pattern", data: { rwPattern: "" } });
+  const keyLabels = h("div", { class: "rw-key-labels" });
+  const queryLabels = h("div", { class: "rw-query-labels" });
+  const plot = h("div", { class: "rw-plot" }, [h("span"), keyLabels, queryLabels, canvas]);
   const info = h("div", { class: "rw-info", text: "hover the pattern: query \u2192 key" });
   const reset = h("button", { class: "rw-small", text: "whole pattern" });
   reset.hidden = true;
-  const detail = h("div", { class: "rw-detail" }, [title, canvas, info, reset]);
+  const detail = h("div", { class: "rw-detail" }, [title, plot, info, reset]);
   body.append(h("div", { class: "rw-row" }, [h("label", { text: "score " }, [picker])]), h("div", { class: "rw-split" }, [grid, detail]));
 
   let scores: Tensor | null = null;
@@ -109,7 +115,8 @@ export function mountAttention(el: HTMLElement, store: Store): void {
     cells.forEach((row, layer) =>
       row.forEach((cell, head) => {
         const offset = (layer * n_heads + head) * rows * cols;
-        paintMatrix(cell.firstChild as HTMLCanvasElement, thumbs.data.subarray(offset, offset + rows * cols), rows, cols, 255);
+        const values = thumbs.data.subarray(offset, offset + rows * cols);
+        paintMatrix(cell.firstChild as HTMLCanvasElement, values, rows, cols, maxOf(values, 1));
       }),
     );
     paintGrid();
@@ -124,13 +131,35 @@ export function mountAttention(el: HTMLElement, store: Store): void {
     const values = reply.data.pattern as Tensor;
     view = { values, window: reply.data.window };
     const [rows, cols] = values.shape;
-    paintMatrix(canvas, values.data, rows, cols);
+    const scale = maxOf(values.data);
+    paintMatrix(canvas, values.data, rows, cols, scale);
     const [q0, q1, k0, k1] = view.window;
+    labels(q0, k0, rows, cols, !reply.data.pooled);
     const part = window ? `queries ${q0}-${q1 - 1}, keys ${k0}-${k1 - 1}` : `${n_tokens} x ${n_tokens}`;
-    title.textContent = `head ${layer}.${head}: ${part}${reply.data.pooled ? " (pooled; click to zoom)" : ""}`;
+    title.textContent = `head ${layer}.${head}: ${part}${reply.data.pooled ? " (pooled; click to zoom)" : ""}, darkest = ${scale.toFixed(2)}`;
     canvas.dataset.rwPattern = `${layer}.${head}`;
     reset.hidden = window === null;
   };
+
+  /** Query labels down the left, key labels along the top, where there is room for one per row. */
+  const labels = (q0: number, k0: number, rows: number, cols: number, exact: boolean) => {
+    const tokens = store.tokens;
+    const show = exact && rows <= MAX_LABELS && cols <= MAX_LABELS;
+    const make = (start: number, count: number, axis: string) =>
+      show
+        ? Array.from({ length: count }, (_, i) =>
+            h("span", { class: "rw-label", text: showToken(tokens[start + i] ?? ""), title: `${axis} ${start + i}`, data: { rwToken: start + i } }),
+          )
+        : [];
+    queryLabels.replaceChildren(...make(q0, rows, "query"));
+    keyLabels.replaceChildren(...make(k0, cols, "key"));
+  };
+  const clickLabel = (event: Event) => {
+    const label = (event.target as HTMLElement).closest("[data-rw-token]") as HTMLElement | null;
+    if (label) store.select({ token: Number(label.dataset.rwToken) });
+  };
+  queryLabels.addEventListener("click", clickLabel);
+  keyLabels.addEventListener("click", clickLabel);
 
   const pixel = (event: MouseEvent) => {
     const box = canvas.getBoundingClientRect();

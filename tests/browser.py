@@ -1,0 +1,187 @@
+"""Real-browser test helpers: JupyterLab on 127.0.0.1, headless Chromium through Playwright, and a
+second client on the notebook's own kernel to read Python state back."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "e2e"
+
+
+def require_browser() -> None:
+    """Skip where no Chromium is installed, except in CI (``CI`` set), where its absence is a failure."""
+    try:
+        import playwright  # noqa: F401
+    except ImportError:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip("the python 'playwright' package is not installed (pip install -e '.[test]')")
+    if not CHROMIUM.exists():
+        if os.environ.get("CI"):
+            raise RuntimeError(f"{CHROMIUM} is missing: apt-get install -y chromium")
+        pytest.skip(f"{CHROMIUM} is missing: apt-get install -y chromium")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def notebook(cells: list[str]) -> dict:
+    return {
+        "cells": [
+            {"cell_type": "code", "metadata": {}, "source": c, "outputs": [], "execution_count": None} for c in cells
+        ],
+        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
+
+
+class Lab:
+    """A JupyterLab server started for a test, with a token, on 127.0.0.1 only."""
+
+    def __init__(self, root: Path) -> None:
+        self.root, self.port, self.token = root, free_port(), "e2e-token"
+        self.runtime = root / ".runtime"
+        settings = root / ".settings"
+        notification = settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+        notification.parent.mkdir(parents=True)
+        notification.write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))  # no popup over views
+        env = {
+            **os.environ,
+            "JUPYTER_RUNTIME_DIR": str(self.runtime),
+            "JUPYTERLAB_SETTINGS_DIR": str(settings),
+            "JUPYTER_PLATFORM_DIRS": "1",
+        }
+        command = [
+            sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1",
+            f"--ServerApp.port={self.port}", f"--IdentityProvider.token={self.token}",
+            f"--ServerApp.root_dir={root}", "--LabApp.news_url=None",
+            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        ]  # fmt: skip
+        if hasattr(os, "geteuid") and os.geteuid() == 0:
+            command.append("--allow-root")
+        self.log = open(root / "jupyterlab.log", "w")  # noqa: SIM115
+        self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=root)
+        self.api("/api/status", timeout=120)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}?token={self.token}"
+
+    def api(self, path: str, timeout: float = 10):
+        deadline = time.time() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(self.url(path), timeout=5) as r:
+                    return json.load(r)
+            except OSError:
+                if time.time() > deadline or self.process.poll() is not None:
+                    raise RuntimeError(f"JupyterLab did not answer {path}; see {self.log.name}") from None
+                time.sleep(0.3)
+
+    def kernel_ready(self, timeout: float = 120) -> str:
+        """Wait until the notebook's kernel exists, is idle and has a connection; return its id."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            for session in self.api("/api/sessions"):
+                kernel = session.get("kernel") or {}
+                if kernel.get("execution_state") == "idle" and kernel.get("connections", 0) > 0:
+                    return kernel["id"]
+            time.sleep(0.5)
+        raise RuntimeError("the notebook's kernel never became idle with a connection")
+
+    def close(self) -> None:
+        self.process.send_signal(signal.SIGINT)
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self.log.close()
+
+
+class Kernel:
+    """A second client on the notebook's kernel: runs code there and returns what it printed."""
+
+    def __init__(self, lab: Lab, kernel_id: str) -> None:
+        from jupyter_client import BlockingKernelClient
+
+        self.client = BlockingKernelClient(connection_file=str(lab.runtime / f"kernel-{kernel_id}.json"))
+        self.client.load_connection_file()
+        self.client.start_channels()
+        self.client.wait_for_ready(timeout=30)
+
+    def run(self, code: str, timeout: float = 60) -> str:
+        out: list[str] = []
+
+        def collect(msg) -> None:
+            kind, content = msg["msg_type"], msg["content"]
+            if kind == "stream":
+                out.append(content["text"])
+            elif kind == "error":
+                out.append("\n".join(content["traceback"]))
+
+        reply = self.client.execute_interactive(code, output_hook=collect, timeout=timeout, store_history=False)
+        text = "".join(out)
+        assert reply["content"]["status"] == "ok", text
+        return text
+
+    def wait_for(self, code: str, expected: str, timeout: float = 60) -> str:
+        """Run ``code`` until what it prints contains ``expected``."""
+        deadline = time.time() + timeout
+        while True:
+            text = self.run(code)
+            if expected in text or time.time() > deadline:
+                return text
+            time.sleep(0.2)
+
+    def close(self) -> None:
+        self.client.stop_channels()
+
+
+@contextmanager
+def chromium() -> Iterator:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def run_all_cells(page) -> None:
+    """Run every cell of the open notebook through JupyterLab's own Run menu."""
+    page.get_by_role("menuitem", name="Run", exact=True).click()
+    page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+
+
+def screenshot(target, name: str) -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    target.screenshot(path=str(path))
+    return path

@@ -1,0 +1,150 @@
+"""The explorer in a real JupyterLab under headless Chromium: click in the page, read the kernel's state back."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from browser import Kernel, Lab, chromium, notebook, require_browser, run_all_cells, screenshot
+
+CELLS = [
+    """import repwidget as rw
+model = rw.demo_model()
+ex = rw.explore(model, "the capital of france is")
+ex""",
+    # a byte-level BPE tokenizer (like GPT-2's) that keeps markup as text, and a random model taking 2,048 tokens
+    """import random, torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+EVIL = "<img src=x onerror=alert(1)> <script>alert(2)</script>"
+bpe = Tokenizer(models.BPE())
+bpe.pre_tokenizer, bpe.decoder = pre_tokenizers.ByteLevel(add_prefix_space=False), decoders.ByteLevel()
+trainer = trainers.BpeTrainer(vocab_size=300, initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+bpe.train_from_iterator([EVIL, "hello world"] * 5, trainer)
+torch.manual_seed(0)
+config = GPT2Config(vocab_size=bpe.get_vocab_size(), n_positions=2048, n_embd=64, n_layer=4, n_head=4)
+small = rw.load(GPT2LMHeadModel(config).eval(), tokenizer=PreTrainedTokenizerFast(tokenizer_object=bpe))
+evil = rw.explore(small, EVIL)
+evil""",
+    """long = rw.explore(small, random.Random(0).choices(range(bpe.get_vocab_size()), k=2048))
+long""",
+]
+
+
+@pytest.fixture(scope="module")
+def lab_page(tmp_path_factory):
+    require_browser()
+    root = tmp_path_factory.mktemp("lab")
+    (root / "explorer.ipynb").write_text(json.dumps(notebook(CELLS)))
+    lab = Lab(root)
+    try:
+        with chromium() as browser:
+            page = browser.new_page(viewport={"width": 1400, "height": 1800})
+            dialogs: list[str] = []
+            page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+            page.goto(lab.url("/lab/tree/explorer.ipynb"))
+            page.locator(".jp-Notebook").wait_for(timeout=120_000)
+            kernel_id = lab.kernel_ready()
+            run_all_cells(page)
+            page.locator(".rw-root").nth(2).locator('[data-rw-head="3.3"]').wait_for(timeout=180_000)
+            kernel = Kernel(lab, kernel_id)
+            try:
+                yield page, kernel, dialogs
+            finally:
+                kernel.close()
+    finally:
+        lab.close()
+
+
+def _explorer(page, index: int):
+    root = page.locator(".rw-root").nth(index)
+    root.scroll_into_view_if_needed()
+    return root
+
+
+def test_clicking_a_head_ablates_it_in_the_kernel_and_the_predictions_change(lab_page):
+    from playwright.sync_api import expect
+
+    page, kernel, _ = lab_page
+    root = _explorer(page, 0)
+    intervened = root.locator('[data-rw-column="intervened"]')
+    expect(intervened).to_contain_text("paris", timeout=30_000)
+    before = intervened.inner_text()
+    screenshot(root, "explorer-clean")
+
+    root.locator('[data-rw-head="0.3"]').click()
+    state = kernel.wait_for("print(ex.interventions)", "rw.Ablate(layer=0, head=3)")
+    assert state.strip() == "[rw.Ablate(layer=0, head=3)]"
+    expect(intervened).not_to_have_text(before, timeout=30_000)
+    after = intervened.inner_text()
+    assert "\u2212" in after  # paris lost probability, shown as a signed change
+    expect(root.locator('[data-rw-head="0.3"]')).to_have_class("rw-head rw-selected rw-ablated")
+    expect(root.locator(".rw-iv")).to_contain_text("ablate head 0.3 (zero)")
+    paris = "model.tokenizer.convert_tokens_to_ids('paris')"
+    p_paris = float(kernel.run(f"print(ex.run.logits[-1].softmax(-1)[{paris}].item())"))
+    assert p_paris < 0.5
+    screenshot(root, "explorer-head-ablated")
+
+    root.locator('[data-rw-remove="0"]').click()
+    assert kernel.wait_for("print(ex.interventions)", "[]").strip() == "[]"
+    expect(intervened).to_contain_text("+0.0%", timeout=30_000)
+
+
+def test_a_neuron_click_and_a_python_assignment_reach_the_other_side(lab_page):
+    from playwright.sync_api import expect
+
+    page, kernel, _ = lab_page
+    root = _explorer(page, 0)
+    neuron = root.locator("[data-rw-neuron]").first
+    neuron.wait_for()
+    layer, index = neuron.get_attribute("data-rw-neuron").split(".")
+    neuron.click()
+    expected = f"rw.Ablate(layer={layer}, neuron={index})"
+    assert expected in kernel.wait_for("print(ex.interventions)", expected)
+    kernel.run("ex.interventions = [rw.Ablate(2, head=1)]")
+    expect(root.locator(".rw-iv")).to_have_text(["ablate head 2.1 (zero)×"], timeout=30_000)
+    expect(root.locator('[data-rw-head="2.1"]')).to_have_class("rw-head rw-ablated")
+    kernel.run("ex.interventions = []")
+    expect(root.locator(".rw-empty")).to_be_visible()
+
+
+def test_a_refused_click_shows_an_error_and_keeps_the_kernel_and_state(lab_page):
+    from playwright.sync_api import expect
+
+    page, kernel, _ = lab_page
+    root = _explorer(page, 0)
+    root.locator("[data-rw-mode]").select_option("mean")  # no reference texts set: the kernel refuses
+    root.locator('[data-rw-head="1.2"]').click()
+    expect(root.locator("[data-rw-error]")).to_contain_text("reference", timeout=30_000)
+    assert kernel.run("print(ex.interventions, ex.mode)").strip() == "[] mean"
+    root.locator("[data-rw-mode]").select_option("zero")
+    root.locator('[data-rw-head="1.2"]').click()
+    assert "head=2" in kernel.wait_for("print(ex.interventions)", "head=2")
+    expect(root.locator("[data-rw-error]")).to_be_hidden()
+    kernel.run("ex.interventions = []")
+
+
+def test_markup_in_a_prompt_shows_as_text_and_runs_nothing(lab_page):
+    page, _, dialogs = lab_page
+    root = _explorer(page, 1)
+    line = root.locator(".rw-token-line")
+    text = line.inner_text().replace("\u00a0", " ").replace("\u00b7", " ")
+    assert "<img src=x onerror=alert(1)>" in text and "<script>alert(2)</script>" in text
+    assert root.locator("img").count() == 0 and root.locator("script").count() == 0
+    assert page.evaluate("window.__rw_pwned === undefined") and dialogs == []
+    screenshot(root, "explorer-markup")
+
+
+def test_a_2048_token_prompt_opens_responds_and_zooms(lab_page):
+    from playwright.sync_api import expect
+
+    page, kernel, _ = lab_page
+    root = _explorer(page, 2)
+    assert root.locator(".rw-token").count() == 2048
+    caption = root.locator(".rw-attention-view .rw-caption")
+    expect(caption).to_contain_text("2048 x 2048 (pooled; click to zoom)", timeout=60_000)
+    root.locator('[data-rw-head="3.1"]').click()
+    assert "head=1" in kernel.wait_for("print(long.interventions)", "rw.Ablate(layer=3, head=1)")
+    root.locator("[data-rw-pattern]").click(position={"x": 300, "y": 200})
+    expect(caption).to_contain_text("queries", timeout=60_000)
+    screenshot(root, "explorer-2048-tokens")
