@@ -177,3 +177,12 @@ def test_each_view_works_alone_on_a_run(demo):
     torch.testing.assert_close(view.clean_run.logits, run.logits)
     with pytest.raises(TypeError, match=r"rw\.Run"):
         rw.TokensView("text")
+
+
+def test_an_encoder_without_unembedding_gets_the_views_it_can_show(hf_models):
+    model = rw.load(hf_models["bert"])
+    ex = rw.explore(model, ids(8))
+    assert ex.views == ["interventions", "tokens", "attention", "neurons"]
+    sent = ask(ex, type="set", seq=1, interventions=[rw.interventions.to_json(rw.Ablate(1, head=0))])
+    assert [content["type"] for content, _ in sent] == ["applied"] and ex.interventions == [rw.Ablate(1, head=0)]
+    assert ask(ex, type="get", what="overview")[0][0]["type"] == "reply"
