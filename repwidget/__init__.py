@@ -7,6 +7,7 @@ from .interventions import Ablate, Patch, Steer
 from .model import CaptureBudgetError, Model, ModelLoadError, load
 from .options import options
 from .run import Run
+from .sae import SAE, feature_dashboard, train_sae
 
 __version__ = "0.1.0"
 
@@ -34,6 +35,7 @@ def __getattr__(name: str):
 
 
 __all__ = [
+    "SAE",
     "Ablate",
     "AttentionView",
     "CaptureBudgetError",
@@ -53,7 +55,9 @@ __all__ = [
     "demo",
     "demo_model",
     "explore",
+    "feature_dashboard",
     "load",
     "options",
+    "train_sae",
     "views",
 ]

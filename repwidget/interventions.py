@@ -35,36 +35,69 @@ def _repr_args(obj: Any, required: Sequence[str]) -> str:
     return f"rw.{type(obj).__name__}({', '.join(parts)})"
 
 
+def _sae_feature(obj: Any) -> None:
+    """Check ``sae``/``feature`` of an SAE intervention and take its layer from the SAE's hook."""
+    from .sae.model import SAE
+
+    if not isinstance(obj.sae, SAE):
+        raise TypeError(f"sae must be a rw.SAE, got {type(obj.sae).__name__}")
+    feature = _int(obj.feature, "feature")
+    if not 0 <= feature < obj.sae.d_sae:
+        raise ValueError(f"feature {feature} is out of range; {obj.sae.name} has features 0..{obj.sae.d_sae - 1}")
+    object.__setattr__(obj, "feature", feature)
+    layer = obj.sae.layer
+    if obj.layer is not None and _int(obj.layer, "layer") != layer:
+        raise ValueError(f"layer {obj.layer} does not match the SAE's hook {obj.sae.hook}")
+    object.__setattr__(obj, "layer", layer)
+
+
 @dataclass(frozen=True)
 class Ablate:
-    """Ablate a head, an MLP neuron, or (neither given) the whole attention output of a layer.
+    """Ablate a head, an MLP neuron, an SAE feature, or (none given) the whole attention output of a layer.
 
     ``mode`` is ``"zero"``, ``"mean"`` (the mean over the model's reference texts) or
     ``"resample"`` (the activation of a reference text, chosen by ``seed``).
     Reference texts are set with :meth:`repwidget.Model.set_reference`.
+    ``Ablate(sae=sae, feature=f)`` splices the SAE in at its hook with its error term and zeroes
+    feature ``f``: the activation loses exactly that feature's decoder contribution.
     """
 
-    layer: int
+    layer: int | None = None
     head: int | None = None
     neuron: int | None = None
     mode: str = "zero"
     seed: int = 0
+    sae: Any = None
+    feature: int | None = None
 
     kind: ClassVar[str] = "ablate"
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "layer", _int(self.layer, "layer"))
         object.__setattr__(self, "head", _int(self.head, "head", optional=True))
         object.__setattr__(self, "neuron", _int(self.neuron, "neuron", optional=True))
         object.__setattr__(self, "seed", _int(self.seed, "seed"))
-        if self.head is not None and self.neuron is not None:
-            raise ValueError("Ablate takes a head or a neuron, not both")
         if self.mode not in MODES:
             raise ValueError(f"Ablate mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.sae is not None or self.feature is not None:
+            if self.head is not None or self.neuron is not None:
+                raise ValueError("Ablate takes an SAE feature, a head or a neuron, not several")
+            if self.sae is None or self.feature is None:
+                raise ValueError("an SAE feature ablation needs both sae= and feature=")
+            if self.mode != "zero":
+                raise ValueError("SAE features are ablated to zero; mode must be 'zero'")
+            _sae_feature(self)
+            return
+        if self.layer is None:
+            raise TypeError("Ablate needs a layer (or sae= and feature=)")
+        object.__setattr__(self, "layer", _int(self.layer, "layer"))
+        if self.head is not None and self.neuron is not None:
+            raise ValueError("Ablate takes a head or a neuron, not both")
 
     @property
     def hook(self) -> str:
         """The hook name of the activation this ablation edits."""
+        if self.sae is not None:
+            return self.sae.require_hook()
         if self.head is not None:
             return f"blocks.{self.layer}.attn.hook_z"
         if self.neuron is not None:
@@ -72,33 +105,55 @@ class Ablate:
         return f"blocks.{self.layer}.hook_attn_out"
 
     def __repr__(self) -> str:
+        if self.sae is not None:
+            return f"rw.Ablate(sae={self.sae!r}, feature={self.feature})"
         return _repr_args(self, ("layer",))
 
 
 @dataclass(frozen=True)
 class Steer:
-    """Add ``scale * vector`` to the residual stream after block ``layer``."""
+    """Add ``scale * vector`` to the residual stream after block ``layer``.
 
-    layer: int
-    vector: tuple[float, ...]
+    ``Steer(sae=sae, feature=f, scale=s)`` adds ``s`` times feature ``f``'s decoder vector at the
+    SAE's hook instead.
+    """
+
+    layer: int | None = None
+    vector: tuple[float, ...] = ()
     scale: float = 1.0
+    sae: Any = None
+    feature: int | None = None
 
     kind: ClassVar[str] = "steer"
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "layer", _int(self.layer, "layer"))
-        object.__setattr__(self, "vector", _floats(self.vector, "vector"))
         if not isinstance(self.scale, (int, float, np.floating)) or isinstance(self.scale, bool):
             raise TypeError(f"scale must be a number, got {self.scale!r}")
         if not math.isfinite(self.scale):
             raise ValueError(f"scale must be finite, got {self.scale!r}")
         object.__setattr__(self, "scale", float(self.scale))
+        if self.sae is not None or self.feature is not None:
+            if self.sae is None or self.feature is None:
+                raise ValueError("steering with an SAE feature needs both sae= and feature=")
+            if len(_as_list(self.vector)):
+                raise ValueError("Steer takes a vector or an SAE feature, not both")
+            object.__setattr__(self, "vector", ())
+            _sae_feature(self)
+            return
+        if self.layer is None:
+            raise TypeError("Steer needs a layer and a vector (or sae= and feature=)")
+        object.__setattr__(self, "layer", _int(self.layer, "layer"))
+        object.__setattr__(self, "vector", _floats(self.vector, "vector"))
 
     @property
     def hook(self) -> str:
+        if self.sae is not None:
+            return self.sae.require_hook()
         return f"blocks.{self.layer}.hook_resid_post"
 
     def __repr__(self) -> str:
+        if self.sae is not None:
+            return f"rw.Steer(sae={self.sae!r}, feature={self.feature}, scale={self.scale!r})"
         return _repr_args(self, ("layer", "vector"))
 
 
@@ -183,6 +238,8 @@ def to_json(intervention: Intervention) -> dict[str, Any]:
     data: dict[str, Any] = {"type": intervention.kind}
     for f in fields(intervention):
         value = getattr(intervention, f.name)
+        if f.name == "sae":
+            value = value.name if value is not None else None
         data[f.name] = list(value) if isinstance(value, tuple) else value
     return data
 
@@ -196,8 +253,15 @@ def from_json(data: Any) -> Intervention:
     extra = set(data) - names - {"type"}
     if extra:
         raise ValueError(f"unknown fields for {cls.__name__}: {sorted(extra)}")
+    values = {k: v for k, v in data.items() if k != "type"}
+    if values.get("sae") is not None:
+        from .sae.model import registered
+
+        if not isinstance(values["sae"], str):
+            raise ValueError(f"sae must be the name of a loaded SAE, got {values['sae']!r}")
+        values["sae"] = registered(values["sae"])
     try:
-        return cls(**{k: v for k, v in data.items() if k != "type"})
+        return cls(**values)
     except TypeError as e:
         raise ValueError(f"malformed {cls.__name__}: {e}") from None
 

@@ -112,21 +112,12 @@ def test_training_is_deterministic(tmp_path):
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
-def test_sae_trainer_saves_what_reconstructs(tmp_path):
-    import json
-
-    from safetensors.torch import load_file
-
+def test_the_demo_sae_script_saves_an_sae_that_loads(tmp_path):
     from repwidget.demo import train_sae
 
-    stats = train_sae.train(d_sae=64, k=8, steps=60, seed=0, out=tmp_path, n_docs=60)
-    cfg = json.loads((tmp_path / "cfg.json").read_text())
-    weights = load_file(tmp_path / "sae_weights.safetensors")
-    assert cfg["metadata"]["hook_name"] == train_sae.HOOK and cfg["architecture"] == "topk"
-    assert weights["W_enc"].shape == (128, 64) and weights["W_dec"].shape == (64, 128)
-    torch.testing.assert_close(weights["W_dec"].norm(dim=1), torch.ones(64))
-    assert 0.3 < stats["explained_variance"] <= 1 and stats["l0"] <= 8
-    model = rw.demo_model()
-    acts = model.run("the capital of france is paris .", capture=train_sae.HOOK)[train_sae.HOOK][1:]
-    recon = train_sae.decode(train_sae.encode(acts, weights, cfg["k"]), weights)
-    assert (recon - acts).pow(2).sum() < (acts - acts.mean(0)).pow(2).sum()
+    sae = train_sae.train(d_sae=64, k=8, steps=60, seed=0, out=tmp_path, n_docs=60)
+    again = rw.SAE.load(tmp_path)
+    assert again.hook == train_sae.HOOK and again.architecture == "topk" and (again.d_in, again.d_sae) == (128, 64)
+    torch.testing.assert_close(again.W_dec.norm(dim=1), torch.ones(64))
+    assert again.stats == sae.stats and 0.3 < sae.stats["explained_variance"] <= 1 and sae.stats["l0"] <= 8
+    assert again.metadata["training"]["documents"] == 60

@@ -10,8 +10,9 @@ from pathlib import Path
 from .tasks import TASKS, Example, dataset
 
 MODEL_DIR = Path(__file__).parent / "model"
+SAE_DIR = Path(__file__).parent / "sae"
 
-__all__ = ["MODEL_DIR", "TASKS", "Example", "dataset", "demo_model"]
+__all__ = ["MODEL_DIR", "SAE_DIR", "TASKS", "Example", "dataset", "demo_model", "demo_sae"]
 
 
 def demo_model(device: str | None = None):
@@ -23,3 +24,14 @@ def demo_model(device: str | None = None):
             f"the demo model is missing from {MODEL_DIR}; rebuild it with `python -m repwidget.demo.train`"
         )
     return load(MODEL_DIR, device=device)
+
+
+def demo_sae():
+    """The TopK SAE shipped with the demo model, on ``blocks.2.hook_resid_pre`` (see ``demo/train_sae.py``)."""
+    from ..sae import SAE
+
+    if not (SAE_DIR / "sae_weights.safetensors").is_file():
+        raise FileNotFoundError(
+            f"the demo SAE is missing from {SAE_DIR}; rebuild it with `python -m repwidget.demo.train_sae`"
+        )
+    return SAE.load(SAE_DIR)

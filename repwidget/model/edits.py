@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 def check(model: Model, iv: Intervention, n_tokens: int) -> None:
     """Raise ValueError naming the valid range when ``iv`` does not fit ``model``."""
     layer = iv.layer
+    if getattr(iv, "sae", None) is not None:
+        _check_sae(model, iv)
     if not 0 <= layer < model.n_layers:
         raise ValueError(f"{iv!r}: layer {layer} is out of range; this model has layers 0..{model.n_layers - 1}")
     if isinstance(iv, Ablate):
@@ -31,7 +33,7 @@ def check(model: Model, iv: Intervention, n_tokens: int) -> None:
                 f"{iv!r}: mode={iv.mode!r} uses statistics of reference texts; "
                 "call model.set_reference([...texts...]) first, or use mode='zero'"
             )
-    elif isinstance(iv, Steer):
+    elif isinstance(iv, Steer) and iv.sae is None:
         if len(iv.vector) != model.d_model:
             raise ValueError(
                 f"{_short(iv)}: the steering vector has width {len(iv.vector)}, the residual stream {model.d_model}"
@@ -51,6 +53,19 @@ def check(model: Model, iv: Intervention, n_tokens: int) -> None:
                 raise ValueError(f"{_short(iv)}: position {p} is out of range 0..{min(n_source, n_tokens) - 1}")
 
 
+def _check_sae(model: Model, iv: Intervention) -> None:
+    """The SAE must read a hook this model has, of the width it was trained on."""
+    sae = iv.sae
+    hook = sae.require_hook()
+    parse(hook, model.n_layers)
+    width = model.hook_width(hook)
+    if width != sae.d_in:
+        raise ValueError(
+            f"{sae.name} reads {sae.d_in}-wide activations but {hook} of this model is {width} wide: "
+            "is this SAE for another model or another hook?"
+        )
+
+
 def _short(iv: Intervention) -> str:
     text = repr(iv)
     return text if len(text) < 120 else text[:100] + "...)"
@@ -58,6 +73,8 @@ def _short(iv: Intervention) -> str:
 
 def build(model: Model, iv: Intervention, n_tokens: int) -> tuple[str, Edit]:
     """``(hook name, edit)`` for one intervention; reference statistics and patch sources are read here."""
+    if getattr(iv, "sae", None) is not None:
+        return iv.hook, _sae_edit(iv)
     if isinstance(iv, Steer):
         delta = torch.tensor(iv.vector, dtype=torch.float32) * iv.scale
         return iv.hook, lambda x: x + like(delta, x)
@@ -97,6 +114,26 @@ def build(model: Model, iv: Intervention, n_tokens: int) -> tuple[str, Edit]:
         return x
 
     return iv.hook, replace
+
+
+def _sae_edit(iv: Ablate | Steer) -> Edit:
+    """Steer along a feature's decoder vector, or splice the SAE in (with its error term) minus a feature."""
+    sae, feature = iv.sae, iv.feature
+    if isinstance(iv, Steer):
+        delta = sae.decoder_vectors()[feature] * iv.scale
+
+        def steer(x: torch.Tensor) -> torch.Tensor:
+            return x + like(delta, x)
+
+        return steer
+
+    def splice(x: torch.Tensor) -> torch.Tensor:
+        feats = sae.encode(x)
+        error = x.float() - sae.decode(feats)
+        feats[..., feature] = 0
+        return (sae.decode(feats) + error).to(x.dtype)
+
+    return splice
 
 
 class Reference:

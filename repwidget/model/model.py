@@ -183,15 +183,20 @@ class Model:
             clean_prefix=first_edit,
         )
 
-    def _check_budget(self, names: list[str], n: int) -> None:
-        """Fail before allocating when the captured tensors would exceed ``options.max_capture_bytes``."""
+    def hook_width(self, name: str, n_tokens: int = 1) -> int:
+        """Values per token at hook ``name`` (``attn.hook_z`` flattened over heads; patterns ``heads * n_tokens``)."""
+        template = hook_names.parse(name, self.n_layers)[1]
         widths = {
-            "attn.hook_pattern": self.n_heads * n,
+            "attn.hook_pattern": self.n_heads * n_tokens,
             "attn.hook_z": self.n_heads * self.d_head,
             "mlp.hook_post": self.d_mlp,
         }
+        return widths.get(template, self.d_model)
+
+    def _check_budget(self, names: list[str], n: int) -> None:
+        """Fail before allocating when the captured tensors would exceed ``options.max_capture_bytes``."""
         item = next(self.hf.parameters()).element_size()
-        total = sum(widths.get(hook_names.parse(h, self.n_layers)[1], self.d_model) for h in names) * n * item
+        total = sum(self.hook_width(h, n) for h in names) * n * item
         total += self.n_layers * n * self.d_model * item  # block outputs kept for reruns
         if total > options.max_capture_bytes:
             raise CaptureBudgetError(

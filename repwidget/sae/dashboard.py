@@ -1,0 +1,147 @@
+"""A feature's dashboard: its top-activating contexts over a dataset, its activation histogram, and
+the output tokens its decoder direction boosts and suppresses."""
+
+from __future__ import annotations
+
+import heapq
+import html
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from . import harvest
+from .model import SAE
+
+
+@dataclass(frozen=True)
+class Context:
+    """One text where the feature fires: its tokens, the feature's activation on each, and the peak."""
+
+    tokens: list[str]
+    activations: list[float]
+    position: int
+    text_index: int
+
+    @property
+    def peak(self) -> float:
+        return self.activations[self.position]
+
+
+@dataclass
+class FeatureDashboard:
+    """What :func:`feature_dashboard` found; shows itself as HTML (offline, nothing loaded)."""
+
+    feature: int
+    sae_name: str
+    hook: str
+    contexts: list[Context]
+    counts: list[int]
+    edges: list[float]
+    n_tokens: int
+    n_active: int
+    boosted: list[tuple[str, float]] = field(default_factory=list)
+    suppressed: list[tuple[str, float]] = field(default_factory=list)
+
+    @property
+    def density(self) -> float:
+        """The fraction of tokens on which the feature is active."""
+        return self.n_active / max(1, self.n_tokens)
+
+    def _repr_html_(self) -> str:
+        return render(self)
+
+
+def feature_dashboard(
+    model: Any, sae: SAE, feature: int, texts: Iterable[Any], k: int = 10, bins: int = 30
+) -> FeatureDashboard:
+    """Read ``feature`` of ``sae`` over ``texts`` (one pass each, with progress; memory: the top ``k``
+    contexts and the active values only) and return its dashboard."""
+    hook = sae.require_hook()
+    if not 0 <= feature < sae.d_sae:
+        raise ValueError(f"feature {feature} is out of range; {sae.name} has features 0..{sae.d_sae - 1}")
+    width = model.hook_width(hook)
+    if width != sae.d_in:
+        raise ValueError(f"{sae.name} reads {sae.d_in}-wide activations but {hook} of this model is {width} wide")
+    texts = list(texts)
+    top: list[tuple[float, int, list[float]]] = []  # a min-heap of (peak, text index, activations)
+    active: list[torch.Tensor] = []
+    n_tokens = 0
+    for index, acts in harvest.activations(model, hook, texts, skip_first=False, desc=f"feature {feature}"):
+        values = sae.encode(acts)[:, feature].cpu()
+        values[0] = 0  # <bos> is not a context
+        n_tokens += len(values) - 1
+        active.append(values[values > 0])
+        peak = float(values.max())
+        if peak > 0 and (len(top) < k or peak > top[0][0]):
+            item = (peak, index, values.tolist())
+            heapq.heappush(top, item) if len(top) < k else heapq.heapreplace(top, item)
+    contexts = []
+    for peak, index, values in sorted(top, key=lambda item: (-item[0], item[1])):
+        tokens = model.to_str_tokens(model.to_ids(texts[index]))
+        contexts.append(Context(tokens, values, values.index(peak), index))
+    values = torch.cat(active) if active else torch.zeros(0)
+    high = float(values.max()) if len(values) else 1.0
+    counts = torch.histc(values, bins=bins, min=0.0, max=high).long().tolist() if len(values) else [0] * bins
+    edges = torch.linspace(0, high, bins + 1).tolist()
+    boosted, suppressed = output_tokens(model, sae, feature)
+    return FeatureDashboard(
+        feature, sae.name, hook, contexts, counts, edges, n_tokens, len(values), boosted, suppressed
+    )
+
+
+def output_tokens(model: Any, sae: SAE, feature: int, k: int = 8) -> tuple[list, list]:
+    """Tokens whose logits the feature's decoder direction raises and lowers most (direct path through
+    the unembedding); empty where the SAE does not write the residual stream or there is no unembedding."""
+    if not model.has_unembed or sae.d_in != model.d_model or "resid" not in sae.require_hook():
+        return [], []
+    unembed = model.hf.get_output_embeddings().weight.detach().float()  # [vocab, d_model]
+    effect = unembed @ sae.decoder_vectors()[feature].to(unembed.device)
+    up, down = effect.topk(k), (-effect).topk(k)
+    words = model.to_str_tokens
+    return (
+        list(zip(words(up.indices.tolist()), up.values.tolist(), strict=True)),
+        list(zip(words(down.indices.tolist()), (-down.values).tolist(), strict=True)),
+    )
+
+
+def _histogram_svg(counts: list[int], edges: list[float], width: int = 320, height: int = 90) -> str:
+    peak = max(counts) if counts and max(counts) else 1
+    bar = width / max(1, len(counts))
+    rects = "".join(
+        f'<rect x="{i * bar:.1f}" y="{height - 14 - (c / peak) * (height - 20):.1f}" width="{bar - 1:.1f}" '
+        f'height="{(c / peak) * (height - 20):.1f}" fill="#4a78b5"><title>{edges[i]:.2f}-{edges[i + 1]:.2f}: {c}'
+        "</title></rect>"
+        for i, c in enumerate(counts)
+    )
+    return (
+        f'<svg width="{width}" height="{height}" role="img" aria-label="activation histogram">{rects}'
+        f'<text x="0" y="{height - 2}" font-size="10">0</text>'
+        f'<text x="{width}" y="{height - 2}" font-size="10" text-anchor="end">{edges[-1]:.2f}</text></svg>'
+    )
+
+
+def render(dash: FeatureDashboard) -> str:
+    """Self-contained HTML; every token is escaped."""
+    rows = []
+    for ctx in dash.contexts:
+        peak = max(ctx.peak, 1e-9)
+        spans = "".join(
+            f'<span title="{a:.3f}" style="background: rgba(230, 126, 34, {max(0.0, a) / peak:.2f}); '
+            f'{"outline: 1px solid #333;" if i == ctx.position else ""}">{html.escape(t)}</span> '
+            for i, (t, a) in enumerate(zip(ctx.tokens, ctx.activations, strict=True))
+        )
+        rows.append(f"<tr><td>{ctx.peak:.2f}</td><td style='font-family: monospace'>{spans}</td></tr>")
+    logits = "".join(
+        f"<tr><td>{html.escape(a)}</td><td>{x:+.2f}</td><td>{html.escape(b)}</td><td>{y:+.2f}</td></tr>"
+        for (a, x), (b, y) in zip(dash.boosted, dash.suppressed, strict=True)
+    )
+    return (
+        f"<div class='rw-dashboard' data-rw-feature='{dash.feature}'>"
+        f"<h4>feature {dash.feature} of {html.escape(dash.sae_name)} at {html.escape(dash.hook)}</h4>"
+        f"<p>active on {dash.n_active} of {dash.n_tokens} tokens ({100 * dash.density:.2f}%)</p>"
+        f"{_histogram_svg(dash.counts, dash.edges)}"
+        + (f"<table><tr><th>boosts</th><th></th><th>suppresses</th><th></th></tr>{logits}</table>" if logits else "")
+        + f"<table><tr><th>peak</th><th>top contexts</th></tr>{''.join(rows)}</table></div>"
+    )

@@ -1,0 +1,37 @@
+"""Activations of a model at one hook over many texts, in a bounded amount of memory, with progress."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+
+def activations(
+    model: Any, hook: str, texts: Iterable[Any], skip_first: bool = True, desc: str | None = None
+) -> Iterator[tuple[int, torch.Tensor]]:
+    """``(text index, [pos, width] activations)`` at ``hook`` for each text, one forward pass each.
+
+    ``attn.hook_z`` is flattened over heads. ``skip_first`` drops position 0 (the ``<bos>``
+    attention sink, whose activation is unlike any other) from what is yielded.
+    """
+    texts = list(texts)
+    for index, text in enumerate(tqdm(texts, desc=desc or f"reading {hook}", leave=False)):
+        acts = model.run(text, capture=[hook])[hook]
+        acts = acts.reshape(acts.shape[0], -1)
+        yield index, acts[1:] if skip_first else acts
+
+
+def stack(model: Any, hook: str, texts: Iterable[Any], max_tokens: int = 1_000_000) -> torch.Tensor:
+    """``[tokens, width]`` activations at ``hook`` over ``texts`` (float32, on the CPU), at most ``max_tokens``."""
+    parts, total = [], 0
+    for _, acts in activations(model, hook, texts):
+        parts.append(acts.float().cpu()[: max_tokens - total])
+        total += len(parts[-1])
+        if total >= max_tokens:
+            break
+    if not parts:
+        raise ValueError("no texts to read activations from")
+    return torch.cat(parts)

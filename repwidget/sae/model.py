@@ -1,0 +1,257 @@
+"""Sparse autoencoders in SAELens's on-disk format: ReLU ("standard"), TopK and JumpReLU."""
+
+from __future__ import annotations
+
+import json
+import weakref
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..hook_names import HookNameError, parse
+
+ARCHITECTURES = ("standard", "topk", "jumprelu")
+WEIGHTS = "sae_weights.safetensors"
+CONFIG = "cfg.json"
+
+#: every SAE alive in this process by name, so interventions coming back from the front end find theirs
+_REGISTRY: weakref.WeakValueDictionary[str, SAE] = weakref.WeakValueDictionary()
+_LOADED: dict[tuple[str, float], SAE] = {}
+
+
+class SAE:
+    """A sparse autoencoder on one hook of a model: ``encode`` activations into features, ``decode`` back.
+
+    Load one saved by SAELens (or by :func:`repwidget.train_sae`) with :meth:`SAE.load`. ``hook`` is
+    the TransformerLens-style hook name it reads (``blocks.2.hook_resid_pre``).
+    """
+
+    def __init__(
+        self,
+        W_enc: torch.Tensor,
+        b_enc: torch.Tensor,
+        W_dec: torch.Tensor,
+        b_dec: torch.Tensor,
+        *,
+        architecture: str = "standard",
+        hook: str | None = None,
+        k: int | None = None,
+        threshold: torch.Tensor | None = None,
+        apply_b_dec_to_input: bool = True,
+        rescale_acts_by_decoder_norm: bool = False,
+        name: str | None = None,
+        path: Path | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        if architecture not in ARCHITECTURES:
+            raise ValueError(
+                f"SAE architecture {architecture!r} is not supported; use one of {', '.join(ARCHITECTURES)}"
+            )
+        d_in, d_sae = W_enc.shape
+        expected = {"b_enc": (d_sae,), "W_dec": (d_sae, d_in), "b_dec": (d_in,)}
+        for key, tensor in (("b_enc", b_enc), ("W_dec", W_dec), ("b_dec", b_dec)):
+            if tuple(tensor.shape) != expected[key]:
+                raise ValueError(
+                    f"SAE {key} has shape {tuple(tensor.shape)}; with W_enc {d_in}x{d_sae} it must be {expected[key]}"
+                )
+        if architecture == "topk" and not (isinstance(k, int) and 0 < k <= d_sae):
+            raise ValueError(f"a TopK SAE needs k in 1..{d_sae}, got {k!r}")
+        if architecture == "jumprelu" and (threshold is None or tuple(threshold.shape) != (d_sae,)):
+            raise ValueError(f"a JumpReLU SAE needs a threshold of shape ({d_sae},)")
+        if hook is not None:
+            try:
+                parse(hook)
+            except HookNameError as e:
+                raise ValueError(f"SAE hook: {e}") from None
+        self.W_enc, self.b_enc, self.W_dec, self.b_dec = (t.detach().float() for t in (W_enc, b_enc, W_dec, b_dec))
+        self.threshold = threshold.detach().float() if threshold is not None else None
+        self.architecture, self.hook, self.k = architecture, hook, k
+        self.apply_b_dec_to_input = bool(apply_b_dec_to_input)
+        self.rescale_acts_by_decoder_norm = bool(rescale_acts_by_decoder_norm)
+        self.path = path
+        self.metadata = dict(metadata or {})
+        #: held-out explained variance, mean L0 and dead fraction, for SAEs trained here
+        self.stats: dict[str, float] = dict(self.metadata.get("training", {}).get("stats", {}))
+        base = name or (f"{path.name}" if path else f"{architecture}-{hook or 'sae'}")
+        self.name = base
+        suffix = 2
+        while self.name in _REGISTRY:
+            self.name = f"{base}#{suffix}"
+            suffix += 1
+        _REGISTRY[self.name] = self
+
+    # -- shape ---------------------------------------------------------------------------
+    @property
+    def d_in(self) -> int:
+        return self.W_enc.shape[0]
+
+    @property
+    def d_sae(self) -> int:
+        return self.W_enc.shape[1]
+
+    @property
+    def layer(self) -> int:
+        """The block whose activation the SAE reads."""
+        return parse(self.require_hook())[0]
+
+    def require_hook(self) -> str:
+        if self.hook is None:
+            raise ValueError(
+                f"{self!r} does not say which activation it reads; load it with "
+                "rw.SAE.load(path, hook='blocks.2.hook_resid_pre') (the hook it was trained on)"
+            )
+        return self.hook
+
+    # -- maths ---------------------------------------------------------------------------
+    def _flat(self, acts: torch.Tensor) -> torch.Tensor:
+        """``attn.hook_z`` arrives as ``[..., head, d_head]``; SAEs read it flattened."""
+        if acts.shape[-1] != self.d_in and acts.dim() >= 2 and acts.shape[-2] * acts.shape[-1] == self.d_in:
+            acts = acts.reshape(*acts.shape[:-2], self.d_in)
+        if acts.shape[-1] != self.d_in:
+            raise ValueError(f"{self.name}: activations have width {acts.shape[-1]}, the SAE reads {self.d_in}")
+        return acts
+
+    def _weights(self, like: torch.Tensor) -> dict[str, torch.Tensor]:
+        if self.W_enc.device != like.device:
+            self.to(like.device)
+        return {"W_enc": self.W_enc, "b_enc": self.b_enc, "W_dec": self.W_dec, "b_dec": self.b_dec}
+
+    @torch.no_grad()
+    def pre_activations(self, acts: torch.Tensor) -> torch.Tensor:
+        x = self._flat(acts).float()
+        w = self._weights(x)
+        if self.apply_b_dec_to_input:
+            x = x - w["b_dec"]
+        pre = x @ w["W_enc"] + w["b_enc"]
+        if self.rescale_acts_by_decoder_norm:
+            pre = pre * w["W_dec"].norm(dim=-1)
+        return pre
+
+    @torch.no_grad()
+    def encode(self, acts: torch.Tensor) -> torch.Tensor:
+        """Feature activations ``[..., d_sae]`` of activations ``[..., d_in]``."""
+        pre = self.pre_activations(acts)
+        if self.architecture == "topk":
+            top = pre.topk(self.k, dim=-1, sorted=False)
+            return torch.zeros_like(pre).scatter(-1, top.indices, top.values.relu())
+        feats = pre.relu()
+        if self.architecture == "jumprelu":
+            feats = feats * (pre > self.threshold.to(pre.device))
+        return feats
+
+    def decoder_vectors(self) -> torch.Tensor:
+        """``[d_sae, d_in]``: what one unit of each feature's activation adds to the reconstruction."""
+        if self.rescale_acts_by_decoder_norm:
+            return self.W_dec / self.W_dec.norm(dim=-1, keepdim=True)
+        return self.W_dec
+
+    @torch.no_grad()
+    def decode(self, feats: torch.Tensor) -> torch.Tensor:
+        """Reconstruction ``[..., d_in]`` of feature activations ``[..., d_sae]``."""
+        w = self._weights(feats)
+        return feats.float() @ self.decoder_vectors() + w["b_dec"]
+
+    def to(self, device: torch.device | str) -> SAE:
+        for key in ("W_enc", "b_enc", "W_dec", "b_dec", "threshold"):
+            value = getattr(self, key)
+            if value is not None:
+                setattr(self, key, value.to(device))
+        return self
+
+    # -- files ---------------------------------------------------------------------------
+    @classmethod
+    def load(cls, path: str | Path, hook: str | None = None) -> SAE:
+        """Load a directory in SAELens's format (``cfg.json`` + ``sae_weights.safetensors``).
+
+        ``hook`` overrides the config's ``metadata.hook_name``. Loading the same unchanged directory
+        again returns the same SAE. Only safetensors are read: nothing is unpickled.
+        """
+        from safetensors.torch import load_file
+
+        path = Path(path).expanduser().resolve()
+        if not path.is_dir():
+            raise FileNotFoundError(f"no SAE directory at {path}: expected {CONFIG} and {WEIGHTS} in it")
+        for name in (CONFIG, WEIGHTS):
+            if not (path / name).is_file():
+                others = sorted(p.name for p in path.iterdir())
+                raise FileNotFoundError(f"{path} has no {name} (it holds {others}); is this an SAELens SAE directory?")
+        key = (str(path), (path / WEIGHTS).stat().st_mtime)
+        if hook is None and key in _LOADED:
+            return _LOADED[key]
+        try:
+            cfg = json.loads((path / CONFIG).read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path / CONFIG} is not valid JSON: {e}") from None
+        norm = cfg.get("normalize_activations", "none")
+        if norm not in (None, "none"):
+            raise ValueError(f"{path}: normalize_activations={norm!r} is not supported yet; only 'none'")
+        weights = load_file(path / WEIGHTS)
+        missing = [n for n in ("W_enc", "b_enc", "W_dec", "b_dec") if n not in weights]
+        architecture = cfg.get("architecture", "standard")
+        if architecture == "jumprelu" and "threshold" not in weights:
+            missing.append("threshold")
+        if missing:
+            raise ValueError(f"{path / WEIGHTS} lacks {', '.join(missing)} (it holds {sorted(weights)})")
+        metadata = cfg.get("metadata") or {}
+        sae = cls(
+            weights["W_enc"],
+            weights["b_enc"],
+            weights["W_dec"],
+            weights["b_dec"],
+            architecture=architecture,
+            hook=hook or metadata.get("hook_name") or cfg.get("hook_name"),
+            k=cfg.get("k"),
+            threshold=weights.get("threshold"),
+            apply_b_dec_to_input=cfg.get("apply_b_dec_to_input", True),
+            rescale_acts_by_decoder_norm=cfg.get("rescale_acts_by_decoder_norm", False),
+            path=path,
+            metadata=metadata,
+        )
+        for field, value in (("d_in", sae.d_in), ("d_sae", sae.d_sae)):
+            if field in cfg and cfg[field] != value:
+                raise ValueError(f"{path}: {CONFIG} says {field}={cfg[field]} but the weights have {value}")
+        if hook is None:
+            _LOADED[key] = sae
+        return sae
+
+    def save(self, path: str | Path, **metadata: Any) -> Path:
+        """Save in SAELens's format, loadable by :meth:`load` and by ``sae_lens.SAE.load_from_disk``."""
+        from safetensors.torch import save_file
+
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        weights = {"W_enc": self.W_enc, "b_enc": self.b_enc, "W_dec": self.W_dec, "b_dec": self.b_dec}
+        if self.threshold is not None:
+            weights["threshold"] = self.threshold
+        save_file({k: v.detach().cpu().contiguous() for k, v in weights.items()}, path / WEIGHTS)
+        cfg: dict[str, Any] = {
+            "architecture": self.architecture,
+            "d_in": self.d_in,
+            "d_sae": self.d_sae,
+            "dtype": "float32",
+            "device": "cpu",
+            "apply_b_dec_to_input": self.apply_b_dec_to_input,
+            "normalize_activations": "none",
+            "reshape_activations": "hook_z" if self.hook and self.hook.endswith("attn.hook_z") else "none",
+            "metadata": {**self.metadata, **metadata, "hook_name": self.hook},
+        }
+        if self.architecture == "topk":
+            cfg.update(k=self.k, rescale_acts_by_decoder_norm=self.rescale_acts_by_decoder_norm)
+        (path / CONFIG).write_text(json.dumps(cfg, indent=2) + "\n")
+        self.path = path.resolve()
+        return path
+
+    def __repr__(self) -> str:
+        if self.path is not None:
+            return f"rw.SAE.load({str(self.path)!r})"
+        return f"<rw.SAE {self.name}: {self.architecture}, {self.d_in} -> {self.d_sae} features at {self.hook}>"
+
+
+def registered(name: str) -> SAE:
+    """The SAE called ``name`` in this process (for interventions that come back as JSON)."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        known = ", ".join(sorted(_REGISTRY)) or "none"
+        raise ValueError(f"unknown SAE {name!r} (loaded: {known}); load it with rw.SAE.load first") from None
