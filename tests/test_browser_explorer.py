@@ -28,6 +28,9 @@ evil = rw.explore(small, EVIL)
 evil""",
     """long = rw.explore(small, random.Random(0).choices(range(bpe.get_vocab_size()), k=2048))
 long""",
+    """sae = rw.demo.demo_sae()
+fx = rw.explore(model, "two days after monday is", saes=[sae], texts=[e.text for e in rw.demo.dataset("cycles", 40)])
+fx""",
 ]
 
 
@@ -46,7 +49,7 @@ def lab_page(tmp_path_factory):
             page.locator(".jp-Notebook").wait_for(timeout=120_000)
             kernel_id = lab.kernel_ready()
             run_all_cells(page)
-            page.locator(".rw-root").nth(2).locator('[data-rw-head="3.3"]').wait_for(timeout=180_000)
+            page.locator(".rw-root").nth(3).locator("[data-rw-feature]").first.wait_for(timeout=180_000)
             kernel = Kernel(lab, kernel_id)
             try:
                 yield page, kernel, dialogs
@@ -148,3 +151,24 @@ def test_a_2048_token_prompt_opens_responds_and_zooms(lab_page):
     root.locator("[data-rw-pattern]").click(position={"x": 300, "y": 200})
     expect(caption).to_contain_text("queries", timeout=60_000)
     screenshot(root, "explorer-2048-tokens")
+
+
+def test_clicking_an_sae_feature_ablates_it_and_the_slider_steers_with_it(lab_page):
+    from playwright.sync_api import expect
+
+    page, kernel, _ = lab_page
+    root = _explorer(page, 3)
+    feature = root.locator("[data-rw-feature]").first
+    index = feature.get_attribute("data-rw-feature")
+    feature.click()
+    expected = f"feature={index})"
+    state = kernel.wait_for("print(fx.interventions)", expected)
+    assert state.strip().startswith("[rw.Ablate(sae=rw.SAE.load(") and expected in state
+    expect(root.locator(".rw-context")).to_have_count(5, timeout=60_000)  # its top contexts over the texts
+    expect(root.locator(".rw-legend")).to_contain_text(f"SAE feature {index}")
+    root.locator("[data-rw-steer]").fill("-8")
+    root.locator("[data-rw-steer-apply]").click()
+    state = kernel.wait_for("print(fx.interventions)", "rw.Steer(")
+    assert f"feature={index}, scale=-8.0)" in state
+    screenshot(root, "explorer-sae-features")
+    kernel.run("fx.interventions = []")

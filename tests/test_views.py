@@ -186,3 +186,36 @@ def test_an_encoder_without_unembedding_gets_the_views_it_can_show(hf_models):
     sent = ask(ex, type="set", seq=1, interventions=[rw.interventions.to_json(rw.Ablate(1, head=0))])
     assert [content["type"] for content, _ in sent] == ["applied"] and ex.interventions == [rw.Ablate(1, head=0)]
     assert ask(ex, type="get", what="overview")[0][0]["type"] == "reply"
+
+
+def test_the_explorer_shows_sae_features_and_takes_feature_clicks(demo):
+    sae = rw.demo.demo_sae()
+    texts = [e.text for e in rw.demo.dataset("cycles", 30)]
+    ex = rw.explore(demo, "two days after monday is", saes=[sae], texts=texts)
+    assert "features" in ex.views and ex.saes == [{"name": sae.name, "hook": sae.hook, "d_sae": sae.d_sae}]
+    feats = sae.encode(ex.run[sae.hook])
+    reply, buffers = ask(ex, type="get", what="features", sae=0, position=5)[0]
+    indices = rw.codec.decode({**reply["data"]["indices"], "buffer": buffers[reply["data"]["indices"]["buffer"]]})
+    assert indices[0] == int(feats[5].argmax()) and len(indices) == min(12, int((feats[5] > 0).sum()))
+    top = int(indices[0])
+    sent = ask(ex, type="set", seq=1, interventions=[{"type": "ablate", "sae": sae.name, "feature": top}])
+    assert sent[0][0]["type"] == "applied" and ex.interventions == [rw.Ablate(sae=sae, feature=top)]
+    torch.testing.assert_close(
+        ex.run.logits, demo.run("two days after monday is", rw.Ablate(sae=sae, feature=top)).logits
+    )
+    steer = {"type": "steer", "layer": None, "vector": [], "scale": -4.0, "sae": sae.name, "feature": top}
+    ask(ex, type="set", seq=2, interventions=[steer])
+    assert ex.interventions == [rw.Steer(sae=sae, feature=top, scale=-4.0)]
+    assert "rw.Steer(sae=rw.SAE.load(" in ex.code()
+    reply = ask(ex, type="get", what="dashboard", sae=0, index=top)[0][0]
+    assert reply["type"] == "reply" and len(reply["data"]["tokens"]) == 5 and reply["data"]["index"] == top
+    assert ask(ex, type="get", what="feature", sae=0, index=sae.d_sae)[0][0]["type"] == "error"
+    assert ask(ex, type="get", what="features", sae=1, position=0)[0][0]["type"] == "error"
+
+
+def test_an_sae_for_another_model_is_refused_up_front(hf_models):
+    model = rw.load(hf_models["gpt2"])
+    with pytest.raises(ValueError, match="128-wide activations"):
+        rw.explore(model, ids(6), saes=[rw.demo.demo_sae()])
+    with pytest.raises(ValueError, match="no SAEs"):
+        protocol.parse_get({"what": "features", "sae": 0, "position": 0}, protocol.Limits(1, 1, 1, 1))

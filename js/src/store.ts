@@ -7,6 +7,15 @@ export interface Selection {
   layer: number;
   head: number;
   neuron: number | null;
+  /** which of the widget's SAEs, and which of its features */
+  sae: number;
+  feature: number | null;
+}
+
+export interface SAEInfo {
+  name: string;
+  hook: string;
+  d_sae: number;
 }
 
 export interface Shape {
@@ -15,6 +24,7 @@ export interface Shape {
   d_mlp: number;
   n_tokens: number;
   max_side: number;
+  dashboards?: boolean;
 }
 
 export interface InterventionJSON {
@@ -23,6 +33,9 @@ export interface InterventionJSON {
   head?: number | null;
   neuron?: number | null;
   mode?: string;
+  sae?: string | null;
+  feature?: number | null;
+  scale?: number;
   [key: string]: unknown;
 }
 
@@ -61,26 +74,38 @@ export function unpack(data: Data, buffers: ArrayLike<DataView | ArrayBuffer>): 
   return out;
 }
 
-/** Toggle one ablation (same layer and head/neuron) in a list of interventions, in `mode`. */
-export function toggleAblation(
-  list: InterventionJSON[],
-  target: { layer: number; head?: number; neuron?: number },
-  mode: string,
-): InterventionJSON[] {
+export type Target = { layer: number; head?: number; neuron?: number } | { sae: string; feature: number };
+
+/** Toggle one ablation (same layer and head/neuron, or same SAE feature) in a list of interventions, in `mode`. */
+export function toggleAblation(list: InterventionJSON[], target: Target, mode: string): InterventionJSON[] {
+  if ("sae" in target) {
+    const same = (iv: InterventionJSON) => iv.type === "ablate" && iv.sae === target.sae && iv.feature === target.feature;
+    if (list.some(same)) return list.filter((iv) => !same(iv));
+    return [...list, { type: "ablate", layer: null as unknown as number, sae: target.sae, feature: target.feature, mode: "zero", seed: 0 }];
+  }
   const head = target.head ?? null;
   const neuron = target.neuron ?? null;
   const same = (iv: InterventionJSON) =>
-    iv.type === "ablate" && iv.layer === target.layer && (iv.head ?? null) === head && (iv.neuron ?? null) === neuron;
+    iv.type === "ablate" && iv.sae == null && iv.layer === target.layer && (iv.head ?? null) === head && (iv.neuron ?? null) === neuron;
   if (list.some(same)) return list.filter((iv) => !same(iv));
   return [...list, { type: "ablate", layer: target.layer, head, neuron, mode, seed: 0 }];
 }
 
+/** Steer with an SAE feature at `scale` (replacing an earlier steer with it; 0 removes it). */
+export function setSteer(list: InterventionJSON[], sae: string, feature: number, scale: number): InterventionJSON[] {
+  const rest = list.filter((iv) => !(iv.type === "steer" && iv.sae === sae && iv.feature === feature));
+  if (scale === 0) return rest;
+  return [...rest, { type: "steer", layer: null as unknown as number, vector: [], scale, sae, feature }];
+}
+
 /** A short label for an intervention, as text. */
 export function describe(iv: InterventionJSON): string {
+  if (iv.type === "ablate" && iv.sae != null) return `ablate feature ${iv.feature} of ${iv.sae}`;
   if (iv.type === "ablate") {
     const what = iv.head != null ? `head ${iv.layer}.${iv.head}` : iv.neuron != null ? `neuron ${iv.layer}.${iv.neuron}` : `attention ${iv.layer}`;
     return `ablate ${what} (${iv.mode ?? "zero"})`;
   }
+  if (iv.type === "steer" && iv.sae != null) return `steer feature ${iv.feature} of ${iv.sae} x ${String(iv.scale)}`;
   if (iv.type === "steer") return `steer layer ${iv.layer} (scale ${String(iv.scale)})`;
   if (iv.type === "patch") return `patch ${String(iv.hook)}`;
   return `${iv.type} layer ${iv.layer}`;
@@ -117,6 +142,9 @@ export class Store {
   }
   get tokens(): string[] {
     return (this.model.get("tokens") as string[]) ?? [];
+  }
+  get saes(): SAEInfo[] {
+    return (this.model.get("saes") as SAEInfo[]) ?? [];
   }
   get tokenIds(): number[] {
     return (this.model.get("token_ids") as number[]) ?? [];
@@ -182,7 +210,7 @@ export class Store {
     this.emit("busy");
   }
 
-  toggle(target: { layer: number; head?: number; neuron?: number }): void {
+  toggle(target: Target): void {
     this.setInterventions(toggleAblation(this.interventions, target, (this.model.get("mode") as string) ?? "zero"));
   }
 

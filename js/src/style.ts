@@ -34,6 +34,10 @@ export const CSS = `
 .rw-neuron-list { display: flex; flex-wrap: wrap; gap: 3px; }
 .rw-neuron { font-family: ui-monospace, monospace; font-size: 11px; cursor: pointer; white-space: pre; }
 .rw-neuron.rw-ablated { text-decoration: line-through; color: #c0392b; }
+.rw-feature.rw-steered { background: #e8f4ea; border-color: #1e7e34; }
+.rw-steer { width: 160px; }
+.rw-context { font-family: ui-monospace, monospace; font-size: 11px; margin: 1px 0; white-space: pre-wrap; }
+.rw-ctx-token { padding: 0 1px; margin-right: 3px; border-radius: 2px; }
 .rw-lens { border-collapse: collapse; font-family: ui-monospace, monospace; font-size: 11px; }
 .rw-lens td, .rw-lens th { padding: 1px 4px; white-space: pre; cursor: pointer; max-width: 80px; overflow: hidden; text-overflow: ellipsis; }
 .rw-lens th.rw-selected, .rw-lens td.rw-selected { outline: 2px solid #e67e22; }

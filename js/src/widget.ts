@@ -3,6 +3,7 @@ import { decode, type TensorMessage } from "./codec";
 import { Store, type WidgetModel } from "./store";
 import { CSS } from "./style";
 import { mountAttention } from "./views/attention";
+import { mountFeatures } from "./views/features";
 import { mountInterventions } from "./views/interventions";
 import { mountLens } from "./views/lens";
 import { mountNeurons } from "./views/neurons";
@@ -14,6 +15,7 @@ const MOUNT: Record<string, (el: HTMLElement, store: Store) => void> = {
   tokens: mountTokens,
   attention: mountAttention,
   neurons: mountNeurons,
+  features: mountFeatures,
   lens: mountLens,
   predictions: mountPredictions,
 };

@@ -102,6 +102,52 @@ describe("views", () => {
   });
 });
 
+describe("SAE features view", () => {
+  const saeTraits = {
+    views: ["interventions", "tokens", "features"],
+    saes: [{ name: "demo-sae", hook: "blocks.2.hook_resid_pre", d_sae: 64 }],
+    shape: { n_layers: 2, n_heads: 2, d_mlp: 8, n_tokens: 4, max_side: 512, dashboards: true },
+  };
+
+  async function withFeatures() {
+    const ctx = setup(saeTraits);
+    const get = ctx.model.sent.find((m) => m.what === "features");
+    expect(get).toMatchObject({ sae: 0, position: 3 });
+    ctx.model.deliver(
+      { type: "reply", id: get.id, what: "features", gen: 0, data: { indices: { dtype: "int32", shape: [2], buffer: 0 }, values: { dtype: "float32", shape: [2], buffer: 1 }, position: 3 } },
+      [int32([17, 5]), float32([2.5, 0.5])],
+    );
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    return ctx;
+  }
+
+  it("lists the active features; a click selects one, ablates it and asks for its activations and contexts", async () => {
+    const { model, el, store } = await withFeatures();
+    const button = el.querySelector('[data-rw-feature="17"]') as HTMLElement;
+    expect(button.textContent).toBe("f17  2.50");
+    button.click();
+    expect(store.selection.feature).toBe(17);
+    const set = model.sent.find((m) => m.type === "set");
+    expect(set.interventions).toEqual([{ type: "ablate", layer: null, sae: "demo-sae", feature: 17, mode: "zero", seed: 0 }]);
+    expect(model.sent.find((m) => m.what === "feature")).toMatchObject({ sae: 0, index: 17 });
+    expect(model.sent.find((m) => m.what === "dashboard")).toMatchObject({ sae: 0, index: 17 });
+    expect(el.querySelector(".rw-iv")!.textContent).toContain("ablate feature 17 of demo-sae");
+  });
+
+  it("steers with the selected feature at the slider's strength", async () => {
+    const { model, el, store } = await withFeatures();
+    store.action = "select";
+    (el.querySelector('[data-rw-feature="5"]') as HTMLElement).click();
+    const slider = el.querySelector("[data-rw-steer]") as HTMLInputElement;
+    slider.value = "-6";
+    slider.dispatchEvent(new Event("input"));
+    (el.querySelector("[data-rw-steer-apply]") as HTMLElement).click();
+    const set = model.sent.find((m) => m.type === "set");
+    expect(set.interventions).toEqual([{ type: "steer", layer: null, vector: [], scale: -6, sae: "demo-sae", feature: 5 }]);
+    expect(el.querySelector(".rw-iv")!.textContent).toContain("steer feature 5 of demo-sae x -6");
+  });
+});
+
 describe("view logic", () => {
   it("maps pooled pattern pixels to token positions", () => {
     const view = { values: { dtype: "float32" as const, shape: [2, 2], data: new Float32Array([1, 0, 0.5, 0.5]) }, window: [0, 8, 0, 8] as [number, number, number, number] };

@@ -20,7 +20,7 @@ def check(model: Model, iv: Intervention, n_tokens: int) -> None:
     """Raise ValueError naming the valid range when ``iv`` does not fit ``model``."""
     layer = iv.layer
     if getattr(iv, "sae", None) is not None:
-        _check_sae(model, iv)
+        iv.sae.check_fits(model)
     if not 0 <= layer < model.n_layers:
         raise ValueError(f"{iv!r}: layer {layer} is out of range; this model has layers 0..{model.n_layers - 1}")
     if isinstance(iv, Ablate):
@@ -51,19 +51,6 @@ def check(model: Model, iv: Intervention, n_tokens: int) -> None:
         for p in iv.positions or ():
             if not 0 <= p < min(n_source, n_tokens):
                 raise ValueError(f"{_short(iv)}: position {p} is out of range 0..{min(n_source, n_tokens) - 1}")
-
-
-def _check_sae(model: Model, iv: Intervention) -> None:
-    """The SAE must read a hook this model has, of the width it was trained on."""
-    sae = iv.sae
-    hook = sae.require_hook()
-    parse(hook, model.n_layers)
-    width = model.hook_width(hook)
-    if width != sae.d_in:
-        raise ValueError(
-            f"{sae.name} reads {sae.d_in}-wide activations but {hook} of this model is {width} wide: "
-            "is this SAE for another model or another hook?"
-        )
 
 
 def _short(iv: Intervention) -> str:

@@ -58,12 +58,10 @@ def feature_dashboard(
 ) -> FeatureDashboard:
     """Read ``feature`` of ``sae`` over ``texts`` (one pass each, with progress; memory: the top ``k``
     contexts and the active values only) and return its dashboard."""
-    hook = sae.require_hook()
+    sae.check_fits(model)
+    hook = sae.hook
     if not 0 <= feature < sae.d_sae:
         raise ValueError(f"feature {feature} is out of range; {sae.name} has features 0..{sae.d_sae - 1}")
-    width = model.hook_width(hook)
-    if width != sae.d_in:
-        raise ValueError(f"{sae.name} reads {sae.d_in}-wide activations but {hook} of this model is {width} wide")
     texts = list(texts)
     top: list[tuple[float, int, list[float]]] = []  # a min-heap of (peak, text index, activations)
     active: list[torch.Tensor] = []

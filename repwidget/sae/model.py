@@ -103,6 +103,17 @@ class SAE:
             )
         return self.hook
 
+    def check_fits(self, model: Any) -> None:
+        """Raise ValueError unless ``model`` has this SAE's hook, of the width the SAE reads."""
+        hook = self.require_hook()
+        parse(hook, model.n_layers)
+        width = model.hook_width(hook)
+        if width != self.d_in:
+            raise ValueError(
+                f"{self.name} reads {self.d_in}-wide activations but {hook} of this model is {width} wide: "
+                "is this SAE for another model or another hook?"
+            )
+
     # -- maths ---------------------------------------------------------------------------
     def _flat(self, acts: torch.Tensor) -> torch.Tensor:
         """``attn.hook_z`` arrives as ``[..., head, d_head]``; SAEs read it flattened."""

@@ -8,7 +8,8 @@ from typing import Any
 
 from ..interventions import Intervention, as_tuple, from_json, to_json
 from ..model.model import Model, TokensLike
-from .widget import RunWidget, needed_hooks
+from ..sae import SAE
+from .widget import RunWidget, check_saes, needed_hooks
 
 
 class Explorer(RunWidget):
@@ -25,15 +26,19 @@ class Explorer(RunWidget):
         text: TokensLike,
         interventions: Intervention | Iterable[Intervention] = (),
         mode: str = "zero",
+        saes: Sequence[SAE] = (),
+        texts: Sequence[Any] | None = None,
         **kwargs: Any,
     ) -> None:
         if not isinstance(model, Model):
             raise TypeError(f"expected a rw.Model (from rw.load), got {type(model).__name__}")
         self._text = text if isinstance(text, str) else model.to_ids(text)
-        clean = model.run(text, capture=needed_hooks(model))
+        saes = check_saes(model, saes)
+        self._capture = needed_hooks(model, saes)
+        clean = model.run(text, capture=self._capture)
         ivs = as_tuple(interventions)
-        run = clean.rerun(ivs, capture=needed_hooks(model)) if ivs else clean
-        super().__init__(run, clean=clean, editable=True, mode=mode, **kwargs)
+        run = clean.rerun(ivs, capture=self._capture) if ivs else clean
+        super().__init__(run, clean=clean, editable=True, mode=mode, saes=saes, texts=texts, **kwargs)
         self.intervention_list = [to_json(iv) for iv in ivs]
         self._seq = -1
 
@@ -56,7 +61,7 @@ class Explorer(RunWidget):
             return
         self.busy = True
         try:
-            self._run = self.clean_run.rerun(ivs, capture=needed_hooks(self.model))
+            self._run = self.clean_run.rerun(ivs, capture=self._capture)
         finally:
             self.busy = False
         self.intervention_list = [to_json(iv) for iv in ivs]
@@ -107,5 +112,7 @@ def explore(
 
     Click a head or a neuron to toggle its ablation (in the mode picked in the widget: zero, mean,
     resample); the model re-runs from the earliest intervened layer and every view updates.
+    ``saes=[sae]`` adds the features view (click a feature to ablate it, or steer with it);
+    ``texts=[...]`` is the dataset its dashboards search for a feature's top contexts.
     """
     return Explorer(model, text, interventions, **options)

@@ -103,3 +103,30 @@ def neurons(run: Run, layer: int, position: int, k: int = 12) -> dict[str, Any]:
 def neuron(run: Run, layer: int, index: int) -> dict[str, Any]:
     """One MLP neuron's activation at every position, ``[pos]``."""
     return {"values": run[f"blocks.{layer}.mlp.hook_post"][:, index].float(), "layer": layer, "index": index}
+
+
+def features(run: Run, sae: Any, position: int, k: int = 12) -> dict[str, Any]:
+    """The ``k`` features of ``sae`` most active at ``position`` (indices and activations; zeros left out)."""
+    acts = sae.encode(run[sae.hook][position])
+    top = acts.topk(min(k, acts.numel()))
+    keep = top.values > 0
+    return {"indices": top.indices[keep].to(torch.int32), "values": top.values[keep], "position": position}
+
+
+def feature(run: Run, sae: Any, index: int) -> dict[str, Any]:
+    """One SAE feature's activation at every position, ``[pos]``."""
+    return {"values": sae.encode(run[sae.hook])[:, index].float(), "index": index}
+
+
+def dashboard(dash: Any, k: int = 5) -> dict[str, Any]:
+    """A feature dashboard's top ``k`` contexts (tokens, activations, peak) and its output tokens."""
+    contexts = dash.contexts[:k]
+    return {
+        "tokens": [c.tokens for c in contexts],
+        "peaks": [c.position for c in contexts],
+        "values": torch.tensor([v for c in contexts for v in c.activations], dtype=torch.float32),
+        "boosted": [t for t, _ in dash.boosted],
+        "suppressed": [t for t, _ in dash.suppressed],
+        "density": dash.density,
+        "index": dash.feature,
+    }

@@ -23,6 +23,9 @@ REQUESTS: dict[str, tuple[str, ...]] = {
     "predictions": ("position",),
     "neurons": ("layer", "position"),
     "neuron": ("layer", "index"),
+    "features": ("sae", "position"),
+    "feature": ("sae", "index"),
+    "dashboard": ("sae", "index"),
 }
 #: float tensors travel as float16 where the eye cannot tell the difference
 HALF = {"pattern", "values", "probs"}
@@ -36,6 +39,7 @@ class Limits:
     n_heads: int
     n_tokens: int
     d_mlp: int
+    d_saes: tuple[int, ...] = ()
 
 
 def _index(content: dict[str, Any], name: str, stop: int, what: str) -> int:
@@ -60,6 +64,11 @@ def parse_get(content: dict[str, Any], limits: Limits) -> tuple[str, dict[str, A
         "start": limits.n_tokens,
         "stop": limits.n_tokens + 1,
     }
+    if "sae" in REQUESTS[what]:
+        if not limits.d_saes:
+            raise ValueError(f"{what} request: this view has no SAEs; pass saes=[sae] to rw.explore")
+        stops["sae"] = len(limits.d_saes)
+        stops["index"] = limits.d_saes[_index(content, "sae", len(limits.d_saes), what)]
     args = {name: _index(content, name, stops[name], what) for name in REQUESTS[what]}
     if what == "lens" and args["stop"] <= args["start"]:
         raise ValueError(f"lens request: stop {args['stop']} must be after start {args['start']}")

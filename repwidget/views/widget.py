@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -10,29 +11,41 @@ import anywidget
 import traitlets as t
 
 from ..run import Run
+from ..sae import SAE, feature_dashboard
 from . import payloads, protocol
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
 log = logging.getLogger(__name__)
 
 #: every view the front end knows, in the order the explorer lays them out
-VIEWS = ("interventions", "tokens", "attention", "neurons", "lens", "predictions")
+VIEWS = ("interventions", "tokens", "attention", "neurons", "features", "lens", "predictions")
 
 
-def needed_hooks(model) -> list[str]:
-    """What the views read: every layer's pattern, residual stream after the block and MLP neurons."""
+def needed_hooks(model, saes: Sequence[SAE] = ()) -> list[str]:
+    """What the views read: every layer's pattern, residual stream after the block, MLP neurons, SAE sites."""
     wanted = [
         f"blocks.{layer}.{site}"
         for layer in range(model.n_layers)
         for site in ("attn.hook_pattern", "hook_resid_post", "mlp.hook_post")
     ]
     available = set(model.hook_names())
-    return [name for name in wanted if name in available]
+    names = [name for name in wanted if name in available]
+    return names + sorted({sae.hook for sae in saes} - set(names))
 
 
-def with_captures(run: Run) -> Run:
+def check_saes(model, saes: Sequence[SAE]) -> list[SAE]:
+    """The SAEs as a list, each checked to read a hook of ``model`` of its width."""
+    saes = list(saes)
+    for sae in saes:
+        if not isinstance(sae, SAE):
+            raise TypeError(f"saes must be rw.SAE values (rw.SAE.load(path)), got {type(sae).__name__}")
+        sae.check_fits(model)
+    return saes
+
+
+def with_captures(run: Run, saes: Sequence[SAE] = ()) -> Run:
     """``run`` itself if it holds what the views read, else the same run re-run with those captures."""
-    needed = needed_hooks(run.model)
+    needed = needed_hooks(run.model, saes)
     if all(name in run for name in needed):
         return run
     return run.rerun(run.interventions, capture=needed)
@@ -56,8 +69,18 @@ class RunWidget(anywidget.AnyWidget):
     error = t.Unicode("").tag(sync=True)
     intervention_list = t.List(t.Dict()).tag(sync=True)
     mode = t.Unicode("zero").tag(sync=True)
+    #: the SAEs whose features the features view shows: ``name``, ``hook``, ``d_sae``
+    saes = t.List(t.Dict()).tag(sync=True)
 
-    def __init__(self, run: Run, clean: Run | None = None, views: tuple[str, ...] = VIEWS, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        run: Run,
+        clean: Run | None = None,
+        views: tuple[str, ...] = VIEWS,
+        saes: Sequence[SAE] = (),
+        texts: Sequence[Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
         if not isinstance(run, Run):
             raise TypeError(f"expected a rw.Run (from model.run(text)), got {type(run).__name__}")
         model = run.model
@@ -66,8 +89,13 @@ class RunWidget(anywidget.AnyWidget):
             raise ValueError(f"unknown views {sorted(unknown)}; the views are {', '.join(VIEWS)}")
         if not model.has_unembed:  # no predictions without an unembedding
             views = tuple(v for v in views if v not in ("lens", "predictions"))
-        self._run = with_captures(run)
-        self._clean = with_captures(clean) if clean is not None else None
+        self._saes = check_saes(model, saes)
+        if not self._saes:
+            views = tuple(v for v in views if v != "features")
+        self._texts = list(texts) if texts is not None else None
+        self._dashboards: dict[tuple[int, int], Any] = {}
+        self._run = with_captures(run, self._saes)
+        self._clean = with_captures(clean, self._saes) if clean is not None else None
         n = len(run.token_ids)
         super().__init__(
             views=list(views),
@@ -79,8 +107,10 @@ class RunWidget(anywidget.AnyWidget):
                 "d_mlp": model.d_mlp,
                 "n_tokens": n,
                 "max_side": payloads.MAX_SIDE,
+                "dashboards": texts is not None,
             },
-            selection={"token": n - 1, "layer": 0, "head": 0, "neuron": None},
+            selection={"token": n - 1, "layer": 0, "head": 0, "neuron": None, "sae": 0, "feature": None},
+            saes=[{"name": sae.name, "hook": sae.hook, "d_sae": sae.d_sae} for sae in self._saes],
             **kwargs,
         )
         self.on_msg(self._on_message)
@@ -95,20 +125,21 @@ class RunWidget(anywidget.AnyWidget):
     def clean_run(self) -> Run:
         """The run without interventions, which the predictions view compares against."""
         if self._clean is None:
-            self._clean = with_captures(self._run.rerun(())) if self._run.interventions else self._run
+            self._clean = with_captures(self._run.rerun(()), self._saes) if self._run.interventions else self._run
         return self._clean
 
     def select(self, **changes: Any) -> None:
         """Change the shared selection from Python (``token``, ``layer``, ``head``, ``neuron``); the views follow."""
-        unknown = set(changes) - {"token", "layer", "head", "neuron"}
+        unknown = set(changes) - {"token", "layer", "head", "neuron", "sae", "feature"}
         if unknown:
-            raise ValueError(f"unknown selection keys {sorted(unknown)}; use token, layer, head, neuron")
+            raise ValueError(f"unknown selection keys {sorted(unknown)}; use token, layer, head, neuron, sae, feature")
         self.selection = {**self.selection, **changes}
 
     # -- messages ------------------------------------------------------------------------
     def _limits(self) -> protocol.Limits:
         model = self._run.model
-        return protocol.Limits(model.n_layers, model.n_heads, len(self._run.token_ids), model.d_mlp)
+        d_saes = tuple(sae.d_sae for sae in self._saes)
+        return protocol.Limits(model.n_layers, model.n_heads, len(self._run.token_ids), model.d_mlp, d_saes)
 
     def _on_message(self, _widget: Any, content: Any, _buffers: Any) -> None:
         """Answer one message from the front end. Nothing raised here may reach the kernel."""
@@ -144,7 +175,23 @@ class RunWidget(anywidget.AnyWidget):
             return payloads.predictions(self.clean_run, run, args["position"])
         if what == "neurons":
             return payloads.neurons(run, args["layer"], args["position"])
-        return payloads.neuron(run, args["layer"], args["index"])
+        if what == "neuron":
+            return payloads.neuron(run, args["layer"], args["index"])
+        sae = self._saes[args["sae"]]
+        if what == "features":
+            return payloads.features(run, sae, args["position"])
+        if what == "feature":
+            return payloads.feature(run, sae, args["index"])
+        return payloads.dashboard(self.dashboard(args["sae"], args["index"]))
+
+    def dashboard(self, sae: int, feature: int):
+        """The dashboard of ``feature`` of the ``sae``-th SAE over the explorer's ``texts`` (computed once)."""
+        if self._texts is None:
+            raise ValueError("no texts to find top contexts in; pass texts=[...] to rw.explore")
+        key = (sae, feature)
+        if key not in self._dashboards:
+            self._dashboards[key] = feature_dashboard(self._run.model, self._saes[sae], feature, self._texts)
+        return self._dashboards[key]
 
     def _on_set(self, request_id: int, content: dict[str, Any]) -> None:
         raise ValueError("this view does not take interventions; use rw.explore(model, text)")

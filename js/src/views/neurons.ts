@@ -60,7 +60,7 @@ export function mountNeurons(el: HTMLElement, store: Store): void {
     const button = (event.target as HTMLElement).closest("[data-rw-neuron]") as HTMLElement | null;
     if (!button) return;
     const [layer, neuron] = button.dataset.rwNeuron!.split(".").map(Number);
-    store.select({ layer, neuron });
+    store.select({ layer, neuron, feature: null });
     if (store.editable && store.action === "ablate") store.toggle({ layer, neuron });
   });
   let last = "";

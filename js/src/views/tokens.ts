@@ -17,21 +17,25 @@ export function mountTokens(el: HTMLElement, store: Store): void {
   line.append(...spans);
 
   let neuron: Float32Array | null = null;
+  let feature: Float32Array | null = null;
   let attend: { values: ArrayLike<number>; query: number } | null = null;
 
   const paint = () => {
     const sel = store.selection;
-    const scaleMax = neuron ? Math.max(1e-6, ...Array.from(neuron, Math.abs)) : 1;
+    const shown = feature ?? neuron;
+    const scaleMax = shown ? Math.max(1e-6, ...Array.from(shown, Math.abs)) : 1;
     spans.forEach((span, pos) => {
       span.classList.toggle("rw-selected", pos === sel.token);
       span.classList.toggle("rw-query", attend !== null && pos === attend.query);
       let rgb: [number, number, number] | null = null;
       if (attend) rgb = sequential(attend.values[pos] ?? 0);
-      else if (neuron) rgb = diverging(neuron[pos] / scaleMax);
+      else if (shown) rgb = diverging(shown[pos] / scaleMax);
       span.style.background = rgb ? css(rgb) : "";
       span.style.color = rgb ? ink(rgb) : "";
     });
     if (attend) legend.textContent = `colour: attention of head ${sel.layer}.${sel.head} from position ${attend.query}`;
+    else if (feature && sel.feature != null)
+      legend.textContent = `colour: SAE feature ${sel.feature} (max activation ${scaleMax.toFixed(2)})`;
     else if (neuron && sel.neuron !== null)
       legend.textContent = `colour: neuron ${sel.layer}.${sel.neuron} (max |activation| ${scaleMax.toFixed(2)})`;
     else legend.textContent = "click a token to select it; hover one to see where the selected head attends from it";
@@ -51,6 +55,20 @@ export function mountTokens(el: HTMLElement, store: Store): void {
     }
   };
 
+  const fetchFeature = async () => {
+    const sel = store.selection;
+    if (sel.feature === null || sel.feature === undefined) {
+      feature = null;
+      paint();
+      return;
+    }
+    const reply = await store.request("feature", { sae: sel.sae ?? 0, index: sel.feature }, "tokens-feature").catch(() => null);
+    if (reply) {
+      feature = reply.data.values.data as Float32Array;
+      paint();
+    }
+  };
+
   line.addEventListener("click", (event) => {
     const target = (event.target as HTMLElement).closest("[data-rw-token]") as HTMLElement | null;
     if (target) store.select({ token: Number(target.dataset.rwToken) });
@@ -65,14 +83,23 @@ export function mountTokens(el: HTMLElement, store: Store): void {
     paint();
   });
   let last = JSON.stringify([store.selection.layer, store.selection.neuron]);
+  let lastFeature = JSON.stringify([store.selection.sae, store.selection.feature]);
   store.on("selection", () => {
     const now = JSON.stringify([store.selection.layer, store.selection.neuron]);
     if (now !== last) {
       last = now;
       void fetchNeuron();
     }
+    const nowFeature = JSON.stringify([store.selection.sae, store.selection.feature]);
+    if (nowFeature !== lastFeature) {
+      lastFeature = nowFeature;
+      void fetchFeature();
+    }
     paint();
   });
-  store.on("generation", () => void fetchNeuron());
+  store.on("generation", () => {
+    void fetchNeuron();
+    void fetchFeature();
+  });
   void fetchNeuron();
 }
