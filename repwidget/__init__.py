@@ -6,6 +6,7 @@ from .hook_names import HookNameError
 from .interventions import Ablate, Patch, Steer
 from .model import CaptureBudgetError, Model, ModelLoadError, load
 from .options import options
+from .probes import Probes, train_probes
 from .run import Run
 from .sae import SAE, feature_dashboard, train_sae
 
@@ -46,6 +47,7 @@ __all__ = [
     "ModelLoadError",
     "Patch",
     "PredictionsView",
+    "Probes",
     "Run",
     "Steer",
     "TokensView",
@@ -58,6 +60,7 @@ __all__ = [
     "feature_dashboard",
     "load",
     "options",
+    "train_probes",
     "train_sae",
     "views",
 ]

@@ -47,3 +47,32 @@ def pattern(run: Run, layer: int, head: int) -> alt.Chart:
         )
         .properties(width=size * n, height=size * n)
     )
+
+
+def probe_accuracy(probes) -> alt.LayerChart:
+    """Held-out accuracy of each layer's probe (points and line), with the majority-class baseline dashed.
+
+    The chart carries a point selection named ``layer`` (click a point), which
+    ``alt.JupyterChart`` reports back to Python.
+    """
+    rows = zip(probes.layers, probes.accuracy, strict=True)
+    data = alt.Data(values=[{"layer": layer, "accuracy": acc} for layer, acc in rows])
+    select = alt.selection_point(name="layer", fields=["layer"], on="click")
+    base = alt.Chart(data, title=f"{probes.kind} probe accuracy by layer ({probes.site})")
+    line = base.mark_line().encode(x=alt.X("layer:O"), y=alt.Y("accuracy:Q", scale=alt.Scale(domain=[0, 1])))
+    points = (
+        base.mark_point(filled=True, size=120)
+        .encode(
+            x="layer:O",
+            y="accuracy:Q",
+            color=alt.condition(select, alt.value("#e67e22"), alt.value("#4a78b5")),
+            tooltip=["layer:O", alt.Tooltip("accuracy:Q", format=".3f")],
+        )
+        .add_params(select)
+    )
+    baseline = (
+        alt.Chart(alt.Data(values=[{"baseline": probes.baseline}]))
+        .mark_rule(strokeDash=[4, 4], color="grey")
+        .encode(y="baseline:Q")
+    )
+    return (line + points + baseline).properties(width=40 * max(4, len(probes.layers)), height=200)

@@ -1,0 +1,50 @@
+"""Fitting probes on cached activations: multinomial logistic regression, sparse (k best neurons), mean difference."""
+
+from __future__ import annotations
+
+import torch
+
+KINDS = ("logistic", "sparse", "mean_diff")
+
+
+def standardise(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and std (at least 1e-6) of each column, for standardising features."""
+    return x.mean(0), x.std(0).clamp_min(1e-6)
+
+
+def logistic(x: torch.Tensor, y: torch.Tensor, n_classes: int, l2: float = 1.0, iters: int = 100) -> torch.Tensor:
+    """Multinomial logistic regression on standardised ``x`` ``[n, d]``: weights ``[d + 1, classes]`` (bias last).
+
+    Minimises the summed cross-entropy plus ``l2 / 2 * ||W||^2`` (bias unpenalised), as scikit-learn's
+    ``LogisticRegression(C=1 / l2)`` does, with full-batch L-BFGS.
+    """
+    n, d = x.shape
+    xb = torch.cat([x, torch.ones(n, 1, dtype=x.dtype)], 1)
+    w = torch.zeros(d + 1, n_classes, dtype=x.dtype, requires_grad=True)
+    optimizer = torch.optim.LBFGS([w], lr=1, max_iter=iters, tolerance_grad=1e-6, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(xb @ w, y, reduction="sum") + 0.5 * l2 * w[:-1].pow(2).sum()
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    return w.detach()
+
+
+def best_neurons(x: torch.Tensor, y: torch.Tensor, n_classes: int, k: int) -> torch.Tensor:
+    """The ``k`` columns that separate the classes best (between-class over within-class variance)."""
+    means = torch.stack([x[y == c].mean(0) for c in range(n_classes)])
+    between = means.var(0)
+    within = torch.stack([x[y == c].var(0) for c in range(n_classes)]).mean(0).clamp_min(1e-6)
+    return (between / within).topk(min(k, x.shape[1])).indices
+
+
+def mean_difference(x: torch.Tensor, y: torch.Tensor, n_classes: int) -> torch.Tensor:
+    """Class means as a nearest-mean classifier ``[d + 1, classes]``: score_c = x . m_c - |m_c|^2 / 2.
+
+    For two classes the decision direction is ``m_1 - m_0`` (the concept direction).
+    """
+    means = torch.stack([x[y == c].mean(0) for c in range(n_classes)])  # [classes, d]
+    return torch.cat([means.T, -0.5 * means.pow(2).sum(1, keepdim=True).T], 0)

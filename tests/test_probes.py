@@ -1,0 +1,91 @@
+"""Probes on the demo model: accuracy, kinds, directions that steer, errors, files, the chart."""
+
+import pytest
+import torch
+
+import repwidget as rw
+from repwidget.demo import dataset
+from repwidget.demo.evaluate import prompt
+
+
+@pytest.fixture(scope="module")
+def demo():
+    return rw.demo_model()
+
+
+@pytest.fixture(scope="module")
+def sentiment(demo):
+    return rw.train_probes(demo, dataset("sentiment", 400))
+
+
+def test_a_linear_probe_reads_sentiment(sentiment):
+    print("sentiment probe accuracy by layer:", [round(a, 3) for a in sentiment.accuracy])
+    assert sentiment.classes == ["negative", "positive"] and sentiment.layers == [0, 1, 2, 3]
+    assert max(sentiment.accuracy) >= 0.95 and sentiment.baseline < 0.7
+    assert sentiment.accuracy[sentiment.layers.index(sentiment.best_layer)] == max(sentiment.accuracy)
+
+
+def test_every_kind_trains_and_mean_diff_is_the_difference_of_means(demo):
+    examples = dataset("sentiment", 200)
+    acts = rw.probes.read_activations(demo, [e.text for e in examples], [2], "resid_post")[:, 0]
+    labels = torch.tensor([e.target == "positive" for e in examples])
+    sparse = rw.train_probes(demo, examples, layers=[2], kind="sparse", k=8)
+    assert sparse.neurons[2].shape == (8,) and sparse.accuracy[0] > sparse.baseline
+    diff = rw.train_probes(demo, examples, layers=[2], kind="mean_diff", test_fraction=0.25)
+    order = torch.randperm(200, generator=torch.Generator().manual_seed(0))[50:]  # the seeded training split
+    train_acts, train_labels = acts[order], labels[order]
+    expected = train_acts[train_labels].mean(0) - train_acts[~train_labels].mean(0)
+    torch.testing.assert_close(diff.direction(2), expected / expected.norm(), atol=1e-5, rtol=1e-4)
+    agreement = rw.train_probes(demo, dataset("agreement", 200), layers=[1], position="mean")
+    assert agreement.classes == ["are", "is", "was", "were"] and agreement.accuracy[0] > agreement.baseline
+
+
+def test_steering_along_the_probe_direction_flips_the_models_verdict(demo):
+    # the probe reads where the model gives its verdict: the last token of "review : ... . verdict :"
+    probes = rw.train_probes(demo, [(prompt(e, "sentiment"), e.target) for e in dataset("sentiment", 300)])
+    ids = demo.tokenizer.convert_tokens_to_ids(["negative", "positive"])
+    examples = dataset("sentiment", 40, seed=5)  # not trained on (another seed's draw)
+    for layer in (0, 1, 2):
+        flipped = 0
+        for example in examples:
+            other = "negative" if example.target == "positive" else "positive"
+            run = demo.run(prompt(example, "sentiment"), probes.steering(layer, toward=other, strength=2.0))
+            flipped += ["negative", "positive"][int(run.logits_at(-1)[ids].argmax())] == other
+        print(f"steering at layer {layer} flipped {flipped} of {len(examples)} verdicts")
+        assert flipped >= 0.8 * len(examples)
+        weak = demo.run(prompt(examples[0], "sentiment"), probes.steering(layer, toward=examples[0].target))
+        assert ["negative", "positive"][int(weak.logits_at(-1)[ids].argmax())] == examples[0].target
+
+
+def test_bad_examples_are_clear_errors(demo):
+    with pytest.raises(ValueError, match="a probe needs two classes"):
+        rw.train_probes(demo, [("the food was good", "positive")] * 10)
+    few = [("the food was good", "positive")] * 10 + [("the food was bad", "negative")] * 2
+    with pytest.raises(ValueError, match=r"too few examples of \{'negative': 2\}"):
+        rw.train_probes(demo, few)
+    with pytest.raises(ValueError, match="3 texts but 2 labels"):
+        rw.train_probes(demo, ["a", "b", "c"], labels=["x", "y"])
+    with pytest.raises(ValueError, match="kind must be one of"):
+        rw.train_probes(demo, few, kind="svm")
+    with pytest.raises(ValueError, match="site must be one of"):
+        rw.train_probes(demo, dataset("sentiment", 20), site="resid_middle")
+    with pytest.raises(ValueError, match="pairs"):
+        rw.train_probes(demo, ["just text"])
+
+
+def test_probes_save_and_load(sentiment, tmp_path, demo):
+    sentiment.save(tmp_path)
+    again = rw.Probes.load(tmp_path)
+    acts = demo.run("review : the music was wonderful .")["blocks.2.hook_resid_post"]
+    torch.testing.assert_close(again.logits(acts, 2), sentiment.logits(acts, 2))
+    assert again.accuracy == sentiment.accuracy and again.classes == sentiment.classes
+    assert again.predict(acts[-1:], 2) == ["positive"]
+    with pytest.raises(ValueError, match="no probe at layer 7"):
+        again.direction(7)
+
+
+def test_the_accuracy_chart_has_a_layer_selection(sentiment):
+    spec = sentiment.chart().to_dict()
+    assert [p["name"] for p in spec["params"]] == ["layer"] and spec["params"][0]["select"]["on"] == "click"
+    values = spec["data"]["values"]
+    assert [v["accuracy"] for v in values] == sentiment.accuracy
