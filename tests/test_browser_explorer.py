@@ -75,14 +75,15 @@ def test_clicking_a_head_ablates_it_in_the_kernel_and_the_predictions_change(lab
     before = intervened.inner_text()
     screenshot(root, "explorer-clean")
 
-    root.locator('[data-rw-head="0.3"]').click()
-    state = kernel.wait_for("print(ex.interventions)", "rw.Ablate(layer=0, head=3)")
-    assert state.strip() == "[rw.Ablate(layer=0, head=3)]"
+    root.locator('[data-rw-head="0.0"]').click()
+    state = kernel.wait_for("print(ex.interventions)", "rw.Ablate(layer=0, head=0)")
+    assert state.strip() == "[rw.Ablate(layer=0, head=0)]"
     expect(intervened).not_to_have_text(before, timeout=30_000)
-    after = intervened.inner_text()
-    assert "\u2212" in after  # paris lost probability, shown as a signed change
-    expect(root.locator('[data-rw-head="0.3"]')).to_have_class("rw-head rw-selected rw-ablated")
-    expect(root.locator(".rw-iv")).to_contain_text("ablate head 0.3 (zero)")
+    clean_column = root.locator('[data-rw-column="clean"]').inner_text()
+    assert clean_column.split("\n")[1].startswith("paris\t") and "\u2212" in clean_column.split("\n")[1]
+    assert not intervened.inner_text().split("\n")[1].startswith("paris")  # paris lost its place
+    expect(root.locator('[data-rw-head="0.0"]')).to_have_class("rw-head rw-selected rw-ablated")
+    expect(root.locator(".rw-iv")).to_contain_text("ablate head 0.0 (zero)")
     paris = "model.tokenizer.convert_tokens_to_ids('paris')"
     p_paris = float(kernel.run(f"print(ex.run.logits[-1].softmax(-1)[{paris}].item())"))
     assert p_paris < 0.5

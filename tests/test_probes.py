@@ -42,10 +42,12 @@ def test_every_kind_trains_and_mean_diff_is_the_difference_of_means(demo):
 
 def test_steering_along_the_probe_direction_flips_the_models_verdict(demo):
     # the probe reads where the model gives its verdict: the last token of "review : ... . verdict :"
-    probes = rw.train_probes(demo, [(prompt(e, "sentiment"), e.target) for e in dataset("sentiment", 300)])
+    # the difference of class means is the concept direction one steers along
+    examples = [(prompt(e, "sentiment"), e.target) for e in dataset("sentiment", 300)]
+    probes = rw.train_probes(demo, examples, kind="mean_diff")
     ids = demo.tokenizer.convert_tokens_to_ids(["negative", "positive"])
     examples = dataset("sentiment", 40, seed=5)  # not trained on (another seed's draw)
-    for layer in (0, 1, 2):
+    for layer in (1, 2):  # after layer 0 (whose output the verdict does not read from this position)
         flipped = 0
         for example in examples:
             other = "negative" if example.target == "positive" else "positive"
@@ -76,10 +78,11 @@ def test_bad_examples_are_clear_errors(demo):
 def test_probes_save_and_load(sentiment, tmp_path, demo):
     sentiment.save(tmp_path)
     again = rw.Probes.load(tmp_path)
-    acts = demo.run("review : the music was wonderful .")["blocks.2.hook_resid_post"]
+    example = dataset("sentiment", 1, seed=9)[0]
+    acts = demo.run(example.text)["blocks.2.hook_resid_post"]
     torch.testing.assert_close(again.logits(acts, 2), sentiment.logits(acts, 2))
     assert again.accuracy == sentiment.accuracy and again.classes == sentiment.classes
-    assert again.predict(acts[-1:], 2) == ["positive"]
+    assert again.predict(acts[-1:], 2) == [example.target]
     with pytest.raises(ValueError, match="no probe at layer 7"):
         again.direction(7)
 

@@ -16,7 +16,7 @@ export function renderPredictions(body: HTMLElement, reply: Reply, tokens: strin
   const column = (row: number, title: string) => {
     const table = h("table", { class: "rw-pred-table", data: { rwColumn: row === 0 ? "clean" : "intervened" } });
     const head = h("tr", {}, [h("th", { text: title }), h("th", { text: "p" })]);
-    if (row === 1) head.append(h("th", { text: "\u0394p" }), h("th", { text: "\u0394logit" }));
+    head.append(h("th", { text: "\u0394p" }), h("th", { text: "\u0394logit" }));
     table.appendChild(head);
     for (let i = 0; i < k; i++) {
       const p = data.probs.data[row * k + i] as number;
@@ -26,12 +26,11 @@ export function renderPredictions(body: HTMLElement, reply: Reply, tokens: strin
         h("td", { class: "rw-pred-token", text: showToken(data.tokens[row][i]) }),
         h("td", { class: "rw-num" }, [bar, h("span", { text: pct(p) })]),
       ]);
-      if (row === 1) {
-        const dp = data.delta_prob.data[row * k + i] as number;
-        const dl = data.delta_logit.data[row * k + i] as number;
-        const cls = Math.abs(dp) < 5e-4 ? "rw-num" : dp > 0 ? "rw-num rw-up" : "rw-num rw-down";
-        tr.append(h("td", { class: cls, text: signed(100 * dp, 1, "%") }), h("td", { class: cls, text: signed(dl, 2) }));
-      }
+      // for the clean top tokens and for the intervened ones alike: intervened minus clean
+      const dp = data.delta_prob.data[row * k + i] as number;
+      const dl = data.delta_logit.data[row * k + i] as number;
+      const cls = Math.abs(dp) < 5e-4 ? "rw-num" : dp > 0 ? "rw-num rw-up" : "rw-num rw-down";
+      tr.append(h("td", { class: cls, text: signed(100 * dp, 1, "%") }), h("td", { class: cls, text: signed(dl, 2) }));
       table.appendChild(tr);
     }
     return table;
