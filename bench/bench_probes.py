@@ -65,7 +65,7 @@ def main() -> None:
     y = torch.randint(0, 2, (n,), generator=g)
     direction = torch.randn(d, generator=g)
     direction /= direction.norm()
-    strength = torch.linspace(0.02, 0.3, layers)
+    strength = torch.linspace(0.02, 1.0, layers)
     acts = torch.randn(n, layers, d, generator=g) + (2 * y - 1)[:, None, None] * strength[None, :, None] * direction
     compare("synthetic, GPT-2-small shape", acts.float(), y, ["a", "b"])
 

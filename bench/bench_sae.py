@@ -2,7 +2,7 @@
 
     python bench/bench_sae.py [n_texts]
 
-The demo model and its shipped SAE, ``n_texts`` (default 2,000) held-out demo texts. Times
+The demo model and its shipped SAE, ``n_texts`` (default 2,000) documents of the demo tasks. Times
 ``rw.feature_dashboard`` (one pass per text capturing the SAE's hook, encode, top-k heap,
 histogram, output tokens) against plain Hugging Face forwards of the same texts one by one (the
 same passes), and batched by 32 with padding (what a hand-written harvest loop might do).
@@ -18,13 +18,13 @@ import time
 import torch
 
 import repwidget as rw
-from repwidget.demo import tasks
+from repwidget.demo.train_sae import documents
 
 
 def main(n: int = 2000) -> None:
     torch.set_num_threads(2)
     model, sae = rw.demo_model(), rw.demo.demo_sae()
-    texts = [e.text for task in tasks.TASKS for e in tasks.dataset(task, n // len(tasks.TASKS), seed=7)]
+    texts = documents(n, seed=7)
     ids = [model.to_ids(t) for t in texts]
     hf = model.hf
 

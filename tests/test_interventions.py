@@ -176,3 +176,22 @@ def test_interventions_round_trip_through_json_and_repr(hf_models):
 def test_malformed_intervention_messages_raise_value_error(message):
     with pytest.raises(ValueError):
         from_json(message)
+
+
+def test_capture_stops_the_pass_once_its_hooks_are_read(hf_models, causal_name):
+    model = rw.load(hf_models[causal_name])
+    x = ids(7)
+    blocks = model.hf.get_submodule(model.arch.blocks)
+    calls = []
+    handles = [b.register_forward_pre_hook(lambda m, a, i=i: calls.append(i)) for i, b in enumerate(blocks)]
+    try:
+        got = model.capture(x, ["blocks.1.hook_resid_pre", "blocks.0.attn.hook_pattern"])
+    finally:
+        for h in handles:
+            h.remove()
+    assert calls == [0, 1]  # block 1 starts (its input is read), later blocks never run
+    full = model.run(x, capture=["blocks.1.hook_resid_pre", "blocks.0.attn.hook_pattern"])
+    for name, tensor in got.items():
+        torch.testing.assert_close(tensor, full[name])
+    assert not model.hf._forward_hooks and not any(b._forward_pre_hooks for b in blocks)
+    torch.testing.assert_close(model.run(x).logits, hf_models[causal_name](torch.tensor([x])).logits[0])

@@ -176,9 +176,10 @@ export class Store {
   }
 
   // -- events ------------------------------------------------------------------------
-  on(event: string, cb: Listener): void {
-    if (!this.listeners.has(event)) this.listeners.set(event, new Set());
-    this.listeners.get(event)!.add(cb);
+  /** Listen to `event`; `first` listeners run before the others (their requests reach the kernel first). */
+  on(event: string, cb: Listener, first = false): void {
+    const current = this.listeners.get(event) ?? new Set<Listener>();
+    this.listeners.set(event, first ? new Set([cb, ...current]) : current.add(cb));
   }
   emit(event: string, ...args: unknown[]): void {
     for (const cb of this.listeners.get(event) ?? []) cb(...args);

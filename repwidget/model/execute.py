@@ -37,6 +37,7 @@ class Plan:
     edits: dict[str, list[Edit]] = field(default_factory=dict)
     start: int = 0  # blocks before it return ``reuse`` outputs instead of computing
     reuse: list[object] | None = None
+    stop_early: bool = False  # end the pass as soon as everything in ``capture`` is captured
 
 
 @dataclass
@@ -58,6 +59,10 @@ def _shape(template: str, x: torch.Tensor, arch: Architecture) -> torch.Tensor:
     if template == "attn.hook_z":
         return x.view(x.shape[0], arch.n_heads, arch.d_head)
     return x
+
+
+class _Captured(Exception):  # control flow, not an error
+    """Raised inside a hook to end a pass whose captures are all taken."""
 
 
 def _first(output: object) -> torch.Tensor:
@@ -112,6 +117,8 @@ def execute(model: nn.Module, arch: Architecture, plan: Plan, forward_kwargs: di
                 x = _apply(plan.edits[name], x)
             if name in wanted:
                 cache[name] = _shape(template, x, arch)
+                if plan.stop_early and wanted.issubset(cache):
+                    raise _Captured
         return x
 
     def pre_hook(layer: int, templates: list[str]):
@@ -128,6 +135,8 @@ def execute(model: nn.Module, arch: Architecture, plan: Plan, forward_kwargs: di
         def hook(module, args, output):
             if where == "attn":  # read-only: the attention probabilities
                 cache[f"blocks.{layer}.attn.hook_pattern"] = output[arch.pattern_index][0]
+                if plan.stop_early and wanted.issubset(cache):
+                    raise _Captured
                 return None
             x = edit_and_capture(layer, templates, _first(output))
             output = _replace_first(output, x) if x is not _first(output) else output
@@ -168,7 +177,10 @@ def execute(model: nn.Module, arch: Architecture, plan: Plan, forward_kwargs: di
                 return original(x[:, :0], *args, **kwargs)  # an empty result of the right type: logits come later
 
             stack.enter_context(_patched_forward(unembed, lazy_unembed))
-        output = model(input_ids=plan.ids, **forward_kwargs)
+        try:
+            output = model(input_ids=plan.ids, **forward_kwargs)
+        except _Captured:  # every hook asked for is captured: the rest of the pass is not needed
+            return Result(cache=cache, block_outputs=block_outputs, final_hidden=None, logits=None)
 
     logits = None
     if not arch.plain_logits:

@@ -137,6 +137,19 @@ class Model:
         """One forward pass. ``capture`` takes hook names or globs (default: residual streams and patterns)."""
         return self._execute(self.to_ids(text_or_ids), interventions, capture)
 
+    def capture(self, text_or_ids: TokensLike, hooks: str | Iterable[str]) -> dict[str, torch.Tensor]:
+        """Only the activations at ``hooks`` (names or globs), ending the pass once they are all taken.
+
+        What harvesting loops want: capturing ``blocks.2.hook_resid_pre`` runs blocks 0-1 and stops.
+        """
+        ids = self.to_ids(text_or_ids)
+        names = hook_names.expand(hooks, self.n_layers)
+        if not names:
+            raise ValueError("capture needs at least one hook name")
+        self._check_budget(names, len(ids))
+        plan = Plan(ids=torch.tensor([ids], device=self.device), capture=names, stop_early=True)
+        return execute(self.hf, self.arch, plan, self._forward_kwargs).cache
+
     def set_reference(self, texts: Iterable[TokensLike]) -> None:
         """Texts whose activations give the statistics for ``mode="mean"`` and ``"resample"`` ablations."""
         if isinstance(texts, str):

@@ -19,7 +19,7 @@ def activations(
     """
     texts = list(texts)
     for index, text in enumerate(tqdm(texts, desc=desc or f"reading {hook}", leave=False)):
-        acts = model.run(text, capture=[hook])[hook]
+        acts = model.capture(text, [hook])[hook]  # the pass stops once the hook is read
         acts = acts.reshape(acts.shape[0], -1)
         yield index, acts[1:] if skip_first else acts
 

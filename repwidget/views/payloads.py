@@ -72,13 +72,19 @@ def lens(run: Run, start: int, stop: int) -> dict[str, Any]:
     }
 
 
-def predictions(clean: Run, run: Run, position: int, k: int = 10) -> dict[str, Any]:
+def predictions(
+    clean: Run, run: Run, position: int, k: int = 10, clean_logits: dict[int, torch.Tensor] | None = None
+) -> dict[str, Any]:
     """Top-``k`` next tokens at ``position``, clean and intervened, and how each changed between them.
 
     ``ids``/``probs`` are ``[2, k]`` (row 0 clean, row 1 intervened); ``delta_prob`` and
-    ``delta_logit`` are ``[2, k]``: for each listed token, intervened minus clean.
+    ``delta_logit`` are ``[2, k]``: for each listed token, intervened minus clean. ``clean_logits``
+    caches the clean run's logits by position across calls.
     """
-    both = torch.stack([clean.logits_at(position).float(), run.logits_at(position).float()])
+    cache = clean_logits if clean_logits is not None else {}
+    if position not in cache:
+        cache[position] = clean.logits_at(position).float()
+    both = torch.stack([cache[position], run.logits_at(position).float()])
     probs = both.softmax(-1)
     top = probs.topk(k, dim=-1)
     delta_prob = (probs[1] - probs[0])[top.indices]

@@ -94,6 +94,7 @@ class RunWidget(anywidget.AnyWidget):
             views = tuple(v for v in views if v != "features")
         self._texts = list(texts) if texts is not None else None
         self._dashboards: dict[tuple[int, int], Any] = {}
+        self._clean_logits: dict[int, Any] = {}  # the clean run's logits by position, reused across clicks
         self._run = with_captures(run, self._saes)
         self._clean = with_captures(clean, self._saes) if clean is not None else None
         n = len(run.token_ids)
@@ -172,7 +173,7 @@ class RunWidget(anywidget.AnyWidget):
         if what == "lens":
             return payloads.lens(run, args["start"], args["stop"])
         if what == "predictions":
-            return payloads.predictions(self.clean_run, run, args["position"])
+            return payloads.predictions(self.clean_run, run, args["position"], clean_logits=self._clean_logits)
         if what == "neurons":
             return payloads.neurons(run, args["layer"], args["position"])
         if what == "neuron":

@@ -58,12 +58,17 @@ export function mountPredictions(el: HTMLElement, store: Store): void {
     store.request("predictions", { position: store.selection.token }).then(paint, () => undefined);
   };
   let token = store.selection.token;
-  store.on("selection", () => {
-    if (store.selection.token !== token) {
-      token = store.selection.token;
-      fetch();
-    }
-  });
+  // what a reader looks at first is asked for first: the kernel answers messages in order
+  store.on(
+    "selection",
+    () => {
+      if (store.selection.token !== token) {
+        token = store.selection.token;
+        fetch();
+      }
+    },
+    true,
+  );
   // after a click the kernel's answer carries the new predictions; refetch only for changes made in Python
   store.on("generation", () => {
     if (!store.busy) fetch();
