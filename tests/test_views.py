@@ -219,3 +219,16 @@ def test_an_sae_for_another_model_is_refused_up_front(hf_models):
         rw.explore(model, ids(6), saes=[rw.demo.demo_sae()])
     with pytest.raises(ValueError, match="no SAEs"):
         protocol.parse_get({"what": "features", "sae": 0, "position": 0}, protocol.Limits(1, 1, 1, 1))
+
+
+def test_steering_vectors_stay_in_the_kernel(demo):
+    ex = rw.explore(demo, "the capital of france is")
+    vector = torch.randn(demo.d_model).tolist()
+    ex.interventions = [rw.Steer(1, vector, scale=2.0), rw.Ablate(0, head=1)]
+    listed = ex.intervention_list[0]
+    assert listed["vector"] is None and listed["ref"] == 0 and listed["scale"] == 2.0
+    ask(ex, type="set", seq=1, interventions=[listed])  # the head's ablation removed in the browser
+    assert ex.interventions == [rw.Steer(1, vector, scale=2.0)]
+    refused = ask(ex, type="set", seq=2, interventions=[{"type": "steer", "ref": 5, "vector": None}])
+    assert refused[0][0]["type"] == "error" and "ref 5" in ex.error
+    assert ex.interventions == [rw.Steer(1, vector, scale=2.0)]

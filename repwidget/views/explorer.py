@@ -39,7 +39,7 @@ class Explorer(RunWidget):
         ivs = as_tuple(interventions)
         run = clean.rerun(ivs, capture=self._capture) if ivs else clean
         super().__init__(run, clean=clean, editable=True, mode=mode, saes=saes, texts=texts, **kwargs)
-        self.intervention_list = [to_json(iv) for iv in ivs]
+        self.intervention_list = self._listed(ivs)
         self._seq = -1
 
     @property
@@ -64,9 +64,29 @@ class Explorer(RunWidget):
             self._run = self.clean_run.rerun(ivs, capture=self._capture)
         finally:
             self.busy = False
-        self.intervention_list = [to_json(iv) for iv in ivs]
+        self.intervention_list = self._listed(ivs)
         self.error = ""
         self.generation += 1
+
+    @staticmethod
+    def _listed(ivs: tuple[Intervention, ...]) -> list[dict[str, Any]]:
+        """The interventions as the front end lists them: a steering vector stays in the kernel (the
+        browser never receives floats as JSON) and comes back as ``ref``, its index in the list."""
+        out = []
+        for i, iv in enumerate(ivs):
+            data = to_json(iv)
+            if data.get("vector"):
+                data.update(vector=None, ref=i)
+            out.append(data)
+        return out
+
+    def _from_front(self, item: Any) -> Intervention:
+        if isinstance(item, dict) and "ref" in item:
+            ref, current = item["ref"], self._run.interventions
+            if type(ref) is not int or not 0 <= ref < len(current):
+                raise ValueError(f"ref {ref!r} is not an intervention of the current run")
+            return current[ref]
+        return from_json(item)
 
     def _on_set(self, request_id: int, content: dict[str, Any]) -> None:
         seq, items = content.get("seq"), content.get("interventions")
@@ -75,7 +95,7 @@ class Explorer(RunWidget):
         if seq <= self._seq:  # an older click that arrived late: the newer one already won
             return
         self._seq = seq
-        ivs = tuple(from_json(item) for item in items)
+        ivs = tuple(self._from_front(item) for item in items)
         try:
             self._apply(ivs)
         finally:  # tell the front end which state is current, even when this one was refused
