@@ -31,6 +31,11 @@ long""",
     """sae = rw.demo.demo_sae()
 fx = rw.explore(model, "two days after monday is", saes=[sae], texts=[e.text for e in rw.demo.dataset("cycles", 40)])
 fx""",
+    """from repwidget.demo.evaluate import prompt
+reviews = [(prompt(e, "sentiment"), e.target) for e in rw.demo.dataset("sentiment", 80)]
+probes = rw.train_probes(model, reviews, kind="mean_diff")
+px = rw.explore(model, prompt(rw.demo.dataset("sentiment", 1, seed=9)[0], "sentiment"), probes=[probes])
+px""",
 ]
 
 
@@ -49,7 +54,7 @@ def lab_page(tmp_path_factory):
             page.locator(".jp-Notebook").wait_for(timeout=120_000)
             kernel_id = lab.kernel_ready()
             run_all_cells(page)
-            page.locator(".rw-root").nth(3).locator("[data-rw-feature]").first.wait_for(timeout=180_000)
+            page.locator(".rw-root").nth(4).locator(".rw-probes-view .rw-token").first.wait_for(timeout=180_000)
             kernel = Kernel(lab, kernel_id)
             try:
                 yield page, kernel, dialogs
@@ -173,3 +178,21 @@ def test_clicking_an_sae_feature_ablates_it_and_the_slider_steers_with_it(lab_pa
     assert f"feature={index}, scale=-8.0)" in state
     screenshot(root, "explorer-sae-features")
     kernel.run("fx.interventions = []")
+
+
+def test_a_click_on_a_probe_layer_and_the_steer_button_reach_python(lab_page):
+    from playwright.sync_api import expect
+
+    page, kernel, _ = lab_page
+    root = _explorer(page, 4)
+    root.locator('.rw-probes-view [data-rw-layer="2"]').click()
+    assert kernel.wait_for("print(px.selection['layer'])", "2").strip() == "2"
+    expect(root.locator(".rw-probes-view .rw-legend")).to_contain_text("layer 2")
+    expect(root.locator('.rw-probes-view [data-rw-layer="2"]')).to_contain_text("%")  # its held-out accuracy
+    root.locator("[data-rw-probe-class]").select_option("negative")
+    root.locator("[data-rw-probe-steer]").click()
+    state = kernel.wait_for("print(px.interventions == [probes.steering(2, 'negative', 2.0)])", "True")
+    assert state.strip() == "True"
+    expect(root.locator(".rw-iv")).to_contain_text("steer layer 2")
+    screenshot(root, "explorer-probes")
+    kernel.run("px.interventions = []")

@@ -1,5 +1,6 @@
 """The views' kernel side: payloads against the runs they show, the message protocol, the explorer's state."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -232,3 +233,26 @@ def test_steering_vectors_stay_in_the_kernel(demo):
     refused = ask(ex, type="set", seq=2, interventions=[{"type": "steer", "ref": 5, "vector": None}])
     assert refused[0][0]["type"] == "error" and "ref 5" in ex.error
     assert ex.interventions == [rw.Steer(1, vector, scale=2.0)]
+
+
+def test_the_explorer_shows_probes_and_steers_along_them(demo):
+    from repwidget.demo.evaluate import prompt
+
+    examples = [(prompt(e, "sentiment"), e.target) for e in rw.demo.dataset("sentiment", 80)]
+    probes = rw.train_probes(demo, examples, kind="mean_diff")
+    text = prompt(rw.demo.dataset("sentiment", 1, seed=9)[0], "sentiment")
+    ex = rw.explore(demo, text, probes=[probes])
+    assert "probes" in ex.views and ex.probes[0]["classes"] == ["negative", "positive"]
+    reply, buffers = ask(ex, type="get", what="probe", probe=0, layer=2)[0]
+    probs = rw.codec.decode({**reply["data"]["probs"], "buffer": buffers[reply["data"]["probs"]["buffer"]]})
+    expected = probes.logits(ex.run["blocks.2.hook_resid_post"], 2).softmax(-1)
+    np.testing.assert_allclose(probs, expected.numpy(), atol=2e-3)
+    sent = ask(ex, type="steer_probe", probe=0, layer=2, toward="negative", strength=2.0)
+    assert sent[0][0]["type"] == "applied" and ex.interventions == [probes.steering(2, "negative", 2.0)]
+    ask(ex, type="steer_probe", probe=0, layer=2, toward="positive", strength=1.0)  # replaces the first
+    assert ex.interventions == [probes.steering(2, "positive", 1.0)]
+    assert ex.intervention_list[0]["vector"] is None
+    for bad in ({"toward": "neutral"}, {"strength": "lots"}, {"probe": 3}):
+        message = {"type": "steer_probe", "probe": 0, "layer": 2, "toward": "positive", "strength": 1.0, **bad}
+        assert ask(ex, **message)[0][0]["type"] == "error"
+    assert ex.interventions == [probes.steering(2, "positive", 1.0)]

@@ -12,6 +12,13 @@ export interface Selection {
   feature: number | null;
 }
 
+export interface ProbeInfo {
+  kind: string;
+  site: string;
+  classes: string[];
+  layers: number[];
+}
+
 export interface SAEInfo {
   name: string;
   hook: string;
@@ -106,7 +113,7 @@ export function describe(iv: InterventionJSON): string {
     return `ablate ${what} (${iv.mode ?? "zero"})`;
   }
   if (iv.type === "steer" && iv.sae != null) return `steer feature ${iv.feature} of ${iv.sae} x ${String(iv.scale)}`;
-  if (iv.type === "steer") return `steer layer ${iv.layer} (scale ${String(iv.scale)})`;
+  if (iv.type === "steer") return `steer layer ${iv.layer} (scale ${Number(iv.scale).toFixed(2)})`;
   if (iv.type === "patch") return `patch ${String(iv.hook)}`;
   return `${iv.type} layer ${iv.layer}`;
 }
@@ -142,6 +149,9 @@ export class Store {
   }
   get tokens(): string[] {
     return (this.model.get("tokens") as string[]) ?? [];
+  }
+  get probes(): ProbeInfo[] {
+    return (this.model.get("probes") as ProbeInfo[]) ?? [];
   }
   get saes(): SAEInfo[] {
     return (this.model.get("saes") as SAEInfo[]) ?? [];
@@ -213,6 +223,15 @@ export class Store {
 
   toggle(target: Target): void {
     this.setInterventions(toggleAblation(this.interventions, target, (this.model.get("mode") as string) ?? "zero"));
+  }
+
+  /** Send a command that changes the run (for example steering along a probe); busy until it is applied. */
+  command(content: Record<string, unknown>): void {
+    if (this.inFlight !== null) return; // one change at a time; the user can click again
+    const id = this.nextId++;
+    this.inFlight = id;
+    this.model.send({ ...content, id });
+    this.emit("busy");
   }
 
   private sendSet(list: InterventionJSON[]): void {

@@ -8,6 +8,7 @@ import { mountInterventions } from "./views/interventions";
 import { mountLens } from "./views/lens";
 import { mountNeurons } from "./views/neurons";
 import { mountPredictions } from "./views/predictions";
+import { mountProbes } from "./views/probes";
 import { mountTokens } from "./views/tokens";
 
 const MOUNT: Record<string, (el: HTMLElement, store: Store) => void> = {
@@ -16,6 +17,7 @@ const MOUNT: Record<string, (el: HTMLElement, store: Store) => void> = {
   attention: mountAttention,
   neurons: mountNeurons,
   features: mountFeatures,
+  probes: mountProbes,
   lens: mountLens,
   predictions: mountPredictions,
 };

@@ -6,10 +6,11 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..interventions import Intervention, as_tuple, from_json, to_json
+from ..interventions import Intervention, Steer, as_tuple, from_json, to_json
 from ..model.model import Model, TokensLike
+from ..probes import Probes
 from ..sae import SAE
-from .widget import RunWidget, check_saes, needed_hooks
+from .widget import RunWidget, check_probes, check_saes, needed_hooks
 
 
 class Explorer(RunWidget):
@@ -28,17 +29,19 @@ class Explorer(RunWidget):
         mode: str = "zero",
         saes: Sequence[SAE] = (),
         texts: Sequence[Any] | None = None,
+        probes: Sequence[Probes] = (),
         **kwargs: Any,
     ) -> None:
         if not isinstance(model, Model):
             raise TypeError(f"expected a rw.Model (from rw.load), got {type(model).__name__}")
         self._text = text if isinstance(text, str) else model.to_ids(text)
         saes = check_saes(model, saes)
-        self._capture = needed_hooks(model, saes)
+        probes = check_probes(model, probes)
+        self._capture = needed_hooks(model, saes, probes)
         clean = model.run(text, capture=self._capture)
         ivs = as_tuple(interventions)
         run = clean.rerun(ivs, capture=self._capture) if ivs else clean
-        super().__init__(run, clean=clean, editable=True, mode=mode, saes=saes, texts=texts, **kwargs)
+        super().__init__(run, clean=clean, editable=True, mode=mode, saes=saes, texts=texts, probes=probes, **kwargs)
         self.intervention_list = self._listed(ivs)
         self._seq = -1
 
@@ -104,6 +107,17 @@ class Explorer(RunWidget):
         if self.model.has_unembed and type(position) is int and 0 <= position < len(self._run.token_ids):
             self._reply(request_id, "predictions", {"position": position})
 
+    def _on_steer_probe(self, request_id: int, args: dict[str, Any]) -> None:
+        """Steer along a probe's direction, replacing an earlier vector steer at that layer."""
+        steer = self._probes[args["probe"]].steering(args["layer"], args["toward"], args["strength"])
+        kept = [
+            iv
+            for iv in self._run.interventions
+            if not (isinstance(iv, Steer) and iv.sae is None and iv.layer == steer.layer)
+        ]
+        self._apply((*kept, steer))
+        self.send({"type": "applied", "id": request_id, "seq": self._seq, "gen": self.generation})
+
     def code(self) -> str:
         """Python that rebuilds the current run (and so what the views show)."""
         ivs = ", ".join(repr(iv) for iv in self.interventions)
@@ -134,5 +148,7 @@ def explore(
     resample); the model re-runs from the earliest intervened layer and every view updates.
     ``saes=[sae]`` adds the features view (click a feature to ablate it, or steer with it);
     ``texts=[...]`` is the dataset its dashboards search for a feature's top contexts.
+    ``probes=[rw.train_probes(...)]`` adds the probes view: accuracy by layer, each token's class
+    probability at the selected layer, and steering along the probe's direction.
     """
     return Explorer(model, text, interventions, **options)

@@ -136,3 +136,14 @@ def dashboard(dash: Any, k: int = 5) -> dict[str, Any]:
         "density": dash.density,
         "index": dash.feature,
     }
+
+
+def probe(run: Run, probes: Any, layer: int) -> dict[str, Any]:
+    """A probe's held-out accuracy by layer and, at ``layer``, each token's probability of each class."""
+    from ..probes.probes import hook_for
+
+    accuracy = torch.tensor(probes.accuracy, dtype=torch.float32)
+    if layer not in probes.layers:
+        return {"accuracy": accuracy, "layer": layer, "classes": probes.classes}
+    probs = probes.logits(run[hook_for(probes.site, layer)], layer).softmax(-1)
+    return {"accuracy": accuracy, "probs": probs.float(), "layer": layer, "classes": probes.classes}

@@ -26,9 +26,25 @@ REQUESTS: dict[str, tuple[str, ...]] = {
     "features": ("sae", "position"),
     "feature": ("sae", "index"),
     "dashboard": ("sae", "index"),
+    "probe": ("probe", "layer"),
 }
 #: float tensors travel as float16 where the eye cannot tell the difference
 HALF = {"pattern", "values", "probs"}
+
+
+def parse_steer_probe(content: dict[str, Any], limits: Limits, classes: list[list[str]]) -> dict[str, Any]:
+    """``{probe, layer, toward, strength}`` of a "steer_probe" message (steer along a probe's direction)."""
+    index = _index(content, "probe", limits.n_probes, "steer_probe") if limits.n_probes else None
+    if index is None:
+        raise ValueError("steer_probe: this view has no probes; pass probes=[p] to rw.explore")
+    layer = _index(content, "layer", limits.n_layers, "steer_probe")
+    toward = content.get("toward")
+    if toward not in classes[index]:
+        raise ValueError(f"steer_probe: toward must be one of {classes[index]}, got {toward!r}")
+    strength = content.get("strength")
+    if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not -100 <= strength <= 100:
+        raise ValueError(f"steer_probe: strength must be a number in -100..100, got {strength!r}")
+    return {"probe": index, "layer": layer, "toward": toward, "strength": float(strength)}
 
 
 @dataclass(frozen=True)
@@ -40,6 +56,7 @@ class Limits:
     n_tokens: int
     d_mlp: int
     d_saes: tuple[int, ...] = ()
+    n_probes: int = 0
 
 
 def _index(content: dict[str, Any], name: str, stop: int, what: str) -> int:
@@ -63,7 +80,10 @@ def parse_get(content: dict[str, Any], limits: Limits) -> tuple[str, dict[str, A
         "index": limits.d_mlp,
         "start": limits.n_tokens,
         "stop": limits.n_tokens + 1,
+        "probe": limits.n_probes,
     }
+    if "probe" in REQUESTS[what] and not limits.n_probes:
+        raise ValueError(f"{what} request: this view has no probes; pass probes=[p] to rw.explore")
     if "sae" in REQUESTS[what]:
         if not limits.d_saes:
             raise ValueError(f"{what} request: this view has no SAEs; pass saes=[sae] to rw.explore")

@@ -10,6 +10,8 @@ from typing import Any
 import anywidget
 import traitlets as t
 
+from ..probes import Probes
+from ..probes.probes import hook_for
 from ..run import Run
 from ..sae import SAE, feature_dashboard
 from . import payloads, protocol
@@ -18,11 +20,12 @@ STATIC = Path(__file__).resolve().parent.parent / "static"
 log = logging.getLogger(__name__)
 
 #: every view the front end knows, in the order the explorer lays them out
-VIEWS = ("interventions", "tokens", "attention", "neurons", "features", "lens", "predictions")
+VIEWS = ("interventions", "tokens", "attention", "neurons", "features", "probes", "lens", "predictions")
 
 
-def needed_hooks(model, saes: Sequence[SAE] = ()) -> list[str]:
-    """What the views read: every layer's pattern, residual stream after the block, MLP neurons, SAE sites."""
+def needed_hooks(model, saes: Sequence[SAE] = (), probes: Sequence[Any] = ()) -> list[str]:
+    """What the views read: every layer's pattern, residual stream after the block, MLP neurons, SAE and
+    probe sites."""
     wanted = [
         f"blocks.{layer}.{site}"
         for layer in range(model.n_layers)
@@ -30,7 +33,8 @@ def needed_hooks(model, saes: Sequence[SAE] = ()) -> list[str]:
     ]
     available = set(model.hook_names())
     names = [name for name in wanted if name in available]
-    return names + sorted({sae.hook for sae in saes} - set(names))
+    extra = {sae.hook for sae in saes} | {hook_for(p.site, layer) for p in probes for layer in p.layers}
+    return names + sorted(extra - set(names))
 
 
 def check_saes(model, saes: Sequence[SAE]) -> list[SAE]:
@@ -43,9 +47,23 @@ def check_saes(model, saes: Sequence[SAE]) -> list[SAE]:
     return saes
 
 
-def with_captures(run: Run, saes: Sequence[SAE] = ()) -> Run:
+def check_probes(model, probes: Sequence[Probes]) -> list[Probes]:
+    """The probes as a list, each checked to read layers and a width this model has."""
+    probes = list(probes)
+    for p in probes:
+        if not isinstance(p, Probes):
+            raise TypeError(f"probes must be rw.Probes values (rw.train_probes(...)), got {type(p).__name__}")
+        if max(p.layers) >= model.n_layers or p.d_model != model.hook_width(hook_for(p.site, p.layers[0])):
+            raise ValueError(
+                f"these probes read {p.d_model}-wide {p.site} at layers {p.layers}; this model has "
+                f"{model.n_layers} layers of width {model.hook_width(hook_for(p.site, 0))}"
+            )
+    return probes
+
+
+def with_captures(run: Run, saes: Sequence[SAE] = (), probes: Sequence[Probes] = ()) -> Run:
     """``run`` itself if it holds what the views read, else the same run re-run with those captures."""
-    needed = needed_hooks(run.model, saes)
+    needed = needed_hooks(run.model, saes, probes)
     if all(name in run for name in needed):
         return run
     return run.rerun(run.interventions, capture=needed)
@@ -71,6 +89,8 @@ class RunWidget(anywidget.AnyWidget):
     mode = t.Unicode("zero").tag(sync=True)
     #: the SAEs whose features the features view shows: ``name``, ``hook``, ``d_sae``
     saes = t.List(t.Dict()).tag(sync=True)
+    #: the probes the probes view shows: ``kind``, ``site``, ``classes``, ``layers``
+    probes = t.List(t.Dict()).tag(sync=True)
 
     def __init__(
         self,
@@ -79,6 +99,7 @@ class RunWidget(anywidget.AnyWidget):
         views: tuple[str, ...] = VIEWS,
         saes: Sequence[SAE] = (),
         texts: Sequence[Any] | None = None,
+        probes: Sequence[Probes] = (),
         **kwargs: Any,
     ) -> None:
         if not isinstance(run, Run):
@@ -92,11 +113,14 @@ class RunWidget(anywidget.AnyWidget):
         self._saes = check_saes(model, saes)
         if not self._saes:
             views = tuple(v for v in views if v != "features")
+        self._probes = check_probes(model, probes)
+        if not self._probes:
+            views = tuple(v for v in views if v != "probes")
         self._texts = list(texts) if texts is not None else None
         self._dashboards: dict[tuple[int, int], Any] = {}
         self._clean_logits: dict[int, Any] = {}  # the clean run's logits by position, reused across clicks
-        self._run = with_captures(run, self._saes)
-        self._clean = with_captures(clean, self._saes) if clean is not None else None
+        self._run = with_captures(run, self._saes, self._probes)
+        self._clean = with_captures(clean, self._saes, self._probes) if clean is not None else None
         n = len(run.token_ids)
         super().__init__(
             views=list(views),
@@ -112,6 +136,7 @@ class RunWidget(anywidget.AnyWidget):
             },
             selection={"token": n - 1, "layer": 0, "head": 0, "neuron": None, "sae": 0, "feature": None},
             saes=[{"name": sae.name, "hook": sae.hook, "d_sae": sae.d_sae} for sae in self._saes],
+            probes=[{"kind": p.kind, "site": p.site, "classes": p.classes, "layers": p.layers} for p in self._probes],
             **kwargs,
         )
         self.on_msg(self._on_message)
@@ -126,7 +151,10 @@ class RunWidget(anywidget.AnyWidget):
     def clean_run(self) -> Run:
         """The run without interventions, which the predictions view compares against."""
         if self._clean is None:
-            self._clean = with_captures(self._run.rerun(()), self._saes) if self._run.interventions else self._run
+            if self._run.interventions:
+                self._clean = with_captures(self._run.rerun(()), self._saes, self._probes)
+            else:
+                self._clean = self._run
         return self._clean
 
     def select(self, **changes: Any) -> None:
@@ -140,7 +168,8 @@ class RunWidget(anywidget.AnyWidget):
     def _limits(self) -> protocol.Limits:
         model = self._run.model
         d_saes = tuple(sae.d_sae for sae in self._saes)
-        return protocol.Limits(model.n_layers, model.n_heads, len(self._run.token_ids), model.d_mlp, d_saes)
+        n = len(self._run.token_ids)
+        return protocol.Limits(model.n_layers, model.n_heads, n, model.d_mlp, d_saes, len(self._probes))
 
     def _on_message(self, _widget: Any, content: Any, _buffers: Any) -> None:
         """Answer one message from the front end. Nothing raised here may reach the kernel."""
@@ -152,6 +181,9 @@ class RunWidget(anywidget.AnyWidget):
                 self._reply(request_id, *protocol.parse_get(content, self._limits()))
             elif content.get("type") == "set" and self.editable:
                 self._on_set(request_id, content)
+            elif content.get("type") == "steer_probe" and self.editable:
+                classes = [p.classes for p in self._probes]
+                self._on_steer_probe(request_id, protocol.parse_steer_probe(content, self._limits(), classes))
             else:
                 raise ValueError(f"unknown message type {content.get('type')!r}")
         except Exception as error:  # shown in the widget; the kernel and the current run are untouched
@@ -178,6 +210,8 @@ class RunWidget(anywidget.AnyWidget):
             return payloads.neurons(run, args["layer"], args["position"])
         if what == "neuron":
             return payloads.neuron(run, args["layer"], args["index"])
+        if what == "probe":
+            return payloads.probe(run, self._probes[args["probe"]], args["layer"])
         sae = self._saes[args["sae"]]
         if what == "features":
             return payloads.features(run, sae, args["position"])
@@ -195,6 +229,9 @@ class RunWidget(anywidget.AnyWidget):
         return self._dashboards[key]
 
     def _on_set(self, request_id: int, content: dict[str, Any]) -> None:
+        raise ValueError("this view does not take interventions; use rw.explore(model, text)")
+
+    def _on_steer_probe(self, request_id: int, args: dict[str, Any]) -> None:
         raise ValueError("this view does not take interventions; use rw.explore(model, text)")
 
 

@@ -1,0 +1,98 @@
+// Probes: accuracy by layer (click a layer to select it), each token's probability of a class at the
+// selected layer, and steering along the probe's direction.
+import { css, ink, sequential } from "../colour";
+import { h, panel, showToken } from "../dom";
+import type { Reply, Store } from "../store";
+
+export function mountProbes(el: HTMLElement, store: Store): void {
+  const { root, body } = panel("Probes", "rw-probes-view");
+  el.appendChild(root);
+  store.probes.forEach((info, index) => {
+    const section = h("div", { class: "rw-probe", data: { rwProbe: index } });
+    const caption = h("div", { class: "rw-caption", text: `${info.kind} probe on ${info.site}: ${info.classes.join(" / ")}` });
+    const layers = h("div", { class: "rw-row" });
+    const buttons = info.layers.map((layer) => {
+      const b = h("button", { class: "rw-small rw-layer rw-probe-layer", data: { rwLayer: layer }, text: `L${layer}` });
+      layers.appendChild(b);
+      return b;
+    });
+    const toward = h("select", { class: "rw-probe-class", data: { rwProbeClass: "" } });
+    for (const name of info.classes) {
+      const option = h("option", { text: name });
+      option.value = name;
+      toward.appendChild(option);
+    }
+    toward.value = info.classes[Math.min(1, info.classes.length - 1)];
+    const legend = h("div", { class: "rw-legend" });
+    const strip = h("div", { class: "rw-token-line" });
+    const strength = h("input", { class: "rw-steer", data: { rwProbeStrength: "" }, title: "in units of the class gap" });
+    strength.type = "range";
+    strength.min = "-4";
+    strength.max = "4";
+    strength.step = "0.5";
+    strength.value = "2";
+    const value = h("span", { class: "rw-num", text: "2" });
+    const steer = h("button", { class: "rw-small", text: "steer", data: { rwProbeSteer: index } });
+    const steerRow = h("div", { class: "rw-row" }, [h("span", { class: "rw-axis", text: "toward " }), toward, strength, value, steer]);
+    if (!store.editable) steerRow.hidden = true;
+    section.append(caption, layers, steerRow, legend, strip);
+    body.appendChild(section);
+
+    let shown: Reply | null = null;
+    const paint = () => {
+      const layer = store.selection.layer;
+      buttons.forEach((b, i) => b.classList.toggle("rw-selected", info.layers[i] === layer));
+      if (!shown) return;
+      const acc = shown.data.accuracy.data as Float32Array;
+      buttons.forEach((b, i) => (b.textContent = `L${info.layers[i]} ${(100 * acc[i]).toFixed(0)}%`));
+      const probs = shown.data.probs;
+      const c = info.classes.indexOf(toward.value);
+      if (!probs) {
+        legend.textContent = `no probe at layer ${layer}`;
+        strip.replaceChildren();
+        return;
+      }
+      legend.textContent = `colour: p(${toward.value}) at each token, layer ${shown.data.layer}`;
+      const k = probs.shape[1];
+      strip.replaceChildren(
+        ...store.tokens.map((text, pos) => {
+          const p = probs.data[pos * k + c] as number;
+          const rgb = sequential(p);
+          const span = h("span", { class: "rw-token", text: showToken(text), title: `p(${toward.value}) = ${p.toFixed(3)}`, data: { rwToken: pos } });
+          span.style.background = css(rgb);
+          span.style.color = ink(rgb);
+          return span;
+        }),
+      );
+    };
+    const fetch = async () => {
+      const reply = await store.request("probe", { probe: index, layer: store.selection.layer }, `probe-${index}`).catch(() => null);
+      if (reply) {
+        shown = reply;
+        paint();
+      }
+    };
+    layers.addEventListener("click", (event) => {
+      const b = (event.target as HTMLElement).closest("[data-rw-layer]") as HTMLElement | null;
+      if (b) store.select({ layer: Number(b.dataset.rwLayer) });
+    });
+    strip.addEventListener("click", (event) => {
+      const t = (event.target as HTMLElement).closest("[data-rw-token]") as HTMLElement | null;
+      if (t) store.select({ token: Number(t.dataset.rwToken) });
+    });
+    toward.addEventListener("change", paint);
+    strength.addEventListener("input", () => (value.textContent = strength.value));
+    steer.addEventListener("click", () =>
+      store.command({ type: "steer_probe", probe: index, layer: store.selection.layer, toward: toward.value, strength: Number(strength.value) }),
+    );
+    let layer = store.selection.layer;
+    store.on("selection", () => {
+      if (store.selection.layer !== layer) {
+        layer = store.selection.layer;
+        void fetch();
+      } else paint();
+    });
+    store.on("generation", () => void fetch());
+    void fetch();
+  });
+}
