@@ -194,5 +194,6 @@ def test_a_click_on_a_probe_layer_and_the_steer_button_reach_python(lab_page):
     state = kernel.wait_for("print(px.interventions == [probes.steering(2, 'negative', 2.0)])", "True")
     assert state.strip() == "True"
     expect(root.locator(".rw-iv")).to_contain_text("steer layer 2")
+    expect(root.locator('[data-rw-column="intervened"] tr').nth(1)).to_contain_text("negative")  # verdict flipped
     screenshot(root, "explorer-probes")
     kernel.run("px.interventions = []")

@@ -248,7 +248,8 @@ def test_the_explorer_shows_probes_and_steers_along_them(demo):
     expected = probes.logits(ex.run["blocks.2.hook_resid_post"], 2).softmax(-1)
     np.testing.assert_allclose(probs, expected.numpy(), atol=2e-3)
     sent = ask(ex, type="steer_probe", probe=0, layer=2, toward="negative", strength=2.0)
-    assert sent[0][0]["type"] == "applied" and ex.interventions == [probes.steering(2, "negative", 2.0)]
+    assert [c["type"] for c, _ in sent] == ["applied", "reply"] and sent[1][0]["what"] == "predictions"
+    assert ex.interventions == [probes.steering(2, "negative", 2.0)]
     ask(ex, type="steer_probe", probe=0, layer=2, toward="positive", strength=1.0)  # replaces the first
     assert ex.interventions == [probes.steering(2, "positive", 1.0)]
     assert ex.intervention_list[0]["vector"] is None

@@ -230,6 +230,7 @@ export class Store {
     if (this.inFlight !== null) return; // one change at a time; the user can click again
     const id = this.nextId++;
     this.inFlight = id;
+    this.latestByKey.set("predictions", id); // the answer carries fresh predictions
     this.model.send({ ...content, id });
     this.emit("busy");
   }

@@ -148,6 +148,23 @@ describe("SAE features view", () => {
   });
 });
 
+describe("probes view", () => {
+  it("selects a layer from its buttons and sends a steer_probe command", () => {
+    const { model, el, store } = setup({
+      views: ["interventions", "probes"],
+      probes: [{ kind: "mean_diff", site: "resid_post", classes: ["negative", "positive"], layers: [0, 1] }],
+    });
+    expect(model.sent.find((m) => m.what === "probe")).toMatchObject({ probe: 0, layer: 0 });
+    (el.querySelector('.rw-probes-view [data-rw-layer="1"]') as HTMLElement).click();
+    expect(store.selection.layer).toBe(1);
+    expect(model.sent.filter((m) => m.what === "probe").at(-1)).toMatchObject({ probe: 0, layer: 1 });
+    (el.querySelector("[data-rw-probe-class]") as HTMLSelectElement).value = "negative";
+    (el.querySelector("[data-rw-probe-steer]") as HTMLElement).click();
+    expect(model.sent.at(-1)).toMatchObject({ type: "steer_probe", probe: 0, layer: 1, toward: "negative", strength: 2 });
+    expect(store.busy).toBe(true);
+  });
+});
+
 describe("view logic", () => {
   it("maps pooled pattern pixels to token positions", () => {
     const view = { values: { dtype: "float32" as const, shape: [2, 2], data: new Float32Array([1, 0, 0.5, 0.5]) }, window: [0, 8, 0, 8] as [number, number, number, number] };

@@ -103,6 +103,10 @@ class Explorer(RunWidget):
             self._apply(ivs)
         finally:  # tell the front end which state is current, even when this one was refused
             self.send({"type": "applied", "id": request_id, "seq": seq, "gen": self.generation})
+        self._reply_predictions(request_id)
+
+    def _reply_predictions(self, request_id: int) -> None:
+        """After a change the front end asked for, its predictions go out first, in the same handler."""
         position = self.selection.get("token")
         if self.model.has_unembed and type(position) is int and 0 <= position < len(self._run.token_ids):
             self._reply(request_id, "predictions", {"position": position})
@@ -117,6 +121,7 @@ class Explorer(RunWidget):
         ]
         self._apply((*kept, steer))
         self.send({"type": "applied", "id": request_id, "seq": self._seq, "gen": self.generation})
+        self._reply_predictions(request_id)
 
     def code(self) -> str:
         """Python that rebuilds the current run (and so what the views show)."""
