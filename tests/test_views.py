@@ -257,3 +257,19 @@ def test_the_explorer_shows_probes_and_steers_along_them(demo):
         message = {"type": "steer_probe", "probe": 0, "layer": 2, "toward": "positive", "strength": 1.0, **bad}
         assert ask(ex, **message)[0][0]["type"] == "error"
     assert ex.interventions == [probes.steering(2, "positive", 1.0)]
+
+
+def test_the_probes_view_lists_the_sae_features_nearest_the_probe_direction(demo):
+    examples = [(e.text, e.target) for e in rw.demo.dataset("sentiment", 60)]
+    probes = rw.train_probes(demo, examples, layers=[1, 2], kind="mean_diff")
+    sae = rw.demo.demo_sae()  # blocks.2.hook_resid_pre: the same activation as resid_post of layer 1
+    ex = rw.explore(demo, "review : the film was superb .", saes=[sae], probes=[probes])
+    reply, buffers = ask(ex, type="get", what="probe", probe=0, layer=1)[0]
+    data = reply["data"]
+    vectors = sae.decoder_vectors() / sae.decoder_vectors().norm(dim=-1, keepdim=True)
+    cosines = vectors @ probes.direction(1)
+    assert data["near_features"] == cosines.abs().topk(5).indices.tolist() and data["near_sae"] == [0] * 5
+    got = rw.codec.decode({**data["near_cosines"], "buffer": buffers[data["near_cosines"]["buffer"]]})
+    np.testing.assert_allclose(got, cosines[data["near_features"]].numpy(), atol=1e-5)
+    other = ask(ex, type="get", what="probe", probe=0, layer=2)[0][0]["data"]
+    assert other["near_features"] == []  # no SAE reads resid_post of layer 2

@@ -157,10 +157,11 @@ describe("probes view", () => {
     expect(model.sent.find((m) => m.what === "probe")).toMatchObject({ probe: 0, layer: 0 });
     (el.querySelector('.rw-probes-view [data-rw-layer="1"]') as HTMLElement).click();
     expect(store.selection.layer).toBe(1);
-    expect(model.sent.filter((m) => m.what === "probe").at(-1)).toMatchObject({ probe: 0, layer: 1 });
+    const asked = model.sent.filter((m) => m.what === "probe");
+    expect(asked[asked.length - 1]).toMatchObject({ probe: 0, layer: 1 });
     (el.querySelector("[data-rw-probe-class]") as HTMLSelectElement).value = "negative";
     (el.querySelector("[data-rw-probe-steer]") as HTMLElement).click();
-    expect(model.sent.at(-1)).toMatchObject({ type: "steer_probe", probe: 0, layer: 1, toward: "negative", strength: 2 });
+    expect(model.sent[model.sent.length - 1]).toMatchObject({ type: "steer_probe", probe: 0, layer: 1, toward: "negative", strength: 2 });
     expect(store.busy).toBe(true);
   });
 });

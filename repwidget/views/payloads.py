@@ -138,12 +138,33 @@ def dashboard(dash: Any, k: int = 5) -> dict[str, Any]:
     }
 
 
-def probe(run: Run, probes: Any, layer: int) -> dict[str, Any]:
-    """A probe's held-out accuracy by layer and, at ``layer``, each token's probability of each class."""
+def same_site(hook: str, site: str, layer: int) -> bool:
+    """Whether ``hook`` reads the activation a probe on ``site`` at ``layer`` reads (resid_post L = resid_pre L+1)."""
+    from ..probes.probes import hook_for
+
+    return hook == hook_for(site, layer) or (site == "resid_post" and hook == f"blocks.{layer + 1}.hook_resid_pre")
+
+
+def probe(run: Run, probes: Any, layer: int, saes: Any = (), k: int = 5) -> dict[str, Any]:
+    """A probe's held-out accuracy by layer and, at ``layer``, each token's probability of each class,
+    and for each SAE reading the same activation, the ``k`` features whose decoder directions are
+    closest (cosine) to the probe's direction: ``near_sae``, ``near_features`` and ``near_cosines``."""
     from ..probes.probes import hook_for
 
     accuracy = torch.tensor(probes.accuracy, dtype=torch.float32)
+    out: dict[str, Any] = {"accuracy": accuracy, "layer": layer, "classes": probes.classes}
     if layer not in probes.layers:
-        return {"accuracy": accuracy, "layer": layer, "classes": probes.classes}
-    probs = probes.logits(run[hook_for(probes.site, layer)], layer).softmax(-1)
-    return {"accuracy": accuracy, "probs": probs.float(), "layer": layer, "classes": probes.classes}
+        return out
+    out["probs"] = probes.logits(run[hook_for(probes.site, layer)], layer).softmax(-1).float()
+    direction = probes.direction(layer)
+    near_sae, near_features, near_cosines = [], [], []
+    for i, sae in enumerate(saes):
+        if same_site(sae.hook, probes.site, layer):
+            vectors = sae.decoder_vectors().cpu()
+            cosines = (vectors / vectors.norm(dim=-1, keepdim=True)) @ direction
+            top = cosines.abs().topk(min(k, len(cosines)))
+            near_sae += [i] * len(top.indices)
+            near_features += top.indices.tolist()
+            near_cosines += cosines[top.indices].tolist()
+    out.update(near_sae=near_sae, near_features=near_features, near_cosines=torch.tensor(near_cosines))
+    return out

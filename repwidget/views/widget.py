@@ -211,7 +211,7 @@ class RunWidget(anywidget.AnyWidget):
         if what == "neuron":
             return payloads.neuron(run, args["layer"], args["index"])
         if what == "probe":
-            return payloads.probe(run, self._probes[args["probe"]], args["layer"])
+            return payloads.probe(run, self._probes[args["probe"]], args["layer"], self._saes)
         sae = self._saes[args["sae"]]
         if what == "features":
             return payloads.features(run, sae, args["position"])

@@ -24,6 +24,7 @@ export function mountProbes(el: HTMLElement, store: Store): void {
     }
     toward.value = info.classes[Math.min(1, info.classes.length - 1)];
     const legend = h("div", { class: "rw-legend" });
+    const near = h("div", { class: "rw-row rw-probe-near" });
     const strip = h("div", { class: "rw-token-line" });
     const strength = h("input", { class: "rw-steer", data: { rwProbeStrength: "" }, title: "in units of the class gap" });
     strength.type = "range";
@@ -35,7 +36,7 @@ export function mountProbes(el: HTMLElement, store: Store): void {
     const steer = h("button", { class: "rw-small", text: "steer", data: { rwProbeSteer: index } });
     const steerRow = h("div", { class: "rw-row" }, [h("span", { class: "rw-axis", text: "toward " }), toward, strength, value, steer]);
     if (!store.editable) steerRow.hidden = true;
-    section.append(caption, layers, steerRow, legend, strip);
+    section.append(caption, layers, steerRow, legend, strip, near);
     body.appendChild(section);
 
     let shown: Reply | null = null;
@@ -53,6 +54,18 @@ export function mountProbes(el: HTMLElement, store: Store): void {
         return;
       }
       legend.textContent = `colour: p(${toward.value}) at each token, layer ${shown.data.layer}`;
+      const features = (shown.data.near_features as number[]) ?? [];
+      const cosines = shown.data.near_cosines?.data as Float32Array | undefined;
+      near.replaceChildren(
+        ...(features.length ? [h("span", { class: "rw-axis", text: "SAE features nearest its direction: " })] : []),
+        ...features.map((f, i) =>
+          h("button", {
+            class: "rw-neuron rw-feature",
+            text: `f${f} cos ${cosines ? cosines[i].toFixed(2) : "?"}`,
+            data: { rwFeature: f, rwSae: shown!.data.near_sae[i] },
+          }),
+        ),
+      );
       const k = probs.shape[1];
       strip.replaceChildren(
         ...store.tokens.map((text, pos) => {
@@ -81,6 +94,10 @@ export function mountProbes(el: HTMLElement, store: Store): void {
       if (t) store.select({ token: Number(t.dataset.rwToken) });
     });
     toward.addEventListener("change", paint);
+    near.addEventListener("click", (event) => {
+      const b = (event.target as HTMLElement).closest("[data-rw-feature]") as HTMLElement | null;
+      if (b) store.select({ sae: Number(b.dataset.rwSae), feature: Number(b.dataset.rwFeature), neuron: null });
+    });
     strength.addEventListener("input", () => (value.textContent = strength.value));
     steer.addEventListener("click", () =>
       store.command({ type: "steer_probe", probe: index, layer: store.selection.layer, toward: toward.value, strength: Number(strength.value) }),
