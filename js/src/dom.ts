@@ -25,3 +25,19 @@ export function panel(title: string, cls: string): { root: HTMLElement; body: HT
   const root = h("section", { class: `rw-panel ${cls}` }, [h("h4", { text: title }), body]);
   return { root, body };
 }
+
+/** A strength slider (`input type=range`) with a label that follows its value. */
+export function slider(
+  range: { min: number; max: number; step: number; value: number },
+  props: { title: string; data: Record<string, string | number> },
+): { input: HTMLInputElement; label: HTMLSpanElement } {
+  const input = h("input", { class: "rw-steer", ...props });
+  input.type = "range";
+  input.min = String(range.min);
+  input.max = String(range.max);
+  input.step = String(range.step);
+  input.value = String(range.value);
+  const label = h("span", { class: "rw-num", text: String(range.value) });
+  input.addEventListener("input", () => (label.textContent = input.value));
+  return { input, label };
+}

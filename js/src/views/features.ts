@@ -2,7 +2,7 @@
 // activation colours the tokens) and toggle its ablation; steer with it by a strength slider; its
 // top contexts over the explorer's texts.
 import type { Tensor } from "../codec";
-import { h, panel, showToken } from "../dom";
+import { h, panel, showToken, slider } from "../dom";
 import { setSteer, type Reply, type Store } from "../store";
 
 export function mountFeatures(el: HTMLElement, store: Store): void {
@@ -17,15 +17,12 @@ export function mountFeatures(el: HTMLElement, store: Store): void {
   });
   const caption = h("div", { class: "rw-caption" });
   const list = h("div", { class: "rw-neuron-list" });
-  const slider = h("input", { class: "rw-steer", title: "steering strength", data: { rwSteer: "" } });
-  slider.type = "range";
-  slider.min = "-20";
-  slider.max = "20";
-  slider.step = "0.5";
-  slider.value = "4";
-  const strength = h("span", { class: "rw-num", text: "4" });
+  const { input: strengthInput, label: strength } = slider(
+    { min: -20, max: 20, step: 0.5, value: 4 },
+    { title: "steering strength", data: { rwSteer: "" } },
+  );
   const steer = h("button", { class: "rw-small", text: "steer", data: { rwSteerApply: "" } });
-  const steerRow = h("div", { class: "rw-row" }, [h("span", { class: "rw-axis", text: "steer with the selected feature " }), slider, strength, steer]);
+  const steerRow = h("div", { class: "rw-row" }, [h("span", { class: "rw-axis", text: "steer with the selected feature " }), strengthInput, strength, steer]);
   const dashboard = h("div", { class: "rw-dashboard" });
   body.append(h("div", { class: "rw-row" }, [picker]), caption, list, steerRow, dashboard);
   if (!store.editable) steerRow.hidden = true;
@@ -109,13 +106,10 @@ export function mountFeatures(el: HTMLElement, store: Store): void {
     store.select({ feature, neuron: null });
     if (store.editable && store.action === "ablate") store.toggle({ sae: current().name, feature });
   });
-  slider.addEventListener("input", () => {
-    strength.textContent = slider.value;
-  });
   steer.addEventListener("click", () => {
     const feature = store.selection.feature;
     if (feature == null) return;
-    store.setInterventions(setSteer(store.interventions, current().name, feature, Number(slider.value)));
+    store.setInterventions(setSteer(store.interventions, current().name, feature, Number(strengthInput.value)));
   });
   let last = "";
   let lastFeature = "";

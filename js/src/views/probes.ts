@@ -1,7 +1,7 @@
 // Probes: accuracy by layer (click a layer to select it), each token's probability of a class at the
 // selected layer, and steering along the probe's direction.
 import { css, ink, sequential } from "../colour";
-import { h, panel, showToken } from "../dom";
+import { h, panel, showToken, slider } from "../dom";
 import type { Reply, Store } from "../store";
 
 export function mountProbes(el: HTMLElement, store: Store): void {
@@ -26,13 +26,10 @@ export function mountProbes(el: HTMLElement, store: Store): void {
     const legend = h("div", { class: "rw-legend" });
     const near = h("div", { class: "rw-row rw-probe-near" });
     const strip = h("div", { class: "rw-token-line" });
-    const strength = h("input", { class: "rw-steer", data: { rwProbeStrength: "" }, title: "in units of the class gap" });
-    strength.type = "range";
-    strength.min = "-4";
-    strength.max = "4";
-    strength.step = "0.5";
-    strength.value = "2";
-    const value = h("span", { class: "rw-num", text: "2" });
+    const { input: strength, label: value } = slider(
+      { min: -4, max: 4, step: 0.5, value: 2 },
+      { title: "in units of the class gap", data: { rwProbeStrength: "" } },
+    );
     const steer = h("button", { class: "rw-small", text: "steer", data: { rwProbeSteer: index } });
     const steerRow = h("div", { class: "rw-row" }, [h("span", { class: "rw-axis", text: "toward " }), toward, strength, value, steer]);
     if (!store.editable) steerRow.hidden = true;
@@ -98,7 +95,6 @@ export function mountProbes(el: HTMLElement, store: Store): void {
       const b = (event.target as HTMLElement).closest("[data-rw-feature]") as HTMLElement | null;
       if (b) store.select({ sae: Number(b.dataset.rwSae), feature: Number(b.dataset.rwFeature), neuron: null });
     });
-    strength.addEventListener("input", () => (value.textContent = strength.value));
     steer.addEventListener("click", () =>
       store.command({ type: "steer_probe", probe: index, layer: store.selection.layer, toward: toward.value, strength: Number(strength.value) }),
     );
