@@ -41,32 +41,28 @@ export function mountTokens(el: HTMLElement, store: Store): void {
     else legend.textContent = "click a token to select it; hover one to see where the selected head attends from it";
   };
 
-  const fetchNeuron = async () => {
-    const sel = store.selection;
-    if (sel.neuron === null || sel.neuron === undefined) {
-      neuron = null;
+  /** The per-token values of `what` (null when nothing is selected); a stale answer is ignored. */
+  const fetchValues = async (what: string, args: Record<string, unknown> | null, set: (v: Float32Array | null) => void) => {
+    if (args === null) {
+      set(null);
       paint();
       return;
     }
-    const reply = await store.request("neuron", { layer: sel.layer, index: sel.neuron }, "tokens-neuron").catch(() => null);
+    const reply = await store.request(what, args, `tokens-${what}`).catch(() => null);
     if (reply) {
-      neuron = reply.data.values.data as Float32Array;
+      set(reply.data.values.data as Float32Array);
       paint();
     }
   };
-
-  const fetchFeature = async () => {
+  const fetchNeuron = () => {
     const sel = store.selection;
-    if (sel.feature === null || sel.feature === undefined) {
-      feature = null;
-      paint();
-      return;
-    }
-    const reply = await store.request("feature", { sae: sel.sae ?? 0, index: sel.feature }, "tokens-feature").catch(() => null);
-    if (reply) {
-      feature = reply.data.values.data as Float32Array;
-      paint();
-    }
+    const args = sel.neuron == null ? null : { layer: sel.layer, index: sel.neuron };
+    return fetchValues("neuron", args, (v) => (neuron = v));
+  };
+  const fetchFeature = () => {
+    const sel = store.selection;
+    const args = sel.feature == null ? null : { sae: sel.sae ?? 0, index: sel.feature };
+    return fetchValues("feature", args, (v) => (feature = v));
   };
 
   line.addEventListener("click", (event) => {
