@@ -3,6 +3,7 @@ export const CSS = `
 .rw-root { font: 12px/1.4 system-ui, sans-serif; color: #222; display: grid; gap: 8px;
   grid-template-columns: minmax(0, 1fr) minmax(0, 1fr); max-width: 1200px; }
 .rw-root[data-rw-busy] { cursor: progress; }
+.rw-root [hidden] { display: none !important; }
 .rw-panel { border: 1px solid #ddd; border-radius: 6px; padding: 6px 8px; min-width: 0; overflow: auto; }
 .rw-panel h4 { margin: 0 0 4px; font-size: 12px; text-transform: uppercase; letter-spacing: .05em; color: #555; }
 .rw-tokens-view, .rw-interventions-view { grid-column: 1 / -1; }

@@ -1,5 +1,6 @@
 // anywidget entry point: one store per widget, and the views the kernel asked for, linked through it.
 import { decode, type TensorMessage } from "./codec";
+import { type SavedReply, StaticModel } from "./static";
 import { Store, type WidgetModel } from "./store";
 import { CSS } from "./style";
 import { mountAttention } from "./views/attention";
@@ -46,6 +47,11 @@ export function mount(model: WidgetModel, el: HTMLElement): Store {
 
 function render({ model, el }: { model: WidgetModel; el: HTMLElement }): void {
   mount(model, el);
+}
+
+/** Build the views from a saved snapshot (`ex.save_html`): no kernel, the saved answers only. */
+export function renderStatic(el: HTMLElement, state: Record<string, unknown>, replies: SavedReply[]): Store {
+  return mount(new StaticModel(state, replies), el);
 }
 
 export { decode, type TensorMessage };

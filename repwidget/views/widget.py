@@ -164,6 +164,19 @@ class RunWidget(anywidget.AnyWidget):
             raise ValueError(f"unknown selection keys {sorted(unknown)}; use token, layer, head, neuron, sae, feature")
         self.selection = {**self.selection, **changes}
 
+    def save_html(self, path: str | Path, title: str | None = None, max_bytes: int = 8_000_000) -> Path:
+        """Save the views as they are now in one self-contained HTML file (no CDN, no kernel).
+
+        The saved page shows the current run and interventions (fixed: clicks select, nothing
+        re-runs); the data for the current selection is always saved, and for the other heads,
+        positions and layers while the file stays under about ``max_bytes``. Prints the size.
+        """
+        from .export import save_html
+
+        path = save_html(self, path, title=title, max_bytes=max_bytes)
+        print(f"saved {path} ({path.stat().st_size / 1e6:.2f} MB)")
+        return path
+
     # -- messages ------------------------------------------------------------------------
     def _limits(self) -> protocol.Limits:
         model = self._run.model

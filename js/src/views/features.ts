@@ -130,5 +130,7 @@ export function mountFeatures(el: HTMLElement, store: Store): void {
   store.on("intervention_list", paint);
   store.on("generation", () => void fetch());
   last = `${store.selection.sae}/${store.selection.token}`;
+  lastFeature = `${store.selection.sae}/${store.selection.feature}`;
   void fetch();
+  fetchDashboard(); // a feature may be selected already (from Python, or in a saved page)
 }

@@ -22,7 +22,10 @@ export function mountInterventions(el: HTMLElement, store: Store): void {
   const clear = h("button", { class: "rw-small", text: "remove all", data: { rwClear: "" } });
   const error = h("div", { class: "rw-error", data: { rwError: "" } });
   const list = h("ul", { class: "rw-iv-list" });
-  body.append(h("div", { class: "rw-row" }, [action, mode, clear, busy]), error, list);
+  const frozen = store.model.get("static")
+    ? h("div", { class: "rw-caption", text: "static snapshot: these interventions are fixed; open the notebook to change them", data: { rwStatic: "" } })
+    : null;
+  body.append(h("div", { class: "rw-row" }, [action, mode, clear, busy]), ...(frozen ? [frozen] : []), error, list);
   if (!store.editable) {
     action.hidden = mode.hidden = clear.hidden = true;
   }

@@ -98,4 +98,5 @@ export function mountTokens(el: HTMLElement, store: Store): void {
     void fetchFeature();
   });
   void fetchNeuron();
+  void fetchFeature(); // a feature may be selected already (from Python, or in a saved page)
 }

@@ -1,0 +1,98 @@
+"""``ex.save_html``: one self-contained file, opened in headless Chromium with no kernel and no network."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from browser import chromium, require_browser, screenshot
+
+import repwidget as rw
+from repwidget.views import export
+
+PROMPT = "one two three four five one two three four"
+
+
+@pytest.fixture(scope="module")
+def explorer():
+    model = rw.demo_model()
+    sae = rw.demo.demo_sae()
+    texts = [e.text for e in rw.demo.dataset("cycles", 20)]
+    ex = rw.explore(model, PROMPT, [rw.Ablate(1, head=2)], saes=[sae], texts=texts)
+    ex.select(layer=1, head=2, feature=3)
+    return ex
+
+
+def _saved(path) -> dict:
+    text = path.read_text()
+    return json.loads(re.search(r'<script type="application/json" id="rw-snapshot">(.*?)</script>', text, re.S)[1])
+
+
+def test_the_selection_is_always_saved_and_the_rest_within_the_budget(explorer, tmp_path):
+    small = _saved(explorer.save_html(tmp_path / "small.html", max_bytes=0))
+    asked = [r["request"] for r in small["replies"]]
+    sel = explorer.selection
+    assert {"what": "pattern", "layer": sel["layer"], "head": sel["head"]} in asked
+    assert {"what": "predictions", "position": sel["token"]} in asked
+    assert {"what": "dashboard", "sae": 0, "index": 3} in asked
+    assert not any(r == {"what": "pattern", "layer": 0, "head": 0} for r in asked)
+    full = _saved(explorer.save_html(tmp_path / "full.html"))
+    asked = [r["request"] for r in full["replies"]]
+    heads = {(r["layer"], r["head"]) for r in asked if r["what"] == "pattern"}
+    assert len(heads) == explorer.model.n_layers * explorer.model.n_heads
+    assert len({r["position"] for r in asked if r["what"] == "predictions"}) == len(explorer.run.token_ids)
+    # the saved answers are the kernel's own: the predictions of the ablated run
+    answer = next(r for r in full["replies"] if r["request"] == {"what": "predictions", "position": sel["token"]})
+    assert answer["reply"]["gen"] == explorer.generation
+    assert full["state"]["intervention_list"] == explorer.intervention_list
+
+
+def test_markup_cannot_end_the_data_script():
+    text = export._script_json({"token": "</script><script>alert(1)</script><!--"})
+    assert "</" not in text and "<!--" not in text
+    assert json.loads(text) == {"token": "</script><script>alert(1)</script><!--"}
+
+
+def test_lens_window_matches_the_front_end():
+    # js/src/views/lens.ts lensWindow: 16 positions centred on the token, clamped to the prompt
+    assert export.lens_window(0, 40) == (0, 16)
+    assert export.lens_window(20, 40) == (12, 28)
+    assert export.lens_window(39, 40) == (24, 40)
+    assert export.lens_window(3, 5) == (0, 5)
+
+
+def test_saved_page_renders_offline_in_chromium(explorer, tmp_path):
+    require_browser()
+    path = explorer.save_html(tmp_path / "explorer.html", title="<script>alert('title')</script>")
+    size = path.stat().st_size
+    assert size < 2_000_000, f"{size} bytes"
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 1300, "height": 1400})
+        requests, dialogs, errors = [], [], []
+        page.on("request", lambda r: requests.append(r.url))
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(path.as_uri())
+        page.locator("body[data-rw-ready]").wait_for(timeout=20_000)
+        root = page.locator(".rw-root")
+        assert root.locator(".rw-token").count() == len(explorer.run.token_ids)
+        # every view drew its data from the saved answers
+        root.locator("canvas[data-rw-pattern='1.2']").wait_for(timeout=10_000)
+        assert root.locator(".rw-predictions-view [data-rw-prediction]").count() >= 10
+        assert root.locator(".rw-lens-view td").count() > 0
+        root.locator(".rw-features-view [data-rw-feature]").first.wait_for(timeout=10_000)
+        root.locator(".rw-dashboard").get_by_text("feature 3", exact=False).first.wait_for(timeout=10_000)
+        assert not root.locator("[data-rw-steer]").is_visible()  # steering re-runs: not in a snapshot
+        assert "ablate head 1.2" in root.locator(".rw-interventions-view").inner_text()
+        assert root.locator("[data-rw-static]").count() == 1
+        assert root.locator("[data-rw-remove]").count() == 0  # fixed: nothing to remove
+        screenshot(page, "static-export")
+        # clicking selects (nothing re-runs): another head's pattern, from the snapshot
+        root.locator("[data-rw-head='0.0']").click()
+        root.locator("canvas[data-rw-pattern='0.0']").wait_for(timeout=10_000)
+        assert "ablate head 1.2" in root.locator(".rw-interventions-view").inner_text()
+        assert not root.locator("[data-rw-error]").inner_text().strip()
+        assert page.title() == "<script>alert('title')</script>"
+    assert not dialogs and not errors, (dialogs, errors)
+    assert all(url.startswith(("file:", "blob:", "data:")) for url in requests), requests
