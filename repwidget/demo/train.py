@@ -79,9 +79,7 @@ def copy_targets(ids: torch.Tensor) -> torch.Tensor:
 def head_norms(model) -> torch.Tensor:
     """``[layer, head]`` Frobenius norms of every head's slice of the attention output projection."""
     n_heads = model.config.n_head
-    return torch.stack(
-        [block.attn.c_proj.weight.reshape(n_heads, -1).norm(dim=-1) for block in model.transformer.h]
-    )
+    return torch.stack([block.attn.c_proj.weight.reshape(n_heads, -1).norm(dim=-1) for block in model.transformer.h])
 
 
 def train(

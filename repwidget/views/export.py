@@ -73,7 +73,7 @@ def _around(widget: RunWidget) -> Iterator[dict[str, Any]]:
         windows = dict.fromkeys(lens_window(p, n) for p in range(n))
         yield from ({"what": "lens", "start": start, "stop": stop} for start, stop in windows)
     if "probes" in views:
-        for index, probe in enumerate(widget.probes):
+        for index in range(len(widget.probes)):
             yield from ({"what": "probe", "probe": index, "layer": layer} for layer in range(n_layers))
     if "features" in views:
         for sae in range(len(widget.saes)):
