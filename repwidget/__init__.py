@@ -26,6 +26,19 @@ _LAZY = {
 }
 
 
+def load_ipython_extension(ipython) -> None:
+    """``%load_ext repwidget``: the ``%explore`` / ``%%explore`` magics, and ``Run`` values shown as the explorer."""
+    from .magics import load_ipython_extension as load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython) -> None:
+    from .magics import unload_ipython_extension as unload
+
+    unload(ipython)
+
+
 def __getattr__(name: str):
     if name in _LAZY:
         import importlib

@@ -36,6 +36,10 @@ reviews = [(prompt(e, "sentiment"), e.target) for e in rw.demo.dataset("sentimen
 probes = rw.train_probes(model, reviews, kind="mean_diff")
 px = rw.explore(model, prompt(rw.demo.dataset("sentiment", 1, seed=9)[0], "sentiment"), probes=[probes])
 px""",
+    # the IPython extension: a Run shown in a cell becomes its explorer
+    """%load_ext repwidget
+model.run("one two three four one two three")""",
+    """%explore -o mx two days after monday is""",
 ]
 
 
@@ -55,6 +59,7 @@ def lab_page(tmp_path_factory):
             kernel_id = lab.kernel_ready()
             run_all_cells(page)
             page.locator(".rw-root").nth(4).locator(".rw-probes-view .rw-token").first.wait_for(timeout=180_000)
+            page.locator(".rw-root").nth(6).wait_for(timeout=60_000)
             kernel = Kernel(lab, kernel_id)
             try:
                 yield page, kernel, dialogs
@@ -197,3 +202,19 @@ def test_a_click_on_a_probe_layer_and_the_steer_button_reach_python(lab_page):
     expect(root.locator('[data-rw-column="intervened"] tr').nth(1)).to_contain_text("negative")  # verdict flipped
     screenshot(root, "explorer-probes")
     kernel.run("px.interventions = []")
+
+
+def test_the_extension_shows_a_run_and_the_magic_as_explorers_that_take_clicks(lab_page):
+    page, kernel, _ = lab_page
+    shown = _explorer(page, 5)
+    assert shown.locator(".rw-token").count() == 8
+    shown.locator('[data-rw-head="1.1"]').click()
+    find = (
+        "import ipywidgets; print([w.interventions for w in list(ipywidgets.Widget.widgets.values())"
+        " if isinstance(w, rw.Explorer) and len(w.run.token_ids) == 8])"
+    )
+    assert "[[rw.Ablate(layer=1, head=1)]]" in kernel.wait_for(find, "head=1")
+    magic = _explorer(page, 6)
+    assert magic.locator(".rw-token").count() == 6
+    magic.locator('[data-rw-head="0.3"]').click()
+    assert kernel.wait_for("print(mx.interventions)", "head=3").strip() == "[rw.Ablate(layer=0, head=3)]"

@@ -1,0 +1,95 @@
+"""``%load_ext repwidget``: the ``%explore`` magics and ``Run`` values displayed as the explorer."""
+
+from __future__ import annotations
+
+import pytest
+from IPython.core.error import UsageError
+
+import repwidget as rw
+
+WIDGET = "application/vnd.jupyter.widget-view+json"
+
+
+@pytest.fixture(scope="module")
+def ip():
+    from IPython.testing.globalipapp import start_ipython
+
+    shell = start_ipython()
+    shell.run_line_magic("load_ext", "repwidget")
+    yield shell
+    shell.run_line_magic("unload_ext", "repwidget")
+
+
+@pytest.fixture
+def ns(ip):
+    """A clean namespace for each test (the magics read `model` and other variables from it)."""
+    saved = dict(ip.user_ns)
+    yield ip.user_ns
+    ip.user_ns.clear()
+    ip.user_ns.update(saved)
+
+
+def test_line_magic_explores_the_notebooks_model(ip, ns):
+    model = rw.demo_model()
+    ns["model"] = model
+    ex = ip.run_line_magic("explore", "-o saved -i '[rw.Ablate(1, head=2)]' the capital of france is")
+    assert isinstance(ex, rw.Explorer) and ex.model is model and ns["saved"] is ex
+    assert ex.run.tokens == ["<bos>", "the", "capital", "of", "france", "is"]
+    assert ex.interventions == [rw.Ablate(1, head=2)]
+    assert ex.mode == "zero"
+
+
+def test_without_a_model_variable_the_demo_model_is_used(ip, ns):
+    ns.pop("model", None)
+    ex = ip.run_line_magic("explore", "--mode mean two days after monday is")
+    assert ex.model.n_layers == rw.demo_model().n_layers and ex.mode == "mean"
+    assert ex.run.tokens[-1] == "is"
+
+
+def test_cell_magic_takes_the_cell_as_the_prompt(ip, ns):
+    ns["small"] = rw.demo_model()
+    sae = rw.demo.demo_sae()
+    ns["sae"] = sae
+    ex = ip.run_cell_magic("explore", "-m small --sae sae", "one two three\none two three\n")
+    assert ex.model is ns["small"] and ex.saes[0]["name"] == sae.name
+    assert "features" in ex.views
+    assert ex.run.token_ids == ns["small"].to_ids("one two three\none two three")
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("", "needs a prompt"),
+        ("-m missing_variable_or_model hello", "could not reach the Hugging Face hub"),
+        ("-m ./no/such/dir hello", "no such directory"),
+        ("--mode sideways hello", "invalid choice"),
+        ("-i 'undefined_name' hello", "NameError"),
+        ("-i '[1, 2]' hello", "not an intervention"),
+        ("--sae nothing hello", "no variable 'nothing'"),
+        ("--sae model hello", "saes must be rw.SAE"),
+        ("'unbalanced hello", "quote the prompt"),
+        ("--bogus hello", "unrecognized arguments"),
+    ],
+)
+def test_bad_input_is_a_usage_error_that_says_what(ip, ns, line, message):
+    ns["model"] = rw.demo_model()
+    with pytest.raises(UsageError, match=message):
+        ip.run_line_magic("explore", line)
+
+
+def test_a_run_is_displayed_as_its_explorer(ip, ns):
+    import ipywidgets
+
+    model = rw.demo_model()
+    run = model.run("one two three one two", interventions=[rw.Ablate(0, head=0)])
+    data, _ = ip.display_formatter.format(run)
+    widget = ipywidgets.Widget.widgets[data[WIDGET]["model_id"]]
+    assert isinstance(widget, rw.Explorer)
+    assert widget.run.token_ids == run.token_ids and widget.interventions == [rw.Ablate(0, head=0)]
+    assert widget.run.logits.equal(run.logits)
+    ip.run_line_magic("unload_ext", "repwidget")
+    try:
+        data, _ = ip.display_formatter.format(run)
+        assert WIDGET not in data and "text/plain" in data
+    finally:
+        ip.run_line_magic("load_ext", "repwidget")
