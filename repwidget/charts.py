@@ -49,17 +49,22 @@ def pattern(run: Run, layer: int, head: int) -> alt.Chart:
     )
 
 
-def probe_accuracy(probes) -> alt.LayerChart:
+def probe_accuracy(probes, current: int | None = None) -> alt.LayerChart:
     """Held-out accuracy of each layer's probe (points and line), with the majority-class baseline dashed.
 
     The chart carries a point selection named ``layer`` (click a point), which
-    ``alt.JupyterChart`` reports back to Python.
+    ``alt.JupyterChart`` reports back to Python, and a parameter ``current``: the layer drawn with
+    a ring (``current``, or none), which Python can move.
     """
     rows = zip(probes.layers, probes.accuracy, strict=True)
     data = alt.Data(values=[{"layer": layer, "accuracy": acc} for layer, acc in rows])
     select = alt.selection_point(name="layer", fields=["layer"], on="click")
     base = alt.Chart(data, title=f"{probes.kind} probe accuracy by layer ({probes.site})")
-    line = base.mark_line().encode(x=alt.X("layer:O"), y=alt.Y("accuracy:Q", scale=alt.Scale(domain=[0, 1])))
+    line = (
+        base.mark_line()
+        .encode(x=alt.X("layer:O"), y=alt.Y("accuracy:Q", scale=alt.Scale(domain=[0, 1])))
+        .properties(name="line")
+    )
     points = (
         base.mark_point(filled=True, size=120)
         .encode(
@@ -69,10 +74,19 @@ def probe_accuracy(probes) -> alt.LayerChart:
             tooltip=["layer:O", alt.Tooltip("accuracy:Q", format=".3f")],
         )
         .add_params(select)
+        .properties(name="points")  # its marks are drawn in g.points_marks
     )
     baseline = (
         alt.Chart(alt.Data(values=[{"baseline": probes.baseline}]))
         .mark_rule(strokeDash=[4, 4], color="grey")
         .encode(y="baseline:Q")
     )
-    return (line + points + baseline).properties(width=40 * max(4, len(probes.layers)), height=200)
+    ring_at = alt.param(name="current", value=-1 if current is None else current)
+    ring = (
+        base.mark_point(size=420, filled=False, strokeWidth=2.5, color="#e67e22")
+        .encode(x="layer:O", y="accuracy:Q")
+        .transform_filter("datum.layer == current")
+        .add_params(ring_at)
+        .properties(name="ring")
+    )
+    return (line + points + ring + baseline).properties(width=40 * max(4, len(probes.layers)), height=200)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from browser import Kernel, Lab, chromium, notebook, require_browser, run_all_cells, screenshot
@@ -40,6 +41,9 @@ px""",
     """%load_ext repwidget
 model.run("one two three four one two three")""",
     """%explore -o mx two days after monday is""",
+    # the probe accuracy chart (altair, offline Vega), linked both ways to the probes explorer
+    """pc = px.probe_chart()
+pc""",
 ]
 
 
@@ -60,6 +64,7 @@ def lab_page(tmp_path_factory):
             run_all_cells(page)
             page.locator(".rw-root").nth(4).locator(".rw-probes-view .rw-token").first.wait_for(timeout=180_000)
             page.locator(".rw-root").nth(6).wait_for(timeout=60_000)
+            page.locator(".vega-embed svg").first.wait_for(timeout=60_000)
             kernel = Kernel(lab, kernel_id)
             try:
                 yield page, kernel, dialogs
@@ -218,3 +223,22 @@ def test_the_extension_shows_a_run_and_the_magic_as_explorers_that_take_clicks(l
     assert magic.locator(".rw-token").count() == 6
     magic.locator('[data-rw-head="0.3"]').click()
     assert kernel.wait_for("print(mx.interventions)", "head=3").strip() == "[rw.Ablate(layer=0, head=3)]"
+
+
+def test_a_click_on_the_probe_chart_selects_the_layer_in_the_explorer_and_back(lab_page):
+    from playwright.sync_api import expect
+
+    page, kernel, _ = lab_page
+    chart = page.locator(".vega-embed").first
+    chart.scroll_into_view_if_needed()
+    ring = chart.locator("g.ring_marks path")  # the layer ringed as the explorer's selection
+    kernel.run("px.select(layer=0)")
+    assert kernel.run("print(int(pc.params.current))").strip() == "0"
+    expect(ring).to_have_attribute("aria-label", re.compile("^layer: 0;"), timeout=30_000)
+    chart.locator('g.points_marks path[aria-label^="layer: 2;"]').click()
+    assert kernel.wait_for("print(px.selection['layer'])", "2").strip() == "2"
+    expect(_explorer(page, 4).locator(".rw-probes-view .rw-legend")).to_contain_text("layer 2", timeout=30_000)
+    expect(ring).to_have_attribute("aria-label", re.compile("^layer: 2;"), timeout=30_000)
+    kernel.run("px.select(layer=1)")
+    expect(ring).to_have_attribute("aria-label", re.compile("^layer: 1;"), timeout=30_000)
+    screenshot(chart, "probe-chart")

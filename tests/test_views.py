@@ -258,6 +258,19 @@ def test_the_explorer_shows_probes_and_steers_along_them(demo):
         assert ask(ex, **message)[0][0]["type"] == "error"
     assert ex.interventions == [probes.steering(2, "positive", 1.0)]
 
+    # the accuracy chart, linked both ways (the vega signal as altair's front end reports a click)
+    chart = ex.probe_chart()
+    assert int(chart.params.current) == ex.selection["layer"]
+    chart._vl_selections = {"layer": {"value": {"vlPoint": {"or": [{"layer": 3}]}}, "store": []}}
+    assert ex.selection["layer"] == 3
+    ex.select(layer=1)
+    assert chart.params.current == 1
+    assert "esm.sh" not in chart._esm and "jsdelivr" not in chart._esm  # Vega inlined, not fetched from a CDN
+    with pytest.raises(ValueError, match="index into"):
+        ex.probe_chart(2)
+    with pytest.raises(ValueError, match="no probes"):
+        rw.explore(demo, text).probe_chart()
+
 
 def test_the_probes_view_lists_the_sae_features_nearest_the_probe_direction(demo):
     examples = [(e.text, e.target) for e in rw.demo.dataset("sentiment", 60)]

@@ -123,6 +123,13 @@ class Explorer(RunWidget):
         self.send({"type": "applied", "id": request_id, "seq": self._seq, "gen": self.generation})
         self._reply_predictions(request_id)
 
+    def probe_chart(self, probe: int = 0):
+        """The accuracy-by-layer chart of probe ``probe`` (altair, offline), linked both ways to the layer
+        selected here: click a layer in the chart and every view follows, select one here and the chart rings it."""
+        from .linked_chart import probe_chart
+
+        return probe_chart(self, probe)
+
     def code(self) -> str:
         """Python that rebuilds the current run (and so what the views show)."""
         ivs = ", ".join(repr(iv) for iv in self.interventions)
