@@ -29,7 +29,7 @@ def _repr_args(obj: Any, required: Sequence[str]) -> str:
         value = getattr(obj, f.name)
         if f.name not in required and value == f.default:
             continue
-        if isinstance(value, tuple) and f.name in ("vector", "source", "positions"):
+        if isinstance(value, tuple) and f.name in ("vector", "source", "positions", "direction"):
             value = list(value)
         parts.append(f"{f.name}={value!r}")
     return f"rw.{type(obj).__name__}({', '.join(parts)})"
@@ -53,13 +53,17 @@ def _sae_feature(obj: Any) -> None:
 
 @dataclass(frozen=True)
 class Ablate:
-    """Ablate a head, an MLP neuron, an SAE feature, or (none given) the whole attention output of a layer.
+    """Ablate a head, an MLP neuron, an SAE feature, a direction, or (none given) a layer's attention output.
 
     ``mode`` is ``"zero"``, ``"mean"`` (the mean over the model's reference texts) or
     ``"resample"`` (the activation of a reference text, chosen by ``seed``).
     Reference texts are set with :meth:`repwidget.Model.set_reference`.
     ``Ablate(sae=sae, feature=f)`` splices the SAE in at its hook with its error term and zeroes
     feature ``f``: the activation loses exactly that feature's decoder contribution.
+    ``Ablate(layer, direction=v)`` ablates one direction of the residual stream after block
+    ``layer``: in zero mode its component is projected out (``x - (x.u)u``, ``u = v/|v|``); in mean
+    and resample modes the component is set to the reference texts'. ``probes.projection(layer)``
+    builds one from a probe.
     """
 
     layer: int | None = None
@@ -69,6 +73,7 @@ class Ablate:
     seed: int = 0
     sae: Any = None
     feature: int | None = None
+    direction: tuple[float, ...] = ()
 
     kind: ClassVar[str] = "ablate"
 
@@ -92,6 +97,15 @@ class Ablate:
         object.__setattr__(self, "layer", _int(self.layer, "layer"))
         if self.head is not None and self.neuron is not None:
             raise ValueError("Ablate takes a head or a neuron, not both")
+        if len(_as_list(self.direction)):
+            if self.head is not None or self.neuron is not None:
+                raise ValueError("Ablate takes a direction, a head or a neuron, not several")
+            direction = _floats(self.direction, "direction")
+            if not any(direction):
+                raise ValueError("direction is the zero vector; it has no direction to ablate")
+            object.__setattr__(self, "direction", direction)
+        else:
+            object.__setattr__(self, "direction", ())
 
     @property
     def hook(self) -> str:
@@ -102,6 +116,8 @@ class Ablate:
             return f"blocks.{self.layer}.attn.hook_z"
         if self.neuron is not None:
             return f"blocks.{self.layer}.mlp.hook_post"
+        if self.direction:
+            return f"blocks.{self.layer}.hook_resid_post"
         return f"blocks.{self.layer}.hook_attn_out"
 
     def __repr__(self) -> str:

@@ -207,6 +207,12 @@ def test_a_click_on_a_probe_layer_and_the_steer_button_reach_python(lab_page):
     expect(root.locator('[data-rw-column="intervened"] tr').nth(1)).to_contain_text("negative")  # verdict flipped
     screenshot(root, "explorer-probes")
     kernel.run("px.interventions = []")
+    expect(root.locator(".rw-empty")).to_be_visible()
+    root.locator("[data-rw-probe-project]").click()  # toggles projecting the direction out
+    assert kernel.wait_for("print(px.interventions == [probes.projection(2)])", "True").strip() == "True"
+    expect(root.locator(".rw-iv")).to_contain_text("project out a direction at layer 2")
+    root.locator("[data-rw-probe-project]").click()
+    assert kernel.wait_for("print(px.interventions)", "[]").strip() == "[]"
 
 
 def test_the_extension_shows_a_run_and_the_magic_as_explorers_that_take_clicks(lab_page):

@@ -103,6 +103,42 @@ def test_steer_adds_the_vector_to_the_residual_stream(hf_models):
     torch.testing.assert_close(steered["blocks.2.hook_resid_pre"], steered["blocks.1.hook_resid_post"])
 
 
+def test_a_direction_ablation_equals_projecting_it_out_in_a_plain_hf_hook(hf_models):
+    model = rw.load(hf_models["gpt2"])
+    hf, x = model.hf, ids(7)
+    direction = torch.randn(model.d_model)
+    unit = direction / direction.norm()
+
+    def project(module, args, output):  # what a user would write by hand on the block's output
+        hidden = output[0] if isinstance(output, tuple) else output
+        hidden = hidden - (hidden @ unit)[..., None] * unit
+        return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
+
+    handle = hf.transformer.h[1].register_forward_hook(project)
+    try:
+        with torch.no_grad():
+            expected = hf(torch.tensor([x])).logits[0]
+    finally:
+        handle.remove()
+    run = model.run(x, rw.Ablate(1, direction=direction), capture=["blocks.1.hook_resid_post"])
+    torch.testing.assert_close(run.logits, expected, atol=ATOL, rtol=0)
+    assert (run["blocks.1.hook_resid_post"] @ unit).abs().max() < 1e-4
+    assert not torch.allclose(run.logits, model.run(x).logits, atol=1e-4)
+    iv = rw.Ablate(1, direction=direction)
+    assert from_json(json.loads(json.dumps(to_json(iv)))) == iv and eval(repr(iv), {"rw": rw}) == iv
+    with pytest.raises(ValueError, match="not several"):
+        rw.Ablate(1, head=0, direction=direction)
+    with pytest.raises(ValueError, match="width 3"):
+        model.run(x, rw.Ablate(1, direction=[1.0, 2.0, 3.0]))
+    model.set_reference([ids(5, seed=s) for s in range(3)])
+    try:  # mean mode: the component becomes the reference texts' mean component
+        mean = model.run(x, rw.Ablate(1, direction=direction, mode="mean"), capture=["blocks.1.hook_resid_post"])
+        target = model.reference.mean("blocks.1.hook_resid_post").float() @ unit
+        torch.testing.assert_close(mean["blocks.1.hook_resid_post"] @ unit, target.expand(len(x)), atol=1e-4, rtol=0)
+    finally:
+        model.reference = None
+
+
 def test_mean_and_resample_ablation_use_the_reference_texts(hf_models):
     model = rw.load(hf_models["gpt2"])
     refs = [ids(5, seed=s) for s in range(3)]

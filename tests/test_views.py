@@ -258,6 +258,17 @@ def test_the_explorer_shows_probes_and_steers_along_them(demo):
         assert ask(ex, **message)[0][0]["type"] == "error"
     assert ex.interventions == [probes.steering(2, "positive", 1.0)]
 
+    # project the probe's direction out (a toggle): the probe reads nothing there any more
+    sent = ask(ex, type="project_probe", probe=0, layer=2)
+    assert [c["type"] for c, _ in sent] == ["applied", "reply"]
+    assert ex.interventions == [probes.steering(2, "positive", 1.0), probes.projection(2)]
+    assert ex.intervention_list[1]["direction"] is None and ex.intervention_list[1]["ref"] == 1
+    along = ex.run["blocks.2.hook_resid_post"].float() @ probes.direction(2)
+    assert along.abs().max() < 1e-4
+    ask(ex, type="project_probe", probe=0, layer=2)
+    assert ex.interventions == [probes.steering(2, "positive", 1.0)]
+    assert ask(ex, type="project_probe", probe=0, layer=9)[0][0]["type"] == "error"
+
     # the accuracy chart, linked both ways (the vega signal as altair's front end reports a click)
     chart = ex.probe_chart()
     assert int(chart.params.current) == ex.selection["layer"]

@@ -108,6 +108,7 @@ export function setSteer(list: InterventionJSON[], sae: string, feature: number,
 /** A short label for an intervention, as text. */
 export function describe(iv: InterventionJSON): string {
   if (iv.type === "ablate" && iv.sae != null) return `ablate feature ${iv.feature} of ${iv.sae}`;
+  if (iv.type === "ablate" && iv.direction === null) return `project out a direction at layer ${iv.layer} (${iv.mode ?? "zero"})`;
   if (iv.type === "ablate") {
     const what = iv.head != null ? `head ${iv.layer}.${iv.head}` : iv.neuron != null ? `neuron ${iv.layer}.${iv.neuron}` : `attention ${iv.layer}`;
     return `ablate ${what} (${iv.mode ?? "zero"})`;

@@ -22,7 +22,7 @@ def check(model: Model, iv: Intervention, n_tokens: int) -> None:
     if getattr(iv, "sae", None) is not None:
         iv.sae.check_fits(model)
     if not 0 <= layer < model.n_layers:
-        raise ValueError(f"{iv!r}: layer {layer} is out of range; this model has layers 0..{model.n_layers - 1}")
+        raise ValueError(f"{_short(iv)}: layer {layer} is out of range; this model has layers 0..{model.n_layers - 1}")
     if isinstance(iv, Ablate):
         if iv.head is not None and not 0 <= iv.head < model.n_heads:
             raise ValueError(f"{iv!r}: head {iv.head} is out of range; this model has heads 0..{model.n_heads - 1}")
@@ -30,9 +30,12 @@ def check(model: Model, iv: Intervention, n_tokens: int) -> None:
             raise ValueError(f"{iv!r}: neuron {iv.neuron} is out of range; the MLP has neurons 0..{model.d_mlp - 1}")
         if iv.mode != "zero" and model.reference is None:
             raise ValueError(
-                f"{iv!r}: mode={iv.mode!r} uses statistics of reference texts; "
+                f"{_short(iv)}: mode={iv.mode!r} uses statistics of reference texts; "
                 "call model.set_reference([...texts...]) first, or use mode='zero'"
             )
+        if iv.direction and len(iv.direction) != model.d_model:
+            width = len(iv.direction)
+            raise ValueError(f"{_short(iv)}: the direction has width {width}, the residual stream {model.d_model}")
     elif isinstance(iv, Steer) and iv.sae is None:
         if len(iv.vector) != model.d_model:
             raise ValueError(
@@ -78,6 +81,8 @@ def build(model: Model, iv: Intervention, n_tokens: int) -> tuple[str, Edit]:
 
         return iv.hook, patch
     # Ablate
+    if iv.direction:
+        return iv.hook, _direction_edit(model, iv, n_tokens)
     if iv.head is not None:
         cols = slice(iv.head * model.d_head, (iv.head + 1) * model.d_head)
     elif iv.neuron is not None:
@@ -101,6 +106,25 @@ def build(model: Model, iv: Intervention, n_tokens: int) -> tuple[str, Edit]:
         return x
 
     return iv.hook, replace
+
+
+def _direction_edit(model: Model, iv: Ablate, n_tokens: int) -> Edit:
+    """Set the component of the activation along ``iv.direction`` to zero or to the reference texts'."""
+    unit = torch.tensor(iv.direction, dtype=torch.float32)
+    unit = unit / unit.norm()
+    if iv.mode == "zero":
+        target = torch.zeros(())
+    elif iv.mode == "mean":
+        target = model.reference.mean(iv.hook).float() @ unit  # a number
+    else:
+        target = model.reference.resample(iv.hook, n_tokens, iv.seed).float() @ unit  # [pos]
+
+    def project(x: torch.Tensor) -> torch.Tensor:
+        u = like(unit, x)
+        shift = like(target, x) - x @ u  # [batch, pos]
+        return x + shift[..., None] * u
+
+    return project
 
 
 def _sae_edit(iv: Ablate | Steer) -> Edit:

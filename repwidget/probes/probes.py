@@ -96,6 +96,14 @@ class Probes:
         gap = float((means[c] - means[others].mean(0)) @ direction)
         return Steer(layer, direction.tolist(), scale=strength * gap)
 
+    def projection(self, layer: int, toward: str | None = None):
+        """A ``rw.Ablate`` that projects :meth:`direction` at ``layer`` out of the residual stream."""
+        from ..interventions import Ablate
+
+        if self.site != "resid_post":
+            raise ValueError(f"projecting out edits the residual stream after a block; these probes read {self.site}")
+        return Ablate(layer, direction=self.direction(layer, toward).tolist())
+
     def chart(self):
         """Held-out accuracy by layer, with the majority-class baseline (altair; rendered offline by Jupyter)."""
         from ..charts import probe_accuracy

@@ -78,8 +78,9 @@ class Explorer(RunWidget):
         out = []
         for i, iv in enumerate(ivs):
             data = to_json(iv)
-            if data.get("vector"):
-                data.update(vector=None, ref=i)
+            for name in ("vector", "direction"):
+                if data.get(name):
+                    data.update({name: None, "ref": i})
             out.append(data)
         return out
 
@@ -120,6 +121,20 @@ class Explorer(RunWidget):
             if not (isinstance(iv, Steer) and iv.sae is None and iv.layer == steer.layer)
         ]
         self._apply((*kept, steer))
+        self._applied(request_id)
+
+    def _on_project_probe(self, request_id: int, args: dict[str, Any]) -> None:
+        """Toggle projecting a probe's direction out of the residual stream at a layer."""
+        projection = self._probes[args["probe"]].projection(args["layer"])
+        current = self._run.interventions
+        if projection in current:
+            self._apply(tuple(iv for iv in current if iv != projection))
+        else:
+            self._apply((*current, projection))
+        self._applied(request_id)
+
+    def _applied(self, request_id: int) -> None:
+        """Confirm a change made by a command, with the fresh predictions."""
         self.send({"type": "applied", "id": request_id, "seq": self._seq, "gen": self.generation})
         self._reply_predictions(request_id)
 

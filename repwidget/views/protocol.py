@@ -47,6 +47,16 @@ def parse_steer_probe(content: dict[str, Any], limits: Limits, classes: list[lis
     return {"probe": index, "layer": layer, "toward": toward, "strength": float(strength)}
 
 
+def parse_project_probe(content: dict[str, Any], limits: Limits) -> dict[str, Any]:
+    """``{probe, layer}`` of a "project_probe" message (toggle projecting a probe's direction out)."""
+    if not limits.n_probes:
+        raise ValueError("project_probe: this view has no probes; pass probes=[p] to rw.explore")
+    return {
+        "probe": _index(content, "probe", limits.n_probes, "project_probe"),
+        "layer": _index(content, "layer", limits.n_layers, "project_probe"),
+    }
+
+
 @dataclass(frozen=True)
 class Limits:
     """The sizes a request's indices must fit."""

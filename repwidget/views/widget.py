@@ -197,6 +197,8 @@ class RunWidget(anywidget.AnyWidget):
             elif content.get("type") == "steer_probe" and self.editable:
                 classes = [p.classes for p in self._probes]
                 self._on_steer_probe(request_id, protocol.parse_steer_probe(content, self._limits(), classes))
+            elif content.get("type") == "project_probe" and self.editable:
+                self._on_project_probe(request_id, protocol.parse_project_probe(content, self._limits()))
             else:
                 raise ValueError(f"unknown message type {content.get('type')!r}")
         except Exception as error:  # shown in the widget; the kernel and the current run are untouched
@@ -246,6 +248,8 @@ class RunWidget(anywidget.AnyWidget):
 
     def _on_steer_probe(self, request_id: int, args: dict[str, Any]) -> None:
         raise ValueError("this view does not take interventions; use rw.explore(model, text)")
+
+    _on_project_probe = _on_steer_probe
 
 
 class TokensView(RunWidget):

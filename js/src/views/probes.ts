@@ -31,7 +31,13 @@ export function mountProbes(el: HTMLElement, store: Store): void {
       { title: "in units of the class gap", data: { rwProbeStrength: "" } },
     );
     const steer = h("button", { class: "rw-small", text: "steer", data: { rwProbeSteer: index } });
-    const steerRow = h("div", { class: "rw-row" }, [h("span", { class: "rw-axis", text: "toward " }), toward, strength, value, steer]);
+    const project = h("button", {
+      class: "rw-small",
+      text: "project out",
+      title: "toggle removing the probe's direction from the residual stream at the selected layer",
+      data: { rwProbeProject: index },
+    });
+    const steerRow = h("div", { class: "rw-row" }, [h("span", { class: "rw-axis", text: "toward " }), toward, strength, value, steer, project]);
     if (!store.editable) steerRow.hidden = true;
     section.append(caption, layers, steerRow, legend, strip, near);
     body.appendChild(section);
@@ -98,6 +104,7 @@ export function mountProbes(el: HTMLElement, store: Store): void {
     steer.addEventListener("click", () =>
       store.command({ type: "steer_probe", probe: index, layer: store.selection.layer, toward: toward.value, strength: Number(strength.value) }),
     );
+    project.addEventListener("click", () => store.command({ type: "project_probe", probe: index, layer: store.selection.layer }));
     let layer = store.selection.layer;
     store.on("selection", () => {
       if (store.selection.layer !== layer) {
