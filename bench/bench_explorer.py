@@ -2,6 +2,7 @@
 
     python bench/bench_explorer.py bytes     # needs circuitsvis and bertviz (pip install circuitsvis bertviz)
     python bench/bench_explorer.py latency   # needs the test extras (JupyterLab, playwright) and /usr/bin/chromium
+    python bench/bench_explorer.py export    # ex.save_html sizes (needs circuitsvis)
 
 ``bytes``: a GPT-2-small-shaped random model (12 layers, 12 heads, d_model 768) on 256 and 512
 tokens. repwidget's first render is the widget state plus the answers to the requests the front end
@@ -183,5 +184,41 @@ def bench_latency() -> None:
             lab.close()
 
 
+def bench_export() -> None:
+    """``ex.save_html`` sizes and times, beside CircuitsVis's offline HTML of the same attention."""
+    import tempfile
+
+    import circuitsvis as cv
+
+    import repwidget as rw
+
+    demo = rw.demo_model()
+    big = gpt2_small()
+    ids = torch.randint(0, big.vocab_size, (256,), generator=torch.Generator().manual_seed(256)).tolist()
+    cases = [
+        ("demo, IOI prompt (16 tokens)", demo, "when mary and john went to the store , john gave a drink to"),
+        ("GPT-2-small shape, 256 tokens", big, ids),
+    ]
+    print("| explorer | budget | file | answers saved | saved in | CircuitsVis offline HTML of its attention |")
+    print("|---|---:|---:|---:|---:|---:|")
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, model, text in cases:
+            ex = rw.explore(model, text, [rw.Ablate(1, head=1)])
+            run = model.run(text, capture="blocks.*.attn.hook_pattern")
+            patterns = torch.cat([run[f"blocks.{layer}.attn.hook_pattern"] for layer in range(model.n_layers)])
+            cv_bytes = len(cv.attention.attention_patterns(tokens=run.tokens, attention=patterns).local_src)
+            for budget in (0, 8_000_000):
+                start = time.perf_counter()
+                path = ex.save_html(Path(tmp) / "ex.html", max_bytes=budget)
+                seconds = time.perf_counter() - start
+                size = path.stat().st_size
+                text_ = path.read_text()
+                answers = text_.count('"request":')
+                print(
+                    f"| {name} | {budget / 1e6:.0f} MB | {size / 1e6:.2f} MB | {answers} | {seconds:.2f} s "
+                    f"| {cv_bytes / 1e6:.1f} MB ({cv_bytes / size:.0f}x) |"
+                )
+
+
 if __name__ == "__main__":
-    {"bytes": bench_bytes, "latency": bench_latency}[sys.argv[1] if len(sys.argv) > 1 else "bytes"]()
+    {"bytes": bench_bytes, "latency": bench_latency, "export": bench_export}[sys.argv[1] if len(sys.argv) > 1 else "bytes"]()

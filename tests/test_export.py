@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 
+import numpy as np
 import pytest
 from browser import chromium, require_browser, screenshot
 
@@ -46,6 +48,30 @@ def test_the_selection_is_always_saved_and_the_rest_within_the_budget(explorer, 
     answer = next(r for r in full["replies"] if r["request"] == {"what": "predictions", "position": sel["token"]})
     assert answer["reply"]["gen"] == explorer.generation
     assert full["state"]["intervention_list"] == explorer.intervention_list
+
+
+def _tensor(answer: dict, key: str) -> np.ndarray:
+    header = answer["reply"]["data"][key]
+    return rw.codec.decode({**header, "buffer": base64.b64decode(answer["buffers"][header["buffer"]])})
+
+
+def test_batched_answers_equal_the_kernels_one_by_one(explorer):
+    answers = export._Answers(explorer)
+    n = len(explorer.run.token_ids)
+    requests = [{"what": "predictions", "position": p} for p in (n - 1, 0, 3)]
+    requests += [{"what": "lens", "start": a, "stop": b} for a, b in {export.lens_window(p, n) for p in range(n)}]
+    for request in requests:
+        what = request["what"]
+        args = {k: v for k, v in request.items() if k != "what"}
+        one_by_one = export._saved(explorer, request, what, explorer._payload(what, args))
+        batched = answers(request)
+        assert batched["reply"]["data"].keys() == one_by_one["reply"]["data"].keys()
+        for key, value in one_by_one["reply"]["data"].items():
+            if isinstance(value, dict) and "buffer" in value:
+                got, expected = (_tensor(a, key) for a in (batched, one_by_one))
+                np.testing.assert_allclose(got, expected, atol=1e-5, err_msg=f"{request} {key}")
+            else:
+                assert batched["reply"]["data"][key] == value, (request, key)
 
 
 def test_markup_cannot_end_the_data_script():

@@ -77,9 +77,17 @@ def copy_targets(ids: torch.Tensor) -> torch.Tensor:
 
 
 def head_norms(model) -> torch.Tensor:
-    """``[layer, head]`` Frobenius norms of every head's slice of the attention output projection."""
-    n_heads = model.config.n_head
-    return torch.stack([block.attn.c_proj.weight.reshape(n_heads, -1).norm(dim=-1) for block in model.transformer.h])
+    """``[layer, head]`` norms of every head's own weights: its query, key and value columns of
+    ``c_attn`` and its rows of the output projection ``c_proj``."""
+    n_heads, width = model.config.n_head, model.config.n_embd
+    d_head = width // n_heads
+    norms = []
+    for block in model.transformer.h:
+        qkv = block.attn.c_attn.weight.reshape(width, 3, n_heads, d_head)  # [in, q/k/v, head, d_head]
+        out = block.attn.c_proj.weight.reshape(n_heads, d_head * width)
+        squares = qkv.pow(2).sum(dim=(0, 1, 3)) + out.pow(2).sum(-1)
+        norms.append(squares.sqrt())
+    return torch.stack(norms)
 
 
 def train(
@@ -93,9 +101,9 @@ def train(
 ) -> dict[str, float]:
     """Train and save the demo model; return the held-out accuracy of every task (empty if not ``evaluate``).
 
-    ``head_sparsity`` weighs a group-lasso penalty on the heads' output weights (the sum of
-    :func:`head_norms`): a head that only repeats what another head does costs norm and buys
-    nothing, so each behaviour settles on few heads and ablating one of them shows.
+    ``head_sparsity`` weighs a group-lasso penalty on the heads' weights (the sum of
+    :func:`head_norms`): two heads that share one job pay for two attention patterns, so each
+    behaviour settles on few heads and ablating one of them shows.
     """
     torch.set_num_threads(2)
     tokenizer = build_tokenizer()

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import __version__
-from . import protocol
+from . import payloads, protocol
 
 if TYPE_CHECKING:
     from .widget import RunWidget
@@ -64,13 +64,15 @@ def _selected(widget: RunWidget) -> Iterator[dict[str, Any]]:
 
 
 def _around(widget: RunWidget) -> Iterator[dict[str, Any]]:
-    """Requests for the rest of the page, cheapest and most clicked first."""
+    """Requests for the rest of the page, cheapest and most clicked first. The logit lens (a
+    vocabulary-wide product per layer and position) is saved for the tokens it shows."""
     views, shape = widget.views, widget.shape
     n, n_layers, n_heads = shape["n_tokens"], shape["n_layers"], shape["n_heads"]
     if "predictions" in views:
         yield from ({"what": "predictions", "position": p} for p in range(n))
     if "lens" in views:
-        windows = dict.fromkeys(lens_window(p, n) for p in range(n))
+        shown = range(*lens_window(widget.selection["token"], n))
+        windows = dict.fromkeys(lens_window(p, n) for p in shown)
         yield from ({"what": "lens", "start": start, "stop": stop} for start, stop in windows)
     if "probes" in views:
         for index in range(len(widget.probes)):
@@ -84,9 +86,48 @@ def _around(widget: RunWidget) -> Iterator[dict[str, Any]]:
         yield from ({"what": "neurons", "layer": la, "position": p} for la in range(n_layers) for p in range(n))
 
 
-def _answer(widget: RunWidget, request: dict[str, Any]) -> dict[str, Any]:
-    what, args = protocol.parse_get({"type": "get", "id": 0, **request}, widget._limits())
-    content, buffers = protocol.pack(widget._payload(what, args))
+class _Answers:
+    """Answers to saved requests; predictions and the logit lens computed in batches, not one by one."""
+
+    CHUNK = 64  # positions unembedded at once
+
+    def __init__(self, widget: RunWidget) -> None:
+        self.widget = widget
+        self.logits: dict[int, Any] = {}  # the run's logits by position, computed a chunk at a time
+        self.lens: dict[str, Any] | None = None
+
+    def payload(self, what: str, args: dict[str, Any]) -> dict[str, Any]:
+        widget, n = self.widget, len(self.widget.run.token_ids)
+        if what == "predictions":
+            position = args["position"]
+            if position not in self.logits:
+                chunk = range(position, min(n, position + self.CHUNK))
+                clean, run = widget.clean_run.logits_at(chunk), widget.run.logits_at(chunk)
+                for i, p in enumerate(chunk):
+                    widget._clean_logits.setdefault(p, clean[i].float())
+                    self.logits[p] = run[i]
+            logits = self.logits.pop(position)
+            return payloads.predictions(
+                widget.clean_run, widget.run, position, clean_logits=widget._clean_logits, logits=logits
+            )
+        if what == "lens":
+            token = widget.selection["token"]
+            if self.lens is None:  # every window shown around the selected token, in one pass
+                first, last = lens_window(token, n)
+                start, stop = lens_window(first, n)[0], lens_window(last - 1, n)[1]
+                self.lens = payloads.lens(widget.run, start, stop)
+            full_stop = self.lens["start"] + self.lens["ids"].shape[1]
+            if self.lens["start"] <= args["start"] and args["stop"] <= full_stop:
+                return payloads.lens_slice(self.lens, args["start"], args["stop"])
+        return widget._payload(what, args)
+
+    def __call__(self, request: dict[str, Any]) -> dict[str, Any]:
+        what, args = protocol.parse_get({"type": "get", "id": 0, **request}, self.widget._limits())
+        return _saved(self.widget, request, what, self.payload(what, args))
+
+
+def _saved(widget: RunWidget, request: dict[str, Any], what: str, data: dict[str, Any]) -> dict[str, Any]:
+    content, buffers = protocol.pack(data)
     return {
         "request": request,
         "reply": {"type": "reply", "what": what, "gen": widget.generation, "data": content},
@@ -98,12 +139,15 @@ def snapshot(widget: RunWidget, max_bytes: int = 8_000_000) -> list[dict[str, An
     """The saved answers: the selection's always, the others while they fit in ``max_bytes``."""
     saved: dict[str, dict[str, Any]] = {}
     size = 0
+    answer_to = _Answers(widget)
     for tier, requests in enumerate((_selected(widget), _around(widget))):
         for request in requests:
             key = json.dumps(request, sort_keys=True)
             if key in saved:
                 continue
-            answer = _answer(widget, request)
+            if tier and size >= max_bytes:
+                break
+            answer = answer_to(request)
             cost = sum(len(b) for b in answer["buffers"]) + len(json.dumps(answer["reply"]))
             if tier and size + cost > max_bytes:
                 continue  # a smaller answer further on may still fit
@@ -161,7 +205,8 @@ def save_html(widget: RunWidget, path: str | Path, title: str | None = None, max
     state = {name: getattr(widget, name) for name in STATE}
     data = {"code": code, "state": state, "replies": snapshot(widget, max_bytes)}
     listed = widget.run.interventions
-    prompt = widget.run.model.tokenizer.decode(widget.run.token_ids)
+    tokenizer, ids = widget.run.model.tokenizer, widget.run.token_ids
+    prompt = tokenizer.decode(ids) if tokenizer is not None else f"{len(ids)} tokens"
     title = title or f"repwidget: {prompt[:60]}{'…' if len(prompt) > 60 else ''}"
     page = PAGE.format(
         version=__version__,

@@ -72,19 +72,39 @@ def lens(run: Run, start: int, stop: int) -> dict[str, Any]:
     }
 
 
+def lens_slice(full: dict[str, Any], start: int, stop: int) -> dict[str, Any]:
+    """The :func:`lens` answer for ``start..stop`` cut out of one over a range that contains it."""
+    cols = slice(start - full["start"], stop - full["start"])
+    ids = full["ids"][:, cols]
+    return {
+        "ids": ids,
+        "probs": full["probs"][:, cols],
+        "start": start,
+        "vocab": {key: full["vocab"][key] for key in map(str, sorted(set(ids.flatten().tolist())))},
+    }
+
+
 def predictions(
-    clean: Run, run: Run, position: int, k: int = 10, clean_logits: dict[int, torch.Tensor] | None = None
+    clean: Run,
+    run: Run,
+    position: int,
+    k: int = 10,
+    clean_logits: dict[int, torch.Tensor] | None = None,
+    logits: torch.Tensor | None = None,
 ) -> dict[str, Any]:
     """Top-``k`` next tokens at ``position``, clean and intervened, and how each changed between them.
 
     ``ids``/``probs`` are ``[2, k]`` (row 0 clean, row 1 intervened); ``delta_prob`` and
     ``delta_logit`` are ``[2, k]``: for each listed token, intervened minus clean. ``clean_logits``
-    caches the clean run's logits by position across calls.
+    caches the clean run's logits by position across calls; ``logits`` are ``run``'s at
+    ``position`` when already computed.
     """
     cache = clean_logits if clean_logits is not None else {}
     if position not in cache:
         cache[position] = clean.logits_at(position).float()
-    both = torch.stack([cache[position], run.logits_at(position).float()])
+    if logits is None:
+        logits = run.logits_at(position)
+    both = torch.stack([cache[position], logits.float()])
     probs = both.softmax(-1)
     top = probs.topk(k, dim=-1)
     delta_prob = (probs[1] - probs[0])[top.indices]
