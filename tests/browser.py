@@ -64,13 +64,17 @@ def notebook(cells: list[str]) -> dict:
 class Lab:
     """A JupyterLab server started for a test, with a token, on 127.0.0.1 only."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, settings: dict[str, dict] | None = None) -> None:
+        """``settings``: JupyterLab settings by plugin path, e.g. ``{"@jupyterlab/x-extension/plugin": {...}}``."""
         self.root, self.port, self.token = root, free_port(), "e2e-token"
         self.runtime = root / ".runtime"
-        settings = root / ".settings"
-        notification = settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
-        notification.parent.mkdir(parents=True)
-        notification.write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))  # no popup over views
+        settings_dir = root / ".settings"
+        wanted = {"@jupyterlab/apputils-extension/notification": {"fetchNews": "false", "checkForUpdates": False}}
+        for plugin, values in {**wanted, **(settings or {})}.items():  # news off: no popup over the views
+            path = settings_dir / f"{plugin}.jupyterlab-settings"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(values))
+        settings = settings_dir
         env = {
             **os.environ,
             "JUPYTER_RUNTIME_DIR": str(self.runtime),

@@ -122,3 +122,17 @@ def test_saved_page_renders_offline_in_chromium(explorer, tmp_path):
         assert page.title() == "<script>alert('title')</script>"
     assert not dialogs and not errors, (dialogs, errors)
     assert all(url.startswith(("file:", "blob:", "data:")) for url in requests), requests
+
+
+def test_embed_saves_the_answers_in_the_widget_state_until_the_next_rerun(explorer):
+    explorer.embed(max_bytes=0)
+    saved = explorer.get_state()["snapshot"]
+    asked = [s["request"] for s in saved]
+    assert {"what": "predictions", "position": explorer.selection["token"]} in asked
+    assert all(s["reply"]["gen"] == explorer.generation for s in saved)
+    before = explorer.interventions
+    try:
+        explorer.interventions = [rw.Ablate(0, head=1)]
+        assert explorer.snapshot == []  # stale answers are never shown
+    finally:
+        explorer.interventions = before

@@ -1,6 +1,5 @@
-// A widget model with no kernel behind it: the traits and the answers saved by `ex.save_html`.
-// Requests are answered from the saved answers; anything else (a click that would re-run the
-// model, a view the snapshot did not save) is answered with an error that says so.
+// Answers saved with a widget (`ex.embed()`, `ex.save_html`): the store answers requests from them
+// before asking the kernel, and a widget with no kernel behind it (a saved page) lives on them alone.
 import type { WidgetModel } from "./store";
 
 /** One saved answer: the request (without id), the reply content and its buffers as base64. */
@@ -16,23 +15,30 @@ export function requestKey(request: Record<string, unknown>): string {
   return JSON.stringify(Object.keys(rest).sort().map((key) => [key, rest[key]]));
 }
 
-function fromBase64(text: string): DataView {
+export function fromBase64(text: string): DataView {
   const binary = atob(text);
   const bytes = new Uint8Array(binary.length);
   for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
   return new DataView(bytes.buffer);
 }
 
+/** The saved answer to `request` for run generation `gen`, if there is one. */
+export function savedAnswer(saved: SavedReply[] | undefined, request: Record<string, unknown>, gen: number): SavedReply | null {
+  if (!saved?.length) return null;
+  const key = requestKey(request);
+  return saved.find((s) => s.reply.gen === gen && requestKey(s.request) === key) ?? null;
+}
+
 type Handler = (...args: any[]) => void;
 
+/** A widget model with no kernel: the saved traits (answers in `snapshot`); whatever the store sends
+ * (a request the snapshot lacks, a click that would re-run the model) gets an error that says so. */
 export class StaticModel implements WidgetModel {
   private state: Record<string, any>;
-  private answers = new Map<string, SavedReply>();
   private handlers = new Map<string, Handler[]>();
 
   constructor(state: Record<string, any>, replies: SavedReply[]) {
-    this.state = { ...state, editable: false, busy: false, static: true };
-    for (const saved of replies) this.answers.set(requestKey(saved.request), saved);
+    this.state = { ...state, snapshot: replies, editable: false, busy: false, static: true };
   }
 
   get(name: string): any {
@@ -51,21 +57,14 @@ export class StaticModel implements WidgetModel {
     this.handlers.set(event, cb ? (this.handlers.get(event) ?? []).filter((h) => h !== cb) : []);
   }
   send(content: any): void {
-    const id = content?.id;
-    const answer = (msg: unknown, buffers: DataView[] = []) =>
-      queueMicrotask(() => (this.handlers.get("msg:custom") ?? []).forEach((cb) => cb(msg, buffers)));
-    if (content?.type !== "get") {
-      answer({ type: "error", id, message: "this is a static snapshot: the interventions are fixed (open the notebook to change them)" });
-      return;
-    }
-    const saved = this.answers.get(requestKey(content));
-    if (!saved) {
-      const message = `this static snapshot did not save ${String(content.what)} for this selection`;
+    const message =
+      content?.type === "get"
+        ? `this static snapshot did not save ${String(content.what)} for this selection`
+        : "this is a static snapshot: the interventions are fixed (open the notebook to change them)";
+    if (content?.type === "get") {
       this.state.error = message;
       (this.handlers.get("change:error") ?? []).forEach((cb) => cb());
-      answer({ type: "error", id, message });
-      return;
     }
-    answer({ ...saved.reply, id }, saved.buffers.map(fromBase64));
+    queueMicrotask(() => (this.handlers.get("msg:custom") ?? []).forEach((cb) => cb({ type: "error", id: content?.id, message }, [])));
   }
 }

@@ -1,8 +1,9 @@
 // @vitest-environment happy-dom
 import { describe, expect, it } from "vitest";
 import { requestKey, StaticModel } from "../src/static";
+import { Store } from "../src/store";
 import { renderStatic } from "../src/widget";
-import { traits } from "./fake";
+import { FakeModel, traits } from "./fake";
 
 const b64 = (values: number[]) => btoa(String.fromCharCode(...new Uint8Array(new Float32Array(values).buffer)));
 
@@ -20,15 +21,22 @@ describe("static snapshot", () => {
     expect(requestKey({ what: "pattern", layer: 1, head: 2 })).not.toBe(requestKey({ what: "pattern", layer: 2, head: 1 }));
   });
 
-  it("answers a saved request with its buffers, under the request's own id", async () => {
-    const saved = { request: { what: "neuron", layer: 0, index: 3 }, reply: { type: "reply", what: "neuron", gen: 0, data: { values: { dtype: "float32", shape: [2], buffer: 0 } } }, buffers: [b64([1.5, -2])] };
-    const model = new StaticModel(traits(2), [saved]);
-    const got = received(model);
-    model.send({ type: "get", id: 17, what: "neuron", index: 3, layer: 0 });
-    await Promise.resolve();
-    expect(got).toHaveLength(1);
-    expect(got[0].msg.id).toBe(17);
-    expect(got[0].buffers[0].getFloat32(4, true)).toBe(-2);
+  it("lets the store answer a saved request itself, under the request's own id, for the current run only", async () => {
+    const saved = {
+      request: { what: "neuron", layer: 0, index: 3 },
+      reply: { type: "reply", what: "neuron", gen: 0, data: { values: { dtype: "float32", shape: [2], buffer: 0 } } },
+      buffers: [b64([1.5, -2])],
+    };
+    const model = new FakeModel(traits(2, { snapshot: [saved] }));
+    const store = new Store(model);
+    const reply = await store.request("neuron", { index: 3, layer: 0 });
+    expect(Array.from(reply!.data.values.data as Float32Array)).toEqual([1.5, -2]);
+    expect(model.sent).toHaveLength(0); // no kernel asked
+    void store.request("neuron", { index: 4, layer: 0 }); // not saved: the kernel is asked
+    expect(model.sent.map((m) => m.index)).toEqual([4]);
+    model.change("generation", 1); // a new run: the saved answers are stale
+    void store.request("neuron", { index: 3, layer: 0 });
+    expect(model.sent.map((m) => m.index)).toEqual([4, 3]);
   });
 
   it("refuses changes and unsaved requests with an error that says why, and is never editable", async () => {

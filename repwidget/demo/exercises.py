@@ -206,7 +206,9 @@ def sentiment_examples(n: int = 80, seed: int = 0) -> list[tuple[str, str]]:
 
 def check_probe_layer(probes, answer: Any, threshold: float = 0.95) -> bool:
     """Is ``answer`` the first layer whose probe reaches ``threshold`` held-out accuracy?"""
-    truth = next((layer for layer, acc in zip(probes.layers, probes.accuracy) if acc >= threshold), None)
+    if not isinstance(answer, int) or isinstance(answer, bool):
+        return _say(False, "", f"answer with a layer number, one of {probes.layers}; got {answer!r}")
+    truth = next((layer for layer, acc in zip(probes.layers, probes.accuracy, strict=True) if acc >= threshold), None)
     if truth is None:
         return _say(False, "", f"no layer of these probes reaches {threshold:.0%}; train on more examples")
     return _say(
@@ -221,18 +223,16 @@ def verdict_flips(model, intervention: Any, toward: str = "negative", n: int = 4
     tok = model.tokenizer
     target = tok.convert_tokens_to_ids(toward)
     other = [(text, label) for text, label in sentiment_examples(n * 2, seed=5) if label != toward][:n]
-    flipped = [model.run(text, interventions=[intervention]).logits_at(-1).argmax().item() == target for text, _ in other]
+    flipped = [model.run(text, [intervention]).logits_at(-1).argmax().item() == target for text, _ in other]
     return sum(flipped) / len(flipped)
 
 
 def check_steering(model, intervention: Any, toward: str = "negative") -> bool:
     """Does ``intervention`` turn most held-out reviews' verdicts to ``toward``?"""
-    from ..interventions import as_tuple
+    from ..interventions import Ablate, Patch, Steer
 
-    try:
-        as_tuple(intervention)
-    except TypeError as error:
-        return _say(False, "", str(error))
+    if not isinstance(intervention, (Ablate, Steer, Patch)):
+        return _say(False, "", f"answer with one intervention, for example probes.steering(...); got {intervention!r}")
     share = verdict_flips(model, intervention, toward)
     return _say(
         share >= 0.8,
@@ -277,4 +277,47 @@ def check_day_feature(model, sae, answer: Any) -> bool:
         answer in best,
         f"feature {answer} is a day-of-week feature (the strongest: {best})",
         f"feature {answer} is not among the features most selective for day tokens; sort by activation on them",
+    )
+
+
+def answer_means(model, hook: str, cycle: Sequence[str], unit: str) -> torch.Tensor:
+    """``[len(cycle), width]``: the mean of ``hook`` at the last position of the cycles prompts, by answer."""
+    sums, counts = None, torch.zeros(len(cycle))
+    for text, answer in cycle_prompts(cycle, unit):
+        x = model.run(text, capture=[hook])[hook][-1].float()
+        sums = torch.zeros(len(cycle), x.numel()) if sums is None else sums
+        sums[answer] += x
+        counts[answer] += 1
+    return sums / counts[:, None]
+
+
+def top_two_components(means: torch.Tensor) -> torch.Tensor:
+    """``means`` centred and projected on their first two principal components, ``[n, 2]``."""
+    centred = means - means.mean(0)
+    _, _, v = torch.linalg.svd(centred, full_matrices=False)
+    return centred @ v[:2].T
+
+
+def in_cycle_order(points: Any) -> bool:
+    """Do the 2-D ``points`` go round their centre in index order (either way round)?"""
+    p = torch.as_tensor(points, dtype=torch.float32)
+    angles = torch.atan2(*(p - p.mean(0)).T.flip(0))
+    order = torch.argsort(angles).tolist()
+    start = order.index(0)
+    turn = order[start:] + order[:start]
+    return turn == sorted(turn) or [turn[0], *turn[1:][::-1]] == sorted(turn)
+
+
+def check_circle(points: Any, names: Sequence[str]) -> bool:
+    """Are ``points`` (one 2-D point per name, in order) arranged in a circle in that order?"""
+    try:
+        p = torch.as_tensor(points, dtype=torch.float32)
+    except (TypeError, ValueError, RuntimeError):
+        p = None
+    if p is None or p.shape != (len(names), 2):
+        return _say(False, "", f"answer with {len(names)} points in 2-D (shape [{len(names)}, 2]); got {points!r:.60}")
+    return _say(
+        in_cycle_order(p),
+        f"the {len(names)} points go round in calendar order: {', '.join(names[:3])}, ...",
+        "the points do not go round in calendar order; project the centred means on the top two components",
     )

@@ -91,6 +91,8 @@ class RunWidget(anywidget.AnyWidget):
     saes = t.List(t.Dict()).tag(sync=True)
     #: the probes the probes view shows: ``kind``, ``site``, ``classes``, ``layers``
     probes = t.List(t.Dict()).tag(sync=True)
+    #: answers saved with the widget by :meth:`embed` (the front end reads them before asking the kernel)
+    snapshot = t.List(t.Dict()).tag(sync=True)
 
     def __init__(
         self,
@@ -163,6 +165,20 @@ class RunWidget(anywidget.AnyWidget):
         if unknown:
             raise ValueError(f"unknown selection keys {sorted(unknown)}; use token, layer, head, neuron, sae, feature")
         self.selection = {**self.selection, **changes}
+
+    def embed(self, max_bytes: int = 2_000_000) -> None:
+        """Save the views' data in the widget's own state, so that a notebook saved with widget state
+        shows them when it is opened without a kernel (JupyterLab: Settings > Save Widget State
+        Automatically). The selection's data is always saved, the rest while it fits in ``max_bytes``;
+        the next re-run drops it (call again after changes).
+        """
+        from .export import snapshot
+
+        self.snapshot = snapshot(self, max_bytes)
+
+    @t.observe("generation")
+    def _drop_snapshot(self, _change: Any) -> None:
+        self.snapshot = []
 
     def save_html(self, path: str | Path, title: str | None = None, max_bytes: int = 8_000_000) -> Path:
         """Save the views as they are now in one self-contained HTML file (no CDN, no kernel).
