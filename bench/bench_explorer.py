@@ -221,4 +221,5 @@ def bench_export() -> None:
 
 
 if __name__ == "__main__":
-    {"bytes": bench_bytes, "latency": bench_latency, "export": bench_export}[sys.argv[1] if len(sys.argv) > 1 else "bytes"]()
+    benches = {"bytes": bench_bytes, "latency": bench_latency, "export": bench_export}
+    benches[sys.argv[1] if len(sys.argv) > 1 else "bytes"]()
