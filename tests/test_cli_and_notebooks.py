@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import socket
 import subprocess
@@ -78,7 +79,17 @@ def test_notebook_runs_top_to_bottom(path):
     nb = nbformat.read(path, as_version=4)
     assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), "commit notebooks without outputs"
     NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}).execute()
-    text = "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    text = "\n".join(
+        o.get("text", "") + o.get("data", {}).get("text/plain", "")
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.outputs
+    )
     assert "Error" not in text
-    if path.name == "quickstart.ipynb":
-        assert "matters most" in text and "with the head ablated" in text
+    if path.name == "quickstart.ipynb":  # the first insight: copying breaks when the circuit's head goes
+        assert "induction heads: 1." in text and "all induction heads ablated" in text
+        clean, clicked = map(float, re.search(r"clean ([\d.]+) nats, with your clicks ([\d.]+) nats", text).groups())
+        assert clean < 0.05 and clicked > 1.0
+    # every exercise's check ran on its blank answer and said so
+    checks = sum(c.source.count("exercises.check_") for c in nb.cells if c.cell_type == "code")
+    assert text.count("\u2718 not yet") == checks

@@ -1,14 +1,15 @@
 """Checks for the workshop notebooks' exercises: each measures the answer on the model itself.
 
 Nothing here is a stored answer key: every check computes what is true of the model it is given
-(on held-out examples), so a retrained demo model keeps the exercises honest. A check prints a
-one-line verdict (with a hint when the answer is not right yet) and returns True or False.
+(on held-out examples), so a retrained demo model keeps the exercises honest. A check returns a
+:class:`Verdict`: true or false, shown as one line (with a hint when the answer is not right yet).
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -19,13 +20,26 @@ from .evaluate import prompt
 Head = tuple[int, int]
 
 
-def _say(ok: bool, right: str, hint: str) -> bool:
-    print(("\u2714 right: " + right) if ok else ("\u2718 not yet: " + hint))
-    return ok
+@dataclass(frozen=True)
+class Verdict:
+    """The result of a check: ``bool(verdict)`` says whether the answer is right; it shows as its message."""
+
+    ok: bool
+    message: str
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+    def __repr__(self) -> str:
+        return self.message
 
 
-def _head(answer: Any, model) -> Head | None:
-    """``answer`` as a ``(layer, head)`` of ``model``, or None (with a message) when it is not one."""
+def _say(ok: bool, right: str, hint: str) -> Verdict:
+    return Verdict(ok, ("\u2714 right: " + right) if ok else ("\u2718 not yet: " + hint))
+
+
+def _head(answer: Any, model) -> Head | Verdict:
+    """``answer`` as a ``(layer, head)`` of ``model``, or a failed :class:`Verdict` saying the form expected."""
     ok = (
         isinstance(answer, (tuple, list))
         and len(answer) == 2
@@ -34,11 +48,8 @@ def _head(answer: Any, model) -> Head | None:
         and 0 <= answer[1] < model.n_heads
     )
     if not ok:
-        print(
-            f"\u2718 not yet: answer with (layer, head), layer in 0..{model.n_layers - 1} and head in "
-            f"0..{model.n_heads - 1}; got {answer!r}"
-        )
-        return None
+        expected = f"layer in 0..{model.n_layers - 1} and head in 0..{model.n_heads - 1}"
+        return _say(False, "", f"answer with (layer, head), {expected}; got {answer!r}")
     return int(answer[0]), int(answer[1])
 
 
@@ -69,11 +80,11 @@ def repeat_loss(model, interventions: Sequence[Any] = (), n: int = 8, length: in
     return float(torch.stack(losses).mean())
 
 
-def check_previous_token_head(model, answer: Any) -> bool:
+def check_previous_token_head(model, answer: Any) -> Verdict:
     """Is ``answer`` the head that attends most to the previous token?"""
     head = _head(answer, model)
-    if head is None:
-        return False
+    if isinstance(head, Verdict):
+        return head
     scores = head_scores(model)["previous_token"]
     best = divmod(int(scores.argmax()), model.n_heads)
     return _say(
@@ -84,41 +95,47 @@ def check_previous_token_head(model, answer: Any) -> bool:
     )
 
 
-def check_induction_head(model, answer: Any) -> bool:
-    """Is ``answer`` the induction head whose ablation hurts copying most?"""
-    head = _head(answer, model)
-    if head is None:
-        return False
+def induction_heads(model, threshold: float = 0.5) -> list[Head]:
+    """The heads whose induction score on repeated sequences is at least ``threshold``."""
+    scores = head_scores(model)["induction"]
+    return [divmod(i, model.n_heads) for i in range(scores.numel()) if scores.flatten()[i] >= threshold]
+
+
+def check_induction_set(model, answer: Any, nats: float = 1.0) -> Verdict:
+    """Is ``answer`` a smallest set of induction heads whose ablation together costs copying ``nats``?"""
+    from itertools import combinations
+
     from ..interventions import Ablate
 
-    scores = head_scores(model)["induction"]
+    heads = [_head(h, model) for h in answer] if isinstance(answer, (list, tuple, set)) and answer else None
+    if heads is None or any(isinstance(h, Verdict) for h in heads):
+        return _say(False, "", f"answer with a list of (layer, head) pairs; got {answer!r}")
+    candidates = induction_heads(model)
+    if not set(heads) <= set(candidates):
+        others = sorted(set(heads) - set(candidates))
+        return _say(
+            False, "", f"{others} are not induction heads (score below 0.5); the induction heads are {candidates}"
+        )
     clean = repeat_loss(model)
-    cost = {
-        (layer, h): repeat_loss(model, [Ablate(layer, head=h)]) - clean
-        for layer in range(model.n_layers)
-        for h in range(model.n_heads)
-        if scores[layer, h] >= 0.3
-    }
-    best = max(cost, key=cost.get)
-    if head == best:
+
+    def cost(subset) -> float:
+        return repeat_loss(model, [Ablate(layer, head=head) for layer, head in subset]) - clean
+
+    mine = cost(heads)
+    smallest = next(
+        (k for k in range(1, len(candidates) + 1) if any(cost(s) > nats for s in combinations(candidates, k))), None
+    )
+    if mine <= nats:
         return _say(
-            True,
-            f"head {head[0]}.{head[1]}: induction score {scores[head].item():.2f}; ablating it raises the loss on "
-            f"the repeat by {cost[head]:.2f} nats",
-            "",
+            False, "", f"ablating {sorted(set(heads))} together costs only {mine:.2f} nats; the others make up for it"
         )
-    if head in cost:
-        return _say(
-            False,
-            "",
-            f"head {head[0]}.{head[1]} is an induction head (score {scores[head].item():.2f}) but ablating it "
-            f"costs only {cost[head]:.2f} nats; another one matters more",
-        )
+    if len(set(heads)) > smallest:
+        return _say(False, "", f"{mine:.2f} nats, but a set of {smallest} induction heads is enough")
     return _say(
-        False,
+        True,
+        f"ablating {sorted(set(heads))} costs {mine:.2f} nats, and no smaller set of induction heads does: "
+        "each one alone is backed up by the others",
         "",
-        f"head {head[0]}.{head[1]} has induction score {scores[head].item():.2f}: it does not look at the token "
-        "after the earlier copy of the current one",
     )
 
 
@@ -155,11 +172,11 @@ def head_ablation_effects(model, n: int = 40) -> torch.Tensor:
     return effects
 
 
-def check_name_mover(model, answer: Any, effects: torch.Tensor | None = None) -> bool:
+def check_largest_drop(model, answer: Any, effects: torch.Tensor | None = None) -> Verdict:
     """Is ``answer`` the head whose ablation lowers the IOI logit difference most?"""
     head = _head(answer, model)
-    if head is None:
-        return False
+    if isinstance(head, Verdict):
+        return head
     effects = head_ablation_effects(model) if effects is None else effects
     best = divmod(int(effects.argmax()), model.n_heads)
     return _say(
@@ -184,7 +201,7 @@ def lens_layer(model, n: int = 40) -> int:
     return int(next((layer for layer in range(model.n_layers) if hits[layer] > n / 2), model.n_layers - 1))
 
 
-def check_lens_layer(model, answer: Any) -> bool:
+def check_lens_layer(model, answer: Any) -> Verdict:
     """Is ``answer`` the first layer whose logit lens already names the indirect object?"""
     if not isinstance(answer, int) or isinstance(answer, bool):
         return _say(False, "", f"answer with a layer number 0..{model.n_layers - 1}; got {answer!r}")
@@ -204,7 +221,7 @@ def sentiment_examples(n: int = 80, seed: int = 0) -> list[tuple[str, str]]:
     return [(prompt(e, "sentiment"), e.target) for e in tasks.dataset("sentiment", n, seed)]
 
 
-def check_probe_layer(probes, answer: Any, threshold: float = 0.95) -> bool:
+def check_probe_layer(probes, answer: Any, threshold: float = 0.95) -> Verdict:
     """Is ``answer`` the first layer whose probe reaches ``threshold`` held-out accuracy?"""
     if not isinstance(answer, int) or isinstance(answer, bool):
         return _say(False, "", f"answer with a layer number, one of {probes.layers}; got {answer!r}")
@@ -227,7 +244,7 @@ def verdict_flips(model, intervention: Any, toward: str = "negative", n: int = 4
     return sum(flipped) / len(flipped)
 
 
-def check_steering(model, intervention: Any, toward: str = "negative") -> bool:
+def check_steering(model, intervention: Any, toward: str = "negative") -> Verdict:
     """Does ``intervention`` turn most held-out reviews' verdicts to ``toward``?"""
     from ..interventions import Ablate, Patch, Steer
 
@@ -252,15 +269,14 @@ def cycle_prompts(cycle: Sequence[str], unit: str) -> list[tuple[str, int]]:
 
 
 def day_features(model, sae, k: int = 3) -> list[int]:
-    """The ``k`` SAE features with the most activation on day-of-week tokens that are silent elsewhere."""
-    prompts = [text for text, _ in cycle_prompts(tasks.DAYS, "day")]
+    """The ``k`` SAE features with the most activation on day-of-week tokens among those that are
+    (almost) silent elsewhere, months included, in the prompts of the cycles task."""
+    prompts = [text for text, _ in cycle_prompts(tasks.DAYS, "day") + cycle_prompts(tasks.MONTHS, "month")]
     on_days, elsewhere = torch.zeros(sae.d_sae), torch.zeros(sae.d_sae)
     for text in prompts:
         run = model.run(text, capture=[sae.hook])
         acts = sae.encode(run[sae.hook].float())  # [pos, d_sae]
-        day = [i for i, t in enumerate(run.tokens) if t in tasks.DAYS]
-        mask = torch.zeros(len(run.tokens), dtype=torch.bool)
-        mask[day] = True
+        mask = torch.tensor([t in tasks.DAYS for t in run.tokens])
         on_days += acts[mask].sum(0)
         elsewhere += acts[~mask].sum(0)
     selectivity = on_days / (on_days + elsewhere + 1e-6)
@@ -268,7 +284,7 @@ def day_features(model, sae, k: int = 3) -> list[int]:
     return score.topk(k).indices.tolist()
 
 
-def check_day_feature(model, sae, answer: Any) -> bool:
+def check_day_feature(model, sae, answer: Any) -> Verdict:
     """Is ``answer`` a feature that fires on the days of the week, and (almost) nowhere else?"""
     if not isinstance(answer, int) or isinstance(answer, bool) or not 0 <= answer < sae.d_sae:
         return _say(False, "", f"answer with a feature index 0..{sae.d_sae - 1}; got {answer!r}")
@@ -308,7 +324,7 @@ def in_cycle_order(points: Any) -> bool:
     return turn == sorted(turn) or [turn[0], *turn[1:][::-1]] == sorted(turn)
 
 
-def check_circle(points: Any, names: Sequence[str]) -> bool:
+def check_circle(points: Any, names: Sequence[str]) -> Verdict:
     """Are ``points`` (one 2-D point per name, in order) arranged in a circle in that order?"""
     try:
         p = torch.as_tensor(points, dtype=torch.float32)

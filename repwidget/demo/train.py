@@ -76,35 +76,8 @@ def copy_targets(ids: torch.Tensor) -> torch.Tensor:
     return keep
 
 
-def head_norms(model) -> torch.Tensor:
-    """``[layer, head]`` norms of every head's own weights: its query, key and value columns of
-    ``c_attn`` and its rows of the output projection ``c_proj``."""
-    n_heads, width = model.config.n_head, model.config.n_embd
-    d_head = width // n_heads
-    norms = []
-    for block in model.transformer.h:
-        qkv = block.attn.c_attn.weight.reshape(width, 3, n_heads, d_head)  # [in, q/k/v, head, d_head]
-        out = block.attn.c_proj.weight.reshape(n_heads, d_head * width)
-        squares = qkv.pow(2).sum(dim=(0, 1, 3)) + out.pow(2).sum(-1)
-        norms.append(squares.sqrt())
-    return torch.stack(norms)
-
-
-def train(
-    steps: int,
-    batch_size: int,
-    lr: float,
-    seed: int,
-    out: Path,
-    evaluate: bool = True,
-    head_sparsity: float = 0.0,
-) -> dict[str, float]:
-    """Train and save the demo model; return the held-out accuracy of every task (empty if not ``evaluate``).
-
-    ``head_sparsity`` weighs a group-lasso penalty on the heads' weights (the sum of
-    :func:`head_norms`): two heads that share one job pay for two attention patterns, so each
-    behaviour settles on few heads and ablating one of them shows.
-    """
+def train(steps: int, batch_size: int, lr: float, seed: int, out: Path, evaluate: bool = True) -> dict[str, float]:
+    """Train and save the demo model; return the held-out accuracy of every task (empty if not ``evaluate``)."""
     torch.set_num_threads(2)
     tokenizer = build_tokenizer()
     tokenizer.padding_side = "right"
@@ -126,8 +99,6 @@ def train(
             if task == "induction":
                 labels[i] = labels[i].masked_fill(~copy_targets(batch["input_ids"][i]), -100)
         loss = model(**batch, labels=labels).loss
-        if head_sparsity:
-            loss = loss + head_sparsity * head_norms(model).sum()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -152,10 +123,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--head-sparsity", type=float, default=0.0)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args()
-    train(args.steps, args.batch_size, args.lr, args.seed, args.out, head_sparsity=args.head_sparsity)
+    train(args.steps, args.batch_size, args.lr, args.seed, args.out)
 
 
 if __name__ == "__main__":
