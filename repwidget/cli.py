@@ -17,14 +17,20 @@ from . import __version__
 PACKAGE = Path(__file__).resolve().parent
 
 
+def notebooks_dir() -> Path:
+    """The quickstart and workshop notebooks: the checkout's ``notebooks/``, or the packaged copies."""
+    checkout = PACKAGE.parent / "notebooks"
+    return checkout if (checkout / "quickstart.ipynb").is_file() else PACKAGE / "notebooks"
+
+
 def quickstart_notebook(workdir: Path) -> Path:
     """The quickstart: the checkout's ``notebooks/quickstart.ipynb``, or a copy of the packaged one."""
-    checkout = PACKAGE.parent / "notebooks" / "quickstart.ipynb"
-    if checkout.is_file():
-        return checkout
+    source = notebooks_dir() / "quickstart.ipynb"
+    if source.parent != PACKAGE / "notebooks":
+        return source
     target = workdir / "repwidget-quickstart.ipynb"
     if not target.exists():
-        shutil.copyfile(PACKAGE / "notebooks" / "quickstart.ipynb", target)
+        shutil.copyfile(source, target)
     return target
 
 
@@ -73,6 +79,21 @@ def demo(args: argparse.Namespace) -> int:
         return server.wait()
 
 
+def notebooks(args: argparse.Namespace) -> int:
+    """Copy the quickstart and workshop notebooks into a folder (never overwriting a file)."""
+    target = Path(args.folder)
+    target.mkdir(parents=True, exist_ok=True)
+    for source in sorted(notebooks_dir().glob("*.ipynb")):
+        destination = target / source.name
+        if destination.exists():
+            print(f"kept {destination} (already there)")
+        else:
+            shutil.copyfile(source, destination)
+            print(f"copied {destination}")
+    print(f"open them with: jupyter lab {target}")
+    return 0
+
+
 def info(args: argparse.Namespace) -> int:
     """Load a model and print what repwidget found in it."""
     from .model import ModelLoadError, load
@@ -100,6 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--token", default=None, help="the access token (default: a new random one)")
     p.add_argument("--no-browser", action="store_true", help="print the address instead of opening a browser")
     p.set_defaults(func=demo)
+    p = sub.add_parser("notebooks", help="copy the quickstart and the four workshop notebooks into a folder")
+    p.add_argument("folder", nargs="?", default="repwidget-notebooks", help="where (default: ./repwidget-notebooks)")
+    p.set_defaults(func=notebooks)
     p = sub.add_parser("info", help="load a model (directory or hub id) and print the parts repwidget found")
     p.add_argument("model", help="a local directory or a hub id; 'demo' for the shipped demo model")
     p.set_defaults(func=info)

@@ -42,7 +42,7 @@ def test_the_quickstart_clicks_break_copying_as_it_says(tmp_path):
                 kernel.run("ex.interventions = [rw.Ablate(0, head=0)]")
                 expect(root.locator(".rw-iv")).to_have_count(1, timeout=30_000)
                 root.locator('.rw-tokens-view [data-rw-token="15"]').click()  # a word of the second copy
-                expect(root.locator(".rw-predictions-view")).to_contain_text('position 15', timeout=30_000)
+                expect(root.locator(".rw-predictions-view")).to_contain_text("position 15", timeout=30_000)
                 screenshot(root, "quickstart-previous-token-head-ablated")
             finally:
                 kernel.close()

@@ -24,9 +24,19 @@ def _repwidget(*args: str, **kwargs) -> subprocess.CompletedProcess:
 
 def test_help_and_version():
     out = _repwidget("--help")
-    assert out.returncode == 0 and "demo" in out.stdout and "info" in out.stdout
+    assert out.returncode == 0 and all(c in out.stdout for c in ("demo", "notebooks", "info"))
     assert _repwidget("--version").stdout.startswith("repwidget ")
     assert _repwidget("nonsense").returncode == 2
+
+
+def test_notebooks_are_copied_and_never_overwritten(tmp_path):
+    out = _repwidget("notebooks", str(tmp_path / "nb"))
+    assert out.returncode == 0, out.stderr
+    copied = sorted(p.name for p in (tmp_path / "nb").glob("*.ipynb"))
+    assert copied == [p.name for p in NOTEBOOKS] and len(copied) == 5
+    (tmp_path / "nb" / "quickstart.ipynb").write_text("mine")
+    again = _repwidget("notebooks", str(tmp_path / "nb"))
+    assert "kept" in again.stdout and (tmp_path / "nb" / "quickstart.ipynb").read_text() == "mine"
 
 
 def test_info_prints_what_was_found():
