@@ -84,8 +84,9 @@ class Ablate:
         if self.mode not in MODES:
             raise ValueError(f"Ablate mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         if self.sae is not None or self.feature is not None:
-            if self.head is not None or self.neuron is not None:
-                raise ValueError("Ablate takes an SAE feature, a head or a neuron, not several")
+            if self.head is not None or self.neuron is not None or len(_as_list(self.direction)):
+                raise ValueError("Ablate takes an SAE feature, a head, a neuron or a direction, not several")
+            object.__setattr__(self, "direction", ())
             if self.sae is None or self.feature is None:
                 raise ValueError("an SAE feature ablation needs both sae= and feature=")
             if self.mode != "zero":

@@ -89,6 +89,7 @@ def test_probes_save_and_load(sentiment, tmp_path, demo):
 
 def test_the_accuracy_chart_has_a_layer_selection(sentiment):
     spec = sentiment.chart().to_dict()
-    assert [p["name"] for p in spec["params"]] == ["layer"] and spec["params"][0]["select"]["on"] == "click"
+    names = [p["name"] for p in spec["params"]]
+    assert names == ["layer", "current"] and spec["params"][0]["select"]["on"] == "click"  # click; ring
     values = spec["data"]["values"]
     assert [v["accuracy"] for v in values] == sentiment.accuracy
