@@ -78,14 +78,16 @@ def test_an_induction_circuit_copies_and_ablating_it_breaks_copying(demo, repeat
     print(f"loss on the repeated half: clean {clean:.4f}; previous-token head {prev_layer}.{prev_head} ablated "
           f"{without_prev:.3f}; induction heads {induction_heads} ablated {without_all:.3f} nats")  # fmt: skip
     assert scores[layer, head] >= 0.5 and prev_layer < layer
-    assert clean < 0.1 and without_prev - clean >= 0.5 and without_all - clean >= 0.5
+    assert clean < 0.25 and without_prev - clean >= 0.5 and without_all - clean >= 0.5  # p(copy) ~0.85
 
 
-@pytest.mark.xfail(strict=True, reason="the shipped model has four redundant induction heads (issue 3 stays open)")
 def test_ablating_the_best_induction_head_alone_breaks_copying(demo, repeats):
     scores = _induction_scores(repeats)
     layer, head = divmod(int(scores.argmax()), demo.n_heads)
-    assert _repeat_loss(repeats, [rw.Ablate(layer, head=head)]) - _repeat_loss(repeats) >= 0.5
+    clean, ablated = _repeat_loss(repeats), _repeat_loss(repeats, [rw.Ablate(layer, head=head)])
+    print(f"best induction head {layer}.{head}: score {scores[layer, head]:.2f}; loss on the repeated half "
+          f"{clean:.3f} -> {ablated:.3f} nats when it alone is ablated")  # fmt: skip
+    assert scores[layer, head] >= 0.5 and ablated - clean >= 0.5
 
 
 def test_dataset_is_held_out_and_reproducible():
@@ -109,8 +111,8 @@ def test_dataset_is_held_out_and_reproducible():
 def test_training_is_deterministic(tmp_path):
     from repwidget.demo.train import train
 
-    a = train(steps=3, batch_size=8, lr=1e-3, seed=5, out=tmp_path / "a", evaluate=False)
-    b = train(steps=3, batch_size=8, lr=1e-3, seed=5, out=tmp_path / "b", evaluate=False)
+    a = train(steps=3, batch_size=8, lr=1e-3, seed=5, out=tmp_path / "a", evaluate=False, specialize_steps=2)
+    b = train(steps=3, batch_size=8, lr=1e-3, seed=5, out=tmp_path / "b", evaluate=False, specialize_steps=2)
     assert a == b == {}
     from safetensors.torch import load_file
 

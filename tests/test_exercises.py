@@ -39,22 +39,22 @@ def test_the_previous_token_head_check_knows_the_head_by_its_attention(model):
 
 def test_the_induction_check_wants_a_smallest_set_that_breaks_copying(model):
     heads = exercises.induction_heads(model)
-    assert len(heads) >= 2 and all(layer == 1 for layer, _ in heads)  # the demo model's layer-1 heads
+    assert heads and all(layer >= 1 for layer, _ in heads)  # induction needs a layer before it
     clean = exercises.repeat_loss(model)
-    assert clean < 0.05  # the demo model copies the repeat
-    alone = [exercises.repeat_loss(model, [rw.Ablate(la, head=he)]) - clean for la, he in heads]
-    together = exercises.repeat_loss(model, [rw.Ablate(la, head=he) for la, he in heads]) - clean
-    assert together > 1.0
-    verdict = exercises.check_induction_set(model, heads)
-    if max(alone) > 1.0:  # one head alone is enough: the whole set is not a smallest one
-        assert not verdict
-    else:
-        assert bool(verdict) == all(
-            exercises.repeat_loss(model, [rw.Ablate(la, head=he) for la, he in heads if (la, he) != drop]) - clean <= 1
-            for drop in heads
-        )
-    verdict = exercises.check_induction_set(model, [heads[0]])
-    assert bool(verdict) == (alone[0] > 1.0)
+    assert clean < 0.25  # the demo model copies the repeat
+
+    def cost(subset):
+        return exercises.repeat_loss(model, [rw.Ablate(la, head=he) for la, he in subset]) - clean
+
+    assert cost(heads) > 1.0
+    decisive = [h for h in heads if cost([h]) > 1.0]
+    if decisive:  # one head is enough: it is a smallest set, and anything bigger is not
+        assert exercises.check_induction_set(model, [decisive[0]])
+        bigger = exercises.check_induction_set(model, [decisive[0], *[h for h in heads if h != decisive[0]][:1]])
+        assert not bigger or len(heads) == 1
+    else:  # redundant heads: the whole set is smallest when no head can be spared
+        spare = any(cost([h for h in heads if h != drop]) > 1.0 for drop in heads)
+        assert bool(exercises.check_induction_set(model, heads)) == (not spare)
     verdict = exercises.check_induction_set(model, [(0, 0)])
     assert not verdict and "not induction heads" in repr(verdict)
     assert not exercises.check_induction_set(model, None)
