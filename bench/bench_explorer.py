@@ -142,7 +142,7 @@ def bench_latency() -> None:
     sys.path.insert(0, str(ROOT / "tests"))
     import tempfile
 
-    from browser import Kernel, Lab, chromium, notebook, run_all_cells
+    from browser import Kernel, Lab, chromium, notebook, open_and_run
 
     cases = [(0, "small", "3.0"), (0, "small", "1.2"), (1, "big", "11.3"), (1, "big", "5.7")]
     with tempfile.TemporaryDirectory() as tmp:
@@ -152,10 +152,7 @@ def bench_latency() -> None:
         try:
             with chromium() as browser:
                 page = browser.new_page(viewport={"width": 1400, "height": 1800})
-                page.goto(lab.url("/lab/tree/bench.ipynb"))
-                page.locator(".jp-Notebook").wait_for(timeout=120_000)
-                kernel = Kernel(lab, lab.kernel_ready())
-                run_all_cells(page)
+                kernel = Kernel(lab, open_and_run(page, lab, "bench.ipynb"))
                 page.locator(".rw-root").nth(1).locator("[data-rw-predictions] [data-rw-column]").first.wait_for(
                     timeout=300_000
                 )

@@ -184,6 +184,16 @@ def run_all_cells(page) -> None:
     page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
 
 
+def open_and_run(page, lab: Lab, name: str) -> str:
+    """Open notebook ``name`` of ``lab`` in ``page``, wait for its kernel (idle, connected), run every
+    cell; return the kernel's id."""
+    page.goto(lab.url(f"/lab/tree/{name}"))
+    page.locator(".jp-Notebook").wait_for(timeout=120_000)
+    kernel_id = lab.kernel_ready()
+    run_all_cells(page)
+    return kernel_id
+
+
 def screenshot(target, name: str) -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"

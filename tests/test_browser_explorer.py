@@ -6,7 +6,7 @@ import json
 import re
 
 import pytest
-from browser import Kernel, Lab, chromium, notebook, require_browser, run_all_cells, screenshot
+from browser import Kernel, Lab, chromium, notebook, open_and_run, require_browser, screenshot
 
 CELLS = [
     """import repwidget as rw
@@ -58,10 +58,7 @@ def lab_page(tmp_path_factory):
             page = browser.new_page(viewport={"width": 1400, "height": 1800})
             dialogs: list[str] = []
             page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-            page.goto(lab.url("/lab/tree/explorer.ipynb"))
-            page.locator(".jp-Notebook").wait_for(timeout=120_000)
-            kernel_id = lab.kernel_ready()
-            run_all_cells(page)
+            kernel_id = open_and_run(page, lab, "explorer.ipynb")
             page.locator(".rw-root").nth(4).locator(".rw-probes-view .rw-token").first.wait_for(timeout=180_000)
             page.locator(".rw-root").nth(6).wait_for(timeout=60_000)
             page.locator(".vega-embed svg").first.wait_for(timeout=60_000)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from browser import Kernel, Lab, chromium, require_browser, run_all_cells, screenshot
+from browser import Kernel, Lab, chromium, open_and_run, require_browser, screenshot
 
 QUICKSTART = Path(__file__).resolve().parents[1] / "notebooks" / "quickstart.ipynb"
 LOSS = "print(round(float(rw.analyses.token_losses(ex.run)[11:].mean()), 3))"
@@ -20,11 +20,8 @@ def test_the_quickstart_clicks_break_copying_as_it_says(tmp_path):
     try:
         with chromium() as browser:
             page = browser.new_page(viewport={"width": 1400, "height": 1600})
-            page.goto(lab.url("/lab/tree/quickstart.ipynb"))
-            page.locator(".jp-Notebook").wait_for(timeout=120_000)
-            kernel = Kernel(lab, lab.kernel_ready())
+            kernel = Kernel(lab, open_and_run(page, lab, "quickstart.ipynb"))
             try:
-                run_all_cells(page)
                 root = page.locator(".rw-root").first
                 root.locator(".rw-iv").first.wait_for(timeout=120_000)  # the second cell ablated head 1.0
                 assert kernel.wait_for("print(ex.interventions)", "head=0").strip() == "[rw.Ablate(layer=1, head=0)]"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import time
 
-from browser import Lab, chromium, notebook, require_browser, run_all_cells
+from browser import Lab, chromium, notebook, open_and_run, require_browser
 
 CELL = """import repwidget as rw
 ex = rw.explore(rw.demo_model(), "the capital of france is", [rw.Ablate(0, head=0)])
@@ -29,10 +29,7 @@ def test_jupyterlab_saves_the_embedded_answers_with_the_notebook(tmp_path):
     try:
         with chromium() as browser:
             page = browser.new_page(viewport={"width": 1400, "height": 1400})
-            page.goto(lab.url("/lab/tree/saved.ipynb"))
-            page.locator(".jp-Notebook").wait_for(timeout=120_000)
-            lab.kernel_ready()
-            run_all_cells(page)
+            open_and_run(page, lab, "saved.ipynb")
             page.locator('.rw-root [data-rw-column="intervened"] tr').nth(1).wait_for(timeout=60_000)
             page.keyboard.press("Control+s")
             deadline, saved = time.time() + 30, {}
