@@ -42,6 +42,13 @@ def test_the_induction_check_wants_a_smallest_set_that_breaks_copying(model):
     assert heads and all(layer >= 1 for layer, _ in heads)  # induction needs a layer before it
     clean = exercises.repeat_loss(model)
     assert clean < 0.25  # the demo model copies the repeat
+    # re-running saved clean runs from the ablated layer gives what full runs with the ablation give
+    ablate = [rw.Ablate(*heads[0][:1], head=heads[0][1])]
+    reused = exercises.repeat_loss(model, ablate, runs=exercises.repeat_runs(model))
+    assert reused == pytest.approx(exercises.repeat_loss(model, ablate), abs=1e-5)
+    full = exercises.logit_difference(model, ablate, n=10)
+    reused = exercises.logit_difference(model, ablate, runs=exercises.ioi_runs(model, 10))
+    assert reused == pytest.approx(full, abs=1e-4)
 
     def cost(subset):
         return exercises.repeat_loss(model, [rw.Ablate(la, head=he) for la, he in subset]) - clean

@@ -60,23 +60,36 @@ def repeated_tokens(seed: int = 0, length: int = 12) -> str:
     return " ".join(words + words)
 
 
+def repeat_runs(model, n: int = 8, length: int = 12) -> list:
+    """Clean runs of ``n`` repeated sequences, to reuse: an ablation re-runs them from its layer on."""
+    return [model.run(repeated_tokens(seed, length)) for seed in range(n)]
+
+
 def head_scores(model, n: int = 8) -> dict[str, torch.Tensor]:
     """``[layer, head]`` previous-token and induction scores, averaged over ``n`` repeated sequences."""
     from ..analyses import head_scores as scores_of
 
-    runs = [model.run(repeated_tokens(seed)) for seed in range(n)]
-    per_run = [scores_of(run) for run in runs]
+    per_run = [scores_of(run) for run in repeat_runs(model, n)]
     return {name: torch.stack([s[name] for s in per_run]).mean(0) for name in ("previous_token", "induction")}
 
 
-def repeat_loss(model, interventions: Sequence[Any] = (), n: int = 8, length: int = 12) -> float:
-    """Mean loss (nats) on the second half of ``n`` repeated sequences, under ``interventions``."""
+def repeat_loss(
+    model, interventions: Sequence[Any] = (), n: int = 8, length: int = 12, runs: Sequence[Any] | None = None
+) -> float:
+    """Mean loss (nats) on the second half of ``n`` repeated sequences, under ``interventions``.
+
+    ``runs`` (from :func:`repeat_runs`) are re-run from the first intervened layer instead of
+    running every sequence again.
+    """
     from ..analyses import token_losses
 
-    losses = []
-    for seed in range(n):
-        run = model.run(repeated_tokens(seed, length), interventions=list(interventions))
-        losses.append(token_losses(run)[length + 1 :].mean())  # the loss of predicting the second half
+    ivs = list(interventions)
+    if runs is None:
+        runs = [model.run(repeated_tokens(seed, length), ivs) for seed in range(n)]
+    else:
+        runs = [run.rerun(ivs) if ivs else run for run in runs]
+    # the loss of predicting the second half: <bos>, ``length`` words, then their copy
+    losses = [token_losses(run)[(len(run.token_ids) - 1) // 2 + 1 :].mean() for run in runs]
     return float(torch.stack(losses).mean())
 
 
@@ -116,10 +129,11 @@ def check_induction_set(model, answer: Any, nats: float = 1.0) -> Verdict:
         return _say(
             False, "", f"{others} are not induction heads (score below 0.5); the induction heads are {candidates}"
         )
-    clean = repeat_loss(model)
+    runs = repeat_runs(model)
+    clean = repeat_loss(model, runs=runs)
 
     def cost(subset) -> float:
-        return repeat_loss(model, [Ablate(layer, head=head) for layer, head in subset]) - clean
+        return repeat_loss(model, [Ablate(layer, head=head) for layer, head in subset], runs=runs) - clean
 
     mine = cost(heads)
     smallest = next(
@@ -131,10 +145,10 @@ def check_induction_set(model, answer: Any, nats: float = 1.0) -> Verdict:
         )
     if len(set(heads)) > smallest:
         return _say(False, "", f"{mine:.2f} nats, but a set of {smallest} induction heads is enough")
+    why = "one head carries the copy" if len(set(heads)) == 1 else "each one alone is backed up by the others"
     return _say(
         True,
-        f"ablating {sorted(set(heads))} costs {mine:.2f} nats, and no smaller set of induction heads does: "
-        "each one alone is backed up by the others",
+        f"ablating {sorted(set(heads))} costs {mine:.2f} nats, and no smaller set of induction heads does: {why}",
         "",
     )
 
@@ -150,12 +164,27 @@ def ioi_examples(n: int = 40, seed: int = 0) -> list[tuple[str, str, str]]:
     return out
 
 
-def logit_difference(model, interventions: Sequence[Any] = (), n: int = 40) -> float:
-    """Mean logit(indirect object) - logit(subject) at the last position of ``n`` IOI prompts."""
-    tok = model.tokenizer
+def ioi_runs(model, n: int = 40) -> list[tuple[Any, str, str]]:
+    """``(clean run, indirect object, subject)`` for ``n`` held-out IOI prompts, to reuse."""
+    return [(model.run(text), io, subject) for text, io, subject in ioi_examples(n)]
+
+
+def logit_difference(
+    model, interventions: Sequence[Any] = (), n: int = 40, runs: Sequence[tuple[Any, str, str]] | None = None
+) -> float:
+    """Mean logit(indirect object) - logit(subject) at the last position of ``n`` IOI prompts.
+
+    ``runs`` (from :func:`ioi_runs`) are re-run from the first intervened layer instead of running
+    every prompt again.
+    """
+    tok, ivs = model.tokenizer, list(interventions)
+    if runs is None:
+        runs = [(model.run(text, ivs), io, subject) for text, io, subject in ioi_examples(n)]
+    else:
+        runs = [(run.rerun(ivs) if ivs else run, io, subject) for run, io, subject in runs]
     diffs = []
-    for text, io, subject in ioi_examples(n):
-        logits = model.run(text, interventions=list(interventions)).logits_at(-1).float()
+    for run, io, subject in runs:
+        logits = run.logits_at(-1).float()
         diffs.append(logits[tok.convert_tokens_to_ids(io)] - logits[tok.convert_tokens_to_ids(subject)])
     return float(torch.stack(diffs).mean())
 
@@ -164,11 +193,12 @@ def head_ablation_effects(model, n: int = 40) -> torch.Tensor:
     """``[layer, head]``: how much zero-ablating each head lowers the IOI logit difference."""
     from ..interventions import Ablate
 
-    clean = logit_difference(model, n=n)
+    runs = ioi_runs(model, n)
+    clean = logit_difference(model, runs=runs)
     effects = torch.zeros(model.n_layers, model.n_heads)
     for layer in range(model.n_layers):
         for head in range(model.n_heads):
-            effects[layer, head] = clean - logit_difference(model, [Ablate(layer, head=head)], n=n)
+            effects[layer, head] = clean - logit_difference(model, [Ablate(layer, head=head)], runs=runs)
     return effects
 
 
