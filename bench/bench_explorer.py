@@ -103,7 +103,6 @@ def bench_bytes() -> None:
 LATENCY_CELLS = [
     """import time, torch, transformers as T
 import repwidget as rw
-from repwidget.views.widget import needed_hooks
 demo = rw.demo_model()
 small = rw.explore(demo, "when mary and john went to the store , john gave a drink to")
 small""",
@@ -115,7 +114,7 @@ big""",
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        ex.clean_run.rerun([rw.Ablate(layer, head=head)], capture=needed_hooks(ex.model))
+        ex.clean_run.rerun([rw.Ablate(layer, head=head)], capture=ex.session.capture)
         times.append(1000 * (time.perf_counter() - start))
     return sorted(times)[len(times) // 2]""",
 ]

@@ -1,6 +1,7 @@
 """repwidget: the insides of neural networks, visible and clickable in Jupyter."""
 
-from . import analyses, codec, demo
+from . import analyses, demo
+from ._version import __version__
 from .demo import demo_model
 from .hook_names import HookNameError
 from .interventions import Ablate, Patch, Steer
@@ -9,9 +10,6 @@ from .options import options
 from .probes import Probes, train_probes
 from .run import Run
 from .sae import SAE, feature_dashboard, train_sae
-
-__version__ = "0.1.0"
-
 
 #: imported on first use: altair for charts, anywidget/ipywidgets for the views
 _LAZY = {
@@ -64,9 +62,9 @@ __all__ = [
     "Run",
     "Steer",
     "TokensView",
+    "__version__",
     "analyses",
     "charts",
-    "codec",
     "demo",
     "demo_model",
     "explore",

@@ -12,7 +12,7 @@ import sys
 import webbrowser
 from pathlib import Path
 
-from . import __version__
+from ._version import __version__
 
 PACKAGE = Path(__file__).resolve().parent
 

@@ -12,17 +12,27 @@ HOOK_TEMPLATES: tuple[str, ...] = (
     "attn.hook_pattern",
     "attn.hook_z",
     "hook_attn_out",
+    "hook_resid_mid",
     "mlp.hook_post",
     "hook_mlp_out",
     "hook_resid_post",
 )
 
-#: What a run captures when ``capture=None``.
+#: What a run captures when ``capture=None``: the residual stream. Attention patterns are computed when first read
+#: (``run["blocks.3.attn.hook_pattern"]``), a layer at a time; capture them to keep them.
 DEFAULT_CAPTURE: tuple[str, ...] = (
     "blocks.*.hook_resid_pre",
     "blocks.*.hook_resid_post",
-    "blocks.*.attn.hook_pattern",
 )
+
+#: short names of the activations probes read, by the hook template they name
+SITES: dict[str, str] = {
+    "resid_pre": "hook_resid_pre",
+    "resid_post": "hook_resid_post",
+    "attn_out": "hook_attn_out",
+    "mlp_out": "hook_mlp_out",
+    "mlp.hook_post": "mlp.hook_post",
+}
 
 _NAME = re.compile(r"^blocks\.(\d+)\.(.+)$")
 
@@ -54,13 +64,16 @@ def all_names(n_layers: int) -> list[str]:
     return [f"blocks.{layer}.{t}" for layer in range(n_layers) for t in HOOK_TEMPLATES]
 
 
-def expand(patterns: str | Iterable[str] | None, n_layers: int) -> list[str]:
-    """Expand hook names and glob patterns into concrete hook names, in execution order."""
+def expand(patterns: str | Iterable[str] | None, n_layers: int, names: list[str] | None = None) -> list[str]:
+    """Expand hook names and glob patterns into concrete hook names, in execution order.
+
+    ``names`` are the hooks a model has (all of them by default); a glob matches only those.
+    """
     if patterns is None:
         patterns = DEFAULT_CAPTURE
     if isinstance(patterns, str):
         patterns = [patterns]
-    names = all_names(n_layers)
+    names = all_names(n_layers) if names is None else names
     chosen: set[str] = set()
     for pattern in patterns:
         if not isinstance(pattern, str):
@@ -77,3 +90,15 @@ def expand(patterns: str | Iterable[str] | None, n_layers: int) -> list[str]:
             parse(pattern, n_layers)
             chosen.add(pattern)
     return [n for n in names if n in chosen]
+
+
+def hook_for(site: str, layer: int) -> str:
+    """``resid_post`` -> ``blocks.{layer}.hook_resid_post``; ``mlp.hook_post`` -> ``blocks.{layer}.mlp.hook_post``."""
+    if site not in SITES:
+        raise ValueError(f"site must be one of {', '.join(SITES)}, got {site!r:.40}")
+    return f"blocks.{layer}.{SITES[site]}"
+
+
+def same_activation(hook: str, site: str, layer: int) -> bool:
+    """Whether ``hook`` reads the activation ``site`` names at ``layer`` (resid_post L is resid_pre L+1)."""
+    return hook == hook_for(site, layer) or (site == "resid_post" and hook == f"blocks.{layer + 1}.hook_resid_pre")

@@ -1,26 +1,89 @@
-"""Interventions: small frozen values that serialise to JSON and print as the Python that rebuilds them."""
+"""Interventions: small frozen values that serialise to JSON and print as the Python that rebuilds them.
+
+Each kind is one class: what it takes (checked at construction), which hook it edits, whether it fits a
+model (:meth:`Intervention.check`), the edit of the activation it makes (:meth:`Intervention.edit`),
+its JSON and its label for the front end. A new kind is one more ``@kind`` class here.
+
+An edit is a function of the activation at the hook, ``[batch, pos, width]`` (``attn.hook_z`` flattened
+over heads), returning the edited activation; any executor applies it where it reads the hook.
+"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
 
 from .hook_names import HookNameError, parse
+from .placement import like
+from .sae.model import SAE
 
+if TYPE_CHECKING:
+    from .model.model import Model
+
+Edit = Callable[[torch.Tensor], torch.Tensor]  # [batch, pos, width] -> same shape
+
+#: how an ablation replaces an activation: zero, the reference texts' mean, or a reference text's value
 MODES = ("zero", "mean", "resample")
+
+_KINDS: dict[str, type[Intervention]] = {}
+
+
+def _register(name: str):
+    def register(cls: type[Intervention]) -> type[Intervention]:
+        cls.kind = name
+        _KINDS[name] = cls
+        return cls
+
+    return register
+
+
+class Intervention:
+    """What every kind of intervention is: a frozen value that edits the activation at one hook."""
+
+    kind: ClassVar[str]
+    #: float fields that stay in the kernel when listed for the front end (never floats as JSON)
+    kernel_only: ClassVar[tuple[str, ...]] = ()
+    # every kind also has ``hook`` (the hook name it edits) and ``layer`` (that hook's block), as fields or
+    # properties; they are not declared here, where a dataclass would take them for field defaults
+    hook: ClassVar[Any]
+    layer: ClassVar[Any]
+
+    def label(self) -> str:
+        """A short description for people (the front end shows it)."""
+        raise NotImplementedError  # pragma: no cover
+
+    def check(self, model: Model, n_tokens: int) -> None:
+        """Raise ValueError, naming the valid range, unless this fits ``model`` and a run of ``n_tokens``."""
+        if not 0 <= self.layer < model.n_layers:
+            raise ValueError(
+                f"{_short(self)}: layer {self.layer} is out of range; this model has layers 0..{model.n_layers - 1}"
+            )
+        try:
+            model.check_hook(self.hook)
+        except HookNameError as error:
+            raise ValueError(f"{_short(self)}: {error}") from None
+
+    def edit(self, model: Model, n_tokens: int) -> Edit:
+        """The edit of the activation at :attr:`hook` (reference statistics and patch sources read here)."""
+        raise NotImplementedError  # pragma: no cover
 
 
 def _int(value: Any, name: str, optional: bool = False) -> int | None:
     if value is None and optional:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {value!r}")
+        raise TypeError(f"{name} must be an int, got {value!r:.80}")
     return int(value)
+
+
+def _short(iv: Any) -> str:
+    text = repr(iv)
+    return text if len(text) < 120 else text[:100] + "...)"
 
 
 def _repr_args(obj: Any, required: Sequence[str]) -> str:
@@ -37,8 +100,6 @@ def _repr_args(obj: Any, required: Sequence[str]) -> str:
 
 def _sae_feature(obj: Any) -> None:
     """Check ``sae``/``feature`` of an SAE intervention and take its layer from the SAE's hook."""
-    from .sae.model import SAE
-
     if not isinstance(obj.sae, SAE):
         raise TypeError(f"sae must be a rw.SAE, got {type(obj.sae).__name__}")
     feature = _int(obj.feature, "feature")
@@ -51,8 +112,26 @@ def _sae_feature(obj: Any) -> None:
     object.__setattr__(obj, "layer", layer)
 
 
-@dataclass(frozen=True)
-class Ablate:
+def _columns(start: int, width: int) -> slice:
+    return slice(start, start + width)
+
+
+def _check_index(iv: Any, name: str, value: int | None, stop: int, what: str) -> None:
+    if value is not None and not 0 <= value < stop:
+        raise ValueError(f"{_short(iv)}: {name} {value} is out of range; {what} 0..{stop - 1}")
+
+
+def _check_reference(iv: Any, model: Model) -> None:
+    if iv.mode != "zero" and model.reference is None:
+        raise ValueError(
+            f"{_short(iv)}: mode={iv.mode!r} uses statistics of reference texts; "
+            "call model.set_reference([...texts...]) first, or use mode='zero'"
+        )
+
+
+@_register("ablate")
+@dataclass(frozen=True, repr=False)
+class Ablate(Intervention):
     """Ablate a head, an MLP neuron, an SAE feature, a direction, or (none given) a layer's attention output.
 
     ``mode`` is ``"zero"``, ``"mean"`` (the mean over the model's reference texts) or
@@ -75,14 +154,14 @@ class Ablate:
     feature: int | None = None
     direction: tuple[float, ...] = ()
 
-    kind: ClassVar[str] = "ablate"
+    kernel_only: ClassVar[tuple[str, ...]] = ("direction",)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "head", _int(self.head, "head", optional=True))
         object.__setattr__(self, "neuron", _int(self.neuron, "neuron", optional=True))
         object.__setattr__(self, "seed", _int(self.seed, "seed"))
         if self.mode not in MODES:
-            raise ValueError(f"Ablate mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+            raise ValueError(f"Ablate mode must be one of {', '.join(MODES)}, got {self.mode!r:.40}")
         if self.sae is not None or self.feature is not None:
             if self.head is not None or self.neuron is not None or len(_as_list(self.direction)):
                 raise ValueError("Ablate takes an SAE feature, a head, a neuron or a direction, not several")
@@ -109,17 +188,94 @@ class Ablate:
             object.__setattr__(self, "direction", ())
 
     @property
+    def target(self) -> str:
+        """What is ablated: ``"feature"``, ``"head"``, ``"neuron"``, ``"direction"`` or ``"attention"``."""
+        if self.sae is not None:
+            return "feature"
+        if self.head is not None:
+            return "head"
+        if self.neuron is not None:
+            return "neuron"
+        return "direction" if self.direction else "attention"
+
+    @property
     def hook(self) -> str:
         """The hook name of the activation this ablation edits."""
-        if self.sae is not None:
+        site = {
+            "head": "attn.hook_z",
+            "neuron": "mlp.hook_post",
+            "direction": "hook_resid_post",
+            "attention": "hook_attn_out",
+        }
+        if self.target == "feature":
             return self.sae.require_hook()
-        if self.head is not None:
-            return f"blocks.{self.layer}.attn.hook_z"
-        if self.neuron is not None:
-            return f"blocks.{self.layer}.mlp.hook_post"
-        if self.direction:
-            return f"blocks.{self.layer}.hook_resid_post"
-        return f"blocks.{self.layer}.hook_attn_out"
+        return f"blocks.{self.layer}.{site[self.target]}"
+
+    def label(self) -> str:
+        target = self.target
+        if target == "feature":
+            return f"ablate feature {self.feature} of {self.sae.name}"
+        if target == "direction":
+            return f"project out a direction at layer {self.layer} ({self.mode})"
+        what = {"head": f"head {self.layer}.{self.head}", "neuron": f"neuron {self.layer}.{self.neuron}"}
+        return f"ablate {what.get(target, f'attention {self.layer}')} ({self.mode})"
+
+    def check(self, model: Model, n_tokens: int) -> None:
+        if self.sae is not None:
+            self.sae.check_fits(model)
+        super().check(model, n_tokens)
+        _check_index(self, "head", self.head, model.n_heads, "this model has heads")
+        _check_index(self, "neuron", self.neuron, model.d_mlp, "the MLP has neurons")
+        _check_reference(self, model)
+        if self.direction and len(self.direction) != model.d_model:
+            width = len(self.direction)
+            raise ValueError(f"{_short(self)}: the direction has width {width}, the residual stream {model.d_model}")
+
+    def edit(self, model: Model, n_tokens: int) -> Edit:
+        if self.target == "feature":
+            return _feature_splice(self.sae, self.feature)
+        if self.target == "direction":
+            return self._project(model, n_tokens)
+        cols = {
+            "head": lambda: _columns(self.head * model.d_head, model.d_head),
+            "neuron": lambda: _columns(self.neuron, 1),
+            "attention": lambda: slice(None),
+        }[self.target]()
+        if self.mode == "zero":
+
+            def zero(x: torch.Tensor) -> torch.Tensor:
+                x[..., cols] = 0
+                return x
+
+            return zero
+        if self.mode == "mean":
+            value = model.reference.mean(self.hook)[cols]  # [width]
+        else:
+            value = model.reference.resample(self.hook, n_tokens, self.seed)[:, cols]  # [pos, width]
+
+        def replace(x: torch.Tensor) -> torch.Tensor:
+            x[..., cols] = like(value, x)
+            return x
+
+        return replace
+
+    def _project(self, model: Model, n_tokens: int) -> Edit:
+        """Set the component along ``direction`` to zero or to the reference texts'."""
+        unit = torch.tensor(self.direction, dtype=torch.float32)
+        unit = unit / unit.norm()
+        if self.mode == "zero":
+            target = torch.zeros(())
+        elif self.mode == "mean":
+            target = model.reference.mean(self.hook).float() @ unit  # a number
+        else:
+            target = model.reference.resample(self.hook, n_tokens, self.seed).float() @ unit  # [pos]
+
+        def project(x: torch.Tensor) -> torch.Tensor:
+            u = like(unit, x)
+            shift = like(target, x) - x @ u  # [batch, pos]
+            return x + shift[..., None] * u
+
+        return project
 
     def __repr__(self) -> str:
         if self.sae is not None:
@@ -127,8 +283,30 @@ class Ablate:
         return _repr_args(self, ("layer",))
 
 
-@dataclass(frozen=True)
-class Steer:
+def _feature_splice(sae: SAE, feature: int) -> Edit:
+    """Splice the SAE in (with its error term) minus one feature: exactly that feature's contribution goes.
+
+    Rows are spliced a block at a time, so the features of a long text are never all held at once.
+    """
+
+    def splice(x: torch.Tensor) -> torch.Tensor:
+        flat = x.reshape(-1, x.shape[-1])
+        out = torch.empty_like(flat)
+        step = sae.rows_per_block()
+        for start in range(0, len(flat), step):
+            rows = flat[start : start + step]
+            feats = sae.encode(rows)
+            error = rows.float() - sae.decode(feats)
+            feats[..., feature] = 0
+            out[start : start + step] = (sae.decode(feats) + error).to(x.dtype)
+        return out.reshape(x.shape)
+
+    return splice
+
+
+@_register("steer")
+@dataclass(frozen=True, repr=False)
+class Steer(Intervention):
     """Add ``scale * vector`` to the residual stream after block ``layer``.
 
     ``Steer(sae=sae, feature=f, scale=s)`` adds ``s`` times feature ``f``'s decoder vector at the
@@ -141,11 +319,11 @@ class Steer:
     sae: Any = None
     feature: int | None = None
 
-    kind: ClassVar[str] = "steer"
+    kernel_only: ClassVar[tuple[str, ...]] = ("vector",)
 
     def __post_init__(self) -> None:
         if not isinstance(self.scale, (int, float, np.floating)) or isinstance(self.scale, bool):
-            raise TypeError(f"scale must be a number, got {self.scale!r}")
+            raise TypeError(f"scale must be a number, got {self.scale!r:.40}")
         if not math.isfinite(self.scale):
             raise ValueError(f"scale must be finite, got {self.scale!r}")
         object.__setattr__(self, "scale", float(self.scale))
@@ -168,14 +346,36 @@ class Steer:
             return self.sae.require_hook()
         return f"blocks.{self.layer}.hook_resid_post"
 
+    def label(self) -> str:
+        if self.sae is not None:
+            return f"steer feature {self.feature} of {self.sae.name} \u00d7 {self.scale:g}"
+        return f"steer layer {self.layer} (scale {self.scale:.2f})"
+
+    def check(self, model: Model, n_tokens: int) -> None:
+        if self.sae is not None:
+            self.sae.check_fits(model)
+        super().check(model, n_tokens)
+        if self.sae is None and len(self.vector) != model.d_model:
+            raise ValueError(
+                f"{_short(self)}: the steering vector has width {len(self.vector)}, the residual stream {model.d_model}"
+            )
+
+    def edit(self, model: Model, n_tokens: int) -> Edit:
+        if self.sae is not None:
+            delta = self.sae.decoder_vectors()[self.feature] * self.scale
+        else:
+            delta = torch.tensor(self.vector, dtype=torch.float32) * self.scale
+        return lambda x: x + like(delta, x)
+
     def __repr__(self) -> str:
         if self.sae is not None:
             return f"rw.Steer(sae={self.sae!r}, feature={self.feature}, scale={self.scale!r})"
         return _repr_args(self, ("layer", "vector"))
 
 
-@dataclass(frozen=True)
-class Patch:
+@_register("patch")
+@dataclass(frozen=True, repr=False)
+class Patch(Intervention):
     """Activation patching: take the activation at ``hook`` from a run on ``source`` token ids.
 
     ``head`` restricts a ``attn.hook_z`` patch to one head; ``positions`` to some positions
@@ -188,11 +388,9 @@ class Patch:
     head: int | None = None
     positions: tuple[int, ...] | None = None
 
-    kind: ClassVar[str] = "patch"
-
     def __post_init__(self) -> None:
         if not isinstance(self.hook, str):
-            raise TypeError(f"hook must be a hook name (str), got {self.hook!r}")
+            raise TypeError(f"hook must be a hook name (str), got {self.hook!r:.80}")
         try:
             template = parse(self.hook)[1]
         except HookNameError as e:
@@ -206,7 +404,10 @@ class Patch:
         if self.head is not None and not self.hook.endswith("attn.hook_z"):
             raise ValueError("Patch head= only applies to an attn.hook_z hook")
         if self.positions is not None:
-            object.__setattr__(self, "positions", tuple(_int(p, "position") for p in _as_list(self.positions)))
+            positions = tuple(_int(p, "position") for p in _as_list(self.positions))
+            if len(set(positions)) != len(positions):
+                raise ValueError("Patch positions must be distinct")
+            object.__setattr__(self, "positions", positions)
 
     @classmethod
     def from_run(cls, run: Any, hook: str, head: int | None = None, positions: Iterable[int] | None = None) -> Patch:
@@ -217,12 +418,41 @@ class Patch:
     def layer(self) -> int:
         return parse(self.hook)[0]
 
+    def label(self) -> str:
+        where = f" head {self.head}" if self.head is not None else ""
+        at = f" at {len(self.positions)} position(s)" if self.positions is not None else ""
+        return f"patch {self.hook}{where}{at} from {len(self.source)} tokens"
+
+    def check(self, model: Model, n_tokens: int) -> None:
+        super().check(model, n_tokens)
+        _check_index(self, "head", self.head, model.n_heads, "this model has heads")
+        n_source = len(self.source)
+        if self.positions is not None and len(self.positions) > n_tokens:
+            raise ValueError(f"{_short(self)}: {len(self.positions)} positions, but this run has {n_tokens} tokens")
+        if self.positions is None and n_source != n_tokens:
+            raise ValueError(
+                f"{_short(self)}: the source has {n_source} tokens and this run {n_tokens}; "
+                "patch runs of the same length or pass positions=[...]"
+            )
+        for p in self.positions or ():
+            if not 0 <= p < min(n_source, n_tokens):
+                raise ValueError(f"{_short(self)}: position {p} is out of range 0..{min(n_source, n_tokens) - 1}")
+
+    def edit(self, model: Model, n_tokens: int) -> Edit:
+        source = model.source_activation(self.source, self.hook)  # [src_pos, ...] as captured
+        source = source.reshape(source.shape[0], -1)
+        positions = list(self.positions) if self.positions is not None else list(range(n_tokens))
+        cols = slice(None) if self.head is None else _columns(self.head * model.d_head, model.d_head)
+        values = source[positions][:, cols]
+
+        def patch(x: torch.Tensor) -> torch.Tensor:
+            x[:, positions, cols] = like(values, x)
+            return x
+
+        return patch
+
     def __repr__(self) -> str:
         return _repr_args(self, ("hook", "source"))
-
-
-Intervention = Ablate | Steer | Patch
-_KINDS: dict[str, type] = {cls.kind: cls for cls in (Ablate, Steer, Patch)}
 
 
 def _as_list(value: Any) -> list:
@@ -250,49 +480,76 @@ def _floats(value: Any, name: str) -> tuple[float, ...]:
     return out
 
 
-def to_json(intervention: Intervention) -> dict[str, Any]:
-    """A JSON-serialisable dict, the inverse of :func:`from_json`."""
+def kinds() -> dict[str, type[Intervention]]:
+    """Every intervention kind by its JSON ``type``."""
+    return dict(_KINDS)
+
+
+def to_json(intervention: Intervention, saes: Sequence[SAE] | None = None) -> dict[str, Any]:
+    """A JSON-serialisable dict, the inverse of :func:`from_json`.
+
+    An SAE is written as its index in ``saes`` when given (an explorer's list), else by name.
+    """
     data: dict[str, Any] = {"type": intervention.kind}
     for f in fields(intervention):
         value = getattr(intervention, f.name)
-        if f.name == "sae":
-            value = value.name if value is not None else None
+        if f.name == "sae" and value is not None:
+            value = _sae_index(value, saes) if saes is not None else value.name
         data[f.name] = list(value) if isinstance(value, tuple) else value
     return data
 
 
-def from_json(data: Any) -> Intervention:
-    """Rebuild an intervention from :func:`to_json` output; a malformed message raises ValueError."""
+def _sae_index(sae: SAE, saes: Sequence[SAE]) -> int:
+    for i, known in enumerate(saes):
+        if known is sae:
+            return i
+    raise ValueError(f"{sae.name} is not one of this view's SAEs; pass it in saes=[...]")
+
+
+def from_json(data: Any, saes: Sequence[SAE] | Mapping[str, SAE] | None = None) -> Intervention:
+    """Rebuild an intervention from :func:`to_json` output; a malformed message raises ValueError.
+
+    Fields left out take their defaults. An SAE is looked up in ``saes``: by index in a list, by name
+    in a mapping. There is no process-wide registry: JSON means something only next to its SAEs.
+    """
     if not isinstance(data, dict) or data.get("type") not in _KINDS:
-        raise ValueError(f"not an intervention: expected a dict with type in {sorted(_KINDS)}, got {data!r}")
+        raise ValueError(f"not an intervention: expected a dict with type in {sorted(_KINDS)}, got {data!r:.200}")
     cls = _KINDS[data["type"]]
     names = {f.name for f in fields(cls)}
     extra = set(data) - names - {"type"}
     if extra:
-        raise ValueError(f"unknown fields for {cls.__name__}: {sorted(extra)}")
+        raise ValueError(f"unknown fields for {cls.__name__}: {sorted(map(str, extra))[:10]}")
     values = {k: v for k, v in data.items() if k != "type"}
     if values.get("sae") is not None:
-        from .sae.model import registered
-
-        if not isinstance(values["sae"], str):
-            raise ValueError(f"sae must be the name of a loaded SAE, got {values['sae']!r}")
-        values["sae"] = registered(values["sae"])
+        values["sae"] = _find_sae(values["sae"], saes)
     try:
         return cls(**values)
     except TypeError as e:
         raise ValueError(f"malformed {cls.__name__}: {e}") from None
 
 
+def _find_sae(key: Any, saes: Sequence[SAE] | Mapping[str, SAE] | None) -> SAE:
+    if saes is None:
+        raise ValueError("this intervention names an SAE; pass saes=[...] (the SAEs it may refer to)")
+    if isinstance(saes, Mapping):
+        if isinstance(key, str) and key in saes:
+            return saes[key]
+        raise ValueError(f"unknown SAE {key!r:.80}; known: {', '.join(sorted(saes)) or 'none'}")
+    if type(key) is int and 0 <= key < len(saes):
+        return saes[key]
+    raise ValueError(f"sae must be an index into this view's {len(saes)} SAEs, got {key!r:.80}")
+
+
 def as_tuple(interventions: Intervention | Iterable[Intervention] | None) -> tuple[Intervention, ...]:
     """Normalise one intervention, a list of them or None into a tuple, checking each type."""
     if interventions is None:
         return ()
-    if isinstance(interventions, (Ablate, Steer, Patch)):
+    if isinstance(interventions, Intervention):
         return (interventions,)
     if isinstance(interventions, (str, bytes, dict)) or not isinstance(interventions, Iterable):
-        raise TypeError(f"interventions must be rw.Ablate / rw.Steer / rw.Patch values, got {interventions!r}")
+        raise TypeError(f"interventions must be rw.Ablate / rw.Steer / rw.Patch values, got {interventions!r:.200}")
     out = tuple(interventions)
     for item in out:
-        if not isinstance(item, (Ablate, Steer, Patch)):
-            raise TypeError(f"not an intervention: {item!r} (use rw.Ablate, rw.Steer or rw.Patch)")
+        if not isinstance(item, Intervention):
+            raise TypeError(f"not an intervention: {item!r:.200} (use rw.Ablate, rw.Steer or rw.Patch)")
     return out

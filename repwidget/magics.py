@@ -23,10 +23,9 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 
+from .interventions import MODES
 from .model import Model, ModelLoadError, load
 from .run import Run
-
-MODES = ("zero", "mean", "resample")
 
 
 @magics_class

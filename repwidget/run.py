@@ -7,11 +7,12 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from .hook_names import HookNameError, parse
+from .hook_names import HookNameError
 
 if TYPE_CHECKING:
     from .interventions import Intervention
     from .model.model import Model
+    from .model.plan import Result
 
 
 class Run(Mapping[str, torch.Tensor]):
@@ -26,22 +27,22 @@ class Run(Mapping[str, torch.Tensor]):
         model: Model,
         token_ids: list[int],
         interventions: tuple[Intervention, ...],
-        cache: dict[str, torch.Tensor],
-        block_outputs: list[object | None],
-        final_hidden: torch.Tensor | None,
-        logits: torch.Tensor | None,
+        result: Result,
         clean_prefix: int,
+        weights_version: int,
     ) -> None:
         self._model = model
         self._token_ids = tuple(token_ids)
         self._interventions = interventions
-        self._cache = cache
-        self._block_outputs = block_outputs
-        self._final_hidden = final_hidden
-        self._logits = logits
+        #: what the executor returned: the captures, the block outputs reruns reuse, the final hidden state
+        self.result = result
         self._tokens: list[str] | None = None
         #: blocks ``0 .. clean_prefix-1`` computed exactly as in the clean run (reusable by reruns)
         self.clean_prefix = clean_prefix
+        #: the model's :meth:`~repwidget.Model.weights_version` when this run was made
+        self.weights_version = weights_version
+        self._summaries: dict[tuple[int, int], tuple[torch.Tensor, dict[str, torch.Tensor]]] = {}
+        self._patterns: dict[int, torch.Tensor] = {}  # the last patterns read but not captured (a few)
 
     @property
     def model(self) -> Model:
@@ -65,41 +66,92 @@ class Run(Mapping[str, torch.Tensor]):
     @property
     def logits(self) -> torch.Tensor | None:
         """``[pos, vocab]`` logits (None for a model without an unembedding), computed on first use."""
-        if self._logits is None and self._final_hidden is not None:
-            self._logits = self._model._unembed(self._final_hidden)
-        return self._logits
+        if self.result.logits is None and self.result.final_hidden is not None:
+            self.result.logits = self._model.unembed(self.result.final_hidden)
+        return self.result.logits
 
     def logits_at(self, positions: int | Iterable[int]) -> torch.Tensor | None:
         """Logits at some positions only, ``[len(positions), vocab]`` (or ``[vocab]`` for one int)."""
-        if self._logits is not None or self._final_hidden is None:
+        if self.result.logits is not None or self.result.final_hidden is None:
             return None if self.logits is None else self.logits[positions]
-        return self._model._unembed(self._final_hidden[positions])
+        return self._model.unembed(self.result.final_hidden[positions])
 
     def __getitem__(self, name: str) -> torch.Tensor:
+        cache = self.result.cache
         try:
-            return self._cache[name]
+            return cache[name]
         except KeyError:
             pass
-        parse(name, self._model.n_layers)  # unknown names list the valid ones
-        captured = ", ".join(self._cache) if len(self._cache) <= 6 else f"{len(self._cache)} hooks"
+        layer, template = self._model.check_hook(name)  # unknown names list the valid ones
+        if template == "attn.hook_pattern":
+            return self.pattern(layer)
+        captured = ", ".join(cache) if len(cache) <= 6 else f"{len(cache)} hooks"
         raise HookNameError(
             f"{name!r} was not captured in this run (captured: {captured or 'nothing'}). "
             f"Pass capture=[{name!r}] (globs such as 'blocks.*.attn.hook_z' work) to Model.run or Run.rerun."
         )
 
+    def pattern(self, layer: int) -> torch.Tensor:
+        """``[head, query, key]``: the attention probabilities of ``layer``, as captured, or else computed now by
+        running the input again from that block (the blocks before reused); the last few are kept."""
+        name = f"blocks.{layer}.attn.hook_pattern"
+        if name in self.result.cache:
+            return self.result.cache[name]
+        if layer not in self._patterns:
+            self._patterns[layer] = self._model.replay(self, layer, {}, capture=[name])[name]
+            while len(self._patterns) > 2:
+                self._patterns.pop(next(iter(self._patterns)))
+        return self._patterns[layer]
+
+    def summary(self, side: int = 24) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Every layer's attention in brief: each head's pattern max-pooled to at most ``side`` x ``side``
+        (``[layer, head, s, s]``) and the head scores ``{name: [layer, head]}`` of
+        :func:`repwidget.analyses.head_scores`, computed a block of query rows at a time (never a whole pattern)."""
+        from .model.attention import Summary
+
+        missing = [layer for layer in range(self._model.n_layers) if (layer, side) not in self._summaries]
+        if missing:
+            sinks = {layer: Summary(side, self.token_ids) for layer in missing}
+            captured = [f"blocks.{layer}.attn.hook_pattern" in self.result.cache for layer in missing]
+            if all(captured):  # the patterns are here: reduce them
+                for layer, sink in sinks.items():
+                    pattern = self.result.cache[f"blocks.{layer}.attn.hook_pattern"][None]
+                    sink.take(0, pattern)
+                    sink.finish(pattern.shape[2])
+            else:
+                self._model.replay(self, min(missing), sinks)
+            self._take_summaries(sinks, side)
+        layers = range(self._model.n_layers)
+        thumbs = torch.stack([self._summaries[(layer, side)][0] for layer in layers])
+        names = self._summaries[(0, side)][1]
+        return thumbs, {k: torch.stack([self._summaries[(layer, side)][1][k] for layer in layers]) for k in names}
+
+    def _take_summaries(self, sinks: dict, side: int | None) -> None:
+        for layer, sink in sinks.items():
+            if sink.filled:
+                self._summaries[(layer, side)] = sink.result()
+
+    def _inherit_summaries(self, base: Run, start: int) -> None:
+        """A rerun's blocks before ``start`` are the base's: so are their attention summaries."""
+        self._summaries.update({key: value for key, value in base._summaries.items() if key[0] < start})
+
+    def __contains__(self, name: object) -> bool:
+        """Whether ``name`` was captured (patterns computed when read are not)."""
+        return name in self.result.cache
+
     def __iter__(self) -> Iterator[str]:
-        return iter(self._cache)
+        return iter(self.result.cache)
 
     def __len__(self) -> int:
-        return len(self._cache)
+        return len(self.result.cache)
 
     def rerun(self, interventions=(), capture=None) -> Run:
         """The same input re-run with ``interventions``, recomputing only from the earliest intervened block."""
-        return self._model._execute(self._token_ids, interventions, capture, base=self)
+        return self._model.rerun(self, interventions, capture)
 
     __eq__ = object.__eq__  # Mapping would compare tensors
     __hash__ = object.__hash__
 
     def __repr__(self) -> str:
         ivs = f", interventions={list(self._interventions)!r}" if self._interventions else ""
-        return f"<rw.Run of {len(self._token_ids)} tokens, {len(self._cache)} hooks captured{ivs}>"
+        return f"<rw.Run of {len(self._token_ids)} tokens, {len(self)} hooks captured{ivs}>"

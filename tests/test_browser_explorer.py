@@ -44,6 +44,8 @@ model.run("one two three four one two three")""",
     # the probe accuracy chart (altair, offline Vega), linked both ways to the probes explorer
     """pc = px.probe_chart()
 pc""",
+    # the first explorer shown a second time: two views of one widget
+    "ex",
 ]
 
 
@@ -58,9 +60,10 @@ def lab_page(tmp_path_factory):
             page = browser.new_page(viewport={"width": 1400, "height": 1800})
             dialogs: list[str] = []
             page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+            page.on("pageerror", lambda e: dialogs.append(f"page error: {e}"))
             kernel_id = open_and_run(page, lab, "explorer.ipynb")
             page.locator(".rw-root").nth(4).locator(".rw-probes-view .rw-token").first.wait_for(timeout=180_000)
-            page.locator(".rw-root").nth(6).wait_for(timeout=60_000)
+            page.locator(".rw-root").nth(7).wait_for(timeout=60_000)
             page.locator(".vega-embed svg").first.wait_for(timeout=60_000)
             kernel = Kernel(lab, kernel_id)
             try:
@@ -129,11 +132,16 @@ def test_a_refused_click_shows_an_error_and_keeps_the_kernel_and_state(lab_page)
 
     page, kernel, _ = lab_page
     root = _explorer(page, 0)
-    root.locator("[data-rw-mode]").select_option("mean")  # no reference texts set: the kernel refuses
+    # no reference texts: the kernel says mean ablation cannot run, and the option says why
+    mean = root.locator('[data-rw-mode] option[value="mean"]')
+    expect(mean).to_be_disabled()
+    expect(mean).to_contain_text("reference texts")
+    kernel.run("ex.mode = 'mean'")  # set from Python anyway: the kernel refuses the click
     root.locator('[data-rw-head="1.2"]').click()
     expect(root.locator("[data-rw-error]")).to_contain_text("reference", timeout=30_000)
     assert kernel.run("print(ex.interventions, ex.mode)").strip() == "[] mean"
     root.locator("[data-rw-mode]").select_option("zero")
+    expect(root.locator("[data-rw-error]")).to_be_hidden()  # the error went with the mode that caused it
     root.locator('[data-rw-head="1.2"]').click()
     assert "head=2" in kernel.wait_for("print(ex.interventions)", "head=2")
     expect(root.locator("[data-rw-error]")).to_be_hidden()
@@ -245,3 +253,26 @@ def test_a_click_on_the_probe_chart_selects_the_layer_in_the_explorer_and_back(l
     kernel.run("px.select(layer=1)")
     expect(ring).to_have_attribute("aria-label", re.compile("^layer: 1;"), timeout=30_000)
     screenshot(chart, "probe-chart")
+
+
+def test_one_explorer_shown_twice_answers_each_view_and_takes_clicks_from_both(lab_page):
+    from playwright.sync_api import expect
+
+    page, kernel, dialogs = lab_page
+    first, second = _explorer(page, 0), _explorer(page, 7)
+    kernel.run("ex.interventions = []")
+    first.locator('[data-rw-head="1.0"]').click()
+    assert "head=0" in kernel.wait_for("print(ex.interventions)", "rw.Ablate(layer=1, head=0)")
+    second.scroll_into_view_if_needed()
+    second.locator('[data-rw-head="2.3"]').click()  # the second view's first click (its own seq 1) is taken
+    state = kernel.wait_for("print(ex.interventions)", "rw.Ablate(layer=2, head=3)")
+    assert state.strip() == "[rw.Ablate(layer=1, head=0), rw.Ablate(layer=2, head=3)]"
+    for view in (first, second):  # each view shows the selected head's pattern, neither stays busy
+        expect(view.locator("canvas[data-rw-pattern='2.3']")).to_have_count(1, timeout=30_000)
+        expect(view.locator('[data-rw-head="1.0"]')).to_have_class("rw-head rw-ablated")
+        expect(view).not_to_have_attribute("data-rw-busy", "", timeout=30_000)
+        expect(view.locator(".rw-iv")).to_have_count(2)
+    expect(second.locator(".rw-lens-view td").first).to_be_visible()
+    assert not [d for d in dialogs if d.startswith("page error")], dialogs
+    screenshot(second, "explorer-shown-twice")
+    kernel.run("ex.interventions = []")

@@ -42,7 +42,7 @@ def test_notebooks_are_copied_and_never_overwritten(tmp_path):
 def test_info_prints_what_was_found():
     out = _repwidget("info", "demo")
     assert out.returncode == 0, out.stderr
-    assert "attn_out" in out.stdout and "attn.c_proj" in out.stdout
+    assert "attn_proj" in out.stdout and "attn.c_proj" in out.stdout
     bad = _repwidget("info", "./missing-model")
     assert bad.returncode == 2 and "no such directory" in bad.stderr and "Traceback" not in bad.stderr
 

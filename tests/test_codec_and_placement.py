@@ -7,8 +7,8 @@ import pytest
 import torch
 
 import repwidget as rw
-from repwidget.codec import decode, encode
 from repwidget.placement import like, to_host
+from repwidget.views.codec import decode, encode
 
 from conftest import ids
 

@@ -71,7 +71,7 @@ def test_zero_ablating_a_head_equals_zeroing_its_slice_by_hand(hf_models, causal
     model = rw.load(hf)
     layer, head, d_head = 2, 1, model.d_head
     x = ids(10)
-    o_proj = hf.get_submodule(model.arch.blocks)[layer].get_submodule(model.arch.attn_out)
+    o_proj = hf.get_submodule(model.arch.blocks)[layer].get_submodule(model.arch.attn_proj)
 
     def zero_slice(module, args):
         z = args[0].clone()

@@ -11,7 +11,8 @@ import pytest
 from browser import chromium, require_browser, screenshot
 
 import repwidget as rw
-from repwidget.views import export
+from repwidget.views import codec, export
+from repwidget.views.panels.lens import lens_window
 
 PROMPT = "one two three four five one two three four"
 
@@ -52,24 +53,25 @@ def test_the_selection_is_always_saved_and_the_rest_within_the_budget(explorer, 
 
 def _tensor(answer: dict, key: str) -> np.ndarray:
     header = answer["reply"]["data"][key]
-    return rw.codec.decode({**header, "buffer": base64.b64decode(answer["buffers"][header["buffer"]])})
+    return codec.decode({**header, "buffer": base64.b64decode(answer["buffers"][header["buffer"]])})
 
 
 def test_batched_answers_equal_the_kernels_one_by_one(explorer):
-    answers = export._Answers(explorer)
+    """A saved page computes logits a chunk of positions at a time and one wide logit lens: the same answers."""
+    session = explorer.session
     n = len(explorer.run.token_ids)
     requests = [{"what": "predictions", "position": p} for p in (n - 1, 0, 3)]
-    requests += [{"what": "lens", "start": a, "stop": b} for a, b in {export.lens_window(p, n) for p in range(n)}]
-    for request in requests:
-        what = request["what"]
-        args = {k: v for k, v in request.items() if k != "what"}
-        one_by_one = export._saved(explorer, request, what, explorer._payload(what, args))
-        batched = answers(request)
-        assert batched["reply"]["data"].keys() == one_by_one["reply"]["data"].keys()
-        for key, value in one_by_one["reply"]["data"].items():
+    requests += [{"what": "lens", "start": a, "stop": b} for a, b in {lens_window(p, n) for p in range(n)}]
+    one_by_one = [export.saved_answer(rw.views.Session(explorer.run, explorer.clean_run), r) for r in requests]
+    for panel in session.panels:
+        panel.prepare(session, explorer.selection)
+    for request, expected in zip(requests, one_by_one, strict=True):
+        batched = export.saved_answer(session, request)
+        assert batched["reply"]["data"].keys() == expected["reply"]["data"].keys()
+        for key, value in expected["reply"]["data"].items():
             if isinstance(value, dict) and "buffer" in value:
-                got, expected = (_tensor(a, key) for a in (batched, one_by_one))
-                np.testing.assert_allclose(got, expected, atol=1e-5, err_msg=f"{request} {key}")
+                got, want = (_tensor(a, key) for a in (batched, expected))
+                np.testing.assert_allclose(got, want, atol=1e-5, err_msg=f"{request} {key}")
             else:
                 assert batched["reply"]["data"][key] == value, (request, key)
 
@@ -82,10 +84,10 @@ def test_markup_cannot_end_the_data_script():
 
 def test_lens_window_matches_the_front_end():
     # js/src/views/lens.ts lensWindow: 16 positions centred on the token, clamped to the prompt
-    assert export.lens_window(0, 40) == (0, 16)
-    assert export.lens_window(20, 40) == (12, 28)
-    assert export.lens_window(39, 40) == (24, 40)
-    assert export.lens_window(3, 5) == (0, 5)
+    assert lens_window(0, 40) == (0, 16)
+    assert lens_window(20, 40) == (12, 28)
+    assert lens_window(39, 40) == (24, 40)
+    assert lens_window(3, 5) == (0, 5)
 
 
 def test_saved_page_renders_offline_in_chromium(explorer, tmp_path):

@@ -170,11 +170,19 @@ def test_sae_interventions_print_and_serialise(trained, tmp_path):
     iv = rw.Ablate(sae=sae, feature=5)
     assert repr(iv) == f"rw.Ablate(sae=rw.SAE.load({str(tmp_path.resolve())!r}), feature=5)"
     assert eval(repr(iv), {"rw": rw}) == iv  # the same directory loads the same SAE
+    other = rw.SAE(sae.W_enc, sae.b_enc, sae.W_dec, sae.b_dec, hook=sae.hook, name=sae.name)  # same name
     for original in (iv, rw.Steer(sae=sae, feature=2, scale=-3.0)):
+        # by name against a mapping, or by index into a list (an explorer's SAEs): never a process-wide registry
         data = json.loads(json.dumps(rw.interventions.to_json(original)))
-        assert rw.interventions.from_json(data) == original
+        assert data["sae"] == sae.name and rw.interventions.from_json(data, saes={sae.name: sae}) == original
+        data = json.loads(json.dumps(rw.interventions.to_json(original, saes=[other, sae])))
+        assert data["sae"] == 1 and rw.interventions.from_json(data, saes=[other, sae]).sae is sae
+        with pytest.raises(ValueError, match="pass saes="):
+            rw.interventions.from_json(data)
     with pytest.raises(ValueError, match="unknown SAE"):
-        rw.interventions.from_json({"type": "ablate", "sae": "nope", "feature": 1})
+        rw.interventions.from_json({"type": "ablate", "sae": "nope", "feature": 1}, saes={sae.name: sae})
+    with pytest.raises(ValueError, match="index into"):
+        rw.interventions.from_json({"type": "ablate", "sae": 2, "feature": 1}, saes=[sae])
     with pytest.raises(ValueError, match="mode must be 'zero'"):
         rw.Ablate(sae=sae, feature=1, mode="mean")
 

@@ -135,7 +135,7 @@ def test_capture_over_budget_fails_before_running(hf_models, monkeypatch):
     model = rw.load(hf)
     calls = []
     handle = hf.register_forward_pre_hook(lambda m, a: calls.append(1))
-    monkeypatch.setattr(rw.options, "max_capture_bytes", 30_000)
+    monkeypatch.setattr(rw.options, "max_capture_bytes", 100_000)
     try:
         with pytest.raises(rw.CaptureBudgetError, match=r"rw\.options\.max_capture_bytes"):
             model.run(ids(40))
@@ -145,7 +145,10 @@ def test_capture_over_budget_fails_before_running(hf_models, monkeypatch):
         handle.remove()
 
 
-def test_default_capture_holds_residuals_and_patterns_only(hf_models):
-    run = rw.load(hf_models["gpt2"]).run(ids(4))
-    assert sorted({name.split(".", 2)[2] for name in run}) == ["attn.hook_pattern", "hook_resid_post", "hook_resid_pre"]
-    assert len(run) == 12
+def test_default_capture_holds_the_residual_stream_and_patterns_are_read_when_asked(hf_models):
+    model = rw.load(hf_models["gpt2"])
+    run = model.run(ids(4))
+    assert sorted({name.split(".", 2)[2] for name in run}) == ["hook_resid_post", "hook_resid_pre"]
+    assert len(run) == 8 and "blocks.2.attn.hook_pattern" not in run  # never held unless captured
+    captured = model.run(ids(4), capture="blocks.2.attn.hook_pattern")["blocks.2.attn.hook_pattern"]
+    torch.testing.assert_close(run["blocks.2.attn.hook_pattern"], captured)  # computed on first read

@@ -1,11 +1,12 @@
-"""The views' kernel side: payloads against the runs they show, the message protocol, the explorer's state."""
+"""The views' kernel side: answers against the runs they show, the message protocol, the explorer's state."""
 
 import numpy as np
 import pytest
 import torch
 
 import repwidget as rw
-from repwidget.views import payloads, protocol
+from repwidget.views import codec, protocol
+from repwidget.views.panels import attention, neurons, predictions
 
 from conftest import ids, long_context_model
 
@@ -33,19 +34,23 @@ def ask(widget, **content):
     return sent
 
 
+def tensor(reply, buffers, key):
+    return codec.decode({**reply["data"][key], "buffer": buffers[reply["data"][key]["buffer"]]})
+
+
 def test_pooling_keeps_the_maximum_of_each_block():
     m = torch.zeros(1, 8, 8)
     m[0, 5, 2] = 0.9
-    out = payloads.pooled(m, 4)
+    out = attention.pooled(m, 4)
     assert out.shape == (1, 4, 4) and out[0, 2, 1] == pytest.approx(0.9) and out.sum() == pytest.approx(0.9)
-    assert payloads.pooled(m, 8) is m
+    assert attention.pooled(m, 8) is m
 
 
 def test_overview_is_every_head_with_its_scores(demo):
     run = demo.run("the capital of france is paris . the capital of france is")
-    data = payloads.overview(run)
+    data = attention.overview(rw.views.Session(run), {})
     n = len(run.token_ids)
-    assert data["thumbs"].shape == (demo.n_layers, demo.n_heads, min(n, payloads.THUMB), min(n, payloads.THUMB))
+    assert data["thumbs"].shape == (demo.n_layers, demo.n_heads, min(n, attention.THUMB), min(n, attention.THUMB))
     expected = (run["blocks.2.attn.hook_pattern"][1].clamp(0, 1) * 255).round().to(torch.uint8)
     assert torch.equal(data["thumbs"][2, 1], expected)  # short prompt: no pooling
     scores = rw.analyses.head_scores(run)
@@ -55,20 +60,20 @@ def test_overview_is_every_head_with_its_scores(demo):
 def test_pattern_whole_pooled_and_windowed(demo):
     run = long_context_model().run(ids(601))  # over MAX_SIDE
     full = run["blocks.1.attn.hook_pattern"][1]
-    overview = payloads.pattern(run, 1, 1)
+    overview = attention.head_pattern(run, 1, 1)
     assert overview["pooled"] and overview["pattern"].shape == (512, 512)
-    window = payloads.pattern(run, 1, 1, (100, 356, 0, 256))
+    window = attention.head_pattern(run, 1, 1, (100, 356, 0, 256))
     assert not window["pooled"] and torch.equal(window["pattern"], full[100:356, 0:256])
     with pytest.raises(ValueError, match="at most 512"):
-        payloads.pattern(run, 1, 1, (0, 601, 0, 601))
+        attention.head_pattern(run, 1, 1, (0, 601, 0, 601))
     short = demo.run("the capital of france is")
-    assert torch.equal(payloads.pattern(short, 0, 0)["pattern"], short["blocks.0.attn.hook_pattern"][0])
+    assert torch.equal(attention.head_pattern(short, 0, 0)["pattern"], short["blocks.0.attn.hook_pattern"][0])
 
 
 def test_predictions_compare_clean_and_intervened(demo):
     clean = demo.run("the capital of france is")
     ablated = clean.rerun(rw.Ablate(0, head=3))
-    data = payloads.predictions(clean, ablated, 5, k=4)
+    data = predictions.compare(demo, clean.logits[5], ablated.logits[5], 5, k=4)
     assert data["tokens"][0][0] == "paris"
     p = [run.logits[5].softmax(-1) for run in (clean, ablated)]
     top = data["ids"][1].long()
@@ -77,15 +82,18 @@ def test_predictions_compare_clean_and_intervened(demo):
 
 
 def test_neurons_are_the_most_active_at_the_position(demo):
-    run = rw.explore(demo, "the capital of france is").run
-    data = payloads.neurons(run, 2, 3, k=5)
+    session = rw.explore(demo, "the capital of france is").session
+    run = session.run
+    data = neurons.top_neurons(session, {"layer": 2, "position": 3})
     acts = run["blocks.2.mlp.hook_post"][3]
-    assert torch.equal(data["values"], acts.topk(5).values)
-    assert torch.equal(payloads.neuron(run, 2, 7)["values"], run["blocks.2.mlp.hook_post"][:, 7])
+    assert torch.equal(data["values"], acts.topk(neurons.TOP).values)
+    assert torch.equal(neurons.neuron(session, {"layer": 2, "index": 7})["values"], run["blocks.2.mlp.hook_post"][:, 7])
 
 
 def test_pack_sends_tensors_as_buffers_never_float_lists():
-    content, buffers = protocol.pack({"pattern": torch.rand(3, 3), "ids": torch.arange(4), "n": 2})
+    content, buffers = protocol.pack(
+        {"pattern": torch.rand(3, 3), "ids": torch.arange(4), "n": 2}, frozenset({"pattern"})
+    )
     assert content["pattern"] == {"dtype": "float16", "shape": [3, 3], "buffer": 0}
     assert content["ids"] == {"dtype": "int32", "shape": [4], "buffer": 1}
     assert [len(b) for b in buffers] == [18, 16] and content["n"] == 2
@@ -131,15 +139,18 @@ def test_messages_without_an_id_are_refused_too(demo):
 def test_a_click_reruns_and_answers_with_fresh_predictions(demo):
     ex = rw.explore(demo, "the capital of france is")
     iv = rw.Ablate(0, head=3)
-    sent = ask(ex, type="set", seq=1, interventions=[rw.interventions.to_json(iv)])
+    then = {"what": "predictions", "position": 5}
+    sent = ask(ex, type="set", seq=1, interventions=[rw.interventions.to_json(iv)], then=then)
     assert ex.interventions == [iv] and ex.generation == 1
     assert [content["type"] for content, _ in sent] == ["applied", "reply"]
     expected = demo.run("the capital of france is", interventions=[iv])
     torch.testing.assert_close(ex.run.logits, expected.logits)
     reply, buffers = sent[1]
-    probs = rw.codec.decode({**reply["data"]["probs"], "buffer": buffers[reply["data"]["probs"]["buffer"]]})
+    probs = tensor(reply, buffers, "probs")
     assert probs[1, 0] == pytest.approx(expected.logits[5].softmax(-1).max().item(), rel=1e-3)
-    assert ex.intervention_list == [rw.interventions.to_json(iv)]
+    listed = ex.intervention_list[0]
+    assert listed["label"] == "ablate head 0.3 (zero)" and listed["key"]
+    assert {k: v for k, v in listed.items() if k not in ("label", "key")} == rw.interventions.to_json(iv)
 
 
 def test_a_late_click_does_not_undo_a_newer_one(demo):
@@ -196,15 +207,15 @@ def test_the_explorer_shows_sae_features_and_takes_feature_clicks(demo):
     assert "features" in ex.views and ex.saes == [{"name": sae.name, "hook": sae.hook, "d_sae": sae.d_sae}]
     feats = sae.encode(ex.run[sae.hook])
     reply, buffers = ask(ex, type="get", what="features", sae=0, position=5)[0]
-    indices = rw.codec.decode({**reply["data"]["indices"], "buffer": buffers[reply["data"]["indices"]["buffer"]]})
+    indices = tensor(reply, buffers, "indices")
     assert indices[0] == int(feats[5].argmax()) and len(indices) == min(12, int((feats[5] > 0).sum()))
     top = int(indices[0])
-    sent = ask(ex, type="set", seq=1, interventions=[{"type": "ablate", "sae": sae.name, "feature": top}])
+    sent = ask(ex, type="set", seq=1, interventions=[{"type": "ablate", "sae": 0, "feature": top}])
     assert sent[0][0]["type"] == "applied" and ex.interventions == [rw.Ablate(sae=sae, feature=top)]
     torch.testing.assert_close(
         ex.run.logits, demo.run("two days after monday is", rw.Ablate(sae=sae, feature=top)).logits
     )
-    steer = {"type": "steer", "layer": None, "vector": [], "scale": -4.0, "sae": sae.name, "feature": top}
+    steer = {"type": "steer", "scale": -4.0, "sae": 0, "feature": top}
     ask(ex, type="set", seq=2, interventions=[steer])
     assert ex.interventions == [rw.Steer(sae=sae, feature=top, scale=-4.0)]
     assert "rw.Steer(sae=rw.SAE.load(" in ex.code()
@@ -218,8 +229,9 @@ def test_an_sae_for_another_model_is_refused_up_front(hf_models):
     model = rw.load(hf_models["gpt2"])
     with pytest.raises(ValueError, match="128-wide activations"):
         rw.explore(model, ids(6), saes=[rw.demo.demo_sae()])
+    session = rw.views.Session(model.run(ids(6)))
     with pytest.raises(ValueError, match="no SAEs"):
-        protocol.parse_get({"what": "features", "sae": 0, "position": 0}, protocol.Limits(1, 1, 1, 1))
+        session.get({"what": "features", "sae": 0, "position": 0})
 
 
 def test_steering_vectors_stay_in_the_kernel(demo):
@@ -227,11 +239,11 @@ def test_steering_vectors_stay_in_the_kernel(demo):
     vector = torch.randn(demo.d_model).tolist()
     ex.interventions = [rw.Steer(1, vector, scale=2.0), rw.Ablate(0, head=1)]
     listed = ex.intervention_list[0]
-    assert listed["vector"] is None and listed["ref"] == 0 and listed["scale"] == 2.0
-    ask(ex, type="set", seq=1, interventions=[listed])  # the head's ablation removed in the browser
+    assert listed["vector"] is None and listed["scale"] == 2.0 and listed["label"] == "steer layer 1 (scale 2.00)"
+    ask(ex, type="set", seq=1, interventions=[{"ref": listed["key"]}])  # the head's ablation removed in the browser
     assert ex.interventions == [rw.Steer(1, vector, scale=2.0)]
-    refused = ask(ex, type="set", seq=2, interventions=[{"type": "steer", "ref": 5, "vector": None}])
-    assert refused[0][0]["type"] == "error" and "ref 5" in ex.error
+    refused = ask(ex, type="set", seq=2, interventions=[{"ref": "nope"}])
+    assert refused[0][0]["type"] == "error" and "ref 'nope'" in ex.error
     assert ex.interventions == [rw.Steer(1, vector, scale=2.0)]
 
 
@@ -244,10 +256,11 @@ def test_the_explorer_shows_probes_and_steers_along_them(demo):
     ex = rw.explore(demo, text, probes=[probes])
     assert "probes" in ex.views and ex.probes[0]["classes"] == ["negative", "positive"]
     reply, buffers = ask(ex, type="get", what="probe", probe=0, layer=2)[0]
-    probs = rw.codec.decode({**reply["data"]["probs"], "buffer": buffers[reply["data"]["probs"]["buffer"]]})
+    probs = tensor(reply, buffers, "probs")
     expected = probes.logits(ex.run["blocks.2.hook_resid_post"], 2).softmax(-1)
     np.testing.assert_allclose(probs, expected.numpy(), atol=2e-3)
-    sent = ask(ex, type="steer_probe", probe=0, layer=2, toward="negative", strength=2.0)
+    then = {"what": "predictions", "position": 0}
+    sent = ask(ex, type="steer_probe", probe=0, layer=2, toward="negative", strength=2.0, then=then)
     assert [c["type"] for c, _ in sent] == ["applied", "reply"] and sent[1][0]["what"] == "predictions"
     assert ex.interventions == [probes.steering(2, "negative", 2.0)]
     ask(ex, type="steer_probe", probe=0, layer=2, toward="positive", strength=1.0)  # replaces the first
@@ -259,10 +272,10 @@ def test_the_explorer_shows_probes_and_steers_along_them(demo):
     assert ex.interventions == [probes.steering(2, "positive", 1.0)]
 
     # project the probe's direction out (a toggle): the probe reads nothing there any more
-    sent = ask(ex, type="project_probe", probe=0, layer=2)
+    sent = ask(ex, type="project_probe", probe=0, layer=2, then=then)
     assert [c["type"] for c, _ in sent] == ["applied", "reply"]
     assert ex.interventions == [probes.steering(2, "positive", 1.0), probes.projection(2)]
-    assert ex.intervention_list[1]["direction"] is None and ex.intervention_list[1]["ref"] == 1
+    assert ex.intervention_list[1]["direction"] is None and ex.intervention_list[1]["key"]
     along = ex.run["blocks.2.hook_resid_post"].float() @ probes.direction(2)
     assert along.abs().max() < 1e-4
     ask(ex, type="project_probe", probe=0, layer=2)
@@ -293,7 +306,7 @@ def test_the_probes_view_lists_the_sae_features_nearest_the_probe_direction(demo
     vectors = sae.decoder_vectors() / sae.decoder_vectors().norm(dim=-1, keepdim=True)
     cosines = vectors @ probes.direction(1)
     assert data["near_features"] == cosines.abs().topk(5).indices.tolist() and data["near_sae"] == [0] * 5
-    got = rw.codec.decode({**data["near_cosines"], "buffer": buffers[data["near_cosines"]["buffer"]]})
+    got = tensor(reply, buffers, "near_cosines")
     np.testing.assert_allclose(got, cosines[data["near_features"]].numpy(), atol=1e-5)
     other = ask(ex, type="get", what="probe", probe=0, layer=2)[0][0]["data"]
     assert other["near_features"] == []  # no SAE reads resid_post of layer 2

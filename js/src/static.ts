@@ -1,6 +1,6 @@
 // Answers saved with a widget (`ex.embed()`, `ex.save_html`): the store answers requests from them
 // before asking the kernel, and a widget with no kernel behind it (a saved page) lives on them alone.
-import type { WidgetModel } from "./store";
+import type { WidgetModel } from "./types";
 
 /** One saved answer: the request (without id), the reply content and its buffers as base64. */
 export interface SavedReply {

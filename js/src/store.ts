@@ -1,69 +1,13 @@
-// The shared state of one widget: the selection, the request/reply loop with the kernel, and the
-// interventions queue (while the kernel runs, newer clicks replace older ones: the last click wins).
+// The shared state of one rendered view of a widget: the selection, the request/reply loop with the kernel,
+// and the interventions queue (while the kernel runs, newer clicks replace older ones: the last click wins).
+// A widget shown twice has two stores on one model: request ids are unique across them and each store
+// answers only to replies to its own requests.
 import { decode, type Tensor, type TensorMessage } from "./codec";
+import { type Target, toggleAblation, wire } from "./interventions";
 import { fromBase64, savedAnswer, type SavedReply } from "./static";
+import type { Data, InterventionJSON, ProbeInfo, Reply, SAEInfo, Selection, Shape, WidgetModel } from "./types";
 
-export interface Selection {
-  token: number;
-  layer: number;
-  head: number;
-  neuron: number | null;
-  /** which of the widget's SAEs, and which of its features */
-  sae: number;
-  feature: number | null;
-}
-
-export interface ProbeInfo {
-  kind: string;
-  site: string;
-  classes: string[];
-  layers: number[];
-}
-
-export interface SAEInfo {
-  name: string;
-  hook: string;
-  d_sae: number;
-}
-
-export interface Shape {
-  n_layers: number;
-  n_heads: number;
-  d_mlp: number;
-  n_tokens: number;
-  max_side: number;
-  dashboards?: boolean;
-}
-
-export interface InterventionJSON {
-  type: string;
-  layer: number;
-  head?: number | null;
-  neuron?: number | null;
-  mode?: string;
-  sae?: string | null;
-  feature?: number | null;
-  scale?: number;
-  [key: string]: unknown;
-}
-
-/** The part of an anywidget model the store uses (a fake one in the unit tests). */
-export interface WidgetModel {
-  get(name: string): any;
-  set(name: string, value: unknown): void;
-  save_changes(): void;
-  on(event: string, cb: (...args: any[]) => void): void;
-  off?(event: string, cb?: (...args: any[]) => void): void;
-  send(content: unknown, callbacks?: unknown, buffers?: ArrayBuffer[]): void;
-}
-
-export type Data = Record<string, any>;
-
-export interface Reply {
-  what: string;
-  gen: number;
-  data: Data;
-}
+export type { Data, InterventionJSON, ProbeInfo, Reply, SAEInfo, Selection, Shape, WidgetModel } from "./types";
 
 type Listener = (...args: any[]) => void;
 
@@ -82,52 +26,30 @@ export function unpack(data: Data, buffers: ArrayLike<DataView | ArrayBuffer>): 
   return out;
 }
 
-export type Target = { layer: number; head?: number; neuron?: number } | { sae: string; feature: number };
-
-/** Toggle one ablation (same layer and head/neuron, or same SAE feature) in a list of interventions, in `mode`. */
-export function toggleAblation(list: InterventionJSON[], target: Target, mode: string): InterventionJSON[] {
-  if ("sae" in target) {
-    const same = (iv: InterventionJSON) => iv.type === "ablate" && iv.sae === target.sae && iv.feature === target.feature;
-    if (list.some(same)) return list.filter((iv) => !same(iv));
-    return [...list, { type: "ablate", layer: null as unknown as number, sae: target.sae, feature: target.feature, mode: "zero", seed: 0 }];
-  }
-  const head = target.head ?? null;
-  const neuron = target.neuron ?? null;
-  const same = (iv: InterventionJSON) =>
-    iv.type === "ablate" && iv.sae == null && iv.layer === target.layer && (iv.head ?? null) === head && (iv.neuron ?? null) === neuron;
-  if (list.some(same)) return list.filter((iv) => !same(iv));
-  return [...list, { type: "ablate", layer: target.layer, head, neuron, mode, seed: 0 }];
+/** A random name for one rendered view (what its request ids start with). */
+function viewName(): string {
+  const random = globalThis.crypto?.randomUUID?.() ?? `${Math.random().toString(36).slice(2)}${Date.now().toString(36)}`;
+  return random.replace(/-/g, "").slice(0, 16);
 }
 
-/** Steer with an SAE feature at `scale` (replacing an earlier steer with it; 0 removes it). */
-export function setSteer(list: InterventionJSON[], sae: string, feature: number, scale: number): InterventionJSON[] {
-  const rest = list.filter((iv) => !(iv.type === "steer" && iv.sae === sae && iv.feature === feature));
-  if (scale === 0) return rest;
-  return [...rest, { type: "steer", layer: null as unknown as number, vector: [], scale, sae, feature }];
-}
-
-/** A short label for an intervention, as text. */
-export function describe(iv: InterventionJSON): string {
-  if (iv.type === "ablate" && iv.sae != null) return `ablate feature ${iv.feature} of ${iv.sae}`;
-  if (iv.type === "ablate" && iv.direction === null) return `project out a direction at layer ${iv.layer} (${iv.mode ?? "zero"})`;
-  if (iv.type === "ablate") {
-    const what = iv.head != null ? `head ${iv.layer}.${iv.head}` : iv.neuron != null ? `neuron ${iv.layer}.${iv.neuron}` : `attention ${iv.layer}`;
-    return `ablate ${what} (${iv.mode ?? "zero"})`;
-  }
-  if (iv.type === "steer" && iv.sae != null) return `steer feature ${iv.feature} of ${iv.sae} x ${String(iv.scale)}`;
-  if (iv.type === "steer") return `steer layer ${iv.layer} (scale ${Number(iv.scale).toFixed(2)})`;
-  if (iv.type === "patch") return `patch ${String(iv.hook)}`;
-  return `${iv.type} layer ${iv.layer}`;
+interface Pending {
+  key: string;
+  what: string;
+  resolve: (r: Reply | null) => void;
+  reject: (e: Error) => void;
 }
 
 export class Store {
   readonly model: WidgetModel;
+  /** this view's name: its request ids and its clicks' sequence numbers are its own */
+  readonly view = viewName();
   private nextId = 1;
-  private pending = new Map<number, { key: string; resolve: (r: Reply | null) => void; reject: (e: Error) => void }>();
-  private latestByKey = new Map<string, number>();
+  private pending = new Map<string, Pending>();
+  private latestByKey = new Map<string, string>();
   private listeners = new Map<string, Set<Listener>>();
+  private modelListeners: [string, Listener][] = [];
   private seq = 0;
-  private inFlight: number | null = null;
+  private inFlight: string | null = null;
   private queued: InterventionJSON[] | null = null;
   /** what the last click asked for, shown until the kernel confirms (or refuses) it */
   private optimistic: InterventionJSON[] | null = null;
@@ -136,10 +58,24 @@ export class Store {
 
   constructor(model: WidgetModel) {
     this.model = model;
-    model.on("msg:custom", (msg: any, buffers: ArrayLike<DataView | ArrayBuffer>) => this.receive(msg, buffers ?? []));
+    this.listen("msg:custom", (msg: any, buffers: ArrayLike<DataView | ArrayBuffer>) => this.receive(msg, buffers ?? []));
     for (const name of ["selection", "generation", "intervention_list", "busy", "error", "mode"]) {
-      model.on(`change:${name}`, () => this.emit(name));
+      this.listen(`change:${name}`, () => this.emit(name));
     }
+  }
+
+  private listen(event: string, cb: Listener): void {
+    this.model.on(event, cb);
+    this.modelListeners.push([event, cb]);
+  }
+
+  /** Stop listening to the model and forget pending requests (the view was removed). */
+  dispose(): void {
+    for (const [event, cb] of this.modelListeners) this.model.off?.(event, cb);
+    this.modelListeners = [];
+    this.listeners.clear();
+    for (const waiting of this.pending.values()) waiting.resolve(null);
+    this.pending.clear();
   }
 
   // -- state read from the kernel's traits -------------------------------------------
@@ -197,17 +133,35 @@ export class Store {
     for (const cb of this.listeners.get(event) ?? []) cb(...args);
   }
 
+  /** Call `cb` when any of the selection's `keys` changes (and `always` on every selection change). */
+  watch(keys: (keyof Selection)[], cb: () => void, always?: () => void): void {
+    const current = () => JSON.stringify(keys.map((k) => this.selection[k]));
+    let last = current();
+    this.on("selection", () => {
+      const now = current();
+      if (now !== last) {
+        last = now;
+        cb();
+      }
+      always?.();
+    });
+  }
+
   // -- requests ----------------------------------------------------------------------
+  private newId(): string {
+    return `${this.view}-${this.nextId++}`;
+  }
+
   /**
    * Ask the kernel for `what`. Replies to an older request with the same `key`, or from an older
    * generation of the run, resolve to null: the view asked again since, and must not repaint stale data.
    */
   request(what: string, args: Record<string, unknown> = {}, key: string = what): Promise<Reply | null> {
-    const id = this.nextId++;
+    const id = this.newId();
     this.latestByKey.set(key, id);
     const saved = savedAnswer(this.model.get("snapshot") as SavedReply[] | undefined, { what, ...args }, this.generation);
     return new Promise((resolve, reject) => {
-      this.pending.set(id, { key, resolve, reject });
+      this.pending.set(id, { key, what, resolve, reject });
       if (saved) {
         // answered from the answers saved with the widget: no kernel needed (a notebook opened without one)
         queueMicrotask(() => this.receive({ ...saved.reply, id }, saved.buffers.map(fromBase64)));
@@ -224,7 +178,7 @@ export class Store {
     if (this.inFlight !== null) {
       this.queued = list;
     } else {
-      this.sendSet(list);
+      this.send({ type: "set", interventions: wire(list) });
     }
     this.emit("busy");
   }
@@ -236,28 +190,28 @@ export class Store {
   /** Send a command that changes the run (for example steering along a probe); busy until it is applied. */
   command(content: Record<string, unknown>): void {
     if (this.inFlight !== null) return; // one change at a time; the user can click again
-    const id = this.nextId++;
-    this.inFlight = id;
-    this.latestByKey.set("predictions", id); // the answer carries fresh predictions
-    this.model.send({ ...content, id });
+    this.send(content);
     this.emit("busy");
   }
 
-  private sendSet(list: InterventionJSON[]): void {
-    const id = this.nextId++;
+  /** Send a command with this view's name and next sequence number; its answer carries fresh predictions. */
+  private send(content: Record<string, unknown>): void {
+    const id = this.newId();
     this.seq += 1;
     this.inFlight = id;
-    this.latestByKey.set("predictions", id); // the answer carries fresh predictions
-    this.model.send({ type: "set", id, seq: this.seq, interventions: list });
+    this.latestByKey.set("predictions", id);
+    const views = (this.model.get("views") as string[]) ?? [];
+    const then = views.includes("predictions") ? { what: "predictions", position: this.selection.token } : undefined;
+    this.model.send({ ...content, id, view: this.view, seq: this.seq, ...(then ? { then } : {}) });
   }
 
-  private settle(id: number): void {
+  private settle(id: string): void {
     if (id !== this.inFlight) return;
     this.inFlight = null;
     if (this.queued) {
       const next = this.queued;
       this.queued = null;
-      this.sendSet(next);
+      this.send({ type: "set", interventions: wire(next) });
     } else {
       this.optimistic = null;
       this.emit("intervention_list");
@@ -265,9 +219,13 @@ export class Store {
     this.emit("busy");
   }
 
+  private mine(id: unknown): id is string {
+    return typeof id === "string" && id.startsWith(`${this.view}-`);
+  }
+
   private receive(msg: any, buffers: ArrayLike<DataView | ArrayBuffer>): void {
-    if (!msg || typeof msg !== "object") return;
-    const id = msg.id as number;
+    if (!msg || typeof msg !== "object" || !this.mine(msg.id)) return; // another view's answer
+    const id = msg.id;
     if (msg.type === "applied") {
       this.settle(id);
       return;
@@ -289,12 +247,13 @@ export class Store {
       return;
     }
     const waiting = this.pending.get(id);
+    if (waiting && waiting.what !== reply.what) return; // not the answer to this request
     this.pending.delete(id);
     const key = waiting?.key ?? msg.what;
     const stale = this.latestByKey.get(key) !== id || reply.gen < this.generation;
     if (waiting) waiting.resolve(stale ? null : reply);
-    if (!waiting && !stale) this.emit(`push:${msg.what}`, reply); // answers the kernel sent unasked
+    if (!waiting && !stale) this.emit(`push:${msg.what}`, reply); // a command's answer: fresh predictions
   }
 }
 
-export type { Tensor };
+export type { Tensor, Target };

@@ -1,7 +1,8 @@
 // anywidget entry point: one store per widget, and the views the kernel asked for, linked through it.
 import { decode, type TensorMessage } from "./codec";
 import { type SavedReply, StaticModel } from "./static";
-import { Store, type WidgetModel } from "./store";
+import { Store } from "./store";
+import type { WidgetModel } from "./types";
 import { CSS } from "./style";
 import { mountAttention } from "./views/attention";
 import { mountFeatures } from "./views/features";
@@ -23,13 +24,15 @@ const MOUNT: Record<string, (el: HTMLElement, store: Store) => void> = {
   predictions: mountPredictions,
 };
 
+/** The styles, once per document or shadow root (marimo mounts widgets in a shadow root). */
 function ensureStyle(el: HTMLElement): void {
-  const doc = el.ownerDocument;
-  if (doc.getElementById("repwidget-style")) return;
-  const style = doc.createElement("style");
-  style.id = "repwidget-style";
+  const root = el.getRootNode();
+  const host = root instanceof ShadowRoot ? root : el.ownerDocument.head;
+  if (host.querySelector("style[data-repwidget-style]")) return;
+  const style = el.ownerDocument.createElement("style");
+  style.dataset.repwidgetStyle = "";
   style.textContent = CSS;
-  doc.head.appendChild(style);
+  host.appendChild(style);
 }
 
 /** Build every view listed in the model's `views` trait inside `el`. */
@@ -45,8 +48,10 @@ export function mount(model: WidgetModel, el: HTMLElement): Store {
   return store;
 }
 
-function render({ model, el }: { model: WidgetModel; el: HTMLElement }): void {
-  mount(model, el);
+/** anywidget's render: the views, and a cleanup that stops this view listening to the model when it is removed. */
+function render({ model, el }: { model: WidgetModel; el: HTMLElement }): () => void {
+  const store = mount(model, el);
+  return () => store.dispose();
 }
 
 /** Build the views from a saved snapshot (`ex.save_html`): no kernel, the saved answers only. */

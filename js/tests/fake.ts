@@ -18,6 +18,13 @@ export class FakeModel implements WidgetModel {
   on(event: string, cb: (...args: any[]) => void) {
     this.handlers.set(event, [...(this.handlers.get(event) ?? []), cb]);
   }
+  off(event: string, cb?: (...args: any[]) => void) {
+    this.handlers.set(event, cb ? (this.handlers.get(event) ?? []).filter((h) => h !== cb) : []);
+  }
+  /** How many listeners are registered on the model. */
+  listeners(): number {
+    return [...this.handlers.values()].reduce((n, list) => n + list.length, 0);
+  }
   send(content: unknown) {
     this.sent.push(content);
   }
@@ -45,7 +52,14 @@ export function traits(n_tokens = 4, extra: Record<string, unknown> = {}) {
     views: ["interventions", "tokens", "attention", "neurons", "lens", "predictions"],
     tokens: Array.from({ length: n_tokens }, (_, i) => `t${i}`),
     token_ids: Array.from({ length: n_tokens }, (_, i) => 10 + i),
-    shape: { n_layers: 2, n_heads: 2, d_mlp: 8, n_tokens, max_side: 512 },
+    shape: {
+      n_layers: 2, n_heads: 2, d_mlp: 8, n_tokens, max_side: 512, lens_width: 16,
+      modes: [
+        { name: "zero", available: true },
+        { name: "mean", available: true },
+        { name: "resample", available: false, reason: "needs reference texts", hint: "model.set_reference(texts)" },
+      ],
+    },
     selection: { token: n_tokens - 1, layer: 0, head: 0, neuron: null, sae: 0, feature: null },
     saes: [],
     generation: 0,

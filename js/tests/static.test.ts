@@ -54,7 +54,7 @@ describe("static snapshot", () => {
   it("renders the views marked static, with no remove buttons", () => {
     const el = document.createElement("div");
     document.body.appendChild(el);
-    const list = [{ type: "ablate", layer: 0, head: 1, neuron: null, mode: "zero" }];
+    const list = [{ type: "ablate", layer: 0, head: 1, neuron: null, mode: "zero", label: "ablate head 0.1 (zero)", key: "k" }];
     renderStatic(el, traits(3, { intervention_list: list }), []);
     expect(el.querySelector("[data-rw-static]")).not.toBeNull();
     expect(el.querySelector("[data-rw-remove]")).toBeNull();

@@ -42,10 +42,24 @@ describe("views", () => {
     (el.querySelector('[data-rw-head="1.1"]') as HTMLElement).click();
     expect(store.selection).toMatchObject({ layer: 1, head: 1 });
     const set = model.sent.find((m) => m.type === "set");
-    expect(set.interventions).toEqual([{ type: "ablate", layer: 1, head: 1, neuron: null, mode: "mean", seed: 0 }]);
+    expect(set.interventions).toEqual([{ type: "ablate", layer: 1, head: 1, mode: "mean" }]);
     expect(el.querySelector('[data-rw-head="1.1"]')!.classList.contains("rw-ablated")).toBe(true);
     expect(el.querySelector(".rw-root")!.hasAttribute("data-rw-busy")).toBe(true);
+    expect(el.querySelector(".rw-iv")!.textContent).toContain("applying");
+    // the kernel lists it with its own label
+    const listed = { type: "ablate", layer: 1, head: 1, neuron: null, mode: "mean", seed: 0, sae: null, feature: null, direction: [] };
+    model.change("intervention_list", [{ ...listed, label: "ablate head 1.1 (mean)", key: "k1" }]);
+    model.deliver({ type: "applied", id: set.id, gen: 1 });
     expect(el.querySelector(".rw-iv")!.textContent).toContain("ablate head 1.1 (mean)");
+    expect(el.querySelector('[data-rw-head="1.1"]')!.classList.contains("rw-ablated")).toBe(true);
+    expect(el.querySelector(".rw-root")!.hasAttribute("data-rw-busy")).toBe(false);
+  });
+
+  it("offers the ablation modes the kernel lists, those that cannot run disabled with the reason", () => {
+    const { el } = setup();
+    const options = Array.from(el.querySelectorAll("[data-rw-mode] option")) as HTMLOptionElement[];
+    expect(options.map((o) => [o.value, o.disabled])).toEqual([["zero", false], ["mean", false], ["resample", true]]);
+    expect(options[2].textContent).toContain("needs reference texts");
   });
 
   it("in select mode, or in a view that takes no interventions, a click only selects", () => {
@@ -128,10 +142,10 @@ describe("SAE features view", () => {
     button.click();
     expect(store.selection.feature).toBe(17);
     const set = model.sent.find((m) => m.type === "set");
-    expect(set.interventions).toEqual([{ type: "ablate", layer: null, sae: "demo-sae", feature: 17, mode: "zero", seed: 0 }]);
+    expect(set.interventions).toEqual([{ type: "ablate", sae: 0, feature: 17 }]);
     expect(model.sent.find((m) => m.what === "feature")).toMatchObject({ sae: 0, index: 17 });
     expect(model.sent.find((m) => m.what === "dashboard")).toMatchObject({ sae: 0, index: 17 });
-    expect(el.querySelector(".rw-iv")!.textContent).toContain("ablate feature 17 of demo-sae");
+    expect(el.querySelector('[data-rw-feature="17"]')!.classList.contains("rw-ablated")).toBe(true);
   });
 
   it("steers with the selected feature at the slider's strength", async () => {
@@ -143,8 +157,8 @@ describe("SAE features view", () => {
     slider.dispatchEvent(new Event("input"));
     (el.querySelector("[data-rw-steer-apply]") as HTMLElement).click();
     const set = model.sent.find((m) => m.type === "set");
-    expect(set.interventions).toEqual([{ type: "steer", layer: null, vector: [], scale: -6, sae: "demo-sae", feature: 5 }]);
-    expect(el.querySelector(".rw-iv")!.textContent).toContain("steer feature 5 of demo-sae x -6");
+    expect(set.interventions).toEqual([{ type: "steer", scale: -6, sae: 0, feature: 5 }]);
+    expect(el.querySelector('[data-rw-feature="5"]')!.classList.contains("rw-steered")).toBe(true);
   });
 });
 

@@ -1,8 +1,9 @@
 """Analyses: pure functions of a :class:`repwidget.Run`."""
 
+from .directions import logit_effects, nearest
 from .heads import head_scores
 from .lens import Lens, logit_lens
 from .losses import token_losses
 from .predictions import top_tokens
 
-__all__ = ["Lens", "head_scores", "logit_lens", "token_losses", "top_tokens"]
+__all__ = ["Lens", "head_scores", "logit_effects", "logit_lens", "nearest", "token_losses", "top_tokens"]

@@ -1,6 +1,7 @@
-"""The model adapter: architecture discovery, loading, and the forward-pass engine."""
+"""The model adapter: architecture discovery, loading, planning passes and executing them."""
 
 from .loading import ModelLoadError, load
-from .model import CaptureBudgetError, Model
+from .model import Model
+from .plan import CaptureBudgetError
 
 __all__ = ["CaptureBudgetError", "Model", "ModelLoadError", "load"]

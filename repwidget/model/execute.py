@@ -1,64 +1,49 @@
-"""One forward pass with capture hooks and interventions; every hook removed in ``finally``."""
+"""The local executor's machinery: one forward pass of the wrapped model with capture hooks, edits and
+attention sinks, for a batch of sequences; every change to the model undone in ``finally``.
+
+Changes are undone in an order that cannot be half done: before anything is changed, the step that undoes
+it is queued (hooks are tagged and removed by tag, so a hook installed when an interrupt arrived is
+removed too); the undo loop runs inline in ``finally`` and retries a step that an interrupt stopped.
+"""
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable
 
 import torch
 from torch import nn
 
 from ..hook_names import parse
+from . import attention
 from .architecture import Architecture
-from .modes import eager_attention, eval_mode
+from .plan import EditStep, Plan, Result
 
-Edit = Callable[[torch.Tensor], torch.Tensor]  # [batch, pos, width] -> same shape
-
-#: hook template -> (part of the block, "pre" reads the part's input, "post" its output)
-SITES: dict[str, tuple[str, str]] = {
+#: where each hook template is read: (part of the block, "pre" reads the part's input, "post" its output)
+ATTACH: dict[str, tuple[str, str]] = {
     "hook_resid_pre": ("block", "pre"),
+    "attn.hook_z": ("attn_proj", "pre"),
+    "hook_attn_out": ("attn_end", "post"),
+    "hook_resid_mid": ("attn_end", "post"),
+    "mlp.hook_post": ("mlp_down", "pre"),
+    "hook_mlp_out": ("mlp_end", "post"),
     "hook_resid_post": ("block", "post"),
-    "attn.hook_pattern": ("attn", "post"),
-    "attn.hook_z": ("attn_out", "pre"),
-    "hook_attn_out": ("attn_out", "post"),
-    "mlp.hook_post": ("mlp_out", "pre"),
-    "hook_mlp_out": ("mlp_out", "post"),
 }
+HOOKS = ("_forward_pre_hooks", "_forward_hooks")
+KWARG_HOOKS = ("_forward_pre_hooks_with_kwargs", "_forward_hooks_with_kwargs", "_forward_hooks_always_called")
 
 
-@dataclass
-class Plan:
-    """What one pass computes: ids, hooks to capture, edits per hook, first block to run."""
-
-    ids: torch.Tensor  # [1, pos]
-    capture: list[str]
-    edits: dict[str, list[Edit]] = field(default_factory=dict)
-    start: int = 0  # blocks before it return ``reuse`` outputs instead of computing
-    reuse: list[object] | None = None
-    stop_early: bool = False  # end the pass as soon as everything in ``capture`` is captured
+class NotAppliedError(RuntimeError):
+    """An intervention's hook never ran: the intervention would silently do nothing."""
 
 
-@dataclass
-class Result:
-    cache: dict[str, torch.Tensor]
-    block_outputs: list[object | None]
-    final_hidden: torch.Tensor | None  # [pos, d_model], the unembedding's input (lazy logits)
-    logits: torch.Tensor | None  # [pos, vocab] when computed in the pass
+class NonFiniteError(ValueError):
+    """An intervention made an activation NaN or infinite."""
 
 
 def part(model: nn.Module, arch: Architecture, layer: int, name: str) -> nn.Module:
     block = model.get_submodule(arch.blocks)[layer]
     return block if name == "block" else block.get_submodule(getattr(arch, name))
-
-
-def _shape(template: str, x: torch.Tensor, arch: Architecture) -> torch.Tensor:
-    """Drop the batch axis; split heads for hook_z."""
-    x = x[0]
-    if template == "attn.hook_z":
-        return x.view(x.shape[0], arch.n_heads, arch.d_head)
-    return x
 
 
 class _Captured(Exception):  # control flow, not an error
@@ -75,115 +60,309 @@ def _replace_first(output: object, x: torch.Tensor) -> object:
     return (x, *output[1:]) if isinstance(output, tuple) else type(output)([x, *output[1:]])
 
 
-def _apply(edits: list[Edit], x: torch.Tensor) -> torch.Tensor:
-    x = x.clone()
-    for edit in edits:
-        x = edit(x)
-    return x
+def _remove_tagged(modules: list[nn.Module], token: object) -> None:
+    """Remove every hook carrying ``token`` from ``modules`` (idempotent)."""
+    for module in modules:
+        for name in HOOKS:
+            hooks = getattr(module, name)
+            for key in [k for k, fn in hooks.items() if getattr(fn, "_repwidget", None) is token]:
+                hooks.pop(key, None)
+                for extra in KWARG_HOOKS:
+                    getattr(module, extra, {}).pop(key, None)
 
 
-@contextmanager
-def _patched_forward(module: nn.Module, forward: Callable) -> Iterator[None]:
-    """Replace ``module.forward`` on the instance (keeping any wrapper, e.g. accelerate's) and restore it."""
-    missing = object()
-    before = module.__dict__.get("forward", missing)
-    module.forward = forward
-    try:
-        yield
-    finally:
-        if before is missing:
-            del module.forward
-        else:
-            module.forward = before
+def _restore_forward(module: nn.Module, before: object, missing: object) -> None:
+    if before is missing:
+        module.__dict__.pop("forward", None)
+    else:
+        module.forward = before
 
 
-def execute(model: nn.Module, arch: Architecture, plan: Plan, forward_kwargs: dict) -> Result:
-    """Run ``model`` once under ``plan``. Hooks and patches never outlive this call."""
-    by_site: dict[tuple[int, str, str], list[str]] = defaultdict(list)
-    for name in {*plan.capture, *plan.edits}:
-        layer, template = parse(name, arch.n_layers)
-        if layer >= plan.start:
-            where, when = SITES[template]
-            by_site[(layer, where, when)].append(template)
-    wanted = set(plan.capture)
-    cache: dict[str, torch.Tensor] = {}
-    block_outputs: list[object | None] = [None] * arch.n_layers
-    final: dict[str, torch.Tensor] = {}
+def _restore_training(modules: list[nn.Module]) -> None:
+    for m in modules:
+        m.training = True
 
-    def edit_and_capture(layer: int, templates: list[str], x: torch.Tensor) -> torch.Tensor:
-        for template in templates:
-            name = f"blocks.{layer}.{template}"
-            if name in plan.edits:
-                x = _apply(plan.edits[name], x)
-            if name in wanted:
-                cache[name] = _shape(template, x, arch)
-                if plan.stop_early and wanted.issubset(cache):
-                    raise _Captured
+
+def _restore_attention(config, before) -> None:
+    config._attn_implementation = before
+
+
+class _Pass:
+    """The hooks of one pass: what they capture, and the edits they make, per sequence of the batch."""
+
+    def __init__(self, arch: Architecture, plan: Plan) -> None:
+        self.arch, self.plan = arch, plan
+        self.wanted = {h for h in plan.capture if not h.endswith("attn.hook_pattern")}  # patterns go to sinks
+        self.sinks: list[attention.Sink] = []
+        self.caches: list[dict[str, torch.Tensor]] = [{} for _ in range(plan.batch)]
+        self.outputs: list[object | None] = [None] * arch.n_layers
+        self.inputs: dict[int, torch.Tensor] = {}  # each block's (edited) input, for resid_mid
+        self.final: torch.Tensor | None = None
+        self.fired: set[str] = set()
+
+    def done(self) -> bool:
+        """Whether a pass that stops early has everything it was asked for."""
+        return self.plan.stop_early and all(s.filled for s in self.sinks) and self.wanted.issubset(self.caches[0])
+
+    @property
+    def whole(self) -> bool:
+        """One sequence, no padding: edits and captures see the activation itself."""
+        return self.plan.batch == 1 and self.plan.lengths is None
+
+    def _segments(self, x: torch.Tensor):
+        for i in range(self.plan.batch):
+            yield i, x if self.whole else x[i : i + 1, self.plan.span(i)]
+
+    def _edit(self, name: str, steps: list[EditStep], x: torch.Tensor) -> torch.Tensor:
+        x = x.clone()
+        for i, segment in self._segments(x):
+            for step in steps:
+                segment = step.edits[i](segment)
+                if not bool(torch.isfinite(segment).all()):
+                    raise NonFiniteError(
+                        f"{step.label}: the edited activation at {name} holds NaN or infinite values "
+                        f"(too large for {segment.dtype}); use a smaller scale or vector"
+                    )
+            if self.whole:
+                x = segment
+            else:
+                x[i : i + 1, self.plan.span(i)] = segment
         return x
 
-    def pre_hook(layer: int, templates: list[str]):
+    def _capture(self, name: str, template: str, x: torch.Tensor) -> None:
+        for i, segment in self._segments(x):
+            value = segment[0]
+            if template == "attn.hook_z":
+                value = value.view(value.shape[0], self.arch.n_heads, self.arch.d_head)
+            self.caches[i][name] = value
+        if self.done():
+            raise _Captured
+
+    def visit(self, layer: int, template: str, x: torch.Tensor) -> torch.Tensor:
+        """Edit, then capture, the activation of ``template`` at ``layer`` (``[batch, pos, width]``)."""
+        name = f"blocks.{layer}.{template}"
+        steps = self.plan.edits.get(name)
+        if steps:
+            x = self._edit(name, steps, x)
+            self.fired.add(name)
+        if name in self.wanted:
+            self._capture(name, template, x)
+        return x
+
+    def residual(self, layer: int, templates: list[str], y: torch.Tensor, scale: float) -> torch.Tensor:
+        """A branch's output ``y``: hook_attn_out / hook_mlp_out is ``scale * y``; hook_resid_mid is the block's
+        input plus it. Edits of either are taken back into ``y``."""
+        base = self.inputs.get(layer)
+        y3 = y.reshape(base.shape) if base is not None and y.dim() == 2 else y  # flattened [batch * pos, d] (OPT)
+        changed = False
+        for template in templates:
+            name = f"blocks.{layer}.{template}"
+            if name not in self.wanted and name not in self.plan.edits:
+                continue
+            mid = template == "hook_resid_mid"
+            value = base + scale * y3 if mid else scale * y3
+            edited = self.visit(layer, template, value)
+            if edited is not value:
+                y3, changed = ((edited - base) if mid else edited) / scale, True
+        return y3.reshape(y.shape) if changed else y
+
+    def pre_hook(self, layer: int, where: str, templates: list[str]):
         def hook(module, args, kwargs):
+            x = args[0] if args else kwargs["hidden_states"]
+            shape = x.shape
+            flat = x.dim() == 2  # [batch * pos, width] inside some MLPs (OPT)
+            if flat:
+                x = x.reshape(self.plan.batch, self.plan.ids.shape[1], -1)
+            for template in templates:
+                x = self.visit(layer, template, x)
+            if where == "block":
+                self.inputs[layer] = x
+            x = x.reshape(shape) if flat else x
             if args:
-                x = edit_and_capture(layer, templates, args[0])
                 return (x, *args[1:]), kwargs
-            x = edit_and_capture(layer, templates, kwargs["hidden_states"])
             return args, {**kwargs, "hidden_states": x}
 
+        hook._repwidget = self.token
         return hook
 
-    def post_hook(layer: int, where: str, templates: list[str]):
+    def post_hook(self, layer: int, where: str, templates: list[str]):
         def hook(module, args, output):
-            if where == "attn":  # read-only: the attention probabilities
-                cache[f"blocks.{layer}.attn.hook_pattern"] = output[arch.pattern_index][0]
-                if plan.stop_early and wanted.issubset(cache):
-                    raise _Captured
-                return None
-            x = edit_and_capture(layer, templates, _first(output))
-            output = _replace_first(output, x) if x is not _first(output) else output
+            y = _first(output)
             if where == "block":
-                block_outputs[layer] = output
+                x = y
+                for template in templates:
+                    x = self.visit(layer, template, x)
+            else:
+                scale = self.arch.attn_scale if where == "attn_end" else self.arch.mlp_scale
+                x = self.residual(layer, templates, y, scale)
+            output = _replace_first(output, x) if x is not y else output
+            if where == "block" and self.plan.record:
+                self.outputs[layer] = output
             return output
 
+        hook._repwidget = self.token
         return hook
 
-    blocks = model.get_submodule(arch.blocks)
-    need_eager = any(parse(n, arch.n_layers)[1] == "attn.hook_pattern" for n in plan.capture)
+    def pattern_hook(self, sink: attention.Sink, feed: bool):
+        """After an attention layer with a sink: without the attention interface, the whole layer's
+        probabilities go to the sink in one block; a pass that stops early stops once every sink is filled."""
 
-    with ExitStack() as stack, torch.no_grad():
-        if model.training:
-            stack.enter_context(eval_mode(model))
-        if need_eager:
-            stack.enter_context(eager_attention(model))
+        def hook(module, args, output):
+            if feed:
+                sink.take(0, output[self.arch.pattern_index])
+                sink.finish(output[self.arch.pattern_index].shape[2])
+            if self.done():
+                raise _Captured
+
+        hook._repwidget = self.token
+        return hook
+
+
+def execute(model: nn.Module, arch: Architecture, plan: Plan, forward_kwargs: dict, interface: bool) -> list[Result]:
+    """Run ``model`` once under ``plan``; one result per sequence.
+
+    ``interface``: the model's attention goes through transformers' attention interface, so sinks are fed a
+    block of rows at a time; otherwise patterns come from an eager pass, a layer at a time.
+    """
+    n_layers = arch.n_layers
+    by_site: dict[tuple[int, str, str], list[str]] = defaultdict(list)
+    sinks: dict[int, attention.Sink] = dict(plan.sinks)
+    full: dict[str, attention.Full] = {}
+    for name in sorted({*plan.capture, *plan.edits}, key=lambda h: _order(h, n_layers)):
+        layer, template = parse(name, n_layers)
+        if layer < plan.start:
+            continue
+        if template == "attn.hook_pattern":
+            full[name] = sink = attention.Full()
+            sinks[layer] = attention.Sinks(sinks[layer], sink) if layer in sinks else sink
+            continue
+        where, when = ATTACH[template]
+        by_site[(layer, where, when)].append(template)
+    run_layers = list(range(plan.start, n_layers))
+    state = _Pass(arch, plan)
+    state.token = token = object()
+    blocks = model.get_submodule(arch.blocks)
+    for layer in run_layers:  # every block's output (and call) is recorded; resid_mid needs each block's input
+        by_site.setdefault((layer, "block", "pre"), [])
+        by_site.setdefault((layer, "block", "post"), [])
+    modules = [part(model, arch, layer, where) for layer, where, _ in by_site]
+    modules += [part(model, arch, layer, "attn") for layer in sinks]
+    table = {part(model, arch, layer, "attn"): sink for layer, sink in sinks.items() if layer in run_layers}
+    state.sinks = list(table.values())
+    config = model.config
+    loaded = getattr(config, "_attn_implementation", None) or "eager"
+    missing = object()
+    undo: list[tuple[Callable, tuple]] = []
+    try:
+        undo.append((torch.set_grad_enabled, (torch.is_grad_enabled(),)))
+        torch._C._set_grad_enabled(False)
+        training = [m for m in model.modules() if m.training]
+        undo.append((_restore_training, (training,)))
+        for m in training:
+            m.training = False
+        if table:
+            use = attention.NAME if interface else "eager"
+            undo.append((_restore_attention, (config, getattr(config, "_attn_implementation", None))))
+            config._attn_implementation = use
+        undo.append((_remove_tagged, (modules, token)))
         for (layer, where, when), templates in by_site.items():
             module = part(model, arch, layer, where)
             if when == "pre":
-                handle = module.register_forward_pre_hook(pre_hook(layer, templates), with_kwargs=True)
+                module.register_forward_pre_hook(state.pre_hook(layer, where, templates), with_kwargs=True)
             else:
-                handle = module.register_forward_hook(post_hook(layer, where, templates))
-            stack.callback(handle.remove)
-        for layer in range(plan.start, arch.n_layers):
-            if (layer, "block", "post") not in by_site:
-                handle = blocks[layer].register_forward_hook(post_hook(layer, "block", []))
-                stack.callback(handle.remove)
+                module.register_forward_hook(state.post_hook(layer, where, templates))
+        for module, sink in table.items():
+            module.register_forward_hook(state.pattern_hook(sink, not interface))
         for layer in range(plan.start):
             output = plan.reuse[layer]
-            stack.enter_context(_patched_forward(blocks[layer], lambda *a, _o=output, **k: _o))
+            undo.append((_restore_forward, (blocks[layer], blocks[layer].__dict__.get("forward", missing), missing)))
+            blocks[layer].forward = lambda *a, _o=output, **k: _o
         if arch.plain_logits and arch.unembed is not None:
             unembed = model.get_submodule(arch.unembed)
             original = unembed.forward
 
             def lazy_unembed(x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
-                final["hidden"] = x[0]
+                state.final = x
                 return original(x[:, :0], *args, **kwargs)  # an empty result of the right type: logits come later
 
-            stack.enter_context(_patched_forward(unembed, lazy_unembed))
-        try:
-            output = model(input_ids=plan.ids, **forward_kwargs)
-        except _Captured:  # every hook asked for is captured: the rest of the pass is not needed
-            return Result(cache=cache, block_outputs=block_outputs, final_hidden=None, logits=None)
+            undo.append((_restore_forward, (unembed, unembed.__dict__.get("forward", missing), missing)))
+            unembed.forward = lazy_unembed
+        undo.append((attention.activate, (attention.active(),)))
+        attention.activate((table, loaded))
+        output = _forward(model, arch, plan, forward_kwargs, bool(table) and not interface)
+    except _Captured:  # every hook asked for is captured: the rest of the pass is not needed
+        output = None
+    finally:
+        error, tries = None, 0
+        while undo:
+            fn, args = undo[-1]
+            try:
+                fn(*args)
+                undo.pop()
+            except BaseException as e:  # an interrupt stopped this step: note it, try again (then give up)
+                error = error if error is not None else e
+                tries += 1
+                if tries > 3:
+                    undo.pop()
+        if error is not None:
+            raise error
+    return _results(arch, plan, state, output, full)
 
+
+def _order(name: str, n_layers: int) -> tuple[int, int]:
+    from ..hook_names import HOOK_TEMPLATES
+
+    layer, template = parse(name, n_layers)
+    return layer, HOOK_TEMPLATES.index(template)
+
+
+def _forward(model, arch: Architecture, plan: Plan, forward_kwargs: dict, eager_patterns: bool):
+    kwargs = dict(forward_kwargs)
+    if eager_patterns:
+        kwargs.update(arch.pattern_kwargs)
+    if plan.lengths is not None and plan.batch > 1:
+        mask = torch.zeros_like(plan.ids)
+        for i in range(plan.batch):
+            mask[i, plan.span(i)] = 1
+        kwargs["attention_mask"] = mask
+        if plan.left and "position_ids" in _parameters(model):
+            kwargs["position_ids"] = (mask.cumsum(-1) - 1).clamp_min(0)
+    return model(input_ids=plan.ids, **kwargs)
+
+
+def _parameters(model: nn.Module) -> set[str]:
+    import inspect
+
+    return set(inspect.signature(model.forward).parameters)
+
+
+def _results(arch: Architecture, plan: Plan, state: _Pass, output, full: dict[str, attention.Full]) -> list[Result]:
+    if output is not None:
+        missing = {h for h in plan.edits if parse(h, arch.n_layers)[0] >= plan.start} - state.fired
+        if missing:
+            raise NotAppliedError(
+                f"the edits of {sorted(missing)[:3]} were never applied: the model did not compute those activations"
+            )
     logits = None
-    if not arch.plain_logits:
+    if output is not None and not arch.plain_logits:
         raw = getattr(output, "logits", None)
-        logits = raw[0] if isinstance(raw, torch.Tensor) and arch.unembed is not None else None
-    return Result(cache=cache, block_outputs=block_outputs, final_hidden=final.get("hidden"), logits=logits)
+        logits = raw if isinstance(raw, torch.Tensor) and arch.unembed is not None else None
+    results = []
+    for i in range(plan.batch):
+        span = plan.span(i)
+        cache = state.caches[i]
+        for name, sink in full.items():
+            if sink.pattern is not None:
+                cache[name] = sink.pattern[i, :, span, span]
+        final = state.final[i, span] if state.final is not None else None
+        row_logits = logits[i, span] if logits is not None else None
+        if plan.edits and output is not None:
+            check = row_logits if row_logits is not None else final
+            if check is not None and not bool(torch.isfinite(check).all()):
+                labels = sorted({s.label for steps in plan.edits.values() for s in steps})
+                raise NonFiniteError(
+                    f"the interventions ({', '.join(labels)[:200]}) made the model's output NaN or infinite"
+                )
+        outputs = state.outputs if state.whole else [None] * arch.n_layers
+        results.append(Result({h: cache[h] for h in plan.capture if h in cache}, list(outputs), final, row_logits))
+    return results

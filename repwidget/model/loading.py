@@ -49,9 +49,7 @@ def load(
         )
     if getattr(hf, "hf_device_map", None) is None and (device is not None or dtype is not None):
         hf.to(device=device, dtype=dtype)
-    if isinstance(model_or_path_or_name, nn.Module) and hf.training:
-        hf.eval()
-    return Model(hf, tokenizer)
+    return Model(hf, tokenizer)  # a model passed in keeps its train/eval state: each pass runs in eval mode
 
 
 def _check_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:

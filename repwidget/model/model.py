@@ -1,4 +1,4 @@
-"""Model: an adapter over any Hugging Face transformer and the one place that runs forward passes."""
+"""Model: an adapter over any Hugging Face transformer, and the one place that plans forward passes."""
 
 from __future__ import annotations
 
@@ -13,18 +13,15 @@ from torch import nn
 
 from .. import hook_names
 from ..interventions import Intervention, as_tuple
-from ..options import options
 from ..placement import input_device
 from ..run import Run
-from . import edits as edits_mod
+from . import attention
 from .architecture import Architecture, discover
-from .execute import Plan, execute
+from .executor import Executor, LocalExecutor
+from .plan import batch_fitting, first_edited_layer, plan_batch, plan_pass, stitch
+from .reference import Reference
 
 TokensLike = str | Sequence[int] | torch.Tensor | np.ndarray
-
-
-class CaptureBudgetError(ValueError):
-    """A run would capture more than ``rw.options.max_capture_bytes``; raised before anything is allocated."""
 
 
 class Model:
@@ -32,9 +29,12 @@ class Model:
 
     Build one with :func:`repwidget.load`. ``model.hf`` is the wrapped model, left as it was:
     every hook repwidget installs is removed when the run that needed it ends.
+
+    The model plans each pass (checks, budget, edits, which blocks a rerun reuses) and hands the plan to
+    its ``executor``, which runs it: :class:`~repwidget.model.executor.LocalExecutor` by default.
     """
 
-    def __init__(self, hf_model: nn.Module, tokenizer: Any = None) -> None:
+    def __init__(self, hf_model: nn.Module, tokenizer: Any = None, executor: Executor | None = None) -> None:
         if not isinstance(hf_model, nn.Module) or not hasattr(hf_model, "config"):
             raise TypeError(f"expected a Hugging Face PreTrainedModel, got {type(hf_model).__name__}")
         self.hf = hf_model
@@ -42,10 +42,11 @@ class Model:
         embeddings = hf_model.get_input_embeddings()
         self.vocab_size: int = int(embeddings.num_embeddings)
         self.arch: Architecture = discover(hf_model, self.vocab_size)
-        self.reference: edits_mod.Reference | None = None
+        self.reference: Reference | None = None
         self._sources: OrderedDict[tuple, torch.Tensor] = OrderedDict()
         params = inspect.signature(hf_model.forward).parameters
-        self._forward_kwargs = {"use_cache": False} if "use_cache" in params else {}
+        forward_kwargs = {"use_cache": False} if "use_cache" in params else {}
+        self.executor: Executor = executor or LocalExecutor(hf_model, self.arch, forward_kwargs)
 
     # -- shape ---------------------------------------------------------------------------
     @property
@@ -86,9 +87,58 @@ class Model:
     def device(self) -> torch.device:
         return input_device(self.hf)
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype of the model's weights (and so of its activations)."""
+        return next(self.hf.parameters()).dtype
+
+    @property
+    def pad_id(self) -> int:
+        """The id that pads a batch (the tokenizer's pad token, else the config's, else 0): never attended to."""
+        for value in (getattr(self.tokenizer, "pad_token_id", None), getattr(self.hf.config, "pad_token_id", None)):
+            if isinstance(value, int) and 0 <= value < self.vocab_size:
+                return value
+        return 0
+
+    @property
+    def source(self) -> str:
+        """Where the model was loaded from (its ``name_or_path``), or ``""``."""
+        return str(getattr(self.hf, "name_or_path", "") or "")
+
     def hook_names(self) -> list[str]:
-        """Every hook name this model's runs can capture."""
-        return hook_names.all_names(self.n_layers)
+        """Every hook name this model's runs can capture (no ``hook_resid_mid`` where attention and MLP read the
+        same stream, no ``mlp.hook_post`` in a mixture-of-experts MLP)."""
+        return [name for name in hook_names.all_names(self.n_layers) if self._why_missing(name) is None]
+
+    def _why_missing(self, name: str) -> str | None:
+        template = name.split(".", 2)[2]
+        if template == "hook_resid_mid" and self.arch.parallel:
+            return (
+                "this model's blocks are parallel (attention and MLP both read hook_resid_pre), so there is no "
+                "hook_resid_mid; use hook_resid_pre, hook_attn_out and hook_mlp_out"
+            )
+        if template == "mlp.hook_post" and self.arch.moe:
+            return (
+                "this model's MLP is a mixture of experts, so it has no single layer of neurons (mlp.hook_post, "
+                "neuron ablation); use hook_mlp_out, what the MLP adds to the residual stream"
+            )
+        return None
+
+    def check_hook(self, name: str) -> tuple[int, str]:
+        """``(layer, template)`` of a hook this model has, or a HookNameError saying why not."""
+        layer, template = hook_names.parse(name, self.n_layers)
+        reason = self._why_missing(name)
+        if reason is not None:
+            raise hook_names.HookNameError(f"{name}: {reason}")
+        return layer, template
+
+    def expand(self, capture: str | Iterable[str] | None) -> list[str]:
+        """Hook names and globs (``None``: the default capture) as this model's hook names, in execution order."""
+        patterns = [capture] if isinstance(capture, str) else capture
+        for pattern in patterns or ():
+            if isinstance(pattern, str) and not any(c in pattern for c in "*?["):
+                self.check_hook(pattern)
+        return hook_names.expand(capture, self.n_layers, names=self.hook_names())
 
     def __repr__(self) -> str:
         return (
@@ -133,68 +183,158 @@ class Model:
         text_or_ids: TokensLike,
         interventions: Intervention | Iterable[Intervention] = (),
         capture: str | Iterable[str] | None = None,
+        summarize: int | None = None,
     ) -> Run:
-        """One forward pass. ``capture`` takes hook names or globs (default: residual streams and patterns)."""
-        return self._execute(self.to_ids(text_or_ids), interventions, capture)
+        """One forward pass. ``capture`` takes hook names or globs (default: every residual stream; attention
+        patterns are computed when first read). ``summarize=side`` also reduces every layer's attention during
+        the pass to :meth:`Run.summary` (thumbnails ``side`` a side and head scores), never holding a pattern."""
+        sinks = self._summary_sinks(range(self.n_layers), summarize, self.to_ids(text_or_ids)) if summarize else {}
+        run = self._pass(self.to_ids(text_or_ids), as_tuple(interventions), capture, base=None, sinks=sinks)
+        run._take_summaries(sinks, summarize)
+        return run
+
+    def rerun(self, base: Run, interventions: Intervention | Iterable[Intervention] = (), capture=None) -> Run:
+        """``base``'s input re-run with ``interventions``, recomputing only from the earliest intervened block.
+
+        Blocks are reused only from a run of this model with the same weights: after the weights changed,
+        the rerun is a full pass.
+        """
+        if base.model is not self:
+            raise ValueError("rerun takes a run of this model")
+        reusable = base if self._reusable(base) else None
+        return self._pass(base.token_ids, as_tuple(interventions), capture, base=reusable)
+
+    def run_batch(
+        self,
+        texts_or_ids: Sequence[TokensLike],
+        interventions: Intervention | Iterable[Intervention] = (),
+        capture: str | Iterable[str] | None = None,
+        batch_size: int | None = None,
+        padding: str = "right",
+    ) -> list[Run]:
+        """Many inputs, a padded batch at a time (with attention masks; ``padding`` on the ``"right"`` or the
+        ``"left"``), each :class:`Run` equal to ``model.run`` of that input alone. Interventions apply to every
+        input, those naming positions at the input's own positions. ``batch_size`` defaults to what fits
+        ``rw.options.max_capture_bytes``. Runs of a batch hold no block outputs: their reruns are full passes."""
+        if padding not in ("right", "left"):
+            raise ValueError(f"padding must be 'right' or 'left', got {padding!r:.40}")
+        ids = self._all_ids(texts_or_ids)
+        ivs = as_tuple(interventions)
+        names = self.expand(capture)
+        version = self.weights_version()
+        runs: list[Run | None] = [None] * len(ids)
+        for batch in self._batches(ids, names, batch_size, desc="runs"):
+            plan = plan_batch(self, [ids[i] for i in batch], ivs, names, left=padding == "left")
+            for i, result in zip(batch, self.executor.execute(plan), strict=True):
+                runs[i] = Run(self, ids[i], ivs, result, 0, version)
+        return runs
 
     def capture(self, text_or_ids: TokensLike, hooks: str | Iterable[str]) -> dict[str, torch.Tensor]:
         """Only the activations at ``hooks`` (names or globs), ending the pass once they are all taken.
 
         What harvesting loops want: capturing ``blocks.2.hook_resid_pre`` runs blocks 0-1 and stops.
         """
-        ids = self.to_ids(text_or_ids)
-        names = hook_names.expand(hooks, self.n_layers)
+        return self.capture_batch([text_or_ids], hooks, batch_size=1, progress=False)[0]
+
+    def capture_batch(
+        self,
+        texts_or_ids: Sequence[TokensLike],
+        hooks: str | Iterable[str],
+        batch_size: int | None = None,
+        progress: bool = True,
+    ) -> list[dict[str, torch.Tensor]]:
+        """:meth:`capture` of many inputs, a padded batch at a time, each equal to capturing it alone."""
+        out: list[dict[str, torch.Tensor]] = []
+        for i, cache in self.iter_capture(texts_or_ids, hooks, batch_size, progress):
+            out.extend({} for _ in range(i + 1 - len(out)))
+            out[i] = cache
+        return out
+
+    def iter_capture(
+        self,
+        texts_or_ids: Sequence[TokensLike],
+        hooks: str | Iterable[str],
+        batch_size: int | None = None,
+        progress: bool = True,
+    ):
+        """Yield ``(index, {hook: activation})`` for every input, a batch at a time (shortest inputs first;
+        memory: one batch), each pass ending once its hooks are read."""
+        ids = self._all_ids(texts_or_ids)
+        names = self.expand(hooks)
         if not names:
             raise ValueError("capture needs at least one hook name")
-        self._check_budget(names, len(ids))
-        plan = Plan(ids=torch.tensor([ids], device=self.device), capture=names, stop_early=True)
-        return execute(self.hf, self.arch, plan, self._forward_kwargs).cache
+        for batch in self._batches(ids, names, batch_size, desc="reading activations", progress=progress):
+            plan = plan_batch(self, [ids[i] for i in batch], (), names)
+            plan.stop_early, plan.record = True, False
+            for i, result in zip(batch, self.executor.execute(plan), strict=True):
+                yield i, result.cache
+
+    def _all_ids(self, texts_or_ids: Sequence[TokensLike]) -> list[list[int]]:
+        """Token ids of every input, all checked before any work (an error names the input)."""
+        if isinstance(texts_or_ids, (str, torch.Tensor)) or not isinstance(texts_or_ids, Sequence):
+            raise TypeError("expected a list of texts or token id lists")
+        out = []
+        for i, item in enumerate(texts_or_ids):
+            try:
+                out.append(self.to_ids(item))
+            except (TypeError, ValueError) as error:
+                raise type(error)(f"input {i} ({str(item)[:40]!r}): {error}") from None
+        if not out:
+            raise ValueError("no inputs: give at least one text")
+        return out
+
+    def _batches(self, ids: list[list[int]], names: list[str], batch_size: int | None, desc: str, progress=True):
+        """Indices of the inputs in batches of similar lengths (less padding), with a progress bar."""
+        from tqdm.auto import tqdm
+
+        if batch_size is not None and (type(batch_size) is not int or batch_size < 1):
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r:.40}")
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        size = batch_size or batch_fitting(self, names, max(len(x) for x in ids))
+        batches = [order[i : i + size] for i in range(0, len(order), size)]
+        return tqdm(batches, desc=desc, disable=not progress or len(batches) < 4, leave=False)
 
     def set_reference(self, texts: Iterable[TokensLike]) -> None:
         """Texts whose activations give the statistics for ``mode="mean"`` and ``"resample"`` ablations."""
         if isinstance(texts, str):
             texts = [texts]
-        self.reference = edits_mod.Reference(self, [self.to_ids(t) for t in texts])
+        self.reference = Reference(self, self._all_ids(list(texts)))
 
-    def _execute(self, ids: Sequence[int], interventions, capture, base: Run | None = None) -> Run:
-        ivs = as_tuple(interventions)
-        names = hook_names.expand(capture, self.n_layers)
-        n = len(ids)
-        for iv in ivs:
-            edits_mod.check(self, iv, n)
-        self._check_budget(names, n)
-        if self.reference is not None:
-            self.reference.prepare([iv.hook for iv in ivs if getattr(iv, "mode", "zero") != "zero"])
-        plan = Plan(ids=torch.tensor([list(ids)], device=self.device), capture=names)
-        for iv in ivs:
-            hook, edit = edits_mod.build(self, iv, n)
-            plan.edits.setdefault(hook, []).append(edit)
+    def weights_version(self) -> int:
+        """Changes whenever the model's weights do (edited in place, replaced or moved)."""
+        return self.executor.weights_version()
 
-        first_edit = min((iv.layer for iv in ivs), default=self.n_layers)
-        if base is not None:
-            # reuse the base's blocks before the first edit, if it has every capture they need
-            start = min(first_edit, base.clean_prefix)
-            missing = [hook_names.parse(h, self.n_layers)[0] for h in names if h not in base._cache]
-            start = min([start, *missing])
-            if start > 0:
-                plan.start, plan.reuse = start, base._block_outputs
-        result = execute(self.hf, self.arch, plan, self._forward_kwargs)
-        cache = result.cache
-        if plan.start:
-            inherited = {h: base[h] for h in names if hook_names.parse(h, self.n_layers)[0] < plan.start}
-            cache = {h: (inherited[h] if h in inherited else cache[h]) for h in names}
-            for layer in range(plan.start):
-                result.block_outputs[layer] = base._block_outputs[layer]
-        return Run(
-            self,
-            list(ids),
-            ivs,
-            cache,
-            result.block_outputs,
-            result.final_hidden,
-            result.logits,
-            clean_prefix=first_edit,
+    def _reusable(self, run: Run) -> bool:
+        return (
+            self.executor.reuses_blocks
+            and run.weights_version == self.weights_version()
+            and all(o is not None for o in run.result.block_outputs)
         )
+
+    def _pass(self, ids: Sequence[int], ivs: tuple[Intervention, ...], capture, base: Run | None, sinks=None) -> Run:
+        names = self.expand(capture)
+        version = self.weights_version()
+        plan = plan_pass(self, ids, ivs, names, base)
+        plan.sinks = dict(sinks or {})
+        result = stitch(plan, self.executor.execute(plan)[0], base, self.n_layers)
+        run = Run(self, list(ids), ivs, result, first_edited_layer(ivs, self.n_layers), version)
+        if base is not None and plan.start:
+            run._inherit_summaries(base, plan.start)
+        return run
+
+    # -- attention, a layer at a time ------------------------------------------------------
+    def _summary_sinks(self, layers, side: int, ids: list[int]) -> dict[int, attention.Sink]:
+        return {layer: attention.Summary(side, ids) for layer in layers}
+
+    def replay(self, run: Run, layer: int, sinks: dict[int, attention.Sink], capture=()) -> dict[str, torch.Tensor]:
+        """Run ``run``'s input again from block ``layer`` (the blocks before reused) until every sink and capture
+        is filled; what the captures took. How attention patterns are read without holding them."""
+        names = self.expand(list(capture)) if capture else []
+        plan = plan_pass(self, run.token_ids, run.interventions, names, None)
+        if self._reusable(run) and layer > 0:
+            plan.start, plan.reuse = layer, run.result.block_outputs
+        plan.sinks, plan.stop_early, plan.record = sinks, True, False
+        return self.executor.execute(plan)[0].cache
 
     def hook_width(self, name: str, n_tokens: int = 1) -> int:
         """Values per token at hook ``name`` (``attn.hook_z`` flattened over heads; patterns ``heads * n_tokens``)."""
@@ -206,37 +346,30 @@ class Model:
         }
         return widths.get(template, self.d_model)
 
-    def _check_budget(self, names: list[str], n: int) -> None:
-        """Fail before allocating when the captured tensors would exceed ``options.max_capture_bytes``."""
-        item = next(self.hf.parameters()).element_size()
-        total = sum(self.hook_width(h, n) for h in names) * n * item
-        total += self.n_layers * n * self.d_model * item  # block outputs kept for reruns
-        if total > options.max_capture_bytes:
-            raise CaptureBudgetError(
-                f"capturing {len(names)} hooks over {n} tokens needs about {_size(total)}, over the "
-                f"budget of {_size(options.max_capture_bytes)}. Capture fewer hooks (capture="
-                f"'blocks.3.attn.hook_pattern'), use a shorter text, or raise rw.options.max_capture_bytes."
-            )
+    def unembed(self, final_hidden: torch.Tensor) -> torch.Tensor:
+        """Logits of the unembedding's input ``[..., d_model]`` (after the final norm)."""
+        if self.arch.unembed is None:
+            raise ValueError("this model has no unembedding")
+        return self.executor.unembed(final_hidden)
 
-    def _unembed(self, final_hidden: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            return self.hf.get_submodule(self.arch.unembed)(final_hidden)
+    def unembedding(self) -> torch.Tensor:
+        """``[vocab, d_model]``: the unembedding's weight (what a direction in the last hidden state does to logits)."""
+        if self.arch.unembed is None:
+            raise ValueError("this model has no unembedding")
+        return self.hf.get_submodule(self.arch.unembed).weight.detach()
 
     def logits_from_resid(self, resid: torch.Tensor) -> torch.Tensor:
-        """Read a residual stream ``[..., d_model]`` through the final norm and the unembedding (the logit lens)."""
+        """The logits the model would give if ``resid`` ``[..., d_model]`` were its last block's output: the
+        final norm, the unembedding and whatever the model does to logits (soft-capping, scales). The logit lens."""
         if self.arch.unembed is None:
             raise ValueError("this model has no unembedding, so its residual stream has no logit lens")
-        with torch.no_grad():
-            hidden = resid.to(self.device)
-            if self.arch.final_norm is not None:
-                hidden = self.hf.get_submodule(self.arch.final_norm)(hidden)
-            return self.hf.get_submodule(self.arch.unembed)(hidden)
+        return self.executor.readout(resid.to(self.device))
 
-    def _source_activation(self, source: tuple[int, ...], hook: str) -> torch.Tensor:
+    def source_activation(self, source: Sequence[int], hook: str) -> torch.Tensor:
         """The clean activation at ``hook`` on ``source`` ids (a small cache serves repeated patches)."""
-        key = (source, hook)
+        key = (tuple(source), hook)
         if key not in self._sources:
-            self._sources[key] = self.run(list(source), capture=[hook])[hook]
+            self._sources[key] = self.capture(list(source), [hook])[hook]
             if len(self._sources) > 16:
                 self._sources.popitem(last=False)
         return self._sources[key]
@@ -260,11 +393,3 @@ def _ids_from(value: Any) -> list[int]:
             raise TypeError("token ids must be a sequence of ints")
         return [int(i) for i in value]
     raise TypeError(f"expected a text (str) or token ids, got {type(value).__name__}")
-
-
-def _size(n_bytes: float) -> str:
-    for unit in ("bytes", "KiB", "MiB", "GiB"):
-        if n_bytes < 1024 or unit == "GiB":
-            return f"{n_bytes:.0f} {unit}" if unit == "bytes" else f"{n_bytes:.1f} {unit}"
-        n_bytes /= 1024
-    raise AssertionError

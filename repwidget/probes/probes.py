@@ -11,18 +11,10 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from ..hook_names import parse
+from ..hook_names import hook_for, parse
 from . import fit
 
-SITES = ("resid_pre", "resid_post", "attn_out", "mlp_out", "mlp.hook_post")
 MIN_PER_CLASS = 4
-
-
-def hook_for(site: str, layer: int) -> str:
-    """``resid_post`` -> ``blocks.{layer}.hook_resid_post``; ``mlp.hook_post`` -> ``blocks.{layer}.mlp.hook_post``."""
-    if site not in SITES:
-        raise ValueError(f"site must be one of {', '.join(SITES)}, got {site!r}")
-    return f"blocks.{layer}.{site}" if "." in site else f"blocks.{layer}.hook_{site}"
 
 
 @dataclass

@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from ..analyses.directions import logit_effects
 from . import harvest
 from .model import SAE
 
@@ -94,14 +95,7 @@ def output_tokens(model: Any, sae: SAE, feature: int, k: int = 8) -> tuple[list,
     the unembedding); empty where the SAE does not write the residual stream or there is no unembedding."""
     if not model.has_unembed or sae.d_in != model.d_model or "resid" not in sae.require_hook():
         return [], []
-    unembed = model.hf.get_output_embeddings().weight.detach().float()  # [vocab, d_model]
-    effect = unembed @ sae.decoder_vectors()[feature].to(unembed.device)
-    up, down = effect.topk(k), (-effect).topk(k)
-    words = model.to_str_tokens
-    return (
-        list(zip(words(up.indices.tolist()), up.values.tolist(), strict=True)),
-        list(zip(words(down.indices.tolist()), (-down.values).tolist(), strict=True)),
-    )
+    return logit_effects(model, sae.decoder_vectors()[feature], k)
 
 
 def _histogram_svg(counts: list[int], edges: list[float], width: int = 320, height: int = 90) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import weakref
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +14,6 @@ ARCHITECTURES = ("standard", "topk", "jumprelu")
 WEIGHTS = "sae_weights.safetensors"
 CONFIG = "cfg.json"
 
-#: every SAE alive in this process by name, so interventions coming back from the front end find theirs
-_REGISTRY: weakref.WeakValueDictionary[str, SAE] = weakref.WeakValueDictionary()
 _LOADED: dict[tuple[str, float], SAE] = {}
 
 
@@ -73,13 +70,8 @@ class SAE:
         self.metadata = dict(metadata or {})
         #: held-out explained variance, mean L0 and dead fraction, for SAEs trained here
         self.stats: dict[str, float] = dict(self.metadata.get("training", {}).get("stats", {}))
-        base = name or (f"{path.name}" if path else f"{architecture}-{hook or 'sae'}")
-        self.name = base
-        suffix = 2
-        while self.name in _REGISTRY:
-            self.name = f"{base}#{suffix}"
-            suffix += 1
-        _REGISTRY[self.name] = self
+        #: what the views call it (the directory's name for a loaded SAE)
+        self.name = name or (f"{path.name}" if path else f"{architecture}-{hook or 'sae'}")
 
     # -- shape ---------------------------------------------------------------------------
     @property
@@ -150,6 +142,21 @@ class SAE:
         if self.architecture == "jumprelu":
             feats = feats * (pre > self.threshold.to(pre.device))
         return feats
+
+    def rows_per_block(self, budget: int = 32 << 20) -> int:
+        """How many activations to encode at once so that their features take about ``budget`` bytes."""
+        return max(1, budget // (4 * self.d_sae * 3))
+
+    @torch.no_grad()
+    def feature_activations(self, acts: torch.Tensor, feature: int) -> torch.Tensor:
+        """``[...]``: feature ``feature``'s activation on each of ``acts`` ``[..., d_in]``, a block of rows at a
+        time (never every feature of every row at once)."""
+        flat = self._flat(acts)
+        lead = flat.shape[:-1]
+        flat = flat.reshape(-1, self.d_in)
+        step = self.rows_per_block()
+        parts = [self.encode(flat[i : i + step])[:, feature] for i in range(0, len(flat), step)]
+        return (torch.cat(parts) if parts else flat.new_zeros(0)).reshape(lead)
 
     def decoder_vectors(self) -> torch.Tensor:
         """``[d_sae, d_in]``: what one unit of each feature's activation adds to the reconstruction."""
@@ -257,12 +264,3 @@ class SAE:
         if self.path is not None:
             return f"rw.SAE.load({str(self.path)!r})"
         return f"<rw.SAE {self.name}: {self.architecture}, {self.d_in} -> {self.d_sae} features at {self.hook}>"
-
-
-def registered(name: str) -> SAE:
-    """The SAE called ``name`` in this process (for interventions that come back as JSON)."""
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        known = ", ".join(sorted(_REGISTRY)) or "none"
-        raise ValueError(f"unknown SAE {name!r} (loaded: {known}); load it with rw.SAE.load first") from None

@@ -15,144 +15,51 @@ import html
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .. import __version__
-from . import payloads, protocol
-
-if TYPE_CHECKING:
-    from .widget import RunWidget
-
-#: how many positions the logit lens shows (js/src/views/lens.ts LENS_WIDTH)
-LENS_WIDTH = 16
-#: the traits the page needs (the others are the kernel's business)
-STATE = ("views", "tokens", "token_ids", "shape", "selection", "generation", "intervention_list", "mode",
-         "saes", "probes", "error")  # fmt: skip
+from .._version import __version__
+from .assets import BUNDLE
+from .panel import Selection
+from .session import Session
 
 
-def lens_window(token: int, n: int, width: int = LENS_WIDTH) -> tuple[int, int]:
-    """The positions the logit lens shows around ``token`` (as the front end computes them)."""
-    start = max(0, min(n - width, token - width // 2))
-    return start, min(n, start + width)
+def _requests(session: Session, selection: Selection) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``(tier, request)``: every view's requests for the selection (tier 0), then the rest (tier 1)."""
+    for panel in session.panels:
+        yield from ((0, request) for request in panel.selected(session, selection))
+    for panel in session.panels:
+        yield from ((1, request) for request in panel.around(session, selection))
 
 
-def _selected(widget: RunWidget) -> Iterator[dict[str, Any]]:
-    """The requests the views make for the current selection."""
-    sel, views, n = widget.selection, widget.views, len(widget.run.token_ids)
-    token, layer, head = sel["token"], sel["layer"], sel["head"]
-    if "attention" in views:
-        yield {"what": "overview"}
-        yield {"what": "pattern", "layer": layer, "head": head}
-    if "lens" in views:
-        start, stop = lens_window(token, n)
-        yield {"what": "lens", "start": start, "stop": stop}
-    if "predictions" in views:
-        yield {"what": "predictions", "position": token}
-    if "neurons" in views:
-        yield {"what": "neurons", "layer": layer, "position": token}
-        if sel.get("neuron") is not None:
-            yield {"what": "neuron", "layer": layer, "index": sel["neuron"]}
-    if "features" in views:
-        yield {"what": "features", "sae": sel.get("sae", 0), "position": token}
-        if sel.get("feature") is not None:
-            yield {"what": "feature", "sae": sel.get("sae", 0), "index": sel["feature"]}
-            if widget.shape.get("dashboards"):
-                yield {"what": "dashboard", "sae": sel.get("sae", 0), "index": sel["feature"]}
-    if "probes" in views:
-        for index in range(len(widget.probes)):
-            yield {"what": "probe", "probe": index, "layer": layer}
-
-
-def _around(widget: RunWidget) -> Iterator[dict[str, Any]]:
-    """Requests for the rest of the page, cheapest and most clicked first. The logit lens (a
-    vocabulary-wide product per layer and position) is saved for the tokens it shows."""
-    views, shape = widget.views, widget.shape
-    n, n_layers, n_heads = shape["n_tokens"], shape["n_layers"], shape["n_heads"]
-    if "predictions" in views:
-        yield from ({"what": "predictions", "position": p} for p in range(n))
-    if "lens" in views:
-        shown = range(*lens_window(widget.selection["token"], n))
-        windows = dict.fromkeys(lens_window(p, n) for p in shown)
-        yield from ({"what": "lens", "start": start, "stop": stop} for start, stop in windows)
-    if "probes" in views:
-        for index in range(len(widget.probes)):
-            yield from ({"what": "probe", "probe": index, "layer": layer} for layer in range(n_layers))
-    if "features" in views:
-        for sae in range(len(widget.saes)):
-            yield from ({"what": "features", "sae": sae, "position": p} for p in range(n))
-    if "attention" in views:
-        yield from ({"what": "pattern", "layer": la, "head": he} for la in range(n_layers) for he in range(n_heads))
-    if "neurons" in views:
-        yield from ({"what": "neurons", "layer": la, "position": p} for la in range(n_layers) for p in range(n))
-
-
-class _Answers:
-    """Answers to saved requests; predictions and the logit lens computed in batches, not one by one."""
-
-    CHUNK = 64  # positions unembedded at once
-
-    def __init__(self, widget: RunWidget) -> None:
-        self.widget = widget
-        self.logits: dict[int, Any] = {}  # the run's logits by position, computed a chunk at a time
-        self.lens: dict[str, Any] | None = None
-
-    def payload(self, what: str, args: dict[str, Any]) -> dict[str, Any]:
-        widget, n = self.widget, len(self.widget.run.token_ids)
-        if what == "predictions":
-            position = args["position"]
-            if position not in self.logits:
-                chunk = range(position, min(n, position + self.CHUNK))
-                clean, run = widget.clean_run.logits_at(chunk), widget.run.logits_at(chunk)
-                for i, p in enumerate(chunk):
-                    widget._clean_logits.setdefault(p, clean[i].float())
-                    self.logits[p] = run[i]
-            logits = self.logits.pop(position)
-            return payloads.predictions(
-                widget.clean_run, widget.run, position, clean_logits=widget._clean_logits, logits=logits
-            )
-        if what == "lens":
-            token = widget.selection["token"]
-            if self.lens is None:  # every window shown around the selected token, in one pass
-                first, last = lens_window(token, n)
-                start, stop = lens_window(first, n)[0], lens_window(last - 1, n)[1]
-                self.lens = payloads.lens(widget.run, start, stop)
-            full_stop = self.lens["start"] + self.lens["ids"].shape[1]
-            if self.lens["start"] <= args["start"] and args["stop"] <= full_stop:
-                return payloads.lens_slice(self.lens, args["start"], args["stop"])
-        return widget._payload(what, args)
-
-    def __call__(self, request: dict[str, Any]) -> dict[str, Any]:
-        what, args = protocol.parse_get({"type": "get", "id": 0, **request}, self.widget._limits())
-        return _saved(self.widget, request, what, self.payload(what, args))
-
-
-def _saved(widget: RunWidget, request: dict[str, Any], what: str, data: dict[str, Any]) -> dict[str, Any]:
-    content, buffers = protocol.pack(data)
+def saved_answer(session: Session, request: dict[str, Any]) -> dict[str, Any]:
+    """One request and the session's reply to it, with the buffers as base64."""
+    reply, buffers = session.reply(0, *session.get(request))
+    del reply["id"]
     return {
         "request": request,
-        "reply": {"type": "reply", "what": what, "gen": widget.generation, "data": content},
+        "reply": reply,
         "buffers": [base64.b64encode(bytes(b)).decode("ascii") for b in buffers],
     }
 
 
-def snapshot(widget: RunWidget, max_bytes: int = 8_000_000) -> list[dict[str, Any]]:
+def snapshot(session: Session, selection: Selection, max_bytes: int = 8_000_000) -> list[dict[str, Any]]:
     """The saved answers: the selection's always, the others while they fit in ``max_bytes``."""
+    for panel in session.panels:
+        panel.prepare(session, selection)
     saved: dict[str, dict[str, Any]] = {}
     size = 0
-    answer_to = _Answers(widget)
-    for tier, requests in enumerate((_selected(widget), _around(widget))):
-        for request in requests:
-            key = json.dumps(request, sort_keys=True)
-            if key in saved:
-                continue
-            if tier and size >= max_bytes:
-                break
-            answer = answer_to(request)
-            cost = sum(len(b) for b in answer["buffers"]) + len(json.dumps(answer["reply"]))
-            if tier and size + cost > max_bytes:
-                continue  # a smaller answer further on may still fit
-            saved[key] = answer
-            size += cost
+    for tier, request in _requests(session, selection):
+        key = json.dumps(request, sort_keys=True)
+        if key in saved:
+            continue
+        if tier and size >= max_bytes:
+            break
+        answer = saved_answer(session, request)
+        cost = sum(len(b) for b in answer["buffers"]) + len(json.dumps(answer["reply"]))
+        if tier and size + cost > max_bytes:
+            continue  # a smaller answer further on may still fit
+        saved[key] = answer
+        size += cost
     return list(saved.values())
 
 
@@ -196,23 +103,27 @@ document.body.dataset.rwReady = "";
 """
 
 
-def save_html(widget: RunWidget, path: str | Path, title: str | None = None, max_bytes: int = 8_000_000) -> Path:
-    """Write ``widget`` as one self-contained HTML file at ``path``; return the path."""
-    from .widget import STATIC
-
+def save_html(
+    session: Session,
+    path: str | Path,
+    selection: Selection | None = None,
+    title: str | None = None,
+    max_bytes: int = 8_000_000,
+) -> Path:
+    """Write the views of ``session`` as one self-contained HTML file at ``path``; return the path."""
     path = Path(path)
-    code = (STATIC / "widget.js").read_text(encoding="utf-8")
-    state = {name: getattr(widget, name) for name in STATE}
-    data = {"code": code, "state": state, "replies": snapshot(widget, max_bytes)}
-    listed = widget.run.interventions
-    tokenizer, ids = widget.run.model.tokenizer, widget.run.token_ids
+    selection = session.check_selection(selection if selection is not None else session.default_selection())
+    code = BUNDLE.read_text(encoding="utf-8")
+    state = {**session.traits(), "selection": selection, "mode": "zero", "error": ""}
+    data = {"code": code, "state": state, "replies": snapshot(session, selection, max_bytes)}
+    tokenizer, ids = session.model.tokenizer, session.run.token_ids
     prompt = tokenizer.decode(ids) if tokenizer is not None else f"{len(ids)} tokens"
     title = title or f"repwidget: {prompt[:60]}{'…' if len(prompt) > 60 else ''}"
     page = PAGE.format(
         version=__version__,
         title=html.escape(title),
         date=datetime.date.today().isoformat(),
-        interventions=", ".join(f"<code>{html.escape(repr(iv))}</code>" for iv in listed) or "none",
+        interventions=", ".join(f"<code>{html.escape(repr(iv))}</code>" for iv in session.interventions) or "none",
         data=_script_json(data),
     )
     path.write_text(page, encoding="utf-8")

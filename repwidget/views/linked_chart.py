@@ -19,7 +19,7 @@ def probe_chart(explorer: Explorer, probe: int = 0) -> Any:
 
     from ..charts import probe_accuracy
 
-    probes = explorer._probes
+    probes = explorer.session.probes
     if not probes:
         raise ValueError("this explorer has no probes; pass probes=[p] to rw.explore")
     if type(probe) is not int or not 0 <= probe < len(probes):

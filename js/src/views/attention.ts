@@ -43,7 +43,7 @@ export function attentionRow(view: PatternView, query: number, nTokens: number):
 }
 
 export function mountAttention(el: HTMLElement, store: Store): void {
-  const { n_layers, n_heads, n_tokens, max_side } = store.shape;
+  const { n_layers, n_heads, n_tokens, max_side = 512 } = store.shape;
   const { root, body } = panel("Attention", "rw-attention-view");
   el.appendChild(root);
 

@@ -3,7 +3,8 @@
 // top contexts over the explorer's texts.
 import type { Tensor } from "../codec";
 import { h, panel, showToken, slider } from "../dom";
-import { setSteer, type Reply, type Store } from "../store";
+import { setSteer } from "../interventions";
+import type { Reply, Store } from "../store";
 
 export function mountFeatures(el: HTMLElement, store: Store): void {
   const saes = store.saes;
@@ -36,8 +37,9 @@ export function mountFeatures(el: HTMLElement, store: Store): void {
     picker.value = String(sel.sae ?? 0);
     steerRow.hidden = !store.editable || sel.feature == null;
     if (!top || !sae) return;
-    const ablated = new Set(store.interventions.filter((iv) => iv.type === "ablate" && iv.sae === sae.name).map((iv) => iv.feature));
-    const steered = new Set(store.interventions.filter((iv) => iv.type === "steer" && iv.sae === sae.name).map((iv) => iv.feature));
+    const which = sel.sae ?? 0;
+    const ablated = new Set(store.interventions.filter((iv) => iv.type === "ablate" && iv.sae === which).map((iv) => iv.feature));
+    const steered = new Set(store.interventions.filter((iv) => iv.type === "steer" && iv.sae === which).map((iv) => iv.feature));
     caption.textContent = top.indices.data.length
       ? `most active at position ${top.position} (click: ${store.editable && store.action === "ablate" ? "ablate" : "select"})`
       : `no feature is active at position ${top.position}`;
@@ -104,12 +106,12 @@ export function mountFeatures(el: HTMLElement, store: Store): void {
     if (!button) return;
     const feature = Number(button.dataset.rwFeature);
     store.select({ feature, neuron: null });
-    if (store.editable && store.action === "ablate") store.toggle({ sae: current().name, feature });
+    if (store.editable && store.action === "ablate") store.toggle({ sae: store.selection.sae ?? 0, feature });
   });
   steer.addEventListener("click", () => {
     const feature = store.selection.feature;
     if (feature == null) return;
-    store.setInterventions(setSteer(store.interventions, current().name, feature, Number(strengthInput.value)));
+    store.setInterventions(setSteer(store.interventions, store.selection.sae ?? 0, feature, Number(strengthInput.value)));
   });
   let last = "";
   let lastFeature = "";

@@ -1,7 +1,8 @@
 // Controls: what a click does, the ablation mode, the busy state, errors, and the list of
 // interventions (each removable).
 import { h, panel } from "../dom";
-import { describe, type Store } from "../store";
+import { labelOf } from "../interventions";
+import type { Store } from "../store";
 
 export function mountInterventions(el: HTMLElement, store: Store): void {
   const { root, body } = panel("Interventions", "rw-interventions-view");
@@ -13,9 +14,12 @@ export function mountInterventions(el: HTMLElement, store: Store): void {
     action.appendChild(option);
   }
   const mode = h("select", { class: "rw-mode", title: "how an ablation replaces the activation", data: { rwMode: "" } });
-  for (const value of ["zero", "mean", "resample"]) {
-    const option = h("option", { text: `${value} ablation` });
-    option.value = value;
+  for (const info of store.shape.modes ?? [{ name: "zero", available: true }]) {
+    // the kernel says which modes exist and which can run now (mean and resample need reference texts)
+    const why = info.available ? "" : ` (${info.reason ?? "unavailable"})`;
+    const option = h("option", { text: `${info.name} ablation${why}`, title: info.hint ? `${info.reason}: ${info.hint}` : "" });
+    option.value = info.name;
+    option.disabled = !info.available;
     mode.appendChild(option);
   }
   const busy = h("span", { class: "rw-busy", text: "running\u2026" });
@@ -36,7 +40,7 @@ export function mountInterventions(el: HTMLElement, store: Store): void {
     list.replaceChildren(
       ...items.map((iv, i) =>
         h("li", { class: "rw-iv" }, [
-          h("span", { text: describe(iv) }),
+          h("span", { text: labelOf(iv) }),
           store.editable ? h("button", { class: "rw-small rw-remove", text: "\u00d7", title: "remove", data: { rwRemove: i } }) : null,
         ]),
       ),

@@ -4,7 +4,7 @@ import { css, ink, sequential } from "../colour";
 import { h, panel, showToken } from "../dom";
 import type { Store } from "../store";
 
-/** How many positions the lens shows at once, around the selected token. */
+/** How many positions the lens shows at once, around the selected token (the kernel's `shape.lens_width`). */
 export const LENS_WIDTH = 16;
 
 /** The [start, stop) window of `width` positions around `token` inside `0..n`. */
@@ -14,7 +14,7 @@ export function lensWindow(token: number, n: number, width = LENS_WIDTH): [numbe
 }
 
 export function mountLens(el: HTMLElement, store: Store): void {
-  const { n_layers, n_tokens } = store.shape;
+  const { n_layers, n_tokens, lens_width = LENS_WIDTH } = store.shape;
   const { root, body } = panel("Logit lens", "rw-lens-view");
   el.appendChild(root);
   const table = h("table", { class: "rw-lens" });
@@ -59,7 +59,7 @@ export function mountLens(el: HTMLElement, store: Store): void {
   };
 
   const fetch = async () => {
-    const [start, stop] = lensWindow(store.selection.token, n_tokens);
+    const [start, stop] = lensWindow(store.selection.token, n_tokens, lens_width);
     const reply = await store.request("lens", { start, stop }).catch(() => null);
     if (!reply) return;
     shown = reply.data as typeof shown;
@@ -74,9 +74,9 @@ export function mountLens(el: HTMLElement, store: Store): void {
     if (cell.dataset.rwLayer !== undefined) change.layer = Number(cell.dataset.rwLayer);
     store.select(change);
   });
-  let window = lensWindow(store.selection.token, n_tokens).join();
+  let window = lensWindow(store.selection.token, n_tokens, lens_width).join();
   store.on("selection", () => {
-    const now = lensWindow(store.selection.token, n_tokens).join();
+    const now = lensWindow(store.selection.token, n_tokens, lens_width).join();
     if (now !== window) {
       window = now;
       void fetch();

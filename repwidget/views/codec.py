@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .placement import to_host
+from ..placement import to_host
 
 DTYPES = ("float32", "float16", "int32", "uint8")
 

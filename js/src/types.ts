@@ -1,0 +1,82 @@
+// The widget's state as the kernel sends it (repwidget/views/widget.py traits, session.py traits()), and the
+// part of an anywidget model the front end uses. A leaf module: every other module may import it.
+
+export interface Selection {
+  token: number;
+  layer: number;
+  head: number;
+  neuron: number | null;
+  /** which of the widget's SAEs, and which of its features */
+  sae: number;
+  feature: number | null;
+}
+
+export interface ProbeInfo {
+  kind: string;
+  site: string;
+  classes: string[];
+  layers: number[];
+}
+
+export interface SAEInfo {
+  name: string;
+  hook: string;
+  d_sae: number;
+}
+
+/** An ablation mode and whether it can run now (mean and resample need reference texts). */
+export interface ModeInfo {
+  name: string;
+  available: boolean;
+  /** why it cannot run now, and what would let it */
+  reason?: string;
+  hint?: string;
+}
+
+export interface Shape {
+  n_layers: number;
+  n_heads: number;
+  d_mlp: number;
+  n_tokens: number;
+  max_side?: number;
+  lens_width?: number;
+  dashboards?: boolean;
+  modes?: ModeInfo[];
+}
+
+/**
+ * An intervention as the kernel lists it: its JSON fields, the kernel's `label` and `key` (send `{ref: key}` to
+ * keep it). A new one built here has only the fields it needs (the kernel fills in the defaults) and no key yet.
+ */
+export interface InterventionJSON {
+  type: string;
+  layer?: number | null;
+  head?: number | null;
+  neuron?: number | null;
+  mode?: string;
+  /** an index into the widget's SAEs */
+  sae?: number | null;
+  feature?: number | null;
+  scale?: number;
+  label?: string;
+  key?: string;
+  [field: string]: unknown;
+}
+
+/** The part of an anywidget model the store uses (a fake one in the unit tests, a static one in saved pages). */
+export interface WidgetModel {
+  get(name: string): any;
+  set(name: string, value: unknown): void;
+  save_changes(): void;
+  on(event: string, cb: (...args: any[]) => void): void;
+  off?(event: string, cb?: (...args: any[]) => void): void;
+  send(content: unknown, callbacks?: unknown, buffers?: ArrayBuffer[]): void;
+}
+
+export type Data = Record<string, any>;
+
+export interface Reply {
+  what: string;
+  gen: number;
+  data: Data;
+}

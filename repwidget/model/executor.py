@@ -1,0 +1,167 @@
+"""Executors run planned passes. :class:`LocalExecutor` runs them on the wrapped model in this process
+with hooks; another executor (nnsight, remote) implements the same methods."""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from typing import Protocol
+
+import torch
+from torch import nn
+
+from . import attention
+from .architecture import Architecture
+from .execute import execute
+from .plan import Plan, Result
+
+attention.register()
+
+
+class NestedPassError(RuntimeError):
+    """A pass was started from inside another pass on the same model (from a hook, say)."""
+
+
+class Executor(Protocol):
+    """Where passes run. ``reuses_blocks`` says whether a plan may skip blocks (``Plan.start > 0``)."""
+
+    reuses_blocks: bool
+
+    def execute(self, plan: Plan) -> list[Result]:
+        """Run one pass under ``plan``, one result per sequence; the model is exactly as before afterwards."""
+        ...
+
+    def unembed(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Logits of the final hidden state ``[..., d_model]`` (the unembedding's input)."""
+        ...
+
+    def readout(self, resid: torch.Tensor) -> torch.Tensor:
+        """Logits the model would give if ``resid`` ``[..., d_model]`` were its last block's output (the lens)."""
+        ...
+
+    def weights_version(self) -> int:
+        """A number that changes whenever the model's weights do (runs of other weights are not reused)."""
+        ...
+
+
+_LOCKS: weakref.WeakKeyDictionary[nn.Module, threading.RLock] = weakref.WeakKeyDictionary()
+_LOCKS_LOCK = threading.Lock()
+_IN_PASS = threading.local()
+
+
+def model_lock(module: nn.Module) -> threading.RLock:
+    """The lock every pass on ``module`` holds (shared by every rw.Model wrapping it)."""
+    with _LOCKS_LOCK:
+        lock = _LOCKS.get(module)
+        if lock is None:
+            lock = _LOCKS[module] = threading.RLock()
+        return lock
+
+
+class LocalExecutor:
+    """Passes on the Hugging Face model in this process: hooks installed for the pass, removed in ``finally``.
+
+    Passes on one model are serialised (two threads take turns); a pass started from inside another on the same
+    model (a hook calling the model) is a :class:`NestedPassError`, not a deadlock or a corrupted pass.
+    """
+
+    reuses_blocks = True
+
+    def __init__(self, hf: nn.Module, arch: Architecture, forward_kwargs: dict) -> None:
+        self.hf, self.arch, self.forward_kwargs = hf, arch, forward_kwargs
+        self.lock = model_lock(hf)
+        #: the attention goes through transformers' interface: probabilities a block of rows at a time
+        self.interface = self._check_interface()
+
+    def _guarded(self, run, *args):
+        owners: set[int] = getattr(_IN_PASS, "models", None) or set()
+        _IN_PASS.models = owners
+        if id(self.hf) in owners:
+            raise NestedPassError(
+                "a repwidget pass was started from inside another pass on the same model (a hook calling the model?); "
+                "start it after the first pass returns"
+            )
+        with self.lock:
+            owners.add(id(self.hf))
+            try:
+                return run(*args)
+            finally:
+                owners.discard(id(self.hf))
+
+    def execute(self, plan: Plan) -> list[Result]:
+        return self._guarded(execute, self.hf, self.arch, plan, self.forward_kwargs, self.interface)
+
+    def unembed(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self._guarded(self._unembed, hidden)
+
+    def _unembed(self, hidden: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self.hf.get_submodule(self.arch.unembed)(hidden)
+
+    def readout(self, resid: torch.Tensor) -> torch.Tensor:
+        if self.arch.plain_readout:
+            return self._guarded(self._plain_readout, resid)
+        return self._replay_head(resid)
+
+    def _plain_readout(self, resid: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            if self.arch.final_norm is not None:
+                resid = self.hf.get_submodule(self.arch.final_norm)(resid)
+            return self.hf.get_submodule(self.arch.unembed)(resid)
+
+    def _replay_head(self, resid: torch.Tensor) -> torch.Tensor:
+        """Run the model with every block skipped and the last one returning ``resid``: the model's own final norm,
+        unembedding and whatever it does to logits (soft-capping, scales) read it."""
+        lead, d = resid.shape[:-1], resid.shape[-1]
+        flat = resid.reshape(1, -1, d)
+        limit = _max_positions(self.hf)
+        parts = []
+        for start in range(0, flat.shape[1], limit):
+            piece = flat[:, start : start + limit]
+            template = self.arch.block_output
+            output = piece if template == 0 else (piece, *([None] * (template - 1)))
+            ids = torch.zeros(
+                (1, piece.shape[1]), dtype=torch.long, device=self.hf.get_input_embeddings().weight.device
+            )
+            plan = Plan(
+                ids=ids, capture=[], start=self.arch.n_layers, reuse=[output] * self.arch.n_layers, record=False
+            )
+            result = self.execute(plan)[0]
+            parts.append(result.logits if result.logits is not None else self.unembed(result.final_hidden))
+        return torch.cat(parts, 0).reshape(*lead, -1)
+
+    def weights_version(self) -> int:
+        return weights_version(self.hf)
+
+    def _check_interface(self) -> bool:
+        """Whether patterns fed to sinks a block of rows at a time equal the eager ones (and the outputs agree)."""
+        arch = self.arch
+        n = 7
+        vocab = max(2, self.hf.get_input_embeddings().num_embeddings)
+        ids = torch.arange(1, n + 1).remainder(vocab)[None].to(self.hf.get_input_embeddings().weight.device)
+        names = [f"blocks.{layer}.attn.hook_pattern" for layer in range(arch.n_layers)]
+        names.append(f"blocks.{arch.n_layers - 1}.hook_resid_post")
+        try:
+            chunked = execute(self.hf, arch, Plan(ids, names, record=False), self.forward_kwargs, True)[0]
+            eager = execute(self.hf, arch, Plan(ids, names, record=False), self.forward_kwargs, False)[0]
+        except Exception:
+            return False
+        if any(name not in chunked.cache for name in names):
+            return False
+        return all(torch.allclose(chunked.cache[h].float(), eager.cache[h].float(), atol=1e-5) for h in names)
+
+
+def weights_version(module: nn.Module) -> int:
+    """A hash of every parameter's identity, storage and in-place version counter: it changes when weights are
+    edited in place (``p.add_``, ``load_state_dict``), replaced (``p.data = ...``) or moved. (Buffers are left
+    out: some models rebuild their rotary tables during a forward pass.)"""
+    return hash(tuple((id(p), p.data_ptr(), p._version, p.device.type) for p in module.parameters()))
+
+
+def _max_positions(model: nn.Module) -> int:
+    """How many positions one head replay takes (the model's positions, at most 1024)."""
+    for key in ("max_position_embeddings", "n_positions", "n_ctx"):
+        value = getattr(model.config, key, None)
+        if isinstance(value, int) and value > 0:
+            return min(value, 1024)
+    return 1024

@@ -1,0 +1,185 @@
+"""Planning a pass: what it captures, which edits go where, which blocks a rerun may reuse, and the budget.
+
+A :class:`Plan` says what to compute; an executor (``executor.py``) computes it and returns a
+:class:`Result`. Nothing here runs the model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+import torch
+
+from .. import hook_names
+from ..interventions import Edit, Intervention
+from ..options import options
+from .attention import Sink
+
+if TYPE_CHECKING:
+    from .model import Model
+
+
+class CaptureBudgetError(ValueError):
+    """A run would capture more than ``rw.options.max_capture_bytes``; raised before anything is allocated."""
+
+
+@dataclass
+class EditStep:
+    """One intervention's edit of one hook: its label (for errors) and its edit of each sequence of the batch."""
+
+    label: str
+    edits: list[Edit]
+
+
+@dataclass
+class Plan:
+    """What one pass computes: the input, hooks to capture, edits per hook, attention sinks, first block to run.
+
+    A batch holds sequences of different lengths, padded on the right (or the left, ``left``); each edit
+    and capture sees its sequence alone, exactly as in a run of that sequence by itself.
+    """
+
+    ids: torch.Tensor  # [batch, pos]
+    capture: list[str]
+    edits: dict[str, list[EditStep]] = field(default_factory=dict)
+    start: int = 0  # blocks before it return ``reuse`` outputs instead of computing
+    reuse: list[object] | None = None
+    stop_early: bool = False  # end the pass as soon as everything in ``capture`` is captured
+    lengths: list[int] | None = None  # real tokens of each sequence (None: the whole row)
+    left: bool = False  # padding on the left
+    #: attention sinks by layer (the first sequence's probabilities, never held whole)
+    sinks: dict[int, Sink] = field(default_factory=dict)
+    #: keep each block's output (reruns reuse them; a one-sequence pass only)
+    record: bool = True
+
+    @property
+    def batch(self) -> int:
+        return self.ids.shape[0]
+
+    def span(self, i: int) -> slice:
+        """Where sequence ``i``'s real tokens are in its padded row."""
+        width = self.ids.shape[1]
+        n = width if self.lengths is None else self.lengths[i]
+        return slice(width - n, width) if self.left else slice(0, n)
+
+
+@dataclass
+class Result:
+    """What a pass leaves for one sequence: the captures by hook name, and what reruns and lazy logits need."""
+
+    cache: dict[str, torch.Tensor]
+    block_outputs: list[object | None]
+    final_hidden: torch.Tensor | None  # [pos, d_model], the unembedding's input (lazy logits)
+    logits: torch.Tensor | None  # [pos, vocab] when computed in the pass
+
+
+class Reusable(Protocol):
+    """What a rerun reuses of an earlier run (a :class:`repwidget.Run` is one)."""
+
+    clean_prefix: int
+    result: Result
+
+
+def plan_pass(
+    model: Model,
+    ids: Sequence[int],
+    interventions: tuple[Intervention, ...],
+    capture: list[str],
+    base: Reusable | None = None,
+) -> Plan:
+    """Check ``interventions`` and the budget, build the edits, and choose the blocks a rerun can reuse."""
+    plan = plan_batch(model, [list(ids)], interventions, capture)
+    plan.lengths = None  # one sequence: no padding
+    if base is not None:
+        # reuse the base's blocks before the first edit, if it has every capture they need
+        start = min(first_edited_layer(interventions, model.n_layers), base.clean_prefix)
+        missing = [hook_names.parse(h, model.n_layers)[0] for h in capture if h not in base.result.cache]
+        start = min([start, *missing])
+        if start > 0:
+            plan.start, plan.reuse = start, base.result.block_outputs
+    return plan
+
+
+def plan_batch(
+    model: Model,
+    ids: list[list[int]],
+    interventions: tuple[Intervention, ...],
+    capture: list[str],
+    left: bool = False,
+) -> Plan:
+    """A plan for several sequences at once: every intervention checked and built for each sequence alone."""
+    lengths = [len(x) for x in ids]
+    for n in sorted(set(lengths)):
+        for iv in interventions:
+            iv.check(model, n)
+    check_budget(model, capture, max(lengths), batch=len(ids))
+    if model.reference is not None:
+        model.reference.prepare([iv.hook for iv in interventions if getattr(iv, "mode", "zero") != "zero"])
+    width = max(lengths)
+    pad = model.pad_id
+    rows = [([pad] * (width - len(x)) + x) if left else (x + [pad] * (width - len(x))) for x in ids]
+    plan = Plan(ids=torch.tensor(rows, device=model.device), capture=capture, lengths=lengths, left=left)
+    for iv in interventions:
+        edits = [iv.edit(model, n) for n in lengths]
+        plan.edits.setdefault(iv.hook, []).append(EditStep(iv.label(), edits))
+    plan.record = len(ids) == 1
+    return plan
+
+
+def first_edited_layer(interventions: tuple[Intervention, ...], n_layers: int) -> int:
+    """The earliest block an intervention edits (``n_layers`` when none does)."""
+    return min((iv.layer for iv in interventions), default=n_layers)
+
+
+def stitch(plan: Plan, result: Result, base: Reusable | None, n_layers: int) -> Result:
+    """A rerun's result with the reused blocks' captures and outputs taken from ``base``."""
+    if not plan.start or base is None:
+        return result
+    layer_of = {h: hook_names.parse(h, n_layers)[0] for h in plan.capture}
+    cache = {h: base.result.cache[h] if layer_of[h] < plan.start else result.cache[h] for h in plan.capture}
+    outputs = [*base.result.block_outputs[: plan.start], *result.block_outputs[plan.start :]]
+    return Result(cache, outputs, result.final_hidden, result.logits)
+
+
+def pass_bytes(model: Model, names: list[str], n: int, batch: int = 1) -> int:
+    """What one pass over ``batch`` sequences of ``n`` tokens holds and allocates at its peak: the captures,
+    the block outputs reruns reuse, logits computed in the pass, and the largest transient of one layer (its
+    attention probabilities where the pass reads them, its MLP's activations)."""
+    item = model.dtype.itemsize
+    arch = model.arch
+    held = sum(model.hook_width(h, n) for h in names) * n * item
+    held += arch.n_layers * n * arch.d_model * item  # block outputs (kept for reruns)
+    if not arch.plain_logits and arch.unembed is not None:
+        held += n * model.vocab_size * 4
+    patterns = any(h.endswith("attn.hook_pattern") for h in names)
+    attention = arch.n_heads * n * n * item * 3 if patterns and not getattr(model.executor, "interface", True) else 0
+    transient = max(attention, n * (2 * max(arch.d_mlp, arch.d_model) + 4 * arch.d_model) * 4)
+    return batch * (held + transient)
+
+
+def check_budget(model: Model, names: list[str], n: int, batch: int = 1) -> None:
+    """Fail before allocating when a pass would take more than ``options.max_capture_bytes``."""
+    total = pass_bytes(model, names, n, batch)
+    if total > options.max_capture_bytes:
+        raise CaptureBudgetError(
+            f"capturing {len(names)} hooks over {batch} x {n} tokens needs about {size(total)}, over the "
+            f"budget of {size(options.max_capture_bytes)}. Capture fewer hooks (capture="
+            f"'blocks.3.hook_resid_post'), use a shorter text, or raise rw.options.max_capture_bytes."
+        )
+
+
+def batch_fitting(model: Model, names: list[str], n: int, most: int = 64) -> int:
+    """The largest batch of ``n``-token sequences (at most ``most``) whose pass fits the budget."""
+    one = max(1, pass_bytes(model, names, n))
+    return max(1, min(most, options.max_capture_bytes // one))
+
+
+def size(n_bytes: float) -> str:
+    """``1.5 GiB``: a byte count for people."""
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if n_bytes < 1024 or unit == "GiB":
+            return f"{n_bytes:.0f} {unit}" if unit == "bytes" else f"{n_bytes:.1f} {unit}"
+        n_bytes /= 1024
+    raise AssertionError

@@ -1,0 +1,23 @@
+"""Every view's kernel side, one module each, mirrored by ``js/src/views/<name>.ts``; registered here in the
+order the explorer lays them out."""
+
+from __future__ import annotations
+
+from ..panel import Panel
+from . import attention, features, interventions, lens, neurons, predictions, probes, tokens
+
+PANELS: dict[str, Panel] = {
+    panel.name: panel
+    for panel in (
+        interventions.PANEL,
+        tokens.PANEL,
+        attention.PANEL,
+        neurons.PANEL,
+        features.PANEL,
+        probes.PANEL,
+        lens.PANEL,
+        predictions.PANEL,
+    )
+}
+
+__all__ = ["PANELS"]

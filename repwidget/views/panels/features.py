@@ -1,0 +1,77 @@
+"""SAE features: the features most active at the selected token, one feature at every position, and a
+feature's dashboard over the explorer's texts."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+
+from .. import panel
+from ..panel import Panel, Request
+
+TOP = 12
+#: how many top contexts of a dashboard the view shows
+CONTEXTS = 5
+
+
+def top_features(session, args: dict[str, Any]) -> dict[str, Any]:
+    """The :data:`TOP` features most active at ``position`` (indices and activations; zeros left out)."""
+    sae = session.saes[args["sae"]]
+    acts = sae.encode(session.run[sae.hook][args["position"]])
+    top = acts.topk(min(TOP, acts.numel()))
+    keep = top.values > 0
+    return {"indices": top.indices[keep].to(torch.int32), "values": top.values[keep], "position": args["position"]}
+
+
+def feature(session, args: dict[str, Any]) -> dict[str, Any]:
+    """One feature's activation at every position, ``[pos]``."""
+    sae = session.saes[args["sae"]]
+    return {"values": sae.feature_activations(session.run[sae.hook], args["index"]).float(), "index": args["index"]}
+
+
+def dashboard(session, args: dict[str, Any]) -> dict[str, Any]:
+    """A feature dashboard's top contexts (tokens, activations, peak) and its output tokens."""
+    dash = session.dashboard(args["sae"], args["index"])
+    contexts = dash.contexts[:CONTEXTS]
+    return {
+        "tokens": [c.tokens for c in contexts],
+        "peaks": [c.position for c in contexts],
+        "values": torch.tensor([v for c in contexts for v in c.activations], dtype=torch.float32),
+        "boosted": [t for t, _ in dash.boosted],
+        "suppressed": [t for t, _ in dash.suppressed],
+        "density": dash.density,
+        "index": dash.feature,
+    }
+
+
+def _selected(session, selection) -> Iterator[dict[str, Any]]:
+    sae, token = selection.get("sae", 0), selection["token"]
+    yield {"what": "features", "sae": sae, "position": token}
+    if selection.get("feature") is not None:
+        yield {"what": "feature", "sae": sae, "index": selection["feature"]}
+        if session.texts is not None:
+            yield {"what": "dashboard", "sae": sae, "index": selection["feature"]}
+
+
+def _around(session, selection) -> Iterator[dict[str, Any]]:
+    for sae in range(len(session.saes)):
+        yield from ({"what": "features", "sae": sae, "position": p} for p in range(session.n_tokens))
+
+
+_SAE = ("sae", panel.saes)
+_INDEX = ("index", panel.features)
+PANEL = Panel(
+    name="features",
+    requests=(
+        Request("features", (_SAE, ("position", panel.positions)), top_features),
+        Request("feature", (_SAE, _INDEX), feature),
+        Request("dashboard", (_SAE, _INDEX), dashboard),
+    ),
+    shown=lambda session: bool(session.saes),
+    hooks=lambda session: [sae.hook for sae in session.saes],
+    shape=lambda session: {"dashboards": session.texts is not None},
+    selected=_selected,
+    around=_around,
+)

@@ -1,0 +1,52 @@
+"""Neurons: the MLP neurons of a layer most active at the selected token, and one neuron at every position."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+
+from .. import panel
+from ..panel import Panel, Request
+
+TOP = 12
+
+
+def top_neurons(session, args: dict[str, Any]) -> dict[str, Any]:
+    """The :data:`TOP` MLP neurons of ``layer`` most active at ``position`` (indices and activations)."""
+    layer, position = args["layer"], args["position"]
+    acts = session.run[f"blocks.{layer}.mlp.hook_post"][position].float()
+    top = acts.topk(min(TOP, acts.numel()))
+    return {"indices": top.indices.to(torch.int32), "values": top.values, "layer": layer, "position": position}
+
+
+def neuron(session, args: dict[str, Any]) -> dict[str, Any]:
+    """One MLP neuron's activation at every position, ``[pos]``."""
+    layer, index = args["layer"], args["index"]
+    return {"values": session.run[f"blocks.{layer}.mlp.hook_post"][:, index].float(), "layer": layer, "index": index}
+
+
+def _selected(session, selection) -> Iterator[dict[str, Any]]:
+    yield {"what": "neurons", "layer": selection["layer"], "position": selection["token"]}
+    if selection.get("neuron") is not None:
+        yield {"what": "neuron", "layer": selection["layer"], "index": selection["neuron"]}
+
+
+def _around(session, selection) -> Iterator[dict[str, Any]]:
+    n = session.n_tokens
+    yield from (
+        {"what": "neurons", "layer": layer, "position": p} for layer in range(session.model.n_layers) for p in range(n)
+    )
+
+
+PANEL = Panel(
+    name="neurons",
+    requests=(
+        Request("neurons", (("layer", panel.layers), ("position", panel.positions)), top_neurons),
+        Request("neuron", (("layer", panel.layers), ("index", panel.neurons)), neuron),
+    ),
+    hooks=lambda session: [f"blocks.{layer}.mlp.hook_post" for layer in range(session.model.n_layers)],
+    selected=_selected,
+    around=_around,
+)

@@ -1,0 +1,56 @@
+"""Predictions: the top next tokens at the selected position, clean and intervened side by side."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+
+from .. import panel
+from ..panel import Panel, Request
+
+#: how many next tokens the view lists (fewer when the vocabulary is smaller)
+TOP = 10
+
+
+def compare(model, clean_logits: torch.Tensor, logits: torch.Tensor, position: int, k: int = TOP) -> dict[str, Any]:
+    """Top-``k`` next tokens at ``position``, clean and intervened, and how each changed between them.
+
+    ``ids``/``probs`` are ``[2, k]`` (row 0 clean, row 1 intervened); ``delta_prob`` and
+    ``delta_logit`` are ``[2, k]``: for each listed token, intervened minus clean.
+    """
+    both = torch.stack([clean_logits.float(), logits.float()])
+    probs = both.softmax(-1)
+    top = probs.topk(min(k, both.shape[-1]), dim=-1)
+    return {
+        "ids": top.indices.to(torch.int32),
+        "probs": top.values,
+        "delta_prob": (probs[1] - probs[0])[top.indices],
+        "delta_logit": (both[1] - both[0])[top.indices],
+        "tokens": [model.to_str_tokens(row) for row in top.indices.tolist()],
+        "position": position,
+    }
+
+
+def answer(session, args: dict[str, Any]) -> dict[str, Any]:
+    position = args["position"]
+    clean = session.logits(session.clean_run, position)
+    return compare(session.model, clean, session.logits(session.run, position), position)
+
+
+def _selected(session, selection) -> Iterator[dict[str, Any]]:
+    yield {"what": "predictions", "position": selection["token"]}
+
+
+def _around(session, selection) -> Iterator[dict[str, Any]]:
+    yield from ({"what": "predictions", "position": p} for p in range(session.n_tokens))
+
+
+PANEL = Panel(
+    name="predictions",
+    requests=(Request("predictions", (("position", panel.positions),), answer),),
+    shown=lambda session: session.model.has_unembed,
+    selected=_selected,
+    around=_around,
+)

@@ -1,0 +1,92 @@
+"""Probes: accuracy by layer, each token's class probabilities at the selected layer, the SAE features
+nearest the probe's direction, and two commands: steer along the direction, or project it out."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+
+from ... import analyses
+from ...hook_names import hook_for, same_activation
+from ...interventions import Steer
+from .. import panel
+from ..panel import Panel, Request
+from ..protocol import index
+
+#: how many SAE features nearest the probe's direction the view lists, per SAE
+NEAREST = 5
+
+
+def probe(session, args: dict[str, Any]) -> dict[str, Any]:
+    """Probe ``probe``'s held-out accuracy by layer and, at ``layer``, each token's probability of each class,
+    and for each SAE reading the same activation, the features whose decoder directions are closest to the
+    probe's direction: ``near_sae``, ``near_features`` and ``near_cosines``."""
+    probes, layer = session.probes[args["probe"]], args["layer"]
+    out: dict[str, Any] = {"accuracy": torch.tensor(probes.accuracy), "layer": layer, "classes": probes.classes}
+    if layer not in probes.layers:
+        return out
+    out["probs"] = probes.logits(session.run[hook_for(probes.site, layer)], layer).softmax(-1).float()
+    direction = probes.direction(layer)
+    near_sae, near_features, near_cosines = [], [], []
+    for i, sae in enumerate(session.saes):
+        if same_activation(sae.hook, probes.site, layer):
+            indices, cosines = analyses.nearest(sae.decoder_vectors(), direction, NEAREST)
+            near_sae += [i] * len(indices)
+            near_features += indices.tolist()
+            near_cosines += cosines.tolist()
+    out.update(near_sae=near_sae, near_features=near_features, near_cosines=torch.tensor(near_cosines))
+    return out
+
+
+def steer_probe(session, content: dict[str, Any]) -> None:
+    """Steer along a probe's direction (``{probe, layer, toward, strength}``), replacing an earlier vector
+    steer at that layer."""
+    what = "steer_probe"
+    number = index(content, "probe", panel.probes(session, {}), what)
+    layer = index(content, "layer", session.model.n_layers, what)
+    classes = session.probes[number].classes
+    toward = content.get("toward")
+    if toward not in classes:
+        raise ValueError(f"steer_probe: toward must be one of {classes}, got {toward!r:.40}")
+    strength = content.get("strength")
+    if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not -100 <= strength <= 100:
+        raise ValueError(f"steer_probe: strength must be a number in -100..100, got {strength!r:.40}")
+    steer = session.probes[number].steering(layer, toward, float(strength))
+    kept = [
+        iv for iv in session.interventions if not (isinstance(iv, Steer) and iv.sae is None and iv.layer == steer.layer)
+    ]
+    session.apply((*kept, steer))
+
+
+def project_probe(session, content: dict[str, Any]) -> None:
+    """Toggle projecting a probe's direction out of the residual stream (``{probe, layer}``)."""
+    number = index(content, "probe", panel.probes(session, {}), "project_probe")
+    layer = index(content, "layer", session.model.n_layers, "project_probe")
+    projection = session.probes[number].projection(layer)
+    current = session.interventions
+    if projection in current:
+        session.apply(tuple(iv for iv in current if iv != projection))
+    else:
+        session.apply((*current, projection))
+
+
+def _selected(session, selection) -> Iterator[dict[str, Any]]:
+    yield from ({"what": "probe", "probe": i, "layer": selection["layer"]} for i in range(len(session.probes)))
+
+
+def _around(session, selection) -> Iterator[dict[str, Any]]:
+    for i in range(len(session.probes)):
+        yield from ({"what": "probe", "probe": i, "layer": layer} for layer in range(session.model.n_layers))
+
+
+PANEL = Panel(
+    name="probes",
+    requests=(Request("probe", (("probe", panel.probes), ("layer", panel.layers)), probe, frozenset({"probs"})),),
+    commands={"steer_probe": steer_probe, "project_probe": project_probe},
+    shown=lambda session: bool(session.probes),
+    hooks=lambda session: [hook_for(p.site, layer) for p in session.probes for layer in p.layers],
+    selected=_selected,
+    around=_around,
+)

@@ -1,0 +1,393 @@
+"""The kernel side of a widget, with no traitlets: the runs it shows, its SAEs, probes and texts, the caches
+behind its answers, and the command table. The widget, ``embed`` and ``save_html`` are thin layers over it."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import torch
+
+from .. import hook_names
+from ..interventions import Intervention, as_tuple, to_json
+from ..model.model import Model, TokensLike
+from ..probes import Probes
+from ..run import Run
+from ..sae import SAE, FeatureDashboard, feature_dashboard
+from . import protocol
+from .panel import Command, Panel, Selection
+from .panels import PANELS
+
+log = logging.getLogger(__name__)
+
+#: every view the front end knows, in the order the explorer lays them out
+VIEWS = tuple(PANELS)
+#: what a request may ask for, from any view
+REQUESTS: dict[str, protocol.Request] = {r.what: r for p in PANELS.values() for r in p.requests}
+#: commands that change the run, from any view
+COMMANDS: dict[str, Command] = {name: c for p in PANELS.values() for name, c in p.commands.items()}
+#: the selection's keys
+SELECTION_KEYS = ("token", "layer", "head", "neuron", "sae", "feature")
+#: logits kept for answers (a chunk of positions is computed at once), at most this many bytes
+LOGITS_BYTES = 64 << 20
+#: front-end views whose sequence numbers are remembered (the oldest is forgotten beyond)
+MAX_VIEWS = 64
+
+Message = tuple[dict[str, Any], list[memoryview]]
+
+
+def check_saes(model: Model, saes: Sequence[SAE]) -> list[SAE]:
+    """The SAEs as a list, each checked to read a hook of ``model`` of its width."""
+    saes = list(saes)
+    for sae in saes:
+        if not isinstance(sae, SAE):
+            raise TypeError(f"saes must be rw.SAE values (rw.SAE.load(path)), got {type(sae).__name__}")
+        sae.check_fits(model)
+    return saes
+
+
+def check_probes(model: Model, probes: Sequence[Probes]) -> list[Probes]:
+    """The probes as a list, each checked to read layers and a width this model has."""
+    probes = list(probes)
+    for p in probes:
+        if not isinstance(p, Probes):
+            raise TypeError(f"probes must be rw.Probes values (rw.train_probes(...)), got {type(p).__name__}")
+        width = model.hook_width(hook_names.hook_for(p.site, 0))
+        if max(p.layers) >= model.n_layers or p.d_model != width:
+            raise ValueError(
+                f"these probes read {p.d_model}-wide {p.site} at layers {p.layers}; this model has "
+                f"{model.n_layers} layers of width {width}"
+            )
+    return probes
+
+
+class Session:
+    """What a widget shows and how it answers: one prompt's clean run, the current (intervened) run, and
+    everything the views ask for.
+
+    Build one from a run (``Session(run)``) or from a prompt (``Session.of(model, text, ...)``). ``editable``
+    sessions take commands that change the interventions.
+    """
+
+    def __init__(
+        self,
+        run: Run,
+        clean: Run | None = None,
+        views: Iterable[str] = VIEWS,
+        saes: Sequence[SAE] = (),
+        texts: Sequence[Any] | None = None,
+        probes: Sequence[Probes] = (),
+        editable: bool = False,
+    ) -> None:
+        if not isinstance(run, Run):
+            raise TypeError(f"expected a rw.Run (from model.run(text)), got {type(run).__name__}")
+        self._setup(run.model, views, saes, texts, probes, editable)
+        self.run = self._with_captures(run)
+        self._clean = self._with_captures(clean) if clean is not None else None
+
+    @classmethod
+    def of(
+        cls,
+        model: Model,
+        text: TokensLike,
+        interventions: Intervention | Iterable[Intervention] = (),
+        views: Iterable[str] = VIEWS,
+        saes: Sequence[SAE] = (),
+        texts: Sequence[Any] | None = None,
+        probes: Sequence[Probes] = (),
+        editable: bool = True,
+        capture: str | Iterable[str] = (),
+    ) -> Session:
+        """A session of ``model`` on ``text``: one clean pass capturing what the views read (and ``capture``,
+        hook names or globs the runs should keep besides), then the interventions re-run from the earliest
+        intervened block."""
+        if not isinstance(model, Model):
+            raise TypeError(f"expected a rw.Model (from rw.load), got {type(model).__name__}")
+        session = cls.__new__(cls)
+        session._setup(model, views, saes, texts, probes, editable, capture)
+        summary = max((p.summary for p in session.panels if p.summary), default=None)
+        session._clean = model.run(text, capture=session.capture, summarize=summary)
+        ivs = as_tuple(interventions)
+        session.run = session._clean.rerun(ivs, capture=session.capture) if ivs else session._clean
+        session.text = text if isinstance(text, str) else session._clean.token_ids
+        return session
+
+    def _setup(self, model, views, saes, texts, probes, editable: bool, capture=()) -> None:
+        self.model = model
+        self.saes: list[SAE] = check_saes(model, saes)
+        self.probes: list[Probes] = check_probes(model, probes)
+        self.texts: list[Any] | None = list(texts) if texts is not None else None
+        views = list(views)
+        unknown = [v for v in views if v not in PANELS]
+        if unknown:
+            raise ValueError(f"unknown views {unknown}; the views are {', '.join(VIEWS)}")
+        self.panels: list[Panel] = [PANELS[v] for v in VIEWS if v in views and PANELS[v].shown(self)]
+        wanted = {hook for p in self.panels for hook in p.hooks(self)} | set(model.expand(capture) if capture else ())
+        self.capture: list[str] = [h for h in model.hook_names() if h in wanted]
+        self.editable = editable
+        self.text: Any = None
+        #: bumped after every new run, so views refetch what they show
+        self.generation = 0
+        #: the last command's error, shown by the views; cleared by the next change that works
+        self.error = ""
+        self._seqs: OrderedDict[str, int] = OrderedDict()
+        self._logits: OrderedDict[tuple[int, int], torch.Tensor] = OrderedDict()
+        self._dashboards: OrderedDict[tuple[int, int], FeatureDashboard] = OrderedDict()
+        self._cached: dict[str, tuple[int, Any]] = {}
+        self._known: OrderedDict[str, Intervention] = OrderedDict()
+
+    def _with_captures(self, run: Run) -> Run:
+        """``run`` itself if it holds what the views read, else the same run re-run with those captures."""
+        if all(name in run for name in self.capture):
+            return run
+        return run.rerun(run.interventions, capture=self.capture)
+
+    # -- state ---------------------------------------------------------------------------
+    @property
+    def views(self) -> list[str]:
+        return [p.name for p in self.panels]
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.run.token_ids)
+
+    @property
+    def clean_run(self) -> Run:
+        """The run without interventions, which the predictions compare against."""
+        if self._clean is None:
+            self._clean = self.run.rerun((), capture=self.capture) if self.run.interventions else self.run
+        return self._clean
+
+    @property
+    def interventions(self) -> tuple[Intervention, ...]:
+        return self.run.interventions
+
+    def listed(self) -> list[dict[str, Any]]:
+        """The interventions as the front end lists them: their JSON with the kernel's ``label`` and a ``key``
+        the front end sends back (``{"ref": key}``) to keep one. Steering vectors and directions stay in the
+        kernel: the browser never receives floats as JSON."""
+        out = []
+        for iv in self.interventions:
+            data = to_json(iv, saes=self.saes)
+            for name in iv.kernel_only:
+                data[name] = None if data[name] else data[name]
+            out.append({**data, "label": iv.label(), "key": self.key(iv)})
+        return out
+
+    def key(self, iv: Intervention) -> str:
+        """A short name for ``iv``, the same for equal interventions, by which the front end refers to it."""
+        key = hashlib.sha1(repr(iv).encode()).hexdigest()[:16]
+        self._known[key] = iv
+        self._known.move_to_end(key)
+        while len(self._known) > 1024:
+            self._known.popitem(last=False)
+        return key
+
+    def known(self, key: Any) -> Intervention:
+        """The intervention listed under ``key`` (this run's, or one listed earlier)."""
+        if isinstance(key, str) and key in self._known:
+            return self._known[key]
+        raise ValueError(f"ref {protocol.short(key, 40)} is not an intervention this view listed")
+
+    def shape(self) -> dict[str, Any]:
+        """Sizes and settings the front end needs (each panel adds its own)."""
+        model = self.model
+        shape = {"n_layers": model.n_layers, "n_heads": model.n_heads, "d_mlp": model.d_mlp, "n_tokens": self.n_tokens}
+        for p in self.panels:
+            shape.update(p.shape(self))
+        return shape
+
+    def traits(self) -> dict[str, Any]:
+        """The widget state the kernel owns (the browser may change only the selection and the mode)."""
+        return {
+            "views": self.views,
+            "tokens": self.run.tokens,
+            "token_ids": self.run.token_ids,
+            "shape": self.shape(),
+            "editable": self.editable,
+            "generation": self.generation,
+            "intervention_list": self.listed(),
+            "error": self.error,
+            "saes": [{"name": sae.name, "hook": sae.hook, "d_sae": sae.d_sae} for sae in self.saes],
+            "probes": [{"kind": p.kind, "site": p.site, "classes": p.classes, "layers": p.layers} for p in self.probes],
+        }
+
+    def default_selection(self) -> Selection:
+        return {"token": self.n_tokens - 1, "layer": 0, "head": 0, "neuron": None, "sae": 0, "feature": None}
+
+    def check_selection(self, selection: Any) -> Selection:
+        """``selection`` checked key by key (indices in range; ``neuron`` and ``feature`` may be None)."""
+        if not isinstance(selection, dict):
+            raise ValueError(f"a selection is a dict, got {protocol.short(selection, 80)}")
+        unknown = set(selection) - set(SELECTION_KEYS)
+        if unknown:
+            raise ValueError(f"unknown selection keys {sorted(map(str, unknown))[:6]}; use {', '.join(SELECTION_KEYS)}")
+        model = self.model
+        sae = selection.get("sae", 0)
+        stops = {
+            "token": self.n_tokens,
+            "layer": model.n_layers,
+            "head": model.n_heads,
+            "neuron": model.d_mlp,
+            "sae": max(1, len(self.saes)),
+        }
+        out = {**self.default_selection(), **selection}
+        for key, stop in stops.items():
+            if out[key] is None and key == "neuron":
+                continue
+            protocol.index(out, key, stop, "selection")
+        if out["feature"] is not None:
+            protocol.index(out, "feature", self.saes[sae].d_sae if self.saes else 0, "selection")
+        return out
+
+    # -- answers -------------------------------------------------------------------------
+    def answer(self, what: str, args: dict[str, Any]) -> dict[str, Any]:
+        """The payload of request ``what`` (arguments already checked), from the current run."""
+        return REQUESTS[what].answer(self, args)
+
+    def get(self, content: dict[str, Any]) -> tuple[protocol.Request, dict[str, Any]]:
+        """The request and arguments of a "get" message, checked."""
+        return protocol.parse_get(content, REQUESTS, self)
+
+    def reply(self, request_id: Any, request: protocol.Request, args: dict[str, Any]) -> Message:
+        """The reply message to one checked request."""
+        content, buffers = protocol.pack(request.answer(self, args), request.half)
+        reply = {"type": "reply", "id": request_id, "what": request.what, "gen": self.generation, "data": content}
+        return reply, buffers
+
+    def logits(self, run: Run, position: int) -> torch.Tensor:
+        """``[vocab]`` logits of ``run`` (the clean or the current one) at ``position``, computed a chunk of
+        positions at a time and kept within :data:`LOGITS_BYTES`."""
+        key = (id(run), position)
+        if key not in self._logits:
+            vocab_bytes = max(1, self.model.vocab_size * 4)
+            chunk = max(1, min(64, LOGITS_BYTES // (4 * vocab_bytes)))
+            stop = min(self.n_tokens, position + chunk)
+            for offset, row in enumerate(run.logits_at(range(position, stop)).float()):
+                self._logits[(id(run), position + offset)] = row
+            while len(self._logits) * vocab_bytes > LOGITS_BYTES and len(self._logits) > 1:
+                self._logits.popitem(last=False)
+        self._logits.move_to_end(key)
+        return self._logits[key]
+
+    def dashboard(self, sae: int, feature: int) -> FeatureDashboard:
+        """The dashboard of ``feature`` of the ``sae``-th SAE over the session's texts (the last 32 kept)."""
+        if self.texts is None:
+            raise ValueError("no texts to find top contexts in; pass texts=[...] to rw.explore")
+        key = (sae, feature)
+        if key not in self._dashboards:
+            self._dashboards[key] = feature_dashboard(self.model, self.saes[sae], feature, self.texts)
+            if len(self._dashboards) > 32:
+                self._dashboards.popitem(last=False)
+        return self._dashboards[key]
+
+    def cache(self, name: str, value: Any) -> None:
+        """Keep ``value`` for the current run (dropped at the next change)."""
+        self._cached[name] = (self.generation, value)
+
+    def cached(self, name: str) -> Any:
+        """What :meth:`cache` kept for the current run, or None."""
+        generation, value = self._cached.get(name, (None, None))
+        return value if generation == self.generation else None
+
+    # -- changes -------------------------------------------------------------------------
+    def apply(self, interventions: Intervention | Iterable[Intervention]) -> None:
+        """Make ``interventions`` current: re-run from the earliest intervened block (on any error the previous
+        run stays). After the model's weights changed, the clean run is computed again first."""
+        ivs = as_tuple(interventions)
+        stale = self.model.weights_version() != self.clean_run.weights_version
+        if ivs == self.run.interventions and not stale:
+            return
+        if stale:
+            self._clean = self.model.rerun(self.clean_run, (), capture=self.capture)
+            log.info("the model's weights changed since this view's runs: the clean run was computed again")
+        self.run = self.clean_run.rerun(ivs, capture=self.capture) if ivs else self.clean_run
+        live = {id(self.run), id(self._clean)}  # logits of runs no longer shown go (an id is unique while alive)
+        for key in [key for key in self._logits if key[0] not in live]:
+            del self._logits[key]
+        self.generation += 1
+        self.error = "the model's weights changed since the last run: both runs were computed again" if stale else ""
+
+    def handle(self, content: Any) -> list[Message]:
+        """The kernel's answer to one message from the front end. Never raises: a bad message gets an error
+        reply (quoting at most a short prefix of what was wrong) and changes nothing."""
+        request_id = protocol.message_id(content)
+        try:
+            if not isinstance(content, dict) or request_id is None:
+                raise ValueError(
+                    f"a message must be a dict with an int or short string id, got {protocol.short(content)}"
+                )
+            kind = content.get("type")
+            if kind == "get":
+                return [self.reply(request_id, *self.get(content))]
+            if kind not in COMMANDS:
+                raise ValueError(f"unknown message type {protocol.short(kind, 40)}")
+            if not self.editable:
+                raise ValueError("this view does not take interventions; use rw.explore(model, text)")
+            return self._command(request_id, kind, content)
+        except Exception as error:  # shown in the widget; the kernel and the current run are untouched
+            log.debug("repwidget message failed", exc_info=True)
+            self.error = protocol.cut(str(error), 2 * protocol.QUOTE)
+            return [({"type": "error", "id": request_id, "message": self.error}, [])]
+
+    def _command(self, request_id: Any, kind: str, content: dict[str, Any]) -> list[Message]:
+        """Run a command unless the same view already sent a newer one; then answer ``applied`` (with
+        ``superseded`` when it was not run) and, if the message asks (``then``), the request that follows."""
+        view, seq = content.get("view", ""), content.get("seq")
+        if not isinstance(view, str) or len(view) > 64 or (seq is not None and type(seq) is not int):
+            raise ValueError("a command's view must be a short string and its seq an int")
+        superseded = seq is not None and seq <= self._seqs.get(view, -1)
+        if not superseded:
+            COMMANDS[kind](self, content)
+            if seq is not None:
+                self._seqs[view] = seq
+                self._seqs.move_to_end(view)
+                while len(self._seqs) > MAX_VIEWS:
+                    self._seqs.popitem(last=False)
+        out: list[Message] = [
+            ({"type": "applied", "id": request_id, "gen": self.generation, "superseded": superseded}, [])
+        ]
+        then = content.get("then")
+        if then is not None:
+            if not isinstance(then, dict):
+                raise ValueError(f"then must be a request, got {protocol.short(then, 80)}")
+            out.append(self.reply(request_id, *self.get(then)))
+        return out
+
+    def code(self) -> str:
+        """Python that rebuilds the current run (and so what the views show). An SAE that was never saved
+        (so cannot be loaded) appears as ``unsaved("name")``, which raises an error saying what to do."""
+        ivs = ", ".join(repr(iv) for iv in self.interventions)
+        preamble = ""
+        for sae in {id(iv.sae): iv.sae for iv in self.interventions if getattr(iv, "sae", None) is not None}.values():
+            if sae.path is None:
+                ivs = ivs.replace(repr(sae), f"unsaved({sae.name!r})")
+                preamble = UNSAVED
+        text = self.text if self.text is not None else self.run.token_ids
+        source = _model_source(self.model)
+        return (
+            f"import repwidget as rw\n{preamble}\nmodel = {source}\nrun = model.run({text!r}, interventions=[{ivs}])\n"
+        )
+
+
+UNSAVED = """
+
+def unsaved(name):  # an SAE that was never saved: sae.save("dir") in the notebook, then rw.SAE.load("dir") here
+    raise RuntimeError(f"the SAE {name!r} was never saved: call sae.save('dir'), then use rw.SAE.load('dir') here")
+"""
+
+
+def _model_source(model: Model) -> str:
+    from pathlib import Path
+
+    from ..demo import MODEL_DIR
+
+    name = model.source
+    if name and Path(name).resolve() == Path(MODEL_DIR).resolve():
+        return "rw.demo_model()"
+    if name:
+        return f"rw.load({name!r})"
+    return "rw.Model(hf_model, tokenizer)  # the model you passed to rw.explore"
