@@ -99,7 +99,7 @@ def _gemma():  # embeddings scaled by sqrt(d_model), RMSNorm with (1 + weight), 
 
 def _gemma2():  # post-attention/-feedforward norms, alternating sliding windows, attention and logit soft caps
     config = T.Gemma2Config(
-        num_key_value_heads=2, head_dim=8, sliding_window=WINDOW, query_pre_attn_scalar=8,
+        num_key_value_heads=2, head_dim=8, sliding_window=WINDOW, query_pre_attn_scalar=16,
         attn_logit_softcapping=2.0, final_logit_softcapping=1.5, **SIZES,
     )  # fmt: skip
     return T.Gemma2ForCausalLM(config)
@@ -107,7 +107,7 @@ def _gemma2():  # post-attention/-feedforward norms, alternating sliding windows
 
 def _gemma3():  # Gemma 2's norms plus query/key norms, local and global rotary bases; text-only causal LM
     config = T.Gemma3TextConfig(
-        num_key_value_heads=2, head_dim=8, sliding_window=WINDOW, query_pre_attn_scalar=8,
+        num_key_value_heads=2, head_dim=8, sliding_window=WINDOW, query_pre_attn_scalar=16,
         layer_types=["sliding_attention", "sliding_attention", "full_attention", "sliding_attention"], **SIZES,
     )  # fmt: skip
     return T.Gemma3ForCausalLM(config)

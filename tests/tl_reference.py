@@ -18,7 +18,8 @@ Conventions, so that comparisons are apples to apples (all checked against Huggi
 - Tensors come back without the batch axis: residual streams ``[pos, d_model]``, ``attn.hook_pattern``
   ``[head, q, k]``, ``attn.hook_z`` ``[pos, head, d_head]``, ``mlp.hook_post`` ``[pos, d_mlp]``.
 - Grouped-query attention: ``hook_pattern`` and ``hook_z`` have every *query* head (the key/value heads are repeated
-  to the query heads before ``z`` is computed), which is what repwidget gives too.
+  to the query heads before ``z`` is computed), which is what repwidget gives too; TransformerLens's ``hook_k`` /
+  ``hook_v`` (not returned here) have only the key/value heads.
 - Gemma: the converter folds the ``sqrt(d_model)`` embedding scale into ``W_E`` and the ``1 + weight`` of Gemma's
   RMSNorm into the norm weights, so ``blocks.0.hook_resid_pre`` is the scaled embedding (Hugging Face's
   ``hidden_states[0]``).
