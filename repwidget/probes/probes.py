@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from ..file_checks import FileFormatError, json_field, read_json, read_tensors, tensor_field
 from ..hook_names import parse
 from . import fit
 
@@ -22,7 +23,9 @@ def hook_for(site: str, layer: int) -> str:
     """``resid_post`` -> ``blocks.{layer}.hook_resid_post``; ``mlp.hook_post`` -> ``blocks.{layer}.mlp.hook_post``."""
     if site not in SITES:
         raise ValueError(f"site must be one of {', '.join(SITES)}, got {site!r}")
-    return f"blocks.{layer}.{site}" if "." in site else f"blocks.{layer}.hook_{site}"
+    name = f"blocks.{layer}.{site}" if "." in site else f"blocks.{layer}.hook_{site}"
+    parse(name)  # a layer that is not a plain int (2.0, True) makes no valid name
+    return name
 
 
 @dataclass
@@ -142,31 +145,77 @@ class Probes:
 
     @classmethod
     def load(cls, path: str | Path) -> Probes:
-        from safetensors.torch import load_file
-
+        """Probes saved with :meth:`save`. ``probes.json`` is checked field by field and the tensors must be
+        finite, of the shapes its ``d_model``, ``classes`` and ``kind`` imply; anything else is a one-line
+        error naming the file and the field. Nothing is unpickled."""
         path = Path(path)
         for name in ("probes.json", "probes.safetensors"):
             if not (path / name).is_file():
                 raise FileNotFoundError(f"{path} has no {name}; save probes with probes.save(path)")
-        meta = json.loads((path / "probes.json").read_text())
-        tensors = load_file(path / "probes.safetensors")
-        layers = meta["layers"]
-        probes = cls(
-            meta["kind"],
-            meta["site"],
-            meta["position"],
-            layers,
-            meta["classes"],
-            meta["accuracy"],
-            meta["baseline"],
-            {layer: tensors[f"{layer}.weights"] for layer in layers},
-            {layer: tensors[f"{layer}.mean"] for layer in layers},
-            {layer: tensors[f"{layer}.std"] for layer in layers},
-            {layer: tensors[f"{layer}.neurons"] for layer in layers if f"{layer}.neurons" in tensors},
-            meta["d_model"],
-            {layer: tensors[f"{layer}.class_means"] for layer in layers if f"{layer}.class_means" in tensors},
-        )
-        return probes
+        return cls(**_read(path))
+
+
+def _read(path: Path) -> dict[str, Any]:
+    """The :class:`Probes` fields from a directory written by :meth:`Probes.save`, every field checked."""
+    where = path / "probes.json"
+    meta = read_json(where)
+    kind = json_field(meta, "kind", "str", where)
+    if kind not in fit.KINDS:
+        raise FileFormatError(f"{where}: kind must be one of {', '.join(fit.KINDS)}, got {kind!r}")
+    site = json_field(meta, "site", "str", where)
+    if site not in SITES:
+        raise FileFormatError(f"{where}: site must be one of {', '.join(SITES)}, got {site!r}")
+    position = meta.get("position", -1)
+    if position != "mean" and not (isinstance(position, int) and not isinstance(position, bool)):
+        raise FileFormatError(f'{where}: position must be an integer or "mean", got {json.dumps(position)[:60]}')
+    layers = json_field(meta, "layers", "list", where)
+    if not layers or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in layers):
+        raise FileFormatError(f"{where}: layers must be a non-empty list of layer numbers, got {layers!r:.60}")
+    if len(set(layers)) != len(layers):
+        raise FileFormatError(f"{where}: layers lists a layer twice: {layers}")
+    classes = json_field(meta, "classes", "list", where)
+    if len(classes) < 2 or not all(isinstance(c, str) for c in classes) or len(set(classes)) != len(classes):
+        raise FileFormatError(f"{where}: classes must be two or more distinct strings, got {classes!r:.60}")
+    accuracy = json_field(meta, "accuracy", "list", where)
+    if len(accuracy) != len(layers):
+        raise FileFormatError(f"{where}: accuracy has {len(accuracy)} values for {len(layers)} layers")
+    for i, value in enumerate(accuracy):
+        json_field({f"accuracy[{i}]": value}, f"accuracy[{i}]", "fraction", where)
+    d_model = json_field(meta, "d_model", "+int", where)
+
+    file = path / "probes.safetensors"
+    tensors = read_tensors(file)
+    n_classes = len(classes)
+    weights, means, stds, neurons, class_means = {}, {}, {}, {}, {}
+    for layer in layers:
+        width = d_model
+        if kind == "sparse":
+            neurons[layer] = tensor_field(tensors, f"{layer}.neurons", file, (None,), integer=True).long()
+            width = len(neurons[layer])
+            if width == 0 or not bool(((neurons[layer] >= 0) & (neurons[layer] < d_model)).all()):
+                raise FileFormatError(f"{file}: tensor {layer}.neurons must hold neuron indices in 0..{d_model - 1}")
+        weights[layer] = tensor_field(tensors, f"{layer}.weights", file, (width + 1, n_classes))
+        means[layer] = tensor_field(tensors, f"{layer}.mean", file, (width,))
+        stds[layer] = tensor_field(tensors, f"{layer}.std", file, (width,))
+        if not bool((stds[layer] > 0).all()):
+            raise FileFormatError(f"{file}: tensor {layer}.std must be positive (it divides the activations)")
+        if f"{layer}.class_means" in tensors:
+            class_means[layer] = tensor_field(tensors, f"{layer}.class_means", file, (n_classes, d_model))
+    return {
+        "kind": kind,
+        "site": site,
+        "position": position,
+        "layers": layers,
+        "classes": classes,
+        "accuracy": accuracy,
+        "baseline": json_field(meta, "baseline", "fraction", where),
+        "weights": weights,
+        "means": means,
+        "stds": stds,
+        "neurons": neurons,
+        "d_model": d_model,
+        "class_means": class_means,
+    }
 
 
 def _examples(examples: Sequence[Any], labels: Sequence[Any] | None) -> tuple[list[Any], list[str]]:
