@@ -5,12 +5,15 @@ from __future__ import annotations
 import gc
 import json
 import math
+import subprocess
+import sys
 import weakref
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import transformers as T
 from safetensors.torch import load_file, save_file
 
 import repwidget as rw
@@ -99,6 +102,49 @@ def test_probe_hooks_are_checked_names():
     for layer in (2.0, True, "02", "\u0662"):
         with pytest.raises(HookNameError):
             hook_for("resid_post", layer)
+
+
+# -- 2. repwidget notebooks DIR --------------------------------------------------------------------
+
+
+def _repwidget(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "repwidget", *args], capture_output=True, text=True, cwd=cwd)
+
+
+def test_notebooks_never_write_through_a_link(tmp_path):
+    folder, outside = tmp_path / "nb", tmp_path / "outside"
+    folder.mkdir()
+    outside.mkdir()
+    (folder / "quickstart.ipynb").symlink_to(outside / "planted.ipynb")  # dangling
+    (outside / "existing.ipynb").write_text("theirs")
+    (folder / "01_attention_and_induction.ipynb").symlink_to(outside / "existing.ipynb")
+    out = _repwidget("notebooks", str(folder))
+    assert out.returncode == 0, out.stderr
+    assert not (outside / "planted.ipynb").exists(), "a notebook was written outside the folder"
+    assert (outside / "existing.ipynb").read_text() == "theirs"
+    assert (folder / "quickstart.ipynb").is_symlink() and "skipped" in out.stdout and "symbolic link" in out.stdout
+    assert (folder / "04_sae_features.ipynb").is_file() and not (folder / "04_sae_features.ipynb").is_symlink()
+
+
+def test_notebooks_never_overwrite_a_file_that_appears_after_the_check(tmp_path, monkeypatch, capsys):
+    """The exists-then-copy race: here the check always says "absent", as it would just before a file appears."""
+    from repwidget import cli
+
+    folder = tmp_path / "nb"
+    folder.mkdir()
+    (folder / "quickstart.ipynb").write_text("mine")
+    monkeypatch.setattr(Path, "exists", lambda self: False)
+    assert cli.main(["notebooks", str(folder)]) == 0
+    assert (folder / "quickstart.ipynb").read_text() == "mine"
+    assert "kept" in capsys.readouterr().out
+
+
+def test_notebooks_folder_problems_are_one_line(tmp_path):
+    (tmp_path / "a_file").write_text("x")
+    for folder in ("a_file", "a_file/below"):
+        out = _repwidget("notebooks", folder, cwd=tmp_path)
+        assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+        assert len(out.stderr.strip().splitlines()) == 1 and "a_file" in out.stderr
 
 
 # -- 3. the SAE loader's cache ---------------------------------------------------------------------
@@ -274,3 +320,65 @@ def test_probes_load_refuses_a_damaged_file_naming_file_and_field(probe_dirs, tm
     with pytest.raises(ValueError, match=message) as info:
         rw.Probes.load(path)
     assert str(path) in _one_line(info.value)
+
+
+# -- 5. pickles and meta models: one line ----------------------------------------------------------
+
+
+class _Planted:
+    """Unpickling this writes a file: proof that code ran."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.write_text, (Path(self.marker), "code ran"))
+
+
+def _tiny_gpt2() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return T.GPT2LMHeadModel(T.GPT2Config(n_layer=2, n_head=2, n_embd=16, vocab_size=50, n_positions=32)).eval()
+
+
+def _pickle_only_dir(path: Path, state: object) -> Path:
+    _tiny_gpt2().config.save_pretrained(path)
+    torch.save(state, path / "pytorch_model.bin")
+    assert not list(path.glob("*.safetensors"))
+    return path
+
+
+def test_a_pickled_state_dict_loads_with_the_safe_unpickler(tmp_path):
+    hf = _tiny_gpt2()
+    model = rw.load(_pickle_only_dir(tmp_path, hf.state_dict()))
+    ids = torch.tensor([[1, 2, 3, 4]])
+    torch.testing.assert_close(model.run(ids[0]).logits, hf(ids).logits[0], atol=1e-5, rtol=0)
+
+
+def test_a_pickle_that_would_run_code_is_refused_in_one_line(tmp_path, demo):
+    marker = tmp_path / "ran.txt"
+    path = _pickle_only_dir(tmp_path / "model", {"transformer.wte.weight": _Planted(str(marker))})
+    with pytest.raises(rw.ModelLoadError, match=r"pickled checkpoint .* never unpickles objects") as info:
+        rw.load(path)
+    assert "safetensors" in _one_line(info.value) and not marker.exists()
+    out = _repwidget("info", str(path))
+    assert out.returncode == 2 and "Traceback" not in out.stderr and "never unpickles" in out.stderr
+    assert len([line for line in out.stderr.splitlines() if line.startswith("repwidget:")]) == 1
+    assert not marker.exists()
+
+
+def test_a_truncated_pickle_is_one_line(tmp_path):
+    path = _pickle_only_dir(tmp_path, _tiny_gpt2().state_dict())
+    data = (path / "pytorch_model.bin").read_bytes()
+    (path / "pytorch_model.bin").write_bytes(data[:3000])  # the zip directory at the end is lost
+    with pytest.raises(rw.ModelLoadError, match="truncated or corrupt") as info:
+        rw.load(path)
+    _one_line(info.value)
+
+
+def test_a_model_on_the_meta_device_is_refused(tmp_path):
+    with torch.device("meta"):
+        hf = T.GPT2LMHeadModel(T.GPT2Config(n_layer=2, n_head=2, n_embd=16, vocab_size=50, n_positions=32))
+    for attempt in (lambda: rw.load(hf), lambda: rw.Model(hf), lambda: rw.load(hf, device="cpu")):
+        with pytest.raises(rw.ModelLoadError, match=r"meta device .* Load real weights") as info:
+            attempt()
+        _one_line(info.value)

@@ -37,6 +37,9 @@ class Model:
     def __init__(self, hf_model: nn.Module, tokenizer: Any = None) -> None:
         if not isinstance(hf_model, nn.Module) or not hasattr(hf_model, "config"):
             raise TypeError(f"expected a Hugging Face PreTrainedModel, got {type(hf_model).__name__}")
+        from .loading import check_materialised  # here, not at the top: loading imports this module
+
+        check_materialised(hf_model)
         self.hf = hf_model
         self.tokenizer = tokenizer
         embeddings = hf_model.get_input_embeddings()
