@@ -382,3 +382,84 @@ def test_a_model_on_the_meta_device_is_refused(tmp_path):
         with pytest.raises(rw.ModelLoadError, match=r"meta device .* Load real weights") as info:
             attempt()
         _one_line(info.value)
+
+
+# -- 7. texts are checked before any work ----------------------------------------------------------
+
+
+@pytest.fixture
+def counted(demo, monkeypatch):
+    """The demo model, counting forward passes (model.capture and model.run)."""
+    calls = []
+    for name in ("capture", "run"):
+        original = getattr(demo, name)
+        monkeypatch.setattr(demo, name, lambda *a, _o=original, **k: calls.append(1) or _o(*a, **k))
+    return demo, calls
+
+
+BAD_LAST = [("", "empty"), (None, "expected a text"), ("one " * 100, "at most 64")]
+
+
+@pytest.mark.parametrize(("bad", "message"), BAD_LAST)
+def test_a_bad_last_text_fails_before_any_pass_and_is_named(counted, demo_sae, bad, message):
+    model, calls = counted
+    texts = ["one two three four five"] * 6 + [bad]
+    labelled = [("the food was good", "pos"), ("the food was bad", "neg")] * 4 + [(bad, "pos")]
+    jobs = {
+        "train_sae": lambda: rw.train_sae(model, HOOK, texts, d_sae=16, k=2, steps=1),
+        "feature_dashboard": lambda: rw.feature_dashboard(model, demo_sae, 3, texts),
+        "train_probes": lambda: rw.train_probes(model, labelled),
+        "read_activations": lambda: rw.probes.read_activations(model, texts, [0, 1], "resid_post"),
+    }
+    for job, call in jobs.items():
+        with pytest.raises((TypeError, ValueError), match=rf"^text {len(texts) - 1 if job != 'train_probes' else 8} "):
+            call()
+        with pytest.raises((TypeError, ValueError), match=message):
+            call()
+        assert calls == [], f"{job} ran {len(calls)} passes before finding the bad text"
+
+
+def test_a_position_outside_a_text_is_found_before_any_pass(counted):
+    model, calls = counted
+    with pytest.raises(ValueError, match=r"^text 2 \('one'\): position 5 is outside its 2 tokens"):
+        rw.probes.read_activations(model, ["one two three four five six", "one two three four five", "one"], [0],
+                                   "resid_post", position=5)  # fmt: skip
+    assert calls == []
+
+
+def test_one_string_instead_of_a_list_is_refused(demo):
+    with pytest.raises(TypeError, match=r"got a single str: pass \['one two three'\]"):
+        rw.train_sae(demo, HOOK, "one two three", steps=1)
+
+
+# -- 8. options ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def options():
+    """rw.options, restored afterwards even where a check is missing and a bad value got in."""
+    before = dict(vars(rw.options))
+    yield rw.options
+    for key in set(vars(rw.options)) - set(before):
+        object.__delattr__(rw.options, key)
+    for key, value in before.items():
+        object.__setattr__(rw.options, key, value)
+
+
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [("4GB", TypeError), (math.nan, TypeError), (1e9, TypeError), (True, TypeError), (None, TypeError),
+     (0, ValueError), (-1, ValueError)],
+)  # fmt: skip
+def test_max_capture_bytes_is_checked_when_set(options, value, error):
+    before = options.max_capture_bytes
+    with pytest.raises(error, match="max_capture_bytes must be a positive int"):
+        options.max_capture_bytes = value
+    assert options.max_capture_bytes == before
+
+
+def test_options_take_ints_and_refuse_misspelt_names(options):
+    options.max_capture_bytes = np.int64(1 << 20)
+    assert options.max_capture_bytes == 1 << 20 and type(options.max_capture_bytes) is int
+    with pytest.raises(AttributeError, match="no option 'max_capture_byte'"):
+        options.max_capture_byte = 1

@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 
 from ..file_checks import FileFormatError, json_field, read_json, read_tensors, tensor_field
 from ..hook_names import parse
+from ..texts import preview, token_ids
 from . import fit
 
 SITES = ("resid_pre", "resid_post", "attn_out", "mlp_out", "mlp.hook_post")
@@ -243,21 +244,29 @@ def read_activations(
     model: Any, texts: Sequence[Any], layers: Sequence[int], site: str, position: int | str = -1
 ) -> torch.Tensor:
     """``[n, len(layers), d]`` activations at ``site`` of each layer, read at ``position`` (or ``"mean"``
-    over the tokens after ``<bos>``), one pass per text with progress."""
+    over the tokens after ``<bos>``), one pass per text with progress. Every text is tokenised and
+    checked (and ``position`` checked against it) before the first pass."""
     hooks = [hook_for(site, layer) for layer in layers]
     for hook in hooks:
         parse(hook, model.n_layers)
+    texts = list(texts) if not isinstance(texts, (str, bytes)) else texts
+    ids = token_ids(model, texts)
+    if position != "mean":
+        if isinstance(position, bool) or not isinstance(position, int):
+            raise TypeError(f'position must be a token index (int) or "mean", got {position!r}')
+        for index, text_ids in enumerate(ids):
+            if not -len(text_ids) <= position < len(text_ids):
+                raise ValueError(
+                    f"text {index} ({preview(texts[index])}): position {position} is outside its {len(text_ids)} tokens"
+                )
     rows = []
-    for text in tqdm(texts, desc=f"reading {site}", leave=False):
-        run = model.run(text, capture=hooks)
+    for text_ids in tqdm(ids, desc=f"reading {site}", leave=False):
+        run = model.run(text_ids, capture=hooks)
         if position == "mean":
             rows.append(
                 torch.stack([run[h][1:].float().mean(0) if len(run[h]) > 1 else run[h][0].float() for h in hooks])
             )
         else:
-            n = len(run.token_ids)
-            if not -n <= position < n:
-                raise ValueError(f"position {position} is outside a text of {n} tokens: {text!r:.80}")
             rows.append(torch.stack([run[h][position].float() for h in hooks]))
     return torch.stack(rows).cpu()
 

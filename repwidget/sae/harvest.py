@@ -8,6 +8,8 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from ..texts import token_ids
+
 
 def activations(
     model: Any, hook: str, texts: Iterable[Any], skip_first: bool = True, desc: str | None = None
@@ -15,11 +17,12 @@ def activations(
     """``(text index, [pos, width] activations)`` at ``hook`` for each text, one forward pass each.
 
     ``attn.hook_z`` is flattened over heads. ``skip_first`` drops position 0 (the ``<bos>``
-    attention sink, whose activation is unlike any other) from what is yielded.
+    attention sink, whose activation is unlike any other) from what is yielded. Every text is
+    tokenised and checked before the first pass, so a bad one fails at once, named by its index.
     """
-    texts = list(texts)
-    for index, text in enumerate(tqdm(texts, desc=desc or f"reading {hook}", leave=False)):
-        acts = model.capture(text, [hook])[hook]  # the pass stops once the hook is read
+    ids = token_ids(model, texts)
+    for index, text_ids in enumerate(tqdm(ids, desc=desc or f"reading {hook}", leave=False)):
+        acts = model.capture(text_ids, [hook])[hook]  # the pass stops once the hook is read
         acts = acts.reshape(acts.shape[0], -1)
         yield index, acts[1:] if skip_first else acts
 
