@@ -80,18 +80,54 @@ def demo(args: argparse.Namespace) -> int:
 
 
 def notebooks(args: argparse.Namespace) -> int:
-    """Copy the quickstart and workshop notebooks into a folder (never overwriting a file)."""
+    """Copy the quickstart and workshop notebooks into a folder (never overwriting a file, never through a link)."""
     target = Path(args.folder)
-    target.mkdir(parents=True, exist_ok=True)
+    if target.exists() and not target.is_dir():
+        print(f"repwidget notebooks: {str(target)!r} is a file, not a folder; name a folder", file=sys.stderr)
+        return 1
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        return _folder_error(target, e)
     for source in sorted(notebooks_dir().glob("*.ipynb")):
         destination = target / source.name
-        if destination.exists():
-            print(f"kept {destination} (already there)")
-        else:
-            shutil.copyfile(source, destination)
+        try:
+            copied = _copy_new(source, destination)
+        except OSError as e:
+            return _folder_error(target, e)
+        if copied:
             print(f"copied {destination}")
+        elif destination.is_symlink():
+            print(f"skipped {destination} (a symbolic link; repwidget never writes through one)")
+        else:
+            print(f"kept {destination} (already there)")
     print(f"open them with: jupyter lab {target}")
     return 0
+
+
+def _copy_new(source: Path, destination: Path) -> bool:
+    """Copy ``source`` to a new file ``destination``; False if anything (a file, a link, even a dangling one)
+    is already there. Exclusive creation makes the check and the creation one step, so nothing is overwritten."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(destination, flags, 0o644)
+    except FileExistsError:
+        return False
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(source.read_bytes())
+    except BaseException:
+        destination.unlink(missing_ok=True)  # no half-written notebook left behind
+        raise
+    return True
+
+
+def _folder_error(folder: Path, error: OSError) -> int:
+    """One line on stderr for a folder that cannot hold the notebooks; exit status 1."""
+    reason = error.strerror or type(error).__name__
+    where = f" ({error.filename})" if error.filename and str(error.filename) != str(folder) else ""
+    print(f"repwidget notebooks: cannot copy the notebooks into {str(folder)!r}: {reason}{where}", file=sys.stderr)
+    return 1
 
 
 def info(args: argparse.Namespace) -> int:

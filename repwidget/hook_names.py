@@ -34,7 +34,8 @@ SITES: dict[str, str] = {
     "mlp.hook_post": "mlp.hook_post",
 }
 
-_NAME = re.compile(r"^blocks\.(\d+)\.(.+)$")
+_NAME = re.compile(r"blocks\.(0|[1-9][0-9]*)\.([a-z_.]+)", re.ASCII)
+_LOOSE = re.compile(r"blocks\.(\d+)\.(.+)")
 
 
 class HookNameError(KeyError):
@@ -47,16 +48,32 @@ class HookNameError(KeyError):
 def parse(name: str, n_layers: int | None = None) -> tuple[int, str]:
     """Split ``blocks.{l}.{template}`` into ``(l, template)``, or raise HookNameError.
 
-    With ``n_layers`` the layer must also be in range.
+    The one place hook names are checked: the whole string must be the canonical name (ASCII
+    digits without leading zeros, no whitespace), so that a name that looks right can never
+    silently match nothing. ``blocks.02.hook_resid_pre`` is refused with the canonical spelling
+    suggested, not normalised: the name is what hooks are looked up by. With ``n_layers`` the
+    layer must also be in range.
     """
-    m = _NAME.match(name) if isinstance(name, str) else None
+    m = _NAME.fullmatch(name) if isinstance(name, str) else None
     if m is None or m.group(2) not in HOOK_TEMPLATES or (n_layers is not None and int(m.group(1)) >= n_layers):
         layers = f" with layer in 0..{n_layers - 1}" if n_layers is not None else ""
+        hint = _suggest(name)
         raise HookNameError(
-            f"unknown hook name {name!r}. Valid names are blocks.{{layer}}.{{hook}}{layers} "
-            f"and hook one of: {', '.join(HOOK_TEMPLATES)}"
+            f"unknown hook name {name!r}{f' (did you mean {hint!r}?)' if hint else ''}. Valid names are "
+            f"blocks.{{layer}}.{{hook}}{layers} and hook one of: {', '.join(HOOK_TEMPLATES)}"
         )
     return int(m.group(1)), m.group(2)
+
+
+def _suggest(name: object) -> str | None:
+    """The canonical spelling of a name that differs only in whitespace or digits (``blocks.02``, ``blocks.٢``)."""
+    if not isinstance(name, str):
+        return None
+    m = _LOOSE.fullmatch(name.strip())
+    if m is None or m.group(2).strip() not in HOOK_TEMPLATES:
+        return None
+    canonical = f"blocks.{int(m.group(1))}.{m.group(2).strip()}"
+    return canonical if canonical != name else None
 
 
 def all_names(n_layers: int) -> list[str]:
@@ -96,7 +113,9 @@ def hook_for(site: str, layer: int) -> str:
     """``resid_post`` -> ``blocks.{layer}.hook_resid_post``; ``mlp.hook_post`` -> ``blocks.{layer}.mlp.hook_post``."""
     if site not in SITES:
         raise ValueError(f"site must be one of {', '.join(SITES)}, got {site!r:.40}")
-    return f"blocks.{layer}.{SITES[site]}"
+    name = f"blocks.{layer}.{SITES[site]}"
+    parse(name)  # a layer that is not a plain int (2.0, True) makes no valid name
+    return name
 
 
 def same_activation(hook: str, site: str, layer: int) -> bool:

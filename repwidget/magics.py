@@ -15,12 +15,14 @@
 
 from __future__ import annotations
 
+import builtins
+import keyword
 import re
 import shlex
 from typing import Any
 
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, line_cell_magic, magics_class
+from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
 from IPython.core.magic_arguments import argument, magic_arguments
 
 from .interventions import MODES
@@ -41,14 +43,17 @@ class ExploreMagics(Magics):
     @argument("--mode", default="zero", choices=MODES, help="how a click ablates (default: zero)")
     @argument("-o", "--out", default=None, help="also store the explorer in this variable")
     @argument("text", nargs="*", help="the prompt (for %%explore: the cell)")
+    @no_var_expand  # the prompt is taken literally: no {expression} or $variable substitution
     @line_cell_magic
     def explore(self, line: str, cell: str | None = None) -> Any:
         """Explore a model on a prompt: ``%explore [options] TEXT`` or ``%%explore [options]`` + the cell.
 
         Without ``-m`` the model is the notebook's ``model`` variable if it is an ``rw.Model``, else
-        repwidget's shipped demo model.
+        repwidget's shipped demo model. The prompt is taken literally (``{x}`` and ``$x`` stay as typed).
         """
         args = self.explore.parser.parse_args(_split(line))  # a bad option raises UsageError
+        if args.out:
+            self._check_out(args.out)
         text = cell.strip("\n") if cell is not None else " ".join(args.text)
         if not text.strip():
             raise UsageError("%explore needs a prompt: %explore the capital of france is")
@@ -70,6 +75,16 @@ class ExploreMagics(Magics):
         if args.out:
             self.shell.user_ns[args.out] = explorer
         return explorer
+
+    def _check_out(self, name: str) -> None:
+        """``-o NAME`` must be a plain variable name that hides nothing IPython or Python rely on."""
+        if not name.isidentifier() or keyword.iskeyword(name):
+            raise UsageError(f"%explore -o {name}: not a variable name; use e.g. -o ex")
+        hidden = getattr(self.shell, "user_ns_hidden", {})
+        if name.startswith("_") or name in hidden or name in ("In", "Out", "get_ipython", "exit", "quit"):
+            raise UsageError(f"%explore -o {name}: that name belongs to IPython; use another, e.g. -o ex")
+        if hasattr(builtins, name):
+            raise UsageError(f"%explore -o {name}: that would hide Python's built-in {name}; use another, e.g. -o ex")
 
     def _value(self, name: str, option: str) -> Any:
         if name not in self.shell.user_ns:

@@ -93,3 +93,64 @@ def test_a_run_is_displayed_as_its_explorer(ip, ns):
         assert WIDGET not in data and "text/plain" in data
     finally:
         ip.run_line_magic("load_ext", "repwidget")
+
+
+# -- issue 13: literal prompts, -o that hides nothing, pickles and meta models as usage errors --
+
+
+def test_the_prompt_is_taken_literally(ip, ns):
+    demo = rw.demo_model()
+    ns.update(model=demo, day="monday", calls=[])
+    ns["note"] = lambda: ns["calls"].append(1) or "monday"
+    for prompt in ("the day after {day} is", "the day after $day is", "the day after {note()} is"):
+        ex = ip.run_line_magic("explore", prompt)
+        assert ex.run.token_ids == demo.to_ids(prompt) != demo.to_ids("the day after monday is"), prompt
+    ex = ip.run_cell_magic("explore", "-o ex", "the day after {day} is\n")
+    assert ex.run.token_ids == demo.to_ids("the day after {day} is")
+    assert ns["calls"] == [], "an expression in the prompt was evaluated"
+
+
+@pytest.mark.parametrize(
+    "name", ["get_ipython", "exit", "quit", "In", "Out", "_", "_ih", "__builtins__", "_private", "print", "len",
+             "class", "not-a-name", "1x", "a.b"],
+)  # fmt: skip
+def test_out_refuses_names_that_would_hide_ipythons_or_pythons(ip, ns, name):
+    ns["model"] = rw.demo_model()
+    before = {key: ns.get(key) for key in ("get_ipython", "exit", "In", "Out", "_", name)}
+    with pytest.raises(UsageError, match=r"%explore -o .*(belongs to IPython|built-in|not a variable name)"):
+        ip.run_line_magic("explore", f"-o '{name}' one two")
+    assert all(ns.get(key) is value for key, value in before.items())
+
+
+def test_out_takes_an_ordinary_name(ip, ns):
+    ns["model"] = rw.demo_model()
+    ex = ip.run_line_magic("explore", "-o my_view one two")
+    assert ns["my_view"] is ex
+
+
+class _Planted:
+    """Unpickling this writes a file: proof that code ran."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        from pathlib import Path
+
+        return (Path.write_text, (Path(self.marker), "code ran"))
+
+
+def test_pickles_and_meta_models_are_usage_errors(ip, ns, tmp_path):
+    import torch
+    import transformers as T
+
+    config = T.GPT2Config(n_layer=2, n_head=2, n_embd=16, vocab_size=50, n_positions=32)
+    config.save_pretrained(tmp_path / "m")
+    torch.save({"transformer.wte.weight": _Planted(str(tmp_path / "ran.txt"))}, tmp_path / "m" / "pytorch_model.bin")
+    with pytest.raises(UsageError, match=r"%explore -m .*never unpickles objects"):
+        ip.run_line_magic("explore", f"-m {tmp_path / 'm'} one two")
+    assert not (tmp_path / "ran.txt").exists()
+    with torch.device("meta"):
+        ns["empty"] = T.GPT2LMHeadModel(config)
+    with pytest.raises(UsageError, match=r"%explore -m empty: .*meta device"):
+        ip.run_line_magic("explore", "-m empty one two")

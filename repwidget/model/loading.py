@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import pickle
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +49,7 @@ def load(
         raise TypeError(
             f"rw.load takes a Hugging Face model, a directory or a hub id, got {type(model_or_path_or_name).__name__}"
         )
+    check_materialised(hf)
     if getattr(hf, "hf_device_map", None) is None and (device is not None or dtype is not None):
         hf.to(device=device, dtype=dtype)
     return Model(hf, tokenizer)  # a model passed in keeps its train/eval state: each pass runs in eval mode
@@ -109,7 +112,7 @@ def _from_pretrained(name: str, dtype: torch.dtype | None) -> tuple[nn.Module, A
 def _auto_model(source: str, config: Any, dtype: torch.dtype | None, local_only: bool) -> nn.Module:
     from transformers import AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM
 
-    kwargs: dict[str, Any] = {"local_files_only": local_only}
+    kwargs: dict[str, Any] = {"local_files_only": local_only, "weights_only": True}  # never unpickle more than tensors
     if dtype is not None:
         kwargs["dtype"] = dtype
     for auto in (AutoModelForCausalLM, AutoModelForMaskedLM, AutoModel):
@@ -120,7 +123,55 @@ def _auto_model(source: str, config: Any, dtype: torch.dtype | None, local_only:
                 raise ModelLoadError(
                     f"could not load the weights of {source!r}: {_one_line(e)}. " + _WHAT_INSTEAD
                 ) from None
+            except (pickle.UnpicklingError, EOFError, RuntimeError) as e:
+                refused = _pickle_error(source, e)
+                if refused is None:
+                    raise
+                raise refused from None
     raise ModelLoadError(f"{source!r} is a {type(config).__name__}, which transformers cannot load as a model")
+
+
+def _pickle_error(source: str, error: BaseException) -> ModelLoadError | None:
+    """One line for a pickled checkpoint (``pytorch_model.bin``) that torch's restricted unpickler refused or
+    could not read; None for an error that is about something else.
+
+    Pickles are read only with ``weights_only=True``: tensors and plain containers, never arbitrary
+    objects, so a state dict loads and a pickle that would run code is refused here.
+    """
+    text = str(error)
+    convert = (
+        "Only if you trust the file: convert it to safetensors outside repwidget "
+        "(AutoModelForCausalLM.from_pretrained(path, weights_only=False).save_pretrained(path)), then load that."
+    )
+    if isinstance(error, pickle.UnpicklingError):
+        detail = text.split("WeightsUnpickler error:", 1)[-1].strip().splitlines()[0] if text.strip() else ""
+        return ModelLoadError(
+            f"{source!r} holds a pickled checkpoint with more than tensors in it ({detail.split(' Please use')[0]}), "
+            f"and repwidget never unpickles objects (torch's weights_only loader refused it). {convert}"
+        )
+    if isinstance(error, EOFError) or "PytorchStreamReader" in text or "pickle" in text.lower():
+        return ModelLoadError(
+            f"{source!r} holds a pickled checkpoint that cannot be read (truncated or corrupt: "
+            f"{_one_line(error).split('. ')[0]}). "
+            "Download or save it again, preferably as safetensors (save_pretrained writes model.safetensors)."
+        )
+    return None
+
+
+def check_materialised(model: nn.Module) -> None:
+    """Refuse a model whose weights are on the ``meta`` device: built under ``torch.device("meta")`` or
+    ``init_empty_weights``, it has shapes but no values. Models placed by accelerate (``device_map``, which
+    may keep offloaded weights on ``meta`` and load them layer by layer) are left to accelerate."""
+    if getattr(model, "hf_device_map", None) is not None:
+        return
+    tensors = chain(model.named_parameters(), model.named_buffers())
+    empty = next((name for name, t in tensors if t.is_meta), None)
+    if empty is not None:
+        raise ModelLoadError(
+            f"this model's weights are on the meta device ({empty} has a shape but no values), so it cannot run. "
+            "Load real weights first: AutoModelForCausalLM.from_pretrained(...), or model.to_empty(device='cpu') "
+            "followed by model.load_state_dict(...)."
+        )
 
 
 def _tokenizer(source: str) -> Any:

@@ -15,6 +15,7 @@ from .. import hook_names
 from ..interventions import Intervention, as_tuple
 from ..placement import input_device
 from ..run import Run
+from ..texts import token_ids
 from . import attention
 from .architecture import Architecture, discover
 from .executor import Executor, LocalExecutor
@@ -37,6 +38,9 @@ class Model:
     def __init__(self, hf_model: nn.Module, tokenizer: Any = None, executor: Executor | None = None) -> None:
         if not isinstance(hf_model, nn.Module) or not hasattr(hf_model, "config"):
             raise TypeError(f"expected a Hugging Face PreTrainedModel, got {type(hf_model).__name__}")
+        from .loading import check_materialised  # here, not at the top: loading imports this module
+
+        check_materialised(hf_model)
         self.hf = hf_model
         self.tokenizer = tokenizer
         embeddings = hf_model.get_input_embeddings()
@@ -271,14 +275,7 @@ class Model:
 
     def _all_ids(self, texts_or_ids: Sequence[TokensLike]) -> list[list[int]]:
         """Token ids of every input, all checked before any work (an error names the input)."""
-        if isinstance(texts_or_ids, (str, torch.Tensor)) or not isinstance(texts_or_ids, Sequence):
-            raise TypeError("expected a list of texts or token id lists")
-        out = []
-        for i, item in enumerate(texts_or_ids):
-            try:
-                out.append(self.to_ids(item))
-            except (TypeError, ValueError) as error:
-                raise type(error)(f"input {i} ({str(item)[:40]!r}): {error}") from None
+        out = token_ids(self, texts_or_ids)
         if not out:
             raise ValueError("no inputs: give at least one text")
         return out

@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
-from ..hook_names import hook_for, parse
+from ..file_checks import FileFormatError, json_field, read_json, read_tensors, tensor_field
+from ..hook_names import SITES, hook_for, parse
+from ..texts import preview, token_ids
 from . import fit
 
 MIN_PER_CLASS = 4
@@ -134,31 +135,77 @@ class Probes:
 
     @classmethod
     def load(cls, path: str | Path) -> Probes:
-        from safetensors.torch import load_file
-
+        """Probes saved with :meth:`save`. ``probes.json`` is checked field by field and the tensors must be
+        finite, of the shapes its ``d_model``, ``classes`` and ``kind`` imply; anything else is a one-line
+        error naming the file and the field. Nothing is unpickled."""
         path = Path(path)
         for name in ("probes.json", "probes.safetensors"):
             if not (path / name).is_file():
                 raise FileNotFoundError(f"{path} has no {name}; save probes with probes.save(path)")
-        meta = json.loads((path / "probes.json").read_text())
-        tensors = load_file(path / "probes.safetensors")
-        layers = meta["layers"]
-        probes = cls(
-            meta["kind"],
-            meta["site"],
-            meta["position"],
-            layers,
-            meta["classes"],
-            meta["accuracy"],
-            meta["baseline"],
-            {layer: tensors[f"{layer}.weights"] for layer in layers},
-            {layer: tensors[f"{layer}.mean"] for layer in layers},
-            {layer: tensors[f"{layer}.std"] for layer in layers},
-            {layer: tensors[f"{layer}.neurons"] for layer in layers if f"{layer}.neurons" in tensors},
-            meta["d_model"],
-            {layer: tensors[f"{layer}.class_means"] for layer in layers if f"{layer}.class_means" in tensors},
-        )
-        return probes
+        return cls(**_read(path))
+
+
+def _read(path: Path) -> dict[str, Any]:
+    """The :class:`Probes` fields from a directory written by :meth:`Probes.save`, every field checked."""
+    where = path / "probes.json"
+    meta = read_json(where)
+    kind = json_field(meta, "kind", "str", where)
+    if kind not in fit.KINDS:
+        raise FileFormatError(f"{where}: kind must be one of {', '.join(fit.KINDS)}, got {kind!r}")
+    site = json_field(meta, "site", "str", where)
+    if site not in SITES:
+        raise FileFormatError(f"{where}: site must be one of {', '.join(SITES)}, got {site!r}")
+    position = meta.get("position", -1)
+    if position != "mean" and not (isinstance(position, int) and not isinstance(position, bool)):
+        raise FileFormatError(f'{where}: position must be an integer or "mean", got {json.dumps(position)[:60]}')
+    layers = json_field(meta, "layers", "list", where)
+    if not layers or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in layers):
+        raise FileFormatError(f"{where}: layers must be a non-empty list of layer numbers, got {layers!r:.60}")
+    if len(set(layers)) != len(layers):
+        raise FileFormatError(f"{where}: layers lists a layer twice: {layers}")
+    classes = json_field(meta, "classes", "list", where)
+    if len(classes) < 2 or not all(isinstance(c, str) for c in classes) or len(set(classes)) != len(classes):
+        raise FileFormatError(f"{where}: classes must be two or more distinct strings, got {classes!r:.60}")
+    accuracy = json_field(meta, "accuracy", "list", where)
+    if len(accuracy) != len(layers):
+        raise FileFormatError(f"{where}: accuracy has {len(accuracy)} values for {len(layers)} layers")
+    for i, value in enumerate(accuracy):
+        json_field({f"accuracy[{i}]": value}, f"accuracy[{i}]", "fraction", where)
+    d_model = json_field(meta, "d_model", "+int", where)
+
+    file = path / "probes.safetensors"
+    tensors = read_tensors(file)
+    n_classes = len(classes)
+    weights, means, stds, neurons, class_means = {}, {}, {}, {}, {}
+    for layer in layers:
+        width = d_model
+        if kind == "sparse":
+            neurons[layer] = tensor_field(tensors, f"{layer}.neurons", file, (None,), integer=True).long()
+            width = len(neurons[layer])
+            if width == 0 or not bool(((neurons[layer] >= 0) & (neurons[layer] < d_model)).all()):
+                raise FileFormatError(f"{file}: tensor {layer}.neurons must hold neuron indices in 0..{d_model - 1}")
+        weights[layer] = tensor_field(tensors, f"{layer}.weights", file, (width + 1, n_classes))
+        means[layer] = tensor_field(tensors, f"{layer}.mean", file, (width,))
+        stds[layer] = tensor_field(tensors, f"{layer}.std", file, (width,))
+        if not bool((stds[layer] > 0).all()):
+            raise FileFormatError(f"{file}: tensor {layer}.std must be positive (it divides the activations)")
+        if f"{layer}.class_means" in tensors:
+            class_means[layer] = tensor_field(tensors, f"{layer}.class_means", file, (n_classes, d_model))
+    return {
+        "kind": kind,
+        "site": site,
+        "position": position,
+        "layers": layers,
+        "classes": classes,
+        "accuracy": accuracy,
+        "baseline": json_field(meta, "baseline", "fraction", where),
+        "weights": weights,
+        "means": means,
+        "stds": stds,
+        "neurons": neurons,
+        "d_model": d_model,
+        "class_means": class_means,
+    }
 
 
 def _examples(examples: Sequence[Any], labels: Sequence[Any] | None) -> tuple[list[Any], list[str]]:
@@ -186,22 +233,29 @@ def read_activations(
     model: Any, texts: Sequence[Any], layers: Sequence[int], site: str, position: int | str = -1
 ) -> torch.Tensor:
     """``[n, len(layers), d]`` activations at ``site`` of each layer, read at ``position`` (or ``"mean"``
-    over the tokens after ``<bos>``), one pass per text with progress."""
+    over the tokens after ``<bos>``), in padded batches with progress. Every text is tokenised and
+    checked (and ``position`` checked against it) before the first pass."""
     hooks = [hook_for(site, layer) for layer in layers]
     for hook in hooks:
         parse(hook, model.n_layers)
-    rows = []
-    for text in tqdm(texts, desc=f"reading {site}", leave=False):
-        run = model.run(text, capture=hooks)
+    texts = list(texts) if not isinstance(texts, (str, bytes)) else texts
+    ids = token_ids(model, texts)
+    if position != "mean":
+        if isinstance(position, bool) or not isinstance(position, int):
+            raise TypeError(f'position must be a token index (int) or "mean", got {position!r}')
+        for index, text_ids in enumerate(ids):
+            if not -len(text_ids) <= position < len(text_ids):
+                raise ValueError(
+                    f"text {index} ({preview(texts[index])}): position {position} is outside its {len(text_ids)} tokens"
+                )
+    rows: list[torch.Tensor | None] = [None] * len(ids)
+    for index, cache in model.iter_capture(ids, hooks):  # padded batches, each pass ending at the last hook
         if position == "mean":
-            rows.append(
-                torch.stack([run[h][1:].float().mean(0) if len(run[h]) > 1 else run[h][0].float() for h in hooks])
+            rows[index] = torch.stack(
+                [cache[h][1:].float().mean(0) if len(cache[h]) > 1 else cache[h][0].float() for h in hooks]
             )
         else:
-            n = len(run.token_ids)
-            if not -n <= position < n:
-                raise ValueError(f"position {position} is outside a text of {n} tokens: {text!r:.80}")
-            rows.append(torch.stack([run[h][position].float() for h in hooks]))
+            rows[index] = torch.stack([cache[h][position].float() for h in hooks])
     return torch.stack(rows).cpu()
 
 

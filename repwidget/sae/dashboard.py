@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from ..analyses.directions import logit_effects
+from ..texts import token_ids
 from . import harvest
 from .model import SAE
 
@@ -63,11 +64,11 @@ def feature_dashboard(
     hook = sae.hook
     if not 0 <= feature < sae.d_sae:
         raise ValueError(f"feature {feature} is out of range; {sae.name} has features 0..{sae.d_sae - 1}")
-    texts = list(texts)
+    ids = token_ids(model, texts)  # every text checked before the first pass
     top: list[tuple[float, int, list[float]]] = []  # a min-heap of (peak, text index, activations)
     active: list[torch.Tensor] = []
     n_tokens = 0
-    for index, acts in harvest.activations(model, hook, texts, skip_first=False, desc=f"feature {feature}"):
+    for index, acts in harvest.activations(model, hook, ids, skip_first=False):
         values = sae.encode(acts)[:, feature].cpu()
         values[0] = 0  # <bos> is not a context
         n_tokens += len(values) - 1
@@ -78,7 +79,7 @@ def feature_dashboard(
             heapq.heappush(top, item) if len(top) < k else heapq.heapreplace(top, item)
     contexts = []
     for peak, index, values in sorted(top, key=lambda item: (-item[0], item[1])):
-        tokens = model.to_str_tokens(model.to_ids(texts[index]))
+        tokens = model.to_str_tokens(ids[index])
         contexts.append(Context(tokens, values, values.index(peak), index))
     values = torch.cat(active) if active else torch.zeros(0)
     high = float(values.max()) if len(values) else 1.0

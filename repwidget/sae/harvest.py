@@ -6,20 +6,23 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
+
+from ..texts import token_ids
 
 
 def activations(
-    model: Any, hook: str, texts: Iterable[Any], skip_first: bool = True, desc: str | None = None
+    model: Any, hook: str, texts: Iterable[Any], skip_first: bool = True, batch_size: int | None = None
 ) -> Iterator[tuple[int, torch.Tensor]]:
-    """``(text index, [pos, width] activations)`` at ``hook`` for each text, one forward pass each.
+    """``(text index, [pos, width] activations)`` at ``hook`` for each text, read in padded batches (each pass
+    ends once the hook is read; shortest texts first, so indices come out of order).
 
     ``attn.hook_z`` is flattened over heads. ``skip_first`` drops position 0 (the ``<bos>``
-    attention sink, whose activation is unlike any other) from what is yielded.
+    attention sink, whose activation is unlike any other) from what is yielded. Every text is
+    tokenised and checked before the first pass, so a bad one fails at once, named by its index.
     """
-    texts = list(texts)
-    for index, text in enumerate(tqdm(texts, desc=desc or f"reading {hook}", leave=False)):
-        acts = model.capture(text, [hook])[hook]  # the pass stops once the hook is read
+    ids = token_ids(model, texts)
+    for index, cache in model.iter_capture(ids, [hook], batch_size=batch_size):
+        acts = cache[hook]
         acts = acts.reshape(acts.shape[0], -1)
         yield index, acts[1:] if skip_first else acts
 

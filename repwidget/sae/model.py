@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import json
+import weakref
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ..file_checks import FileFormatError, json_field, read_json, read_tensors, tensor_field
 from ..hook_names import HookNameError, parse
 
 ARCHITECTURES = ("standard", "topk", "jumprelu")
 WEIGHTS = "sae_weights.safetensors"
 CONFIG = "cfg.json"
 
-_LOADED: dict[tuple[str, float], SAE] = {}
+#: SAEs loaded from unchanged files, while something else holds them (weak: deleting the SAE frees it)
+_LOADED: weakref.WeakValueDictionary[tuple, SAE] = weakref.WeakValueDictionary()
 
 
 class SAE:
@@ -45,6 +48,8 @@ class SAE:
             raise ValueError(
                 f"SAE architecture {architecture!r} is not supported; use one of {', '.join(ARCHITECTURES)}"
             )
+        if W_enc.dim() != 2:
+            raise ValueError(f"SAE W_enc must be a matrix [d_in, d_sae], got shape {tuple(W_enc.shape)}")
         d_in, d_sae = W_enc.shape
         expected = {"b_enc": (d_sae,), "W_dec": (d_sae, d_in), "b_dec": (d_in,)}
         for key, tensor in (("b_enc", b_enc), ("W_dec", W_dec), ("b_dec", b_dec)):
@@ -56,6 +61,10 @@ class SAE:
             raise ValueError(f"a TopK SAE needs k in 1..{d_sae}, got {k!r}")
         if architecture == "jumprelu" and (threshold is None or tuple(threshold.shape) != (d_sae,)):
             raise ValueError(f"a JumpReLU SAE needs a threshold of shape ({d_sae},)")
+        for key, flag in (("apply_b_dec_to_input", apply_b_dec_to_input),
+                          ("rescale_acts_by_decoder_norm", rescale_acts_by_decoder_norm)):  # fmt: skip
+            if not isinstance(flag, bool):
+                raise TypeError(f"SAE {key} must be True or False, got {flag!r}")
         if hook is not None:
             try:
                 parse(hook)
@@ -64,8 +73,8 @@ class SAE:
         self.W_enc, self.b_enc, self.W_dec, self.b_dec = (t.detach().float() for t in (W_enc, b_enc, W_dec, b_dec))
         self.threshold = threshold.detach().float() if threshold is not None else None
         self.architecture, self.hook, self.k = architecture, hook, k
-        self.apply_b_dec_to_input = bool(apply_b_dec_to_input)
-        self.rescale_acts_by_decoder_norm = bool(rescale_acts_by_decoder_norm)
+        self.apply_b_dec_to_input = apply_b_dec_to_input
+        self.rescale_acts_by_decoder_norm = rescale_acts_by_decoder_norm
         self.path = path
         self.metadata = dict(metadata or {})
         #: held-out explained variance, mean L0 and dead fraction, for SAEs trained here
@@ -182,11 +191,11 @@ class SAE:
     def load(cls, path: str | Path, hook: str | None = None) -> SAE:
         """Load a directory in SAELens's format (``cfg.json`` + ``sae_weights.safetensors``).
 
-        ``hook`` overrides the config's ``metadata.hook_name``. Loading the same unchanged directory
-        again returns the same SAE. Only safetensors are read: nothing is unpickled.
+        ``hook`` overrides the config's ``metadata.hook_name``. Loading the same unchanged files again
+        returns the same SAE while it is alive. Only safetensors are read: nothing is unpickled. The
+        config is checked field by field and the weights must be finite floating-point tensors of
+        matching shapes; anything else is a one-line error naming the file and the field.
         """
-        from safetensors.torch import load_file
-
         path = Path(path).expanduser().resolve()
         if not path.is_dir():
             raise FileNotFoundError(f"no SAE directory at {path}: expected {CONFIG} and {WEIGHTS} in it")
@@ -194,41 +203,14 @@ class SAE:
             if not (path / name).is_file():
                 others = sorted(p.name for p in path.iterdir())
                 raise FileNotFoundError(f"{path} has no {name} (it holds {others}); is this an SAELens SAE directory?")
-        key = (str(path), (path / WEIGHTS).stat().st_mtime)
-        if hook is None and key in _LOADED:
-            return _LOADED[key]
-        try:
-            cfg = json.loads((path / CONFIG).read_text())
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path / CONFIG} is not valid JSON: {e}") from None
-        norm = cfg.get("normalize_activations", "none")
-        if norm not in (None, "none"):
-            raise ValueError(f"{path}: normalize_activations={norm!r} is not supported yet; only 'none'")
-        weights = load_file(path / WEIGHTS)
-        missing = [n for n in ("W_enc", "b_enc", "W_dec", "b_dec") if n not in weights]
-        architecture = cfg.get("architecture", "standard")
-        if architecture == "jumprelu" and "threshold" not in weights:
-            missing.append("threshold")
-        if missing:
-            raise ValueError(f"{path / WEIGHTS} lacks {', '.join(missing)} (it holds {sorted(weights)})")
-        metadata = cfg.get("metadata") or {}
-        sae = cls(
-            weights["W_enc"],
-            weights["b_enc"],
-            weights["W_dec"],
-            weights["b_dec"],
-            architecture=architecture,
-            hook=hook or metadata.get("hook_name") or cfg.get("hook_name"),
-            k=cfg.get("k"),
-            threshold=weights.get("threshold"),
-            apply_b_dec_to_input=cfg.get("apply_b_dec_to_input", True),
-            rescale_acts_by_decoder_norm=cfg.get("rescale_acts_by_decoder_norm", False),
-            path=path,
-            metadata=metadata,
-        )
-        for field, value in (("d_in", sae.d_in), ("d_sae", sae.d_sae)):
-            if field in cfg and cfg[field] != value:
-                raise ValueError(f"{path}: {CONFIG} says {field}={cfg[field]} but the weights have {value}")
+        key = _file_key(path)
+        cached = _LOADED.get(key) if hook is None else None
+        if cached is not None:
+            return cached
+        arguments = _read(path)
+        if hook is not None:
+            arguments["hook"] = hook
+        sae = cls(**arguments, path=path)
         if hook is None:
             _LOADED[key] = sae
         return sae
@@ -258,9 +240,68 @@ class SAE:
             cfg.update(k=self.k, rescale_acts_by_decoder_norm=self.rescale_acts_by_decoder_norm)
         (path / CONFIG).write_text(json.dumps(cfg, indent=2) + "\n")
         self.path = path.resolve()
+        for key in [k for k, v in list(_LOADED.items()) if v is self]:
+            del _LOADED[key]  # it no longer stands for the files it was loaded from
         return path
 
     def __repr__(self) -> str:
         if self.path is not None:
             return f"rw.SAE.load({str(self.path)!r})"
         return f"<rw.SAE {self.name}: {self.architecture}, {self.d_in} -> {self.d_sae} features at {self.hook}>"
+
+
+def _file_key(path: Path) -> tuple:
+    """What identifies the files of an SAE directory: the config's text and the weights' identity and time."""
+    weights = (path / WEIGHTS).stat()
+    return str(path), (path / CONFIG).read_bytes(), weights.st_ino, weights.st_size, weights.st_mtime_ns
+
+
+def _read(path: Path) -> dict[str, Any]:
+    """The SAE constructor's arguments from an SAELens directory, every field and tensor checked."""
+    where = path / CONFIG
+    cfg = read_json(where)
+    architecture = json_field(cfg, "architecture", "str", where, "standard")
+    if architecture not in ARCHITECTURES:
+        raise FileFormatError(f"{where}: architecture {architecture!r} is not supported; use one of {ARCHITECTURES}")
+    norm = cfg.get("normalize_activations", "none")
+    if norm not in (None, "none"):
+        raise FileFormatError(f"{where}: normalize_activations={norm!r} is not supported yet; only 'none'")
+    metadata = json_field(cfg, "metadata", "dict", where, {})
+    hook = json_field(metadata, "hook_name", "str", where, None) or json_field(cfg, "hook_name", "str", where, None)
+    if hook is not None:
+        try:
+            parse(hook)
+        except HookNameError as e:
+            raise FileFormatError(f"{where}: hook_name: {e}") from None
+    arguments: dict[str, Any] = {
+        "architecture": architecture,
+        "hook": hook,
+        "k": json_field(cfg, "k", "+int", where) if architecture == "topk" else None,
+        "apply_b_dec_to_input": json_field(cfg, "apply_b_dec_to_input", "bool", where, True),
+        "rescale_acts_by_decoder_norm": json_field(cfg, "rescale_acts_by_decoder_norm", "bool", where, False),
+        "metadata": metadata,
+    }
+    declared = {name: json_field(cfg, name, "+int", where, None) for name in ("d_in", "d_sae")}
+
+    file = path / WEIGHTS
+    weights = read_tensors(file)
+    missing = [n for n in ("W_enc", "b_enc", "W_dec", "b_dec") if n not in weights]
+    if architecture == "jumprelu" and "threshold" not in weights:
+        missing.append("threshold")
+    if missing:
+        raise FileFormatError(f"{file} lacks {', '.join(missing)} (it holds {sorted(weights)})")
+    w_enc = tensor_field(weights, "W_enc", file, (None, None))
+    d_in, d_sae = w_enc.shape
+    for name, value in (("d_in", d_in), ("d_sae", d_sae)):
+        if declared[name] is not None and declared[name] != value:
+            raise FileFormatError(f"{where}: {name} is {declared[name]} but the weights have {value} ({file.name})")
+    arguments.update(
+        W_enc=w_enc,
+        b_enc=tensor_field(weights, "b_enc", file, (d_sae,)),
+        W_dec=tensor_field(weights, "W_dec", file, (d_sae, d_in)),
+        b_dec=tensor_field(weights, "b_dec", file, (d_in,)),
+        threshold=tensor_field(weights, "threshold", file, (d_sae,)) if architecture == "jumprelu" else None,
+    )
+    if arguments["k"] is not None and arguments["k"] > d_sae:
+        raise FileFormatError(f"{where}: k is {arguments['k']}, more than the {d_sae} features of the weights")
+    return arguments
