@@ -201,3 +201,68 @@ def test_hooks_equal_the_reference(name):
         if value != "no reference" and not (isinstance(value, float) and value <= REL)
     }
     assert not wrong, f"{name}: hooks that differ from the reference: {wrong}"
+
+
+# --- every architecture: the lens, patterns read a block of rows at a time, batches -----------------------------------
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_lens_at_the_last_layer_is_the_models_own_prediction(name):
+    """The logit lens reads a residual stream through the model's own head: its final norm, unembedding and what it
+    does to logits (Gemma 2's soft-capping, Cohere's and Granite's scales)."""
+    model = rw.load(hf_model(name))
+    if not model.has_unembed:
+        pytest.skip("no unembedding")
+    run = captured(name)
+    last = run[f"blocks.{N_LAYERS - 1}.hook_resid_post"]
+    torch.testing.assert_close(model.logits_from_resid(last), run.logits, atol=ATOL, rtol=0)
+    lens = rw.analyses.logit_lens(run, range(3, 9), k=3)
+    top = run.logits[3:9].float().softmax(-1).topk(3)
+    assert torch.equal(lens.ids[-1], top.indices)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_patterns_and_head_scores_never_held_whole_equal_the_eager_ones(name):
+    """Patterns read when asked (the layer re-run, a block of query rows at a time) and the head scores and
+    thumbnails reduced from them equal the probabilities an eager pass computes."""
+    from repwidget.model import attention
+
+    model = rw.load(hf_model(name))
+    eager = captured(name)  # captures every hook, patterns included
+    run = model.run(matrix_ids())
+    assert "blocks.2.attn.hook_pattern" not in run
+    torch.testing.assert_close(
+        run["blocks.2.attn.hook_pattern"], eager["blocks.2.attn.hook_pattern"], atol=1e-6, rtol=0
+    )
+    thumbs, scores = run.summary(side=8)
+    patterns = torch.stack([eager[f"blocks.{layer}.attn.hook_pattern"] for layer in range(N_LAYERS)])
+    expected = torch.nn.functional.adaptive_max_pool2d(patterns.flatten(0, 1), 8).reshape(thumbs.shape)
+    torch.testing.assert_close(thumbs, expected, atol=1e-6, rtol=0)
+    sink = attention.Scores(matrix_ids())
+    for layer in range(N_LAYERS):
+        sink.take(0, patterns[layer][None])
+        for score, values in sink.result(len(matrix_ids())).items():
+            torch.testing.assert_close(scores[score][layer], values, atol=1e-6, rtol=0)
+        sink = attention.Scores(matrix_ids())
+
+
+BATCHED = ["gpt2", "llama", "neox", "gemma2", "opt", "bert"]
+
+
+@pytest.mark.parametrize("padding", ["right", "left"])
+@pytest.mark.parametrize("name", BATCHED)
+def test_a_padded_batch_equals_one_by_one_runs(name, padding):
+    """Learned positions (GPT-2, OPT), rotary (Llama, NeoX), sliding windows and soft-capping (Gemma 2) and a
+    bidirectional encoder (BERT): each run of a batch equals the run of that input alone, interventions included."""
+    model = rw.load(hf_model(name))
+    texts = [matrix_ids()[:n] for n in (20, 7, 13, 1)]
+    ivs = [rw.Ablate(1, head=2), rw.Steer(2, torch.linspace(-1, 1, model.d_model))]
+    capture = ["blocks.1.attn.hook_z", "blocks.2.hook_resid_post", "blocks.3.hook_mlp_out"]
+    batch = model.run_batch(texts, ivs, capture=capture, batch_size=4, padding=padding)
+    for text, run in zip(texts, batch, strict=True):
+        alone = model.run(text, ivs, capture=capture)
+        assert run.token_ids == alone.token_ids
+        for hook in capture:
+            torch.testing.assert_close(run[hook], alone[hook], atol=1e-5, rtol=0, msg=f"{hook}, {len(text)} tokens")
+        if model.has_unembed:
+            torch.testing.assert_close(run.logits, alone.logits, atol=1e-5, rtol=0)

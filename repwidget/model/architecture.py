@@ -132,13 +132,18 @@ class _Trace:
 
     def enter(self, module, args, kwargs):
         x = args[0] if args else next((v for v in kwargs.values() if isinstance(v, torch.Tensor)), None)
-        call = _Call(self.names[id(module)], module, self.clock, input=x if isinstance(x, torch.Tensor) else None)
+        x = x.detach().clone() if isinstance(x, torch.Tensor) else None  # a model may change it in place later
+        call = _Call(self.names[id(module)], module, self.clock, input=x)
         self.clock += 1
         self.calls.append(call)
         self.open.setdefault(id(module), []).append(call)
 
     def leave(self, module, args, kwargs, output):
         call = self.open[id(module)].pop()
+        first = _first_tensor(output)
+        if first is not None:  # kept as it is now: Falcon adds to its MLP's output in place afterwards
+            first = first.detach().clone()
+            output = first if isinstance(output, torch.Tensor) else (first, *output[1:])
         call.exit, call.output = self.clock, output
         self.clock += 1
 
