@@ -24,21 +24,23 @@ class Explorer(RunWidget):
     def __init__(
         self,
         model: Model,
-        text: TokensLike,
+        text: TokensLike | None = None,
         interventions: Intervention | Iterable[Intervention] = (),
         mode: str = "zero",
         saes: Sequence[SAE] = (),
         texts: Sequence[Any] | None = None,
         probes: Sequence[Probes] = (),
+        messages: Sequence[dict[str, Any]] | None = None,
         **kwargs: Any,
     ) -> None:
         if not isinstance(model, Model):
             raise TypeError(f"expected a rw.Model (from rw.load), got {type(model).__name__}")
-        self._text = text if isinstance(text, str) else model.to_ids(text)
         saes = check_saes(model, saes)
         probes = check_probes(model, probes)
         self._capture = needed_hooks(model, saes, probes)
-        clean = model.run(text, capture=self._capture)
+        clean = model.run(text, capture=self._capture, messages=messages)
+        self._text = text if isinstance(text, str) else clean.token_ids
+        self._messages = None if messages is None else [dict(m) for m in messages]
         ivs = as_tuple(interventions)
         run = clean.rerun(ivs, capture=self._capture) if ivs else clean
         super().__init__(run, clean=clean, editable=True, mode=mode, saes=saes, texts=texts, probes=probes, **kwargs)
@@ -151,8 +153,11 @@ class Explorer(RunWidget):
         return (
             "import repwidget as rw\n\n"
             f"model = {_model_source(self.model)}\n"
-            f"run = model.run({self._text!r}, interventions=[{ivs}])\n"
+            f"run = model.run({self._input()}, interventions=[{ivs}])\n"
         )
+
+    def _input(self) -> str:
+        return repr(self._text) if self._messages is None else f"messages={self._messages!r}"
 
 
 def _model_source(model: Model) -> str:
@@ -167,9 +172,15 @@ def _model_source(model: Model) -> str:
 
 
 def explore(
-    model: Model, text: TokensLike, interventions: Intervention | Sequence[Intervention] = (), **options: Any
+    model: Model,
+    text: TokensLike | None = None,
+    interventions: Intervention | Sequence[Intervention] = (),
+    **options: Any,
 ) -> Explorer:
     """Explore ``model`` on ``text``: tokens, attention, neurons, logit lens and predictions, linked.
+
+    ``messages=[{"role": "user", "content": ...}]`` instead of ``text`` explores a chat model on its
+    chat template's text (with the generation prompt); the tokens view marks the template's special tokens.
 
     Click a head or a neuron to toggle its ablation (in the mode picked in the widget: zero, mean,
     resample); the model re-runs from the earliest intervened layer and every view updates.

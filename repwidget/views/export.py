@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 #: how many positions the logit lens shows (js/src/views/lens.ts LENS_WIDTH)
 LENS_WIDTH = 16
 #: the traits the page needs (the others are the kernel's business)
-STATE = ("views", "tokens", "token_ids", "shape", "selection", "generation", "intervention_list", "mode",
+STATE = ("views", "tokens", "token_ids", "token_kinds", "shape", "selection", "generation", "intervention_list", "mode",
          "saes", "probes", "error")  # fmt: skip
 
 

@@ -10,6 +10,7 @@ from typing import Any
 import anywidget
 import traitlets as t
 
+from ..model.tokens import kinds as token_kinds
 from ..probes import Probes
 from ..probes.probes import hook_for
 from ..run import Run
@@ -77,6 +78,8 @@ class RunWidget(anywidget.AnyWidget):
     views = t.List(t.Unicode()).tag(sync=True)
     tokens = t.List(t.Unicode()).tag(sync=True)
     token_ids = t.List(t.Int()).tag(sync=True)
+    #: per token: "bos" (a BOS at position 0), "special" (a special token, e.g. a chat template's) or ""
+    token_kinds = t.List(t.Unicode()).tag(sync=True)
     shape = t.Dict().tag(sync=True)
     #: the shared selection: ``token`` (position), ``layer``, ``head``, ``neuron`` (index in ``layer`` or None)
     selection = t.Dict().tag(sync=True)
@@ -128,6 +131,7 @@ class RunWidget(anywidget.AnyWidget):
             views=list(views),
             tokens=run.tokens,
             token_ids=run.token_ids,
+            token_kinds=token_kinds(model.tokenizer, run.token_ids),
             shape={
                 "n_layers": model.n_layers,
                 "n_heads": model.n_heads,
