@@ -188,3 +188,42 @@ def test_smollm2_chat_template_and_its_special_tokens():
     assert kinds[0] == "bos"  # SmolLM2's BOS token is <|im_start|>
     assert "".join(shown[-3:]) == "assistant\n" and shown[-1] == "\n"  # the generation prompt; its newline
     assert not tokens.adds_bos(tok)  # SmolLM2's tokenizer adds no BOS to text, so ids never warn
+
+
+def test_a_feature_dashboard_reads_tokens_the_same_way():
+    model = tiny_model(byte_bpe())
+    d = model.d_model
+    torch.manual_seed(0)  # a ReLU SAE whose feature 0 fires on every token (a positive bias)
+    sae = rw.SAE(
+        torch.randn(d, 4), torch.ones(4) * 10, torch.randn(4, d), torch.zeros(d), hook="blocks.1.hook_resid_pre"
+    )
+    dashboard = rw.feature_dashboard(model, sae, 0, [SENTENCE], k=1)
+    assert dashboard.contexts[0].tokens == model.to_str_tokens(model.to_ids(SENTENCE))
+    assert "&lt;0xF0&gt;" in dashboard._repr_html_() and "\ufffd" not in dashboard._repr_html_()
+
+
+def test_a_saved_page_shows_bytes_bos_and_special_tokens_in_chromium(tmp_path):
+    from browser import chromium, require_browser
+
+    require_browser()
+    tok = word_tokenizer(adds_bos=True)
+    tok.chat_template = CHAT
+    chat = rw.explore(tiny_model(tok), messages=[{"role": "user", "content": "w1 w2"}])
+    emoji = rw.explore(tiny_model(byte_bpe()), SENTENCE)
+    with chromium() as browser:
+        page = browser.new_page()
+        page.goto(chat.save_html(tmp_path / "chat.html").as_uri())
+        page.locator("body[data-rw-ready]").wait_for(timeout=20_000)
+        tokens = page.locator(".rw-tokens-view [data-rw-token]")
+        assert tokens.nth(0).get_attribute("title") == "position 0 · id 1 · BOS (beginning of sequence)"
+        assert page.locator(".rw-tokens-view .rw-bos-note").is_visible()
+        special = page.locator(".rw-tokens-view .rw-special")
+        assert [special.nth(i).get_attribute("data-rw-token") for i in range(special.count())] == ["0", "4", "5"]
+        tokens.nth(4).click()  # a special token is a token like any other: it selects
+        page.locator('.rw-tokens-view [data-rw-token="4"].rw-selected').wait_for(timeout=5_000)
+
+        page.goto(emoji.save_html(tmp_path / "emoji.html").as_uri())
+        page.locator("body[data-rw-ready]").wait_for(timeout=20_000)
+        shown = page.locator(".rw-tokens-view [data-rw-token]").all_inner_texts()
+        assert len(shown) == len(emoji.tokens) and "<0xF0>" in shown and "寿司" in "".join(shown)
+        assert page.locator(".rw-tokens-view .rw-bos-note").count() == 0
