@@ -140,10 +140,11 @@ def _warn_missing_bos(tokenizer: Any, ids: list[int]) -> None:
 
 def _caller_level() -> int:
     """The ``stacklevel`` of the first frame outside repwidget, so that a warning names the user's line."""
+    import os
     import sys
     from pathlib import Path
 
-    package = str(Path(__file__).resolve().parents[1])
+    package = str(Path(__file__).resolve().parents[1]) + os.sep
     frame, level = sys._getframe(1), 1
     while frame is not None and str(Path(frame.f_code.co_filename).resolve()).startswith(package):
         frame, level = frame.f_back, level + 1
