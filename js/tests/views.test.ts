@@ -22,6 +22,21 @@ describe("views", () => {
     expect(first.textContent!.replace(/\u00a0/g, " ")).toBe("<img src=x onerror=alert(1)>");
   });
 
+  it("mark a BOS first token and special tokens, with their ids on hover; without kinds, none", () => {
+    const { el } = setup({ tokens: ["<s>", "<0xF0><0x9F>", "\n", "</s>"], token_kinds: ["bos", "", "", "special"] });
+    const span = (pos: number) => el.querySelector(`[data-rw-token="${pos}"]`) as HTMLElement;
+    expect(span(0).classList.contains("rw-bos")).toBe(true);
+    expect(span(0).title).toBe("position 0 · id 10 · BOS (beginning of sequence)");
+    expect(span(3).classList.contains("rw-special") && span(3).title.endsWith("id 13 · special token")).toBe(true);
+    expect(span(1).classList.contains("rw-special") || span(2).classList.contains("rw-special")).toBe(false);
+    expect(span(1).textContent).toBe("<0xF0><0x9F>");
+    expect(span(2).textContent).toBe("\\n"); // a newline stays visible
+    expect(el.querySelector(".rw-bos-note")!.textContent).toContain("first token is BOS");
+    const plain = setup().el;
+    expect(plain.querySelector(".rw-bos-note")).toBeNull();
+    expect(plain.querySelector(".rw-special")).toBeNull();
+  });
+
   it("give every clickable thing its stable selector", () => {
     const { el } = setup();
     expect(el.querySelectorAll("[data-rw-token]").length).toBeGreaterThanOrEqual(4);

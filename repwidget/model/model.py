@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import inspect
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -17,12 +16,14 @@ from ..placement import input_device
 from ..run import Run
 from ..texts import token_ids
 from . import attention
+from . import tokens as tokens_mod
 from .architecture import Architecture, discover
 from .executor import Executor, LocalExecutor
 from .plan import batch_fitting, first_edited_layer, plan_batch, plan_pass, stitch
 from .reference import Reference
+from .tokens import TokensLike
 
-TokensLike = str | Sequence[int] | torch.Tensor | np.ndarray
+Messages = Sequence[Mapping[str, Any]]
 
 
 class Model:
@@ -151,19 +152,10 @@ class Model:
         )
 
     # -- tokens --------------------------------------------------------------------------
-    def to_ids(self, text_or_ids: TokensLike) -> list[int]:
-        """Token ids for a text (tokenizer defaults, special tokens included) or a sequence of ids."""
-        if isinstance(text_or_ids, str):
-            if self.tokenizer is None:
-                raise TypeError(
-                    "this model was loaded without a tokenizer: pass token ids (a list of ints), "
-                    "or rw.load(model, tokenizer=...)"
-                )
-            if not text_or_ids:
-                raise ValueError("the text is empty; give at least one token")
-            ids = list(self.tokenizer(text_or_ids)["input_ids"])
-        else:
-            ids = _ids_from(text_or_ids)
+    def to_ids(self, text_or_ids: TokensLike | None = None, *, messages: Messages | None = None) -> list[int]:
+        """Token ids for a text (tokenizer defaults: its BOS, never a second one), token ids, a tokenizer's
+        output (``input_ids``), or chat ``messages`` (the tokenizer's chat template and generation prompt)."""
+        ids = tokens_mod.to_ids(self.tokenizer, text_or_ids, messages)
         if not ids:
             raise ValueError("the input is empty; give at least one token")
         bad = [i for i in ids if not 0 <= i < self.vocab_size]
@@ -175,25 +167,27 @@ class Model:
         return ids
 
     def to_str_tokens(self, ids: Iterable[int]) -> list[str]:
-        """Each token as text (decoded alone), or its id as a string without a tokenizer."""
-        ids = list(ids)
-        if self.tokenizer is None:
-            return [str(i) for i in ids]
-        return [self.tokenizer.decode([i]) for i in ids]
+        """Each token as text (decoded alone; a piece of a character as its bytes, ``<0xF0><0x9F>``),
+        or its id as a string without a tokenizer."""
+        return tokens_mod.str_tokens(self.tokenizer, list(ids))
 
     # -- runs ----------------------------------------------------------------------------
     def run(
         self,
-        text_or_ids: TokensLike,
+        text_or_ids: TokensLike | None = None,
         interventions: Intervention | Iterable[Intervention] = (),
         capture: str | Iterable[str] | None = None,
         summarize: int | None = None,
+        *,
+        messages: Messages | None = None,
     ) -> Run:
         """One forward pass. ``capture`` takes hook names or globs (default: every residual stream; attention
         patterns are computed when first read). ``summarize=side`` also reduces every layer's attention during
-        the pass to :meth:`Run.summary` (thumbnails ``side`` a side and head scores), never holding a pattern."""
-        sinks = self._summary_sinks(range(self.n_layers), summarize, self.to_ids(text_or_ids)) if summarize else {}
-        run = self._pass(self.to_ids(text_or_ids), as_tuple(interventions), capture, base=None, sinks=sinks)
+        the pass to :meth:`Run.summary` (thumbnails ``side`` a side and head scores), never holding a pattern.
+        ``messages=[{"role": "user", "content": ...}]`` runs the chat template's text instead."""
+        ids = self.to_ids(text_or_ids, messages=messages)
+        sinks = self._summary_sinks(range(self.n_layers), summarize, ids) if summarize else {}
+        run = self._pass(ids, as_tuple(interventions), capture, base=None, sinks=sinks)
         run._take_summaries(sinks, summarize)
         return run
 
@@ -370,23 +364,3 @@ class Model:
             if len(self._sources) > 16:
                 self._sources.popitem(last=False)
         return self._sources[key]
-
-
-def _ids_from(value: Any) -> list[int]:
-    if isinstance(value, torch.Tensor):
-        if value.is_floating_point() or value.is_complex() or value.dtype == torch.bool:
-            raise TypeError(f"token ids must be integers, got a tensor of {value.dtype}")
-        if value.dim() == 2 and value.shape[0] == 1:
-            value = value[0]
-        if value.dim() != 1:
-            raise ValueError(f"token ids must be one sequence, shape [pos] or [1, pos]; got {tuple(value.shape)}")
-        return value.tolist()
-    if isinstance(value, np.ndarray):
-        if not np.issubdtype(value.dtype, np.integer):
-            raise TypeError(f"token ids must be integers, got an array of {value.dtype}")
-        return _ids_from(torch.from_numpy(value.astype(np.int64)))
-    if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
-        if not all(isinstance(i, (int, np.integer)) and not isinstance(i, bool) for i in value):
-            raise TypeError("token ids must be a sequence of ints")
-        return [int(i) for i in value]
-    raise TypeError(f"expected a text (str) or token ids, got {type(value).__name__}")

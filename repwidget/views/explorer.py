@@ -24,18 +24,20 @@ class Explorer(RunWidget):
     def __init__(
         self,
         model: Model,
-        text: TokensLike,
+        text: TokensLike | None = None,
         interventions: Intervention | Iterable[Intervention] = (),
         mode: str = "zero",
         saes: Sequence[SAE] = (),
         texts: Sequence[Any] | None = None,
         probes: Sequence[Probes] = (),
         capture: str | Iterable[str] = (),
+        messages: Sequence[dict[str, Any]] | None = None,
         **kwargs: Any,
     ) -> None:
         session = Session.of(
-            model, text, interventions, saes=saes, texts=texts, probes=probes, editable=True, capture=capture
-        )
+            model, text, interventions, saes=saes, texts=texts, probes=probes, editable=True, capture=capture,
+            messages=messages,
+        )  # fmt: skip
         super().__init__(session=session, mode=mode, **kwargs)
 
     @property
@@ -65,9 +67,15 @@ class Explorer(RunWidget):
 
 
 def explore(
-    model: Model, text: TokensLike, interventions: Intervention | Sequence[Intervention] = (), **options: Any
+    model: Model,
+    text: TokensLike | None = None,
+    interventions: Intervention | Sequence[Intervention] = (),
+    **options: Any,
 ) -> Explorer:
     """Explore ``model`` on ``text``: tokens, attention, neurons, logit lens and predictions, linked.
+
+    ``messages=[{"role": "user", "content": ...}]`` instead of ``text`` explores a chat model on its
+    chat template's text (with the generation prompt); the tokens view marks the template's special tokens.
 
     Click a head or a neuron to toggle its ablation (in the mode picked in the widget: zero, mean,
     resample); the model re-runs from the earliest intervened layer and every view updates.

@@ -14,6 +14,7 @@ import torch
 from .. import hook_names
 from ..interventions import Intervention, as_tuple, to_json
 from ..model.model import Model, TokensLike
+from ..model.tokens import kinds as token_kinds
 from ..probes import Probes
 from ..run import Run
 from ..sae import SAE, FeatureDashboard, feature_dashboard
@@ -100,6 +101,7 @@ class Session:
         probes: Sequence[Probes] = (),
         editable: bool = True,
         capture: str | Iterable[str] = (),
+        messages: Sequence[dict[str, Any]] | None = None,
     ) -> Session:
         """A session of ``model`` on ``text``: one clean pass capturing what the views read (and ``capture``,
         hook names or globs the runs should keep besides), then the interventions re-run from the earliest
@@ -109,10 +111,11 @@ class Session:
         session = cls.__new__(cls)
         session._setup(model, views, saes, texts, probes, editable, capture)
         summary = max((p.summary for p in session.panels if p.summary), default=None)
-        session._clean = model.run(text, capture=session.capture, summarize=summary)
+        session._clean = model.run(text, capture=session.capture, summarize=summary, messages=messages)
         ivs = as_tuple(interventions)
         session.run = session._clean.rerun(ivs, capture=session.capture) if ivs else session._clean
         session.text = text if isinstance(text, str) else session._clean.token_ids
+        session.messages = None if messages is None else [dict(m) for m in messages]
         return session
 
     def _setup(self, model, views, saes, texts, probes, editable: bool, capture=()) -> None:
@@ -129,6 +132,7 @@ class Session:
         self.capture: list[str] = [h for h in model.hook_names() if h in wanted]
         self.editable = editable
         self.text: Any = None
+        self.messages: list[dict[str, Any]] | None = None
         #: bumped after every new run, so views refetch what they show
         self.generation = 0
         #: the last command's error, shown by the views; cleared by the next change that works
@@ -206,6 +210,7 @@ class Session:
             "views": self.views,
             "tokens": self.run.tokens,
             "token_ids": self.run.token_ids,
+            "token_kinds": token_kinds(self.model.tokenizer, self.run.token_ids),
             "shape": self.shape(),
             "editable": self.editable,
             "generation": self.generation,
@@ -367,10 +372,10 @@ class Session:
                 ivs = ivs.replace(repr(sae), f"unsaved({sae.name!r})")
                 preamble = UNSAVED
         text = self.text if self.text is not None else self.run.token_ids
+        given = f"messages={self.messages!r}" if self.messages is not None else repr(text)
         source = _model_source(self.model)
-        return (
-            f"import repwidget as rw\n{preamble}\nmodel = {source}\nrun = model.run({text!r}, interventions=[{ivs}])\n"
-        )
+        run = f"run = model.run({given}, interventions=[{ivs}])"
+        return f"import repwidget as rw\n{preamble}\nmodel = {source}\n{run}\n"
 
 
 UNSAVED = """

@@ -32,6 +32,8 @@ class RunWidget(anywidget.AnyWidget):
     views = t.List(t.Unicode()).tag(sync=True)
     tokens = t.List(t.Unicode()).tag(sync=True)
     token_ids = t.List(t.Int()).tag(sync=True)
+    #: per token: "bos" (a BOS at position 0), "special" (a special token, e.g. a chat template's) or ""
+    token_kinds = t.List(t.Unicode()).tag(sync=True)
     shape = t.Dict().tag(sync=True)
     #: the shared selection: ``token`` (position), ``layer``, ``head``, ``neuron`` (index in ``layer`` or None)
     selection = t.Dict().tag(sync=True)

@@ -4,6 +4,9 @@ import { css, diverging, ink, sequential } from "../colour";
 import { h, panel, showToken } from "../dom";
 import type { Store } from "../store";
 
+/** What a token's title adds for its kind. */
+const KIND_NOTES: Record<string, string> = { bos: " · BOS (beginning of sequence)", special: " · special token" };
+
 export function mountTokens(el: HTMLElement, store: Store): void {
   const { root, body } = panel("Tokens", "rw-tokens-view");
   const legend = h("div", { class: "rw-legend" });
@@ -11,10 +14,15 @@ export function mountTokens(el: HTMLElement, store: Store): void {
   body.append(line, legend);
   el.appendChild(root);
   const ids = store.tokenIds;
-  const spans = store.tokens.map((text, pos) =>
-    h("span", { class: "rw-token", text: showToken(text), title: `position ${pos} · id ${ids[pos]}`, data: { rwToken: pos } }),
-  );
+  // per token, from the kernel: "bos" (a BOS at position 0), "special" (e.g. a chat template's) or ""
+  const kinds = (store.model.get("token_kinds") as string[] | undefined) ?? [];
+  const spans = store.tokens.map((text, pos) => {
+    const kind = KIND_NOTES[kinds[pos] ?? ""] ?? "";
+    const cls = kind ? `rw-token rw-special rw-${kinds[pos]}` : "rw-token";
+    return h("span", { class: cls, text: showToken(text), title: `position ${pos} · id ${ids[pos]}${kind}`, data: { rwToken: pos } });
+  });
   line.append(...spans);
+  if (kinds[0] === "bos") body.insertBefore(h("div", { class: "rw-info rw-bos-note", text: "the first token is BOS, which the tokenizer puts before the text" }), line);
 
   let neuron: Float32Array | null = null;
   let feature: Float32Array | null = null;
