@@ -4,7 +4,7 @@ from . import analyses, demo
 from ._version import __version__
 from .demo import demo_model
 from .hook_names import HookNameError
-from .interventions import Ablate, Patch, Steer
+from .interventions import Ablate, Knockout, Patch, Steer
 from .model import CaptureBudgetError, Model, ModelLoadError, load
 from .options import options
 from .probes import Probes, train_probes
@@ -53,6 +53,7 @@ __all__ = [
     "CaptureBudgetError",
     "Explorer",
     "HookNameError",
+    "Knockout",
     "LogitLensView",
     "Model",
     "ModelLoadError",

@@ -92,7 +92,9 @@ def _repr_args(obj: Any, required: Sequence[str]) -> str:
         value = getattr(obj, f.name)
         if f.name not in required and value == f.default:
             continue
-        if isinstance(value, tuple) and f.name in ("vector", "source", "positions", "direction"):
+        if isinstance(value, tuple) and f.name in (
+            "vector", "source", "positions", "direction", "interventions", "query", "key",
+        ):  # fmt: skip
             value = list(value)
         parts.append(f"{f.name}={value!r}")
     return f"rw.{type(obj).__name__}({', '.join(parts)})"
@@ -114,6 +116,40 @@ def _sae_feature(obj: Any) -> None:
 
 def _columns(start: int, width: int) -> slice:
     return slice(start, start + width)
+
+
+def _positions(value: Any, name: str = "positions") -> tuple[int, ...] | None:
+    """Distinct token positions (None: every position)."""
+    if value is None:
+        return None
+    positions = tuple(_int(p, "position") for p in _as_list(value))
+    if len(set(positions)) != len(positions):
+        raise ValueError(f"{name} must be distinct")
+    if not positions:
+        raise ValueError(f"{name} is empty; leave it out for every position")
+    return positions
+
+
+def _check_positions(iv: Any, positions: tuple[int, ...] | None, n_tokens: int, name: str = "positions") -> None:
+    if positions is None:
+        return
+    if len(positions) > n_tokens:
+        raise ValueError(f"{_short(iv)}: {len(positions)} {name}, but this run has {n_tokens} tokens")
+    for p in positions:
+        if not 0 <= p < n_tokens:
+            raise ValueError(f"{_short(iv)}: position {p} is out of range 0..{n_tokens - 1}")
+
+
+def _label_positions(positions: tuple[int, ...] | None) -> str:
+    if positions is None:
+        return ""
+    shown = ", ".join(map(str, positions[:4])) + (", ..." if len(positions) > 4 else "")
+    return f" at position{'s' if len(positions) > 1 else ''} {shown}"
+
+
+def _at(positions: tuple[int, ...] | None) -> Any:
+    """The index of the positions an edit touches (every position when None)."""
+    return slice(None) if positions is None else list(positions)
 
 
 def _check_index(iv: Any, name: str, value: int | None, stop: int, what: str) -> None:
@@ -142,7 +178,7 @@ class Ablate(Intervention):
     ``Ablate(layer, direction=v)`` ablates one direction of the residual stream after block
     ``layer``: in zero mode its component is projected out (``x - (x.u)u``, ``u = v/|v|``); in mean
     and resample modes the component is set to the reference texts'. ``probes.projection(layer)``
-    builds one from a probe.
+    builds one from a probe. ``positions=[...]`` ablates at those token positions only.
     """
 
     layer: int | None = None
@@ -153,6 +189,7 @@ class Ablate(Intervention):
     sae: Any = None
     feature: int | None = None
     direction: tuple[float, ...] = ()
+    positions: tuple[int, ...] | None = None
 
     kernel_only: ClassVar[tuple[str, ...]] = ("direction",)
 
@@ -160,6 +197,7 @@ class Ablate(Intervention):
         object.__setattr__(self, "head", _int(self.head, "head", optional=True))
         object.__setattr__(self, "neuron", _int(self.neuron, "neuron", optional=True))
         object.__setattr__(self, "seed", _int(self.seed, "seed"))
+        object.__setattr__(self, "positions", _positions(self.positions))
         if self.mode not in MODES:
             raise ValueError(f"Ablate mode must be one of {', '.join(MODES)}, got {self.mode!r:.40}")
         if self.sae is not None or self.feature is not None:
@@ -213,12 +251,13 @@ class Ablate(Intervention):
 
     def label(self) -> str:
         target = self.target
+        at = _label_positions(self.positions)
         if target == "feature":
-            return f"ablate feature {self.feature} of {self.sae.name}"
+            return f"ablate feature {self.feature} of {self.sae.name}{at}"
         if target == "direction":
-            return f"project out a direction at layer {self.layer} ({self.mode})"
+            return f"project out a direction at layer {self.layer} ({self.mode}){at}"
         what = {"head": f"head {self.layer}.{self.head}", "neuron": f"neuron {self.layer}.{self.neuron}"}
-        return f"ablate {what.get(target, f'attention {self.layer}')} ({self.mode})"
+        return f"ablate {what.get(target, f'attention {self.layer}')} ({self.mode}){at}"
 
     def check(self, model: Model, n_tokens: int) -> None:
         if self.sae is not None:
@@ -227,13 +266,15 @@ class Ablate(Intervention):
         _check_index(self, "head", self.head, model.n_heads, "this model has heads")
         _check_index(self, "neuron", self.neuron, model.d_mlp, "the MLP has neurons")
         _check_reference(self, model)
+        _check_positions(self, self.positions, n_tokens)
         if self.direction and len(self.direction) != model.d_model:
             width = len(self.direction)
             raise ValueError(f"{_short(self)}: the direction has width {width}, the residual stream {model.d_model}")
 
     def edit(self, model: Model, n_tokens: int) -> Edit:
+        at = _at(self.positions)
         if self.target == "feature":
-            return _feature_splice(self.sae, self.feature)
+            return _feature_splice(self.sae, self.feature, self.positions)
         if self.target == "direction":
             return self._project(model, n_tokens)
         cols = {
@@ -244,17 +285,17 @@ class Ablate(Intervention):
         if self.mode == "zero":
 
             def zero(x: torch.Tensor) -> torch.Tensor:
-                x[..., cols] = 0
+                x[:, at, cols] = 0
                 return x
 
             return zero
         if self.mode == "mean":
             value = model.reference.mean(self.hook)[cols]  # [width]
         else:
-            value = model.reference.resample(self.hook, n_tokens, self.seed)[:, cols]  # [pos, width]
+            value = model.reference.resample(self.hook, n_tokens, self.seed)[at, cols]  # [pos, width]
 
         def replace(x: torch.Tensor) -> torch.Tensor:
-            x[..., cols] = like(value, x)
+            x[:, at, cols] = like(value, x)
             return x
 
         return replace
@@ -263,34 +304,40 @@ class Ablate(Intervention):
         """Set the component along ``direction`` to zero or to the reference texts'."""
         unit = torch.tensor(self.direction, dtype=torch.float32)
         unit = unit / unit.norm()
+        at = _at(self.positions)
         if self.mode == "zero":
             target = torch.zeros(())
         elif self.mode == "mean":
             target = model.reference.mean(self.hook).float() @ unit  # a number
         else:
-            target = model.reference.resample(self.hook, n_tokens, self.seed).float() @ unit  # [pos]
+            target = model.reference.resample(self.hook, n_tokens, self.seed).float()[at] @ unit  # [pos]
 
         def project(x: torch.Tensor) -> torch.Tensor:
             u = like(unit, x)
-            shift = like(target, x) - x @ u  # [batch, pos]
-            return x + shift[..., None] * u
+            rows = x[:, at]
+            shift = like(target, x) - rows @ u  # [batch, pos]
+            x[:, at] = rows + shift[..., None] * u
+            return x
 
         return project
 
     def __repr__(self) -> str:
         if self.sae is not None:
-            return f"rw.Ablate(sae={self.sae!r}, feature={self.feature})"
+            at = f", positions={list(self.positions)}" if self.positions is not None else ""
+            return f"rw.Ablate(sae={self.sae!r}, feature={self.feature}{at})"
         return _repr_args(self, ("layer",))
 
 
-def _feature_splice(sae: SAE, feature: int) -> Edit:
+def _feature_splice(sae: SAE, feature: int, positions: tuple[int, ...] | None = None) -> Edit:
     """Splice the SAE in (with its error term) minus one feature: exactly that feature's contribution goes.
 
     Rows are spliced a block at a time, so the features of a long text are never all held at once.
     """
+    at = _at(positions)
 
     def splice(x: torch.Tensor) -> torch.Tensor:
-        flat = x.reshape(-1, x.shape[-1])
+        chosen = x[:, at]
+        flat = chosen.reshape(-1, x.shape[-1])
         out = torch.empty_like(flat)
         step = sae.rows_per_block()
         for start in range(0, len(flat), step):
@@ -299,7 +346,8 @@ def _feature_splice(sae: SAE, feature: int) -> Edit:
             error = rows.float() - sae.decode(feats)
             feats[..., feature] = 0
             out[start : start + step] = (sae.decode(feats) + error).to(x.dtype)
-        return out.reshape(x.shape)
+        x[:, at] = out.reshape(chosen.shape)
+        return x
 
     return splice
 
@@ -310,7 +358,7 @@ class Steer(Intervention):
     """Add ``scale * vector`` to the residual stream after block ``layer``.
 
     ``Steer(sae=sae, feature=f, scale=s)`` adds ``s`` times feature ``f``'s decoder vector at the
-    SAE's hook instead.
+    SAE's hook instead. ``positions=[...]`` steers at those token positions only.
     """
 
     layer: int | None = None
@@ -318,10 +366,12 @@ class Steer(Intervention):
     scale: float = 1.0
     sae: Any = None
     feature: int | None = None
+    positions: tuple[int, ...] | None = None
 
     kernel_only: ClassVar[tuple[str, ...]] = ("vector",)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "positions", _positions(self.positions))
         if not isinstance(self.scale, (int, float, np.floating)) or isinstance(self.scale, bool):
             raise TypeError(f"scale must be a number, got {self.scale!r:.40}")
         if not math.isfinite(self.scale):
@@ -347,9 +397,10 @@ class Steer(Intervention):
         return f"blocks.{self.layer}.hook_resid_post"
 
     def label(self) -> str:
+        at = _label_positions(self.positions)
         if self.sae is not None:
-            return f"steer feature {self.feature} of {self.sae.name} \u00d7 {self.scale:g}"
-        return f"steer layer {self.layer} (scale {self.scale:.2f})"
+            return f"steer feature {self.feature} of {self.sae.name} \u00d7 {self.scale:g}{at}"
+        return f"steer layer {self.layer} (scale {self.scale:.2f}){at}"
 
     def check(self, model: Model, n_tokens: int) -> None:
         if self.sae is not None:
@@ -359,17 +410,27 @@ class Steer(Intervention):
             raise ValueError(
                 f"{_short(self)}: the steering vector has width {len(self.vector)}, the residual stream {model.d_model}"
             )
+        _check_positions(self, self.positions, n_tokens)
 
     def edit(self, model: Model, n_tokens: int) -> Edit:
         if self.sae is not None:
             delta = self.sae.decoder_vectors()[self.feature] * self.scale
         else:
             delta = torch.tensor(self.vector, dtype=torch.float32) * self.scale
-        return lambda x: x + like(delta, x)
+        if self.positions is None:
+            return lambda x: x + like(delta, x)
+        at = _at(self.positions)
+
+        def steer(x: torch.Tensor) -> torch.Tensor:
+            x[:, at] = x[:, at] + like(delta, x)
+            return x
+
+        return steer
 
     def __repr__(self) -> str:
         if self.sae is not None:
-            return f"rw.Steer(sae={self.sae!r}, feature={self.feature}, scale={self.scale!r})"
+            at = f", positions={list(self.positions)}" if self.positions is not None else ""
+            return f"rw.Steer(sae={self.sae!r}, feature={self.feature}, scale={self.scale!r}{at})"
         return _repr_args(self, ("layer", "vector"))
 
 
@@ -380,6 +441,7 @@ class Patch(Intervention):
 
     ``head`` restricts a ``attn.hook_z`` patch to one head; ``positions`` to some positions
     (all by default, in which case source and target must have the same length).
+    ``interventions``: the source run's own (its activation is read with them applied).
     Build one from a run with :meth:`Patch.from_run`.
     """
 
@@ -387,6 +449,7 @@ class Patch(Intervention):
     source: tuple[int, ...]
     head: int | None = None
     positions: tuple[int, ...] | None = None
+    interventions: tuple[Intervention, ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.hook, str):
@@ -408,11 +471,14 @@ class Patch(Intervention):
             if len(set(positions)) != len(positions):
                 raise ValueError("Patch positions must be distinct")
             object.__setattr__(self, "positions", positions)
+        object.__setattr__(self, "interventions", as_tuple(self.interventions))
 
     @classmethod
     def from_run(cls, run: Any, hook: str, head: int | None = None, positions: Iterable[int] | None = None) -> Patch:
-        """Patch ``hook`` from ``run`` (a :class:`repwidget.Run`) into later runs."""
-        return cls(hook=hook, source=tuple(run.token_ids), head=head, positions=positions)
+        """Patch ``hook`` from ``run`` (a :class:`repwidget.Run`, with its interventions) into later runs."""
+        return cls(
+            hook=hook, source=tuple(run.token_ids), head=head, positions=positions, interventions=run.interventions
+        )
 
     @property
     def layer(self) -> int:
@@ -420,8 +486,9 @@ class Patch(Intervention):
 
     def label(self) -> str:
         where = f" head {self.head}" if self.head is not None else ""
-        at = f" at {len(self.positions)} position(s)" if self.positions is not None else ""
-        return f"patch {self.hook}{where}{at} from {len(self.source)} tokens"
+        at = _label_positions(self.positions)
+        source = f" (with {len(self.interventions)} intervention(s))" if self.interventions else ""
+        return f"patch {self.hook}{where}{at} from {len(self.source)} tokens{source}"
 
     def check(self, model: Model, n_tokens: int) -> None:
         super().check(model, n_tokens)
@@ -437,9 +504,11 @@ class Patch(Intervention):
         for p in self.positions or ():
             if not 0 <= p < min(n_source, n_tokens):
                 raise ValueError(f"{_short(self)}: position {p} is out of range 0..{min(n_source, n_tokens) - 1}")
+        for iv in self.interventions:
+            iv.check(model, n_source)
 
     def edit(self, model: Model, n_tokens: int) -> Edit:
-        source = model.source_activation(self.source, self.hook)  # [src_pos, ...] as captured
+        source = model.source_activation(self.source, self.hook, self.interventions)  # [src_pos, ...] as captured
         source = source.reshape(source.shape[0], -1)
         positions = list(self.positions) if self.positions is not None else list(range(n_tokens))
         cols = slice(None) if self.head is None else _columns(self.head * model.d_head, model.d_head)
@@ -453,6 +522,67 @@ class Patch(Intervention):
 
     def __repr__(self) -> str:
         return _repr_args(self, ("hook", "source"))
+
+
+@_register("knockout")
+@dataclass(frozen=True, repr=False)
+class Knockout(Intervention):
+    """Attention knockout: queries at ``query`` positions may not attend to keys at ``key`` positions, in
+    ``head`` of ``layer`` (every head by default); the remaining attention of each query renormalises (the
+    blocked scores are masked before the softmax). ``query=None`` means every query position."""
+
+    layer: int
+    head: int | None = None
+    query: tuple[int, ...] | None = None
+    key: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "layer", _int(self.layer, "layer"))
+        object.__setattr__(self, "head", _int(self.head, "head", optional=True))
+        object.__setattr__(self, "query", _positions(self.query, "query"))
+        key = _positions(self.key, "key")
+        if key is None:
+            raise ValueError("Knockout needs key positions (key=[...])")
+        object.__setattr__(self, "key", key)
+
+    @property
+    def hook(self) -> str:
+        return f"blocks.{self.layer}.attn.hook_pattern"
+
+    def label(self) -> str:
+        who = f"head {self.layer}.{self.head}" if self.head is not None else f"layer {self.layer}"
+        queries = "every query" if self.query is None else _label_positions(self.query).strip()
+        keys = _label_positions(self.key).replace("position", "key").strip()
+        return f"knock out {who}: {queries} \u2192 {keys}"
+
+    def check(self, model: Model, n_tokens: int) -> None:
+        if not 0 <= self.layer < model.n_layers:
+            raise ValueError(
+                f"{_short(self)}: layer {self.layer} is out of range; this model has layers 0..{model.n_layers - 1}"
+            )
+        _check_index(self, "head", self.head, model.n_heads, "this model has heads")
+        _check_positions(self, self.query, n_tokens, "query positions")
+        _check_positions(self, self.key, n_tokens, "key positions")
+        if not getattr(model.executor, "interface", True):
+            raise ValueError(f"{_short(self)}: this model's attention does not go through transformers' attention "
+                             "interface, where knockouts are applied")  # fmt: skip
+        blocked = set(self.key)
+        for q in self.query if self.query is not None else range(n_tokens):
+            visible = range(q + 1) if model.arch.causal else range(n_tokens)
+            if all(k in blocked for k in visible):
+                raise ValueError(f"{_short(self)}: query {q} could attend to no key at all")
+
+    def knock(self, model: Model, n_tokens: int) -> tuple[slice, list[int], list[int]]:
+        """``(heads, queries, keys)``: the attention scores this knockout removes."""
+        heads = slice(None) if self.head is None else slice(self.head, self.head + 1)
+        queries = list(range(n_tokens)) if self.query is None else list(self.query)
+        return heads, queries, list(self.key)
+
+    def edit(self, model: Model, n_tokens: int) -> Edit:
+        raise TypeError("a knockout acts on attention scores, not on an activation: see Knockout.knock")
+
+    def __repr__(self) -> str:
+        return _repr_args(self, ("layer", "key"))
 
 
 def _as_list(value: Any) -> list:
@@ -495,6 +625,8 @@ def to_json(intervention: Intervention, saes: Sequence[SAE] | None = None) -> di
         value = getattr(intervention, f.name)
         if f.name == "sae" and value is not None:
             value = _sae_index(value, saes) if saes is not None else value.name
+        if f.name == "interventions":
+            value = [to_json(iv, saes) for iv in value]
         data[f.name] = list(value) if isinstance(value, tuple) else value
     return data
 
@@ -522,6 +654,8 @@ def from_json(data: Any, saes: Sequence[SAE] | Mapping[str, SAE] | None = None) 
     values = {k: v for k, v in data.items() if k != "type"}
     if values.get("sae") is not None:
         values["sae"] = _find_sae(values["sae"], saes)
+    if isinstance(values.get("interventions"), list):
+        values["interventions"] = tuple(from_json(item, saes) for item in values["interventions"][:64])
     try:
         return cls(**values)
     except TypeError as e:

@@ -397,7 +397,7 @@ def counted(demo, monkeypatch):
     return demo, calls
 
 
-BAD_LAST = [("", "empty"), (None, "expected a text"), ("one " * 100, "at most 64")]
+BAD_LAST = [("", "empty"), (None, "give a text"), ("one " * 100, "at most 64")]
 
 
 @pytest.mark.parametrize(("bad", "message"), BAD_LAST)

@@ -120,6 +120,7 @@ def test_every_kind_has_one_definition_with_a_label_json_and_repr():
         rw.Steer(1, [0.5] * 128, scale=2.0),
         rw.Steer(sae=sae, feature=4, scale=-1.5),
         rw.Patch("blocks.1.hook_resid_post", [1, 2, 3], positions=[0]),
+        rw.Knockout(2, head=1, query=[4], key=[1, 2]),
     ]
     assert {type(iv).kind for iv in examples} == set(kinds())
     labels = [iv.label() for iv in examples]
@@ -131,7 +132,8 @@ def test_every_kind_has_one_definition_with_a_label_json_and_repr():
         f"ablate feature 3 of {sae.name}",
         "steer layer 1 (scale 2.00)",
         f"steer feature 4 of {sae.name} \u00d7 -1.5",
-        "patch blocks.1.hook_resid_post at 1 position(s) from 3 tokens",
+        "patch blocks.1.hook_resid_post at position 0 from 3 tokens",
+        "knock out head 2.1: at position 4 \u2192 at keys 1, 2",
     ]
     for iv in examples:
         assert rw.interventions.from_json(to_json(iv, saes=[sae]), saes=[sae]) == iv

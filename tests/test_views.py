@@ -81,13 +81,15 @@ def test_predictions_compare_clean_and_intervened(demo):
     torch.testing.assert_close(data["probs"][0], p[0].topk(4).values)
 
 
-def test_neurons_are_the_most_active_at_the_position(demo):
-    session = rw.explore(demo, "the capital of france is").session
-    run = session.run
+def test_neurons_are_the_most_active_at_the_position_read_when_asked(demo):
+    ex = rw.explore(demo, "the capital of france is", [rw.Ablate(1, head=2)])
+    session = ex.session
+    assert "blocks.2.mlp.hook_post" not in session.run  # no view holds every layer's MLP
     data = neurons.top_neurons(session, {"layer": 2, "position": 3})
-    acts = run["blocks.2.mlp.hook_post"][3]
-    assert torch.equal(data["values"], acts.topk(neurons.TOP).values)
-    assert torch.equal(neurons.neuron(session, {"layer": 2, "index": 7})["values"], run["blocks.2.mlp.hook_post"][:, 7])
+    post = demo.run("the capital of france is", rw.Ablate(1, head=2), capture="blocks.2.mlp.hook_post")
+    acts = post["blocks.2.mlp.hook_post"]
+    torch.testing.assert_close(data["values"], acts[3].topk(neurons.TOP).values)
+    torch.testing.assert_close(neurons.neuron(session, {"layer": 2, "index": 7})["values"], acts[:, 7])
 
 
 def test_pack_sends_tensors_as_buffers_never_float_lists():

@@ -14,6 +14,7 @@ import contextvars
 import math
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -24,10 +25,22 @@ NAME = "repwidget"
 #: the probabilities of one block of query rows take at most this many bytes (several copies are live)
 CHUNK_BYTES = 32 << 20
 
-#: the current pass's sinks by attention module, and the implementation the model was loaded with
-_ACTIVE: contextvars.ContextVar[tuple[dict[nn.Module, Sink], str] | None] = contextvars.ContextVar(
+#: the current pass's layers by attention module, and the implementation the model was loaded with
+_ACTIVE: contextvars.ContextVar[tuple[dict[nn.Module, Layer], str] | None] = contextvars.ContextVar(
     "repwidget_attention", default=None
 )
+
+
+@dataclass
+class Layer:
+    """What a pass does at one attention layer: feed its probabilities to ``sink``, and/or block the scores
+    ``knock`` lists for each sequence of the batch (``(heads, queries, keys)`` in the sequence's own
+    positions; ``offsets`` where each sequence starts in its padded row)."""
+
+    sink: Sink | None = None
+    knock: list[list[tuple[slice, list[int], list[int]]]] | None = None
+    offsets: list[int] = field(default_factory=list)
+    applied: bool = False
 
 
 class Sink:
@@ -178,12 +191,12 @@ def register() -> None:
     AttentionMaskInterface.register(NAME, _mask)
 
 
-def active() -> tuple[dict[nn.Module, Sink], str] | None:
-    """The current pass's sinks by attention module and the implementation the model was loaded with."""
+def active() -> tuple[dict[nn.Module, Layer], str] | None:
+    """The current pass's layers by attention module and the implementation the model was loaded with."""
     return _ACTIVE.get()
 
 
-def activate(value: tuple[dict[nn.Module, Sink], str] | None) -> None:
+def activate(value: tuple[dict[nn.Module, Layer], str] | None) -> None:
     """Set what :func:`active` returns (a pass sets it, and sets the previous value back when it ends)."""
     _ACTIVE.set(value)
 
@@ -210,9 +223,9 @@ def _attention(module: nn.Module, query, key, value, attention_mask, *args: Any,
 
     active = _ACTIVE.get()
     table, loaded = active if active is not None else ({}, "sdpa")
-    sink = table.get(module)
+    layer = table.get(module)
     eager = eager_function(module)
-    if sink is None or eager is None:
+    if layer is None or eager is None:
         function = eager if loaded == "eager" and eager is not None else ALL_ATTENTION_FUNCTIONS[loaded]
         return function(module, query, key, value, attention_mask, *args, **kwargs)
     n_q, n_k = query.shape[2], key.shape[2]
@@ -224,12 +237,33 @@ def _attention(module: nn.Module, query, key, value, attention_mask, *args: Any,
     for start in range(0, n_q, step):
         stop = min(n_q, start + step)
         mask = _rows(attention_mask, start, stop, n_q, n_k, causal, query.dtype, query.device)
+        if layer.knock:
+            mask = _knocked(mask, layer, start, stop, query, n_k)
         out, probs = eager(module, query[:, :, start:stop], key, value, mask, *args, **kwargs)
-        sink.take(start, probs)
+        if layer.sink is not None:
+            layer.sink.take(start, probs)
         outputs.append(out)
         del probs
-    sink.finish(n_q)
+    if layer.sink is not None:
+        layer.sink.finish(n_q)
+    layer.applied = True
     return torch.cat(outputs, dim=1), None
+
+
+def _knocked(mask: torch.Tensor | None, layer: Layer, start: int, stop: int, query: torch.Tensor, n_k: int):
+    """Rows ``start..stop`` of the additive mask with the knocked-out scores of each sequence set to -inf."""
+    b, h = query.shape[0], query.shape[1]
+    base = mask if mask is not None else torch.zeros((), dtype=query.dtype, device=query.device)
+    out = base.expand(b, h, stop - start, n_k).clone()
+    low = torch.finfo(query.dtype).min
+    for i, specs in enumerate(layer.knock):
+        offset = layer.offsets[i] if layer.offsets else 0
+        for heads, queries, keys in specs:
+            rows = [offset + p - start for p in queries if start <= offset + p < stop]
+            if rows:
+                sub = out[i, heads]  # a view: [heads, rows, keys]
+                sub[:, torch.tensor(rows)[:, None], torch.tensor([offset + p for p in keys])[None, :]] = low
+    return out
 
 
 def _rows(mask, start: int, stop: int, n_q: int, n_k: int, causal: bool, dtype, device):

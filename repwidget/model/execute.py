@@ -117,6 +117,8 @@ class _Pass:
         x = x.clone()
         for i, segment in self._segments(x):
             for step in steps:
+                if step.edits[i] is None:
+                    continue
                 segment = step.edits[i](segment)
                 if not bool(torch.isfinite(segment).all()):
                     raise NonFiniteError(
@@ -162,7 +164,7 @@ class _Pass:
             mid = template == "hook_resid_mid"
             value = base + scale * y3 if mid else scale * y3
             edited = self.visit(layer, template, value)
-            if edited is not value:
+            if edited is not value or self.plan.grad:  # with gradients, the pass goes through what was captured
                 y3, changed = ((edited - base) if mid else edited) / scale, True
         return y3.reshape(y.shape) if changed else y
 
@@ -199,6 +201,13 @@ class _Pass:
             if where == "block" and self.plan.record:
                 self.outputs[layer] = output
             return output
+
+        hook._repwidget = self.token
+        return hook
+
+    def grad_hook(self):
+        def hook(module, args, output):
+            return output if output.requires_grad else output.detach().requires_grad_()
 
         hook._repwidget = self.token
         return hook
@@ -246,16 +255,21 @@ def execute(model: nn.Module, arch: Architecture, plan: Plan, forward_kwargs: di
         by_site.setdefault((layer, "block", "pre"), [])
         by_site.setdefault((layer, "block", "post"), [])
     modules = [part(model, arch, layer, where) for layer, where, _ in by_site]
-    modules += [part(model, arch, layer, "attn") for layer in sinks]
-    table = {part(model, arch, layer, "attn"): sink for layer, sink in sinks.items() if layer in run_layers}
-    state.sinks = list(table.values())
+    modules += [part(model, arch, layer, "attn") for layer in (*sinks, *plan.knockouts)]
+    offsets = [plan.span(i).start for i in range(plan.batch)]
+    layers = {layer for layer in (*sinks, *plan.knockouts) if layer in run_layers}
+    table = {
+        part(model, arch, layer, "attn"): attention.Layer(sinks.get(layer), plan.knockouts.get(layer), offsets)
+        for layer in layers
+    }
+    state.sinks = [entry.sink for entry in table.values() if entry.sink is not None]
     config = model.config
     loaded = getattr(config, "_attn_implementation", None) or "eager"
     missing = object()
     undo: list[tuple[Callable, tuple]] = []
     try:
         undo.append((torch.set_grad_enabled, (torch.is_grad_enabled(),)))
-        torch._C._set_grad_enabled(False)
+        torch._C._set_grad_enabled(plan.grad)
         training = [m for m in model.modules() if m.training]
         undo.append((_restore_training, (training,)))
         for m in training:
@@ -271,13 +285,19 @@ def execute(model: nn.Module, arch: Architecture, plan: Plan, forward_kwargs: di
                 module.register_forward_pre_hook(state.pre_hook(layer, where, templates), with_kwargs=True)
             else:
                 module.register_forward_hook(state.post_hook(layer, where, templates))
-        for module, sink in table.items():
-            module.register_forward_hook(state.pattern_hook(sink, not interface))
+        for module, entry in table.items():
+            if entry.sink is not None:
+                module.register_forward_hook(state.pattern_hook(entry.sink, not interface))
         for layer in range(plan.start):
             output = plan.reuse[layer]
             undo.append((_restore_forward, (blocks[layer], blocks[layer].__dict__.get("forward", missing), missing)))
             blocks[layer].forward = lambda *a, _o=output, **k: _o
-        if arch.plain_logits and arch.unembed is not None:
+        if plan.grad:  # the graph must start at the input, whether or not the weights take gradients
+            embeddings = model.get_input_embeddings()
+            modules.append(embeddings)
+            undo.append((_remove_tagged, ([embeddings], token)))
+            embeddings.register_forward_hook(state.grad_hook())
+        if arch.plain_logits and arch.unembed is not None and not plan.grad:
             unembed = model.get_submodule(arch.unembed)
             original = unembed.forward
 
@@ -306,6 +326,8 @@ def execute(model: nn.Module, arch: Architecture, plan: Plan, forward_kwargs: di
                     undo.pop()
         if error is not None:
             raise error
+    if output is not None and any(not entry.applied for entry in table.values() if entry.knock):
+        raise NotAppliedError("a knockout was never applied: the attention did not go through repwidget's attention")
     return _results(arch, plan, state, output, full)
 
 
@@ -344,7 +366,7 @@ def _results(arch: Architecture, plan: Plan, state: _Pass, output, full: dict[st
                 f"the edits of {sorted(missing)[:3]} were never applied: the model did not compute those activations"
             )
     logits = None
-    if output is not None and not arch.plain_logits:
+    if output is not None and (not arch.plain_logits or plan.grad):
         raw = getattr(output, "logits", None)
         logits = raw if isinstance(raw, torch.Tensor) and arch.unembed is not None else None
     results = []

@@ -4,19 +4,14 @@ from __future__ import annotations
 
 import os
 import pickle
-from itertools import chain
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from .errors import ModelLoadError, check_materialised
 from .model import Model
-
-
-class ModelLoadError(ValueError):
-    """A model could not be loaded; the message says what to pass instead."""
-
 
 _WHAT_INSTEAD = (
     "Pass a model you have loaded (rw.load(AutoModelForCausalLM.from_pretrained(...), tokenizer)), "
@@ -213,22 +208,6 @@ def _pickle_error(source: str, error: BaseException) -> ModelLoadError | None:
             "Download or save it again, preferably as safetensors (save_pretrained writes model.safetensors)."
         )
     return None
-
-
-def check_materialised(model: nn.Module) -> None:
-    """Refuse a model whose weights are on the ``meta`` device: built under ``torch.device("meta")`` or
-    ``init_empty_weights``, it has shapes but no values. Models placed by accelerate (``device_map``, which
-    may keep offloaded weights on ``meta`` and load them layer by layer) are left to accelerate."""
-    if getattr(model, "hf_device_map", None) is not None:
-        return
-    tensors = chain(model.named_parameters(), model.named_buffers())
-    empty = next((name for name, t in tensors if t.is_meta), None)
-    if empty is not None:
-        raise ModelLoadError(
-            f"this model's weights are on the meta device ({empty} has a shape but no values), so it cannot run. "
-            "Load real weights first: AutoModelForCausalLM.from_pretrained(...), or model.to_empty(device='cpu') "
-            "followed by model.load_state_dict(...)."
-        )
 
 
 def _tokenizer(source: str) -> Any:

@@ -18,6 +18,7 @@ from ..texts import token_ids
 from . import attention
 from . import tokens as tokens_mod
 from .architecture import Architecture, discover
+from .errors import check_materialised
 from .executor import Executor, LocalExecutor
 from .plan import batch_fitting, first_edited_layer, plan_batch, plan_pass, stitch
 from .reference import Reference
@@ -39,7 +40,6 @@ class Model:
     def __init__(self, hf_model: nn.Module, tokenizer: Any = None, executor: Executor | None = None) -> None:
         if not isinstance(hf_model, nn.Module) or not hasattr(hf_model, "config"):
             raise TypeError(f"expected a Hugging Face PreTrainedModel, got {type(hf_model).__name__}")
-        from .loading import check_materialised  # here, not at the top: loading imports this module
 
         check_materialised(hf_model)
         self.hf = hf_model
@@ -227,6 +227,41 @@ class Model:
                 runs[i] = Run(self, ids[i], ivs, result, 0, version)
         return runs
 
+    def rerun_batch(
+        self,
+        base: Run,
+        interventions: Sequence[Intervention | Iterable[Intervention]],
+        capture: str | Iterable[str] | None = (),
+        batch_size: int | None = None,
+    ) -> list[Run]:
+        """``base``'s input re-run once per set of ``interventions``, in batches, each from the earliest block its
+        batch edits (the blocks before reused, shared by the batch): what sweeps over heads, positions or patches
+        do. Each run equals ``base.rerun(that set)``; runs hold no block outputs."""
+        sets = [as_tuple(ivs) for ivs in interventions]
+        names = self.expand(capture)
+        reusable = self._reusable(base)
+        version = self.weights_version()
+        ids = base.token_ids
+        runs: list[Run | None] = [None] * len(sets)
+        order = sorted(range(len(sets)), key=lambda i: first_edited_layer(sets[i], self.n_layers))
+        size = batch_size or batch_fitting(self, names, len(ids))
+        for chunk in (order[i : i + size] for i in range(0, len(order), size)):
+            plan = plan_batch(self, [ids] * len(chunk), [sets[i] for i in chunk], names)
+            plan.lengths, plan.record = None, False
+            start = min(first_edited_layer(sets[i], self.n_layers) for i in chunk)
+            start = min([start, base.clean_prefix, *(hook_names.parse(h)[0] for h in names if h not in base)])
+            if reusable and start > 0:
+                plan.start = start
+                # views, but a copy of the one block `start` reads (a model may write to its input in place)
+                plan.reuse = [
+                    _expanded(o, len(chunk), layer == start - 1) for layer, o in enumerate(base.result.block_outputs)
+                ]
+            for i, result in zip(chunk, self.executor.execute(plan), strict=True):
+                if plan.start:
+                    result.cache.update({h: base[h] for h in names if hook_names.parse(h)[0] < plan.start})
+                runs[i] = Run(self, ids, sets[i], result, 0, version)
+        return runs
+
     def capture(self, text_or_ids: TokensLike, hooks: str | Iterable[str]) -> dict[str, torch.Tensor]:
         """Only the activations at ``hooks`` (names or globs), ending the pass once they are all taken.
 
@@ -356,11 +391,25 @@ class Model:
             raise ValueError("this model has no unembedding, so its residual stream has no logit lens")
         return self.executor.readout(resid.to(self.device))
 
-    def source_activation(self, source: Sequence[int], hook: str) -> torch.Tensor:
-        """The clean activation at ``hook`` on ``source`` ids (a small cache serves repeated patches)."""
-        key = (tuple(source), hook)
+    def source_activation(self, source: Sequence[int], hook: str, interventions=()) -> torch.Tensor:
+        """The activation at ``hook`` on ``source`` ids, with ``interventions`` applied (a small cache serves
+        repeated patches)."""
+        ivs = as_tuple(interventions)
+        key = (tuple(source), hook, ivs)
         if key not in self._sources:
-            self._sources[key] = self.capture(list(source), [hook])[hook]
+            if ivs:
+                self._sources[key] = self.run(list(source), ivs, capture=[hook])[hook]
+            else:
+                self._sources[key] = self.capture(list(source), [hook])[hook]
             if len(self._sources) > 16:
                 self._sources.popitem(last=False)
         return self._sources[key]
+
+
+def _expanded(output: object, batch: int, copy: bool = False) -> object:
+    """A block's output for one sequence, as the same output for ``batch`` copies of it (a view, or a copy)."""
+    from .execute import _first, _replace_first
+
+    first = _first(output)
+    many = first.expand(batch, *first.shape[1:])
+    return _replace_first(output, many.contiguous() if copy else many)

@@ -27,10 +27,11 @@ class CaptureBudgetError(ValueError):
 
 @dataclass
 class EditStep:
-    """One intervention's edit of one hook: its label (for errors) and its edit of each sequence of the batch."""
+    """One intervention's edit of one hook: its label (for errors) and its edit of each sequence of the batch
+    (None for a sequence it does not apply to)."""
 
     label: str
-    edits: list[Edit]
+    edits: list[Edit | None]
 
 
 @dataclass
@@ -51,8 +52,12 @@ class Plan:
     left: bool = False  # padding on the left
     #: attention sinks by layer (the first sequence's probabilities, never held whole)
     sinks: dict[int, Sink] = field(default_factory=dict)
+    #: attention scores blocked before the softmax, by layer: for each sequence, ``(heads, queries, keys)``
+    knockouts: dict[int, list[list[tuple]]] = field(default_factory=dict)
     #: keep each block's output (reruns reuse them; a one-sequence pass only)
     record: bool = True
+    #: build the autograd graph: captures (and logits) keep it, for gradients of a metric with respect to them
+    grad: bool = False
 
     @property
     def batch(self) -> int:
@@ -105,24 +110,49 @@ def plan_pass(
 def plan_batch(
     model: Model,
     ids: list[list[int]],
-    interventions: tuple[Intervention, ...],
+    interventions: tuple[Intervention, ...] | list[tuple[Intervention, ...]],
     capture: list[str],
     left: bool = False,
 ) -> Plan:
-    """A plan for several sequences at once: every intervention checked and built for each sequence alone."""
+    """A plan for several sequences at once: every intervention checked and built for each sequence alone.
+
+    ``interventions`` apply to every sequence, or (a list with one tuple per sequence) each to its own.
+    """
     lengths = [len(x) for x in ids]
-    for n in sorted(set(lengths)):
-        for iv in interventions:
-            iv.check(model, n)
+    sets = interventions if isinstance(interventions, list) else [interventions] * len(ids)
+    if len(sets) != len(ids):
+        raise ValueError(f"{len(sets)} sets of interventions for {len(ids)} sequences")
+    checked: set[tuple[int, int]] = set()
+    for n, ivs in zip(lengths, sets, strict=True):
+        for iv in ivs:
+            if (id(iv), n) not in checked:
+                iv.check(model, n)
+                checked.add((id(iv), n))
     check_budget(model, capture, max(lengths), batch=len(ids))
     if model.reference is not None:
-        model.reference.prepare([iv.hook for iv in interventions if getattr(iv, "mode", "zero") != "zero"])
+        model.reference.prepare([iv.hook for ivs in sets for iv in ivs if getattr(iv, "mode", "zero") != "zero"])
     width = max(lengths)
     pad = model.pad_id
     rows = [([pad] * (width - len(x)) + x) if left else (x + [pad] * (width - len(x))) for x in ids]
     plan = Plan(ids=torch.tensor(rows, device=model.device), capture=capture, lengths=lengths, left=left)
-    for iv in interventions:
-        edits = [iv.edit(model, n) for n in lengths]
+    built: dict[tuple[int, int], Edit] = {}
+    order = list(dict.fromkeys(iv for ivs in sets for iv in ivs))  # each distinct intervention once, in order
+    for iv in order:
+        if hasattr(iv, "knock"):  # acts on attention scores, not on an activation
+            per_sequence = plan.knockouts.setdefault(iv.layer, [[] for _ in ids])
+            for i, (n, ivs) in enumerate(zip(lengths, sets, strict=True)):
+                if iv in ivs:
+                    per_sequence[i].append(iv.knock(model, n))
+            continue
+        edits = []
+        for n, ivs in zip(lengths, sets, strict=True):
+            if iv in ivs:
+                key = (id(iv), n)
+                if key not in built:
+                    built[key] = iv.edit(model, n)
+                edits.append(built[key])
+            else:
+                edits.append(None)
         plan.edits.setdefault(iv.hook, []).append(EditStep(iv.label(), edits))
     plan.record = len(ids) == 1
     return plan

@@ -142,6 +142,7 @@ class Session:
         self._dashboards: OrderedDict[tuple[int, int], FeatureDashboard] = OrderedDict()
         self._cached: dict[str, tuple[int, Any]] = {}
         self._known: OrderedDict[str, Intervention] = OrderedDict()
+        self._activations: OrderedDict[tuple[int, str], torch.Tensor] = OrderedDict()
 
     def _with_captures(self, run: Run) -> Run:
         """``run`` itself if it holds what the views read, else the same run re-run with those captures."""
@@ -278,6 +279,20 @@ class Session:
         self._logits.move_to_end(key)
         return self._logits[key]
 
+    def activation(self, hook: str) -> torch.Tensor:
+        """The current run's activation at ``hook``: captured, or read by running the input again from that
+        hook's block (earlier blocks reused; the last few kept), so no view holds every layer's MLP."""
+        run = self.run
+        if hook in run:
+            return run[hook]
+        key = (id(run), hook)
+        if key not in self._activations:
+            layer = hook_names.parse(hook, self.model.n_layers)[0]
+            self._activations[key] = self.model.replay(run, layer, {}, capture=[hook])[hook]
+            while len(self._activations) > 4:
+                self._activations.popitem(last=False)
+        return self._activations[key]
+
     def dashboard(self, sae: int, feature: int) -> FeatureDashboard:
         """The dashboard of ``feature`` of the ``sae``-th SAE over the session's texts (the last 32 kept)."""
         if self.texts is None:
@@ -311,8 +326,9 @@ class Session:
             log.info("the model's weights changed since this view's runs: the clean run was computed again")
         self.run = self.clean_run.rerun(ivs, capture=self.capture) if ivs else self.clean_run
         live = {id(self.run), id(self._clean)}  # logits of runs no longer shown go (an id is unique while alive)
-        for key in [key for key in self._logits if key[0] not in live]:
-            del self._logits[key]
+        for cache in (self._logits, self._activations):
+            for key in [key for key in cache if key[0] not in live]:
+                del cache[key]
         self.generation += 1
         self.error = "the model's weights changed since the last run: both runs were computed again" if stale else ""
 

@@ -16,7 +16,7 @@ TOP = 12
 def top_neurons(session, args: dict[str, Any]) -> dict[str, Any]:
     """The :data:`TOP` MLP neurons of ``layer`` most active at ``position`` (indices and activations)."""
     layer, position = args["layer"], args["position"]
-    acts = session.run[f"blocks.{layer}.mlp.hook_post"][position].float()
+    acts = session.activation(f"blocks.{layer}.mlp.hook_post")[position].float()
     top = acts.topk(min(TOP, acts.numel()))
     return {"indices": top.indices.to(torch.int32), "values": top.values, "layer": layer, "position": position}
 
@@ -24,7 +24,8 @@ def top_neurons(session, args: dict[str, Any]) -> dict[str, Any]:
 def neuron(session, args: dict[str, Any]) -> dict[str, Any]:
     """One MLP neuron's activation at every position, ``[pos]``."""
     layer, index = args["layer"], args["index"]
-    return {"values": session.run[f"blocks.{layer}.mlp.hook_post"][:, index].float(), "layer": layer, "index": index}
+    values = session.activation(f"blocks.{layer}.mlp.hook_post")[:, index].float()
+    return {"values": values, "layer": layer, "index": index}
 
 
 def _selected(session, selection) -> Iterator[dict[str, Any]]:
@@ -46,7 +47,7 @@ PANEL = Panel(
         Request("neurons", (("layer", panel.layers), ("position", panel.positions)), top_neurons),
         Request("neuron", (("layer", panel.layers), ("index", panel.neurons)), neuron),
     ),
-    hooks=lambda session: [f"blocks.{layer}.mlp.hook_post" for layer in range(session.model.n_layers)],
+    shown=lambda session: not session.model.arch.moe,  # a mixture of experts has no single layer of neurons
     selected=_selected,
     around=_around,
 )
