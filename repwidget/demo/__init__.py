@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import functools
+import json
 from pathlib import Path
 
 from .tasks import TASKS, Example, dataset
@@ -12,7 +14,7 @@ from .tasks import TASKS, Example, dataset
 MODEL_DIR = Path(__file__).parent / "model"
 SAE_DIR = Path(__file__).parent / "sae"
 
-__all__ = ["MODEL_DIR", "SAE_DIR", "TASKS", "Example", "dataset", "demo_model", "demo_sae"]
+__all__ = ["MODEL_DIR", "SAE_DIR", "TASKS", "Example", "dataset", "demo_model", "demo_sae", "vocabulary"]
 
 
 def demo_model(device: str | None = None):
@@ -35,3 +37,17 @@ def demo_sae():
             f"the demo SAE is missing from {SAE_DIR}; rebuild it with `python -m repwidget.demo.train_sae`"
         )
     return SAE.load(SAE_DIR)
+
+
+def vocabulary() -> list[str]:
+    """The words the demo model knows, in token-id order (its tokenizer's vocabulary, special tokens
+    aside). It splits text at whitespace; any other word is read as ``<unk>``."""
+    return list(_vocabulary())
+
+
+@functools.cache
+def _vocabulary() -> tuple[str, ...]:
+    data = json.loads((MODEL_DIR / "tokenizer.json").read_text(encoding="utf-8"))
+    special = {token["content"] for token in data.get("added_tokens", []) if token.get("special")}
+    vocab = data["model"]["vocab"]
+    return tuple(word for word in sorted(vocab, key=vocab.get) if word not in special)

@@ -15,6 +15,7 @@ from .. import hook_names
 from ..interventions import Intervention, as_tuple
 from ..options import options
 from ..placement import input_device
+from ..prompts import prompt_ids
 from ..run import Run
 from . import edits as edits_mod
 from .architecture import Architecture, discover
@@ -107,7 +108,7 @@ class Model:
                 )
             if not text_or_ids:
                 raise ValueError("the text is empty; give at least one token")
-            ids = list(self.tokenizer(text_or_ids)["input_ids"])
+            ids = prompt_ids(self.tokenizer, text_or_ids)  # warns when most words are unknown (<unk>)
         else:
             ids = _ids_from(text_or_ids)
         if not ids:

@@ -9,6 +9,7 @@ from typing import Any
 from ..interventions import Intervention, Steer, as_tuple, from_json, to_json
 from ..model.model import Model, TokensLike
 from ..probes import Probes
+from ..prompts import unknown_words_note
 from ..sae import SAE
 from .widget import RunWidget, check_probes, check_saes, needed_hooks
 
@@ -43,6 +44,7 @@ class Explorer(RunWidget):
         run = clean.rerun(ivs, capture=self._capture) if ivs else clean
         super().__init__(run, clean=clean, editable=True, mode=mode, saes=saes, texts=texts, probes=probes, **kwargs)
         self.intervention_list = self._listed(ivs)
+        self.warning = unknown_words_note(model.tokenizer, text)
         self._seq = -1
 
     @property
