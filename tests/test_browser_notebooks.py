@@ -3,6 +3,7 @@ each chart is drawn (Vega inlined, no CDN), and nothing but 127.0.0.1 is ever as
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import urllib.request
@@ -10,7 +11,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
-from browser import ARTIFACTS, Kernel, Lab, chromium, open_and_run, require_browser, screenshot
+from browser import ARTIFACTS, Kernel, Lab, chromium, notebook, open_and_run, require_browser, screenshot
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
 #: every cell in the DOM (JupyterLab 4 otherwise renders only the cells near the viewport)
@@ -99,10 +100,35 @@ def test_notebook_runs_and_draws_its_charts_offline(offline_lab, path):
     finally:
         if kernel is not None:
             kernel.close()
-        for session in lab.api("/api/sessions"):  # free the two cores for the next notebook
-            request = urllib.request.Request(lab.url(f"/api/sessions/{session['id']}"), method="DELETE")
-            urllib.request.urlopen(request, timeout=30).close()
+        _end_sessions(lab)
         page.close()
+
+
+def test_own_prompt_of_unknown_words_warns_in_the_explorer(offline_lab):
+    """A learner's own sentence on the demo model: the words it does not know are named above the tokens."""
+    lab, context, _ = offline_lab
+    own = (
+        "import repwidget as rw\nrw.explore(rw.demo_model(), 'my favourite dinosaur is a stegosaurus that eats plants')"
+    )
+    (lab.root / "own_prompt.ipynb").write_text(json.dumps(notebook([own])))
+    page = context.new_page()
+    try:
+        open_and_run(page, lab, "own_prompt.ipynb", workspace="own_prompt")
+        warning = page.locator(".rw-tokens-view [data-rw-warning]")
+        warning.wait_for(timeout=120_000)
+        assert "'stegosaurus'" in warning.inner_text() and "rw.demo.vocabulary()" in warning.inner_text()
+        assert "UnknownWordsWarning" in page.locator(".jp-OutputArea").first.inner_text()  # and in Python
+        screenshot(page.locator(".rw-root").first, "explorer-own-prompt-unknown-words")
+    finally:
+        _end_sessions(lab)
+        page.close()
+
+
+def _end_sessions(lab: Lab) -> None:
+    """Shut every notebook's kernel down: the next notebook gets the cores to itself."""
+    for session in lab.api("/api/sessions"):
+        request = urllib.request.Request(lab.url(f"/api/sessions/{session['id']}"), method="DELETE")
+        urllib.request.urlopen(request, timeout=30).close()
 
 
 def _full_page_screenshot(page, name: str) -> Path:
