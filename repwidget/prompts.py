@@ -95,8 +95,11 @@ def _demo_vocabulary() -> list[str]:
 
 
 def _caller_level() -> int:
-    """``stacklevel`` for a warning that points at the first frame outside repwidget (the user's line)."""
+    """``stacklevel`` for a warning that points at the user's line: the first frame outside repwidget
+    (and outside IPython, which runs ``%explore``)."""
     frame, level = sys._getframe(1), 1
-    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+    while frame is not None and (
+        frame.f_code.co_filename.startswith(_PACKAGE) or f"{os.sep}IPython{os.sep}" in frame.f_code.co_filename
+    ):
         frame, level = frame.f_back, level + 1
     return level

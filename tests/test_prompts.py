@@ -91,6 +91,13 @@ def test_the_explorer_shows_the_warning_above_the_tokens(demo):
     assert rw.explore(demo, "two months after march is").warning == ""
 
 
+def test_a_saved_page_keeps_the_warning(demo, tmp_path):
+    with pytest.warns(UnknownWordsWarning):
+        ex = rw.explore(demo, DINOSAUR)
+    page = ex.save_html(tmp_path / "own.html").read_text()
+    assert "stegosaurus" in page  # only the warning names it: the tokens are <unk>
+
+
 def test_a_tokenizer_without_unknown_token_never_warns():
     tok = word_tokenizer()
     tok.unk_token = None

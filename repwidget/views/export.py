@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 LENS_WIDTH = 16
 #: the traits the page needs (the others are the kernel's business)
 STATE = ("views", "tokens", "token_ids", "shape", "selection", "generation", "intervention_list", "mode",
-         "saes", "probes", "error")  # fmt: skip
+         "saes", "probes", "error", "warning")  # fmt: skip
 
 
 def lens_window(token: int, n: int, width: int = LENS_WIDTH) -> tuple[int, int]:
