@@ -1,4 +1,9 @@
-"""Static pictures (altair, rendered offline by Jupyter's own Vega renderer) of runs and analyses."""
+"""Pictures of runs and analyses as altair charts, and :func:`offline`, which draws altair charts with no network.
+
+altair's default output loads Vega from a CDN (cdn.jsdelivr.net): offline, every chart reads "Error
+loading script". Call ``rw.charts.offline()`` once in a notebook (the workshop notebooks do) and
+every altair chart, repwidget's or your own, is drawn with Vega inlined from vl-convert.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +13,32 @@ import torch
 from .run import Run
 
 
+def offline(interactive: bool = True) -> None:
+    """Draw every altair chart of this kernel without the network, from now on (an explicit opt-in).
+
+    ``interactive=True``: each chart is an ``alt.JupyterChart`` widget whose JavaScript (Vega,
+    Vega-Lite, vega-embed) vl-convert inlines, drawn on a canvas: tooltips and selections work
+    wherever widgets do (JupyterLab is tested); the first chart of a kernel takes a few seconds.
+    ``interactive=False``: static SVG rendered in the kernel by vl-convert, for exports and
+    front ends without widgets. This switches altair's renderer for the whole kernel
+    (``alt.renderers.enable("default")`` switches back); importing repwidget never does.
+    """
+    if interactive:
+        # canvas: SVG charts on one page share gradient ids (each widget loads its own Vega), so legends
+        # take another chart's colours; no actions menu: its "Open in Vega Editor" leaves for the internet
+        alt.renderers.enable("jupyter", offline=True, embed_options={"renderer": "canvas", "actions": False})
+    else:
+        alt.renderers.enable("svg")
+
+
 def head_grid(scores: torch.Tensor, title: str = "head score") -> alt.Chart:
-    """A layer x head heatmap of a ``[layer, head]`` score tensor."""
+    """A layer x head heatmap of a ``[layer, head]`` score tensor.
+
+    The colour scale runs from 0 to 1 (scores, probabilities), stretched to the data where it goes
+    beyond (a loss in nats, a logit difference), so no value falls off the scale.
+    """
     layers, heads = scores.shape
+    domain = [min(0.0, float(scores.min())), max(1.0, float(scores.max()))]
     data = alt.Data(
         values=[{"layer": i, "head": h, "score": float(scores[i, h])} for i in range(layers) for h in range(heads)]
     )
@@ -20,7 +48,7 @@ def head_grid(scores: torch.Tensor, title: str = "head score") -> alt.Chart:
         .encode(
             x=alt.X("head:O"),
             y=alt.Y("layer:O"),
-            color=alt.Color("score:Q", scale=alt.Scale(scheme="blues", domain=[0, 1])),
+            color=alt.Color("score:Q", scale=alt.Scale(scheme="blues", domain=domain)),
             tooltip=["layer:O", "head:O", alt.Tooltip("score:Q", format=".2f")],
         )
         .properties(width=40 * heads, height=40 * layers)
@@ -70,7 +98,7 @@ def probe_accuracy(probes, current: int | None = None) -> alt.LayerChart:
         .encode(
             x="layer:O",
             y="accuracy:Q",
-            color=alt.condition(select, alt.value("#e67e22"), alt.value("#4a78b5")),
+            color=alt.condition(select, alt.value("#e67e22"), alt.value("#4a78b5"), empty=False),  # none until a click
             tooltip=["layer:O", alt.Tooltip("accuracy:Q", format=".3f")],
         )
         .add_params(select)

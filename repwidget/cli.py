@@ -1,11 +1,11 @@
-"""The ``repwidget`` command: ``repwidget demo`` opens JupyterLab on the quickstart notebook."""
+"""The ``repwidget`` command: ``repwidget demo`` opens JupyterLab on a copy of the quickstart notebook."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import secrets
-import shutil
 import socket
 import subprocess
 import sys
@@ -23,15 +23,32 @@ def notebooks_dir() -> Path:
     return checkout if (checkout / "quickstart.ipynb").is_file() else PACKAGE / "notebooks"
 
 
-def quickstart_notebook(workdir: Path) -> Path:
-    """The quickstart: the checkout's ``notebooks/quickstart.ipynb``, or a copy of the packaged one."""
-    source = notebooks_dir() / "quickstart.ipynb"
-    if source.parent != PACKAGE / "notebooks":
-        return source
-    target = workdir / "repwidget-quickstart.ipynb"
-    if not target.exists():
-        shutil.copyfile(source, target)
-    return target
+def copy_notebooks(target: Path) -> list[tuple[Path, bool]]:
+    """Copy the quickstart and workshop notebooks into ``target`` (made if missing), never overwriting a
+    file there: each notebook's path in ``target`` and whether it was copied now (False: kept as it was)."""
+    target.mkdir(parents=True, exist_ok=True)
+    return [
+        (target / source.name, _copy_new(source, target / source.name))
+        for source in sorted(notebooks_dir().glob("*.ipynb"))
+    ]
+
+
+#: JupyterLab quiet (``repwidget demo``, the browser tests): no "Would you like to get notified about
+#: official Jupyter news?" pop-up over the notebook (a setting: the server's news_url alone does not stop
+#: it), no update check, nothing fetched
+QUIET_LAB_SETTINGS = {"@jupyterlab/apputils-extension/notification": {"fetchNews": "false", "checkForUpdates": False}}
+QUIET_LAB_FLAGS = ["--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+
+
+def _lab_settings(folder: Path) -> Path:
+    """The demo's own JupyterLab settings directory, in ``folder``: news and update checks off (written
+    each time); what else is set there, e.g. a theme picked in an earlier demo, is kept."""
+    settings = folder / ".jupyterlab-settings"
+    for plugin, values in QUIET_LAB_SETTINGS.items():
+        path = settings / f"{plugin}.jupyterlab-settings"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(values, indent=2))
+    return settings
 
 
 def _free_port(preferred: int) -> int:
@@ -45,25 +62,31 @@ def _free_port(preferred: int) -> int:
 
 
 def demo(args: argparse.Namespace) -> int:
-    """Start JupyterLab on the quickstart notebook and say where to point the browser."""
+    """Copy the notebooks into a work folder (never overwriting one there) and start JupyterLab on its
+    quickstart, news and update checks off; say where to point the browser."""
     try:
         import jupyterlab  # noqa: F401
     except ImportError:
         print("repwidget demo needs JupyterLab: pip install 'repwidget[lab]'", file=sys.stderr)
         return 1
-    notebook = quickstart_notebook(Path.cwd())
+    folder = Path(args.folder).resolve()
+    kept = [path.name for path, copied in copy_notebooks(folder) if not copied]
     port = _free_port(args.port)
     token = args.token or secrets.token_hex(16)
-    root = notebook.parent
-    url = f"http://{args.ip}:{port}/lab/tree/{notebook.name}?token={token}"
+    url = f"http://{args.ip}:{port}/lab/tree/quickstart.ipynb?token={token}"
     command = [
         sys.executable, "-m", "jupyterlab", f"--ServerApp.ip={args.ip}", f"--ServerApp.port={port}",
-        f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}", "--no-browser",
+        f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={folder}", "--no-browser", *QUIET_LAB_FLAGS,
     ]  # fmt: skip
     if os.geteuid() == 0:
         command.append("--allow-root")
-    print(f"repwidget {__version__}: starting JupyterLab on {notebook}")
-    server = subprocess.Popen(command)
+    env = {**os.environ, "JUPYTERLAB_SETTINGS_DIR": str(_lab_settings(folder))}
+    print(f"repwidget {__version__}: starting JupyterLab on {folder / 'quickstart.ipynb'}")
+    print(
+        "The notebooks are your copies in " + str(folder)
+        + (f" (kept as you left them: {', '.join(kept)})" if kept else "")
+    )  # fmt: skip
+    server = subprocess.Popen(command, env=env)
     opened = False
     if not args.no_browser:
         try:
@@ -86,15 +109,10 @@ def notebooks(args: argparse.Namespace) -> int:
         print(f"repwidget notebooks: {str(target)!r} is a file, not a folder; name a folder", file=sys.stderr)
         return 1
     try:
-        target.mkdir(parents=True, exist_ok=True)
+        done = copy_notebooks(target)
     except OSError as e:
         return _folder_error(target, e)
-    for source in sorted(notebooks_dir().glob("*.ipynb")):
-        destination = target / source.name
-        try:
-            copied = _copy_new(source, destination)
-        except OSError as e:
-            return _folder_error(target, e)
+    for destination, copied in done:
         if copied:
             print(f"copied {destination}")
         elif destination.is_symlink():
@@ -151,11 +169,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--version", action="version", version=f"repwidget {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    p = sub.add_parser("demo", help="open JupyterLab on the quickstart notebook (the shipped demo model)")
+    p = sub.add_parser("demo", help="copy the notebooks to ./repwidget-notebooks and open JupyterLab on the quickstart")
     p.add_argument("--port", type=int, default=8888, help="port to serve on (the next free one if taken)")
     p.add_argument("--ip", default="127.0.0.1", help="address to listen on (default: this machine only)")
     p.add_argument("--token", default=None, help="the access token (default: a new random one)")
     p.add_argument("--no-browser", action="store_true", help="print the address instead of opening a browser")
+    p.add_argument(
+        "--folder", default="repwidget-notebooks", help="the work folder the notebooks are copied to and run from "
+        "(default: ./repwidget-notebooks; notebooks already there are kept)",
+    )  # fmt: skip
     p.set_defaults(func=demo)
     p = sub.add_parser("notebooks", help="copy the quickstart and the four workshop notebooks into a folder")
     p.add_argument("folder", nargs="?", default="repwidget-notebooks", help="where (default: ./repwidget-notebooks)")

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from repwidget.cli import QUIET_LAB_FLAGS, QUIET_LAB_SETTINGS
+
 CHROMIUM = Path("/usr/bin/chromium")
 FLAGS = [
     "--headless",
@@ -69,8 +71,7 @@ class Lab:
         self.root, self.port, self.token = root, free_port(), "e2e-token"
         self.runtime = root / ".runtime"
         settings_dir = root / ".settings"
-        wanted = {"@jupyterlab/apputils-extension/notification": {"fetchNews": "false", "checkForUpdates": False}}
-        for plugin, values in {**wanted, **(settings or {})}.items():  # news off: no popup over the views
+        for plugin, values in {**QUIET_LAB_SETTINGS, **(settings or {})}.items():  # news off: no popup over the views
             path = settings_dir / f"{plugin}.jupyterlab-settings"
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(values))
@@ -84,8 +85,7 @@ class Lab:
         command = [
             sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1",
             f"--ServerApp.port={self.port}", f"--IdentityProvider.token={self.token}",
-            f"--ServerApp.root_dir={root}", "--LabApp.news_url=None",
-            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+            f"--ServerApp.root_dir={root}", *QUIET_LAB_FLAGS,
         ]  # fmt: skip
         if hasattr(os, "geteuid") and os.geteuid() == 0:
             command.append("--allow-root")
@@ -107,15 +107,21 @@ class Lab:
                     raise RuntimeError(f"JupyterLab did not answer {path}; see {self.log.name}") from None
                 time.sleep(0.3)
 
-    def kernel_ready(self, timeout: float = 120) -> str:
-        """Wait until the notebook's kernel exists, is idle and has a connection; return its id."""
+    def kernel_ready(self, timeout: float = 120, page=None) -> str:
+        """Wait until the notebook's kernel exists, is idle and has a connection; return its id.
+
+        With ``page``, wait through Playwright: Python route handlers (``page.route``) only run while
+        Playwright has control, and a request they hold would stall the page."""
         deadline = time.time() + timeout
         while time.time() < deadline:
             for session in self.api("/api/sessions"):
                 kernel = session.get("kernel") or {}
                 if kernel.get("execution_state") == "idle" and kernel.get("connections", 0) > 0:
                     return kernel["id"]
-            time.sleep(0.5)
+            if page is None:
+                time.sleep(0.5)
+            else:
+                page.wait_for_timeout(500)
         raise RuntimeError("the notebook's kernel never became idle with a connection")
 
     def close(self) -> None:
@@ -184,12 +190,13 @@ def run_all_cells(page) -> None:
     page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
 
 
-def open_and_run(page, lab: Lab, name: str) -> str:
+def open_and_run(page, lab: Lab, name: str, workspace: str | None = None) -> str:
     """Open notebook ``name`` of ``lab`` in ``page``, wait for its kernel (idle, connected), run every
-    cell; return the kernel's id."""
-    page.goto(lab.url(f"/lab/tree/{name}"))
+    cell; return the kernel's id. ``workspace``: a JupyterLab workspace of that name, so that notebooks
+    opened earlier in the same Lab are not reopened beside this one."""
+    page.goto(lab.url(f"/lab/workspaces/{workspace}/tree/{name}" if workspace else f"/lab/tree/{name}"))
     page.locator(".jp-Notebook").wait_for(timeout=120_000)
-    kernel_id = lab.kernel_ready()
+    kernel_id = lab.kernel_ready(page=page)
     run_all_cells(page)
     return kernel_id
 

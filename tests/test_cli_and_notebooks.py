@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import re
-import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -45,40 +40,6 @@ def test_info_prints_what_was_found():
     assert "attn_proj" in out.stdout and "attn.c_proj" in out.stdout
     bad = _repwidget("info", "./missing-model")
     assert bad.returncode == 2 and "no such directory" in bad.stderr and "Traceback" not in bad.stderr
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def test_demo_serves_the_quickstart_in_jupyterlab(tmp_path):
-    port, token = _free_port(), "test-token-123"
-    server = subprocess.Popen(
-        [sys.executable, "-m", "repwidget", "demo", "--no-browser", "--port", str(port), "--token", token],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
-    )  # fmt: skip
-    try:
-        deadline, status = time.time() + 90, None
-        while time.time() < deadline and status is None:
-            try:
-                with urllib.request.urlopen(
-                    f"http://127.0.0.1:{port}/api/contents/quickstart.ipynb?token={token}"
-                ) as r:
-                    status = json.load(r)
-            except OSError:
-                time.sleep(0.5)
-        assert status is not None, "JupyterLab did not come up"
-        assert status["type"] == "notebook" and status["name"] == "quickstart.ipynb"
-    finally:
-        server.send_signal(signal.SIGINT)
-        try:
-            output = server.communicate(timeout=30)[0]
-        except subprocess.TimeoutExpired:
-            server.kill()
-            output = server.communicate()[0]
-    assert f"http://127.0.0.1:{port}/lab/tree/quickstart.ipynb?token={token}" in output
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])

@@ -55,4 +55,5 @@ export const CSS = `
 .rw-empty { color: #888; }
 .rw-busy { color: #e67e22; }
 .rw-error { color: #fff; background: #c0392b; padding: 2px 6px; border-radius: 4px; white-space: pre-wrap; }
+.rw-warning { color: #6b4400; background: #fff4d6; border: 1px solid #f0c36d; padding: 2px 6px; border-radius: 4px; margin-bottom: 4px; }
 `;

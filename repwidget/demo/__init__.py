@@ -7,7 +7,9 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
+import json
 from pathlib import Path
 
 from .tasks import TASKS, Example, dataset
@@ -29,6 +31,7 @@ __all__ = [
     "demo_model",
     "demo_sae",
     "smollm2_gguf",
+    "vocabulary",
 ]
 
 
@@ -63,3 +66,17 @@ def smollm2_gguf() -> Path | None:
         if path.is_file():
             return path
     return None
+
+
+def vocabulary() -> list[str]:
+    """The words the demo model knows, in token-id order (its tokenizer's vocabulary, special tokens
+    aside). It splits text at whitespace; any other word is read as ``<unk>``."""
+    return list(_vocabulary())
+
+
+@functools.cache
+def _vocabulary() -> tuple[str, ...]:
+    data = json.loads((MODEL_DIR / "tokenizer.json").read_text(encoding="utf-8"))
+    special = {token["content"] for token in data.get("added_tokens", []) if token.get("special")}
+    vocab = data["model"]["vocab"]
+    return tuple(word for word in sorted(vocab, key=vocab.get) if word not in special)

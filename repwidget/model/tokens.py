@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..prompts import prompt_ids
+
 TokensLike = str | Sequence[int] | torch.Tensor | np.ndarray | Mapping[str, Any]
 
 #: a byte shown as itself, e.g. ``<0xF0>``: the form SentencePiece byte-fallback pieces already have
@@ -62,7 +64,7 @@ def from_text(tokenizer: Any, text: str) -> list[int]:
         )
     if not text:
         raise ValueError("the text is empty; give at least one token")
-    ids = list(tokenizer(text)["input_ids"])
+    ids = prompt_ids(tokenizer, text)  # quiet, and warns when most words are unknown (<unk>)
     bos = getattr(tokenizer, "bos_token_id", None)
     if bos is not None and len(ids) > 1 and ids[0] == ids[1] == bos and adds_bos(tokenizer):
         ids = ids[1:]  # the text starts with the BOS text (a chat template's output): not a second one

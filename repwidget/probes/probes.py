@@ -98,7 +98,7 @@ class Probes:
         return Ablate(layer, direction=self.direction(layer, toward).tolist())
 
     def chart(self):
-        """Held-out accuracy by layer, with the majority-class baseline (altair; rendered offline by Jupyter)."""
+        """Held-out accuracy by layer, with the majority-class baseline (altair; see ``rw.charts.offline()``)."""
         from ..charts import probe_accuracy
 
         return probe_accuracy(self)

@@ -15,6 +15,7 @@ from .. import hook_names
 from ..interventions import Intervention, as_tuple, to_json
 from ..model.model import Model, TokensLike
 from ..model.tokens import kinds as token_kinds
+from ..prompts import unknown_words_note
 from ..probes import Probes
 from ..run import Run
 from ..sae import SAE, FeatureDashboard, feature_dashboard
@@ -116,6 +117,7 @@ class Session:
         session.run = session._clean.rerun(ivs, capture=session.capture) if ivs else session._clean
         session.text = text if isinstance(text, str) else session._clean.token_ids
         session.messages = None if messages is None else [dict(m) for m in messages]
+        session.warning = unknown_words_note(model.tokenizer, text) if isinstance(text, str) else ""
         return session
 
     def _setup(self, model, views, saes, texts, probes, editable: bool, capture=()) -> None:
@@ -133,6 +135,8 @@ class Session:
         self.editable = editable
         self.text: Any = None
         self.messages: list[dict[str, Any]] | None = None
+        #: a note about the prompt the views show (most of its words unknown to the tokenizer), or ""
+        self.warning = ""
         #: bumped after every new run, so views refetch what they show
         self.generation = 0
         #: the last command's error, shown by the views; cleared by the next change that works
@@ -217,6 +221,7 @@ class Session:
             "generation": self.generation,
             "intervention_list": self.listed(),
             "error": self.error,
+            "warning": self.warning,
             "saes": [{"name": sae.name, "hook": sae.hook, "d_sae": sae.d_sae} for sae in self.saes],
             "probes": [{"kind": p.kind, "site": p.site, "classes": p.classes, "layers": p.layers} for p in self.probes],
         }

@@ -42,6 +42,8 @@ class RunWidget(anywidget.AnyWidget):
     editable = t.Bool(False).tag(sync=True)
     busy = t.Bool(False).tag(sync=True)
     error = t.Unicode("").tag(sync=True)
+    #: a note on the prompt shown above the tokens (e.g. most of it is words the model does not know)
+    warning = t.Unicode("").tag(sync=True)
     intervention_list = t.List(t.Dict()).tag(sync=True)
     mode = t.Unicode("zero").tag(sync=True)
     #: the SAEs whose features the features view shows: ``name``, ``hook``, ``d_sae``

@@ -11,7 +11,15 @@ export function mountTokens(el: HTMLElement, store: Store): void {
   const { root, body } = panel("Tokens", "rw-tokens-view");
   const legend = h("div", { class: "rw-legend" });
   const line = h("div", { class: "rw-token-line" });
-  body.append(line, legend);
+  // the kernel's note on the prompt (e.g. mostly words the model does not know, read as <unk>)
+  const warning = h("div", { class: "rw-warning", data: { rwWarning: "" } });
+  const note = () => {
+    warning.textContent = (store.model.get("warning") as string) ?? "";
+    warning.hidden = !warning.textContent;
+  };
+  store.model.on("change:warning", note);
+  note();
+  body.append(warning, line, legend);
   el.appendChild(root);
   const ids = store.tokenIds;
   // per token, from the kernel: "bos" (a BOS at position 0), "special" (e.g. a chat template's) or ""

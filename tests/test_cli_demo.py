@@ -1,0 +1,78 @@
+"""`repwidget demo`: JupyterLab on the user's own copies of the notebooks (never the checkout's, never
+overwriting an edited one), with Jupyter's news pop-up and update check off."""
+
+from __future__ import annotations
+
+import json
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+from browser import free_port
+
+NOTEBOOKS = sorted(p.name for p in (Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
+
+
+def _get(url: str):
+    with urllib.request.urlopen(url, timeout=10) as r:
+        return r.read().decode()
+
+
+def test_demo_runs_from_a_work_copy_with_news_off(tmp_path):
+    work = tmp_path / "repwidget-notebooks"
+    work.mkdir()
+    edited = json.dumps({"cells": [], "metadata": {"mine": True}, "nbformat": 4, "nbformat_minor": 5})
+    (work / "quickstart.ipynb").write_text(edited)  # a learner's edited copy from an earlier demo
+    port, token = free_port(), "test-token-123"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "repwidget", "demo", "--no-browser", "--port", str(port), "--token", token],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
+    )  # fmt: skip
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in server.stdout], daemon=True).start()
+    output: list[str] = []
+    try:
+        deadline, url = time.time() + 120, None
+        while url is None and time.time() < deadline and server.poll() is None:
+            try:
+                output.append(lines.get(timeout=1))
+            except queue.Empty:
+                continue
+            url = next(iter(re.findall(r"Open this address in a browser: (\S+)", output[-1])), None)
+        assert url == f"http://127.0.0.1:{port}/lab/tree/quickstart.ipynb?token={token}", "".join(output)
+        for _ in range(240):  # the URL is printed as the server starts
+            try:
+                page = _get(url)
+                break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            raise AssertionError("JupyterLab did not answer:\n" + "".join(output))
+
+        config = json.loads(re.search(r'id="jupyter-config-data"[^>]*>(.*?)</script>', page, re.S).group(1))
+        assert Path(config["serverRoot"]) == work  # the work copy is served, not the checkout's notebooks/
+        assert config["news"] == {"disabled": True}  # --LabApp.news_url=None: nothing fetched
+        settings = json.loads(
+            _get(f"http://127.0.0.1:{port}/lab/api/settings/@jupyterlab/apputils-extension:notification?token={token}")
+        )
+        assert settings["settings"]["fetchNews"] == "false"  # no "Would you like to get notified..." pop-up
+        assert settings["settings"]["checkForUpdates"] is False
+
+        served = json.loads(_get(f"http://127.0.0.1:{port}/api/contents/?token={token}"))
+        assert sorted(c["name"] for c in served["content"] if c["type"] == "notebook") == NOTEBOOKS
+        assert sorted(p.name for p in work.glob("*.ipynb")) == NOTEBOOKS
+        assert (work / "quickstart.ipynb").read_text() == edited  # kept as the learner left it
+    finally:
+        server.send_signal(signal.SIGINT)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+    assert "kept as you left them: quickstart.ipynb" in "".join(output)
