@@ -1,6 +1,6 @@
 """repwidget: the insides of neural networks, visible and clickable in Jupyter."""
 
-from . import analyses, demo
+from . import analyses, demo, patching
 from ._version import __version__
 from .demo import demo_model
 from .hook_names import HookNameError
@@ -72,6 +72,7 @@ __all__ = [
     "feature_dashboard",
     "load",
     "options",
+    "patching",
     "train_probes",
     "train_sae",
     "views",

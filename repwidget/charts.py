@@ -118,3 +118,54 @@ def probe_accuracy(probes, current: int | None = None) -> alt.LayerChart:
         .properties(name="ring")
     )
     return (line + points + ring + baseline).properties(width=40 * max(4, len(probes.layers)), height=200)
+
+
+def sweep_heatmap(sweep) -> alt.Chart:
+    """A patching sweep's values as a heatmap (layer down, position or head across), a diverging scale around 0."""
+    values = sweep.values if sweep.values.dim() == 2 else sweep.values.amax(-1)  # heads x position: the max
+    rows, cols = values.shape
+    across = sweep.axes[1]
+    data = alt.Data(
+        values=[{"layer": r, across: c, "value": float(values[r, c])} for r in range(rows) for c in range(cols)]
+    )
+    limit = max(1e-9, float(values.abs().max()))
+    return (
+        alt.Chart(data, title=f"{sweep.site} patching ({sweep.method}): {sweep.metric}")
+        .mark_rect()
+        .encode(
+            x=alt.X(f"{across}:O"),
+            y=alt.Y("layer:O"),
+            color=alt.Color("value:Q", scale=alt.Scale(scheme="redblue", domain=[-limit, limit])),
+            tooltip=["layer:O", f"{across}:O", alt.Tooltip("value:Q", format=".3f")],
+        )
+        .properties(width=min(600, 24 * cols), height=min(400, 24 * rows))
+    )
+
+
+def hydra_scatter(hydra) -> alt.Chart:
+    """Each head's direct effect against its total effect: on the diagonal nothing compensates; above it, the rest
+    of the model repairs what the head's removal did."""
+    layers, heads = hydra.total.shape
+    rows = [
+        {"head": f"{la}.{he}", "layer": la, "direct": float(hydra.direct[la, he]), "total": float(hydra.total[la, he])}
+        for la in range(layers)
+        for he in range(heads)
+    ]
+    low = min(min(r["direct"] for r in rows), min(r["total"] for r in rows))
+    high = max(max(r["direct"] for r in rows), max(r["total"] for r in rows))
+    points = (
+        alt.Chart(alt.Data(values=rows), title=f"direct vs total effect of ablating each head ({hydra.mode})")
+        .mark_point(filled=True)
+        .encode(
+            x=alt.X("direct:Q", title="direct effect"),
+            y=alt.Y("total:Q", title="total effect"),
+            color=alt.Color("layer:O"),
+            tooltip=["head:N", alt.Tooltip("direct:Q", format=".3f"), alt.Tooltip("total:Q", format=".3f")],
+        )
+    )
+    diagonal = (
+        alt.Chart(alt.Data(values=[{"x": low, "y": low}, {"x": high, "y": high}]))
+        .mark_line(strokeDash=[4, 4], color="grey")
+        .encode(x="x:Q", y="y:Q")
+    )
+    return (points + diagonal).properties(width=320, height=320)

@@ -89,10 +89,19 @@ class Attribution:
     _run: Run | None = field(default=None, repr=False, compare=False)
     _readout: torch.Tensor | None = field(default=None, repr=False, compare=False)
     _final: Frozen | None = field(default=None, repr=False, compare=False)
+    _heads: list[tuple[torch.Tensor, Frozen]] = field(default_factory=list, repr=False, compare=False)
 
     def of(self, vector: torch.Tensor) -> torch.Tensor:
         """The direct attribution of any vector(s) ``[..., d_model]`` added to the final residual stream."""
         return self._final.linear(vector.to(self._readout.device)) @ self._readout
+
+    def head_share(self, layer: int, head: int, z: torch.Tensor) -> float:
+        """What head ``layer.head`` would directly add to the logit (difference) if its ``z`` (``[d_head]``) were
+        ``z``, everything else frozen as in this run (the norms' scales included)."""
+        w_o, chain = self._heads[layer]
+        d = self._run.model.d_head
+        vector = w_o[:, head * d : (head + 1) * d] @ z.float()
+        return float(self.of(self._run.model.arch.attn_scale * chain.linear(vector)))
 
     def neurons(self, layer: int) -> torch.Tensor:
         """``[d_mlp]``: each MLP neuron of ``layer``'s share at this position (their sum is ``mlp[layer]`` less the
@@ -172,7 +181,7 @@ def direct_logit_attribution(
     readout = readout * scale
     of = lambda v: frozen.linear(v.to(readout.device)) @ readout  # noqa: E731
 
-    heads, attn, attn_bias, mlp = [], [], [], []
+    heads, attn, attn_bias, mlp, maps = [], [], [], [], []
     blocks = model.hf.get_submodule(arch.blocks)
     for layer in layers:
         block = blocks[layer]
@@ -184,6 +193,7 @@ def direct_logit_attribution(
         out = acts[f"blocks.{layer}.hook_attn_out"].float()
         chain = _chain(block.get_submodule(arch.attn_end), _projected(projection, flat), out / arch.attn_scale)
         head_shares = of(arch.attn_scale * chain.linear(per_head))
+        maps.append((w_o, chain))
         heads.append(head_shares)
         attn.append(float(of(out)))
         attn_bias.append(attn[-1] - float(head_shares.sum()))
@@ -193,7 +203,7 @@ def direct_logit_attribution(
     total = embed + sum(attn) + sum(mlp) + bias
     return Attribution(
         target, foil, position, embed, torch.tensor(attn), torch.tensor(mlp), torch.stack(heads),
-        torch.tensor(attn_bias), bias, total, capped, run, readout, frozen,
+        torch.tensor(attn_bias), bias, total, capped, run, readout, frozen, maps,
     )  # fmt: skip
 
 

@@ -149,6 +149,8 @@ class _Pass:
             self.fired.add(name)
         if name in self.wanted:
             self._capture(name, template, x)
+            if self.plan.grad and self.whole:  # the pass goes on from what was captured: gradients reach it
+                x = self.caches[0][name].reshape(x.shape)
         return x
 
     def residual(self, layer: int, templates: list[str], y: torch.Tensor, scale: float) -> torch.Tensor:

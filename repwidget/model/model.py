@@ -391,6 +391,28 @@ class Model:
             raise ValueError("this model has no unembedding, so its residual stream has no logit lens")
         return self.executor.readout(resid.to(self.device))
 
+    def remember_source(self, source: Sequence[int], run: Run) -> None:
+        """Keep ``run``'s captures as the activations patches from ``source`` (with ``run``'s interventions) read:
+        a sweep of many patches reads one pass."""
+        ivs = as_tuple(run.interventions)
+        for hook in run:
+            self._sources[(tuple(source), hook, ivs)] = run[hook]
+        while len(self._sources) > 256:
+            self._sources.popitem(last=False)
+
+    def with_graph(
+        self, text_or_ids: TokensLike, hooks: str | Iterable[str]
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """One pass with autograd on: ``({hook: activation}, logits)``, both in the graph, so that
+        ``torch.autograd.grad(f(logits), [activations])`` gives gradients (no ``.grad`` is left on the weights)."""
+        ids = self.to_ids(text_or_ids)
+        plan = plan_pass(self, ids, (), self.expand(hooks), None)
+        plan.grad, plan.record = True, False
+        result = self.executor.execute(plan)[0]
+        if result.logits is None:
+            raise ValueError("this model has no unembedding: there is no logit to take gradients of")
+        return result.cache, result.logits
+
     def source_activation(self, source: Sequence[int], hook: str, interventions=()) -> torch.Tensor:
         """The activation at ``hook`` on ``source`` ids, with ``interventions`` applied (a small cache serves
         repeated patches)."""
@@ -401,7 +423,7 @@ class Model:
                 self._sources[key] = self.run(list(source), ivs, capture=[hook])[hook]
             else:
                 self._sources[key] = self.capture(list(source), [hook])[hook]
-            if len(self._sources) > 16:
+            if len(self._sources) > 256:
                 self._sources.popitem(last=False)
         return self._sources[key]
 

@@ -15,8 +15,8 @@ from .. import hook_names
 from ..interventions import Intervention, as_tuple, to_json
 from ..model.model import Model, TokensLike
 from ..model.tokens import kinds as token_kinds
-from ..prompts import unknown_words_note
 from ..probes import Probes
+from ..prompts import unknown_words_note
 from ..run import Run
 from ..sae import SAE, FeatureDashboard, feature_dashboard
 from . import protocol

@@ -1,0 +1,367 @@
+"""Which components matter: activation patching (exact, or attribution patching's first-order estimate),
+ablation sweeps with a control, and the Hydra view of direct against total effects.
+
+Direction as in TransformerLens's ``patching`` functions: the clean run's activation is patched into the
+corrupted run, one site at a time. Exact sweeps re-run the corrupted input only from the patched block (the
+blocks before reused), many patches per batch.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from .analyses.attribution import _token, direct_logit_attribution
+from .interventions import Ablate, Intervention, Patch
+from .model.model import Model, TokensLike
+from .run import Run
+
+#: what a sweep patches: the hook it reads, and the axes of its result
+SITES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "resid_pre": ("hook_resid_pre", ("layer", "position")),
+    "attn_out": ("hook_attn_out", ("layer", "position")),
+    "mlp_out": ("hook_mlp_out", ("layer", "position")),
+    "heads": ("attn.hook_z", ("layer", "head")),
+    "heads_by_pos": ("attn.hook_z", ("layer", "head", "position")),
+}
+METHODS = ("exact", "attribution")
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A number read off a run's logits at ``position``, differentiable in them (so attribution patching can
+    take its gradient). ``normalized``: sweeps report ``(m - m_corrupted) / (m_clean - m_corrupted)``, so the
+    clean run scores 1 and the corrupted 0."""
+
+    name: str
+    of_logits: Callable[[torch.Tensor], torch.Tensor]
+    position: int = -1
+    normalized: bool = True
+
+    def __call__(self, run: Run) -> float:
+        return float(self.of_logits(run.logits_at(self.position).float()))
+
+
+def logit_diff(model: Model, target: int | str, foil: int | str, position: int = -1) -> Metric:
+    """The logit of ``target`` minus that of ``foil`` at ``position`` (normalised: clean 1, corrupted 0)."""
+    t, f = _token(model, target), _token(model, foil)
+    return Metric(f"logit({target!r}) - logit({foil!r})", lambda logits: logits[t] - logits[f], position)
+
+
+@dataclass
+class Sweep:
+    """The metric after each patch: ``values`` (mean over prompt pairs) and ``spread`` (their standard deviation,
+    0 for one pair), with ``axes`` naming its dimensions."""
+
+    site: str
+    method: str
+    metric: str
+    values: torch.Tensor
+    spread: torch.Tensor
+    axes: tuple[str, ...]
+    clean: float  #: the metric of the clean runs (mean), before normalising
+    corrupted: float  #: of the corrupted runs
+    patches: dict[tuple[int, ...], Patch] = field(default_factory=dict, repr=False)
+
+    def top(self, k: int = 5) -> list[tuple[tuple[int, ...], float]]:
+        """The ``k`` cells with the largest absolute values, as ``(index, value)``."""
+        flat = self.values.reshape(-1)
+        order = flat.abs().argsort(descending=True)[:k]
+        return [(tuple(int(i) for i in torch.unravel_index(o, self.values.shape)), float(flat[o])) for o in order]
+
+    def patch(self, *index: int) -> Patch:
+        """The intervention that cell applies (to the corrupted input of the first pair)."""
+        return self.patches[tuple(index)]
+
+    def chart(self):
+        """A heatmap of the values (altair; ``rw.charts.offline()`` draws it with no network)."""
+        from .charts import sweep_heatmap
+
+        return sweep_heatmap(self)
+
+    def __repr__(self) -> str:
+        best = ", ".join(f"{i}: {v:+.2f}" for i, v in self.top(3))
+        shape = tuple(self.values.shape)
+        return f"<rw.patching.Sweep {self.site} ({self.method}) of {self.metric}: shape {shape}; top {best}>"
+
+
+def _pairs(clean: Any, corrupted: Any) -> list[tuple[TokensLike, TokensLike]]:
+    many = isinstance(clean, (list, tuple)) and clean and not isinstance(clean[0], int)
+    pairs = list(zip(clean, corrupted, strict=True)) if many else [(clean, corrupted)]
+    if not pairs:
+        raise ValueError("no prompt pairs")
+    return pairs
+
+
+def _metric(model: Model, metric: Metric | Callable[[Run], float]) -> Metric:
+    if isinstance(metric, Metric):
+        return metric
+    if not callable(metric):
+        raise TypeError(f"metric must be rw.patching.logit_diff(...) or a function of a Run, got {metric!r:.60}")
+    raise TypeError(
+        "attribution patching needs a metric of the logits (rw.patching.Metric); a function of a Run works with "
+        "method='exact'"
+    )
+
+
+def sweep(
+    model: Model,
+    clean: TokensLike | Sequence[TokensLike],
+    corrupted: TokensLike | Sequence[TokensLike],
+    metric: Metric | Callable[[Run], float],
+    site: str = "resid_pre",
+    method: str = "exact",
+    batch_size: int | None = None,
+) -> Sweep:
+    """Patch each ``site`` of the clean run into the corrupted one and read ``metric``: ``resid_pre``,
+    ``attn_out``, ``mlp_out`` (layer x position), ``heads`` (layer x head, every position) or ``heads_by_pos``.
+
+    ``clean`` and ``corrupted`` are one prompt each or lists of prompt pairs (of equal length within a pair):
+    the result is the mean over pairs, with their spread. ``method="exact"`` re-runs each patch (only from the
+    patched block, in batches); ``"attribution"`` estimates every site at once from one clean pass and one
+    corrupted pass with gradients: ``(clean - corrupted) . d metric / d activation``.
+    """
+    if site not in SITES:
+        raise ValueError(f"site must be one of {', '.join(SITES)}, got {site!r:.40}")
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r:.40}")
+    if method == "attribution":
+        metric = _metric(model, metric)
+    pairs = [(model.to_ids(a), model.to_ids(b)) for a, b in _pairs(clean, corrupted)]
+    for i, (a, b) in enumerate(pairs):
+        if len(a) != len(b):
+            raise ValueError(
+                f"pair {i}: the clean prompt has {len(a)} tokens and the corrupted {len(b)}; patch equal lengths"
+            )
+    template, axes = SITES[site]
+    results, cleans, corrupts, patches = [], [], [], {}
+    for number, (clean_ids, corrupted_ids) in enumerate(pairs):
+        run = exact if method == "exact" else attribution
+        values, m_clean, m_corrupted, cells = run(model, clean_ids, corrupted_ids, metric, site, template, batch_size)
+        if getattr(metric, "normalized", False):
+            gap = m_clean - m_corrupted
+            values = (values - (m_corrupted if method == "exact" else 0.0)) / (gap if abs(gap) > 1e-12 else 1.0)
+        results.append(values)
+        cleans.append(m_clean)
+        corrupts.append(m_corrupted)
+        if number == 0:
+            patches = cells
+    stacked = torch.stack(results)
+    name = getattr(metric, "name", getattr(metric, "__name__", "metric"))
+    spread = stacked.std(0, unbiased=False) if len(results) > 1 else torch.zeros_like(stacked[0])
+    return Sweep(
+        site,
+        method,
+        name,
+        stacked.mean(0),
+        spread,
+        axes,
+        sum(cleans) / len(cleans),
+        sum(corrupts) / len(corrupts),
+        patches,
+    )
+
+
+def _cells(model: Model, site: str, n: int) -> list[tuple[int, ...]]:
+    layers, heads = range(model.n_layers), range(model.n_heads)
+    if site == "heads":
+        return [(layer, head) for layer in layers for head in heads]
+    if site == "heads_by_pos":
+        return [(layer, head, p) for layer in layers for head in heads for p in range(n)]
+    return [(layer, p) for layer in layers for p in range(n)]
+
+
+def _patch(template: str, site: str, cell: tuple[int, ...], source: list[int]) -> Patch:
+    hook = f"blocks.{cell[0]}.{template}"
+    if site == "heads":
+        return Patch(hook, source, head=cell[1])
+    if site == "heads_by_pos":
+        return Patch(hook, source, head=cell[1], positions=[cell[2]])
+    return Patch(hook, source, positions=[cell[1]])
+
+
+def exact(model, clean_ids, corrupted_ids, metric, site, template, batch_size):
+    """Every patch re-run: ``(values, m_clean, m_corrupted, patches by cell)``."""
+    hooks = [f"blocks.{layer}.{template}" for layer in range(model.n_layers)]
+    clean_run = model.run(clean_ids, capture=hooks)
+    model.remember_source(clean_ids, clean_run)  # every patch reads the clean activations of this one pass
+    corrupted_run = model.run(corrupted_ids, capture=[])
+    cells = _cells(model, site, len(corrupted_ids))
+    patches = {cell: _patch(template, site, cell, clean_ids) for cell in cells}
+    runs = model.rerun_batch(corrupted_run, [[patches[c]] for c in cells], batch_size=batch_size)
+    values = torch.tensor([metric(r) for r in runs]).reshape(_shape(model, site, len(corrupted_ids)))
+    return values, metric(clean_run), metric(corrupted_run), patches
+
+
+def attribution(model, clean_ids, corrupted_ids, metric: Metric, site, template, batch_size):
+    """First order: ``(clean - corrupted) . grad`` at every site from one clean and one corrupted pass."""
+    hooks = [f"blocks.{layer}.{template}" for layer in range(model.n_layers)]
+    clean_run = model.run(clean_ids, capture=hooks)
+    cache, logits = model.with_graph(corrupted_ids, hooks)
+    value = metric.of_logits(logits[metric.position].float())
+    grads = torch.autograd.grad(value, [cache[h] for h in hooks])
+    n = len(corrupted_ids)
+    values = []
+    for hook, grad in zip(hooks, grads, strict=True):
+        delta = (clean_run[hook].float() - cache[hook].detach().float()) * grad.float()
+        if site == "heads":
+            values.append(delta.sum((0, 2)))  # [heads]
+        elif site == "heads_by_pos":
+            values.append(delta.sum(2).T)  # [heads, pos]
+        else:
+            values.append(delta.sum(-1))  # [pos]
+    m_corrupted = float(value.detach())
+    cells = _cells(model, site, n)
+    patches = {cell: _patch(template, site, cell, clean_ids) for cell in cells}
+    return torch.stack(values).reshape(_shape(model, site, n)), metric(clean_run), m_corrupted, patches
+
+
+def _shape(model: Model, site: str, n: int) -> tuple[int, ...]:
+    return {
+        "heads": (model.n_layers, model.n_heads),
+        "heads_by_pos": (model.n_layers, model.n_heads, n),
+    }.get(site, (model.n_layers, n))
+
+
+@dataclass
+class Ablations:
+    """Each head's effect on a metric when it is ablated (``values``: ablated minus clean, mean over prompts;
+    ``spread`` over prompts), with a random-head control: over a sweep of every head, the effects of heads drawn
+    at random (``control_mean``, ``control_std``) say how much ablating *any* head moves the metric; ``z`` is each
+    head's effect in those units (zero ablation of early heads breaks a model generally: mean ablation is the
+    default)."""
+
+    mode: str
+    metric: str
+    values: torch.Tensor  # [layer, head]
+    spread: torch.Tensor
+    clean: float
+    control_mean: float
+    control_std: float
+
+    @property
+    def z(self) -> torch.Tensor:
+        return (self.values - self.control_mean) / (self.control_std if self.control_std > 1e-12 else 1.0)
+
+    def top(self, k: int = 5) -> list[tuple[tuple[int, int], float]]:
+        flat = self.values.reshape(-1)
+        order = flat.abs().argsort(descending=True)[:k]
+        return [(tuple(int(i) for i in torch.unravel_index(o, self.values.shape)), float(flat[o])) for o in order]
+
+
+def ablation_sweep(
+    model: Model,
+    prompts: TokensLike | Sequence[TokensLike],
+    metric: Metric | Callable[[Run], float],
+    mode: str = "mean",
+    batch_size: int | None = None,
+    seed: int = 0,
+) -> Ablations:
+    """Ablate every head in turn (``mode``: ``"mean"`` over the prompts themselves unless the model has
+    reference texts, ``"zero"``, ``"resample"``) and read ``metric`` on each prompt."""
+    many = isinstance(prompts, (list, tuple)) and prompts and not isinstance(prompts[0], int)
+    texts = list(prompts) if many else [prompts]
+    ids = [model.to_ids(t) for t in texts]
+    saved = model.reference
+    try:
+        if mode != "zero" and model.reference is None:
+            model.set_reference(ids)  # for this sweep only
+        heads = [(layer, head) for layer in range(model.n_layers) for head in range(model.n_heads)]
+        effects, cleans = [], []
+        for prompt in ids:
+            clean = model.run(prompt, capture=[])
+            base = metric(clean)
+            runs = model.rerun_batch(
+                clean, [[Ablate(la, head=he, mode=mode, seed=seed)] for la, he in heads], batch_size=batch_size
+            )
+            effects.append(torch.tensor([metric(r) - base for r in runs]).reshape(model.n_layers, model.n_heads))
+            cleans.append(base)
+    finally:
+        model.reference = saved
+    stacked = torch.stack(effects)
+    values = stacked.mean(0)
+    rng = random.Random(seed)
+    draws = torch.tensor([float(values.reshape(-1)[rng.randrange(values.numel())]) for _ in range(1000)])
+    name = getattr(metric, "name", getattr(metric, "__name__", "metric"))
+    spread = stacked.std(0, unbiased=False) if len(ids) > 1 else torch.zeros_like(values)
+    return Ablations(mode, name, values, spread, sum(cleans) / len(cleans), float(draws.mean()), float(draws.std()))
+
+
+@dataclass
+class Hydra:
+    """Each head's direct effect on a logit difference (the change of its direct logit attribution when it is
+    ablated, everything downstream frozen) against its total effect (the re-run): ``compensation = total -
+    direct`` is how much the rest of the model makes up for it (negative: repair)."""
+
+    direct: torch.Tensor  # [layer, head]
+    total: torch.Tensor
+    mode: str
+
+    @property
+    def compensation(self) -> torch.Tensor:
+        return self.total - self.direct
+
+    def chart(self):
+        """Direct against total effect, one point per head (altair)."""
+        from .charts import hydra_scatter
+
+        return hydra_scatter(self)
+
+
+def hydra(
+    model: Model,
+    prompts: TokensLike | Sequence[TokensLike],
+    target: int | str,
+    foil: int | str,
+    mode: str = "mean",
+    position: int = -1,
+    batch_size: int | None = None,
+) -> Hydra:
+    """The Hydra view over ``prompts``: for every head, its direct effect on ``logit(target) - logit(foil)``
+    against its total effect when ablated (``mode``), averaged over prompts."""
+    many = isinstance(prompts, (list, tuple)) and prompts and not isinstance(prompts[0], int)
+    ids = [model.to_ids(t) for t in (list(prompts) if many else [prompts])]
+    metric = logit_diff(model, target, foil, position)
+    saved = model.reference
+    try:
+        if mode != "zero" and model.reference is None:
+            model.set_reference(ids)
+        directs, totals = [], []
+        heads = [(layer, head) for layer in range(model.n_layers) for head in range(model.n_heads)]
+        for prompt in ids:
+            clean = model.run(prompt, capture=[])
+            dla = direct_logit_attribution(clean, _token(model, target), _token(model, foil), position)
+            ablations: list[Intervention] = [Ablate(la, head=he, mode=mode) for la, he in heads]
+            runs = model.rerun_batch(clean, [[a] for a in ablations], batch_size=batch_size)
+            total = torch.tensor([metric(r) - metric(clean) for r in runs]).reshape(model.n_layers, model.n_heads)
+            direct = torch.zeros_like(total)
+            n = len(prompt)
+            for (layer, head), ablation in zip(heads, ablations, strict=True):
+                z = _ablated_z(model, ablation, n, dla.position)
+                direct[layer, head] = dla.head_share(layer, head, z) - dla.heads[layer, head]
+            directs.append(direct)
+            totals.append(total)
+    finally:
+        model.reference = saved
+    return Hydra(torch.stack(directs).mean(0), torch.stack(totals).mean(0), mode)
+
+
+def _ablated_z(model: Model, ablation: Ablate, n: int, position: int) -> torch.Tensor:
+    """The ``[d_head]`` value an ablation gives its head's ``z`` at ``position``."""
+    d = model.d_head
+    cols = slice(ablation.head * d, (ablation.head + 1) * d)
+    if ablation.mode == "zero":
+        return torch.zeros(d)
+    if ablation.mode == "mean":
+        return model.reference.mean(ablation.hook)[cols]
+    return model.reference.resample(ablation.hook, n, ablation.seed)[position, cols]
+
+
+__all__ = [
+    "METHODS", "SITES", "Ablations", "Hydra", "Metric", "Sweep", "ablation_sweep", "attribution", "exact", "hydra",
+    "logit_diff", "sweep",
+]  # fmt: skip

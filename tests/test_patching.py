@@ -1,0 +1,221 @@
+"""Which components matter: patching sweeps against hand-written loops and TransformerLens, attribution patching
+against autograd by hand, ablation sweeps, the Hydra view, knockouts, interventions at positions."""
+
+from __future__ import annotations
+
+import copy
+import functools
+
+import pytest
+import torch
+import transformers as T
+
+import repwidget as rw
+
+from architectures import build, matrix_ids
+
+CLEAN = "when mary and john went to the store , john gave a drink to"
+CORRUPTED = "when mary and john went to the store , mary gave a drink to"
+
+
+@functools.cache
+def demo() -> rw.Model:
+    return rw.demo_model()
+
+
+@functools.cache
+def gpt2() -> rw.Model:
+    return rw.load(build("gpt2"))
+
+
+def raw_diff(model, target=5, foil=7):
+    return rw.patching.Metric("diff", lambda logits: logits[target] - logits[foil], normalized=False)
+
+
+@pytest.mark.parametrize("site", ["resid_pre", "attn_out", "mlp_out", "heads", "heads_by_pos"])
+def test_an_exact_sweep_equals_a_loop_of_full_runs(site):
+    model = gpt2()
+    clean, corrupted = matrix_ids()[:9], matrix_ids()[9:18]
+    metric = raw_diff(model)
+    sweep = rw.patching.sweep(model, clean, corrupted, metric, site=site)
+    for cell in [(0, 0), (1, 3), (3, 2)] if site in ("heads", "resid_pre", "attn_out", "mlp_out") else [(2, 1, 4)]:
+        patch = sweep.patch(*cell)
+        assert patch.source == tuple(clean)
+        full = model.run(corrupted, patch)
+        assert sweep.values[cell] == pytest.approx(metric(full), abs=1e-5)
+    assert sweep.clean == pytest.approx(metric(model.run(clean)), abs=1e-5)
+    assert sweep.corrupted == pytest.approx(metric(model.run(corrupted)), abs=1e-5)
+
+
+def test_sweeps_equal_transformerlens_patching_on_gpt2():
+    from transformer_lens import patching
+
+    import tl_reference
+
+    hf = build("gpt2")
+    tl = tl_reference.tl_model("gpt2", hf)
+    clean, corrupted = matrix_ids()[:9], matrix_ids()[9:18]
+    _, clean_cache = tl.run_with_cache(torch.tensor([clean]))
+
+    def tl_metric(logits):
+        return logits[0, -1, 5] - logits[0, -1, 7]
+
+    corrupted_tokens = torch.tensor([corrupted])
+    model = gpt2()
+    ours = rw.patching.sweep(model, clean, corrupted, raw_diff(model), site="resid_pre")
+    theirs = patching.get_act_patch_resid_pre(tl, corrupted_tokens, clean_cache, tl_metric)
+    torch.testing.assert_close(ours.values, theirs.float(), atol=1e-4, rtol=0)
+    ours = rw.patching.sweep(model, clean, corrupted, raw_diff(model), site="heads")
+    theirs = patching.get_act_patch_attn_head_out_all_pos(tl, corrupted_tokens, clean_cache, tl_metric)
+    torch.testing.assert_close(ours.values, theirs.float(), atol=1e-4, rtol=0)
+
+
+def test_attribution_patching_is_the_first_order_term_computed_by_hand():
+    model = gpt2()
+    hf = model.hf
+    clean, corrupted = matrix_ids()[:9], matrix_ids()[9:18]
+    sweep = rw.patching.sweep(model, clean, corrupted, raw_diff(model), site="resid_pre", method="attribution")
+    # by hand: the blocks' inputs on the corrupted text, with gradients, through plain forward hooks
+    seen = {}
+
+    def keep(layer):
+        def hook(module, args):
+            seen[layer] = args[0]  # in the graph (the weights take gradients)
+
+        return hook
+
+    handles = [b.register_forward_pre_hook(keep(i)) for i, b in enumerate(hf.transformer.h)]
+    try:
+        logits = hf(torch.tensor([corrupted])).logits[0, -1]
+    finally:
+        for h in handles:
+            h.remove()
+    grads = torch.autograd.grad(logits[5] - logits[7], [seen[i] for i in range(4)])
+    clean_run = model.run(clean, capture="blocks.*.hook_resid_pre")
+    for layer in range(4):
+        delta = clean_run[f"blocks.{layer}.hook_resid_pre"] - seen[layer][0].detach()
+        expected = (delta * grads[layer][0]).sum(-1)
+        torch.testing.assert_close(sweep.values[layer], expected, atol=1e-5, rtol=1e-4)
+    assert all(p.grad is None for p in hf.parameters())  # nothing left on the user's weights
+
+
+def test_attribution_tracks_exact_patching_on_the_demo_ioi_prompt():
+    model = demo()
+    metric = rw.patching.logit_diff(model, "mary", "john")
+    for site in ("heads", "attn_out"):
+        exact = rw.patching.sweep(model, CLEAN, CORRUPTED, metric, site=site)
+        approx = rw.patching.sweep(model, CLEAN, CORRUPTED, metric, site=site, method="attribution")
+        correlation = torch.corrcoef(torch.stack([exact.values.reshape(-1), approx.values.reshape(-1)]))[0, 1]
+        assert correlation > 0.9, (site, float(correlation))
+    assert exact.clean > exact.corrupted  # the clean prompt's answer is mary
+
+
+def test_a_sweep_over_prompt_pairs_reports_the_mean_and_spread():
+    model = demo()
+    metric = rw.patching.logit_diff(model, "mary", "john")
+    one = rw.patching.sweep(model, CLEAN, CORRUPTED, metric, site="heads")
+    two = rw.patching.sweep(model, [CLEAN, CLEAN], [CORRUPTED, CORRUPTED], metric, site="heads")
+    torch.testing.assert_close(two.values, one.values)
+    assert float(two.spread.abs().max()) < 1e-6 and one.values[tuple(one.top(1)[0][0])] == pytest.approx(
+        one.top(1)[0][1]
+    )
+    with pytest.raises(ValueError, match="equal lengths"):
+        rw.patching.sweep(model, CLEAN, "when mary gave", metric)
+
+
+def test_ablation_sweeps_use_mean_ablation_with_a_random_head_control():
+    model = demo()
+    metric = rw.patching.logit_diff(model, "mary", "john")
+    sweep = rw.patching.ablation_sweep(model, [CLEAN, CORRUPTED], metric, mode="mean")
+    assert model.reference is None  # the prompts were the reference for the sweep only
+    model.set_reference([CLEAN, CORRUPTED])
+    try:
+        by_hand = model.run(CLEAN, rw.Ablate(1, head=0, mode="mean"))
+        expected = (
+            metric(by_hand)
+            - metric(model.run(CLEAN))
+            + metric(model.run(CORRUPTED, rw.Ablate(1, head=0, mode="mean")))
+            - metric(model.run(CORRUPTED))
+        ) / 2
+    finally:
+        model.reference = None
+    assert sweep.values[1, 0] == pytest.approx(expected, abs=1e-4)
+    assert sweep.control_std > 0 and sweep.z.shape == (model.n_layers, model.n_heads)
+
+
+def test_hydra_direct_effect_of_zero_ablation_is_minus_the_heads_attribution():
+    model = demo()
+    view = rw.patching.hydra(model, CLEAN, "mary", "john", mode="zero")
+    dla = rw.analyses.direct_logit_attribution(model.run(CLEAN), model.tokenizer.convert_tokens_to_ids("mary"),
+                                               model.tokenizer.convert_tokens_to_ids("john"))  # fmt: skip
+    torch.testing.assert_close(view.direct, -dla.heads, atol=1e-5, rtol=0)
+    metric = rw.patching.logit_diff(model, "mary", "john")
+    assert view.total[1, 0] == pytest.approx(
+        metric(model.run(CLEAN, rw.Ablate(1, head=0))) - metric(model.run(CLEAN)), abs=1e-4
+    )
+    assert view.compensation.shape == (model.n_layers, model.n_heads)
+
+
+def test_a_knockout_equals_masking_the_scores_in_eager_attention_by_hand():
+    torch.manual_seed(0)
+    config = T.LlamaConfig(
+        vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=3, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=64,
+    )  # fmt: skip
+    hf = T.LlamaForCausalLM(config).eval()
+    model = rw.load(hf)
+    x = matrix_ids()[:10]
+    knockout = rw.Knockout(1, head=2, query=[6, 8], key=[2, 3])
+    ours = model.run(x, knockout, capture="blocks.1.attn.hook_pattern")
+    import transformers.models.llama.modeling_llama as llama
+
+    original = llama.eager_attention_forward
+    eager = copy.deepcopy(hf)  # its own config: the model repwidget wraps stays as it was loaded
+    eager.set_attn_implementation("eager")
+
+    def masked(module, query, key, value, attention_mask, *args, **kwargs):
+        if module is eager.model.layers[1].self_attn:  # the scores blocked by hand, in the model's own eager attention
+            attention_mask = attention_mask.expand(-1, query.shape[1], -1, -1).clone()
+            attention_mask[:, 2, 6, [2, 3]] = torch.finfo(query.dtype).min
+            attention_mask[:, 2, 8, [2, 3]] = torch.finfo(query.dtype).min
+        return original(module, query, key, value, attention_mask, *args, **kwargs)
+
+    llama.eager_attention_forward = masked
+    try:
+        with torch.no_grad():
+            expected = eager(torch.tensor([x])).logits[0]
+    finally:
+        llama.eager_attention_forward = original
+    torch.testing.assert_close(ours.logits, expected, atol=1e-5, rtol=0)
+    pattern = ours["blocks.1.attn.hook_pattern"][2]
+    assert float(pattern[6, 2:4].abs().max()) == 0 and pattern[6].sum() == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="could attend to no key"):
+        model.run(x, rw.Knockout(1, query=[1], key=[0, 1]))
+
+
+def test_interventions_at_chosen_positions_touch_only_those_positions():
+    model = gpt2()
+    x = matrix_ids()[:8]
+    run = model.run(x, capture="blocks.*.*")
+    ablated = model.run(x, rw.Ablate(1, head=2, positions=[3, 5]), capture="blocks.1.attn.hook_z")
+    z, clean_z = ablated["blocks.1.attn.hook_z"], run["blocks.1.attn.hook_z"]
+    assert torch.all(z[[3, 5], 2] == 0)
+    torch.testing.assert_close(z[[0, 1, 2, 4, 6, 7]], clean_z[[0, 1, 2, 4, 6, 7]])
+    vector = torch.randn(model.d_model)
+    steered = model.run(x, rw.Steer(2, vector, positions=[7]), capture="blocks.2.hook_resid_post")
+    expected = run["blocks.2.hook_resid_post"].clone()
+    expected[7] += vector
+    torch.testing.assert_close(steered["blocks.2.hook_resid_post"], expected)
+    with pytest.raises(ValueError, match=r"out of range 0\.\.7"):
+        model.run(x, rw.Steer(2, vector, positions=[8]))
+
+
+def test_a_patch_from_an_intervened_run_carries_its_interventions():
+    model = gpt2()
+    source, target = matrix_ids()[:8], matrix_ids()[8:16]
+    intervened = model.run(source, rw.Ablate(0, head=1), capture="blocks.2.hook_resid_pre")
+    patch = rw.Patch.from_run(intervened, "blocks.2.hook_resid_pre")
+    assert patch.interventions == (rw.Ablate(0, head=1),)
+    patched = model.run(target, patch, capture="blocks.2.hook_resid_pre")
+    torch.testing.assert_close(patched["blocks.2.hook_resid_pre"], intervened["blocks.2.hook_resid_pre"])
+    assert rw.interventions.from_json(rw.interventions.to_json(patch)) == patch
