@@ -116,6 +116,7 @@ def sweep(
     site: str = "resid_pre",
     method: str = "exact",
     batch_size: int | None = None,
+    direction: str = "denoise",
 ) -> Sweep:
     """Patch each ``site`` of the clean run into the corrupted one and read ``metric``: ``resid_pre``,
     ``attn_out``, ``mlp_out`` (layer x position), ``heads`` (layer x head, every position) or ``heads_by_pos``.
@@ -124,7 +125,11 @@ def sweep(
     the result is the mean over pairs, with their spread. ``method="exact"`` re-runs each patch (only from the
     patched block, in batches); ``"attribution"`` estimates every site at once from one clean pass and one
     corrupted pass with gradients: ``(clean - corrupted) . d metric / d activation``.
+    ``direction="noise"`` patches the corrupted run's activations into the clean run instead (which sites break
+    the clean behaviour): each cell's patch then applies to the clean prompt (what the explorer shows).
     """
+    if direction not in ("denoise", "noise"):
+        raise ValueError(f"direction must be 'denoise' (clean into corrupted) or 'noise', got {direction!r:.40}")
     if site not in SITES:
         raise ValueError(f"site must be one of {', '.join(SITES)}, got {site!r:.40}")
     if method not in METHODS:
@@ -141,10 +146,12 @@ def sweep(
     results, cleans, corrupts, patches = [], [], [], {}
     for number, (clean_ids, corrupted_ids) in enumerate(pairs):
         run = exact if method == "exact" else attribution
-        values, m_clean, m_corrupted, cells = run(model, clean_ids, corrupted_ids, metric, site, template, batch_size)
+        source, target = (clean_ids, corrupted_ids) if direction == "denoise" else (corrupted_ids, clean_ids)
+        values, m_source, m_target, cells = run(model, source, target, metric, site, template, batch_size)
+        m_clean, m_corrupted = (m_source, m_target) if direction == "denoise" else (m_target, m_source)
         if getattr(metric, "normalized", False):
             gap = m_clean - m_corrupted
-            values = (values - (m_corrupted if method == "exact" else 0.0)) / (gap if abs(gap) > 1e-12 else 1.0)
+            values = (values - m_corrupted) / (gap if abs(gap) > 1e-12 else 1.0)
         results.append(values)
         cleans.append(m_clean)
         corrupts.append(m_corrupted)
@@ -198,7 +205,8 @@ def exact(model, clean_ids, corrupted_ids, metric, site, template, batch_size):
 
 
 def attribution(model, clean_ids, corrupted_ids, metric: Metric, site, template, batch_size):
-    """First order: ``(clean - corrupted) . grad`` at every site from one clean and one corrupted pass."""
+    """First order: the metric of the patched run estimated as ``m_corrupted + (clean - corrupted) . grad`` at every
+    site, from one clean and one corrupted pass (``clean`` is the patch's source, ``corrupted`` its target)."""
     hooks = [f"blocks.{layer}.{template}" for layer in range(model.n_layers)]
     clean_run = model.run(clean_ids, capture=hooks)
     cache, logits = model.with_graph(corrupted_ids, hooks)
@@ -217,7 +225,8 @@ def attribution(model, clean_ids, corrupted_ids, metric: Metric, site, template,
     m_corrupted = float(value.detach())
     cells = _cells(model, site, n)
     patches = {cell: _patch(template, site, cell, clean_ids) for cell in cells}
-    return torch.stack(values).reshape(_shape(model, site, n)), metric(clean_run), m_corrupted, patches
+    estimate = m_corrupted + torch.stack(values).reshape(_shape(model, site, n))
+    return estimate, metric(clean_run), m_corrupted, patches
 
 
 def _shape(model: Model, site: str, n: int) -> tuple[int, ...]:

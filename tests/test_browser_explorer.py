@@ -46,6 +46,10 @@ model.run("one two three four one two three")""",
 pc""",
     # the first explorer shown a second time: two views of one widget
     "ex",
+    # a clean prompt and a corrupted one: the attribution and patching views
+    """cx = rw.explore(model, "when mary and john went to the store , john gave a drink to",
+                corrupted="when mary and john went to the store , mary gave a drink to")
+cx""",
 ]
 
 
@@ -63,7 +67,7 @@ def lab_page(tmp_path_factory):
             page.on("pageerror", lambda e: dialogs.append(f"page error: {e}"))
             kernel_id = open_and_run(page, lab, "explorer.ipynb")
             page.locator(".rw-root").nth(4).locator(".rw-probes-view .rw-token").first.wait_for(timeout=180_000)
-            page.locator(".rw-root").nth(7).wait_for(timeout=60_000)
+            page.locator(".rw-root").nth(8).wait_for(timeout=60_000)
             page.locator(".vega-embed svg").first.wait_for(timeout=60_000)
             kernel = Kernel(lab, kernel_id)
             try:
@@ -276,3 +280,32 @@ def test_one_explorer_shown_twice_answers_each_view_and_takes_clicks_from_both(l
     assert not [d for d in dialogs if d.startswith("page error")], dialogs
     screenshot(second, "explorer-shown-twice")
     kernel.run("ex.interventions = []")
+
+
+def test_pick_a_target_see_heads_ranked_then_patch_a_cell_from_the_corrupted_prompt(lab_page):
+    from playwright.sync_api import expect
+
+    page, kernel, dialogs = lab_page
+    root = _explorer(page, 8)
+    clean = root.locator('[data-rw-column="clean"]')
+    expect(clean).to_contain_text("mary", timeout=60_000)
+    clean.locator("[data-rw-prediction]").first.click()  # the top prediction ("mary") picks the target
+    grid = root.locator(".rw-attribution-view .rw-dla-cell")
+    expect(grid).to_have_count(16, timeout=60_000)
+    state = kernel.wait_for("print(cx.session.picked)", "(")
+    mary = kernel.run("print(model.tokenizer.convert_tokens_to_ids('mary'))").strip()
+    assert state.strip().startswith(f"({mary}, None,"), state
+    expect(root.locator(".rw-attribution-view .rw-caption").first).to_contain_text('logit("mary")')
+    expect(root.locator(".rw-dla-neurons [data-rw-neuron]")).to_have_count(10, timeout=30_000)  # ranked neurons
+    screenshot(root.locator(".rw-attribution-view"), "explorer-attribution")
+    patching = root.locator(".rw-patching-view")
+    expect(patching.locator("[data-rw-cell]")).to_have_count(16, timeout=120_000)  # heads: 4 layers x 4 heads
+    expect(patching.locator(".rw-caption")).to_contain_text('logit("mary")')
+    patching.locator('[data-rw-cell="1.0"]').click()
+    state = kernel.wait_for("print(cx.interventions)", "rw.Patch(")
+    assert "rw.Patch(hook='blocks.1.attn.hook_z'" in state and "head=0" in state, state
+    corrupted = kernel.run("print(model.to_ids('when mary and john went to the store , mary gave a drink to'))")
+    assert corrupted.strip().replace(" ", "") in state.replace(" ", ""), (corrupted, state)
+    screenshot(patching, "explorer-patching")
+    assert not [d for d in dialogs if d.startswith("page error")], dialogs
+    kernel.run("cx.interventions = []")

@@ -15,6 +15,8 @@ import pytest
 from browser import ARTIFACTS, Kernel, Lab, chromium, notebook, open_and_run, require_browser, screenshot
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
+#: the notebooks that draw altair charts (the quickstart and 05, on the real model, show widgets and tables only)
+CHARTED = {"01_attention_and_induction", "02_logit_lens_and_ioi", "03_probes_and_steering", "04_sae_features"}
 #: every cell in the DOM (JupyterLab 4 otherwise renders only the cells near the viewport)
 SETTINGS = {"@jupyterlab/notebook-extension:tracker": {"windowingMode": "none"}}
 #: each code cell's prompt: "[3]:" ran, "[*]:" queued or running, "[ ]:" not run
@@ -90,8 +92,8 @@ def test_notebook_runs_and_draws_its_charts_offline(offline_lab, path):
         assert all(re.fullmatch(r"\[\d+\]:", p) for p in prompts), f"cells that did not run: {prompts}"
         assert kernel.run("import sys; print(getattr(sys, 'last_value', None))").strip() == "None"
         shown = int(kernel.run(CHARTS_SHOWN))
-        if path.stem != "quickstart":
-            assert shown >= 2, "every workshop notebook draws charts"
+        if path.stem in CHARTED:
+            assert shown >= 2, "every workshop notebook with charts draws them"
         deadline = time.time() + 120  # the charts are drawn, or one asked the network (for Vega, say)
         while page.evaluate(CHARTS_DRAWN) < shown and not blocked and time.time() < deadline:
             page.wait_for_timeout(500)

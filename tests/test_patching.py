@@ -92,9 +92,10 @@ def test_attribution_patching_is_the_first_order_term_computed_by_hand():
             h.remove()
     grads = torch.autograd.grad(logits[5] - logits[7], [seen[i] for i in range(4)])
     clean_run = model.run(clean, capture="blocks.*.hook_resid_pre")
+    corrupted_value = float((logits[5] - logits[7]).detach())
     for layer in range(4):
         delta = clean_run[f"blocks.{layer}.hook_resid_pre"] - seen[layer][0].detach()
-        expected = (delta * grads[layer][0]).sum(-1)
+        expected = corrupted_value + (delta * grads[layer][0]).sum(-1)  # the patched run's metric, to first order
         torch.testing.assert_close(sweep.values[layer], expected, atol=1e-5, rtol=1e-4)
     assert all(p.grad is None for p in hf.parameters())  # nothing left on the user's weights
 
@@ -108,6 +109,19 @@ def test_attribution_tracks_exact_patching_on_the_demo_ioi_prompt():
         correlation = torch.corrcoef(torch.stack([exact.values.reshape(-1), approx.values.reshape(-1)]))[0, 1]
         assert correlation > 0.9, (site, float(correlation))
     assert exact.clean > exact.corrupted  # the clean prompt's answer is mary
+
+
+def test_a_noising_sweep_patches_the_corrupted_run_into_the_clean_one():
+    model = demo()
+    metric = rw.patching.logit_diff(model, "mary", "john")
+    sweep = rw.patching.sweep(model, CLEAN, CORRUPTED, metric, site="heads", direction="noise")
+    patch = sweep.patch(1, 0)
+    assert patch.source == tuple(model.to_ids(CORRUPTED))
+    broken = metric(model.run(CLEAN, patch))
+    assert sweep.values[1, 0] == pytest.approx((broken - sweep.corrupted) / (sweep.clean - sweep.corrupted), abs=1e-5)
+    approx = rw.patching.sweep(model, CLEAN, CORRUPTED, metric, site="heads", direction="noise", method="attribution")
+    correlation = torch.corrcoef(torch.stack([sweep.values.reshape(-1), approx.values.reshape(-1)]))[0, 1]
+    assert correlation > 0.5, float(correlation)  # first order is rougher when noising (0.65 here)
 
 
 def test_a_sweep_over_prompt_pairs_reports_the_mean_and_spread():

@@ -312,3 +312,44 @@ def test_the_probes_view_lists_the_sae_features_nearest_the_probe_direction(demo
     np.testing.assert_allclose(got, cosines[data["near_features"]].numpy(), atol=1e-5)
     other = ask(ex, type="get", what="probe", probe=0, layer=2)[0][0]["data"]
     assert other["near_features"] == []  # no SAE reads resid_post of layer 2
+
+
+def test_the_attribution_view_ranks_heads_neurons_and_features_by_direct_share(demo):
+    sae = rw.demo.demo_sae()
+    ex = rw.explore(demo, "two days after monday is", saes=[sae])
+    target = demo.tokenizer.convert_tokens_to_ids("wednesday")
+    reply, buffers = ask(ex, type="get", what="attribution", position=5, target=target)[0]
+    dla = rw.analyses.direct_logit_attribution(ex.run, target, position=5)
+    torch.testing.assert_close(torch.from_numpy(tensor(reply, buffers, "heads")), dla.heads.float())
+    assert reply["data"]["target_token"] == "wednesday" and reply["data"]["total"] == pytest.approx(dla.total)
+    reply, buffers = ask(ex, type="get", what="attribution_neurons", position=5, target=target, layer=3)[0]
+    shares = dla.neurons(3)
+    indices = tensor(reply, buffers, "indices")
+    assert int(indices[0]) == int(shares.abs().argmax())
+    reply, buffers = ask(ex, type="get", what="attribution_features", position=5, target=target, sae=0)[0]
+    acts = sae.encode(ex.run[sae.hook][5])
+    expected = acts * dla.of(sae.decoder_vectors())
+    assert int(tensor(reply, buffers, "indices")[0]) == int(expected.abs().argmax())
+    assert f"direct_logit_attribution(run, {target}, foil=None, position=5)" in ex.code()
+    assert ask(ex, type="get", what="attribution", position=5, target=10**6)[0][0]["type"] == "error"
+
+
+def test_the_patching_view_sweeps_the_corrupted_prompt_into_this_one_and_applies_a_cell(demo):
+    clean = "when mary and john went to the store , john gave a drink to"
+    corrupted = "when mary and john went to the store , mary gave a drink to"
+    ex = rw.explore(demo, clean, corrupted=corrupted)
+    assert "patching" in ex.views and "patching" not in rw.explore(demo, clean).views
+    defaults = ask(ex, type="get", what="sweep_defaults")[0][0]["data"]
+    assert (defaults["target_token"], defaults["foil_token"]) == ("mary", "john")
+    args = {"site": 3, "method": 0, "target": defaults["target"], "foil": defaults["foil"]}
+    reply, buffers = ask(ex, type="get", what="sweep", **args)[0]
+    values = tensor(reply, buffers, "values")
+    metric = rw.patching.logit_diff(demo, "mary", "john")
+    expected = rw.patching.sweep(demo, clean, corrupted, metric, site="heads", direction="noise")
+    np.testing.assert_allclose(values, expected.values.numpy(), atol=1e-5)
+    sent = ask(ex, type="apply_patch", view="v", seq=1, cell=[1, 0], **args)
+    assert sent[0][0]["type"] == "applied"
+    assert ex.interventions == [rw.Patch("blocks.1.attn.hook_z", demo.to_ids(corrupted), head=0)]
+    assert "rw.patching.sweep(model, run.token_ids" in ex.code()
+    with pytest.raises(ValueError, match="same length"):
+        rw.explore(demo, clean, corrupted="when mary")

@@ -56,4 +56,11 @@ export const CSS = `
 .rw-busy { color: #e67e22; }
 .rw-error { color: #fff; background: #c0392b; padding: 2px 6px; border-radius: 4px; white-space: pre-wrap; }
 .rw-warning { color: #6b4400; background: #fff4d6; border: 1px solid #f0c36d; padding: 2px 6px; border-radius: 4px; margin-bottom: 4px; }
+.rw-attribution-view, .rw-patching-view { grid-column: 1 / -1; }
+.rw-dla-cell { font: 10px ui-monospace, monospace; border: 1px solid transparent; padding: 2px 3px; cursor: pointer; }
+.rw-dla-cell.rw-selected { outline: 2px solid #e67e22; }
+.rw-target, .rw-foil { width: 80px; }
+.rw-patch-table { border-collapse: collapse; font: 10px ui-monospace, monospace; }
+.rw-patch-cell { padding: 1px 3px; cursor: pointer; text-align: right; }
+.rw-patch-table th { max-width: 60px; overflow: hidden; white-space: pre; }
 `;

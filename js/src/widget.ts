@@ -5,10 +5,12 @@ import { Store } from "./store";
 import type { WidgetModel } from "./types";
 import { CSS } from "./style";
 import { mountAttention } from "./views/attention";
+import { mountAttribution } from "./views/attribution";
 import { mountFeatures } from "./views/features";
 import { mountInterventions } from "./views/interventions";
 import { mountLens } from "./views/lens";
 import { mountNeurons } from "./views/neurons";
+import { mountPatching } from "./views/patching";
 import { mountPredictions } from "./views/predictions";
 import { mountProbes } from "./views/probes";
 import { mountTokens } from "./views/tokens";
@@ -22,6 +24,8 @@ const MOUNT: Record<string, (el: HTMLElement, store: Store) => void> = {
   probes: mountProbes,
   lens: mountLens,
   predictions: mountPredictions,
+  attribution: mountAttribution,
+  patching: mountPatching,
 };
 
 /** The styles, once per document or shadow root (marimo mounts widgets in a shadow root). */

@@ -32,11 +32,12 @@ class Explorer(RunWidget):
         probes: Sequence[Probes] = (),
         capture: str | Iterable[str] = (),
         messages: Sequence[dict[str, Any]] | None = None,
+        corrupted: TokensLike | None = None,
         **kwargs: Any,
     ) -> None:
         session = Session.of(
             model, text, interventions, saes=saes, texts=texts, probes=probes, editable=True, capture=capture,
-            messages=messages,
+            messages=messages, corrupted=corrupted,
         )  # fmt: skip
         super().__init__(session=session, mode=mode, **kwargs)
 
@@ -84,5 +85,8 @@ def explore(
     ``probes=[rw.train_probes(...)]`` adds the probes view: accuracy by layer, each token's class
     probability at the selected layer, and steering along the probe's direction.
     ``capture=[...]`` keeps more hooks in ``ex.run`` (names or globs), counted in the budget.
+    ``corrupted="..."`` (a prompt of the same length) adds the patching view: which sites of the corrupted run,
+    patched into this one, change its prediction; click a cell to apply that patch. The attribution view ranks
+    heads, layers, neurons and features by their direct share of a target token's logit.
     """
     return Explorer(model, text, interventions, **options)

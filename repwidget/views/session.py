@@ -103,6 +103,7 @@ class Session:
         editable: bool = True,
         capture: str | Iterable[str] = (),
         messages: Sequence[dict[str, Any]] | None = None,
+        corrupted: TokensLike | None = None,
     ) -> Session:
         """A session of ``model`` on ``text``: one clean pass capturing what the views read (and ``capture``,
         hook names or globs the runs should keep besides), then the interventions re-run from the earliest
@@ -110,6 +111,7 @@ class Session:
         if not isinstance(model, Model):
             raise TypeError(f"expected a rw.Model (from rw.load), got {type(model).__name__}")
         session = cls.__new__(cls)
+        session.corrupted = None if corrupted is None else model.to_ids(corrupted)
         session._setup(model, views, saes, texts, probes, editable, capture)
         summary = max((p.summary for p in session.panels if p.summary), default=None)
         session._clean = model.run(text, capture=session.capture, summarize=summary, messages=messages)
@@ -118,10 +120,20 @@ class Session:
         session.text = text if isinstance(text, str) else session._clean.token_ids
         session.messages = None if messages is None else [dict(m) for m in messages]
         session.warning = unknown_words_note(model.tokenizer, text) if isinstance(text, str) else ""
+        if session.corrupted is not None and len(session.corrupted) != session.n_tokens:
+            raise ValueError(
+                f"the corrupted prompt has {len(session.corrupted)} tokens and the clean one {session.n_tokens}: "
+                "patching needs prompts of the same length"
+            )
         return session
 
     def _setup(self, model, views, saes, texts, probes, editable: bool, capture=()) -> None:
         self.model = model
+        self.corrupted: list[int] | None = getattr(self, "corrupted", None)
+        #: patching sweeps by (site, method, target, foil), and the last one shown; the last attribution target
+        self.sweeps: dict[tuple, Any] = {}
+        self.swept: tuple | None = None
+        self.picked: tuple[int, int | None, int] | None = None
         self.saes: list[SAE] = check_saes(model, saes)
         self.probes: list[Probes] = check_probes(model, probes)
         self.texts: list[Any] | None = list(texts) if texts is not None else None
@@ -395,8 +407,19 @@ class Session:
         text = self.text if self.text is not None else self.run.token_ids
         given = f"messages={self.messages!r}" if self.messages is not None else repr(text)
         source = _model_source(self.model)
-        run = f"run = model.run({given}, interventions=[{ivs}])"
-        return f"import repwidget as rw\n{preamble}\nmodel = {source}\n{run}\n"
+        lines = [f"run = model.run({given}, interventions=[{ivs}])"]
+        if self.picked is not None:
+            target, foil, position = self.picked
+            lines.append(f"dla = rw.analyses.direct_logit_attribution(run, {target}, foil={foil}, position={position})")
+        if self.swept is not None:
+            site, method, target, foil = self.swept
+            lines.append(
+                f"sweep = rw.patching.sweep(model, run.token_ids, {self.corrupted!r}, "
+                f"rw.patching.logit_diff(model, {target}, {foil}), site={site!r}, method={method!r}, "
+                'direction="noise")'
+            )
+        body = "\n".join(lines)
+        return f"import repwidget as rw\n{preamble}\nmodel = {source}\n{body}\n"
 
 
 UNSAVED = """

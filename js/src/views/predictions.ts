@@ -47,8 +47,10 @@ export function mountPredictions(el: HTMLElement, store: Store): void {
   root.dataset.rwPredictions = "";
   el.appendChild(root);
   let painted = 0;
+  let last: Reply | null = null;
   const paint = (reply: Reply | null) => {
     if (!reply) return;
+    last = reply;
     renderPredictions(body, reply, store.tokens, store.interventions.length > 0);
     painted += 1;
     root.dataset.rwGen = String(reply.gen);
@@ -74,5 +76,14 @@ export function mountPredictions(el: HTMLElement, store: Store): void {
     if (!store.busy) fetch();
   });
   store.on("push:predictions", paint);
+  // a predicted token picks the attribution view's target
+  body.addEventListener("click", (event) => {
+    const row = (event.target as HTMLElement).closest("[data-rw-prediction]") as HTMLElement | null;
+    const column = row?.closest("[data-rw-column]") as HTMLElement | null;
+    if (!row || !column || !last) return;
+    const k = last.data.ids.shape[1] as number;
+    const which = column.dataset.rwColumn === "clean" ? 0 : 1;
+    store.emit("pick-target", last.data.ids.data[which * k + Number(row.dataset.rwPrediction)] as number);
+  });
   fetch();
 }

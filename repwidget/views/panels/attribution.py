@@ -1,0 +1,102 @@
+"""Attribution: pick a target token (and a foil); the heads, layers, neurons and SAE features ranked by their
+direct share of its logit (difference), so a learner sees what to click."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+
+from ...analyses import direct_logit_attribution
+from .. import panel
+from ..panel import Panel, Request
+from ..protocol import index
+
+TOP = 10
+
+
+def _vocab(session, args: dict[str, Any]) -> int:
+    return session.model.vocab_size
+
+
+def _foil(content: dict[str, Any], args: dict[str, Any]) -> dict[str, Any]:
+    """``foil``: a token id, or absent / null for the target's logit alone."""
+    foil = content.get("foil")
+    return {"foil": None if foil is None else index(content, "foil", 10**12, "attribution")}
+
+
+def attribution_of(session, args: dict[str, Any]):
+    """The run's direct logit attribution for ``(position, target, foil)``, computed once per run."""
+    foil = args.get("foil")
+    if foil is not None and not 0 <= foil < session.model.vocab_size:
+        raise ValueError(f"attribution request: foil {foil} is out of range 0..{session.model.vocab_size - 1}")
+    key = f"attribution:{args['position']}:{args['target']}:{foil}"
+    dla = session.cached(key)
+    if dla is None:
+        dla = direct_logit_attribution(session.run, args["target"], foil, args["position"])
+        session.cache(key, dla)
+    session.picked = (args["target"], foil, args["position"])
+    return dla
+
+
+def answer(session, args: dict[str, Any]) -> dict[str, Any]:
+    """Each head's, layer's and the embeddings' share of the target's logit (difference), in logits."""
+    dla = attribution_of(session, args)
+    model = session.model
+    return {
+        "heads": dla.heads.float(),
+        "attn": dla.attn.float(),
+        "mlp": dla.mlp.float(),
+        "embed": dla.embed,
+        "bias": dla.bias,
+        "total": dla.total,
+        "capped": dla.capped,
+        "target": dla.target,
+        "foil": dla.foil,
+        "target_token": model.to_str_tokens([dla.target])[0],
+        "foil_token": model.to_str_tokens([dla.foil])[0] if dla.foil is not None else None,
+        "position": dla.position,
+    }
+
+
+def neurons(session, args: dict[str, Any]) -> dict[str, Any]:
+    """The :data:`TOP` neurons of ``layer`` with the largest shares (either sign)."""
+    shares = attribution_of(session, args).neurons(args["layer"])
+    top = shares.abs().topk(min(TOP, shares.numel())).indices
+    return {"indices": top.to(torch.int32), "values": shares[top].float(), "layer": args["layer"]}
+
+
+def features(session, args: dict[str, Any]) -> dict[str, Any]:
+    """The :data:`TOP` features of SAE ``sae`` with the largest direct shares at the position: activation times
+    what the feature's decoder direction adds to the logit (difference) straight through the unembedding."""
+    dla = attribution_of(session, args)
+    sae = session.saes[args["sae"]]
+    if "resid" not in sae.hook:
+        raise ValueError(f"{sae.name} reads {sae.hook}, not the residual stream: its features have no direct share")
+    acts = sae.encode(session.run[sae.hook][dla.position])
+    shares = acts * dla.of(sae.decoder_vectors())
+    top = shares.abs().topk(min(TOP, shares.numel())).indices
+    return {"indices": top.to(torch.int32), "values": shares[top].float(), "sae": args["sae"]}
+
+
+_TARGET = (("position", panel.positions), ("target", _vocab))
+
+
+def _selected(session, selection) -> Iterator[dict[str, Any]]:
+    picked = getattr(session, "picked", None)
+    if picked is not None:
+        target, foil, position = picked
+        yield {"what": "attribution", "position": position, "target": target, "foil": foil}
+
+
+PANEL = Panel(
+    name="attribution",
+    requests=(
+        Request("attribution", _TARGET, answer, extra=_foil),
+        Request("attribution_neurons", (*_TARGET, ("layer", panel.layers)), neurons, extra=_foil),
+        Request("attribution_features", (*_TARGET, ("sae", panel.saes)), features, extra=_foil),
+    ),
+    shown=lambda session: session.model.has_unembed and session.model.arch.additive,
+    selected=_selected,
+)

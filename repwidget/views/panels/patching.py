@@ -1,0 +1,107 @@
+"""Patching: with a corrupted prompt beside the clean one (``rw.explore(model, clean, corrupted=...)``), which
+sites carry the difference: each site of the corrupted run patched into the clean run (what the explorer shows),
+as heatmaps with the metric named; a click on a cell applies that patch."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ... import patching
+from ...interventions import Patch
+from ..panel import Panel, Request
+from ..protocol import index
+
+SITES = ("resid_pre", "attn_out", "mlp_out", "heads")
+
+
+def _sites(session, args: dict[str, Any]) -> int:
+    if session.corrupted is None:
+        raise ValueError("this explorer has no corrupted prompt; pass corrupted=... to rw.explore")
+    return len(SITES)
+
+
+def _methods(session, args: dict[str, Any]) -> int:
+    return len(patching.METHODS)
+
+
+def _vocab(session, args: dict[str, Any]) -> int:
+    return session.model.vocab_size
+
+
+def sweep_of(session, args: dict[str, Any]) -> patching.Sweep:
+    """The sweep of ``site`` by ``method`` for the metric logit(target) - logit(foil) at the last position
+    (computed once: it does not depend on the interventions)."""
+    site, method = SITES[args["site"]], patching.METHODS[args["method"]]
+    key = (site, method, args["target"], args["foil"])
+    if key not in session.sweeps:
+        metric = patching.logit_diff(session.model, args["target"], args["foil"])
+        clean = session.clean_run.token_ids
+        session.sweeps[key] = patching.sweep(
+            session.model, clean, session.corrupted, metric, site, method, direction="noise"
+        )
+    session.swept = key
+    return session.sweeps[key]
+
+
+def answer(session, args: dict[str, Any]) -> dict[str, Any]:
+    result = sweep_of(session, args)
+    model = session.model
+    return {
+        "values": result.values.float(),
+        "axes": list(result.axes),
+        "metric": result.metric,
+        "clean": result.clean,
+        "corrupted": result.corrupted,
+        "site": result.site,
+        "method": result.method,
+        "target_token": model.to_str_tokens([args["target"]])[0],
+        "foil_token": model.to_str_tokens([args["foil"]])[0],
+    }
+
+
+def defaults(session, args: dict[str, Any]) -> dict[str, Any]:
+    """The metric a sweep starts with: the clean run's top prediction at the last position against the corrupted
+    run's (or its second choice when they agree)."""
+    if session.corrupted is None:
+        raise ValueError("this explorer has no corrupted prompt; pass corrupted=... to rw.explore")
+    clean = session.logits(session.clean_run, session.n_tokens - 1)
+    corrupted = session.model.run(session.corrupted, capture=[]).logits_at(-1)
+    target = int(clean.argmax())
+    ranked = corrupted.float().topk(2).indices.tolist()
+    foil = ranked[0] if ranked[0] != target else ranked[1]
+    tokens = session.model.to_str_tokens([target, foil])
+    return {"target": target, "foil": foil, "target_token": tokens[0], "foil_token": tokens[1]}
+
+
+def apply_patch(session, content: dict[str, Any]) -> None:
+    """``{site, method, target, foil, cell: [layer, position or head]}``: toggle that cell's patch."""
+    what = "apply_patch"
+    args = {
+        "site": index(content, "site", len(SITES), what),
+        "method": index(content, "method", len(patching.METHODS), what),
+        "target": index(content, "target", session.model.vocab_size, what),
+        "foil": index(content, "foil", session.model.vocab_size, what),
+    }
+    cell = content.get("cell")
+    if not (isinstance(cell, list) and len(cell) == 2 and all(type(c) is int for c in cell)):
+        raise ValueError(f"{what}: cell must be [layer, index], got {cell!r:.60}")
+    patch: Patch = sweep_of(session, args).patch(*cell) if tuple(cell) in sweep_of(session, args).patches else None
+    if patch is None:
+        raise ValueError(f"{what}: no cell {cell} in this sweep")
+    current = session.interventions
+    session.apply(tuple(iv for iv in current if iv != patch) if patch in current else (*current, patch))
+
+
+PANEL = Panel(
+    name="patching",
+    requests=(
+        Request("sweep", (("site", _sites), ("method", _methods), ("target", _vocab), ("foil", _vocab)), answer),
+        Request("sweep_defaults", (), defaults),
+    ),
+    commands={"apply_patch": apply_patch},
+    shown=lambda session: session.corrupted is not None and session.model.has_unembed,
+)
+
+__all__ = ["PANEL", "SITES", "torch"]
