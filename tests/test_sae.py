@@ -206,3 +206,28 @@ def test_dashboard_html_escapes_token_text():
     dash = FeatureDashboard(1, "s", HOOK, [], [0], [0.0, 1.0], 1, 0, [("<script>", 1.0)], [("<b>", -1.0)])
     html = render(dash)
     assert "<script>" not in html and "&lt;script&gt;" in html
+
+
+def test_dashboards_of_many_features_come_from_one_harvest_and_equal_one_by_one(trained, demo):
+    texts = [e.text for e in tasks.dataset("cycles", 30)]
+    calls = []
+    execute = demo.executor.execute
+    demo.executor.execute = lambda plan: calls.append(plan.batch) or execute(plan)
+    try:
+        many = rw.sae.feature_dashboards(demo, trained, [3, 7, 11], texts, k=4)
+    finally:
+        del demo.executor.execute
+    assert sum(calls) == len(texts)  # every text read once, for all three features
+    for feature, dash in many.items():
+        alone = rw.feature_dashboard(demo, trained, feature, texts, k=4)
+        assert [c.text_index for c in dash.contexts] == [c.text_index for c in alone.contexts]
+        assert dash.counts == alone.counts and dash.n_active == alone.n_active
+
+
+def test_train_sae_scales_its_steps_to_the_data_and_stops_early(demo):
+    texts = [e.text for e in tasks.dataset("cycles", 40)]
+    sae = rw.train_sae(demo, HOOK, texts, d_sae=64, k=4, batch_size=256, patience=2)
+    steps = sae.metadata["training"]["steps"]
+    tokens = sae.metadata["training"]["tokens"]
+    assert steps <= max(200, int(20 * tokens / 256)), (steps, tokens)  # about 20 epochs of this small set
+    assert sae.stats["explained_variance"] > 0.5

@@ -58,37 +58,55 @@ class FeatureDashboard:
 def feature_dashboard(
     model: Any, sae: SAE, feature: int, texts: Iterable[Any], k: int = 10, bins: int = 30
 ) -> FeatureDashboard:
-    """Read ``feature`` of ``sae`` over ``texts`` (one pass each, with progress; memory: the top ``k``
+    """Read ``feature`` of ``sae`` over ``texts`` (in padded batches, with progress; memory: the top ``k``
     contexts and the active values only) and return its dashboard."""
+    return feature_dashboards(model, sae, [feature], texts, k, bins)[feature]
+
+
+def feature_dashboards(
+    model: Any, sae: SAE, features: Iterable[int], texts: Iterable[Any], k: int = 10, bins: int = 30
+) -> dict[int, FeatureDashboard]:
+    """The dashboards of many ``features`` of ``sae`` from one harvest of ``texts`` (each text read once,
+    in padded batches): ``{feature: dashboard}``."""
     sae.check_fits(model)
     hook = sae.hook
-    if not 0 <= feature < sae.d_sae:
-        raise ValueError(f"feature {feature} is out of range; {sae.name} has features 0..{sae.d_sae - 1}")
+    features = list(dict.fromkeys(int(f) for f in features))
+    if not features:
+        raise ValueError("no features: give at least one feature index")
+    for feature in features:
+        if not 0 <= feature < sae.d_sae:
+            raise ValueError(f"feature {feature} is out of range; {sae.name} has features 0..{sae.d_sae - 1}")
     ids = token_ids(model, texts)  # every text checked before the first pass
-    top: list[tuple[float, int, list[float]]] = []  # a min-heap of (peak, text index, activations)
-    active: list[torch.Tensor] = []
+    columns = torch.tensor(features)
+    tops: dict[int, list[tuple[float, int, list[float]]]] = {f: [] for f in features}  # min-heaps
+    active: dict[int, list[torch.Tensor]] = {f: [] for f in features}
     n_tokens = 0
     for index, acts in harvest.activations(model, hook, ids, skip_first=False):
-        values = sae.encode(acts)[:, feature].cpu()
-        values[0] = 0  # <bos> is not a context
-        n_tokens += len(values) - 1
-        active.append(values[values > 0])
-        peak = float(values.max())
-        if peak > 0 and (len(top) < k or peak > top[0][0]):
-            item = (peak, index, values.tolist())
-            heapq.heappush(top, item) if len(top) < k else heapq.heapreplace(top, item)
-    contexts = []
-    for peak, index, values in sorted(top, key=lambda item: (-item[0], item[1])):
-        tokens = model.to_str_tokens(ids[index])
-        contexts.append(Context(tokens, values, values.index(peak), index))
-    values = torch.cat(active) if active else torch.zeros(0)
-    high = float(values.max()) if len(values) else 1.0
-    counts = torch.histc(values, bins=bins, min=0.0, max=high).long().tolist() if len(values) else [0] * bins
-    edges = torch.linspace(0, high, bins + 1).tolist()
-    boosted, suppressed = output_tokens(model, sae, feature)
-    return FeatureDashboard(
-        feature, sae.name, hook, contexts, counts, edges, n_tokens, len(values), boosted, suppressed
-    )
+        chosen = sae.encode(acts)[:, columns].cpu()  # [pos, features]
+        chosen[0] = 0  # <bos> is not a context
+        n_tokens += len(chosen) - 1
+        for j, feature in enumerate(features):
+            values = chosen[:, j]
+            active[feature].append(values[values > 0])
+            peak = float(values.max())
+            top = tops[feature]
+            if peak > 0 and (len(top) < k or peak > top[0][0]):
+                item = (peak, index, values.tolist())
+                heapq.heappush(top, item) if len(top) < k else heapq.heapreplace(top, item)
+    out = {}
+    for feature in features:
+        contexts = []
+        for peak, index, values in sorted(tops[feature], key=lambda item: (-item[0], item[1])):
+            contexts.append(Context(model.to_str_tokens(ids[index]), values, values.index(peak), index))
+        values = torch.cat(active[feature]) if active[feature] else torch.zeros(0)
+        high = float(values.max()) if len(values) else 1.0
+        counts = torch.histc(values, bins=bins, min=0.0, max=high).long().tolist() if len(values) else [0] * bins
+        edges = torch.linspace(0, high, bins + 1).tolist()
+        boosted, suppressed = output_tokens(model, sae, feature)
+        out[feature] = FeatureDashboard(
+            feature, sae.name, hook, contexts, counts, edges, n_tokens, len(values), boosted, suppressed
+        )
+    return out
 
 
 def output_tokens(model: Any, sae: SAE, feature: int, k: int = 8) -> tuple[list, list]:
