@@ -221,29 +221,51 @@ def test_the_lens_at_the_last_layer_is_the_models_own_prediction(name):
     assert torch.equal(lens.ids[-1], top.indices)
 
 
+def reference_scores(pattern: torch.Tensor, ids: list[int]) -> dict[str, torch.Tensor]:
+    """The head scores of one layer's ``[head, q, k]`` pattern, written out from their definitions."""
+    n = len(ids)
+    prev = torch.stack([pattern[:, q, q - 1] for q in range(1, n)], -1).double().mean(-1)
+    first = pattern[:, :, 0].double().mean(-1)
+    sums: dict[str, list[torch.Tensor]] = {"duplicate_token": [], "induction": []}
+    for q in range(n):
+        keys = {
+            "duplicate_token": [k for k in range(q) if ids[k] == ids[q]],
+            "induction": [k for k in range(1, q) if ids[k - 1] == ids[q]],
+        }
+        for name, ks in keys.items():
+            if ks:
+                sums[name].append(pattern[:, q, ks].double().sum(-1))
+    zero = torch.zeros(pattern.shape[0], dtype=torch.float64)
+    mean = {name: torch.stack(v).mean(0) if v else zero for name, v in sums.items()}
+    return {"previous_token": prev, "first_token": first, **mean}
+
+
+@pytest.mark.parametrize("rows_per_block", [None, 3])
 @pytest.mark.parametrize("name", NAMES)
-def test_patterns_and_head_scores_never_held_whole_equal_the_eager_ones(name):
-    """Patterns read when asked (the layer re-run, a block of query rows at a time) and the head scores and
-    thumbnails reduced from them equal the probabilities an eager pass computes."""
+def test_patterns_and_head_scores_never_held_whole_equal_the_eager_ones(name, rows_per_block, monkeypatch):
+    """Patterns read when asked (the layer re-run, a block of query rows at a time, a causal block seeing only
+    the keys up to its last row) and the head scores and thumbnails reduced from them equal the probabilities
+    an eager pass computes; the scores equal their definitions."""
     from repwidget.model import attention
 
     model = rw.load(hf_model(name))
     eager = captured(name)  # captures every hook, patterns included
+    if rows_per_block:  # blocks of 3 query rows: every reduction sees partial blocks
+        n = len(matrix_ids())
+        monkeypatch.setattr(attention, "CHUNK_BYTES", model.n_heads * n * 16 * rows_per_block)
     run = model.run(matrix_ids())
     assert "blocks.2.attn.hook_pattern" not in run
     torch.testing.assert_close(
         run["blocks.2.attn.hook_pattern"], eager["blocks.2.attn.hook_pattern"], atol=1e-6, rtol=0
     )
-    thumbs, scores = run.summary(side=8)
-    patterns = torch.stack([eager[f"blocks.{layer}.attn.hook_pattern"] for layer in range(N_LAYERS)])
-    expected = torch.nn.functional.adaptive_max_pool2d(patterns.flatten(0, 1), 8).reshape(thumbs.shape)
-    torch.testing.assert_close(thumbs, expected, atol=1e-6, rtol=0)
-    sink = attention.Scores(matrix_ids())
+    for side in (8, 7):  # equal bins and unequal ones
+        thumbs, scores = run.summary(side=side)
+        patterns = torch.stack([eager[f"blocks.{layer}.attn.hook_pattern"] for layer in range(N_LAYERS)])
+        expected = torch.nn.functional.adaptive_max_pool2d(patterns.flatten(0, 1), side).reshape(thumbs.shape)
+        torch.testing.assert_close(thumbs, expected, atol=1e-6, rtol=0)
     for layer in range(N_LAYERS):
-        sink.take(0, patterns[layer][None])
-        for score, values in sink.result(len(matrix_ids())).items():
-            torch.testing.assert_close(scores[score][layer], values, atol=1e-6, rtol=0)
-        sink = attention.Scores(matrix_ids())
+        for score, values in reference_scores(patterns[layer], matrix_ids()).items():
+            torch.testing.assert_close(scores[score][layer], values.float(), atol=1e-6, rtol=0)
 
 
 BATCHED = ["gpt2", "llama", "neox", "gemma2", "opt", "bert"]

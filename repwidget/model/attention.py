@@ -11,6 +11,7 @@ Memory: one block of rows (:data:`CHUNK_BYTES`), never ``heads x n x n``.
 from __future__ import annotations
 
 import contextvars
+import functools
 import math
 import sys
 from collections.abc import Callable
@@ -49,8 +50,10 @@ class Sink:
     #: whether the sink has seen every row
     filled = False
 
-    def take(self, start: int, probs: torch.Tensor) -> None:
-        """``probs`` ``[batch, heads, rows, keys]`` are the rows ``start .. start + rows`` of the layer's pattern."""
+    def take(self, start: int, probs: torch.Tensor, n_keys: int | None = None) -> None:
+        """``probs`` ``[batch, heads, rows, width]`` are the rows ``start .. start + rows`` of the layer's pattern
+        over its first ``width`` keys; the other keys, up to ``n_keys`` (``width`` when not given), have
+        probability 0 (a causal block of rows never sees the keys after its last row)."""
         raise NotImplementedError
 
     def finish(self, n_queries: int) -> None:
@@ -63,9 +66,9 @@ class Sinks(Sink):
     def __init__(self, *sinks: Sink) -> None:
         self.sinks = sinks
 
-    def take(self, start: int, probs: torch.Tensor) -> None:
+    def take(self, start: int, probs: torch.Tensor, n_keys: int | None = None) -> None:
         for sink in self.sinks:
-            sink.take(start, probs)
+            sink.take(start, probs, n_keys)
 
     def finish(self, n_queries: int) -> None:
         for sink in self.sinks:
@@ -80,8 +83,9 @@ class Full(Sink):
         self.parts: list[torch.Tensor] = []
         self.pattern: torch.Tensor | None = None
 
-    def take(self, start: int, probs: torch.Tensor) -> None:
-        self.parts.append(probs)
+    def take(self, start: int, probs: torch.Tensor, n_keys: int | None = None) -> None:
+        n_keys = n_keys or probs.shape[-1]
+        self.parts.append(probs if probs.shape[-1] == n_keys else F.pad(probs, (0, n_keys - probs.shape[-1])))
 
     def finish(self, n_queries: int) -> None:
         self.pattern = self.parts[0] if len(self.parts) == 1 else torch.cat(self.parts, dim=2)
@@ -102,21 +106,21 @@ class Pooled(Sink):
         self.side, self.heads, self.rows, self.cols = side, heads, rows, cols
         self.result: torch.Tensor | None = None
 
-    def take(self, start: int, probs: torch.Tensor) -> None:
-        p = probs[0, self.heads]  # [heads, rows, keys]
+    def take(self, start: int, probs: torch.Tensor, n_keys: int | None = None) -> None:
+        p = probs[0, self.heads]  # [heads, rows, width]
+        n_keys = n_keys or probs.shape[-1]
         q0, q1 = self.rows or (0, None)
-        k0, k1 = self.cols or (0, probs.shape[-1])
-        q1 = q1 if q1 is not None else probs.shape[-1]
+        k0, k1 = self.cols or (0, n_keys)
+        q1 = q1 if q1 is not None else n_keys
         lo, hi = max(start, q0), min(start + p.shape[1], q1)
         if lo >= hi:
             return
-        block = p[:, lo - start : hi - start, k0:k1].float()
+        block = p[:, lo - start : hi - start, k0 : max(k0, min(k1, p.shape[-1]))].float()
         n_rows, n_cols = q1 - q0, k1 - k0
         rows_side, cols_side = min(n_rows, self.side), min(n_cols, self.side)
         if self.result is None:
             self.result = torch.full((p.shape[0], rows_side, cols_side), -math.inf)
-        cols = block if cols_side == n_cols else F.adaptive_max_pool1d(block.reshape(-1, 1, n_cols), cols_side)
-        cols = cols.reshape(p.shape[0], hi - lo, cols_side)
+        cols = _pool_columns(block, n_cols, cols_side)
         for i, (b0, b1) in enumerate(bins(n_rows, rows_side)):
             a, z = max(b0, lo - q0), min(b1, hi - q0)
             if a < z:
@@ -124,7 +128,39 @@ class Pooled(Sink):
                 self.result[:, i] = torch.maximum(self.result[:, i], part.cpu())
 
 
+def _pool_columns(block: torch.Tensor, n_cols: int, side: int) -> torch.Tensor:
+    """``block`` ``[heads, rows, have]`` (columns past ``have`` up to ``n_cols`` are 0) max-pooled over columns
+    to ``side`` bins, as ``F.adaptive_max_pool1d`` pools ``n_cols`` columns; only the bins the block reaches
+    are computed (a bin at a time: faster than adaptive pooling of the padded block)."""
+    heads, rows, have = block.shape
+    if side == n_cols:
+        return F.pad(block, (0, n_cols - have))
+    pooled = block.new_zeros(heads, rows, side)
+    for i, (start, end) in enumerate(bins(n_cols, side)):
+        if start >= have:
+            break
+        pooled[..., i] = block[..., start : min(end, have)].amax(-1)
+    return pooled
+
+
 SCORES = ("previous_token", "induction", "duplicate_token", "first_token")
+
+
+@functools.lru_cache(maxsize=4)
+def repeats(token_ids: tuple[int, ...]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """The ``(queries, keys)`` pairs, sorted by query, that the duplicate-token score (``k < q`` holds ``q``'s
+    token) and the induction score (``k - 1 < q`` holds ``q``'s token, ``k < q``) read. Found once per prompt
+    (every layer's :class:`Scores` shares them), a block of query rows at a time."""
+    ids = torch.tensor(token_ids)
+    n, parts = len(token_ids), []
+    for start in range(0, n, 1024):
+        q = torch.arange(start, min(n, start + 1024))
+        same = (ids[q][:, None] == ids[None, :]) & (torch.arange(n)[None, :] < q[:, None])
+        r, k = same.nonzero(as_tuple=True)
+        parts.append((q[r], k))
+    q, k = (torch.cat(x) for x in zip(*parts, strict=True)) if parts else (torch.zeros(0, dtype=torch.long),) * 2
+    after = k + 1 < q
+    return {"duplicate_token": (q, k), "induction": (q[after], k[after] + 1)}
 
 
 class Scores(Sink):
@@ -132,28 +168,22 @@ class Scores(Sink):
     (defined in :func:`repwidget.analyses.head_scores`), accumulated a block of rows at a time."""
 
     def __init__(self, token_ids: list[int]) -> None:
-        self.ids = torch.tensor(token_ids)
+        self.pairs = repeats(tuple(token_ids))
         self.sums: dict[str, torch.Tensor] = {}
-        self.counts = {"induction": 0, "duplicate_token": 0}
+        self.counts = {name: len(torch.unique(q)) for name, (q, _) in self.pairs.items()}
 
-    def take(self, start: int, probs: torch.Tensor) -> None:
-        p = probs[0].double().cpu()  # [heads, rows, n]
-        rows, n = p.shape[1], p.shape[2]
-        q = torch.arange(start, start + rows)
-        ids = self.ids[:n]
-        earlier = torch.arange(n)[None, :] < q[:, None]
-        same = (ids[q][:, None] == ids[None, :]) & earlier  # [rows, n]: an earlier occurrence of q's token
-        after = torch.zeros_like(same)
-        after[:, 1:] = same[:, :-1]  # k-1 is an earlier occurrence of q's token
-        after &= earlier
+    def take(self, start: int, probs: torch.Tensor, n_keys: int | None = None) -> None:
+        p = probs[0]  # [heads, rows, width]: every key a query row can see
+        rows = p.shape[1]
+        q = torch.arange(max(start, 1), start + rows, device=p.device)
         add = {
-            "previous_token": p[:, q >= 1, :].gather(-1, (q[q >= 1] - 1).expand(p.shape[0], -1)[..., None]).sum((1, 2)),
-            "first_token": p[..., 0].sum(1),
+            "previous_token": p[:, q - start, q - 1].double().sum(-1).cpu(),
+            "first_token": p[..., 0].double().sum(1).cpu(),
         }
-        for name, mask in (("induction", after), ("duplicate_token", same)):
-            queries = mask.any(-1)
-            add[name] = (p * mask).sum(-1)[:, queries].sum(-1)
-            self.counts[name] += int(queries.sum())
+        for name, (queries, keys) in self.pairs.items():
+            lo, hi = (int(torch.searchsorted(queries, x)) for x in (start, start + rows))
+            r, k = (queries[lo:hi] - start).to(p.device), keys[lo:hi].to(p.device)
+            add[name] = p[:, r, k].double().sum(-1).cpu()
         for name, value in add.items():
             self.sums[name] = self.sums.get(name, 0) + value
 
@@ -236,12 +266,15 @@ def _attention(module: nn.Module, query, key, value, attention_mask, *args: Any,
     outputs = []
     for start in range(0, n_q, step):
         stop = min(n_q, start + step)
-        mask = _rows(attention_mask, start, stop, n_q, n_k, causal, query.dtype, query.device)
+        # a causal block of rows sees no key after its last row: those columns are left out (all exactly 0)
+        width = stop + n_k - n_q if causal else n_k
+        mask = _rows(attention_mask, start, stop, n_q, width, causal, query.dtype, query.device)
         if layer.knock:
-            mask = _knocked(mask, layer, start, stop, query, n_k)
-        out, probs = eager(module, query[:, :, start:stop], key, value, mask, *args, **kwargs)
+            mask = _knocked(mask, layer, start, stop, query, width)
+        keys, values = (key, value) if width == n_k else (key[:, :, :width], value[:, :, :width])
+        out, probs = eager(module, query[:, :, start:stop], keys, values, mask, *args, **kwargs)
         if layer.sink is not None:
-            layer.sink.take(start, probs)
+            layer.sink.take(start, probs, n_k)
         outputs.append(out)
         del probs
     if layer.sink is not None:
@@ -262,17 +295,20 @@ def _knocked(mask: torch.Tensor | None, layer: Layer, start: int, stop: int, que
             rows = [offset + p - start for p in queries if start <= offset + p < stop]
             if rows:
                 sub = out[i, heads]  # a view: [heads, rows, keys]
-                sub[:, torch.tensor(rows)[:, None], torch.tensor([offset + p for p in keys])[None, :]] = low
+                seen = [offset + p for p in keys if offset + p < n_k]  # a causal block never sees later keys
+                if seen:
+                    sub[:, torch.tensor(rows)[:, None], torch.tensor(seen)[None, :]] = low
     return out
 
 
 def _rows(mask, start: int, stop: int, n_q: int, n_k: int, causal: bool, dtype, device):
-    """Rows ``start..stop`` of the mask as an additive float mask (what eager attention takes)."""
+    """Rows ``start..stop`` of the mask as an additive float mask (what eager attention takes); with no mask
+    and ``causal``, over the first ``n_k`` keys, those the rows can see."""
     low = torch.finfo(dtype).min
     if mask is None:
         if not causal:
             return None
-        q = torch.arange(start, stop, device=device)[:, None] + (n_k - n_q)
+        q = torch.arange(start, stop, device=device)[:, None] + (n_k - stop)
         allowed = torch.arange(n_k, device=device)[None, :] <= q
         return torch.where(allowed, 0.0, low).to(dtype)[None, None]
     rows = mask[..., start:stop, :]
