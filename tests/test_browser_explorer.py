@@ -50,6 +50,16 @@ pc""",
     """cx = rw.explore(model, "when mary and john went to the store , john gave a drink to",
                 corrupted="when mary and john went to the store , mary gave a drink to")
 cx""",
+    # a real model (SmolLM2-135M, 30 layers x 9 heads; the GPT-2-small shape where it is not installed) on 2,048
+    # tokens with the default options: no pattern is held whole
+    """path = rw.demo.smollm2_gguf()
+if path is not None:
+    real = rw.load(path)
+else:
+    torch.manual_seed(0)
+    real = rw.load(GPT2LMHeadModel(GPT2Config(n_positions=2048)).eval())
+bx = rw.explore(real, random.Random(1).choices(range(100, real.vocab_size - 100), k=2048))
+bx""",
 ]
 
 
@@ -176,6 +186,26 @@ def test_a_2048_token_prompt_opens_responds_and_zooms(lab_page):
     root.locator("[data-rw-pattern]").click(position={"x": 300, "y": 200})
     expect(caption).to_contain_text("queries", timeout=60_000)
     screenshot(root, "explorer-2048-tokens")
+
+
+def test_a_real_model_on_2048_tokens_opens_and_a_head_click_reaches_the_kernel_and_shows_that_head(lab_page):
+    from playwright.sync_api import expect
+
+    page, kernel, _ = lab_page
+    root = page.locator(".rw-root").nth(9)
+    root.wait_for(timeout=300_000)
+    root.scroll_into_view_if_needed()
+    expect(root.locator(".rw-token")).to_have_count(2048, timeout=120_000)
+    layers, heads = (int(x) for x in kernel.run("print(real.n_layers, real.n_heads)").split())
+    caption = root.locator(".rw-attention-view .rw-caption")
+    expect(caption).to_contain_text("head 0.0: 2048 x 2048 (pooled; click to zoom)", timeout=120_000)
+    layer, head = layers // 2, heads - 1
+    root.locator(f'[data-rw-head="{layer}.{head}"]').click()
+    state = kernel.wait_for("print(bx.interventions)", f"rw.Ablate(layer={layer}, head={head})", timeout=120)
+    assert state.strip() == f"[rw.Ablate(layer={layer}, head={head})]"
+    expect(caption).to_contain_text(f"head {layer}.{head}: 2048 x 2048", timeout=120_000)
+    expect(root.locator(f'[data-rw-pattern="{layer}.{head}"]')).to_have_count(1)
+    screenshot(root, "explorer-2048-tokens-real-model")
 
 
 def test_clicking_an_sae_feature_ablates_it_and_the_slider_steers_with_it(lab_page):
