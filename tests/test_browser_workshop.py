@@ -50,6 +50,7 @@ def test_every_widget_reads_in_both_themes_at_laptop_and_desktop_sizes(lab, path
         page.wait_for_function(ALL_RAN, timeout=300_000, polling=500)
         page.wait_for_function(PAINTED, timeout=120_000, polling=500)
         roots = page.locator(".rw-root")
+        page.mouse.move(1, 1)  # not hovering a token (that colours the tokens by attention)
         for theme, name in THEMES.items():
             set_theme(page, name)
             for width, height in SIZES:

@@ -144,7 +144,6 @@ export const CSS = `
 .rw-lens th.rw-lens-layer { position: sticky; left: 0; z-index: 1; text-align: right; }
 .rw-lens th.rw-selected, .rw-lens td.rw-selected { outline: 2px solid var(--rw-select); outline-offset: -2px; }
 .rw-lens td.rw-changed { box-shadow: inset 0 -3px 0 var(--rw-ablated); }
-.rw-lens-output th.rw-lens-layer::after { content: " out"; font-weight: normal; color: var(--rw-muted); }
 .rw-toggle { display: inline-flex; border: 1px solid var(--rw-button-border); border-radius: 4px; overflow: hidden; }
 .rw-root .rw-toggle button { border: none; border-radius: 0; font-size: 11px; padding: 1px 6px; }
 .rw-root .rw-toggle button[aria-pressed="true"] { background: var(--rw-fg); color: var(--rw-bg); }

@@ -41,7 +41,7 @@ export function mountLens(el: HTMLElement, store: Store): void {
   );
   const toggle = h("span", { class: "rw-toggle", attrs: { role: "group", "aria-label": "which run the lens shows" } }, buttons);
   const bar = h("span");
-  const caption = h("div", { class: "rw-caption", text: "top next token after each layer; colour: its probability" });
+  const caption = h("div", { class: "rw-caption", text: "top next token after each layer (the top row is the model's output); colour: its probability" });
   body.append(h("div", { class: "rw-row" }, [caption, toggle, bar]), scroll);
   let shown: LensReply | null = null;
 
