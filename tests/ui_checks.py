@@ -65,8 +65,20 @@ CONTRAST = """(root) => {
 }"""
 
 
+def settled(locator, timeout: float = 60_000) -> None:
+    """Wait until the widget is neither busy nor loading (its stale panels are dimmed meanwhile), and its fade ends."""
+    locator.page.wait_for_function(
+        "(el) => !el.hasAttribute('data-rw-busy') && !el.querySelector('[data-rw-loading]')",
+        arg=locator.element_handle(),
+        timeout=timeout,
+        polling=100,
+    )
+    locator.page.wait_for_timeout(500)
+
+
 def contrast(locator) -> list[dict]:
-    """The contrast of every text in the element ``locator`` finds (see :data:`CONTRAST`)."""
+    """The contrast of every text in the element ``locator`` finds (see :data:`CONTRAST`), once it has settled."""
+    settled(locator)
     return locator.evaluate(CONTRAST)
 
 
@@ -105,20 +117,30 @@ def scroll_to_top(page, locator) -> None:
     page.wait_for_timeout(300)
 
 
+#: why an element is not wholly visible: outside the viewport, or covered or clipped at its centre or a corner (null
+#: when every one of those points shows the element itself)
+HIDDEN_BY = """(el) => {
+  const box = el.getBoundingClientRect();
+  if (!box.width || !box.height) return 'no size';
+  if (box.top < 0 || box.left < 0 || box.bottom > innerHeight || box.right > innerWidth)
+    return `outside the viewport: ${JSON.stringify(box)}`;
+  const inset = Math.min(2, box.width / 4, box.height / 4);
+  const points = [[box.left + box.width / 2, box.top + box.height / 2], [box.left + inset, box.top + inset],
+                  [box.right - inset, box.top + inset], [box.left + inset, box.bottom - inset], [box.right - inset, box.bottom - inset]];
+  for (const [x, y] of points) {
+    const top = document.elementFromPoint(x, y);
+    if (!top || !(top === el || el.contains(top)))
+      return `at (${Math.round(x)}, ${Math.round(y)}) the page shows ${top ? top.tagName + '.' + top.className : 'nothing'}`;
+  }
+  return null;
+}"""
+
+
+def hidden_by(locator) -> str | None:
+    """Why the element is not wholly visible (outside the viewport, or clipped by a scrolling ancestor), or None."""
+    return locator.evaluate(HIDDEN_BY)
+
+
 def in_viewport(page, locator) -> bool:
     """Whether the element is wholly inside the browser's viewport and not clipped by a scrolling ancestor."""
-    return locator.evaluate(
-        """(el) => {
-          const box = el.getBoundingClientRect();
-          if (!box.width || !box.height) return false;
-          if (box.top < 0 || box.left < 0 || box.bottom > innerHeight || box.right > innerWidth) return false;
-          for (let p = el.parentElement; p; p = p.parentElement) {
-            const style = getComputedStyle(p);
-            if (!/(auto|scroll|hidden|clip)/.test(style.overflowX + style.overflowY)) continue;
-            const clip = p.getBoundingClientRect();
-            if (box.left < clip.left - 1 || box.right > clip.right + 1 || box.top < clip.top - 1 || box.bottom > clip.bottom + 1)
-              return false;
-          }
-          return true;
-        }"""
-    )
+    return hidden_by(locator) is None

@@ -60,7 +60,7 @@ export const CSS = `
 .rw-cols.rw-one { grid-template-columns: minmax(0, 1fr); }
 .rw-main, .rw-side { display: flex; flex-direction: column; gap: 8px; min-width: 0; }
 .rw-root[data-rw-layout="wide"] .rw-side { position: sticky; top: 0; z-index: 1; }
-.rw-root[data-rw-layout="narrow"] .rw-cols { display: flex; flex-direction: column; }
+.rw-root[data-rw-layout="narrow"] .rw-cols { display: flex; flex-direction: column; align-items: stretch; }
 .rw-root[data-rw-layout="narrow"] .rw-main, .rw-root[data-rw-layout="narrow"] .rw-side { display: contents; }
 .rw-root[data-rw-layout="narrow"] .rw-attention-view { order: 1; }
 .rw-root[data-rw-layout="narrow"] .rw-predictions-view { order: 2; }
@@ -137,7 +137,8 @@ export const CSS = `
 .rw-ctx-token { padding: 0 1px; margin-right: 3px; border-radius: 2px; }
 
 /* logit lens */
-.rw-lens-scroll { overflow-x: auto; max-width: 100%; }
+.rw-lens-scroll { overflow-x: auto; max-width: 100%; scroll-snap-type: x proximity; }
+.rw-lens td, .rw-lens th.rw-lens-token { scroll-snap-align: start; }
 .rw-lens { border-collapse: separate; border-spacing: 0; font-family: var(--rw-mono); font-size: 11px; }
 .rw-lens td, .rw-lens th { padding: 1px 4px; white-space: pre; cursor: pointer; max-width: 78px; overflow: hidden; text-overflow: ellipsis; }
 .rw-lens th { font-weight: 600; color: var(--rw-fg); background: var(--rw-bg); }

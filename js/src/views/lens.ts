@@ -103,7 +103,9 @@ export function mountLens(el: HTMLElement, store: Store): void {
     table.replaceChildren(...rows);
     // nothing focusable when the selected position's layer row is not shown: the selected column's top cell is
     if (!table.querySelector('td[tabindex="0"]')) table.querySelector<HTMLElement>(`td[data-rw-token="${sel.token}"]`)?.setAttribute("tabindex", "0");
-    scroll.dataset.rwStickyLeft = String((header.firstChild as HTMLElement).getBoundingClientRect().width);
+    const frozen = (header.firstChild as HTMLElement).getBoundingClientRect().width;
+    scroll.dataset.rwStickyLeft = String(frozen);
+    scroll.style.scrollPaddingLeft = `${frozen}px`; // columns snap just right of the frozen layer labels
     const column = table.querySelector<HTMLElement>(`th[data-rw-token="${sel.token}"]`);
     keepInView(scroll, column);
     if (hadFocus) table.querySelector<HTMLElement>('td[tabindex="0"]')?.focus({ preventScroll: true });
