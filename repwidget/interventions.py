@@ -358,7 +358,9 @@ class Steer(Intervention):
     """Add ``scale * vector`` to the residual stream after block ``layer``.
 
     ``Steer(sae=sae, feature=f, scale=s)`` adds ``s`` times feature ``f``'s decoder vector at the
-    SAE's hook instead. ``positions=[...]`` steers at those token positions only.
+    SAE's hook instead. ``positions=[...]`` steers at those token positions only. ``name`` says what the
+    steer is in the units its maker chose (``probes.steering`` gives ``"toward negative, strength 2 (class
+    gaps)"``); the label shows it instead of the raw scale.
     """
 
     layer: int | None = None
@@ -367,11 +369,14 @@ class Steer(Intervention):
     sae: Any = None
     feature: int | None = None
     positions: tuple[int, ...] | None = None
+    name: str | None = None
 
     kernel_only: ClassVar[tuple[str, ...]] = ("vector",)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "positions", _positions(self.positions))
+        if self.name is not None and not (isinstance(self.name, str) and 0 < len(self.name) <= 80):
+            raise ValueError(f"name must be a string of 1 to 80 characters, got {self.name!r:.60}")
         if not isinstance(self.scale, (int, float, np.floating)) or isinstance(self.scale, bool):
             raise TypeError(f"scale must be a number, got {self.scale!r:.40}")
         if not math.isfinite(self.scale):
@@ -400,6 +405,8 @@ class Steer(Intervention):
         at = _label_positions(self.positions)
         if self.sae is not None:
             return f"steer feature {self.feature} of {self.sae.name} \u00d7 {self.scale:g}{at}"
+        if self.name is not None:
+            return f"steer layer {self.layer} {self.name}{at}"
         return f"steer layer {self.layer} (scale {self.scale:.2f}){at}"
 
     def check(self, model: Model, n_tokens: int) -> None:
@@ -430,7 +437,8 @@ class Steer(Intervention):
     def __repr__(self) -> str:
         if self.sae is not None:
             at = f", positions={list(self.positions)}" if self.positions is not None else ""
-            return f"rw.Steer(sae={self.sae!r}, feature={self.feature}, scale={self.scale!r}{at})"
+            named = f", name={self.name!r}" if self.name is not None else ""
+            return f"rw.Steer(sae={self.sae!r}, feature={self.feature}, scale={self.scale!r}{at}{named})"
         return _repr_args(self, ("layer", "vector"))
 
 

@@ -64,10 +64,12 @@ def notebook(cells: list[str]) -> dict:
 
 
 class Lab:
-    """A JupyterLab server started for a test, with a token, on 127.0.0.1 only."""
+    """A JupyterLab (or, with ``app="notebook"``, a Notebook 7) server started for a test, with a token, on
+    127.0.0.1 only."""
 
-    def __init__(self, root: Path, settings: dict[str, dict] | None = None) -> None:
+    def __init__(self, root: Path, settings: dict[str, dict] | None = None, app: str = "jupyterlab") -> None:
         """``settings``: JupyterLab settings by plugin path, e.g. ``{"@jupyterlab/x-extension/plugin": {...}}``."""
+        self.app = app
         self.root, self.port, self.token = root, free_port(), "e2e-token"
         self.runtime = root / ".runtime"
         settings_dir = root / ".settings"
@@ -80,10 +82,12 @@ class Lab:
             **os.environ,
             "JUPYTER_RUNTIME_DIR": str(self.runtime),
             "JUPYTERLAB_SETTINGS_DIR": str(settings),
+            # its own workspaces (open tabs, sidebar widths): none leaks in from another test or run
+            "JUPYTERLAB_WORKSPACES_DIR": str(root / ".workspaces"),
             "JUPYTER_PLATFORM_DIRS": "1",
         }
         command = [
-            sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1",
+            sys.executable, "-m", app, "--no-browser", "--ServerApp.ip=127.0.0.1",
             f"--ServerApp.port={self.port}", f"--IdentityProvider.token={self.token}",
             f"--ServerApp.root_dir={root}", *QUIET_LAB_FLAGS,
         ]  # fmt: skip
@@ -194,7 +198,10 @@ def open_and_run(page, lab: Lab, name: str, workspace: str | None = None) -> str
     """Open notebook ``name`` of ``lab`` in ``page``, wait for its kernel (idle, connected), run every
     cell; return the kernel's id. ``workspace``: a JupyterLab workspace of that name, so that notebooks
     opened earlier in the same Lab are not reopened beside this one."""
-    page.goto(lab.url(f"/lab/workspaces/{workspace}/tree/{name}" if workspace else f"/lab/tree/{name}"))
+    if lab.app == "notebook":
+        page.goto(lab.url(f"/notebooks/{name}"))
+    else:
+        page.goto(lab.url(f"/lab/workspaces/{workspace}/tree/{name}" if workspace else f"/lab/tree/{name}"))
     page.locator(".jp-Notebook").wait_for(timeout=120_000)
     kernel_id = lab.kernel_ready(page=page)
     run_all_cells(page)

@@ -94,36 +94,48 @@ def _explorer(page, index: int):
     return root
 
 
-def test_clicking_a_head_ablates_it_in_the_kernel_and_the_predictions_change(lab_page):
+def test_a_click_selects_a_head_and_shift_click_ablates_it_in_the_kernel(lab_page):
     from playwright.sync_api import expect
 
     page, kernel, _ = lab_page
     root = _explorer(page, 0)
     intervened = root.locator('[data-rw-column="intervened"]')
     expect(intervened).to_contain_text("paris", timeout=30_000)
+    expect(root.locator('[data-rw-column="clean"]')).to_have_count(0)  # nothing intervened: one table
     before = intervened.inner_text()
     screenshot(root, "explorer-clean")
 
-    root.locator('[data-rw-head="0.0"]').click()
+    root.locator('[data-rw-head="1.2"]').click()  # selects: its pattern, no ablation
+    expect(root.locator("canvas[data-rw-pattern='1.2']")).to_have_count(1, timeout=30_000)
+    state = kernel.wait_for("print(ex.selection['head_layer'], ex.selection['head'])", "1 2")
+    assert state.strip() == "1 2" and kernel.run("print(ex.interventions)").strip() == "[]"
+    expect(root.locator('[data-rw-head="1.2"]')).to_have_attribute("aria-label", re.compile(r"^head 1\.2, \w"))
+
+    root.locator('[data-rw-head="0.0"]').click(modifiers=["Shift"])  # the intervening gesture
     state = kernel.wait_for("print(ex.interventions)", "rw.Ablate(layer=0, head=0)")
     assert state.strip() == "[rw.Ablate(layer=0, head=0)]"
     expect(intervened).not_to_have_text(before, timeout=30_000)
-    clean_column = root.locator('[data-rw-column="clean"]').inner_text()
-    assert clean_column.split("\n")[1].startswith("paris\t") and "\u2212" in clean_column.split("\n")[1]
+    clean_row = root.locator('[data-rw-column="clean"] tr').nth(1).inner_text().split("\t")
+    assert clean_row[0] == "paris" and float(clean_row[2].rstrip("%")) < float(clean_row[1].rstrip("%"))  # p -> now
     assert not intervened.inner_text().split("\n")[1].startswith("paris")  # paris lost its place
+    assert "pp" in intervened.inner_text()  # changes in percentage points
     expect(root.locator('[data-rw-head="0.0"]')).to_have_class("rw-head rw-selected rw-ablated")
+    expect(root.locator('[data-rw-head="0.0"]')).to_have_attribute("aria-label", re.compile(r", ablated$"))
     expect(root.locator(".rw-iv")).to_contain_text("ablate head 0.0 (zero)")
     paris = "model.tokenizer.convert_tokens_to_ids('paris')"
     p_paris = float(kernel.run(f"print(ex.run.logits[-1].softmax(-1)[{paris}].item())"))
     assert p_paris < 0.5
     screenshot(root, "explorer-head-ablated")
 
+    root.locator('[data-rw-head="2.1"]').click()  # browsing other heads adds no ablation
+    expect(root.locator("canvas[data-rw-pattern='2.1']")).to_have_count(1, timeout=30_000)
+    assert kernel.run("print(ex.interventions)").strip() == "[rw.Ablate(layer=0, head=0)]"
     root.locator('[data-rw-remove="0"]').click()
     assert kernel.wait_for("print(ex.interventions)", "[]").strip() == "[]"
-    expect(intervened).to_contain_text("+0.0%", timeout=30_000)
+    expect(root.locator('[data-rw-column="clean"]')).to_have_count(0, timeout=30_000)
 
 
-def test_a_neuron_click_and_a_python_assignment_reach_the_other_side(lab_page):
+def test_the_ablate_button_beside_a_selected_neuron_and_a_python_assignment_reach_the_other_side(lab_page):
     from playwright.sync_api import expect
 
     page, kernel, _ = lab_page
@@ -131,42 +143,75 @@ def test_a_neuron_click_and_a_python_assignment_reach_the_other_side(lab_page):
     neuron = root.locator("[data-rw-neuron]").first
     neuron.wait_for()
     layer, index = neuron.get_attribute("data-rw-neuron").split(".")
-    neuron.click()
+    neuron.click()  # selects: its activation colours the tokens
+    expect(root.locator(".rw-tokens-view .rw-legend")).to_contain_text(f"neuron {layer}.{index}", timeout=30_000)
+    assert kernel.run("print(ex.interventions)").strip() == "[]"
+    button = root.locator('[data-rw-ablate="neuron"]')
+    expect(button).to_have_text(f"ablate neuron {layer}.{index}")
+    button.click()
     expected = f"rw.Ablate(layer={layer}, neuron={index})"
     assert expected in kernel.wait_for("print(ex.interventions)", expected)
+    listed = root.locator(f'[data-rw-neuron="{layer}.{index}"]')  # still listed, marked
+    expect(listed).to_have_class(re.compile("rw-ablated"), timeout=30_000)
+    expect(root.locator(".rw-tokens-view .rw-legend")).to_contain_text("in the clean run (it is ablated)")
     kernel.run("ex.interventions = [rw.Ablate(2, head=1)]")
-    expect(root.locator(".rw-iv")).to_have_text(["ablate head 2.1 (zero)×"], timeout=30_000)
-    expect(root.locator('[data-rw-head="2.1"]')).to_have_class("rw-head rw-ablated")
+    expect(root.locator(".rw-iv")).to_have_text(["ablate head 2.1 (zero)\u00d7"], timeout=30_000)
+    expect(root.locator('[data-rw-head="2.1"]')).to_have_class(re.compile("rw-ablated"))
     kernel.run("ex.interventions = []")
     expect(root.locator(".rw-empty")).to_be_visible()
 
 
-def test_a_refused_click_shows_an_error_and_keeps_the_kernel_and_state(lab_page):
+def test_choosing_a_neuron_layer_or_a_lens_cell_leaves_the_attention_head_alone(lab_page):
     from playwright.sync_api import expect
 
     page, kernel, _ = lab_page
     root = _explorer(page, 0)
-    # no reference texts: the kernel says mean ablation cannot run, and the option says why
+    root.locator('[data-rw-head="1.3"]').click()
+    expect(root.locator("canvas[data-rw-pattern='1.3']")).to_have_count(1, timeout=30_000)
+    root.locator('.rw-neurons-view [data-rw-layer="3"]').click()
+    root.locator('.rw-lens-view td[data-rw-token="2"][data-rw-layer="0"]').click()
+    state = kernel.wait_for("print(ex.selection)", "'token': 2")
+    selection = eval(state)
+    assert (selection["token"], selection["layer"], selection["head_layer"], selection["head"]) == (2, 0, 1, 3)
+    expect(root.locator("canvas[data-rw-pattern='1.3']")).to_have_count(1)
+    kernel.run("ex.select(token=5)")
+
+
+def test_modes_that_cannot_run_are_disabled_with_the_reason_and_a_refused_click_shows_an_error(lab_page):
+    from playwright.sync_api import expect
+
+    page, kernel, _ = lab_page
+    root = _explorer(page, 0)
     mean = root.locator('[data-rw-mode] option[value="mean"]')
+    expect(mean).to_be_enabled()  # the demo model comes with reference texts
+    root.locator("[data-rw-mode]").select_option("mean")
+    root.locator('[data-rw-head="1.2"]').click(modifiers=["Shift"])
+    state = kernel.wait_for("print(ex.interventions)", "mode='mean'")
+    assert state.strip() == "[rw.Ablate(layer=1, head=2, mode='mean')]"
+    kernel.run("ex.interventions = []")
+    root.locator("[data-rw-mode]").select_option("zero")
+
+    other = _explorer(page, 1)  # a random model without reference texts
+    mean = other.locator('[data-rw-mode] option[value="mean"]')
     expect(mean).to_be_disabled()
     expect(mean).to_contain_text("reference texts")
-    kernel.run("ex.mode = 'mean'")  # set from Python anyway: the kernel refuses the click
-    root.locator('[data-rw-head="1.2"]').click()
-    expect(root.locator("[data-rw-error]")).to_contain_text("reference", timeout=30_000)
-    assert kernel.run("print(ex.interventions, ex.mode)").strip() == "[] mean"
-    root.locator("[data-rw-mode]").select_option("zero")
-    expect(root.locator("[data-rw-error]")).to_be_hidden()  # the error went with the mode that caused it
-    root.locator('[data-rw-head="1.2"]').click()
-    assert "head=2" in kernel.wait_for("print(ex.interventions)", "head=2")
-    expect(root.locator("[data-rw-error]")).to_be_hidden()
-    kernel.run("ex.interventions = []")
+    kernel.run("evil.mode = 'mean'")  # set from Python anyway: the kernel refuses the click
+    other.locator('[data-rw-head="1.2"]').click(modifiers=["Shift"])
+    expect(other.locator("[data-rw-error]")).to_contain_text("reference", timeout=30_000)
+    assert kernel.run("print(evil.interventions, evil.mode)").strip() == "[] mean"
+    other.locator("[data-rw-mode]").select_option("zero")
+    expect(other.locator("[data-rw-error]")).to_be_hidden()  # the error went with the mode that caused it
+    other.locator('[data-rw-ablate="head"]').click()
+    assert "head=2" in kernel.wait_for("print(evil.interventions)", "head=2")
+    expect(other.locator("[data-rw-error]")).to_be_hidden()
+    kernel.run("evil.interventions = []")
 
 
 def test_markup_in_a_prompt_shows_as_text_and_runs_nothing(lab_page):
     page, _, dialogs = lab_page
     root = _explorer(page, 1)
-    line = root.locator(".rw-token-line")
-    text = line.inner_text().replace("\u00a0", " ").replace("\u00b7", " ")
+    tokens = root.locator(".rw-token-line .rw-token").all_inner_texts()  # one flex item per token: they wrap
+    text = "".join(tokens).replace("\u00a0", " ").replace("\u00b7", " ")
     assert "<img src=x onerror=alert(1)>" in text and "<script>alert(2)</script>" in text
     assert root.locator("img").count() == 0 and root.locator("script").count() == 0
     assert page.evaluate("window.__rw_pwned === undefined") and dialogs == []
@@ -179,9 +224,9 @@ def test_a_2048_token_prompt_opens_responds_and_zooms(lab_page):
     page, kernel, _ = lab_page
     root = _explorer(page, 2)
     assert root.locator(".rw-token").count() == 2048
-    caption = root.locator(".rw-attention-view .rw-caption")
+    caption = root.locator("[data-rw-pattern-title]")
     expect(caption).to_contain_text("2048 x 2048 (pooled; click to zoom)", timeout=60_000)
-    root.locator('[data-rw-head="3.1"]').click()
+    root.locator('[data-rw-head="3.1"]').click(modifiers=["Shift"])
     assert "head=1" in kernel.wait_for("print(long.interventions)", "rw.Ablate(layer=3, head=1)")
     root.locator("[data-rw-pattern]").click(position={"x": 300, "y": 200})
     expect(caption).to_contain_text("queries", timeout=60_000)
@@ -197,18 +242,21 @@ def test_a_real_model_on_2048_tokens_opens_and_a_head_click_reaches_the_kernel_a
     root.scroll_into_view_if_needed()
     expect(root.locator(".rw-token")).to_have_count(2048, timeout=120_000)
     layers, heads = (int(x) for x in kernel.run("print(real.n_layers, real.n_heads)").split())
-    caption = root.locator(".rw-attention-view .rw-caption")
-    expect(caption).to_contain_text("head 0.0: 2048 x 2048 (pooled; click to zoom)", timeout=120_000)
+    caption = root.locator("[data-rw-pattern-title]")
+    expect(caption).to_contain_text("2048 x 2048 (pooled; click to zoom)", timeout=120_000)
     layer, head = layers // 2, heads - 1
-    root.locator(f'[data-rw-head="{layer}.{head}"]').click()
+    root.locator(f'[data-rw-head="{layer}.{head}"]').click()  # select: the kernel hears it, the pattern follows
+    selected = kernel.wait_for("print(bx.selection)", f"'head': {head}", timeout=120)
+    assert f"'layer': {layer}" in selected and f"'head': {head}" in selected
+    expect(root.locator(f'[data-rw-pattern="{layer}.{head}"]')).to_have_count(1, timeout=120_000)
+    root.locator(f'[data-rw-head="{layer}.{head}"]').click(modifiers=["Shift"])  # ablate: a re-run at 2,048 tokens
     state = kernel.wait_for("print(bx.interventions)", f"rw.Ablate(layer={layer}, head={head})", timeout=120)
     assert state.strip() == f"[rw.Ablate(layer={layer}, head={head})]"
-    expect(caption).to_contain_text(f"head {layer}.{head}: 2048 x 2048", timeout=120_000)
-    expect(root.locator(f'[data-rw-pattern="{layer}.{head}"]')).to_have_count(1)
+    expect(root.locator(f'[data-rw-pattern="{layer}.{head}"]')).to_have_count(1, timeout=120_000)
     screenshot(root, "explorer-2048-tokens-real-model")
 
 
-def test_clicking_an_sae_feature_ablates_it_and_the_slider_steers_with_it(lab_page):
+def test_a_click_selects_an_sae_feature_its_button_ablates_it_and_the_slider_steers_with_it(lab_page):
     from playwright.sync_api import expect
 
     page, kernel, _ = lab_page
@@ -216,15 +264,23 @@ def test_clicking_an_sae_feature_ablates_it_and_the_slider_steers_with_it(lab_pa
     feature = root.locator("[data-rw-feature]").first
     index = feature.get_attribute("data-rw-feature")
     feature.click()
+    expect(root.locator(".rw-context")).to_have_count(5, timeout=60_000)  # its top contexts over the texts
+    expect(root.locator(".rw-tokens-view .rw-legend")).to_contain_text(f"SAE feature {index}")
+    assert kernel.run("print(fx.interventions)").strip() == "[]"  # looking is not ablating
+    root.locator('[data-rw-ablate="feature"]').click()
     expected = f"feature={index})"
     state = kernel.wait_for("print(fx.interventions)", expected)
     assert state.strip().startswith("[rw.Ablate(sae=rw.SAE.load(") and expected in state
-    expect(root.locator(".rw-context")).to_have_count(5, timeout=60_000)  # its top contexts over the texts
-    expect(root.locator(".rw-legend")).to_contain_text(f"SAE feature {index}")
+    expect(root.locator(f'.rw-features-view [data-rw-feature="{index}"]')).to_have_class(
+        re.compile("rw-ablated"), timeout=30_000
+    )
+    expect(root.locator(".rw-tokens-view .rw-legend")).to_contain_text("in the clean run (it is ablated)")
     root.locator("[data-rw-steer]").fill("-8")
+    expect(root.locator("[data-rw-steer] + .rw-num")).to_have_text("\u00d7 -8")
     root.locator("[data-rw-steer-apply]").click()
     state = kernel.wait_for("print(fx.interventions)", "rw.Steer(")
     assert f"feature={index}, scale=-8.0)" in state
+    expect(root.locator(".rw-iv").nth(1)).to_contain_text("\u00d7 -8")  # the chip's unit is the slider's
     screenshot(root, "explorer-sae-features")
     kernel.run("fx.interventions = []")
 
@@ -242,7 +298,8 @@ def test_a_click_on_a_probe_layer_and_the_steer_button_reach_python(lab_page):
     root.locator("[data-rw-probe-steer]").click()
     state = kernel.wait_for("print(px.interventions == [probes.steering(2, 'negative', 2.0)])", "True")
     assert state.strip() == "True"
-    expect(root.locator(".rw-iv")).to_contain_text("steer layer 2")
+    expect(root.locator(".rw-iv")).to_contain_text("steer layer 2 toward negative, strength 2 (class gaps)")
+    expect(root.locator("[data-rw-probe-strength] + .rw-num")).to_have_text("strength 2 (class gaps)")
     expect(root.locator('[data-rw-column="intervened"] tr').nth(1)).to_contain_text("negative")  # verdict flipped
     screenshot(root, "explorer-probes")
     kernel.run("px.interventions = []")
@@ -258,7 +315,7 @@ def test_the_extension_shows_a_run_and_the_magic_as_explorers_that_take_clicks(l
     page, kernel, _ = lab_page
     shown = _explorer(page, 5)
     assert shown.locator(".rw-token").count() == 8
-    shown.locator('[data-rw-head="1.1"]').click()
+    shown.locator('[data-rw-head="1.1"]').click(modifiers=["Shift"])
     find = (
         "import ipywidgets; print([w.interventions for w in list(ipywidgets.Widget.widgets.values())"
         " if isinstance(w, rw.Explorer) and len(w.run.token_ids) == 8])"
@@ -266,7 +323,7 @@ def test_the_extension_shows_a_run_and_the_magic_as_explorers_that_take_clicks(l
     assert "[[rw.Ablate(layer=1, head=1)]]" in kernel.wait_for(find, "head=1")
     magic = _explorer(page, 6)
     assert magic.locator(".rw-token").count() == 6
-    magic.locator('[data-rw-head="0.3"]').click()
+    magic.locator('[data-rw-head="0.3"]').click(modifiers=["Shift"])
     assert kernel.wait_for("print(mx.interventions)", "head=3").strip() == "[rw.Ablate(layer=0, head=3)]"
 
 
@@ -295,10 +352,10 @@ def test_one_explorer_shown_twice_answers_each_view_and_takes_clicks_from_both(l
     page, kernel, dialogs = lab_page
     first, second = _explorer(page, 0), _explorer(page, 7)
     kernel.run("ex.interventions = []")
-    first.locator('[data-rw-head="1.0"]').click()
+    first.locator('[data-rw-head="1.0"]').click(modifiers=["Shift"])
     assert "head=0" in kernel.wait_for("print(ex.interventions)", "rw.Ablate(layer=1, head=0)")
     second.scroll_into_view_if_needed()
-    second.locator('[data-rw-head="2.3"]').click()  # the second view's first click (its own seq 1) is taken
+    second.locator('[data-rw-head="2.3"]').click(modifiers=["Shift"])  # the second view's first click (its seq 1)
     state = kernel.wait_for("print(ex.interventions)", "rw.Ablate(layer=2, head=3)")
     assert state.strip() == "[rw.Ablate(layer=1, head=0), rw.Ablate(layer=2, head=3)]"
     for view in (first, second):  # each view shows the selected head's pattern, neither stays busy

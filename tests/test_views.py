@@ -121,9 +121,13 @@ def test_pack_sends_tensors_as_buffers_never_float_lists():
     ],
 )
 def test_malformed_messages_get_an_error_and_change_nothing(demo, message, error):
-    ex = rw.explore(demo, "the capital of france is")
-    before = ex.run
-    sent = ask(ex, **message)
+    reference, demo.reference = demo.reference, None  # mean ablation without reference texts is refused
+    try:
+        ex = rw.explore(demo, "the capital of france is")
+        before = ex.run
+        sent = ask(ex, **message)
+    finally:
+        demo.reference = reference
     errors = [content for content, _ in sent if content["type"] == "error"]
     assert len(errors) == 1 and error in errors[0]["message"], sent
     assert error in ex.error

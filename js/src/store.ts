@@ -3,7 +3,8 @@
 // A widget shown twice has two stores on one model: request ids are unique across them and each store
 // answers only to replies to its own requests.
 import { decode, type Tensor, type TensorMessage } from "./codec";
-import { type Target, toggleAblation, wire } from "./interventions";
+import { LIGHT, type Palette } from "./colour";
+import { isAblated, type Target, toggleAblation, wire } from "./interventions";
 import { fromBase64, savedAnswer, type SavedReply } from "./static";
 import type { Data, InterventionJSON, ProbeInfo, Reply, SAEInfo, Selection, Shape, WidgetModel } from "./types";
 
@@ -53,13 +54,16 @@ export class Store {
   private queued: InterventionJSON[] | null = null;
   /** what the last click asked for, shown until the kernel confirms (or refuses) it */
   private optimistic: InterventionJSON[] | null = null;
-  /** the interaction clicks make: toggle an ablation, or only select */
-  action: "ablate" | "select" = "ablate";
+  /** the control whose click is being applied (marked `data-rw-pending` until the kernel answers) */
+  private origin: HTMLElement | null = null;
+  private originPanel: HTMLElement | null = null;
+  /** the colours of the page the widget sits on (set by the widget from its computed background) */
+  palette: Palette = LIGHT;
 
   constructor(model: WidgetModel) {
     this.model = model;
     this.listen("msg:custom", (msg: any, buffers: ArrayLike<DataView | ArrayBuffer>) => this.receive(msg, buffers ?? []));
-    for (const name of ["selection", "generation", "intervention_list", "busy", "error", "mode"]) {
+    for (const name of ["selection", "generation", "intervention_list", "busy", "error", "mode", "shape"]) {
       this.listen(`change:${name}`, () => this.emit(name));
     }
   }
@@ -71,6 +75,8 @@ export class Store {
 
   /** Stop listening to the model and forget pending requests (the view was removed). */
   dispose(): void {
+    this.emit("dispose");
+    this.pendingAt(null);
     for (const [event, cb] of this.modelListeners) this.model.off?.(event, cb);
     this.modelListeners = [];
     this.listeners.clear();
@@ -80,7 +86,9 @@ export class Store {
 
   // -- state read from the kernel's traits -------------------------------------------
   get selection(): Selection {
-    return this.model.get("selection") as Selection;
+    const selection = this.model.get("selection") as Selection;
+    // a page saved before heads had their own layer: the head's layer was the shared one
+    return selection.head_layer === undefined ? { ...selection, head_layer: selection.layer } : selection;
   }
   get shape(): Shape {
     return this.model.get("shape") as Shape;
@@ -171,8 +179,28 @@ export class Store {
     });
   }
 
-  /** Ask for `list` to be the interventions; while the kernel runs, only the newest list waits to be sent. */
-  setInterventions(list: InterventionJSON[]): void {
+  /** Whether `target` is ablated now (as far as this view knows: its last click counts). */
+  ablated(target: Target): boolean {
+    return isAblated(this.interventions, target);
+  }
+
+  /** Mark `origin` (the control clicked) as waiting for the kernel; the previous one stops waiting. */
+  private pendingAt(origin: HTMLElement | null | undefined): void {
+    if (this.origin && this.origin !== origin) delete this.origin.dataset.rwPending;
+    this.origin = origin ?? null;
+    this.originPanel = (origin?.closest(".rw-panel") as HTMLElement | null) ?? null;
+    if (this.origin) this.origin.dataset.rwPending = "";
+  }
+
+  /** The panel whose control is waiting for the kernel, if any (kept if a repaint replaced the control). */
+  get pendingPanel(): HTMLElement | null {
+    return this.originPanel;
+  }
+
+  /** Ask for `list` to be the interventions; while the kernel runs, only the newest list waits to be sent.
+   * `origin`: the control clicked, marked as waiting until the kernel answers. */
+  setInterventions(list: InterventionJSON[], origin?: HTMLElement | null): void {
+    this.pendingAt(origin);
     this.optimistic = list;
     this.emit("intervention_list");
     if (this.inFlight !== null) {
@@ -183,13 +211,15 @@ export class Store {
     this.emit("busy");
   }
 
-  toggle(target: Target): void {
-    this.setInterventions(toggleAblation(this.interventions, target, (this.model.get("mode") as string) ?? "zero"));
+  /** Ablate `target` (in the widget's mode), or remove its ablation. */
+  toggle(target: Target, origin?: HTMLElement | null): void {
+    this.setInterventions(toggleAblation(this.interventions, target, (this.model.get("mode") as string) ?? "zero"), origin);
   }
 
   /** Send a command that changes the run (for example steering along a probe); busy until it is applied. */
-  command(content: Record<string, unknown>): void {
+  command(content: Record<string, unknown>, origin?: HTMLElement | null): void {
     if (this.inFlight !== null) return; // one change at a time; the user can click again
+    this.pendingAt(origin);
     this.send(content);
     this.emit("busy");
   }
@@ -214,6 +244,7 @@ export class Store {
       this.send({ type: "set", interventions: wire(next) });
     } else {
       this.optimistic = null;
+      this.pendingAt(null);
       this.emit("intervention_list");
     }
     this.emit("busy");

@@ -3,7 +3,10 @@
 
 export interface Selection {
   token: number;
+  /** the layer the neurons, the logit lens and the probes show */
   layer: number;
+  /** the attention head shown: `head_layer`.`head` (chosen apart from `layer`) */
+  head_layer: number;
   head: number;
   neuron: number | null;
   /** which of the widget's SAEs, and which of its features */
@@ -42,6 +45,9 @@ export interface Shape {
   lens_width?: number;
   dashboards?: boolean;
   modes?: ModeInfo[];
+  /** whether the tokens view can ask how each position's prediction changed (`effects`), and over how many */
+  effects?: boolean;
+  max_effects?: number;
 }
 
 /**

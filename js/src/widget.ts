@@ -3,6 +3,7 @@ import { decode, type TensorMessage } from "./codec";
 import { type SavedReply, StaticModel } from "./static";
 import { Store } from "./store";
 import type { WidgetModel } from "./types";
+import { columns, followTheme, followWidth, placeOf, settle } from "./layout";
 import { CSS } from "./style";
 import { mountAttention } from "./views/attention";
 import { mountAttribution } from "./views/attribution";
@@ -30,25 +31,32 @@ const MOUNT: Record<string, (el: HTMLElement, store: Store) => void> = {
 
 /** The styles, once per document or shadow root (marimo mounts widgets in a shadow root). */
 function ensureStyle(el: HTMLElement): void {
-  const root = el.getRootNode();
-  const host = root instanceof ShadowRoot ? root : el.ownerDocument.head;
-  if (host.querySelector("style[data-repwidget-style]")) return;
-  const style = el.ownerDocument.createElement("style");
-  style.dataset.repwidgetStyle = "";
-  style.textContent = CSS;
-  host.appendChild(style);
+  const place = () => {
+    const root = el.getRootNode();
+    const host = root instanceof ShadowRoot ? root : el.ownerDocument.head;
+    if (host.querySelector("style[data-repwidget-style]")) return;
+    const style = el.ownerDocument.createElement("style");
+    style.dataset.repwidgetStyle = "";
+    style.textContent = CSS;
+    host.appendChild(style);
+  };
+  place();
+  // a host that renders into a detached element and attaches it to a shadow root afterwards: look again then
+  if (!el.isConnected && typeof requestAnimationFrame !== "undefined") requestAnimationFrame(place);
 }
 
-/** Build every view listed in the model's `views` trait inside `el`. */
+/** Build every view listed in the model's `views` trait inside `el`, each in its column (layout.ts). */
 export function mount(model: WidgetModel, el: HTMLElement): Store {
   ensureStyle(el);
-  const root = document.createElement("div");
-  root.className = "rw-root";
-  el.replaceChildren(root);
+  const parts = columns(el.ownerDocument);
+  el.replaceChildren(parts.root);
   const store = new Store(model);
+  const stop = [followWidth(parts.root), followTheme(parts.root, store)];
   for (const name of (model.get("views") as string[]) ?? []) {
-    MOUNT[name]?.(root, store);
+    MOUNT[name]?.(parts[placeOf(name)], store);
   }
+  settle(parts);
+  store.on("dispose", () => stop.forEach((f) => f()));
   return store;
 }
 

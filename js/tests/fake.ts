@@ -53,14 +53,14 @@ export function traits(n_tokens = 4, extra: Record<string, unknown> = {}) {
     tokens: Array.from({ length: n_tokens }, (_, i) => `t${i}`),
     token_ids: Array.from({ length: n_tokens }, (_, i) => 10 + i),
     shape: {
-      n_layers: 2, n_heads: 2, d_mlp: 8, n_tokens, max_side: 512, lens_width: 16,
+      n_layers: 2, n_heads: 2, d_mlp: 8, n_tokens, max_side: 512, lens_width: 16, effects: true, max_effects: 1024,
       modes: [
         { name: "zero", available: true },
         { name: "mean", available: true },
         { name: "resample", available: false, reason: "needs reference texts", hint: "model.set_reference(texts)" },
       ],
     },
-    selection: { token: n_tokens - 1, layer: 0, head: 0, neuron: null, sae: 0, feature: null },
+    selection: { token: n_tokens - 1, layer: 0, head_layer: 0, head: 0, neuron: null, sae: 0, feature: null },
     saes: [],
     generation: 0,
     editable: true,
@@ -71,3 +71,19 @@ export function traits(n_tokens = 4, extra: Record<string, unknown> = {}) {
     ...extra,
   };
 }
+
+/** A tensor header for a reply and the buffer it points at. */
+export function header(dtype: "float32" | "int32", shape: number[], buffer: number) {
+  return { dtype, shape, buffer };
+}
+
+/** Deliver the kernel's reply to the last `what` request the model saw; returns the request. */
+export function answer(model: FakeModel, what: string, data: Record<string, unknown>, buffers: ArrayBuffer[] = [], gen = 0) {
+  const request = [...model.sent].reverse().find((m) => m.what === what);
+  if (!request) throw new Error(`no ${what} request was sent`);
+  model.deliver({ type: "reply", id: request.id, what, gen, data }, buffers);
+  return request;
+}
+
+/** Let awaited replies paint. */
+export const settle = () => new Promise((resolve) => setTimeout(resolve, 0));

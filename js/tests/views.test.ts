@@ -1,17 +1,44 @@
 // @vitest-environment happy-dom
 import { describe, expect, it } from "vitest";
 import { mount } from "../src/widget";
-import { attentionRow, cellAt } from "../src/views/attention";
+import { attentionRow, cellAt, defaultScore, pixelOf } from "../src/views/attention";
 import { lensWindow } from "../src/views/lens";
-import { FakeModel, float32, int32, traits } from "./fake";
+import { effectsWindow, probabilityChange } from "../src/views/tokens";
+import { answer, FakeModel, float32, header, int32, settle, traits } from "./fake";
 
-function setup(extra: Record<string, unknown> = {}) {
-  const model = new FakeModel(traits(4, extra));
+function setup(extra: Record<string, unknown> = {}, n = 4) {
+  const model = new FakeModel(traits(n, extra));
   const el = document.createElement("div");
   document.body.appendChild(el);
   const store = mount(model, el);
   return { model, el, store };
 }
+
+const click = (el: Element, init: MouseEventInit = {}) => el.dispatchEvent(new MouseEvent("click", { bubbles: true, ...init }));
+const key = (el: Element, key: string, init: KeyboardEventInit = {}) =>
+  el.dispatchEvent(new KeyboardEvent("keydown", { key, bubbles: true, ...init }));
+const sets = (model: FakeModel) => model.sent.filter((m) => m.type === "set");
+
+/** The kernel lists `ivs` (each with a label and key) and confirms the last set. */
+function confirm(model: FakeModel, ivs: Record<string, unknown>[], gen = 1) {
+  model.change("intervention_list", ivs.map((iv, i) => ({ label: `iv ${i}`, key: `k${i}`, ...iv })));
+  const all = sets(model);
+  const last = all[all.length - 1];
+  if (last) model.deliver({ type: "applied", id: last.id, gen });
+  model.change("generation", gen);
+}
+
+const predictions = (probs: number[], dp: number[], dl: number[], tokens: string[][]) => ({
+  data: {
+    ids: header("int32", [2, tokens[0].length], 0),
+    probs: header("float32", [2, tokens[0].length], 1),
+    delta_prob: header("float32", [2, tokens[0].length], 2),
+    delta_logit: header("float32", [2, tokens[0].length], 3),
+    tokens,
+    position: 3,
+  },
+  buffers: [int32(tokens.flat().map((_, i) => i)), float32(probs), float32(dp), float32(dl)],
+});
 
 describe("views", () => {
   it("render token text literally, never as HTML", () => {
@@ -24,7 +51,7 @@ describe("views", () => {
 
   it("mark a BOS first token and special tokens, with their ids on hover; without kinds, none", () => {
     const { el } = setup({ tokens: ["<s>", "<0xF0><0x9F>", "\n", "</s>"], token_kinds: ["bos", "", "", "special"] });
-    const span = (pos: number) => el.querySelector(`[data-rw-token="${pos}"]`) as HTMLElement;
+    const span = (pos: number) => el.querySelector(`.rw-token[data-rw-token="${pos}"]`) as HTMLElement;
     expect(span(0).classList.contains("rw-bos")).toBe(true);
     expect(span(0).title).toBe("position 0 · id 10 · BOS (beginning of sequence)");
     expect(span(3).classList.contains("rw-special") && span(3).title.endsWith("id 13 · special token")).toBe(true);
@@ -39,95 +66,268 @@ describe("views", () => {
 
   it("give every clickable thing its stable selector", () => {
     const { el } = setup();
-    expect(el.querySelectorAll("[data-rw-token]").length).toBeGreaterThanOrEqual(4);
+    expect(el.querySelectorAll(".rw-token[data-rw-token]")).toHaveLength(4);
     expect(el.querySelectorAll("[data-rw-head]")).toHaveLength(4);
     expect(el.querySelector('[data-rw-head="1.0"]')!.getAttribute("data-rw-layer")).toBe("1");
     expect(el.querySelectorAll("button.rw-layer")).toHaveLength(2);
+    expect(el.querySelector('[data-rw-ablate="head"]')).not.toBeNull();
   });
 
   it("ask only for what is visible on first render", () => {
     const { model } = setup();
     const asked = model.sent.map((m) => m.what).sort();
-    expect(asked).toEqual(["lens", "neurons", "overview", "pattern", "predictions"]);
+    expect(asked).toEqual(["lens", "neurons", "overview", "pattern", "predictions"]); // no effects: nothing intervened
     expect(model.sent.find((m) => m.what === "pattern")).toMatchObject({ layer: 0, head: 0 });
   });
 
-  it("a click on a head selects it and asks the kernel to ablate it", () => {
+  it("a click on a head selects it and shows its pattern; it does not intervene", () => {
     const { model, el, store } = setup({ mode: "mean" });
-    (el.querySelector('[data-rw-head="1.1"]') as HTMLElement).click();
-    expect(store.selection).toMatchObject({ layer: 1, head: 1 });
-    const set = model.sent.find((m) => m.type === "set");
-    expect(set.interventions).toEqual([{ type: "ablate", layer: 1, head: 1, mode: "mean" }]);
-    expect(el.querySelector('[data-rw-head="1.1"]')!.classList.contains("rw-ablated")).toBe(true);
+    click(el.querySelector('[data-rw-head="1.1"]')!);
+    expect(store.selection).toMatchObject({ head_layer: 1, head: 1, layer: 0 }); // the neurons' layer is not the head's
+    expect(model.sent[model.sent.length - 1]).toMatchObject({ what: "pattern", layer: 1, head: 1 });
+    expect(sets(model)).toHaveLength(0);
+    expect(el.querySelector('[data-rw-head="1.1"]')!.getAttribute("aria-pressed")).toBe("true");
+  });
+
+  it("shift+click on a head, or its ablate button, asks the kernel to ablate it in the chosen mode", () => {
+    const { model, el, store } = setup({ mode: "mean" });
+    const head = el.querySelector('[data-rw-head="1.1"]')!;
+    click(head, { shiftKey: true });
+    expect(store.selection).toMatchObject({ head_layer: 1, head: 1 });
+    expect(sets(model)[0].interventions).toEqual([{ type: "ablate", layer: 1, head: 1, mode: "mean" }]);
+    expect(head.classList.contains("rw-ablated")).toBe(true);
+    // busy where the click happened, and on the panels whose data is now stale
     expect(el.querySelector(".rw-root")!.hasAttribute("data-rw-busy")).toBe(true);
+    expect(head.hasAttribute("data-rw-pending")).toBe(true);
+    expect(el.querySelector(".rw-attention-view [data-rw-status]")!.textContent).toBe("running\u2026");
+    expect(el.querySelector(".rw-predictions-view [data-rw-status]")!.textContent).toBe("updating\u2026");
     expect(el.querySelector(".rw-iv")!.textContent).toContain("applying");
     // the kernel lists it with its own label
     const listed = { type: "ablate", layer: 1, head: 1, neuron: null, mode: "mean", seed: 0, sae: null, feature: null, direction: [] };
     model.change("intervention_list", [{ ...listed, label: "ablate head 1.1 (mean)", key: "k1" }]);
-    model.deliver({ type: "applied", id: set.id, gen: 1 });
+    model.deliver({ type: "applied", id: sets(model)[0].id, gen: 1 });
     expect(el.querySelector(".rw-iv")!.textContent).toContain("ablate head 1.1 (mean)");
-    expect(el.querySelector('[data-rw-head="1.1"]')!.classList.contains("rw-ablated")).toBe(true);
+    expect(head.classList.contains("rw-ablated")).toBe(true);
+    expect(head.getAttribute("aria-label")).toBe("head 1.1, ablated");
+    expect(head.hasAttribute("data-rw-pending")).toBe(false);
     expect(el.querySelector(".rw-root")!.hasAttribute("data-rw-busy")).toBe(false);
+    expect(el.querySelector('[data-rw-remove="0"]')!.getAttribute("aria-label")).toBe("remove ablate head 1.1 (mean)");
+    // the button beside the selected head says what it does, and undoes it
+    const button = el.querySelector('[data-rw-ablate="head"]') as HTMLButtonElement;
+    expect(button.textContent).toBe("restore head 1.1");
+    expect(button.getAttribute("aria-pressed")).toBe("true");
+    button.click();
+    expect(sets(model)[1].interventions).toEqual([]);
   });
 
-  it("offers the ablation modes the kernel lists, those that cannot run disabled with the reason", () => {
-    const { el } = setup();
-    const options = Array.from(el.querySelectorAll("[data-rw-mode] option")) as HTMLOptionElement[];
-    expect(options.map((o) => [o.value, o.disabled])).toEqual([["zero", false], ["mean", false], ["resample", true]]);
-    expect(options[2].textContent).toContain("needs reference texts");
-  });
-
-  it("in select mode, or in a view that takes no interventions, a click only selects", () => {
-    const { model, el } = setup({ editable: false });
-    (el.querySelector('[data-rw-head="0.1"]') as HTMLElement).click();
-    expect(model.sent.some((m) => m.type === "set")).toBe(false);
+  it("the ablate button ablates the selected head; Shift+Enter in the grid does too", () => {
+    const { model, el } = setup();
+    click(el.querySelector('[data-rw-head="0.1"]')!);
+    const button = el.querySelector('[data-rw-ablate="head"]') as HTMLButtonElement;
+    expect(button.textContent).toBe("ablate head 0.1");
+    button.click();
+    expect(sets(model)[0].interventions).toEqual([{ type: "ablate", layer: 0, head: 1, mode: "zero" }]);
     const other = setup();
-    other.store.action = "select";
-    (other.el.querySelector('[data-rw-head="0.1"]') as HTMLElement).click();
-    expect(other.model.sent.some((m) => m.type === "set")).toBe(false);
+    key(other.el.querySelector('[data-rw-head="0.0"]')!, "Enter", { shiftKey: true });
+    expect(sets(other.model)[0].interventions).toEqual([{ type: "ablate", layer: 0, head: 0, mode: "zero" }]);
   });
 
-  it("a click on a token selects it and refetches what depends on the position", () => {
+  it("a view that takes no interventions only selects, and offers no ablate button", () => {
+    const { model, el } = setup({ editable: false });
+    click(el.querySelector('[data-rw-head="0.1"]')!, { shiftKey: true });
+    expect(sets(model)).toHaveLength(0);
+    expect((el.querySelector('[data-rw-ablate="head"]') as HTMLElement).hidden).toBe(true);
+  });
+
+  it("one view's selection does not clobber another's: neuron layers and lens cells leave the head alone", async () => {
+    const { model, el, store } = setup();
+    click(el.querySelector('[data-rw-head="1.1"]')!);
+    click(el.querySelector('.rw-neurons-view [data-rw-layer="0"]')!);
+    click(el.querySelector('.rw-neurons-view [data-rw-layer="1"]')!);
+    expect(store.selection).toMatchObject({ layer: 1, head_layer: 1, head: 1 });
+    answer(model, "lens", { ids: header("int32", [2, 4], 0), probs: header("float32", [2, 4], 1), start: 0, vocab: { "1": "a" } }, [
+      int32([1, 1, 1, 1, 1, 1, 1, 1]),
+      float32([0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5]),
+    ]);
+    await settle();
+    click(el.querySelector('td[data-rw-token="2"][data-rw-layer="0"]')!);
+    expect(store.selection).toMatchObject({ token: 2, layer: 0, head_layer: 1, head: 1 });
+  });
+
+  it("offers the ablation modes the kernel lists, those that cannot run disabled with the reason, and follows changes", () => {
+    const { el, model } = setup();
+    const options = () => Array.from(el.querySelectorAll("[data-rw-mode] option")) as HTMLOptionElement[];
+    expect(options().map((o) => [o.value, o.disabled])).toEqual([["zero", false], ["mean", false], ["resample", true]]);
+    expect(options()[2].textContent).toContain("needs reference texts");
+    expect(el.querySelector("[data-rw-mode]")!.closest("label")!.textContent).toContain("ablation mode");
+    const modes = model.traits.shape.modes.map((m: any) => ({ name: m.name, available: true }));
+    model.change("shape", { ...model.traits.shape, modes }); // reference texts were set in Python
+    expect(options().every((o) => !o.disabled)).toBe(true);
+  });
+
+  it("a click on a token selects it and refetches what depends on the position; arrow keys move it", () => {
     const { model, el, store } = setup();
     const before = model.sent.length;
-    (el.querySelector('.rw-token[data-rw-token="1"]') as HTMLElement).click();
+    click(el.querySelector('.rw-token[data-rw-token="1"]')!);
     expect(store.selection.token).toBe(1);
-    const asked = model.sent.slice(before).map((m) => m.what);
-    expect(asked).toEqual(["predictions", "neurons"]); // predictions first: the kernel answers in order
+    expect(model.sent.slice(before).map((m) => m.what)).toEqual(["predictions", "neurons"]); // predictions first
+    const line = el.querySelector(".rw-token-line")!;
+    expect(line.getAttribute("role")).toBe("listbox");
+    key(el.querySelector('.rw-token[data-rw-token="1"]')!, "ArrowRight");
+    expect(store.selection.token).toBe(2);
+    key(line, "Home");
+    expect(store.selection.token).toBe(0);
+    key(line, "ArrowLeft"); // stays inside the prompt
+    expect(store.selection.token).toBe(0);
+    key(line, "End");
+    expect(store.selection.token).toBe(3);
+    const selected = el.querySelector('.rw-token[data-rw-token="3"]')!;
+    expect(selected.getAttribute("aria-selected")).toBe("true");
+    expect(selected.getAttribute("tabindex")).toBe("0");
   });
 
-  it("paint predictions, clean and intervened, with the change", async () => {
+  it("arrow keys move the selected head in the grid, and the query in the pattern", async () => {
+    const { model, el, store } = setup();
+    key(el.querySelector('[data-rw-head="0.0"]')!, "ArrowRight");
+    expect(store.selection).toMatchObject({ head_layer: 0, head: 1 });
+    key(el.querySelector('[data-rw-head="0.1"]')!, "ArrowDown");
+    expect(store.selection).toMatchObject({ head_layer: 1, head: 1 });
+    answer(model, "pattern", { pattern: header("float32", [4, 4], 0), window: [0, 4, 0, 4], pooled: false }, [
+      float32([1, 0, 0, 0, 0.5, 0.5, 0, 0, 0.2, 0.3, 0.5, 0, 0.1, 0.2, 0.3, 0.4]),
+    ]);
+    await settle();
+    const canvas = el.querySelector("[data-rw-pattern]")!;
+    expect(canvas.getAttribute("tabindex")).toBe("0");
+    key(canvas, "ArrowUp");
+    expect(store.selection.token).toBe(2);
+    key(canvas, "ArrowLeft");
+    expect(el.querySelector(".rw-attention-view .rw-info")!.textContent).toBe('query 2 "t2" \u2192 key 1 "t1": 0.300');
+  });
+
+  it("arrow keys move the lens selection: left and right the position, up a later layer", async () => {
+    const { model, el, store } = setup();
+    answer(model, "lens", { ids: header("int32", [2, 4], 0), probs: header("float32", [2, 4], 1), start: 0, vocab: { "1": "a" } }, [
+      int32([1, 1, 1, 1, 1, 1, 1, 1]),
+      float32([0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5]),
+    ]);
+    await settle();
+    const table = el.querySelector(".rw-lens")!;
+    expect(table.getAttribute("role")).toBe("grid");
+    key(table, "ArrowLeft");
+    expect(store.selection).toMatchObject({ token: 2, layer: 0 });
+    key(table, "ArrowUp");
+    expect(store.selection).toMatchObject({ token: 2, layer: 1 });
+    expect(el.querySelector('td[data-rw-token="2"][data-rw-layer="1"]')!.getAttribute("tabindex")).toBe("0");
+  });
+
+  it("paint one table of predictions with nothing intervened, clean and intervened with Δp in percentage points", async () => {
     const { model, el } = setup();
-    const get = model.sent.find((m) => m.what === "predictions");
-    model.deliver(
-      {
-        type: "reply",
-        id: get.id,
-        what: "predictions",
-        gen: 0,
-        data: {
-          ids: { dtype: "int32", shape: [2, 2], buffer: 0 },
-          probs: { dtype: "float32", shape: [2, 2], buffer: 1 },
-          delta_prob: { dtype: "float32", shape: [2, 2], buffer: 2 },
-          delta_logit: { dtype: "float32", shape: [2, 2], buffer: 3 },
-          tokens: [["paris", "rome"], ["rome", "paris"]],
-          position: 3,
-        },
-      },
-      [int32([1, 2, 2, 1]), float32([0.9, 0.1, 0.6, 0.3]), float32([0, 0, 0.5, -0.6]), float32([0, 0, 2, -3])],
-    );
-    await new Promise((resolve) => setTimeout(resolve, 0));
+    const one = predictions([0.9, 0.1, 0.9, 0.1], [0, 0, 0, 0], [0, 0, 0, 0], [["paris", "rome"], ["paris", "rome"]]);
+    answer(model, "predictions", one.data, one.buffers);
+    await settle();
+    expect(el.querySelectorAll(".rw-pred-table")).toHaveLength(1); // no duplicate "intervened (none)" table
+    expect(el.querySelector('[data-rw-column="intervened"]')!.textContent).toContain("paris90.0%");
+    confirm(model, [{ type: "ablate", layer: 0, head: 0 }]);
+    const two = predictions([0.9, 0.1, 0.6, 0.3], [-0.3, 0.2, 0.5, -0.6], [-1, 1, 2, -3], [["paris", "rome"], ["rome", "paris"]]);
+    answer(model, "predictions", two.data, two.buffers, 1);
+    await settle();
     const intervened = el.querySelector('[data-rw-column="intervened"]')!;
     expect(intervened.textContent).toContain("rome");
-    expect(intervened.textContent).toContain("+50.0%");
+    expect(intervened.textContent).toContain("+50.0pp");
     expect(intervened.textContent).toContain("\u22123.00");
-    expect(el.querySelector("[data-rw-predictions]")!.getAttribute("data-rw-painted")).toBe("1");
+    expect(el.querySelector('[data-rw-column="clean"]')!.textContent).toContain("paris90.0%60.0%"); // where it went
+    expect(el.querySelector("[data-rw-predictions]")!.getAttribute("data-rw-painted")).toBe("2");
   });
 
-  it("show the kernel's error in the widget", () => {
+  it("fold predictions under half a percent that did not move", async () => {
+    const { model, el } = setup();
+    const probs = [0.97, 0.01, 0.004, 0.003, 0.002];
+    const one = predictions([...probs, ...probs], Array(10).fill(0), Array(10).fill(0), [["a", "b", "c", "d", "e"], ["a", "b", "c", "d", "e"]]);
+    answer(model, "predictions", one.data, one.buffers);
+    await settle();
+    expect(el.querySelectorAll("[data-rw-prediction]")).toHaveLength(3);
+    expect(el.querySelector(".rw-more")!.textContent).toBe("+ 2 more under 0.5%");
+  });
+
+  it("show the kernel's error in the widget; dismissing hides it until another error comes", () => {
     const { model, el } = setup();
     model.change("error", "head 9 is out of range");
-    expect(el.querySelector("[data-rw-error]")!.textContent).toBe("head 9 is out of range");
+    const error = el.querySelector("[data-rw-error]") as HTMLElement;
+    expect(error.querySelector(".rw-error-text")!.textContent).toBe("head 9 is out of range");
+    expect(error.hidden).toBe(false);
+    (error.querySelector("button") as HTMLButtonElement).click();
+    expect(error.hidden).toBe(true);
+    model.change("error", "another");
+    expect(error.hidden).toBe(false);
+  });
+
+  it("a widget of one view takes the whole width; the effects sit beside what you click", () => {
+    const lens = setup({ views: ["tokens", "lens"] }).el;
+    expect(lens.querySelector(".rw-cols")!.classList.contains("rw-one")).toBe(true);
+    expect(lens.querySelector(".rw-main")).toBeNull();
+    const all = setup().el;
+    expect(all.querySelector(".rw-main .rw-attention-view")).not.toBeNull();
+    expect(all.querySelector(".rw-side .rw-predictions-view")).not.toBeNull();
+    expect(all.querySelector(".rw-side .rw-lens-view")).not.toBeNull();
+    expect(all.querySelector(".rw-top .rw-tokens-view")).not.toBeNull();
+  });
+});
+
+describe("clean against intervened", () => {
+  it("the lens shows the intervened run, marks cells whose top token changed, and toggles to the clean run", async () => {
+    const { model, el } = setup();
+    confirm(model, [{ type: "ablate", layer: 0, head: 0 }]);
+    answer(
+      model,
+      "lens",
+      {
+        ids: header("int32", [2, 4], 0),
+        probs: header("float32", [2, 4], 1),
+        clean_ids: header("int32", [2, 4], 2),
+        clean_probs: header("float32", [2, 4], 3),
+        start: 0,
+        vocab: { "1": "glass", "2": "rocket" },
+      },
+      [int32([1, 1, 1, 1, 1, 1, 1, 1]), float32(Array(8).fill(0.5)), int32([1, 1, 1, 1, 1, 1, 2, 2]), float32(Array(8).fill(0.9))],
+      1,
+    );
+    await settle();
+    const cell = () => el.querySelector('td[data-rw-token="3"][data-rw-layer="1"]') as HTMLElement;
+    expect(cell().textContent).toBe("glass");
+    expect(cell().classList.contains("rw-changed")).toBe(true);
+    expect(cell().title).toContain('clean: "rocket" p=0.900');
+    expect(el.querySelectorAll("td.rw-changed")).toHaveLength(2);
+    (el.querySelector('[data-rw-lens-run="clean"]') as HTMLElement).click();
+    expect(cell().textContent).toBe("rocket");
+    expect(cell().title).toContain('intervened: "glass"');
+  });
+
+  it("the tokens are tinted by how the intervention changed each position's clean top prediction", async () => {
+    const { model, el } = setup();
+    confirm(model, [{ type: "ablate", layer: 1, head: 0 }]);
+    const asked = model.sent.find((m) => m.what === "effects");
+    expect(asked).toMatchObject({ start: 0, stop: 4 });
+    answer(
+      model,
+      "effects",
+      {
+        top: header("int32", [4], 0),
+        clean_p: header("float32", [4], 1),
+        p: header("float32", [4], 2),
+        clean_loss: header("float32", [4], 3),
+        loss: header("float32", [4], 4),
+        start: 0,
+        vocab: { "7": "rocket" },
+      },
+      [int32([7, 7, 7, 7]), float32([0.9, 0.5, 0.9, 0.2]), float32([0.9, 0.5, 0.2, 0.2]), float32([0, 0, 0, NaN]), float32([0, 0, 1, NaN])],
+      1,
+    );
+    await settle();
+    const span = el.querySelector('.rw-token[data-rw-token="2"]') as HTMLElement;
+    expect(span.title).toContain('clean top next "rocket" 90.0% \u2192 20.0% (\u221270.0pp)');
+    expect(span.style.background).not.toBe("");
+    expect((el.querySelector('.rw-token[data-rw-token="0"]') as HTMLElement).title).toContain("+0.0pp");
+    expect(el.querySelector(".rw-tokens-view [data-rw-colourbar]")!.textContent).toContain("\u221270.0pp");
   });
 });
 
@@ -142,43 +342,78 @@ describe("SAE features view", () => {
     const ctx = setup(saeTraits);
     const get = ctx.model.sent.find((m) => m.what === "features");
     expect(get).toMatchObject({ sae: 0, position: 3 });
-    ctx.model.deliver(
-      { type: "reply", id: get.id, what: "features", gen: 0, data: { indices: { dtype: "int32", shape: [2], buffer: 0 }, values: { dtype: "float32", shape: [2], buffer: 1 }, position: 3 } },
-      [int32([17, 5]), float32([2.5, 0.5])],
-    );
-    await new Promise((resolve) => setTimeout(resolve, 0));
+    answer(ctx.model, "features", { indices: header("int32", [2], 0), values: header("float32", [2], 1), position: 3 }, [int32([17, 5]), float32([2.5, 0.5])]);
+    await settle();
     return ctx;
   }
 
-  it("lists the active features; a click selects one, ablates it and asks for its activations and contexts", async () => {
+  it("a click selects a feature and asks for its activations and contexts; it does not ablate it", async () => {
     const { model, el, store } = await withFeatures();
     const button = el.querySelector('[data-rw-feature="17"]') as HTMLElement;
     expect(button.textContent).toBe("f17  2.50");
+    expect(button.getAttribute("aria-label")).toBe("SAE feature 17, activation 2.50");
     button.click();
     expect(store.selection.feature).toBe(17);
-    const set = model.sent.find((m) => m.type === "set");
-    expect(set.interventions).toEqual([{ type: "ablate", sae: 0, feature: 17 }]);
+    expect(sets(model)).toHaveLength(0);
     expect(model.sent.find((m) => m.what === "feature")).toMatchObject({ sae: 0, index: 17 });
     expect(model.sent.find((m) => m.what === "dashboard")).toMatchObject({ sae: 0, index: 17 });
-    expect(el.querySelector('[data-rw-feature="17"]')!.classList.contains("rw-ablated")).toBe(true);
   });
 
-  it("steers with the selected feature at the slider's strength", async () => {
-    const { model, el, store } = await withFeatures();
-    store.action = "select";
+  it("its ablate button (or shift+click) ablates it; it stays listed, marked, and the tokens show its clean activation", async () => {
+    const { model, el } = await withFeatures();
+    (el.querySelector('[data-rw-feature="17"]') as HTMLElement).click();
+    (el.querySelector('[data-rw-ablate="feature"]') as HTMLElement).click();
+    expect(sets(model)[0].interventions).toEqual([{ type: "ablate", sae: 0, feature: 17 }]);
+    confirm(model, [{ type: "ablate", sae: 0, feature: 17 }]);
+    // the kernel's new top list no longer has it (its activation is now 0)
+    answer(model, "features", { indices: header("int32", [1], 0), values: header("float32", [1], 1), position: 3 }, [int32([5]), float32([0.5])], 1);
+    answer(model, "feature", { values: header("float32", [4], 0), clean: header("float32", [4], 1), index: 17 }, [float32([0, 0, 0, 0]), float32([0, 1, 2, 2.5])], 1);
+    await settle();
+    const listed = el.querySelector('[data-rw-feature="17"]') as HTMLElement;
+    expect(listed.textContent).toBe("f17  ablated");
+    expect(listed.classList.contains("rw-ablated")).toBe(true);
+    expect(el.querySelector(".rw-tokens-view .rw-legend")!.textContent).toContain("SAE feature 17 in the clean run (it is ablated)");
+    expect(el.querySelector(".rw-tokens-view .rw-legend")!.textContent).toContain("2.50");
+    const other = await withFeatures();
+    click(other.el.querySelector('[data-rw-feature="5"]')!, { shiftKey: true });
+    expect(sets(other.model)[0].interventions).toEqual([{ type: "ablate", sae: 0, feature: 5 }]);
+  });
+
+  it("steers with the selected feature at the slider's scale, labelled as the chip will say it", async () => {
+    const { model, el } = await withFeatures();
     (el.querySelector('[data-rw-feature="5"]') as HTMLElement).click();
     const slider = el.querySelector("[data-rw-steer]") as HTMLInputElement;
     slider.value = "-6";
     slider.dispatchEvent(new Event("input"));
+    expect(slider.nextElementSibling!.textContent).toBe("\u00d7 -6");
     (el.querySelector("[data-rw-steer-apply]") as HTMLElement).click();
-    const set = model.sent.find((m) => m.type === "set");
-    expect(set.interventions).toEqual([{ type: "steer", scale: -6, sae: 0, feature: 5 }]);
+    expect(sets(model)[0].interventions).toEqual([{ type: "steer", scale: -6, sae: 0, feature: 5 }]);
     expect(el.querySelector('[data-rw-feature="5"]')!.classList.contains("rw-steered")).toBe(true);
   });
 });
 
+describe("neurons view", () => {
+  it("a click selects a neuron; shift+click ablates it; it stays listed, marked", async () => {
+    const { model, el, store } = setup();
+    answer(model, "neurons", { indices: header("int32", [2], 0), values: header("float32", [2], 1), layer: 0, position: 3 }, [int32([7, 2]), float32([1.5, 0.5])]);
+    await settle();
+    click(el.querySelector('[data-rw-neuron="0.7"]')!);
+    expect(store.selection).toMatchObject({ layer: 0, neuron: 7 });
+    expect(sets(model)).toHaveLength(0);
+    expect(el.querySelector('[data-rw-ablate="neuron"]')!.textContent).toBe("ablate neuron 0.7");
+    click(el.querySelector('[data-rw-neuron="0.2"]')!, { shiftKey: true });
+    expect(sets(model)[0].interventions).toEqual([{ type: "ablate", layer: 0, neuron: 2, mode: "zero" }]);
+    confirm(model, [{ type: "ablate", layer: 0, neuron: 2 }]);
+    answer(model, "neurons", { indices: header("int32", [1], 0), values: header("float32", [1], 1), layer: 0, position: 3 }, [int32([7]), float32([1.5])], 1);
+    await settle();
+    const ablated = el.querySelector('[data-rw-neuron="0.2"]') as HTMLElement;
+    expect(ablated.textContent).toBe("n2  ablated");
+    expect(ablated.getAttribute("aria-label")).toBe("neuron 0.2, ablated");
+  });
+});
+
 describe("probes view", () => {
-  it("selects a layer from its buttons and sends a steer_probe command", () => {
+  it("selects a layer from its buttons and sends a steer_probe command in class gaps, the chip's unit", () => {
     const { model, el, store } = setup({
       views: ["interventions", "probes"],
       probes: [{ kind: "mean_diff", site: "resid_post", classes: ["negative", "positive"], layers: [0, 1] }],
@@ -189,6 +424,7 @@ describe("probes view", () => {
     const asked = model.sent.filter((m) => m.what === "probe");
     expect(asked[asked.length - 1]).toMatchObject({ probe: 0, layer: 1 });
     (el.querySelector("[data-rw-probe-class]") as HTMLSelectElement).value = "negative";
+    expect(el.querySelector("[data-rw-probe-strength]")!.nextElementSibling!.textContent).toBe("strength 2 (class gaps)");
     (el.querySelector("[data-rw-probe-steer]") as HTMLElement).click();
     expect(model.sent[model.sent.length - 1]).toMatchObject({ type: "steer_probe", probe: 0, layer: 1, toward: "negative", strength: 2 });
     expect(store.busy).toBe(true);
@@ -196,9 +432,11 @@ describe("probes view", () => {
 });
 
 describe("view logic", () => {
-  it("maps pooled pattern pixels to token positions", () => {
+  it("maps pooled pattern pixels to token positions and back", () => {
     const view = { values: { dtype: "float32" as const, shape: [2, 2], data: new Float32Array([1, 0, 0.5, 0.5]) }, window: [0, 8, 0, 8] as [number, number, number, number] };
     expect(cellAt(view, 1, 0)).toEqual({ query: 4, key: 0 });
+    expect(pixelOf(view, 5, 1)).toEqual({ row: 1, col: 0 });
+    expect(pixelOf({ ...view, window: [0, 4, 0, 8] }, 6, 1)).toBeNull();
     const row = attentionRow(view, 5, 8)!;
     expect(Array.from(row)).toEqual([0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5]);
     expect(attentionRow({ ...view, window: [0, 4, 0, 8] }, 6, 8)).toBeNull();
@@ -209,5 +447,29 @@ describe("view logic", () => {
     expect(lensWindow(50, 100)).toEqual([42, 58]);
     expect(lensWindow(99, 100)).toEqual([84, 100]);
     expect(lensWindow(2, 5)).toEqual([0, 5]);
+  });
+
+  it("asks for the effects of the whole prompt, or a window around the selection of a long one", () => {
+    expect(effectsWindow(3, 21)).toEqual([0, 21]);
+    expect(effectsWindow(1500, 2048)).toEqual([988, 2012]);
+    const effects = {
+      top: { dtype: "int32" as const, shape: [2], data: new Int32Array([1, 1]) },
+      clean_p: { dtype: "float32" as const, shape: [2], data: new Float32Array([0.5, 0.75]) },
+      p: { dtype: "float32" as const, shape: [2], data: new Float32Array([0.25, 1]) },
+      clean_loss: { dtype: "float32" as const, shape: [2], data: new Float32Array(2) },
+      loss: { dtype: "float32" as const, shape: [2], data: new Float32Array(2) },
+      start: 1,
+      vocab: {},
+    };
+    expect(Array.from(probabilityChange(effects, 4))).toEqual([NaN, -0.25, 0.25, NaN]);
+  });
+
+  it("shows first the head score that differs most between heads: previous token on an ordinary prompt", () => {
+    const names = ["previous_token", "induction", "duplicate_token", "first_token"];
+    const scores = (rows: number[][]) => ({ dtype: "float32" as const, shape: [4, 2, 2], data: new Float32Array(rows.flat()) });
+    const ordinary = scores([[0.6, 0.1, 0.2, 0.1], [0, 0, 0, 0], [0.1, 0.1, 0.1, 0.12], [0.9, 0.1, 0.5, 0.2]]);
+    expect(defaultScore(ordinary, names)).toBe("previous_token"); // first token varies more, but says less
+    const repeated = scores([[0.6, 0.1, 0.2, 0.1], [0.02, 0.02, 0.85, 0.3], [0.1, 0.1, 0.1, 0.12], [0.3, 0.1, 0.2, 0.1]]);
+    expect(defaultScore(repeated, names)).toBe("induction");
   });
 });

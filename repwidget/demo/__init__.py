@@ -23,6 +23,7 @@ SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 __all__ = [
     "MODEL_DIR",
+    "REFERENCE_PER_TASK",
     "SAE_DIR",
     "SMOLLM2_INSTALL",
     "TASKS",
@@ -30,20 +31,35 @@ __all__ = [
     "dataset",
     "demo_model",
     "demo_sae",
+    "reference_texts",
     "smollm2_gguf",
     "vocabulary",
 ]
 
 
+#: reference texts the demo model comes with (for mean and resample ablation): this many of each task
+REFERENCE_PER_TASK = 8
+
+
+def reference_texts() -> list[str]:
+    """The demo model's reference texts: :data:`REFERENCE_PER_TASK` held-out examples of every task (seed 99)."""
+    return [example.text for task in TASKS for example in dataset(task, REFERENCE_PER_TASK, seed=99)]
+
+
 def demo_model(device: str | None = None):
-    """The shipped demo model (4 layers, 4 heads, d_model 128, word-level tokenizer), via ``rw.load``."""
+    """The shipped demo model (4 layers, 4 heads, d_model 128, word-level tokenizer), via ``rw.load``.
+
+    It comes with reference texts (:func:`reference_texts`, statistics read on first use), so mean and resample
+    ablation work out of the box; ``model.set_reference(texts)`` replaces them."""
     from ..model import ModelLoadError, load
 
     if not (MODEL_DIR / "model.safetensors").is_file():
         raise ModelLoadError(
             f"the demo model is missing from {MODEL_DIR}; rebuild it with `python -m repwidget.demo.train`"
         )
-    return load(MODEL_DIR, device=device)
+    model = load(MODEL_DIR, device=device)
+    model.set_reference(reference_texts())
+    return model
 
 
 def demo_sae():

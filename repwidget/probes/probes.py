@@ -87,7 +87,8 @@ class Probes:
         means = self.class_means[layer]
         others = [i for i in range(len(self.classes)) if i != c]
         gap = float((means[c] - means[others].mean(0)) @ direction)
-        return Steer(layer, direction.tolist(), scale=strength * gap)
+        name = f"toward {self.classes[c]}, strength {strength:g} (class gaps)"
+        return Steer(layer, direction.tolist(), scale=strength * gap, name=name)
 
     def projection(self, layer: int, toward: str | None = None):
         """A ``rw.Ablate`` that projects :meth:`direction` at ``layer`` out of the residual stream."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import torch
@@ -31,8 +31,9 @@ VIEWS = tuple(PANELS)
 REQUESTS: dict[str, protocol.Request] = {r.what: r for p in PANELS.values() for r in p.requests}
 #: commands that change the run, from any view
 COMMANDS: dict[str, Command] = {name: c for p in PANELS.values() for name, c in p.commands.items()}
-#: the selection's keys
-SELECTION_KEYS = ("token", "layer", "head", "neuron", "sae", "feature")
+#: the selection's keys: the position, the layer (neurons, logit lens, probes), the attention head
+#: (``head_layer``.``head``, chosen apart from ``layer``), a neuron of ``layer``, an SAE and one of its features
+SELECTION_KEYS = ("token", "layer", "head_layer", "head", "neuron", "sae", "feature")
 #: logits kept for answers (a chunk of positions is computed at once), at most this many bytes
 LOGITS_BYTES = 64 << 20
 #: front-end views whose sequence numbers are remembered (the oldest is forgotten beyond)
@@ -151,14 +152,17 @@ class Session:
         self.warning = ""
         #: bumped after every new run, so views refetch what they show
         self.generation = 0
-        #: the last command's error, shown by the views; cleared by the next change that works
+        #: the last error, shown by the views: a command's is cleared by the next change that works or a new mode,
+        #: a request's (``error_from == "get"``) also by a new selection
         self.error = ""
+        self.error_from = ""
         self._seqs: OrderedDict[str, int] = OrderedDict()
         self._logits: OrderedDict[tuple[int, int], torch.Tensor] = OrderedDict()
         self._dashboards: OrderedDict[tuple[int, int], FeatureDashboard] = OrderedDict()
         self._cached: dict[str, tuple[int, Any]] = {}
         self._known: OrderedDict[str, Intervention] = OrderedDict()
         self._activations: OrderedDict[tuple[int, str], torch.Tensor] = OrderedDict()
+        self._clean_memo: OrderedDict[tuple, Any] = OrderedDict()
 
     def _with_captures(self, run: Run) -> Run:
         """``run`` itself if it holds what the views read, else the same run re-run with those captures."""
@@ -239,7 +243,15 @@ class Session:
         }
 
     def default_selection(self) -> Selection:
-        return {"token": self.n_tokens - 1, "layer": 0, "head": 0, "neuron": None, "sae": 0, "feature": None}
+        return {
+            "token": self.n_tokens - 1,
+            "layer": 0,
+            "head_layer": 0,
+            "head": 0,
+            "neuron": None,
+            "sae": 0,
+            "feature": None,
+        }
 
     def check_selection(self, selection: Any) -> Selection:
         """``selection`` checked key by key (indices in range; ``neuron`` and ``feature`` may be None)."""
@@ -253,11 +265,14 @@ class Session:
         stops = {
             "token": self.n_tokens,
             "layer": model.n_layers,
+            "head_layer": model.n_layers,
             "head": model.n_heads,
             "neuron": model.d_mlp,
             "sae": max(1, len(self.saes)),
         }
         out = {**self.default_selection(), **selection}
+        if "head_layer" not in selection and "layer" in selection:
+            out["head_layer"] = selection["layer"]  # a selection from before heads had their own layer
         for key, stop in stops.items():
             if out[key] is None and key == "neuron":
                 continue
@@ -296,10 +311,15 @@ class Session:
         self._logits.move_to_end(key)
         return self._logits[key]
 
-    def activation(self, hook: str) -> torch.Tensor:
-        """The current run's activation at ``hook``: captured, or read by running the input again from that
-        hook's block (earlier blocks reused; the last few kept), so no view holds every layer's MLP."""
-        run = self.run
+    @property
+    def intervened(self) -> bool:
+        """Whether the current run differs from the clean one (it has interventions)."""
+        return self.run is not self.clean_run
+
+    def activation(self, hook: str, run: Run | None = None) -> torch.Tensor:
+        """The current run's (or ``run``'s) activation at ``hook``: captured, or read by running the input again
+        from that hook's block (earlier blocks reused; the last few kept), so no view holds every layer's MLP."""
+        run = self.run if run is None else run
         if hook in run:
             return run[hook]
         key = (id(run), hook)
@@ -330,6 +350,16 @@ class Session:
         generation, value = self._cached.get(name, (None, None))
         return value if generation == self.generation else None
 
+    def of_clean(self, key: tuple, compute: Callable[[], Any]) -> Any:
+        """``compute()`` for the clean run, kept while that run is (the last 16 keys): answers about the clean run
+        do not change with the interventions."""
+        if key not in self._clean_memo:
+            self._clean_memo[key] = compute()
+            while len(self._clean_memo) > 16:
+                self._clean_memo.popitem(last=False)
+        self._clean_memo.move_to_end(key)
+        return self._clean_memo[key]
+
     # -- changes -------------------------------------------------------------------------
     def apply(self, interventions: Intervention | Iterable[Intervention]) -> None:
         """Make ``interventions`` current: re-run from the earliest intervened block (on any error the previous
@@ -340,6 +370,7 @@ class Session:
             return
         if stale:
             self._clean = self.model.rerun(self.clean_run, (), capture=self.capture)
+            self._clean_memo.clear()
             log.info("the model's weights changed since this view's runs: the clean run was computed again")
         self.run = self.clean_run.rerun(ivs, capture=self.capture) if ivs else self.clean_run
         live = {id(self.run), id(self._clean)}  # logits of runs no longer shown go (an id is unique while alive)
@@ -369,6 +400,7 @@ class Session:
         except Exception as error:  # shown in the widget; the kernel and the current run are untouched
             log.debug("repwidget message failed", exc_info=True)
             self.error = protocol.cut(str(error), 2 * protocol.QUOTE)
+            self.error_from = "get" if isinstance(content, dict) and content.get("type") == "get" else "command"
             return [({"type": "error", "id": request_id, "message": self.error}, [])]
 
     def _command(self, request_id: Any, kind: str, content: dict[str, Any]) -> list[Message]:

@@ -94,8 +94,19 @@ class RunWidget(anywidget.AnyWidget):
         return self._session.model
 
     def select(self, **changes: Any) -> None:
-        """Change the shared selection from Python (``token``, ``layer``, ``head``, ``neuron``, ``sae``,
-        ``feature``); the views follow. Indices are checked against the model and the prompt."""
+        """Change the selection from Python; the views follow. Indices are checked against the model and the prompt.
+
+        ``token`` (a position), ``layer`` (of the neurons, the logit lens and the probes), ``head`` (the attention
+        head shown: ``head=(layer, head)``, or ``layer=..., head=...`` together), ``neuron`` (of ``layer``),
+        ``sae`` and ``feature``.
+        """
+        head = changes.get("head")
+        if isinstance(head, (tuple, list)):
+            if len(head) != 2:
+                raise ValueError(f"head=(layer, head) takes two ints, got {head!r:.60}")
+            changes["head_layer"], changes["head"] = head
+        elif head is not None and "layer" in changes and "head_layer" not in changes:
+            changes["head_layer"] = changes["layer"]
         self.selection = self._session.check_selection({**self.selection, **changes})
 
     def _sync(self) -> None:
@@ -104,6 +115,7 @@ class RunWidget(anywidget.AnyWidget):
         if self.generation != session.generation:
             self.intervention_list = session.listed()
             self.generation = session.generation
+        self.shape = session.shape()  # e.g. mean ablation became available after model.set_reference(...)
         self.error = session.error
 
     def set_state(self, sync_data: dict[str, Any]) -> None:
@@ -141,6 +153,11 @@ class RunWidget(anywidget.AnyWidget):
     @t.observe("mode")
     def _clear_error(self, _change: Any) -> None:
         self.error = self._session.error = ""  # an error about the old mode no longer applies
+
+    @t.observe("selection")
+    def _clear_request_error(self, _change: Any) -> None:
+        if self._session.error_from == "get":
+            self.error = self._session.error = ""  # an answer the last selection could not get
 
     def save_html(self, path: str | Path, title: str | None = None, max_bytes: int = 8_000_000) -> Path:
         """Save the views as they are now in one self-contained HTML file (no CDN, no kernel).

@@ -1,14 +1,19 @@
-// Attention: a layer x head grid of thumbnails with head scores; the selected head's pattern as a
-// canvas heatmap (pooled overview with zoom for long prompts); hovering a query shows where it attends.
+// Attention: a layer x head grid of thumbnails with head scores (sized to the panel), and the selected head's
+// pattern as a canvas heatmap (pooled overview with zoom for long prompts). A click on a head selects it (its
+// pattern shows); shift+click, or the ablate button beside its scores, toggles its ablation. Arrow keys move
+// the selected head in the grid, and the query (the selected token) and a key cursor in the pattern.
 import { at, type Tensor } from "../codec";
 import { maxOf, paintMatrix } from "../colour";
-import { h, panel, showToken } from "../dom";
+import { arrowStep, colourBar, h, labelled, onResize, panel, showToken, track, wantsIntervention } from "../dom";
+import { thumbSize } from "../layout";
 import type { Store } from "../store";
 
 /** Token labels along the pattern's axes up to this many rows. */
 const MAX_LABELS = 48;
+/** The pattern's side at most, in pixels (smaller when the panel is narrower). */
+const PATTERN = 320;
 
-const LABELS: Record<string, string> = {
+export const SCORE_LABELS: Record<string, string> = {
   previous_token: "previous token",
   induction: "induction",
   duplicate_token: "duplicate token",
@@ -31,6 +36,14 @@ export function cellAt(view: PatternView, row: number, col: number): { query: nu
   };
 }
 
+/** The pixel (row, col) of a pattern reply that shows (query, key), or null outside its window. */
+export function pixelOf(view: PatternView, query: number, key: number): { row: number; col: number } | null {
+  const [q0, q1, k0, k1] = view.window;
+  if (query < q0 || query >= q1 || key < k0 || key >= k1) return null;
+  const [rows, cols] = view.values.shape;
+  return { row: Math.floor(((query - q0) * rows) / (q1 - q0)), col: Math.floor(((key - k0) * cols) / (k1 - k0)) };
+}
+
 /** The attention row of `query` over every key position, as far as the reply shows it (0 outside). */
 export function attentionRow(view: PatternView, query: number, nTokens: number): Float32Array | null {
   const [q0, q1, k0, k1] = view.window;
@@ -42,102 +55,189 @@ export function attentionRow(view: PatternView, query: number, nTokens: number):
   return out;
 }
 
+/** The score to show first: the one whose values differ most between heads (so it says something on this prompt:
+ * induction on a repeated sequence, not 0.00 everywhere on an ordinary one); "first token" only if nothing else
+ * varies, since most heads of most models park attention on the first token. */
+export function defaultScore(scores: Tensor, names: string[]): string {
+  const per = scores.data.length / Math.max(1, names.length);
+  let best = names[0];
+  let spread = -1;
+  names.forEach((name, i) => {
+    const values = Array.from(scores.data.subarray(i * per, (i + 1) * per) as Float32Array);
+    const mean = values.reduce((a, b) => a + b, 0) / values.length;
+    const sd = Math.sqrt(values.reduce((a, b) => a + (b - mean) ** 2, 0) / values.length);
+    const weight = name === "first_token" ? 0.25 : 1;
+    if (sd * weight > spread) {
+      spread = sd * weight;
+      best = name;
+    }
+  });
+  return best;
+}
+
 export function mountAttention(el: HTMLElement, store: Store): void {
   const { n_layers, n_heads, n_tokens, max_side = 512 } = store.shape;
-  const { root, body } = panel("Attention", "rw-attention-view");
+  const parts = panel("Attention", "rw-attention-view", store);
+  const { root, body } = parts;
   el.appendChild(root);
 
   const picker = h("select", { class: "rw-score-picker", title: "head score shown under each thumbnail" });
-  for (const [value, label] of Object.entries(LABELS)) {
+  for (const [value, label] of Object.entries(SCORE_LABELS)) {
     const option = h("option", { text: label });
     option.value = value;
     picker.appendChild(option);
   }
-  picker.value = "induction";
-  const grid = h("div", { class: "rw-head-grid" });
+  let picked = false; // the reader chose a score: keep it
+  const grid = h("div", { class: "rw-head-grid", attrs: { role: "group", "aria-label": "attention heads: arrow keys move the selected head" } });
   grid.style.gridTemplateColumns = `auto repeat(${n_heads}, auto)`;
   const cells: HTMLButtonElement[][] = [];
   grid.appendChild(h("span"));
-  for (let head = 0; head < n_heads; head++) grid.appendChild(h("span", { class: "rw-axis", text: `H${head}` }));
+  for (let head = 0; head < n_heads; head++) grid.appendChild(h("span", { class: "rw-axis", text: `H${head}`, attrs: { "aria-hidden": "true" } }));
   for (let layer = 0; layer < n_layers; layer++) {
-    grid.appendChild(h("span", { class: "rw-axis", text: `L${layer}` }));
+    grid.appendChild(h("span", { class: "rw-axis", text: `L${layer}`, attrs: { "aria-hidden": "true" } }));
     cells.push([]);
     for (let head = 0; head < n_heads; head++) {
-      const cell = h("button", { class: "rw-head", data: { rwHead: `${layer}.${head}`, rwLayer: layer } }, [
-        h("canvas", { class: "rw-thumb" }),
-        h("span", { class: "rw-score" }),
+      const cell = h("button", { class: "rw-head", data: { rwHead: `${layer}.${head}`, rwLayer: layer }, attrs: { tabindex: -1 } }, [
+        h("canvas", { class: "rw-thumb", attrs: { "aria-hidden": "true" } }),
+        h("span", { class: "rw-score", attrs: { "aria-hidden": "true" } }),
       ]);
       cells[layer].push(cell);
       grid.appendChild(cell);
     }
   }
 
-  const title = h("div", { class: "rw-caption" });
-  const canvas = h("canvas", { class: "rw-pattern", data: { rwPattern: "" } });
-  const keyLabels = h("div", { class: "rw-key-labels" });
-  const queryLabels = h("div", { class: "rw-query-labels" });
-  const plot = h("div", { class: "rw-plot" }, [h("span"), keyLabels, queryLabels, canvas]);
-  const info = h("div", { class: "rw-info", text: "hover the pattern: query \u2192 key" });
+  const headInfo = h("span", { class: "rw-caption", data: { rwHeadInfo: "" } });
+  const ablate = h("button", { class: "rw-small rw-ablate-button", data: { rwAblate: "head" } });
+  const selectedRow = h("div", { class: "rw-selected-head" }, [headInfo, ablate]);
+  const title = h("div", { class: "rw-caption", data: { rwPatternTitle: "" } });
+  const canvas = h("canvas", { class: "rw-pattern", data: { rwPattern: "" }, attrs: { tabindex: 0, role: "img" } });
+  const cursor = h("div", { class: "rw-pattern-cursor" });
+  const queryRow = h("div", { class: "rw-pattern-row" });
+  cursor.hidden = queryRow.hidden = true;
+  const box = h("div", { class: "rw-pattern-box" }, [canvas, queryRow, cursor]);
+  const keyLabels = h("div", { class: "rw-key-labels", attrs: { "aria-hidden": "true" } });
+  const queryLabels = h("div", { class: "rw-query-labels", attrs: { "aria-hidden": "true" } });
+  const plot = h("div", { class: "rw-plot" }, [h("span", { class: "rw-axis", text: "query \u2193 key \u2192" }), keyLabels, queryLabels, box]);
+  const info = h("div", { class: "rw-info", text: "hover the pattern (or focus it and use the arrow keys): query \u2192 key", attrs: { "aria-live": "polite" } });
+  const key = h("span");
   const reset = h("button", { class: "rw-small", text: "whole pattern" });
   reset.hidden = true;
-  const detail = h("div", { class: "rw-detail" }, [title, plot, info, reset]);
-  body.append(h("div", { class: "rw-row" }, [h("label", { text: "score " }, [picker])]), h("div", { class: "rw-split" }, [grid, detail]));
+  const detail = h("div", { class: "rw-detail" }, [title, plot, h("div", { class: "rw-row" }, [key, reset]), info]);
+  const hint = h("div", {
+    class: "rw-hint",
+    text: store.editable ? "click a head to see its pattern; shift+click (or the ablate button) ablates it" : "click a head to see its pattern",
+  });
+  body.append(h("div", { class: "rw-row" }, [labelled("score", picker)]), hint, selectedRow, h("div", { class: "rw-split" }, [grid, detail]));
 
-  let scores: Tensor | null = null;
-  let scoreNames: string[] = [];
+  let overview: { thumbs: Tensor; scores: Tensor; names: string[] } | null = null;
   let view: PatternView | null = null;
+  let scale = 1;
   let window: [number, number, number, number] | null = null;
+  let keyCursor: number | null = null;
+
+  const describe = (layer: number, head: number, ablated: boolean) => {
+    const which = overview ? overview.names.indexOf(picker.value) : -1;
+    const score = overview && which >= 0 ? `, ${SCORE_LABELS[picker.value] ?? picker.value} ${at(overview.scores, which, layer, head).toFixed(2)}` : "";
+    return `head ${layer}.${head}${score}${ablated ? ", ablated" : ""}`;
+  };
 
   const paintGrid = () => {
     const sel = store.selection;
-    const ablated = new Set(store.interventions.filter((iv) => iv.type === "ablate" && iv.head != null).map((iv) => `${iv.layer}.${iv.head}`));
-    const which = scoreNames.indexOf(picker.value);
+    const which = overview ? overview.names.indexOf(picker.value) : -1;
     cells.forEach((row, layer) =>
       row.forEach((cell, head) => {
-        cell.classList.toggle("rw-selected", layer === sel.layer && head === sel.head);
-        cell.classList.toggle("rw-ablated", ablated.has(`${layer}.${head}`));
-        if (scores && which >= 0) {
-          const parts = scoreNames.map((name, i) => `${LABELS[name] ?? name} ${at(scores!, i, layer, head).toFixed(2)}`);
-          cell.title = `head ${layer}.${head}${ablated.has(`${layer}.${head}`) ? " (ablated)" : ""}\n${parts.join("\n")}`;
-          (cell.lastChild as HTMLElement).textContent = at(scores, which, layer, head).toFixed(2);
+        const selected = layer === sel.head_layer && head === sel.head;
+        const ablated = store.ablated({ layer, head });
+        cell.classList.toggle("rw-selected", selected);
+        cell.classList.toggle("rw-ablated", ablated);
+        cell.setAttribute("aria-pressed", String(selected));
+        cell.tabIndex = selected ? 0 : -1;
+        cell.setAttribute("aria-label", describe(layer, head, ablated));
+        if (overview && which >= 0) {
+          const all = overview.names.map((name, i) => `${SCORE_LABELS[name] ?? name} ${at(overview!.scores, i, layer, head).toFixed(2)}`);
+          cell.title = `head ${layer}.${head}${ablated ? " (ablated)" : ""}\n${all.join("\n")}\nclick: select \u00b7 shift+click: ${ablated ? "restore" : "ablate"}`;
+          (cell.lastChild as HTMLElement).textContent = at(overview.scores, which, layer, head).toFixed(2);
         }
+      }),
+    );
+    const { head_layer: layer, head } = sel;
+    const ablated = store.ablated({ layer, head });
+    const all = overview ? overview.names.map((name, i) => `${SCORE_LABELS[name] ?? name} ${at(overview!.scores, i, layer, head).toFixed(2)}`) : [];
+    headInfo.textContent = `head ${layer}.${head}${all.length ? `: ${all.join(", ")}` : ""}${ablated ? " (ablated)" : ""}`;
+    ablate.hidden = !store.editable;
+    ablate.textContent = ablated ? `restore head ${layer}.${head}` : `ablate head ${layer}.${head}`;
+    ablate.setAttribute("aria-pressed", String(ablated));
+    ablate.setAttribute("aria-label", ablated ? `restore head ${layer}.${head}: remove its ablation` : `ablate head ${layer}.${head}`);
+  };
+
+  const paintThumbs = () => {
+    if (!overview) return;
+    const [, , rows, cols] = overview.thumbs.shape;
+    cells.forEach((row, layer) =>
+      row.forEach((cell, head) => {
+        const offset = (layer * n_heads + head) * rows * cols;
+        const values = overview!.thumbs.data.subarray(offset, offset + rows * cols);
+        paintMatrix(cell.firstChild as HTMLCanvasElement, values, rows, cols, maxOf(values, 1), store.palette);
       }),
     );
   };
 
   const fetchOverview = async () => {
-    const reply = await store.request("overview").catch(() => null);
+    const reply = await track(parts, store.request("overview")).catch(() => null);
     if (!reply) return;
-    const thumbs = reply.data.thumbs as Tensor;
-    scores = reply.data.scores as Tensor;
-    scoreNames = reply.data.score_names as string[];
-    const [, , rows, cols] = thumbs.shape;
-    cells.forEach((row, layer) =>
-      row.forEach((cell, head) => {
-        const offset = (layer * n_heads + head) * rows * cols;
-        const values = thumbs.data.subarray(offset, offset + rows * cols);
-        paintMatrix(cell.firstChild as HTMLCanvasElement, values, rows, cols, maxOf(values, 1));
-      }),
-    );
+    overview = { thumbs: reply.data.thumbs as Tensor, scores: reply.data.scores as Tensor, names: reply.data.score_names as string[] };
+    if (!picked) picker.value = defaultScore(overview.scores, overview.names);
+    paintThumbs();
     paintGrid();
   };
 
+  /** The selected query's row and the key cursor drawn over the pattern. */
+  const paintMarks = () => {
+    if (!view) return;
+    const [rows, cols] = view.values.shape;
+    const query = store.selection.token;
+    const mark = pixelOf(view, query, view.window[2]);
+    queryRow.hidden = mark === null;
+    if (mark) {
+      queryRow.style.top = `${(100 * mark.row) / rows}%`;
+      queryRow.style.height = `${100 / rows}%`;
+    }
+    const spot = keyCursor === null ? null : pixelOf(view, query, keyCursor);
+    cursor.hidden = spot === null;
+    if (spot) {
+      cursor.style.top = `${(100 * spot.row) / rows}%`;
+      cursor.style.left = `${(100 * spot.col) / cols}%`;
+      cursor.style.width = `${100 / cols}%`;
+      cursor.style.height = `${100 / rows}%`;
+    }
+    queryLabels.querySelectorAll<HTMLElement>("[data-rw-token]").forEach((l) => l.classList.toggle("rw-selected", Number(l.dataset.rwToken) === query));
+  };
+
+  const paintPattern = () => {
+    if (!view) return;
+    const [rows, cols] = view.values.shape;
+    paintMatrix(canvas, view.values.data, rows, cols, scale, store.palette);
+    key.replaceChildren(colourBar(store.palette, "sequential", "0", scale.toFixed(2), "attention"));
+    paintMarks();
+  };
+
   const fetchPattern = async () => {
-    const { layer, head } = store.selection;
+    const { head_layer: layer, head } = store.selection;
     const args: Record<string, unknown> = { layer, head };
     if (window) args.window = window;
-    const reply = await store.request("pattern", args).catch(() => null);
+    const reply = await track(parts, store.request("pattern", args)).catch(() => null);
     if (!reply) return;
     const values = reply.data.pattern as Tensor;
     view = { values, window: reply.data.window };
+    scale = maxOf(values.data);
     const [rows, cols] = values.shape;
-    const scale = maxOf(values.data);
-    paintMatrix(canvas, values.data, rows, cols, scale);
     const [q0, q1, k0, k1] = view.window;
     labels(q0, k0, rows, cols, !reply.data.pooled);
+    paintPattern();
     const part = window ? `queries ${q0}-${q1 - 1}, keys ${k0}-${k1 - 1}` : `${n_tokens} x ${n_tokens}`;
-    title.textContent = `head ${layer}.${head}: ${part}${reply.data.pooled ? " (pooled; click to zoom)" : ""}, darkest = ${scale.toFixed(2)}`;
+    title.textContent = `pattern of head ${layer}.${head}: ${part}${reply.data.pooled ? " (pooled; click to zoom)" : ""}`;
     canvas.dataset.rwPattern = `${layer}.${head}`;
+    canvas.setAttribute("aria-label", `attention pattern of head ${layer}.${head}, ${part}: up and down move the query (the selected token), left and right the key`);
     reset.hidden = window === null;
   };
 
@@ -162,42 +262,92 @@ export function mountAttention(el: HTMLElement, store: Store): void {
   keyLabels.addEventListener("click", clickLabel);
 
   const pixel = (event: MouseEvent) => {
-    const box = canvas.getBoundingClientRect();
-    if (!view || box.width === 0) return null;
+    const rect = canvas.getBoundingClientRect();
+    if (!view || rect.width === 0) return null;
     const [rows, cols] = view.values.shape;
-    const row = Math.floor(((event.clientY - box.top) / box.height) * rows);
-    const col = Math.floor(((event.clientX - box.left) / box.width) * cols);
+    const row = Math.floor(((event.clientY - rect.top) / rect.height) * rows);
+    const col = Math.floor(((event.clientX - rect.left) / rect.width) * cols);
     if (row < 0 || col < 0 || row >= rows || col >= cols) return null;
     return { row, col, ...cellAt(view, row, col) };
   };
+  const readout = (query: number, keyPos: number, value: number) => {
+    const tokens = store.tokens;
+    info.textContent = `query ${query} "${showToken(tokens[query] ?? "")}" \u2192 key ${keyPos} "${showToken(tokens[keyPos] ?? "")}": ${value.toFixed(3)}`;
+  };
 
+  const selectHead = (layer: number, head: number) => store.select({ head_layer: layer, head });
   grid.addEventListener("click", (event) => {
     const cell = (event.target as HTMLElement).closest("[data-rw-head]") as HTMLElement | null;
     if (!cell) return;
     const [layer, head] = cell.dataset.rwHead!.split(".").map(Number);
-    store.select({ layer, head });
-    if (store.editable && store.action === "ablate") store.toggle({ layer, head });
+    selectHead(layer, head);
+    if (store.editable && wantsIntervention(event)) store.toggle({ layer, head }, cell);
   });
-  picker.addEventListener("change", paintGrid);
+  grid.addEventListener("keydown", (event) => {
+    const { head_layer: layer, head } = store.selection;
+    if ((event.key === "Enter" || event.key === " ") && event.shiftKey && store.editable) {
+      event.preventDefault();
+      store.toggle({ layer, head }, cells[layer][head]);
+      return;
+    }
+    const step = arrowStep(event);
+    if (!step) return;
+    event.preventDefault();
+    const next = step.home
+      ? [0, 0]
+      : step.end
+        ? [n_layers - 1, n_heads - 1]
+        : [Math.max(0, Math.min(n_layers - 1, layer + step.dy)), Math.max(0, Math.min(n_heads - 1, head + step.dx))];
+    selectHead(next[0], next[1]);
+    cells[next[0]][next[1]].focus();
+  });
+  ablate.addEventListener("click", () => {
+    const { head_layer: layer, head } = store.selection;
+    store.toggle({ layer, head }, ablate);
+  });
+  picker.addEventListener("change", () => {
+    picked = true;
+    paintGrid();
+  });
   canvas.addEventListener("mousemove", (event) => {
     const p = pixel(event);
     if (!p || !view) return;
-    const tokens = store.tokens;
-    const value = at(view.values, p.row, p.col);
-    info.textContent = `query ${p.query} "${showToken(tokens[p.query] ?? "")}" \u2192 key ${p.key} "${showToken(tokens[p.key] ?? "")}": ${value.toFixed(3)}`;
+    readout(p.query, p.key, at(view.values, p.row, p.col));
     const values = attentionRow(view, p.query, n_tokens);
     if (values) store.emit("attend-row", { values, query: p.query });
   });
   canvas.addEventListener("mouseleave", () => store.emit("attend-row", null));
   canvas.addEventListener("click", (event) => {
     const p = pixel(event);
-    if (!p || n_tokens <= max_side) return;
+    if (!p) return;
+    if (n_tokens <= max_side) {
+      store.select({ token: p.query }); // the query's predictions, lens and neurons
+      return;
+    }
     const side = Math.min(256, max_side);
     const start = (i: number) => Math.max(0, Math.min(n_tokens - side, i - side / 2));
     const q0 = start(p.query);
     const k0 = start(p.key);
     window = [q0, q0 + side, k0, k0 + side];
     void fetchPattern();
+  });
+  canvas.addEventListener("keydown", (event) => {
+    const step = arrowStep(event);
+    if (!step || !view) return;
+    event.preventDefault();
+    const query = step.home ? 0 : step.end ? n_tokens - 1 : Math.max(0, Math.min(n_tokens - 1, store.selection.token + step.dy));
+    keyCursor = Math.max(0, Math.min(n_tokens - 1, (keyCursor ?? query) + step.dx));
+    if (query !== store.selection.token) store.select({ token: query });
+    const spot = pixelOf(view, query, keyCursor);
+    if (spot) readout(query, keyCursor, at(view.values, spot.row, spot.col));
+    const values = attentionRow(view, query, n_tokens);
+    store.emit("attend-row", values ? { values, query } : null);
+    paintMarks();
+  });
+  canvas.addEventListener("blur", () => {
+    keyCursor = null;
+    paintMarks();
+    store.emit("attend-row", null);
   });
   reset.addEventListener("click", () => {
     window = null;
@@ -208,20 +358,38 @@ export function mountAttention(el: HTMLElement, store: Store): void {
     store.emit("attend-row", values ? { values, query } : null);
   });
 
-  let head = `${store.selection.layer}.${store.selection.head}`;
+  /** Thumbnails and the pattern sized to the panel: a 12 x 12 or 30 x 9 model's grid fits its width. */
+  const fit = () => {
+    const width = body.getBoundingClientRect().width;
+    if (!width) return;
+    const { side, scores } = thumbSize(width, n_heads, n_layers);
+    grid.style.setProperty("--rw-thumb", `${side}px`);
+    grid.dataset.rwScores = scores ? "on" : "off";
+    const labelRoom = n_tokens <= MAX_LABELS ? 70 : 10;
+    plot.style.setProperty("--rw-pattern", `${Math.max(160, Math.min(PATTERN, width - labelRoom))}px`);
+  };
+  store.on("dispose", onResize(body, fit));
+  fit();
+
+  let head = `${store.selection.head_layer}.${store.selection.head}`;
   store.on("selection", () => {
-    const now = `${store.selection.layer}.${store.selection.head}`;
+    const now = `${store.selection.head_layer}.${store.selection.head}`;
     if (now !== head) {
       head = now;
       window = null;
       void fetchPattern();
     }
     paintGrid();
+    paintMarks();
   });
   store.on("intervention_list", paintGrid);
   store.on("generation", () => {
     void fetchOverview();
     void fetchPattern();
+  });
+  store.on("theme", () => {
+    paintThumbs();
+    paintPattern();
   });
   void fetchOverview();
   void fetchPattern();

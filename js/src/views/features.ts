@@ -1,14 +1,20 @@
-// SAE features: the features most active at the selected token; click one to select it (its
-// activation colours the tokens) and toggle its ablation; steer with it by a strength slider; its
-// top contexts over the explorer's texts.
+// SAE features: the features most active at the selected token. A click selects one (its activation colours
+// the tokens, its top contexts show below); shift+click or the ablate button toggles its ablation, and the
+// slider steers with it (the scale multiplies its decoder vector, as in the chip). Ablated features stay listed.
 import type { Tensor } from "../codec";
-import { h, panel, showToken, slider } from "../dom";
+import { css, ink, sequential } from "../colour";
+import { h, labelled, panel, showToken, slider, track, wantsIntervention } from "../dom";
 import { setSteer } from "../interventions";
 import type { Reply, Store } from "../store";
 
+function scaleText(value: number): string {
+  return `\u00d7 ${value}`;
+}
+
 export function mountFeatures(el: HTMLElement, store: Store): void {
   const saes = store.saes;
-  const { root, body } = panel("SAE features", "rw-features-view");
+  const parts = panel("SAE features", "rw-features-view", store);
+  const { root, body } = parts;
   el.appendChild(root);
   const picker = h("select", { class: "rw-sae-picker", title: "which SAE" });
   saes.forEach((sae, i) => {
@@ -17,15 +23,17 @@ export function mountFeatures(el: HTMLElement, store: Store): void {
     picker.appendChild(option);
   });
   const caption = h("div", { class: "rw-caption" });
-  const list = h("div", { class: "rw-neuron-list" });
+  const list = h("div", { class: "rw-neuron-list", attrs: { role: "group", "aria-label": "SAE features" } });
+  const ablate = h("button", { class: "rw-small rw-ablate-button", data: { rwAblate: "feature" } });
   const { input: strengthInput, label: strength } = slider(
     { min: -20, max: 20, step: 0.5, value: 4 },
-    { title: "steering strength", data: { rwSteer: "" } },
+    { title: "steering scale: the feature's decoder vector times this", data: { rwSteer: "" }, label: "steering scale" },
+    scaleText,
   );
   const steer = h("button", { class: "rw-small", text: "steer", data: { rwSteerApply: "" } });
-  const steerRow = h("div", { class: "rw-row" }, [h("span", { class: "rw-axis", text: "steer with the selected feature " }), strengthInput, strength, steer]);
+  const steerRow = h("div", { class: "rw-row" }, [ablate, h("span", { class: "rw-axis", text: "steer with it " }), strengthInput, strength, steer]);
   const dashboard = h("div", { class: "rw-dashboard" });
-  body.append(h("div", { class: "rw-row" }, [picker]), caption, list, steerRow, dashboard);
+  body.append(h("div", { class: "rw-row" }, [labelled("SAE", picker)]), caption, list, steerRow, dashboard);
   if (!store.editable) steerRow.hidden = true;
 
   let top: { indices: Tensor; values: Tensor; position: number } | null = null;
@@ -35,23 +43,34 @@ export function mountFeatures(el: HTMLElement, store: Store): void {
     const sel = store.selection;
     const sae = current();
     picker.value = String(sel.sae ?? 0);
-    steerRow.hidden = !store.editable || sel.feature == null;
-    if (!top || !sae) return;
     const which = sel.sae ?? 0;
-    const ablated = new Set(store.interventions.filter((iv) => iv.type === "ablate" && iv.sae === which).map((iv) => iv.feature));
+    steerRow.hidden = !store.editable || sel.feature == null;
+    if (sel.feature != null) {
+      const on = store.ablated({ sae: which, feature: sel.feature });
+      ablate.textContent = on ? `restore f${sel.feature}` : `ablate f${sel.feature}`;
+      ablate.setAttribute("aria-pressed", String(on));
+      ablate.setAttribute("aria-label", on ? `restore SAE feature ${sel.feature}: remove its ablation` : `ablate SAE feature ${sel.feature}`);
+      steer.setAttribute("aria-label", `steer with SAE feature ${sel.feature} at the scale set`);
+    }
+    if (!top || !sae) return;
+    const ablated = store.interventions.filter((iv) => iv.type === "ablate" && iv.sae === which).map((iv) => iv.feature as number);
     const steered = new Set(store.interventions.filter((iv) => iv.type === "steer" && iv.sae === which).map((iv) => iv.feature));
-    caption.textContent = top.indices.data.length
-      ? `most active at position ${top.position} (click: ${store.editable && store.action === "ablate" ? "ablate" : "select"})`
-      : `no feature is active at position ${top.position}`;
+    caption.textContent = top.indices.data.length ? `most active at position ${top.position}` : `no feature is active at position ${top.position}`;
+    const listed = Array.from(top.indices.data, (index, i) => ({ index, value: top!.values.data[i] as number | null }));
+    for (const index of ablated) if (!listed.some((item) => item.index === index)) listed.push({ index, value: null });
     list.replaceChildren(
-      ...Array.from(top.indices.data, (index, i) => {
+      ...listed.map(({ index, value }) => {
+        const isAblated = ablated.includes(index);
+        const label = `SAE feature ${index}${value === null ? "" : `, activation ${value.toFixed(2)}`}${isAblated ? ", ablated" : ""}${steered.has(index) ? ", steered" : ""}`;
         const button = h("button", {
           class: "rw-neuron rw-feature",
-          text: `f${index}  ${(top!.values.data[i] as number).toFixed(2)}`,
-          data: { rwFeature: index, rwSae: sel.sae ?? 0 },
+          text: value === null ? `f${index}  ablated` : `f${index}  ${value.toFixed(2)}`,
+          title: `${label}\nclick: select · shift+click: ${isAblated ? "restore" : "ablate"}`,
+          data: { rwFeature: index, rwSae: which },
+          attrs: { "aria-label": label, "aria-pressed": String(sel.feature === index) },
         });
         button.classList.toggle("rw-selected", sel.feature === index);
-        button.classList.toggle("rw-ablated", ablated.has(index));
+        button.classList.toggle("rw-ablated", isAblated);
         button.classList.toggle("rw-steered", steered.has(index));
         return button;
       }),
@@ -60,7 +79,7 @@ export function mountFeatures(el: HTMLElement, store: Store): void {
 
   const fetch = async () => {
     const { sae, token } = store.selection;
-    const reply = await store.request("features", { sae: sae ?? 0, position: token }).catch(() => null);
+    const reply = await track(parts, store.request("features", { sae: sae ?? 0, position: token })).catch(() => null);
     if (!reply) return;
     top = reply.data as typeof top;
     paint();
@@ -76,19 +95,21 @@ export function mountFeatures(el: HTMLElement, store: Store): void {
       const line = h("div", { class: "rw-context" });
       tokens.forEach((token, i) => {
         const span = h("span", { class: "rw-ctx-token", text: showToken(token), title: values[offset + i].toFixed(3) });
-        span.style.background = `rgba(230, 126, 34, ${Math.max(0, values[offset + i]) / peak})`;
+        const rgb = sequential(Math.max(0, values[offset + i]) / peak, store.palette);
+        span.style.background = css(rgb);
+        span.style.color = ink(rgb);
         line.appendChild(span);
       });
       offset += tokens.length;
       return line;
     });
-    const parts: Node[] = [
+    const shown: Node[] = [
       h("div", { class: "rw-caption", text: `feature ${d.index}: active on ${(100 * d.density).toFixed(2)}% of tokens; top contexts:` }),
       ...rows,
     ];
-    if (d.boosted.length) parts.push(h("div", { class: "rw-caption", text: `boosts: ${d.boosted.map(showToken).join(" ")}` }));
-    if (d.suppressed.length) parts.push(h("div", { class: "rw-caption", text: `suppresses: ${d.suppressed.map(showToken).join(" ")}` }));
-    dashboard.replaceChildren(...parts);
+    if (d.boosted.length) shown.push(h("div", { class: "rw-caption", text: `boosts: ${d.boosted.map(showToken).join(" ")}` }));
+    if (d.suppressed.length) shown.push(h("div", { class: "rw-caption", text: `suppresses: ${d.suppressed.map(showToken).join(" ")}` }));
+    dashboard.replaceChildren(...shown);
   };
 
   const fetchDashboard = () => {
@@ -97,7 +118,7 @@ export function mountFeatures(el: HTMLElement, store: Store): void {
       dashboard.replaceChildren();
       return;
     }
-    store.request("dashboard", { sae: sae ?? 0, index: feature }).then(showDashboard, () => undefined);
+    track(parts, store.request("dashboard", { sae: sae ?? 0, index: feature })).then(showDashboard, () => undefined);
   };
 
   picker.addEventListener("change", () => store.select({ sae: Number(picker.value), feature: null }));
@@ -106,12 +127,16 @@ export function mountFeatures(el: HTMLElement, store: Store): void {
     if (!button) return;
     const feature = Number(button.dataset.rwFeature);
     store.select({ feature, neuron: null });
-    if (store.editable && store.action === "ablate") store.toggle({ sae: store.selection.sae ?? 0, feature });
+    if (store.editable && wantsIntervention(event)) store.toggle({ sae: store.selection.sae ?? 0, feature }, button);
+  });
+  ablate.addEventListener("click", () => {
+    const feature = store.selection.feature;
+    if (feature != null) store.toggle({ sae: store.selection.sae ?? 0, feature }, ablate);
   });
   steer.addEventListener("click", () => {
     const feature = store.selection.feature;
     if (feature == null) return;
-    store.setInterventions(setSteer(store.interventions, store.selection.sae ?? 0, feature, Number(strengthInput.value)));
+    store.setInterventions(setSteer(store.interventions, store.selection.sae ?? 0, feature, Number(strengthInput.value)), steer);
   });
   let last = "";
   let lastFeature = "";
@@ -130,6 +155,7 @@ export function mountFeatures(el: HTMLElement, store: Store): void {
     paint();
   });
   store.on("intervention_list", paint);
+  store.on("theme", () => void fetchDashboard());
   store.on("generation", () => void fetch());
   last = `${store.selection.sae}/${store.selection.token}`;
   lastFeature = `${store.selection.sae}/${store.selection.feature}`;

@@ -1,7 +1,10 @@
-// Logit lens: for positions around the selected token, the top next token after every layer.
+// Logit lens: for positions around the selected token, the top next token after every layer (the top row is the
+// model's output). With interventions it shows the intervened run or, toggled, the clean one; cells whose top token
+// differs between the two are underlined. The selected position's column is always scrolled into view; arrow keys
+// move the selection (left/right: position, up/down: layer).
 import { at, type Tensor } from "../codec";
 import { css, ink, sequential } from "../colour";
-import { h, panel, showToken } from "../dom";
+import { arrowStep, colourBar, h, keepInView, onResize, panel, showToken, track } from "../dom";
 import type { Store } from "../store";
 
 /** How many positions the lens shows at once, around the selected token (the kernel's `shape.lens_width`). */
@@ -13,20 +16,51 @@ export function lensWindow(token: number, n: number, width = LENS_WIDTH): [numbe
   return [Math.max(0, start), Math.min(n, Math.max(0, start) + width)];
 }
 
+interface LensReply {
+  ids: Tensor;
+  probs: Tensor;
+  clean_ids?: Tensor;
+  clean_probs?: Tensor;
+  start: number;
+  vocab: Record<string, string>;
+}
+
 export function mountLens(el: HTMLElement, store: Store): void {
   const { n_layers, n_tokens, lens_width = LENS_WIDTH } = store.shape;
-  const { root, body } = panel("Logit lens", "rw-lens-view");
+  const parts = panel("Logit lens", "rw-lens-view", store);
+  const { root, body } = parts;
   el.appendChild(root);
-  const table = h("table", { class: "rw-lens" });
-  body.append(h("div", { class: "rw-caption", text: "top next token after each layer (colour: its probability)" }), table);
-  let shown: { ids: Tensor; probs: Tensor; start: number; vocab: Record<string, string> } | null = null;
+  const table = h("table", {
+    class: "rw-lens",
+    attrs: { role: "grid", "aria-label": "logit lens: the top next token after each layer; arrow keys move the selection" },
+  });
+  const scroll = h("div", { class: "rw-lens-scroll" }, [table]);
+  const showing = { run: "intervened" as "intervened" | "clean" };
+  const buttons = (["intervened", "clean"] as const).map((run) =>
+    h("button", { text: run, data: { rwLensRun: run }, attrs: { "aria-pressed": String(run === showing.run) } }),
+  );
+  const toggle = h("span", { class: "rw-toggle", attrs: { role: "group", "aria-label": "which run the lens shows" } }, buttons);
+  const bar = h("span");
+  const caption = h("div", { class: "rw-caption", text: "top next token after each layer (the top row is the model's output); colour: its probability" });
+  body.append(h("div", { class: "rw-row" }, [caption, toggle, bar]), scroll);
+  let shown: LensReply | null = null;
 
   const paint = () => {
     if (!shown) return;
+    const hadFocus = table.contains(document.activeElement);
     const sel = store.selection;
     const tokens = store.tokens;
     const width = shown.ids.shape[1];
-    const header = h("tr", {}, [h("th")]);
+    const both = shown.clean_ids !== undefined;
+    toggle.hidden = !both;
+    if (!both) showing.run = "intervened";
+    buttons.forEach((b) => b.setAttribute("aria-pressed", String(b.dataset.rwLensRun === showing.run)));
+    const ids = showing.run === "clean" && both ? shown.clean_ids! : shown.ids;
+    const probs = showing.run === "clean" && both ? shown.clean_probs! : shown.probs;
+    const other = both ? (showing.run === "clean" ? shown.ids : shown.clean_ids!) : null;
+    const otherProbs = both ? (showing.run === "clean" ? shown.probs : shown.clean_probs!) : null;
+    bar.replaceChildren(colourBar(store.palette, "sequential", "0", "1", "p"));
+    const header = h("tr", {}, [h("th", { class: "rw-lens-layer", text: "" })]);
     for (let i = 0; i < width; i++) {
       const pos = shown.start + i;
       const th = h("th", { class: "rw-lens-token", text: showToken(tokens[pos] ?? ""), title: `position ${pos}`, data: { rwToken: pos } });
@@ -35,34 +69,53 @@ export function mountLens(el: HTMLElement, store: Store): void {
     }
     const rows = [header];
     for (let layer = n_layers - 1; layer >= 0; layer--) {
-      const tr = h("tr", {}, [h("th", { class: "rw-axis", text: `L${layer}`, data: { rwLayer: layer } })]);
+      const tr = h("tr", { class: layer === n_layers - 1 ? "rw-lens-output" : "" }, [
+        h("th", { class: "rw-lens-layer rw-axis", text: `L${layer}`, data: { rwLayer: layer }, title: layer === n_layers - 1 ? "the last layer: the model's output" : `after block ${layer}` }),
+      ]);
       for (let i = 0; i < width; i++) {
         const pos = shown.start + i;
-        const id = at(shown.ids, layer, i);
-        const p = at(shown.probs, layer, i);
+        const id = at(ids, layer, i);
+        const p = at(probs, layer, i);
         const word = shown.vocab[String(id)] ?? String(id);
-        const rgb = sequential(p);
+        const rgb = sequential(p, store.palette);
+        const selected = pos === sel.token && layer === sel.layer;
+        let title = `after layer ${layer}, position ${pos}: "${word}" p=${p.toFixed(3)}`;
+        const changed = other !== null && at(other, layer, i) !== id;
+        if (other !== null && changed) {
+          const then = shown.vocab[String(at(other, layer, i))] ?? "?";
+          title += `; ${showing.run === "clean" ? "intervened" : "clean"}: "${then}" p=${at(otherProbs!, layer, i).toFixed(3)}`;
+        }
         const td = h("td", {
           class: "rw-lens-cell",
           text: showToken(word),
-          title: `after layer ${layer}, position ${pos}: "${word}" p=${p.toFixed(3)}`,
+          title,
           data: { rwLayer: layer, rwToken: pos },
+          attrs: { role: "gridcell", tabindex: selected ? 0 : -1, "aria-selected": String(selected), "aria-label": title },
         });
         td.style.background = css(rgb);
         td.style.color = ink(rgb);
-        td.classList.toggle("rw-selected", pos === sel.token && layer === sel.layer);
+        td.classList.toggle("rw-selected", selected);
+        td.classList.toggle("rw-changed", changed);
         tr.appendChild(td);
       }
       rows.push(tr);
     }
     table.replaceChildren(...rows);
+    // nothing focusable when the selected position's layer row is not shown: the selected column's top cell is
+    if (!table.querySelector('td[tabindex="0"]')) table.querySelector<HTMLElement>(`td[data-rw-token="${sel.token}"]`)?.setAttribute("tabindex", "0");
+    const frozen = (header.firstChild as HTMLElement).getBoundingClientRect().width;
+    scroll.dataset.rwStickyLeft = String(frozen);
+    scroll.style.scrollPaddingLeft = `${frozen}px`; // columns snap just right of the frozen layer labels
+    const column = table.querySelector<HTMLElement>(`th[data-rw-token="${sel.token}"]`);
+    keepInView(scroll, column);
+    if (hadFocus) table.querySelector<HTMLElement>('td[tabindex="0"]')?.focus({ preventScroll: true });
   };
 
   const fetch = async () => {
     const [start, stop] = lensWindow(store.selection.token, n_tokens, lens_width);
-    const reply = await store.request("lens", { start, stop }).catch(() => null);
+    const reply = await track(parts, store.request("lens", { start, stop })).catch(() => null);
     if (!reply) return;
-    shown = reply.data as typeof shown;
+    shown = reply.data as LensReply;
     paint();
   };
 
@@ -74,6 +127,21 @@ export function mountLens(el: HTMLElement, store: Store): void {
     if (cell.dataset.rwLayer !== undefined) change.layer = Number(cell.dataset.rwLayer);
     store.select(change);
   });
+  table.addEventListener("keydown", (event) => {
+    const step = arrowStep(event);
+    if (!step) return;
+    event.preventDefault();
+    const { token, layer } = store.selection;
+    const next = step.home ? 0 : step.end ? n_tokens - 1 : Math.max(0, Math.min(n_tokens - 1, token + step.dx));
+    store.select({ token: next, layer: Math.max(0, Math.min(n_layers - 1, layer - step.dy)) }); // up: a later layer
+    table.querySelector<HTMLElement>('td[tabindex="0"]')?.focus({ preventScroll: true });
+  });
+  toggle.addEventListener("click", (event) => {
+    const button = (event.target as HTMLElement).closest("[data-rw-lens-run]") as HTMLElement | null;
+    if (!button) return;
+    showing.run = button.dataset.rwLensRun as "intervened" | "clean";
+    paint();
+  });
   let window = lensWindow(store.selection.token, n_tokens, lens_width).join();
   store.on("selection", () => {
     const now = lensWindow(store.selection.token, n_tokens, lens_width).join();
@@ -83,5 +151,8 @@ export function mountLens(el: HTMLElement, store: Store): void {
     } else paint();
   });
   store.on("generation", () => void fetch());
+  store.on("theme", paint);
+  const stop = onResize(scroll, () => keepInView(scroll, table.querySelector<HTMLElement>(`th[data-rw-token="${store.selection.token}"]`)));
+  store.on("dispose", stop);
   void fetch();
 }

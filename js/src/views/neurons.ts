@@ -1,44 +1,70 @@
-// Neurons: pick a layer; the MLP neurons most active at the selected token. Click one to select it
-// (its activation colours the tokens) and to toggle its ablation.
+// Neurons: pick a layer; the MLP neurons most active at the selected token. A click selects one (its activation
+// colours the tokens); shift+click or the ablate button toggles its ablation. Ablated neurons stay listed.
 import type { Tensor } from "../codec";
-import { h, panel } from "../dom";
+import { h, panel, track, wantsIntervention } from "../dom";
 import type { Store } from "../store";
+
+/** The ablated neurons of `layer` in an interventions list. */
+export function ablatedNeurons(store: Store, layer: number): number[] {
+  return store.interventions
+    .filter((iv) => iv.type === "ablate" && iv.neuron != null && iv.layer === layer && iv.sae == null)
+    .map((iv) => iv.neuron as number);
+}
 
 export function mountNeurons(el: HTMLElement, store: Store): void {
   const { n_layers } = store.shape;
-  const { root, body } = panel("Neurons", "rw-neurons-view");
+  const parts = panel("Neurons", "rw-neurons-view", store);
+  const { root, body } = parts;
   el.appendChild(root);
-  const layers = h("div", { class: "rw-row" }, [h("span", { class: "rw-axis", text: "layer " })]);
+  const layers = h("div", { class: "rw-row", attrs: { role: "group", "aria-label": "neuron layer" } }, [h("span", { class: "rw-axis", text: "layer " })]);
   const layerButtons: HTMLButtonElement[] = [];
   for (let layer = 0; layer < n_layers; layer++) {
-    const button = h("button", { class: "rw-small rw-layer", text: String(layer), data: { rwLayer: layer } });
+    const button = h("button", { class: "rw-small rw-layer", text: String(layer), data: { rwLayer: layer }, attrs: { "aria-label": `neurons of layer ${layer}` } });
     layerButtons.push(button);
     layers.appendChild(button);
   }
   const caption = h("div", { class: "rw-caption" });
-  const list = h("div", { class: "rw-neuron-list" });
-  body.append(layers, caption, list);
+  const list = h("div", { class: "rw-neuron-list", attrs: { role: "group", "aria-label": "neurons" } });
+  const ablate = h("button", { class: "rw-small rw-ablate-button", data: { rwAblate: "neuron" } });
+  const selectedRow = h("div", { class: "rw-selected-head" }, [ablate]);
+  body.append(layers, caption, list, selectedRow);
 
   let top: { indices: Tensor; values: Tensor; layer: number; position: number } | null = null;
 
   const paint = () => {
     const sel = store.selection;
-    layerButtons.forEach((b, layer) => b.classList.toggle("rw-selected", layer === sel.layer));
+    layerButtons.forEach((b, layer) => {
+      b.classList.toggle("rw-selected", layer === sel.layer);
+      b.setAttribute("aria-pressed", String(layer === sel.layer));
+    });
+    const chosen = sel.neuron != null ? { layer: sel.layer, neuron: sel.neuron } : null;
+    selectedRow.hidden = !store.editable || chosen === null;
+    if (chosen) {
+      const on = store.ablated(chosen);
+      ablate.textContent = on ? `restore neuron ${chosen.layer}.${chosen.neuron}` : `ablate neuron ${chosen.layer}.${chosen.neuron}`;
+      ablate.setAttribute("aria-pressed", String(on));
+      ablate.setAttribute("aria-label", on ? `restore neuron ${chosen.layer}.${chosen.neuron}: remove its ablation` : `ablate neuron ${chosen.layer}.${chosen.neuron}`);
+    }
     if (!top) return;
-    const ablated = new Set(
-      store.interventions.filter((iv) => iv.type === "ablate" && iv.neuron != null).map((iv) => `${iv.layer}.${iv.neuron}`),
-    );
-    caption.textContent = `most active at position ${top.position}, layer ${top.layer} (click: ${store.editable && store.action === "ablate" ? "ablate" : "select"})`;
+    const layer = top.layer;
+    const ablated = ablatedNeurons(store, layer);
+    caption.textContent = `most active at position ${top.position}, layer ${layer}`;
+    const listed = Array.from(top.indices.data, (index, i) => ({ index, value: top!.values.data[i] as number | null }));
+    for (const index of ablated) if (!listed.some((item) => item.index === index)) listed.push({ index, value: null });
     list.replaceChildren(
-      ...Array.from(top.indices.data, (index, i) => {
-        const id = `${top!.layer}.${index}`;
+      ...listed.map(({ index, value }) => {
+        const isAblated = ablated.includes(index);
+        const text = value === null ? `n${index}  ablated` : `n${index}  ${value.toFixed(2)}`;
+        const label = `neuron ${layer}.${index}${value === null ? "" : `, activation ${value.toFixed(2)}`}${isAblated ? ", ablated" : ""}`;
         const button = h("button", {
           class: "rw-neuron",
-          text: `n${index}  ${(top!.values.data[i] as number).toFixed(2)}`,
-          data: { rwNeuron: id, rwLayer: top!.layer },
+          text,
+          title: `${label}\nclick: select · shift+click: ${isAblated ? "restore" : "ablate"}`,
+          data: { rwNeuron: `${layer}.${index}`, rwLayer: layer },
+          attrs: { "aria-label": label, "aria-pressed": String(sel.neuron === index && sel.layer === layer) },
         });
-        button.classList.toggle("rw-selected", sel.neuron === index && sel.layer === top!.layer);
-        button.classList.toggle("rw-ablated", ablated.has(id));
+        button.classList.toggle("rw-selected", sel.neuron === index && sel.layer === layer);
+        button.classList.toggle("rw-ablated", isAblated);
         return button;
       }),
     );
@@ -46,7 +72,7 @@ export function mountNeurons(el: HTMLElement, store: Store): void {
 
   const fetch = async () => {
     const { layer, token } = store.selection;
-    const reply = await store.request("neurons", { layer, position: token }).catch(() => null);
+    const reply = await track(parts, store.request("neurons", { layer, position: token })).catch(() => null);
     if (!reply) return;
     top = reply.data as typeof top;
     paint();
@@ -61,7 +87,11 @@ export function mountNeurons(el: HTMLElement, store: Store): void {
     if (!button) return;
     const [layer, neuron] = button.dataset.rwNeuron!.split(".").map(Number);
     store.select({ layer, neuron, feature: null });
-    if (store.editable && store.action === "ablate") store.toggle({ layer, neuron });
+    if (store.editable && wantsIntervention(event)) store.toggle({ layer, neuron }, button);
+  });
+  ablate.addEventListener("click", () => {
+    const { layer, neuron } = store.selection;
+    if (neuron != null) store.toggle({ layer, neuron }, ablate);
   });
   let last = "";
   store.on("selection", () => {

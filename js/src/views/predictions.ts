@@ -1,6 +1,12 @@
-// Predictions: the top next tokens at the selected position, clean and intervened side by side.
-import { h, panel, showToken } from "../dom";
+// Predictions: the top next tokens at the selected position; with interventions, clean and intervened side by
+// side (the clean table says where each clean favourite went, the intervened one how each token changed, in
+// percentage points and logits). Rows below half a percent that did not move are folded into one line.
+import { h, panel, showToken, track } from "../dom";
 import type { Reply, Store } from "../store";
+
+/** A row is listed when its probability or its change is at least this (at least MIN_ROWS are listed). */
+export const SHOWN = 0.005;
+const MIN_ROWS = 3;
 
 function pct(p: number): string {
   return `${(100 * p).toFixed(1)}%`;
@@ -10,40 +16,65 @@ function signed(v: number, digits: number, suffix = ""): string {
   return `${v >= 0 ? "+" : "\u2212"}${Math.abs(v).toFixed(digits)}${suffix}`;
 }
 
+/** A probability cell: the number over a bar as long as the probability. */
+function probability(p: number): HTMLTableCellElement {
+  const cell = h("td", { class: "rw-num rw-p", text: pct(p) });
+  const width = Math.round(100 * Math.max(0, Math.min(1, p)));
+  cell.style.background = `linear-gradient(to right, var(--rw-bar) ${width}%, transparent ${width}%)`;
+  return cell;
+}
+
+function changeClass(dp: number): string {
+  return Math.abs(dp) < 5e-4 ? "rw-num" : dp > 0 ? "rw-num rw-up" : "rw-num rw-down";
+}
+
 export function renderPredictions(body: HTMLElement, reply: Reply, tokens: string[], intervened: boolean): void {
   const { data } = reply;
   const k = data.ids.shape[1] as number;
-  const column = (row: number, title: string) => {
-    const table = h("table", { class: "rw-pred-table", data: { rwColumn: row === 0 ? "clean" : "intervened" } });
-    const head = h("tr", {}, [h("th", { text: title }), h("th", { text: "p" })]);
-    head.append(h("th", { text: "\u0394p" }), h("th", { text: "\u0394logit" }));
+  const column = (row: number) => {
+    const name = row === 0 ? "clean" : "intervened";
+    const table = h("table", { class: "rw-pred-table", data: { rwColumn: name } });
+    const head = h("tr", {}, [h("th", { text: intervened ? name : "next token" }), h("th", { text: "p" })]);
+    if (intervened && row === 0) head.append(h("th", { text: "\u2192 now", title: "its probability with the interventions" }));
+    if (intervened && row === 1)
+      head.append(
+        h("th", { text: "\u0394p", title: "change in probability, in percentage points (intervened minus clean)" }),
+        h("th", { text: "\u0394logit", title: "change in logit (intervened minus clean)" }),
+      );
     table.appendChild(head);
+    let folded = 0;
     for (let i = 0; i < k; i++) {
       const p = data.probs.data[row * k + i] as number;
-      const bar = h("span", { class: "rw-bar" });
-      bar.style.width = `${Math.round(60 * p)}px`;
-      const tr = h("tr", { data: { rwPrediction: i } }, [
-        h("td", { class: "rw-pred-token", text: showToken(data.tokens[row][i]) }),
-        h("td", { class: "rw-num" }, [bar, h("span", { text: pct(p) })]),
-      ]);
-      // for the clean top tokens and for the intervened ones alike: intervened minus clean
       const dp = data.delta_prob.data[row * k + i] as number;
       const dl = data.delta_logit.data[row * k + i] as number;
-      const cls = Math.abs(dp) < 5e-4 ? "rw-num" : dp > 0 ? "rw-num rw-up" : "rw-num rw-down";
-      tr.append(h("td", { class: cls, text: signed(100 * dp, 1, "%") }), h("td", { class: cls, text: signed(dl, 2) }));
+      if (i >= MIN_ROWS && p < SHOWN && Math.abs(dp) < SHOWN) {
+        folded += 1;
+        continue;
+      }
+      const tr = h("tr", { data: { rwPrediction: i } }, [
+        h("td", { class: "rw-pred-token", text: showToken(data.tokens[row][i]) }),
+        probability(p),
+      ]);
+      // for the clean top tokens and for the intervened ones alike, dp and dl are intervened minus clean
+      if (intervened && row === 0) tr.append(h("td", { class: changeClass(dp), text: pct(p + dp), title: `${signed(100 * dp, 1, "pp")}` }));
+      if (intervened && row === 1)
+        tr.append(h("td", { class: changeClass(dp), text: signed(100 * dp, 1, "pp") }), h("td", { class: changeClass(dp), text: signed(dl, 2) }));
       table.appendChild(tr);
     }
-    return table;
+    const wrap = h("div", {}, [table]);
+    if (folded) wrap.appendChild(h("div", { class: "rw-more", text: `+ ${folded} more under ${100 * SHOWN}%` }));
+    return wrap;
   };
   const position = data.position as number;
   body.replaceChildren(
     h("div", { class: "rw-caption", text: `next token after position ${position} ("${showToken(tokens[position] ?? "")}")` }),
-    h("div", { class: "rw-columns" }, [column(0, "clean"), column(1, intervened ? "intervened" : "intervened (none)")]),
+    h("div", { class: "rw-columns" }, intervened ? [column(0), column(1)] : [column(1)]),
   );
 }
 
 export function mountPredictions(el: HTMLElement, store: Store): void {
-  const { root, body } = panel("Predictions", "rw-predictions-view");
+  const parts = panel("Predictions", "rw-predictions-view", store);
+  const { root, body } = parts;
   root.dataset.rwPredictions = "";
   el.appendChild(root);
   let painted = 0;
@@ -57,7 +88,7 @@ export function mountPredictions(el: HTMLElement, store: Store): void {
     root.dataset.rwPainted = String(painted);
   };
   const fetch = () => {
-    store.request("predictions", { position: store.selection.token }).then(paint, () => undefined);
+    track(parts, store.request("predictions", { position: store.selection.token })).then(paint, () => undefined);
   };
   let token = store.selection.token;
   // what a reader looks at first is asked for first: the kernel answers messages in order

@@ -1,22 +1,24 @@
 // Probes: accuracy by layer (click a layer to select it), each token's probability of a class at the
-// selected layer, and steering along the probe's direction.
+// selected layer, and steering along the probe's direction (strength in class gaps, the unit the chip shows).
 import { css, ink, sequential } from "../colour";
-import { h, panel, showToken, slider } from "../dom";
+import { colourBar, h, labelled, panel, showToken, slider, track } from "../dom";
 import type { Reply, Store } from "../store";
 
 export function mountProbes(el: HTMLElement, store: Store): void {
-  const { root, body } = panel("Probes", "rw-probes-view");
+  const parts = panel("Probes", "rw-probes-view", store);
+  const { root, body } = parts;
   el.appendChild(root);
   store.probes.forEach((info, index) => {
     const section = h("div", { class: "rw-probe", data: { rwProbe: index } });
     const caption = h("div", { class: "rw-caption", text: `${info.kind} probe on ${info.site}: ${info.classes.join(" / ")}` });
-    const layers = h("div", { class: "rw-row" });
+    const layers = h("div", { class: "rw-row", attrs: { role: "group", "aria-label": "probe layer" } });
     const buttons = info.layers.map((layer) => {
-      const b = h("button", { class: "rw-small rw-layer rw-probe-layer", data: { rwLayer: layer }, text: `L${layer}` });
+      const b = h("button", { class: "rw-small rw-layer rw-probe-layer", data: { rwLayer: layer }, text: `L${layer}`, attrs: { "aria-label": `probe at layer ${layer}` } });
       layers.appendChild(b);
       return b;
     });
     const toward = h("select", { class: "rw-probe-class", data: { rwProbeClass: "" } });
+    const colourKey = h("span");
     for (const name of info.classes) {
       const option = h("option", { text: name });
       option.value = name;
@@ -28,27 +30,38 @@ export function mountProbes(el: HTMLElement, store: Store): void {
     const strip = h("div", { class: "rw-token-line" });
     const { input: strength, label: value } = slider(
       { min: -4, max: 4, step: 0.5, value: 2 },
-      { title: "in units of the class gap", data: { rwProbeStrength: "" } },
+      {
+        title: "strength, in class gaps: 1 moves the residual stream by the distance between the class means along the direction",
+        data: { rwProbeStrength: "" },
+        label: "steering strength in class gaps",
+      },
+      (v) => `strength ${v} (class gaps)`,
     );
-    const steer = h("button", { class: "rw-small", text: "steer", data: { rwProbeSteer: index } });
+    const steer = h("button", { class: "rw-small", text: "steer", data: { rwProbeSteer: index }, attrs: { "aria-label": "steer toward the chosen class at the selected layer" } });
     const project = h("button", {
       class: "rw-small",
       text: "project out",
       title: "toggle removing the probe's direction from the residual stream at the selected layer",
       data: { rwProbeProject: index },
     });
-    const steerRow = h("div", { class: "rw-row" }, [h("span", { class: "rw-axis", text: "toward " }), toward, strength, value, steer, project]);
+    const steerRow = h("div", { class: "rw-row" }, [labelled("toward", toward), strength, value, steer, project]);
     if (!store.editable) steerRow.hidden = true;
-    section.append(caption, layers, steerRow, legend, strip, near);
+    section.append(caption, layers, steerRow, h("div", { class: "rw-row" }, [legend, colourKey]), strip, near);
     body.appendChild(section);
 
     let shown: Reply | null = null;
     const paint = () => {
       const layer = store.selection.layer;
-      buttons.forEach((b, i) => b.classList.toggle("rw-selected", info.layers[i] === layer));
+      buttons.forEach((b, i) => {
+        b.classList.toggle("rw-selected", info.layers[i] === layer);
+        b.setAttribute("aria-pressed", String(info.layers[i] === layer));
+      });
       if (!shown) return;
       const acc = shown.data.accuracy.data as Float32Array;
-      buttons.forEach((b, i) => (b.textContent = `L${info.layers[i]} ${(100 * acc[i]).toFixed(0)}%`));
+      buttons.forEach((b, i) => {
+        b.textContent = `L${info.layers[i]} ${(100 * acc[i]).toFixed(0)}%`;
+        b.setAttribute("aria-label", `probe at layer ${info.layers[i]}, held-out accuracy ${(100 * acc[i]).toFixed(0)}%`);
+      });
       const probs = shown.data.probs;
       const c = info.classes.indexOf(toward.value);
       if (!probs) {
@@ -57,6 +70,7 @@ export function mountProbes(el: HTMLElement, store: Store): void {
         return;
       }
       legend.textContent = `colour: p(${toward.value}) at each token, layer ${shown.data.layer}`;
+      colourKey.replaceChildren(colourBar(store.palette, "sequential", "0", "1", `p(${toward.value})`));
       const features = (shown.data.near_features as number[]) ?? [];
       const cosines = shown.data.near_cosines?.data as Float32Array | undefined;
       near.replaceChildren(
@@ -73,7 +87,7 @@ export function mountProbes(el: HTMLElement, store: Store): void {
       strip.replaceChildren(
         ...store.tokens.map((text, pos) => {
           const p = probs.data[pos * k + c] as number;
-          const rgb = sequential(p);
+          const rgb = sequential(p, store.palette);
           const span = h("span", { class: "rw-token", text: showToken(text), title: `p(${toward.value}) = ${p.toFixed(3)}`, data: { rwToken: pos } });
           span.style.background = css(rgb);
           span.style.color = ink(rgb);
@@ -82,7 +96,7 @@ export function mountProbes(el: HTMLElement, store: Store): void {
       );
     };
     const fetch = async () => {
-      const reply = await store.request("probe", { probe: index, layer: store.selection.layer }, `probe-${index}`).catch(() => null);
+      const reply = await track(parts, store.request("probe", { probe: index, layer: store.selection.layer }, `probe-${index}`)).catch(() => null);
       if (reply) {
         shown = reply;
         paint();
@@ -102,9 +116,9 @@ export function mountProbes(el: HTMLElement, store: Store): void {
       if (b) store.select({ sae: Number(b.dataset.rwSae), feature: Number(b.dataset.rwFeature), neuron: null });
     });
     steer.addEventListener("click", () =>
-      store.command({ type: "steer_probe", probe: index, layer: store.selection.layer, toward: toward.value, strength: Number(strength.value) }),
+      store.command({ type: "steer_probe", probe: index, layer: store.selection.layer, toward: toward.value, strength: Number(strength.value) }, steer),
     );
-    project.addEventListener("click", () => store.command({ type: "project_probe", probe: index, layer: store.selection.layer }));
+    project.addEventListener("click", () => store.command({ type: "project_probe", probe: index, layer: store.selection.layer }, project));
     let layer = store.selection.layer;
     store.on("selection", () => {
       if (store.selection.layer !== layer) {
@@ -113,6 +127,7 @@ export function mountProbes(el: HTMLElement, store: Store): void {
       } else paint();
     });
     store.on("generation", () => void fetch());
+    store.on("theme", paint);
     void fetch();
   });
 }

@@ -78,7 +78,7 @@ def _window(content: dict[str, Any], args: dict[str, Any]) -> dict[str, Any]:
 
 def _selected(session, selection) -> Iterator[dict[str, Any]]:
     yield {"what": "overview"}
-    yield {"what": "pattern", "layer": selection["layer"], "head": selection["head"]}
+    yield {"what": "pattern", "layer": selection["head_layer"], "head": selection["head"]}
 
 
 def _around(session, selection) -> Iterator[dict[str, Any]]:

@@ -26,9 +26,13 @@ def top_features(session, args: dict[str, Any]) -> dict[str, Any]:
 
 
 def feature(session, args: dict[str, Any]) -> dict[str, Any]:
-    """One feature's activation at every position, ``[pos]``."""
-    sae = session.saes[args["sae"]]
-    return {"values": sae.feature_activations(session.run[sae.hook], args["index"]).float(), "index": args["index"]}
+    """One feature's activation at every position, ``[pos]``; with interventions, its clean activation too
+    (``clean``: what the view shows while the feature is ablated)."""
+    sae, index = session.saes[args["sae"]], args["index"]
+    out = {"values": sae.feature_activations(session.run[sae.hook], index).float(), "index": index}
+    if session.intervened:
+        out["clean"] = sae.feature_activations(session.clean_run[sae.hook], index).float()
+    return out
 
 
 def dashboard(session, args: dict[str, Any]) -> dict[str, Any]:

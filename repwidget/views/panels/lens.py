@@ -1,4 +1,5 @@
-"""Logit lens: for positions around the selected token, the top next token after every layer."""
+"""Logit lens: for positions around the selected token, the top next token after every layer (and, with
+interventions, the clean run's, so the view can show what changed)."""
 
 from __future__ import annotations
 
@@ -47,11 +48,21 @@ def lens_slice(full: dict[str, Any], start: int, stop: int) -> dict[str, Any]:
 
 
 def answer(session, args: dict[str, Any]) -> dict[str, Any]:
+    """The lens of the current run over ``start..stop``; with interventions, the clean run's too (``clean_ids``,
+    ``clean_probs``), so the view can show what changed."""
     start, stop = args["start"], args["stop"]
-    full = session.cached("lens")  # a wider lens computed for a saved page
+    out = _window(session, "lens", session.run, start, stop)
+    if not session.intervened:
+        return out
+    clean = session.of_clean(("lens", start, stop), lambda: _window(session, "lens-clean", session.clean_run, start, stop))
+    return {**out, "clean_ids": clean["ids"], "clean_probs": clean["probs"], "vocab": {**clean["vocab"], **out["vocab"]}}
+
+
+def _window(session, name: str, run, start: int, stop: int) -> dict[str, Any]:
+    full = session.cached(name)  # a wider lens computed for a saved page
     if full is not None and full["start"] <= start and stop <= full["start"] + full["ids"].shape[1]:
         return lens_slice(full, start, stop)
-    return lens_of(session.run, start, stop)
+    return lens_of(run, start, stop)
 
 
 def _stop_after_start(content: dict[str, Any], args: dict[str, Any]) -> dict[str, Any]:
@@ -80,6 +91,8 @@ def _prepare(session, selection) -> None:
     windows = _shown_windows(session, selection)
     start, stop = min(w[0] for w in windows), max(w[1] for w in windows)
     session.cache("lens", lens_of(session.run, start, stop))
+    if session.intervened:
+        session.cache("lens-clean", lens_of(session.clean_run, start, stop))
 
 
 _RANGE = (("start", panel.positions), ("stop", panel.ends))
@@ -87,7 +100,11 @@ PANEL = Panel(
     name="lens",
     requests=(
         Request(
-            "lens", (("start", panel.positions), ("stop", panel.ends)), answer, frozenset({"probs"}), _stop_after_start
+            "lens",
+            _RANGE,
+            answer,
+            frozenset({"probs", "clean_probs"}),
+            _stop_after_start,
         ),
     ),
     shown=lambda session: session.model.has_unembed,

@@ -22,10 +22,14 @@ def top_neurons(session, args: dict[str, Any]) -> dict[str, Any]:
 
 
 def neuron(session, args: dict[str, Any]) -> dict[str, Any]:
-    """One MLP neuron's activation at every position, ``[pos]``."""
+    """One MLP neuron's activation at every position, ``[pos]``; with interventions, its clean activation too
+    (``clean``: what the view shows while the neuron is ablated)."""
     layer, index = args["layer"], args["index"]
-    values = session.activation(f"blocks.{layer}.mlp.hook_post")[:, index].float()
-    return {"values": values, "layer": layer, "index": index}
+    hook = f"blocks.{layer}.mlp.hook_post"
+    out = {"values": session.activation(hook)[:, index].float(), "layer": layer, "index": index}
+    if session.intervened:
+        out["clean"] = session.activation(hook, session.clean_run)[:, index].float()
+    return out
 
 
 def _selected(session, selection) -> Iterator[dict[str, Any]]:
