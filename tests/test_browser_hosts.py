@@ -21,7 +21,7 @@ ex = rw.explore(rw.demo_model(), "the capital of france is")
 ex"""
 
 #: a marimo app: the explorer, and a thread writing the kernel's state to a file the test reads
-MARIMO_APP = '''import marimo
+MARIMO_APP = """import marimo
 
 app = marimo.App()
 
@@ -55,7 +55,7 @@ def _():
 
 if __name__ == "__main__":
     app.run()
-'''
+"""
 
 
 def _offline(context) -> list[str]:
@@ -101,7 +101,9 @@ def test_notebook_7_selects_and_ablates_a_head_and_the_kernel_sees_it(tmp_path):
                 style = _styled(root)
                 assert style["display"] == "flex" and style["direction"] == "column" and style["pattern"] > 150
                 root.locator('[data-rw-head="1.2"]').click()
-                state = kernel.wait_for("print(ex.selection['head_layer'], ex.selection['head'], ex.interventions)", "1 2")
+                state = kernel.wait_for(
+                    "print(ex.selection['head_layer'], ex.selection['head'], ex.interventions)", "1 2"
+                )
                 assert state.strip() == "1 2 []"
                 root.locator('[data-rw-head="1.0"]').click(modifiers=["Shift"])
                 assert kernel.wait_for("print(ex.interventions)", "head=0").strip() == "[rw.Ablate(layer=1, head=0)]"

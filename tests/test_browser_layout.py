@@ -77,7 +77,10 @@ def test_a_click_and_its_effect_on_one_laptop_screen_with_the_busy_state_where_i
     settled(root)
     head = root.locator('[data-rw-head="1.0"]')
     first_prediction = root.locator('[data-rw-column="intervened"] tr').nth(1)
-    assert hidden_by(head) is None and hidden_by(first_prediction) is None, (hidden_by(head), hidden_by(first_prediction))
+    assert hidden_by(head) is None and hidden_by(first_prediction) is None, (
+        hidden_by(head),
+        hidden_by(first_prediction),
+    )
     assert root.get_attribute("data-rw-layout") == "wide"
     root.evaluate(RECORD)
     head.click(modifiers=["Shift"])
@@ -94,7 +97,7 @@ def test_a_click_and_its_effect_on_one_laptop_screen_with_the_busy_state_where_i
 
 
 def test_the_selected_token_and_lens_column_are_never_hidden(laptop):
-    page, kernel = laptop
+    page, _kernel = laptop
     page.set_viewport_size({"width": 1366, "height": 768})
     big = page.locator(".rw-root").nth(1)
     scroll_to_top(page, big)
@@ -148,7 +151,8 @@ def test_one_column_when_the_widget_is_narrow(laptop):
     assert neurons["y"] > predictions["y"]  # the effects come right after what you click
     assert abs(predictions["width"] - attention["width"]) < 2
     wider = root.evaluate(
-        "(el) => [...el.querySelectorAll('*')].filter(e => e.getBoundingClientRect().right > el.getBoundingClientRect().right + 1)"
+        "(el) => [...el.querySelectorAll('*')]"
+        ".filter(e => e.getBoundingClientRect().right > el.getBoundingClientRect().right + 1)"
         ".slice(0, 5).map(e => e.className + ' ' + Math.round(e.getBoundingClientRect().right))"
     )
     assert not wider, wider  # nothing runs past the widget's side

@@ -47,7 +47,9 @@ def test_the_quickstart_clicks_break_copying_as_it_says(tmp_path):
                 # the tokens say how each position's clean top prediction changed
                 legend = root.locator(".rw-tokens-view .rw-legend")
                 expect(legend).to_contain_text("how the interventions changed", timeout=30_000)
-                expect(root.locator('.rw-token[data-rw-token="15"]')).to_have_attribute("title", re.compile(f'clean top next "{top}"'))
+                expect(root.locator('.rw-token[data-rw-token="15"]')).to_have_attribute(
+                    "title", re.compile(f'clean top next "{top}"')
+                )
                 screenshot(root, "quickstart-induction-head-ablated")
 
                 root.locator('[data-rw-head="1.0"]').click()  # selects it: the button beside it removes the ablation

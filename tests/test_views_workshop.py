@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from test_views import ask, tensor
 
 import repwidget as rw
 from repwidget import analyses
@@ -13,7 +14,6 @@ from repwidget.demo import exercises
 from repwidget.views.panels import tokens as tokens_panel
 
 from conftest import build, ids
-from test_views import ask, tensor
 
 #: the quickstart's prompt: ten random words twice (head 1.0 copies the second copy)
 PROMPT = exercises.repeated_tokens(seed=1, length=10)

@@ -126,11 +126,13 @@ HIDDEN_BY = """(el) => {
     return `outside the viewport: ${JSON.stringify(box)}`;
   const inset = Math.min(2, box.width / 4, box.height / 4);
   const points = [[box.left + box.width / 2, box.top + box.height / 2], [box.left + inset, box.top + inset],
-                  [box.right - inset, box.top + inset], [box.left + inset, box.bottom - inset], [box.right - inset, box.bottom - inset]];
+                  [box.right - inset, box.top + inset], [box.left + inset, box.bottom - inset],
+                  [box.right - inset, box.bottom - inset]];
   for (const [x, y] of points) {
     const top = document.elementFromPoint(x, y);
     if (!top || !(top === el || el.contains(top)))
-      return `at (${Math.round(x)}, ${Math.round(y)}) the page shows ${top ? top.tagName + '.' + top.className : 'nothing'}`;
+      const shown = top ? top.tagName + '.' + top.className : 'nothing';
+      return `at (${Math.round(x)}, ${Math.round(y)}) the page shows ${shown}`;
   }
   return null;
 }"""

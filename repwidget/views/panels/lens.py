@@ -54,8 +54,15 @@ def answer(session, args: dict[str, Any]) -> dict[str, Any]:
     out = _window(session, "lens", session.run, start, stop)
     if not session.intervened:
         return out
-    clean = session.of_clean(("lens", start, stop), lambda: _window(session, "lens-clean", session.clean_run, start, stop))
-    return {**out, "clean_ids": clean["ids"], "clean_probs": clean["probs"], "vocab": {**clean["vocab"], **out["vocab"]}}
+    clean = session.of_clean(
+        ("lens", start, stop), lambda: _window(session, "lens-clean", session.clean_run, start, stop)
+    )
+    return {
+        **out,
+        "clean_ids": clean["ids"],
+        "clean_probs": clean["probs"],
+        "vocab": {**clean["vocab"], **out["vocab"]},
+    }
 
 
 def _window(session, name: str, run, start: int, stop: int) -> dict[str, Any]:

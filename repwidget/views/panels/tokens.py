@@ -54,7 +54,9 @@ def effects_window(token: int, n: int) -> tuple[int, int]:
 
 def _checked(content: dict[str, Any], args: dict[str, Any]) -> dict[str, Any]:
     if not 0 < args["stop"] - args["start"] <= MAX_EFFECTS:
-        raise ValueError(f"effects request: start..stop must cover 1..{MAX_EFFECTS} positions, got {args['start']}..{args['stop']}")
+        raise ValueError(
+            f"effects request: start..stop must cover 1..{MAX_EFFECTS} positions, got {args['start']}..{args['stop']}"
+        )
     return {}
 
 
