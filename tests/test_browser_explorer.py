@@ -246,8 +246,8 @@ def test_a_real_model_on_2048_tokens_opens_and_a_head_click_reaches_the_kernel_a
     expect(caption).to_contain_text("2048 x 2048 (pooled; click to zoom)", timeout=120_000)
     layer, head = layers // 2, heads - 1
     root.locator(f'[data-rw-head="{layer}.{head}"]').click()  # select: the kernel hears it, the pattern follows
-    selected = kernel.wait_for("print(bx.selection)", f"'head': {head}", timeout=120)
-    assert f"'layer': {layer}" in selected and f"'head': {head}" in selected
+    expected = f"'head_layer': {layer}, 'head': {head}"
+    assert expected in kernel.wait_for("print(bx.selection)", expected, timeout=120)
     expect(root.locator(f'[data-rw-pattern="{layer}.{head}"]')).to_have_count(1, timeout=120_000)
     root.locator(f'[data-rw-head="{layer}.{head}"]').click(modifiers=["Shift"])  # ablate: a re-run at 2,048 tokens
     state = kernel.wait_for("print(bx.interventions)", f"rw.Ablate(layer={layer}, head={head})", timeout=120)
@@ -374,7 +374,7 @@ def test_pick_a_target_see_heads_ranked_then_patch_a_cell_from_the_corrupted_pro
 
     page, kernel, dialogs = lab_page
     root = _explorer(page, 8)
-    clean = root.locator('[data-rw-column="clean"]')
+    clean = root.locator(".rw-predictions-view [data-rw-column]").first  # nothing intervened: one table
     expect(clean).to_contain_text("mary", timeout=60_000)
     clean.locator("[data-rw-prediction]").first.click()  # the top prediction ("mary") picks the target
     grid = root.locator(".rw-attribution-view .rw-dla-cell")

@@ -140,10 +140,11 @@ def test_a_sweep_over_prompt_pairs_reports_the_mean_and_spread():
 def test_ablation_sweeps_use_mean_ablation_with_a_random_head_control():
     model = demo()
     metric = rw.patching.logit_diff(model, "mary", "john")
-    sweep = rw.patching.ablation_sweep(model, [CLEAN, CORRUPTED], metric, mode="mean")
-    assert model.reference is None  # the prompts were the reference for the sweep only
-    model.set_reference([CLEAN, CORRUPTED])
+    shipped, model.reference = model.reference, None  # the demo model comes with reference texts: none here
     try:
+        sweep = rw.patching.ablation_sweep(model, [CLEAN, CORRUPTED], metric, mode="mean")
+        assert model.reference is None  # the prompts were the reference for the sweep only
+        model.set_reference([CLEAN, CORRUPTED])
         by_hand = model.run(CLEAN, rw.Ablate(1, head=0, mode="mean"))
         expected = (
             metric(by_hand)
@@ -152,7 +153,7 @@ def test_ablation_sweeps_use_mean_ablation_with_a_random_head_control():
             - metric(model.run(CORRUPTED))
         ) / 2
     finally:
-        model.reference = None
+        model.reference = shipped
     assert sweep.values[1, 0] == pytest.approx(expected, abs=1e-4)
     assert sweep.control_std > 0 and sweep.z.shape == (model.n_layers, model.n_heads)
 

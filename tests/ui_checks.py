@@ -130,9 +130,10 @@ HIDDEN_BY = """(el) => {
                   [box.right - inset, box.bottom - inset]];
   for (const [x, y] of points) {
     const top = document.elementFromPoint(x, y);
-    if (!top || !(top === el || el.contains(top)))
+    if (!top || !(top === el || el.contains(top))) {
       const shown = top ? top.tagName + '.' + top.className : 'nothing';
       return `at (${Math.round(x)}, ${Math.round(y)}) the page shows ${shown}`;
+    }
   }
   return null;
 }"""
