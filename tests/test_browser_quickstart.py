@@ -50,9 +50,11 @@ def test_the_quickstart_clicks_break_copying_as_it_says(tmp_path):
                 expect(root.locator('.rw-token[data-rw-token="15"]')).to_have_attribute(
                     "title", re.compile(f'clean top next "{top}"')
                 )
+                root.locator('[data-rw-head="1.0"]').click()  # selects it: its pattern shows (README's picture)
+                expect(root.locator('canvas[data-rw-pattern="1.0"]')).to_have_count(1, timeout=30_000)
                 screenshot(root, "quickstart-induction-head-ablated")
 
-                root.locator('[data-rw-head="1.0"]').click()  # selects it: the button beside it removes the ablation
+                # selected, the button beside it removes the ablation
                 root.locator('[data-rw-ablate="head"]').click()
                 assert kernel.wait_for("print(ex.interventions)", "[]").strip() == "[]"
                 assert float(kernel.run(LOSS)) < 0.25
