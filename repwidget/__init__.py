@@ -9,7 +9,7 @@ from .model import CaptureBudgetError, Model, ModelLoadError, load
 from .options import options
 from .probes import Probes, train_probes
 from .run import Run
-from .sae import SAE, feature_dashboard, train_sae
+from .sae import SAE, feature_dashboard, feature_dashboards, train_sae
 
 #: imported on first use: altair for charts, anywidget/ipywidgets for the views
 _LAZY = {
@@ -70,6 +70,7 @@ __all__ = [
     "demo_model",
     "explore",
     "feature_dashboard",
+    "feature_dashboards",
     "load",
     "options",
     "patching",

@@ -210,8 +210,9 @@ def attribution(model, clean_ids, corrupted_ids, metric: Metric, site, template,
     hooks = [f"blocks.{layer}.{template}" for layer in range(model.n_layers)]
     clean_run = model.run(clean_ids, capture=hooks)
     cache, logits = model.with_graph(corrupted_ids, hooks)
-    value = metric.of_logits(logits[metric.position].float())
-    grads = torch.autograd.grad(value, [cache[h] for h in hooks])
+    with torch.enable_grad():  # the metric joins the graph even where the caller turned gradients off
+        value = metric.of_logits(logits[metric.position].float())
+        grads = torch.autograd.grad(value, [cache[h] for h in hooks])
     n = len(corrupted_ids)
     values = []
     for hook, grad in zip(hooks, grads, strict=True):

@@ -107,7 +107,7 @@ class Run(Mapping[str, torch.Tensor]):
         """Every layer's attention in brief: each head's pattern max-pooled to at most ``side`` x ``side``
         (``[layer, head, s, s]``) and the head scores ``{name: [layer, head]}`` of
         :func:`repwidget.analyses.head_scores`, computed a block of query rows at a time (never a whole pattern)."""
-        from .model.attention import Summary
+        from .model.attention import Summary, feed
 
         missing = [layer for layer in range(self._model.n_layers) if (layer, side) not in self._summaries]
         if missing:
@@ -115,9 +115,7 @@ class Run(Mapping[str, torch.Tensor]):
             captured = [f"blocks.{layer}.attn.hook_pattern" in self.result.cache for layer in missing]
             if all(captured):  # the patterns are here: reduce them
                 for layer, sink in sinks.items():
-                    pattern = self.result.cache[f"blocks.{layer}.attn.hook_pattern"][None]
-                    sink.take(0, pattern)
-                    sink.finish(pattern.shape[2])
+                    feed(sink, self.result.cache[f"blocks.{layer}.attn.hook_pattern"][None])
             else:
                 self._model.replay(self, min(missing), sinks)
             self._take_summaries(sinks, side)

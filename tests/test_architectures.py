@@ -221,13 +221,14 @@ def test_the_lens_at_the_last_layer_is_the_models_own_prediction(name):
     assert torch.equal(lens.ids[-1], top.indices)
 
 
-def reference_scores(pattern: torch.Tensor, ids: list[int]) -> dict[str, torch.Tensor]:
-    """The head scores of one layer's ``[head, q, k]`` pattern, written out from their definitions."""
-    n = len(ids)
-    prev = torch.stack([pattern[:, q, q - 1] for q in range(1, n)], -1).double().mean(-1)
-    first = pattern[:, :, 0].double().mean(-1)
+def reference_scores(pattern: torch.Tensor, ids: list[int], rows: list[int] | None = None) -> dict[str, torch.Tensor]:
+    """The head scores of one layer's ``[head, q, k]`` pattern, written out from their definitions (averaged
+    over the query ``rows`` given, every row by default)."""
+    rows = list(range(len(ids))) if rows is None else rows
+    prev = torch.stack([pattern[:, q, q - 1] for q in rows if q >= 1], -1).double().mean(-1)
+    first = pattern[:, rows, 0].double().mean(-1)
     sums: dict[str, list[torch.Tensor]] = {"duplicate_token": [], "induction": []}
-    for q in range(n):
+    for q in rows:
         keys = {
             "duplicate_token": [k for k in range(q) if ids[k] == ids[q]],
             "induction": [k for k in range(1, q) if ids[k - 1] == ids[q]],
@@ -240,19 +241,29 @@ def reference_scores(pattern: torch.Tensor, ids: list[int]) -> dict[str, torch.T
     return {"previous_token": prev, "first_token": first, **mean}
 
 
-@pytest.mark.parametrize("rows_per_block", [None, 3])
+@pytest.mark.parametrize("rows_per_block", [None, 3, "sampled"])
 @pytest.mark.parametrize("name", NAMES)
 def test_patterns_and_head_scores_never_held_whole_equal_the_eager_ones(name, rows_per_block, monkeypatch):
     """Patterns read when asked (the layer re-run, a block of query rows at a time, a causal block seeing only
     the keys up to its last row) and the head scores and thumbnails reduced from them equal the probabilities
-    an eager pass computes; the scores equal their definitions."""
+    an eager pass computes; the scores equal their definitions. A prompt past EXACT_SUMMARY_ROWS ("sampled"):
+    thumbnails and scores are those of every stride-th row, and the run's output is still the model's."""
     from repwidget.model import attention
 
     model = rw.load(hf_model(name))
     eager = captured(name)  # captures every hook, patterns included
-    if rows_per_block:  # blocks of 3 query rows: every reduction sees partial blocks
-        n = len(matrix_ids())
+    n = len(matrix_ids())
+    rows = list(range(n))
+    if rows_per_block == 3:  # blocks of 3 query rows: every reduction sees partial blocks
         monkeypatch.setattr(attention, "CHUNK_BYTES", model.n_heads * n * 16 * rows_per_block)
+    if rows_per_block == "sampled":  # a "long" prompt: every third or fourth row
+        monkeypatch.setattr(attention, "EXACT_SUMMARY_ROWS", n // 3)
+        stride = -(-n // (n // 3))
+        rows = list(range(0, n, stride))
+        assert stride >= 3 and rows == [a for a, _ in attention.row_blocks(n, 10**6, stride)]
+        summarized = model.run(matrix_ids(), summarize=8)
+        if model.has_unembed:
+            torch.testing.assert_close(summarized.logits, eager.logits, atol=1e-5, rtol=0)
     run = model.run(matrix_ids())
     assert "blocks.2.attn.hook_pattern" not in run
     torch.testing.assert_close(
@@ -261,10 +272,12 @@ def test_patterns_and_head_scores_never_held_whole_equal_the_eager_ones(name, ro
     for side in (8, 7):  # equal bins and unequal ones
         thumbs, scores = run.summary(side=side)
         patterns = torch.stack([eager[f"blocks.{layer}.attn.hook_pattern"] for layer in range(N_LAYERS)])
-        expected = torch.nn.functional.adaptive_max_pool2d(patterns.flatten(0, 1), side).reshape(thumbs.shape)
+        read = torch.full_like(patterns, -torch.inf)
+        read[:, :, rows] = patterns[:, :, rows]  # the rows an overview reads
+        expected = torch.nn.functional.adaptive_max_pool2d(read.flatten(0, 1), side).reshape(thumbs.shape)
         torch.testing.assert_close(thumbs, expected, atol=1e-6, rtol=0)
     for layer in range(N_LAYERS):
-        for score, values in reference_scores(patterns[layer], matrix_ids()).items():
+        for score, values in reference_scores(patterns[layer], matrix_ids(), rows).items():
             torch.testing.assert_close(scores[score][layer], values.float(), atol=1e-6, rtol=0)
 
 

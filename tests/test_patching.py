@@ -111,6 +111,15 @@ def test_attribution_tracks_exact_patching_on_the_demo_ioi_prompt():
     assert exact.clean > exact.corrupted  # the clean prompt's answer is mary
 
 
+def test_attribution_patching_works_with_gradients_turned_off_by_the_caller():
+    model = demo()
+    metric = rw.patching.logit_diff(model, "mary", "john")
+    expected = rw.patching.sweep(model, CLEAN, CORRUPTED, metric, site="heads", method="attribution")
+    with torch.no_grad():  # as notebooks and benchmarks often run
+        got = rw.patching.sweep(model, CLEAN, CORRUPTED, metric, site="heads", method="attribution")
+    torch.testing.assert_close(got.values, expected.values)
+
+
 def test_a_noising_sweep_patches_the_corrupted_run_into_the_clean_one():
     model = demo()
     metric = rw.patching.logit_diff(model, "mary", "john")

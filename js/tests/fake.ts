@@ -73,7 +73,7 @@ export function traits(n_tokens = 4, extra: Record<string, unknown> = {}) {
 }
 
 /** A tensor header for a reply and the buffer it points at. */
-export function header(dtype: "float32" | "int32", shape: number[], buffer: number) {
+export function header(dtype: "float32" | "int32" | "uint8", shape: number[], buffer: number) {
   return { dtype, shape, buffer };
 }
 

@@ -80,6 +80,19 @@ describe("views", () => {
     expect(model.sent.find((m) => m.what === "pattern")).toMatchObject({ layer: 0, head: 0 });
   });
 
+  it("say when a long prompt's overview reads only some query rows, and not otherwise", async () => {
+    for (const stride of [1, 4]) {
+      const { model, el } = setup();
+      const thumbs = new Uint8Array(2 * 2 * 4 * 4).fill(128).buffer;
+      const data = { thumbs: header("uint8", [2, 2, 4, 4], 0), scores: header("float32", [4, 2, 2], 1), score_names: ["previous_token", "induction", "duplicate_token", "first_token"], stride };
+      answer(model, "overview", data, [thumbs, float32(new Array(16).fill(0.5))]);
+      await settle();
+      const note = el.querySelector<HTMLElement>("[data-rw-sampled]")!;
+      expect(note.hidden).toBe(stride === 1);
+      if (stride > 1) expect(note.textContent).toContain("every 4th block of query rows");
+    }
+  });
+
   it("a click on a head selects it and shows its pattern; it does not intervene", () => {
     const { model, el, store } = setup({ mode: "mean" });
     click(el.querySelector('[data-rw-head="1.1"]')!);

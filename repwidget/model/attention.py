@@ -25,6 +25,9 @@ from torch import nn
 NAME = "repwidget"
 #: the probabilities of one block of query rows take at most this many bytes (several copies are live)
 CHUNK_BYTES = 32 << 20
+#: up to this many tokens an overview (:class:`Summary`) reads every query row; past it, a long prompt's overview
+#: is coarser instead of slower: it reads evenly spaced blocks of rows, about this many in all
+EXACT_SUMMARY_ROWS = 2048
 
 #: the current pass's layers by attention module, and the implementation the model was loaded with
 _ACTIVE: contextvars.ContextVar[tuple[dict[nn.Module, Layer], str] | None] = contextvars.ContextVar(
@@ -49,6 +52,9 @@ class Sink:
 
     #: whether the sink has seen every row
     filled = False
+    #: 1: every query row; k > 1: every k-th block of rows is enough (the layer's output then comes from the
+    #: attention the model was loaded with, and only those blocks run eagerly)
+    stride = 1
 
     def take(self, start: int, probs: torch.Tensor, n_keys: int | None = None) -> None:
         """``probs`` ``[batch, heads, rows, width]`` are the rows ``start .. start + rows`` of the layer's pattern
@@ -170,7 +176,8 @@ class Scores(Sink):
     def __init__(self, token_ids: list[int]) -> None:
         self.pairs = repeats(tuple(token_ids))
         self.sums: dict[str, torch.Tensor] = {}
-        self.counts = {name: len(torch.unique(q)) for name, (q, _) in self.pairs.items()}
+        #: the query rows each score averages over, among the rows taken (all of them unless sampled)
+        self.counts = dict.fromkeys(SCORES, 0)
 
     def take(self, start: int, probs: torch.Tensor, n_keys: int | None = None) -> None:
         p = probs[0]  # [heads, rows, width]: every key a query row can see
@@ -180,36 +187,64 @@ class Scores(Sink):
             "previous_token": p[:, q - start, q - 1].double().sum(-1).cpu(),
             "first_token": p[..., 0].double().sum(1).cpu(),
         }
+        self.counts["previous_token"] += len(q)
+        self.counts["first_token"] += rows
         for name, (queries, keys) in self.pairs.items():
             lo, hi = (int(torch.searchsorted(queries, x)) for x in (start, start + rows))
             r, k = (queries[lo:hi] - start).to(p.device), keys[lo:hi].to(p.device)
             add[name] = p[:, r, k].double().sum(-1).cpu()
+            self.counts[name] += len(torch.unique_consecutive(queries[lo:hi]))
         for name, value in add.items():
             self.sums[name] = self.sums.get(name, 0) + value
 
-    def result(self, n: int) -> dict[str, torch.Tensor]:
+    def result(self, n: int | None = None) -> dict[str, torch.Tensor]:
         heads = next(iter(self.sums.values())).shape[0]
         zero = torch.zeros(heads)
-        count = {"previous_token": max(n - 1, 0), "first_token": n, **self.counts}
+        count = self.counts
         return {name: (self.sums[name] / count[name]).float() if count[name] else zero for name in SCORES}
 
 
 class Summary(Sinks):
-    """A layer's attention in brief: every head's pattern max-pooled to at most ``side`` a side, and its scores."""
+    """A layer's attention in brief: every head's pattern max-pooled to at most ``side`` a side, and its scores.
+    Past :data:`EXACT_SUMMARY_ROWS` tokens both are read from evenly spaced blocks of query rows (``stride``):
+    a coarser overview of a long prompt at a bounded cost, never a whole pattern."""
 
     def __init__(self, side: int, token_ids: list[int]) -> None:
         self.pooled, self.scores = Pooled(side), Scores(token_ids)
         super().__init__(self.pooled, self.scores)
         self.n = len(token_ids)
+        self.stride = summary_stride(self.n)
 
     def result(self) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """``([heads, s, s] thumbnails, {score name: [heads]})``."""
         return self.pooled.result, self.scores.result(self.n)
 
 
+def summary_stride(n: int) -> int:
+    """Every how many blocks of query rows an overview of ``n`` tokens reads (1: every row)."""
+    return max(1, math.ceil(n / EXACT_SUMMARY_ROWS))
+
+
 def chunk_rows(heads: int, keys: int) -> int:
     """Query rows per block so that a block's probabilities (and the copies around them) fit CHUNK_BYTES."""
     return max(1, CHUNK_BYTES // max(1, heads * keys * 16))
+
+
+def row_blocks(n_q: int, step: int, stride: int = 1) -> list[tuple[int, int]]:
+    """The ``[start, stop)`` blocks of query rows a sink is fed: all rows in blocks of ``step``, or, with
+    ``stride > 1``, every ``stride``-th block of rows small enough that a sampled block falls in every 96th
+    of the rows (so every row bin of a thumbnail up to 96 a side sees some)."""
+    if stride > 1:
+        step = max(1, min(step, n_q // (96 * stride)))
+    return [(start, min(n_q, start + step)) for start in range(0, n_q, step * stride)]
+
+
+def feed(sink: Sink, probs: torch.Tensor) -> None:
+    """Give ``sink`` a whole pattern ``[batch, heads, q, k]`` (the rows it reads, as a pass would) and finish it."""
+    n_q = probs.shape[2]
+    for start, stop in row_blocks(n_q, n_q, sink.stride):
+        sink.take(start, probs[:, :, start:stop], probs.shape[3])
+    sink.finish(n_q)
 
 
 def register() -> None:
@@ -260,12 +295,15 @@ def _attention(module: nn.Module, query, key, value, attention_mask, *args: Any,
         return function(module, query, key, value, attention_mask, *args, **kwargs)
     n_q, n_k = query.shape[2], key.shape[2]
     step = chunk_rows(query.shape[1] * query.shape[0], n_k)
+    stride = layer.sink.stride if layer.sink is not None and not layer.knock else 1
+    if stride > 1:  # the output from the attention the model was loaded with; some blocks of rows run eagerly
+        function = eager if loaded == "eager" else ALL_ATTENTION_FUNCTIONS[loaded]
+        whole = function(module, query, key, value, attention_mask, *args, **kwargs)[0]
     is_causal = kwargs.pop("is_causal", None)
     causal = is_causal if is_causal is not None else getattr(module, "is_causal", True)
     causal = attention_mask is None and n_q > 1 and bool(causal)
     outputs = []
-    for start in range(0, n_q, step):
-        stop = min(n_q, start + step)
+    for start, stop in row_blocks(n_q, step, stride):
         # a causal block of rows sees no key after its last row: those columns are left out (all exactly 0)
         width = stop + n_k - n_q if causal else n_k
         mask = _rows(attention_mask, start, stop, n_q, width, causal, query.dtype, query.device)
@@ -280,7 +318,7 @@ def _attention(module: nn.Module, query, key, value, attention_mask, *args: Any,
     if layer.sink is not None:
         layer.sink.finish(n_q)
     layer.applied = True
-    return torch.cat(outputs, dim=1), None
+    return (whole if stride > 1 else torch.cat(outputs, dim=1)), None
 
 
 def _knocked(mask: torch.Tensor | None, layer: Layer, start: int, stop: int, query: torch.Tensor, n_k: int):

@@ -220,8 +220,7 @@ class _Pass:
 
         def hook(module, args, output):
             if feed:
-                sink.take(0, output[self.arch.pattern_index])
-                sink.finish(output[self.arch.pattern_index].shape[2])
+                attention.feed(sink, output[self.arch.pattern_index])
             if self.done():
                 raise _Captured
 

@@ -408,7 +408,8 @@ class Model:
         ids = self.to_ids(text_or_ids)
         plan = plan_pass(self, ids, (), self.expand(hooks), None)
         plan.grad, plan.record = True, False
-        result = self.executor.execute(plan)[0]
+        with torch.enable_grad():  # whatever the caller's grad mode: the graph is what this is for
+            result = self.executor.execute(plan)[0]
         if result.logits is None:
             raise ValueError("this model has no unembedding: there is no logit to take gradients of")
         return result.cache, result.logits

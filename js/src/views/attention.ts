@@ -127,7 +127,9 @@ export function mountAttention(el: HTMLElement, store: Store): void {
     class: "rw-hint",
     text: store.editable ? "click a head to see its pattern; shift+click (or the ablate button) ablates it" : "click a head to see its pattern",
   });
-  body.append(h("div", { class: "rw-row" }, [labelled("score", picker)]), hint, selectedRow, h("div", { class: "rw-split" }, [grid, detail]));
+  const sampled = h("div", { class: "rw-caption", data: { rwSampled: "" } });
+  sampled.hidden = true;
+  body.append(h("div", { class: "rw-row" }, [labelled("score", picker)]), hint, sampled, selectedRow, h("div", { class: "rw-split" }, [grid, detail]));
 
   let overview: { thumbs: Tensor; scores: Tensor; names: string[] } | null = null;
   let view: PatternView | null = null;
@@ -186,6 +188,9 @@ export function mountAttention(el: HTMLElement, store: Store): void {
     const reply = await track(parts, store.request("overview")).catch(() => null);
     if (!reply) return;
     overview = { thumbs: reply.data.thumbs as Tensor, scores: reply.data.scores as Tensor, names: reply.data.score_names as string[] };
+    const stride = Number(reply.data.stride ?? 1);
+    sampled.hidden = stride <= 1;
+    sampled.textContent = stride > 1 ? `a long prompt: thumbnails and scores read every ${stride}th block of query rows (a head's own pattern is exact)` : "";
     if (!picked) picker.value = defaultScore(overview.scores, overview.names);
     paintThumbs();
     paintGrid();

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ...model.attention import SCORES, Pooled
+from ...model.attention import SCORES, Pooled, summary_stride
 from .. import panel
 from ..panel import Panel, Request
 
@@ -37,6 +37,7 @@ def overview(session, args: dict[str, Any]) -> dict[str, Any]:
         "thumbs": (thumbs.float().clamp(0, 1) * 255).round().to(torch.uint8),
         "scores": torch.stack([scores[name] for name in SCORES]).float(),
         "score_names": list(SCORES),
+        "stride": summary_stride(session.n_tokens),  # > 1: a long prompt's overview reads every stride-th block
     }
 
 
