@@ -334,6 +334,8 @@ def test_a_click_on_the_probe_chart_selects_the_layer_in_the_explorer_and_back(l
     chart = page.locator(".vega-embed").first
     chart.scroll_into_view_if_needed()
     ring = chart.locator("g.ring_marks path")  # the layer ringed as the explorer's selection
+    expect(chart.locator("svg").first).to_be_visible(timeout=30_000)
+    assert chart.locator("details, .vega-actions").count() == 0  # no menu whose editor link leaves for the internet
     kernel.run("px.select(layer=0)")
     assert kernel.run("print(int(pc.params.current))").strip() == "0"
     expect(ring).to_have_attribute("aria-label", re.compile("^layer: 0;"), timeout=30_000)
@@ -385,10 +387,19 @@ def test_pick_a_target_see_heads_ranked_then_patch_a_cell_from_the_corrupted_pro
     expect(root.locator(".rw-attribution-view .rw-caption").first).to_contain_text('logit("mary")')
     expect(root.locator(".rw-dla-neurons [data-rw-neuron]")).to_have_count(10, timeout=30_000)  # ranked neurons
     screenshot(root.locator(".rw-attribution-view"), "explorer-attribution")
+    # a head in the attribution grid: a click shows its pattern (head_layer, as the head grid does), no ablation
+    root.locator('.rw-attribution-view [data-rw-head="2.3"]').click()
+    state = kernel.wait_for("print(cx.selection['head_layer'], cx.selection['head'])", "2 3")
+    assert state.strip() == "2 3" and kernel.run("print(cx.interventions)").strip() == "[]", state
+    expect(root.locator("canvas[data-rw-pattern='2.3']")).to_have_count(1, timeout=30_000)
+    expect(root.locator('.rw-attribution-view [data-rw-head="2.3"]')).to_have_class(re.compile("rw-selected"))
     patching = root.locator(".rw-patching-view")
     expect(patching.locator("[data-rw-cell]")).to_have_count(16, timeout=120_000)  # heads: 4 layers x 4 heads
     expect(patching.locator(".rw-caption")).to_contain_text('logit("mary")')
-    patching.locator('[data-rw-cell="1.0"]').click()
+    patching.locator('[data-rw-cell="1.0"]').click()  # a plain click selects head 1.0 and applies nothing
+    state = kernel.wait_for("print(cx.selection['head_layer'], cx.selection['head'])", "1 0")
+    assert state.strip() == "1 0" and kernel.run("print(cx.interventions)").strip() == "[]", state
+    patching.locator('[data-rw-cell="1.0"]').click(modifiers=["Shift"])  # shift+click applies the patch
     state = kernel.wait_for("print(cx.interventions)", "rw.Patch(")
     assert "rw.Patch(hook='blocks.1.attn.hook_z'" in state and "head=0" in state, state
     corrupted = kernel.run("print(model.to_ids('when mary and john went to the store , mary gave a drink to'))")

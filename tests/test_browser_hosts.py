@@ -79,7 +79,8 @@ def _styled(root) -> dict:
         """(el) => { const s = getComputedStyle(el);
            return {display: s.display, direction: s.flexDirection, layout: el.dataset.rwLayout,
                    pattern: el.querySelector('.rw-pattern').getBoundingClientRect().width,
-                   token: getComputedStyle(el.querySelector('.rw-token')).fontFamily}; }"""
+                   token: getComputedStyle(el.querySelector('.rw-token')).fontFamily,
+                   input: getComputedStyle(el.querySelector('.rw-target')).borderTopStyle}; }"""
     )
 
 
@@ -178,6 +179,7 @@ def test_marimo_renders_the_explorer_styled_and_takes_clicks(marimo_app):
         # the styles reached the shadow root: a flex column, tokens in a monospace font, a full-size pattern
         assert style["display"] == "flex" and style["direction"] == "column", (in_shadow, style)
         assert "mono" in style["token"].lower() and style["pattern"] > 150, style
+        assert style["input"] == "solid", style  # the attribution view's target box is drawn, not a bare line
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "marimo-explorer.png"), full_page=True)
         root.locator('[data-rw-head="1.2"]').click()

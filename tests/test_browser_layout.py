@@ -133,6 +133,14 @@ def test_the_head_grid_fits_its_panel(laptop, index, shape):
         assert grid["height"] < 650, grid
         assert panel.locator(".rw-head-grid").get_attribute("data-rw-scores") == "off"
         assert panel.locator('[data-rw-head="17.3"]').get_attribute("aria-label").startswith("head 17.3, ")
+        last = panel.locator('[data-rw-head="29.8"]')  # the grid's far corner: its pattern is on the same screen
+        last.scroll_into_view_if_needed()
+        last.click()
+        pattern = panel.locator("canvas[data-rw-pattern='29.8']")
+        pattern.wait_for(timeout=30_000)
+        assert hidden_by(last) is None and hidden_by(pattern) is None, (hidden_by(last), hidden_by(pattern))
+        lens = root.locator(".rw-lens-scroll").bounding_box()  # a 30-row lens scrolls: the predictions stay close
+        assert lens["height"] <= 341, lens
     screenshot(page, f"layout-head-grid-{layers}x{heads}")
 
 
@@ -149,6 +157,14 @@ def test_one_column_when_the_widget_is_narrow(laptop):
     neurons = root.locator(".rw-neurons-view").bounding_box()
     assert predictions["y"] > attention["y"] + attention["height"] - 1  # below the attention view, not beside it
     assert neurons["y"] > predictions["y"]  # the effects come right after what you click
+    lens = root.locator(".rw-lens-view").bounding_box()
+    later = root.evaluate(
+        "(el) => [...el.querySelectorAll('.rw-cols .rw-panel')].map(p => [p.className, p.getBoundingClientRect().y])"
+    )
+    first = ("rw-attention-view", "rw-predictions-view", "rw-lens-view")
+    others = [(name, y) for name, y in later if not any(f in name for f in first)]
+    assert any("rw-attribution-view" in name for name, _ in others), later
+    assert all(y > lens["y"] for _, y in others), later  # attribution and the rest after attention and its effects
     assert abs(predictions["width"] - attention["width"]) < 2
     wider = root.evaluate(
         "(el) => [...el.querySelectorAll('*')]"

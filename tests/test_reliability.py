@@ -105,8 +105,9 @@ def _operations(model, hf):
     ex = rw.explore(model, x)
     message = {"id": "a-1", "type": "set", "view": "a", "interventions": [{"type": "ablate", "layer": 2, "head": 1}]}
 
-    def click():
-        message["seq"] = message.get("seq", 0) + 1
+    def click():  # a different head each time, so every click re-runs the model (the same list would not)
+        seq = message.get("seq", 0) + 1
+        message.update(seq=seq, interventions=[{"type": "ablate", "layer": 2, "head": seq % 2}])
         ex.session.handle(message)
 
     return [
@@ -179,7 +180,7 @@ def _interrupt_everywhere(sample: int | None) -> None:
     rng = random.Random(0)
     for name, fn in operations:
         points = _call_points(fn)
-        assert points > 50, (name, points)
+        assert points > 300, (name, points)  # each is a whole pass (a click that re-ran nothing was ~170)
         chosen = range(1, points + 1) if sample is None else sorted(rng.sample(range(1, points + 1), sample))
         interrupted = 0
         for k in chosen:

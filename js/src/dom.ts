@@ -108,6 +108,13 @@ export function slider(
   return { input, label };
 }
 
+/** `v` with its sign ("+1.20", "\u22120.50"); a value that rounds to zero has none ("0.0", never "\u22120.0"). */
+export function signed(v: number, digits: number, suffix = ""): string {
+  const text = Math.abs(v).toFixed(digits);
+  const sign = Number(text) === 0 ? "" : v > 0 ? "+" : "\u2212";
+  return `${sign}${text}${suffix}`;
+}
+
 /** A colour bar: the scale from `min` to `max` (and the midpoint on a diverging one), with what it measures. */
 export function colourBar(
   palette: Palette,
@@ -121,9 +128,9 @@ export function colourBar(
   const colour = (v: number) => css(scale === "sequential" ? sequential(v, palette) : diverging(v, palette));
   const bar = h("span", { class: "rw-colourbar-bar", attrs: { "aria-hidden": "true" } });
   bar.style.background = `linear-gradient(to right, ${stops.map(colour).join(", ")})`;
-  const ends = [h("span", { class: "rw-colourbar-end", text: min }), bar];
-  if (mid !== undefined) ends.push(h("span", { class: "rw-colourbar-mid", text: mid }));
-  ends.push(h("span", { class: "rw-colourbar-end", text: max }));
+  // the midpoint's label sits under the middle of the bar, where its colour is
+  const scaleBar = mid === undefined ? bar : h("span", { class: "rw-colourbar-scale" }, [bar, h("span", { class: "rw-colourbar-mid", text: mid })]);
+  const ends = [h("span", { class: "rw-colourbar-end", text: min }), scaleBar, h("span", { class: "rw-colourbar-end", text: max })];
   return h("span", { class: "rw-colourbar", data: { rwColourbar: what }, attrs: { role: "img", "aria-label": `colour scale: ${what}, ${min} to ${max}` } }, [
     h("span", { class: "rw-colourbar-what", text: what }),
     ...ends,

@@ -50,6 +50,8 @@ export const CSS = `
 .rw-root :focus-visible { outline: 2px solid var(--rw-focus); outline-offset: 1px; }
 .rw-root button, .rw-root select, .rw-root input { font: inherit; color: var(--rw-fg); }
 .rw-root button, .rw-root select { background: var(--rw-button-bg); border: 1px solid var(--rw-button-border); border-radius: 4px; }
+.rw-root input:not([type="range"]):not([type="checkbox"]) { background: var(--rw-bg); border: 1px solid var(--rw-button-border);
+  border-radius: 4px; padding: 1px 4px; }
 .rw-root button:not(:disabled) { cursor: pointer; }
 .rw-root button:not(:disabled):hover { border-color: var(--rw-fg); }
 .rw-root button:disabled { opacity: .55; }
@@ -62,12 +64,15 @@ export const CSS = `
 .rw-root[data-rw-layout="wide"] .rw-side { position: sticky; top: 0; z-index: 1; }
 .rw-root[data-rw-layout="narrow"] .rw-cols { display: flex; flex-direction: column; align-items: stretch; }
 .rw-root[data-rw-layout="narrow"] .rw-main, .rw-root[data-rw-layout="narrow"] .rw-side { display: contents; }
+.rw-root[data-rw-layout="narrow"] .rw-panel { order: 9; }
 .rw-root[data-rw-layout="narrow"] .rw-attention-view { order: 1; }
 .rw-root[data-rw-layout="narrow"] .rw-predictions-view { order: 2; }
 .rw-root[data-rw-layout="narrow"] .rw-lens-view { order: 3; }
 .rw-root[data-rw-layout="narrow"] .rw-neurons-view { order: 4; }
 .rw-root[data-rw-layout="narrow"] .rw-features-view { order: 5; }
 .rw-root[data-rw-layout="narrow"] .rw-probes-view { order: 6; }
+.rw-root[data-rw-layout="narrow"] .rw-attribution-view { order: 7; }
+.rw-root[data-rw-layout="narrow"] .rw-patching-view { order: 8; }
 
 .rw-panel { border: 1px solid var(--rw-border); border-radius: 6px; padding: 6px 8px; min-width: 0; background: var(--rw-bg); }
 .rw-panel h4 { margin: 0 0 4px; font-size: 12px; text-transform: uppercase; letter-spacing: .05em; color: var(--rw-muted);
@@ -91,6 +96,7 @@ export const CSS = `
 .rw-colourbar { display: inline-flex; align-items: center; gap: 4px; color: var(--rw-muted); font-size: 11px; flex-wrap: wrap; }
 .rw-colourbar-bar { display: inline-block; width: 90px; height: 9px; border: 1px solid var(--rw-border); border-radius: 2px; }
 .rw-colourbar-what { color: var(--rw-muted); }
+.rw-colourbar-scale { display: inline-flex; flex-direction: column; align-items: center; line-height: 1; }
 
 /* tokens */
 .rw-token-line { max-height: 180px; overflow: auto; display: flex; flex-wrap: wrap; gap: 2px 3px; padding: 2px; }
@@ -137,12 +143,16 @@ export const CSS = `
 .rw-ctx-token { padding: 0 1px; margin-right: 3px; border-radius: 2px; }
 
 /* logit lens */
-.rw-lens-scroll { overflow-x: auto; max-width: 100%; scroll-snap-type: x proximity; }
+/* at most ~16 layers high: a 30-layer lens scrolls (its token row stays on top) instead of pushing the predictions
+   below the screen */
+.rw-lens-scroll { overflow: auto; max-width: 100%; max-height: 340px; scroll-snap-type: x proximity; }
+.rw-lens th.rw-lens-token { position: sticky; top: 0; z-index: 1; }
 .rw-lens td, .rw-lens th.rw-lens-token { scroll-snap-align: start; }
 .rw-lens { border-collapse: separate; border-spacing: 0; font-family: var(--rw-mono); font-size: 11px; }
 .rw-lens td, .rw-lens th { padding: 1px 4px; white-space: pre; cursor: pointer; max-width: 78px; overflow: hidden; text-overflow: ellipsis; }
 .rw-lens th { font-weight: 600; color: var(--rw-fg); background: var(--rw-bg); }
 .rw-lens th.rw-lens-layer { position: sticky; left: 0; z-index: 1; text-align: right; }
+.rw-lens tr:first-child th.rw-lens-layer { top: 0; z-index: 2; }
 .rw-lens th.rw-selected, .rw-lens td.rw-selected { outline: 2px solid var(--rw-select); outline-offset: -2px; }
 .rw-lens td.rw-changed { box-shadow: inset 0 -3px 0 var(--rw-ablated); }
 .rw-toggle { display: inline-flex; border: 1px solid var(--rw-button-border); border-radius: 4px; overflow: hidden; }

@@ -1,5 +1,7 @@
+// @vitest-environment happy-dom
 import { describe, expect, it } from "vitest";
 import { contrast, DARK, diverging, ink, LIGHT, paletteFor, parseColour, type RGB, sequential } from "../src/colour";
+import { colourBar, signed } from "../src/dom";
 import { layoutFor, NARROW, placeOf, thumbSize } from "../src/layout";
 
 describe("layout", () => {
@@ -46,5 +48,21 @@ describe("colours", () => {
     expect(sequential(0, dark)).toEqual([33, 33, 33]); // zero attention is the panel itself: no white glare
     expect(parseColour("rgba(0, 0, 0, 0.5)")).toEqual([128, 128, 128]);
     expect(paletteFor(null)).toBe(LIGHT);
+  });
+});
+
+describe("numbers and scales", () => {
+  it("signs a number, but never a zero: no \u22120.0", () => {
+    expect(signed(0.5, 2)).toBe("+0.50");
+    expect(signed(-3, 1, "pp")).toBe("\u22123.0pp");
+    expect(signed(-0.0001, 1, "pp")).toBe("0.0pp");
+    expect(signed(0, 2)).toBe("0.00");
+  });
+
+  it("puts a diverging bar's midpoint label under its middle, between the ends", () => {
+    const bar = colourBar(LIGHT, "diverging", "\u22121", "+1", "change", "0");
+    const texts = Array.from(bar.children, (c) => c.textContent);
+    expect(texts).toEqual(["change", "\u22121", "0", "+1"]);
+    expect(bar.querySelector(".rw-colourbar-scale > .rw-colourbar-bar + .rw-colourbar-mid")).not.toBeNull();
   });
 });

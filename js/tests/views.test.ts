@@ -339,7 +339,7 @@ describe("clean against intervened", () => {
     const span = el.querySelector('.rw-token[data-rw-token="2"]') as HTMLElement;
     expect(span.title).toContain('clean top next "rocket" 90.0% \u2192 20.0% (\u221270.0pp)');
     expect(span.style.background).not.toBe("");
-    expect((el.querySelector('.rw-token[data-rw-token="0"]') as HTMLElement).title).toContain("+0.0pp");
+    expect((el.querySelector('.rw-token[data-rw-token="0"]') as HTMLElement).title).toContain("(0.0pp)"); // no change: no sign
     expect(el.querySelector(".rw-tokens-view [data-rw-colourbar]")!.textContent).toContain("\u221270.0pp");
   });
 });
@@ -484,5 +484,44 @@ describe("view logic", () => {
     expect(defaultScore(ordinary, names)).toBe("previous_token"); // first token varies more, but says less
     const repeated = scores([[0.6, 0.1, 0.2, 0.1], [0.02, 0.02, 0.85, 0.3], [0.1, 0.1, 0.1, 0.12], [0.3, 0.1, 0.2, 0.1]]);
     expect(defaultScore(repeated, names)).toBe("induction");
+  });
+});
+
+describe("attribution and patching cells", () => {
+  const heads = (n: number) => ({ header: header("float32", [2, 2], 0), buffer: float32(Array.from({ length: n }, (_, i) => i - 1.5)) });
+
+  it("a click on an attribution head shows its pattern (head_layer), shift+click ablates it", async () => {
+    const views = ["interventions", "tokens", "attention", "attribution"];
+    const { model, el, store } = setup({ views });
+    const input = el.querySelector("[data-rw-target]") as HTMLInputElement;
+    input.value = "12";
+    click(el.querySelector("[data-rw-attribute]")!);
+    const hs = heads(4);
+    const zeros = { dtype: "float32", shape: [2], buffer: 1 };
+    answer(model, "attribution", { heads: hs.header, attn: zeros, mlp: zeros, embed: 0, bias: 0, total: 1, position: 3, target_token: "t2", foil_token: null }, [hs.buffer, float32([0, 0])]);
+    await settle();
+    const cell = el.querySelector('.rw-attribution-view [data-rw-head="1.0"]')!;
+    click(cell);
+    expect(store.selection).toMatchObject({ head_layer: 1, head: 0, layer: 0 });
+    expect(sets(model)).toHaveLength(0);
+    expect(cell.classList.contains("rw-selected")).toBe(true);
+    click(cell, { shiftKey: true });
+    expect(sets(model)[0].interventions).toEqual([{ type: "ablate", layer: 1, head: 0, mode: "zero" }]);
+  });
+
+  it("a click on a patching cell selects its head; shift+click applies the patch", async () => {
+    const views = ["interventions", "tokens", "attention", "patching"];
+    const { model, el, store } = setup({ views });
+    answer(model, "sweep_defaults", { target: 12, foil: 13 });
+    await settle();
+    const hs = heads(4);
+    answer(model, "sweep", { values: hs.header, axes: ["layer", "head"], site: "heads", method: "exact", clean: 2, corrupted: -1, target_token: "t2", foil_token: "t3" }, [hs.buffer]);
+    await settle();
+    const cell = el.querySelector('[data-rw-cell="1.0"]')!;
+    click(cell);
+    expect(store.selection).toMatchObject({ head_layer: 1, head: 0 });
+    expect(model.sent.filter((m) => m.type === "apply_patch")).toHaveLength(0);
+    click(cell, { shiftKey: true });
+    expect(model.sent.filter((m) => m.type === "apply_patch")[0]).toMatchObject({ cell: [1, 0], target: 12, foil: 13 });
   });
 });

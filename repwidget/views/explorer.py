@@ -86,7 +86,7 @@ def explore(
     probability at the selected layer, and steering along the probe's direction.
     ``capture=[...]`` keeps more hooks in ``ex.run`` (names or globs), counted in the budget.
     ``corrupted="..."`` (a prompt of the same length) adds the patching view: which sites of the corrupted run,
-    patched into this one, change its prediction; click a cell to apply that patch. The attribution view ranks
+    patched into this one, change its prediction; shift+click a cell to apply that patch. The attribution view ranks
     heads, layers, neurons and features by their direct share of a target token's logit.
     """
     return Explorer(model, text, interventions, **options)

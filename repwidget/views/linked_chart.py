@@ -25,8 +25,10 @@ def probe_chart(explorer: Explorer, probe: int = 0) -> Any:
     if type(probe) is not int or not 0 <= probe < len(probes):
         raise ValueError(f"probe must be an index into the explorer's {len(probes)} probes, got {probe!r}")
     alt.JupyterChart.enable_offline()
+    # no actions menu: its "Open in Vega Editor" leaves for the internet
     chart = alt.JupyterChart(
-        probe_accuracy(probes[probe], current=explorer.selection["layer"]), embed_options={"renderer": "svg"}
+        probe_accuracy(probes[probe], current=explorer.selection["layer"]),
+        embed_options={"renderer": "svg", "actions": False},
     )
 
     def from_chart(change: dict[str, Any]) -> None:

@@ -287,6 +287,7 @@ export function mountAttention(el: HTMLElement, store: Store): void {
     const [layer, head] = cell.dataset.rwHead!.split(".").map(Number);
     selectHead(layer, head);
     if (store.editable && wantsIntervention(event)) store.toggle({ layer, head }, cell);
+    else showDetail();
   });
   grid.addEventListener("keydown", (event) => {
     const { head_layer: layer, head } = store.selection;
@@ -373,7 +374,29 @@ export function mountAttention(el: HTMLElement, store: Store): void {
     const labelRoom = n_tokens <= MAX_LABELS ? 70 : 10;
     plot.style.setProperty("--rw-pattern", `${Math.max(160, Math.min(PATTERN, width - labelRoom))}px`);
   };
-  store.on("dispose", onResize(body, fit));
+  /** Beside a tall grid (30 layers), the pattern moves down to the selected head's row: the head clicked and its
+   * pattern share a screen. Wrapped below the grid (narrow), it stays where it is. */
+  const alignDetail = () => {
+    detail.style.marginTop = "0px";
+    const cell = cells[store.selection.head_layer]?.[store.selection.head];
+    const g = grid.getBoundingClientRect();
+    const d = detail.getBoundingClientRect();
+    if (!cell || !g.height || d.left < g.right) return;
+    const c = cell.getBoundingClientRect();
+    const offset = Math.min(c.top + c.height / 2 - g.top - d.height / 2, g.height - d.height);
+    detail.style.marginTop = `${Math.max(0, Math.round(offset))}px`;
+  };
+  /** After a click on a head, its pattern is scrolled into view if it was below (or above) the screen: under a tall
+   * grid in a half-width panel it is. */
+  const showDetail = () => {
+    const box = detail.getBoundingClientRect();
+    const height = detail.ownerDocument.defaultView?.innerHeight ?? 0;
+    if (box.height && (box.bottom > height || box.top < 0)) detail.scrollIntoView?.({ block: "nearest" });
+  };
+  store.on("dispose", onResize(body, () => {
+    fit();
+    alignDetail();
+  }));
   fit();
 
   let head = `${store.selection.head_layer}.${store.selection.head}`;
@@ -383,6 +406,7 @@ export function mountAttention(el: HTMLElement, store: Store): void {
       head = now;
       window = null;
       void fetchPattern();
+      alignDetail();
     }
     paintGrid();
     paintMarks();

@@ -2,7 +2,7 @@
 // by its direct share of the target's logit (minus the foil's), so a learner sees what to click.
 import { at, type Tensor } from "../codec";
 import { css, diverging, ink } from "../colour";
-import { h, panel, showToken } from "../dom";
+import { h, panel, showToken, wantsIntervention } from "../dom";
 import type { Reply, Store } from "../store";
 
 /** The `k` cells of a [rows, cols] tensor with the largest absolute values, as [row, col, value]. */
@@ -55,7 +55,7 @@ export function mountAttribution(el: HTMLElement, store: Store): void {
         const cell = h("button", { class: "rw-dla-cell", text: value.toFixed(2), title: `head ${layer}.${head}: ${value.toFixed(3)}`, data: { rwHead: `${layer}.${head}`, rwLayer: layer } });
         cell.style.background = css(rgb);
         cell.style.color = ink(rgb);
-        cell.classList.toggle("rw-selected", store.selection.layer === layer && store.selection.head === head);
+        cell.classList.toggle("rw-selected", store.selection.head_layer === layer && store.selection.head === head);
         cells.push(cell);
       }
     }
@@ -115,9 +115,15 @@ export function mountAttribution(el: HTMLElement, store: Store): void {
     const cell = (event.target as HTMLElement).closest("[data-rw-head]") as HTMLElement | null;
     if (!cell) return;
     const [layer, head] = cell.dataset.rwHead!.split(".").map(Number);
-    store.select({ layer, head });
+    // the same gestures as the head grid: a click shows the head, shift+click ablates it
+    store.select({ head_layer: layer, head });
+    if (store.editable && wantsIntervention(event as MouseEvent)) store.toggle({ layer, head }, cell);
   };
   grid.addEventListener("click", pick);
+  store.watch(["head_layer", "head"], () => {
+    const chosen = `${store.selection.head_layer}.${store.selection.head}`;
+    grid.querySelectorAll<HTMLElement>("[data-rw-head]").forEach((c) => c.classList.toggle("rw-selected", c.dataset.rwHead === chosen));
+  });
   ranked.addEventListener("click", pick);
   // a prediction's token picks the target (its id travels in the event)
   store.on("pick-target", (id: number) => {

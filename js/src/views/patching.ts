@@ -1,9 +1,10 @@
 // Patching: which sites of the corrupted prompt's run, patched into this one, change its prediction: a
 // heatmap per site (layer x position, or layer x head) of the normalised metric (1: no change, 0: as corrupted);
-// a click on a cell applies that patch.
+// a click on a cell selects its layer and position (or head); shift+click applies that patch, as shift+click
+// ablates in the head grid.
 import { at, type Tensor } from "../codec";
 import { css, diverging, ink } from "../colour";
-import { h, panel, showToken } from "../dom";
+import { h, panel, showToken, wantsIntervention } from "../dom";
 import type { Reply, Store } from "../store";
 
 const SITES = ["resid_pre", "attn_out", "mlp_out", "heads"];
@@ -37,7 +38,7 @@ export function mountPatching(el: HTMLElement, store: Store): void {
     const values = d.values as Tensor;
     const [rows, cols] = values.shape;
     const across = d.axes[1] as string;
-    caption.textContent = `logit("${showToken(d.target_token)}") \u2212 logit("${showToken(d.foil_token)}") at the last position, normalised: 1 = this prompt (${Number(d.clean).toFixed(2)}), 0 = the corrupted one (${Number(d.corrupted).toFixed(2)}); each cell: that ${across === "head" ? "head's output" : "site"} taken from the corrupted run (${d.method}). Click a cell to apply it.`;
+    caption.textContent = `logit("${showToken(d.target_token)}") \u2212 logit("${showToken(d.foil_token)}") at the last position, normalised: 1 = this prompt (${Number(d.clean).toFixed(2)}), 0 = the corrupted one (${Number(d.corrupted).toFixed(2)}); each cell: that ${across === "head" ? "head's output" : "site"} taken from the corrupted run (${d.method}). Click a cell to select it, shift+click to apply that patch.`;
     const tokens = store.tokens;
     const header = h("tr", {}, [h("th")]);
     for (let c = 0; c < cols; c++) header.appendChild(h("th", { class: "rw-axis", text: across === "head" ? `H${c}` : showToken(tokens[c] ?? ""), title: `${across} ${c}` }));
@@ -69,8 +70,10 @@ export function mountPatching(el: HTMLElement, store: Store): void {
   method.addEventListener("change", fetch);
   table.addEventListener("click", (event) => {
     const cell = (event.target as HTMLElement).closest("[data-rw-cell]") as HTMLElement | null;
-    if (!cell || !metric || !store.editable) return;
+    if (!cell || !metric) return;
     const [layer, index] = cell.dataset.rwCell!.split(".").map(Number);
+    store.select(shown?.data.axes[1] === "head" ? { head_layer: layer, head: index } : { layer, token: index });
+    if (!store.editable || !wantsIntervention(event)) return;
     store.command({ type: "apply_patch", site: Number(site.value), method: Number(method.value), target: metric.target, foil: metric.foil, cell: [layer, index] });
   });
   store.request("sweep_defaults").then((r) => {

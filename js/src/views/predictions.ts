@@ -1,7 +1,7 @@
 // Predictions: the top next tokens at the selected position; with interventions, clean and intervened side by
 // side (the clean table says where each clean favourite went, the intervened one how each token changed, in
 // percentage points and logits). Rows below half a percent that did not move are folded into one line.
-import { h, panel, showToken, track } from "../dom";
+import { h, panel, showToken, signed, track } from "../dom";
 import type { Reply, Store } from "../store";
 
 /** A row is listed when its probability or its change is at least this (at least MIN_ROWS are listed). */
@@ -10,10 +10,6 @@ const MIN_ROWS = 3;
 
 function pct(p: number): string {
   return `${(100 * p).toFixed(1)}%`;
-}
-
-function signed(v: number, digits: number, suffix = ""): string {
-  return `${v >= 0 ? "+" : "\u2212"}${Math.abs(v).toFixed(digits)}${suffix}`;
 }
 
 /** A probability cell: the number over a bar as long as the probability. */

@@ -3,7 +3,7 @@
 // with interventions, how each position's prediction changed (the clean run's top next token lost or gained).
 import { type Tensor } from "../codec";
 import { css, diverging, ink, type RGB, sequential } from "../colour";
-import { arrowStep, colourBar, h, keepInView, onResize, panel, showToken, track } from "../dom";
+import { arrowStep, colourBar, h, keepInView, onResize, panel, showToken, signed, track } from "../dom";
 import type { Store } from "../store";
 
 /** What a token's title adds for its kind. */
@@ -35,7 +35,7 @@ export function probabilityChange(effects: Effects, n: number): Float32Array {
 }
 
 function pp(v: number): string {
-  return `${v >= 0 ? "+" : "\u2212"}${Math.abs(100 * v).toFixed(1)}pp`;
+  return signed(100 * v, 1, "pp");
 }
 
 export function mountTokens(el: HTMLElement, store: Store): void {
@@ -113,10 +113,10 @@ export function mountTokens(el: HTMLElement, store: Store): void {
       bar = colourBar(palette, "sequential", "0", "1", "attention");
     } else if (feature && sel.feature != null) {
       text = `colour: SAE feature ${sel.feature}${featureClean ? " in the clean run (it is ablated)" : ""}`;
-      bar = colourBar(palette, "diverging", (-scaleMax).toFixed(2), scaleMax.toFixed(2), "activation", "0");
+      bar = colourBar(palette, "diverging", signed(-scaleMax, 2), signed(scaleMax, 2), "activation", "0");
     } else if (neuron && sel.neuron !== null) {
       text = `colour: neuron ${sel.layer}.${sel.neuron}${neuronClean ? " in the clean run (it is ablated)" : ""}`;
-      bar = colourBar(palette, "diverging", (-scaleMax).toFixed(2), scaleMax.toFixed(2), "activation", "0");
+      bar = colourBar(palette, "diverging", signed(-scaleMax, 2), signed(scaleMax, 2), "activation", "0");
     } else if (change) {
       text = "colour: how the interventions changed each position's clean top prediction (its probability, intervened minus clean; hover for the word)";
       bar = colourBar(palette, "diverging", pp(-changeMax), pp(changeMax), "\u0394p", "0");

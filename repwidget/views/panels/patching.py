@@ -1,6 +1,6 @@
 """Patching: with a corrupted prompt beside the clean one (``rw.explore(model, clean, corrupted=...)``), which
 sites carry the difference: each site of the corrupted run patched into the clean run (what the explorer shows),
-as heatmaps with the metric named; a click on a cell applies that patch."""
+as heatmaps with the metric named; a click on a cell selects it, shift+click applies that patch."""
 
 from __future__ import annotations
 
