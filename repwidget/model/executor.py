@@ -18,6 +18,27 @@ from .plan import Plan, Result
 attention.register()
 
 
+#: where passes run: hooks in this process, or nnsight traces (here or on NDIF)
+BACKENDS = ("local", "nnsight")
+
+
+def make_executor(backend: str, hf: nn.Module, arch: Architecture, forward_kwargs: dict, remote: bool) -> Executor:
+    """The executor of ``backend`` for a model whose architecture is discovered."""
+    if backend == "local":
+        if remote:
+            raise ValueError("remote=True runs passes on NDIF through nnsight: use backend='nnsight'")
+        return LocalExecutor(hf, arch, forward_kwargs)
+    if backend == "nnsight":
+        try:
+            import nnsight  # noqa: F401
+        except ImportError:
+            raise ImportError("backend='nnsight' needs nnsight: pip install 'nnsight==0.8.1'") from None
+        from .nnsight_executor import NNsightExecutor
+
+        return NNsightExecutor(hf, arch, forward_kwargs, remote=remote)
+    raise ValueError(f"backend must be one of {', '.join(map(repr, BACKENDS))}, got {backend!r:.40}")
+
+
 class NestedPassError(RuntimeError):
     """A pass was started from inside another pass on the same model (from a hook, say)."""
 

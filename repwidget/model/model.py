@@ -19,7 +19,7 @@ from . import attention
 from . import tokens as tokens_mod
 from .architecture import Architecture, discover
 from .errors import check_materialised
-from .executor import Executor, LocalExecutor
+from .executor import Executor, make_executor
 from .plan import batch_fitting, first_edited_layer, plan_batch, plan_pass, stitch
 from .reference import Reference
 from .tokens import TokensLike
@@ -34,10 +34,18 @@ class Model:
     every hook repwidget installs is removed when the run that needed it ends.
 
     The model plans each pass (checks, budget, edits, which blocks a rerun reuses) and hands the plan to
-    its ``executor``, which runs it: :class:`~repwidget.model.executor.LocalExecutor` by default.
+    its ``executor``, which runs it: :class:`~repwidget.model.executor.LocalExecutor` by default, an
+    nnsight trace with ``backend="nnsight"`` (on NDIF with ``remote=True``).
     """
 
-    def __init__(self, hf_model: nn.Module, tokenizer: Any = None, executor: Executor | None = None) -> None:
+    def __init__(
+        self,
+        hf_model: nn.Module,
+        tokenizer: Any = None,
+        executor: Executor | None = None,
+        backend: str = "local",
+        remote: bool = False,
+    ) -> None:
         if not isinstance(hf_model, nn.Module) or not hasattr(hf_model, "config"):
             raise TypeError(f"expected a Hugging Face PreTrainedModel, got {type(hf_model).__name__}")
 
@@ -51,7 +59,7 @@ class Model:
         self._sources: OrderedDict[tuple, torch.Tensor] = OrderedDict()
         params = inspect.signature(hf_model.forward).parameters
         forward_kwargs = {"use_cache": False} if "use_cache" in params else {}
-        self.executor: Executor = executor or LocalExecutor(hf_model, self.arch, forward_kwargs)
+        self.executor: Executor = executor or make_executor(backend, hf_model, self.arch, forward_kwargs, remote)
 
     # -- shape ---------------------------------------------------------------------------
     @property
