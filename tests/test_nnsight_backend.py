@@ -7,6 +7,9 @@ random-init models from the architecture matrix, atol 1e-5. The remote path is e
 
 from __future__ import annotations
 
+import socket
+import time
+
 import pytest
 import torch
 
@@ -15,6 +18,7 @@ pytest.importorskip("nnsight")
 import repwidget as rw
 from repwidget.model.nnsight_executor import (
     NNsightExecutor,
+    RemoteExecutionError,
     UnsupportedOnBackendError,
 )
 
@@ -204,3 +208,120 @@ def test_non_finite_edit_is_one_clear_error(pair) -> None:
     with pytest.raises(ValueError, match="NaN or infinite"):
         nn_model.run(matrix_ids(), rw.Steer(1, torch.ones(nn_model.d_model) * 3e38, scale=10.0))
     _close(nn_model.run(matrix_ids()).logits, rw.load(nn_model.hf).run(matrix_ids()).logits)  # model left as it was
+
+
+# -- remote: up to the request, and the failure modes ----------------------------------------------------------
+REPO = "openai-community/gpt2"  # the hub id NDIF would know the model by (no hub here: the id is taken as given)
+
+
+@pytest.fixture
+def remote(monkeypatch) -> rw.Model:
+    """A GPT-2 shaped model on the nnsight backend with remote=True, nnsight's config restored afterwards."""
+    from nnsight import CONFIG
+    from nnsight.modeling import huggingface
+
+    from conftest import word_tokenizer
+
+    monkeypatch.setitem(huggingface._ID_CACHE, REPO, REPO)  # nnsight checks the id on the hub once
+    for key in ("HOST", "APIKEY"):
+        monkeypatch.setattr(CONFIG.API, key, getattr(CONFIG.API, key))
+    hf = build("gpt2")
+    hf.name_or_path = REPO
+    return rw.load(hf, word_tokenizer(), backend="nnsight", remote=True)
+
+
+def _plan(model: rw.Model, ivs=(), capture=("blocks.1.hook_resid_post",)):
+    from repwidget.model.plan import plan_pass
+
+    return plan_pass(model, matrix_ids(), tuple(ivs), list(capture))
+
+
+def test_remote_request_is_nnsights_format_and_small(remote) -> None:
+    import zstandard
+    from nnsight import CONFIG
+
+    plain = remote.executor.request(_plan(remote))
+    steered = remote.executor.request(_plan(remote, [rw.Steer(1, torch.ones(32)), rw.Ablate(2, head=1)]))
+    # the request is the trace's source and the plan's data, never the model or a cache
+    assert 1_000 < len(plain) < 6_000 and len(steered) < 6_000, (len(plain), len(steered))
+    raw = zstandard.ZstdDecompressor().decompress(plain) if CONFIG.API.COMPRESS else plain
+    assert b"envoy.output = new" in raw and b"tracer.stop()" in raw  # the trace body travels as source
+    from nnsight.intervention.backends.local import LocalSimulationBackend
+
+    remote.executor.backend = LocalSimulationBackend(remote.executor.lm)  # the patch's source is read by a pass
+    plan = _plan(remote, [rw.Patch("blocks.0.hook_resid_pre", matrix_ids(seed=2))])
+    remote.executor.backend = None
+    patch = remote.executor.request(plan)
+    assert len(patch) > len(plain)  # what an edit needs travels with it (here 20 x 32 floats)
+
+
+def test_remote_trace_runs_with_repwidget_hidden(remote) -> None:
+    """nnsight's local simulation of a server: the request deserialised with repwidget not importable, then run.
+    Equal results mean the trace needs nothing but torch and nnsight where it runs."""
+    from nnsight.intervention.backends.local import LocalSimulationBackend
+
+    local = rw.load(remote.hf)
+    remote.set_reference([matrix_ids(12, seed=s) for s in range(3)])
+    local.reference = remote.reference
+    remote.executor.backend = LocalSimulationBackend(remote.executor.lm)
+    names = ["blocks.0.attn.hook_z", "blocks.2.hook_resid_post"]
+    sae = _sae(remote, "blocks.1.hook_resid_post", "topk")
+    for ivs in ([], [rw.Steer(1, torch.ones(32) * 0.3)], [rw.Ablate(2, head=1, mode="mean")],
+                [rw.Ablate(sae=sae, feature=4)], [rw.Patch("blocks.0.hook_resid_pre", matrix_ids(seed=2))]):  # fmt: skip
+        _same_run(local.run(matrix_ids(), ivs, capture=names), remote.run(matrix_ids(), ivs, capture=names), names)
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_remote_failures_are_one_line_each(remote) -> None:
+    from nnsight import CONFIG
+
+    def failure() -> str:
+        start = time.perf_counter()
+        with pytest.raises(RemoteExecutionError) as info:
+            remote.run(matrix_ids())
+        assert time.perf_counter() - start < 10
+        message = str(info.value)
+        assert "\n" not in message and len(message) < 200, message
+        return message
+
+    CONFIG.API.APIKEY = None
+    assert failure().startswith("no NDIF API key: set NDIF_API_KEY")
+    CONFIG.API.APIKEY = "test-key"
+    CONFIG.API.HOST = f"http://127.0.0.1:{_closed_port()}"
+    assert "is unreachable (connection refused)" in failure()
+    with socket.socket() as silent:  # accepts connections and never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(4)
+        CONFIG.API.HOST = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        remote.executor.timeout = 0.5
+        assert "did not answer within 0.5 s" in failure()
+    with pytest.raises(UnsupportedOnBackendError, match="attention patterns are not read remotely"):
+        remote.run(matrix_ids(), capture="blocks.0.attn.hook_pattern")
+
+
+def test_the_explorer_keeps_its_last_good_state_when_ndif_fails(remote) -> None:
+    from nnsight import CONFIG
+
+    from repwidget.interventions import to_json
+
+    working = rw.load(remote.hf, remote.tokenizer, backend="nnsight")
+    ex = rw.explore(working, matrix_ids())
+    failing, good = remote.executor, working.executor
+    shown, logits = ex.run, ex.run.logits.clone()
+    CONFIG.API.APIKEY, CONFIG.API.HOST = "test-key", f"http://127.0.0.1:{_closed_port()}"
+    working.executor = failing
+    sent = []
+    ex.send = lambda content, buffers=None: sent.append(content)
+    message = {"id": "a-1", "type": "set", "view": "a", "seq": 1, "interventions": [to_json(rw.Ablate(1, head=0))]}
+    ex._on_message(ex, message, [])
+    assert sent[0]["type"] == "error" and "is unreachable (connection refused)" in ex.error
+    assert "\n" not in ex.error
+    assert ex.run is shown and ex.interventions == [] and torch.equal(ex.run.logits, logits)
+    working.executor = good  # NDIF is back: the next click works
+    ex._on_message(ex, {**message, "id": "a-2", "seq": 2}, [])
+    assert ex.interventions == [rw.Ablate(1, head=0)] and not ex.error

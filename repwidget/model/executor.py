@@ -22,7 +22,9 @@ attention.register()
 BACKENDS = ("local", "nnsight")
 
 
-def make_executor(backend: str, hf: nn.Module, arch: Architecture, forward_kwargs: dict, remote: bool) -> Executor:
+def make_executor(
+    backend: str, hf: nn.Module, arch: Architecture, forward_kwargs: dict, remote: bool = False, tokenizer=None
+) -> Executor:
     """The executor of ``backend`` for a model whose architecture is discovered."""
     if backend == "local":
         if remote:
@@ -35,7 +37,7 @@ def make_executor(backend: str, hf: nn.Module, arch: Architecture, forward_kwarg
             raise ImportError("backend='nnsight' needs nnsight: pip install 'nnsight==0.8.1'") from None
         from .nnsight_executor import NNsightExecutor
 
-        return NNsightExecutor(hf, arch, forward_kwargs, remote=remote)
+        return NNsightExecutor(hf, arch, forward_kwargs, remote=remote, tokenizer=tokenizer)
     raise ValueError(f"backend must be one of {', '.join(map(repr, BACKENDS))}, got {backend!r:.40}")
 
 

@@ -59,7 +59,9 @@ class Model:
         self._sources: OrderedDict[tuple, torch.Tensor] = OrderedDict()
         params = inspect.signature(hf_model.forward).parameters
         forward_kwargs = {"use_cache": False} if "use_cache" in params else {}
-        self.executor: Executor = executor or make_executor(backend, hf_model, self.arch, forward_kwargs, remote)
+        self.executor: Executor = executor or make_executor(
+            backend, hf_model, self.arch, forward_kwargs, remote, tokenizer
+        )
 
     # -- shape ---------------------------------------------------------------------------
     @property

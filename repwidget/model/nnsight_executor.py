@@ -70,14 +70,27 @@ class NNsightExecutor:
     interface = False  # patterns come from eager attention, a whole layer at a time
 
     def __init__(
-        self, hf: nn.Module, arch: Architecture, forward_kwargs: dict, remote: bool = False, nnsight_model=None
+        self,
+        hf: nn.Module,
+        arch: Architecture,
+        forward_kwargs: dict,
+        remote: bool = False,
+        tokenizer: Any = None,
+        timeout: float = 120.0,
     ) -> None:
         import nnsight
 
         self.hf, self.arch, self.forward_kwargs, self.remote = hf, arch, forward_kwargs, remote
-        self.lm = nnsight_model if nnsight_model is not None else nnsight.NNsight(hf)
-        #: the nnsight backend the traces run on (None: here, in this process); tests build requests with it
+        #: seconds a remote pass may wait for NDIF to answer
+        self.timeout = timeout
+        #: an nnsight backend to run traces on instead (e.g. nnsight's LocalSimulationBackend); None: the default
         self.backend: Any = None
+        if remote:  # NDIF names a model by its hub id: nnsight's TransformersModel carries it (and the tokenizer)
+            if tokenizer is None:
+                raise ValueError("remote=True needs the model's tokenizer: rw.load(model, tokenizer, ...)")
+            self.lm = nnsight.TransformersModel(hf, tokenizer=tokenizer)
+        else:
+            self.lm = nnsight.NNsight(hf)
 
     # -- planning checks -----------------------------------------------------------------
     def refuse(self, intervention: Intervention) -> None:
@@ -154,20 +167,45 @@ class NNsightExecutor:
             "grad": plan.grad, "embed": _embedding_path(self.hf),
         }  # fmt: skip
 
-    def _trace(self, plan: Plan, program: dict) -> dict:
+    def _trace(self, plan: Plan, program: dict, backend: Any = None) -> dict:
         inputs = forward_inputs(self.hf, self.arch, plan, self.forward_kwargs, bool(plan.sinks))
         sinks = dict(plan.sinks)
         feed = attention.feed if sinks else None
-        lm = self.lm
-        backend = self.backend
-        kwargs = {"backend": backend} if backend is not None else {}
-        if self.remote and backend is None:
-            kwargs = {"remote": True}
+        backend = backend if backend is not None else self.backend
+        if backend is not None:
+            return run_trace(self.lm, inputs, program, sinks, feed, {"backend": backend})
+        if not self.remote:
+            return run_trace(self.lm, inputs, program, sinks, feed, {})
+        from nnsight import CONFIG
+
+        host = CONFIG.API.HOST
+        if not CONFIG.API.APIKEY:
+            raise RemoteExecutionError(
+                "no NDIF API key: set NDIF_API_KEY or call nnsight.CONFIG.set_default_api_key(key) "
+                "(keys from https://login.ndif.us)"
+            )
         try:
-            result = run_trace(lm, inputs, program, sinks, feed, kwargs)
-        except _RemoteFailure as error:
-            raise RemoteExecutionError(str(error)) from None
-        return result
+            model_key = self.lm.to_model_key()
+        except Exception as error:
+            raise RemoteExecutionError(
+                f"could not name {self.lm.repo_id!r} for NDIF (its id is checked on the Hugging Face hub): "
+                f"{_one_line(error)}"
+            ) from None
+        from nnsight.intervention.backends.remote import RemoteBackend
+
+        remote = RemoteBackend(model_key, host=host)
+        with _socket_timeout(self.timeout):
+            try:
+                return run_trace(self.lm, inputs, program, sinks, feed, {"backend": remote})
+            except Exception as error:
+                raise RemoteExecutionError(_remote_failure(error, host, self.timeout)) from None
+
+    def request(self, plan: Plan) -> bytes:
+        """The payload a remote pass of ``plan`` sends (nnsight's own request format, compressed as nnsight's
+        config says), built without sending anything."""
+        capture = _RequestOnly()
+        self._trace(plan, self._program(plan), backend=capture)
+        return capture.payload
 
     def _results(self, plan: Plan, program: dict, saved: dict) -> list[Result]:
         for label, name, dtype in saved["bad"]:
@@ -211,8 +249,53 @@ class NNsightExecutor:
         return weights_version(self.hf)
 
 
-class _RemoteFailure(Exception):
-    pass
+class _RequestOnly:
+    """An nnsight backend that serialises the trace as a remote request would and runs nothing."""
+
+    def __call__(self, tracer: Any) -> None:
+        from nnsight import CONFIG
+        from nnsight.ndif import pull_env
+        from nnsight.schema.request import RequestModel
+
+        pull_env()
+        self.payload = RequestModel.serialize(tracer, compress=CONFIG.API.COMPRESS)
+
+
+@contextlib.contextmanager
+def _socket_timeout(seconds: float) -> Iterator[None]:
+    """A default timeout for the websocket nnsight opens to NDIF (it has none of its own), restored after."""
+    import websocket
+
+    before = websocket.getdefaulttimeout()
+    websocket.setdefaulttimeout(seconds)
+    try:
+        yield
+    finally:
+        websocket.setdefaulttimeout(before)
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return (text[0] if text else type(error).__name__)[:300]
+
+
+def _remote_failure(error: BaseException, host: str, timeout: float) -> str:
+    """One line saying why a remote pass failed."""
+    import socket
+
+    from nnsight.intervention.backends.remote import RemoteError
+
+    chain, cause = [], error
+    while cause is not None and len(chain) < 8:
+        chain.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    if any(isinstance(e, (TimeoutError, socket.timeout)) or "timed out" in str(e).lower() for e in chain):
+        return f"NDIF at {host} did not answer within {timeout:g} s; try again later (or raise executor.timeout)"
+    if any(isinstance(e, ConnectionError) or "connection refused" in str(e).lower() for e in chain):
+        return f"NDIF at {host} is unreachable (connection refused); check the network and nnsight.CONFIG.API.HOST"
+    if isinstance(error, RemoteError):
+        return f"NDIF could not run the pass: {_one_line(error)}"
+    return f"the remote pass failed: {type(error).__name__}: {_one_line(error)}"
 
 
 def _embedding_path(hf: nn.Module) -> str:
@@ -225,6 +308,7 @@ def run_trace(lm, inputs: dict, program: dict, sinks: dict, feed, kwargs: dict) 
     same here and on a server (nnsight ships its source and the locals it reads)."""
     import nnsight
 
+    out = None  # what the body fills (stays None when a backend only serialises the trace)
     with lm.trace(**inputs, **kwargs) as tracer:
         out = nnsight.save({"caches": [{} for _ in program["spans"]], "bad": [], "final": None, "logits": None})
         spans, whole = program["spans"], program["whole"]
