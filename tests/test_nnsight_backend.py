@@ -266,8 +266,9 @@ def test_remote_trace_runs_with_repwidget_hidden(remote) -> None:
     remote.executor.backend = LocalSimulationBackend(remote.executor.lm)
     names = ["blocks.0.attn.hook_z", "blocks.2.hook_resid_post"]
     sae = _sae(remote, "blocks.1.hook_resid_post", "topk")
-    for ivs in ([], [rw.Steer(1, torch.ones(32) * 0.3)], [rw.Ablate(2, head=1, mode="mean")],
-                [rw.Ablate(sae=sae, feature=4)], [rw.Patch("blocks.0.hook_resid_pre", matrix_ids(seed=2))]):  # fmt: skip
+    patch = rw.Patch("blocks.0.hook_resid_pre", matrix_ids(seed=2))
+    steer, mean = rw.Steer(1, torch.ones(32) * 0.3), rw.Ablate(2, head=1, mode="mean")
+    for ivs in ([], [steer], [mean], [rw.Ablate(sae=sae, feature=4)], [patch]):
         _same_run(local.run(matrix_ids(), ivs, capture=names), remote.run(matrix_ids(), ivs, capture=names), names)
 
 
