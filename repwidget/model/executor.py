@@ -178,7 +178,12 @@ def weights_version(module: nn.Module) -> int:
     """A hash of every parameter's identity, storage and in-place version counter: it changes when weights are
     edited in place (``p.add_``, ``load_state_dict``), replaced (``p.data = ...``) or moved. (Buffers are left
     out: some models rebuild their rotary tables during a forward pass.)"""
-    return hash(tuple((id(p), p.data_ptr(), p._version, p.device.type) for p in module.parameters()))
+    return hash(tuple((id(p), p.data_ptr(), _version(p), p.device.type) for p in module.parameters()))
+
+
+def _version(p: torch.Tensor) -> int:
+    """``p``'s in-place version counter (inference tensors, as accelerate's disk offload loads, have none: -1)."""
+    return -1 if p.is_inference() else p._version
 
 
 def _max_positions(model: nn.Module) -> int:
