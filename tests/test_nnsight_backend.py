@@ -326,3 +326,33 @@ def test_the_explorer_keeps_its_last_good_state_when_ndif_fails(remote) -> None:
     working.executor = good  # NDIF is back: the next click works
     ex._on_message(ex, {**message, "id": "a-2", "seq": 2}, [])
     assert ex.interventions == [rw.Ablate(1, head=0)] and not ex.error
+
+
+def test_a_failed_trace_leaves_the_model_as_it_was(pair) -> None:
+    """An error inside the trace (here a malformed edit, past every check) leaves the weights, the train/eval
+    flags, the attention implementation and the hooks as they were; the next pass is right."""
+    from repwidget.interventions import AddRows
+    from repwidget.model.plan import plan_pass
+
+    local, nn_model = pair
+    hf = nn_model.hf
+    ids = matrix_ids()
+    hooks = [(len(m._forward_hooks), len(m._forward_pre_hooks)) for m in hf.modules()]
+    implementation = hf.config._attn_implementation
+    with torch.no_grad():
+        before = hf(torch.tensor([ids])).logits
+    plan = plan_pass(nn_model, ids, (rw.Steer(1, torch.ones(nn_model.d_model)),), ["blocks.2.hook_resid_post"])
+    plan.edits["blocks.1.hook_resid_post"][0].edits[0] = AddRows(slice(None), torch.ones(nn_model.d_model + 1))
+    plan.sinks = {0: rw.model.attention.Full()}  # the pass switches to eager attention: switched back
+    hf.train()
+    try:
+        with pytest.raises(RuntimeError):
+            nn_model.executor.execute(plan)
+        assert all(m.training for m in hf.modules())
+    finally:
+        hf.eval()
+    assert hf.config._attn_implementation == implementation
+    assert [(len(m._forward_hooks), len(m._forward_pre_hooks)) for m in hf.modules()] == hooks
+    with torch.no_grad():
+        assert torch.equal(hf(torch.tensor([ids])).logits, before)
+    _close(nn_model.run(ids).logits, local.run(ids).logits)

@@ -18,29 +18,6 @@ from .plan import Plan, Result
 attention.register()
 
 
-#: where passes run: hooks in this process, or nnsight traces (here or on NDIF)
-BACKENDS = ("local", "nnsight")
-
-
-def make_executor(
-    backend: str, hf: nn.Module, arch: Architecture, forward_kwargs: dict, remote: bool = False, tokenizer=None
-) -> Executor:
-    """The executor of ``backend`` for a model whose architecture is discovered."""
-    if backend == "local":
-        if remote:
-            raise ValueError("remote=True runs passes on NDIF through nnsight: use backend='nnsight'")
-        return LocalExecutor(hf, arch, forward_kwargs)
-    if backend == "nnsight":
-        try:
-            import nnsight  # noqa: F401
-        except ImportError:
-            raise ImportError("backend='nnsight' needs nnsight: pip install 'nnsight==0.8.1'") from None
-        from .nnsight_executor import NNsightExecutor
-
-        return NNsightExecutor(hf, arch, forward_kwargs, remote=remote, tokenizer=tokenizer)
-    raise ValueError(f"backend must be one of {', '.join(map(repr, BACKENDS))}, got {backend!r:.40}")
-
-
 class NestedPassError(RuntimeError):
     """A pass was started from inside another pass on the same model (from a hook, say)."""
 
@@ -81,6 +58,23 @@ def model_lock(module: nn.Module) -> threading.RLock:
         return lock
 
 
+def guarded(module: nn.Module, run, *args):
+    """``run(*args)`` holding ``module``'s lock; a pass started from inside another on it is a NestedPassError."""
+    owners: set[int] = getattr(_IN_PASS, "models", None) or set()
+    _IN_PASS.models = owners
+    if id(module) in owners:
+        raise NestedPassError(
+            "a repwidget pass was started from inside another pass on the same model (a hook calling the model?); "
+            "start it after the first pass returns"
+        )
+    with model_lock(module):
+        owners.add(id(module))
+        try:
+            return run(*args)
+        finally:
+            owners.discard(id(module))
+
+
 class LocalExecutor:
     """Passes on the Hugging Face model in this process: hooks installed for the pass, removed in ``finally``.
 
@@ -97,19 +91,7 @@ class LocalExecutor:
         self.interface = self._check_interface()
 
     def _guarded(self, run, *args):
-        owners: set[int] = getattr(_IN_PASS, "models", None) or set()
-        _IN_PASS.models = owners
-        if id(self.hf) in owners:
-            raise NestedPassError(
-                "a repwidget pass was started from inside another pass on the same model (a hook calling the model?); "
-                "start it after the first pass returns"
-            )
-        with self.lock:
-            owners.add(id(self.hf))
-            try:
-                return run(*args)
-            finally:
-                owners.discard(id(self.hf))
+        return guarded(self.hf, run, *args)
 
     def execute(self, plan: Plan) -> list[Result]:
         return self._guarded(execute, self.hf, self.arch, plan, self.forward_kwargs, self.interface)

@@ -10,8 +10,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .backends import BACKENDS
 from .errors import ModelLoadError, check_materialised
-from .executor import BACKENDS
 from .model import Model
 
 _WHAT_INSTEAD = (

@@ -18,8 +18,9 @@ from ..texts import token_ids
 from . import attention
 from . import tokens as tokens_mod
 from .architecture import Architecture, discover
+from .backends import make_executor
 from .errors import check_materialised
-from .executor import Executor, make_executor
+from .executor import Executor
 from .plan import batch_fitting, first_edited_layer, plan_batch, plan_pass, stitch
 from .reference import Reference
 from .tokens import TokensLike

@@ -20,7 +20,7 @@ from ..interventions import AddRows, Intervention, Project, SetRows, Splice
 from . import attention
 from .architecture import Architecture
 from .execute import NonFiniteError, forward_inputs
-from .executor import weights_version
+from .executor import guarded, weights_version
 from .modes import eval_mode
 from .plan import Plan, Result
 
@@ -110,6 +110,9 @@ class NNsightExecutor:
                 "attention patterns are not read remotely yet; capture residual streams or use the local backend"
             )
         program = self._program(plan)
+        return guarded(self.hf, self._execute, plan, program)
+
+    def _execute(self, plan: Plan, program: dict) -> list[Result]:
         with self._modes(plan):
             saved = self._trace(plan, program)
         return self._results(plan, program, saved)
