@@ -22,7 +22,7 @@ from repwidget.model.nnsight_executor import (
     UnsupportedOnBackendError,
 )
 
-from architectures import build, matrix_ids
+from architectures import ARCHITECTURES, build, matrix_ids
 
 ATOL = 1e-5
 NAMES = ["gpt2", "llama", "neox"]
@@ -55,6 +55,20 @@ def _sae(model: rw.Model, hook: str, architecture: str = "standard", seed: int =
     return rw.SAE(torch.randn(d_in, d_sae, generator=g) * 0.3, torch.randn(d_sae, generator=g) * 0.1,
                   torch.randn(d_sae, d_in, generator=g) * 0.3, torch.zeros(d_in), architecture=architecture,
                   hook=hook, name=f"sae-{architecture}", **extra)  # fmt: skip
+
+
+@pytest.mark.filterwarnings("ignore:Module .* has a submodule named 'output'")  # BERT's, renamed by nnsight
+@pytest.mark.parametrize("name", list(ARCHITECTURES))
+def test_every_architecture_of_the_matrix(name: str) -> None:
+    """All 20 architectures: every hook, a head, layer, neuron ablation and a steer, and the thumbnails."""
+    hf = build(name)
+    local, nn_model = rw.load(hf), rw.load(hf, backend="nnsight")
+    ids = matrix_ids()
+    names = local.hook_names()
+    ivs = [rw.Ablate(1, head=1), rw.Steer(2, torch.ones(local.d_model) * 0.3), rw.Ablate(0)]
+    ivs += [] if local.arch.moe else [rw.Ablate(2, neuron=3)]
+    _same_run(local.run(ids, ivs, capture=names), nn_model.run(ids, ivs, capture=names), names)
+    _close(local.run(ids, summarize=8).summary()[0], nn_model.run(ids, summarize=8).summary()[0])
 
 
 def test_load_makes_an_nnsight_executor(pair) -> None:

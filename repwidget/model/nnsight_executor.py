@@ -91,6 +91,13 @@ class NNsightExecutor:
             self.lm = nnsight.TransformersModel(hf, tokenizer=tokenizer)
         else:
             self.lm = nnsight.NNsight(hf)
+        #: each module's envoy by its path in the model (nnsight's own names differ where a submodule is called
+        #: ``output`` or ``input``, as in BERT)
+        self.envoys = {e.path.split(".", 1)[1]: e for e in self.lm.modules() if "." in e.path}
+
+    def envoy(self, path: str) -> Any:
+        """The nnsight envoy of the module at ``path`` (a path in the Hugging Face model)."""
+        return self.envoys[path]
 
     # -- planning checks -----------------------------------------------------------------
     def refuse(self, intervention: Intervention) -> None:
@@ -148,6 +155,10 @@ class NNsightExecutor:
         for layer in plan.sinks:
             path = arch.blocks + f".{layer}." + arch.attn
             sites.setdefault((layer, "attn", "pattern"), {"path": path, "when": "pattern", "rank": 2, "hooks": []})
+        if not arch.attn_proj.startswith(arch.attn + "."):  # the projection runs after the attention returns (BERT)
+            for (_, where, _), site in sites.items():
+                if where == "attn":
+                    site["rank"] = 0.5
         steps = []
         for (layer, where, _), site in sorted(sites.items(), key=lambda kv: (kv[0][0], kv[1]["rank"])):
             scale = arch.attn_scale if where == "attn_end" else arch.mlp_scale if where == "mlp_end" else 1.0
@@ -159,15 +170,16 @@ class NNsightExecutor:
                     for step in plan.edits.get(name, [])
                 ]
                 hooks.append((name, template, name in plan.capture, ops))
-            steps.append((layer, site["path"], site["when"], where == "block", scale, hooks))
+            steps.append((layer, self.envoy(site["path"]), site["when"], where == "block", scale, hooks))
         pattern_at = arch.pattern_index
         spans = [(plan.span(i).start, plan.span(i).stop) for i in range(plan.batch)]
         lazy = arch.plain_logits and arch.unembed is not None and not plan.grad
         return {
             "steps": steps, "spans": spans, "whole": plan.batch == 1 and plan.lengths is None,
-            "pattern_at": pattern_at, "lazy": lazy, "unembed": arch.unembed, "vocab": self.hf.config.vocab_size,
+            "pattern_at": pattern_at, "lazy": lazy, "vocab": self.hf.config.vocab_size,
             "heads": (arch.n_heads, arch.d_head), "stop_early": plan.stop_early,
-            "grad": plan.grad, "embed": _embedding_path(self.hf),
+            "grad": plan.grad, "embed": self.envoy(_embedding_path(self.hf)),
+            "unembed": self.envoy(arch.unembed) if arch.unembed is not None else None,
         }  # fmt: skip
 
     def _trace(self, plan: Plan, program: dict, backend: Any = None) -> dict:
@@ -316,13 +328,12 @@ def run_trace(lm, inputs: dict, program: dict, sinks: dict, feed, kwargs: dict) 
         out = nnsight.save({"caches": [{} for _ in program["spans"]], "bad": [], "final": None, "logits": None})
         spans, whole = program["spans"], program["whole"]
         if program["grad"]:
-            embed = lm.get(program["embed"])
+            embed = program["embed"]
             e = embed.output
             if not e.requires_grad:
                 embed.output = e.detach().requires_grad_()
         block_in = {}
-        for layer, path, when, is_block, scale, hooks in program["steps"]:
-            envoy = lm.get(path)
+        for layer, envoy, when, is_block, scale, hooks in program["steps"]:
             if when == "pattern":
                 probs = envoy.output[program["pattern_at"]]
                 if layer in sinks:
@@ -403,7 +414,7 @@ def run_trace(lm, inputs: dict, program: dict, sinks: dict, feed, kwargs: dict) 
         if program["stop_early"]:  # everything asked for is read: the rest of the pass is not needed
             tracer.stop()
         if program["lazy"]:
-            head = lm.get(program["unembed"])
+            head = program["unembed"]
             hidden = head.input
             out["final"] = hidden.detach()
             head.skip(hidden.new_zeros((hidden.shape[0], 0, program["vocab"])))
