@@ -51,6 +51,9 @@ def test_the_explorer_runs_on_the_nnsight_backend(lab_page):
     intervened = root.locator('[data-rw-column="intervened"]')
     expect(intervened).to_contain_text("paris", timeout=60_000)
     expect(root.locator('[data-rw-head="1.0"]')).to_be_visible()  # thumbnails: summaries read in a trace
+    lens = root.locator('.rw-lens-view td[data-rw-token="2"][data-rw-layer="0"]')  # read in the trace, top-1 only
+    expect(lens).not_to_be_empty(timeout=30_000)
+    assert kernel.run("print(any(h.endswith('resid_post') for h in ex.session.capture))").strip() == "False"
     root.locator('[data-rw-head="1.2"]').click()  # a head's pattern: replayed through a trace
     expect(root.locator("canvas[data-rw-pattern='1.2']")).to_have_count(1, timeout=30_000)
 

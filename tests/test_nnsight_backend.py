@@ -267,6 +267,8 @@ def test_remote_request_is_nnsights_format_and_small(remote) -> None:
     remote.executor.backend = None
     patch = remote.executor.request(plan)
     assert len(patch) > len(plain)  # what an edit needs travels with it (here 20 x 32 floats)
+    lens = remote.executor.request(_plan(remote, capture=()), lens=(0, 16, 1))
+    assert len(lens) < 6_000  # the lens is asked for by its positions; it comes back as [layer, pos, k]
 
 
 def test_remote_trace_runs_with_repwidget_hidden(remote) -> None:
@@ -284,6 +286,12 @@ def test_remote_trace_runs_with_repwidget_hidden(remote) -> None:
     steer, mean = rw.Steer(1, torch.ones(32) * 0.3), rw.Ablate(2, head=1, mode="mean")
     for ivs in ([], [steer], [mean], [rw.Ablate(sae=sae, feature=4)], [patch]):
         _same_run(local.run(matrix_ids(), ivs, capture=names), remote.run(matrix_ids(), ivs, capture=names), names)
+    from repwidget import analyses
+
+    full = analyses.logit_lens(local.run(matrix_ids(), [steer]), range(4, 12), k=2)
+    reduced = analyses.logit_lens(remote.run(matrix_ids(), [steer], capture=[]), range(4, 12), k=2)  # on the "server"
+    assert torch.equal(full.ids, reduced.ids)
+    _close(full.probs, reduced.probs)
 
 
 def _closed_port() -> int:
@@ -370,3 +378,29 @@ def test_a_failed_trace_leaves_the_model_as_it_was(pair) -> None:
     with torch.no_grad():
         assert torch.equal(hf(torch.tensor([ids])).logits, before)
     _close(nn_model.run(ids).logits, local.run(ids).logits)
+
+
+def test_the_logit_lens_is_reduced_where_the_model_runs(pair) -> None:
+    """A run without residual streams reads its lens in one pass that brings back only the top tokens; it equals
+    the lens read from captured streams, with interventions too; the explorer then captures no stream per click."""
+    from repwidget import analyses
+
+    local, nn_model = pair
+    ids = matrix_ids()
+    ivs = [rw.Ablate(1, head=2), rw.Steer(2, torch.ones(local.d_model) * 0.4)]
+    for interventions in ((), ivs):
+        full = analyses.logit_lens(local.run(ids, interventions), range(3, 11), k=3)
+        bare = nn_model.run(ids, interventions, capture=[])
+        assert "blocks.0.hook_resid_post" not in bare
+        reduced = analyses.logit_lens(bare, range(3, 11), k=3)
+        assert reduced.ids.shape == (local.n_layers, 8, 3)
+        assert torch.equal(reduced.ids, full.ids)
+        _close(reduced.probs, full.probs)
+    ex_local, ex_nn = rw.explore(local, ids), rw.explore(nn_model, ids)
+    assert not any(h.endswith("hook_resid_post") for h in ex_nn.session.capture)
+    assert any(h.endswith("hook_resid_post") for h in ex_local.session.capture)
+    from repwidget.views.panels.lens import lens_of
+
+    a, b = lens_of(ex_local.run, 0, 16), lens_of(ex_nn.run, 0, 16)
+    assert torch.equal(a["ids"], b["ids"]) and a["vocab"] == b["vocab"]
+    _close(a["probs"], b["probs"])

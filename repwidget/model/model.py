@@ -373,6 +373,18 @@ class Model:
         plan.sinks, plan.stop_early, plan.record = sinks, True, False
         return self.executor.execute(plan)[0].cache
 
+    @property
+    def lens_in_pass(self) -> bool:
+        """Whether the executor reduces the logit lens where the model runs (see :meth:`lens_in_pass_of`)."""
+        return bool(getattr(self.executor, "reduces_lens", False))
+
+    def lens_in_pass_of(self, run: Run, positions: range, k: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+        """``run``'s logit lens over ``positions`` as top-``k`` ids and probabilities ``[layer, pos, k]``, read in
+        one pass of ``run``'s input and interventions that brings back only those (the nnsight backend)."""
+        plan = plan_pass(self, run.token_ids, run.interventions, [], None)
+        plan.record = False
+        return self.executor.lens(plan, positions, k)
+
     def hook_width(self, name: str, n_tokens: int = 1) -> int:
         """Values per token at hook ``name`` (``attn.hook_z`` flattened over heads; patterns ``heads * n_tokens``)."""
         template = hook_names.parse(name, self.n_layers)[1]

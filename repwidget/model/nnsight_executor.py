@@ -138,7 +138,7 @@ class NNsightExecutor:
                 if patterns:
                     config._attn_implementation = before
 
-    def _program(self, plan: Plan) -> dict:
+    def _program(self, plan: Plan, lens: tuple[int, int, int] | None = None) -> dict:
         """The plan as plain data: per layer, the sites to visit in execution order, and the ops of each hook."""
         arch = self.arch
         sites: dict[tuple[int, str, str], dict] = {}
@@ -155,6 +155,10 @@ class NNsightExecutor:
         for layer in plan.sinks:
             path = arch.blocks + f".{layer}." + arch.attn
             sites.setdefault((layer, "attn", "pattern"), {"path": path, "when": "pattern", "rank": 2, "hooks": []})
+        if lens is not None:  # every block's output, reduced to the lens's top tokens where it is computed
+            for layer in range(arch.n_layers):
+                path = arch.blocks + f".{layer}"
+                sites.setdefault((layer, "block", "post"), {"path": path, "when": "post", "rank": 6, "hooks": []})
         if not arch.attn_proj.startswith(arch.attn + "."):  # the projection runs after the attention returns (BERT)
             for (_, where, _), site in sites.items():
                 if where == "attn":
@@ -178,7 +182,8 @@ class NNsightExecutor:
             "steps": steps, "spans": spans, "whole": plan.batch == 1 and plan.lengths is None,
             "pattern_at": pattern_at, "lazy": lazy, "vocab": self.hf.config.vocab_size,
             "heads": (arch.n_heads, arch.d_head), "stop_early": plan.stop_early,
-            "grad": plan.grad, "embed": self.envoy(_embedding_path(self.hf)),
+            "grad": plan.grad, "embed": self.envoy(_embedding_path(self.hf)), "lens": lens,
+            "norm": self.envoy(arch.final_norm) if arch.final_norm is not None else None,
             "unembed": self.envoy(arch.unembed) if arch.unembed is not None else None,
         }  # fmt: skip
 
@@ -215,11 +220,34 @@ class NNsightExecutor:
             except Exception as error:
                 raise RemoteExecutionError(_remote_failure(error, host, self.timeout)) from None
 
-    def request(self, plan: Plan) -> bytes:
+    @property
+    def reduces_lens(self) -> bool:
+        """Whether :meth:`lens` can read the logit lens inside the pass (the model's logits are its unembedding
+        of its final norm)."""
+        return self.arch.plain_readout and self.arch.unembed is not None
+
+    def lens(self, plan: Plan, positions: range, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``plan``'s pass with the logit lens over ``positions`` reduced where the model runs: top-``k`` token
+        ids and probabilities ``[layer, pos, k]``; only those travel back, never a residual stream."""
+        if not self.reduces_lens or plan.batch != 1:
+            raise UnsupportedOnBackendError("the lens is reduced in the pass only for one sequence of a model whose "
+                                            "logits are its unembedding of its final norm")  # fmt: skip
+        program = self._program(plan, (positions.start, positions.stop, k))
+        saved = guarded(self.hf, self._lens, plan, program)
+        ids = torch.stack([i for i, _ in saved["lens"]])
+        return ids, torch.stack([p for _, p in saved["lens"]])
+
+    def _lens(self, plan: Plan, program: dict) -> dict:
+        with self._modes(plan):
+            saved = self._trace(plan, program)
+        self._results(plan, program, saved)  # the same checks (non-finite edits) as any pass
+        return saved
+
+    def request(self, plan: Plan, lens: tuple[int, int, int] | None = None) -> bytes:
         """The payload a remote pass of ``plan`` sends (nnsight's own request format, compressed as nnsight's
         config says), built without sending anything."""
         capture = _RequestOnly()
-        self._trace(plan, self._program(plan), backend=capture)
+        self._trace(plan, self._program(plan, lens), backend=capture)
         return capture.payload
 
     def _results(self, plan: Plan, program: dict, saved: dict) -> list[Result]:
@@ -325,7 +353,8 @@ def run_trace(lm, inputs: dict, program: dict, sinks: dict, feed, kwargs: dict) 
 
     out = None  # what the body fills (stays None when a backend only serialises the trace)
     with lm.trace(**inputs, **kwargs) as tracer:
-        out = nnsight.save({"caches": [{} for _ in program["spans"]], "bad": [], "final": None, "logits": None})
+        out = {"caches": [{} for _ in program["spans"]], "bad": [], "final": None, "logits": None, "lens": []}
+        out = nnsight.save(out)
         spans, whole = program["spans"], program["whole"]
         if program["grad"]:
             embed = program["embed"]
@@ -404,6 +433,12 @@ def run_trace(lm, inputs: dict, program: dict, sinks: dict, feed, kwargs: dict) 
                     changed = True
             if is_block and when == "pre":
                 block_in[layer] = y
+            if is_block and when == "post" and program["lens"] is not None:  # the logit lens, reduced here
+                first, last, k = program["lens"]
+                h = y[:, first:last]
+                h = program["norm"](h) if program["norm"] is not None else h
+                top = program["unembed"](h).float().softmax(-1).topk(k)
+                out["lens"].append((top.indices[0], top.values[0]))
             if changed:
                 y = y.reshape(shape)
                 new = y if single else (y, *raw[1:])
