@@ -2,8 +2,8 @@
 executor (and, for a remote pass, the request nnsight would send and the result it would get back).
 
 A GPT-2-small-shaped random model (12 layers, 12 heads, d_model 768, vocabulary 50,257), 512 tokens, one
-explorer on each backend, one click (ablate head 5.1) answered with its predictions, as the browser asks. Every
-pass the click makes is recorded: its plan and the tensors its result hands to the kernel. Run by hand:
+explorer on each backend, one click (ablate head 5.1) answered with its predictions, then the logit lens window
+the view asks for, as the browser does. Every pass is recorded with what it hands to the kernel. Run by hand:
 
     python bench/bench_backends.py [--tokens 512] [--out docs/bench_backends.md]
 """
@@ -38,27 +38,51 @@ def wire_bytes(result: Result) -> int:
     return len(zstandard.ZstdCompressor(level=6).compress(buffer.getvalue()))
 
 
-def click(model: rw.Model, ids: list[int]) -> tuple[list[tuple[Plan, list[Result]]], float]:
-    """One explorer click (head 5.1 ablated, its predictions asked for), every pass it made recorded."""
+def click(model: rw.Model, ids: list[int]) -> tuple[list[tuple[Plan, object]], float]:
+    """One explorer click (head 5.1 ablated, its predictions asked for) and the lens window the view then asks
+    for, every pass they made recorded with what it brought back."""
     ex = rw.explore(model, ids)
-    passes: list[tuple[Plan, list[Result]]] = []
-    execute = model.executor.execute
+    passes: list[tuple[Plan, object]] = []
+    executor = model.executor
+    originals = {name: getattr(executor, name) for name in ("execute", "lens") if hasattr(executor, name)}
 
-    def recorded(plan: Plan) -> list[Result]:
-        results = execute(plan)
-        passes.append((plan, results))
-        return results
+    def recording(name: str):
+        def recorded(plan: Plan, *args):
+            out = originals[name](plan, *args)
+            passes.append((plan, out))
+            return out
 
-    model.executor.execute = recorded
+        return recorded
+
+    for name in originals:
+        setattr(executor, name, recording(name))
     ex.send = lambda content, buffers=None: None
+    n = len(ids)
     start = time.perf_counter()
     message = {"id": "a-1", "type": "set", "view": "a", "seq": 1, "interventions": [to_json(rw.Ablate(5, head=1))],
-               "then": {"type": "get", "id": "a-2", "what": "predictions", "position": len(ids) - 1}}  # fmt: skip
+               "then": {"type": "get", "id": "a-2", "what": "predictions", "position": n - 1}}  # fmt: skip
     ex._on_message(ex, message, [])
+    ex._on_message(ex, {"id": "b-1", "type": "get", "what": "lens", "start": n - 16, "stop": n}, [])
     seconds = time.perf_counter() - start
-    del model.executor.execute
-    assert ex.interventions == [rw.Ablate(5, head=1)], ex.error
+    for name in originals:
+        delattr(executor, name)
+    assert ex.interventions == [rw.Ablate(5, head=1)] and not ex.error, ex.error
     return passes, seconds
+
+
+def brought_back(out: object) -> int:
+    """Bytes of what one recorded pass returned: results, or the lens's top tokens."""
+    if isinstance(out, list):
+        return sum(result_bytes(r) for r in out)
+    return sum(t.nelement() * t.element_size() for t in out)
+
+
+def on_the_wire(out: object) -> int:
+    if isinstance(out, list):
+        return sum(wire_bytes(r) for r in out)
+    buffer = io.BytesIO()
+    torch.save(out, buffer)
+    return len(zstandard.ZstdCompressor(level=6).compress(buffer.getvalue()))
 
 
 def main() -> None:
@@ -74,18 +98,22 @@ def main() -> None:
     for backend in ("local", "nnsight"):
         model = rw.load(hf, backend=backend)
         passes, seconds = click(model, ids)
-        moved = sum(result_bytes(r) for _, results in passes for r in results)
+        moved = sum(brought_back(out) for _, out in passes)
         row = {"backend": backend, "passes": len(passes), "moved": moved, "seconds": seconds}
         if isinstance(model.executor, NNsightExecutor):
-            row["request"] = sum(len(model.executor.request(plan)) for plan, _ in passes)
-            row["wire"] = sum(wire_bytes(r) for _, results in passes for r in results)
+            lens = (len(ids) - 16, len(ids), 1)
+            row["request"] = sum(
+                len(model.executor.request(plan, None if isinstance(out, list) else lens)) for plan, out in passes
+            )
+            row["wire"] = sum(on_the_wire(out) for _, out in passes)
         rows.append(row)
     lines = [
         f"# Bytes per explorer click: local hook executor vs nnsight ({args.tokens} tokens, GPT-2-small shape)",
         "",
         "`python bench/bench_backends.py`: one click (ablate head 5.1, its predictions asked for) on an open "
-        "explorer; every pass the click makes is recorded. *Moved*: the tensors the executor's results hand "
-        "to the kernel (captures, block outputs kept for reruns, final hidden states). For nnsight, *request*: "
+        "explorer, then the logit lens window (16 positions) the view asks for; every pass is recorded. "
+        "*Moved*: the tensors the executor hands to the kernel (captures, block outputs kept for reruns, final "
+        "hidden states; on nnsight the lens's top tokens, reduced in the trace). For nnsight, *request*: "
         "the payloads nnsight would send to NDIF (its own request format, zstd), *result on the wire*: "
         "torch.save of what comes back, zstd-compressed, as NDIF returns it. CPU, 2 threads.",
         "",
