@@ -292,6 +292,15 @@ def test_remote_trace_runs_with_repwidget_hidden(remote) -> None:
     reduced = analyses.logit_lens(remote.run(matrix_ids(), [steer], capture=[]), range(4, 12), k=2)  # on the "server"
     assert torch.equal(full.ids, reduced.ids)
     _close(full.probs, reduced.probs)
+    (ta, sa), (tb, sb) = local.run(matrix_ids(), summarize=8).summary(), remote.run(matrix_ids(), summarize=8).summary()
+    _close(ta, tb)  # thumbnails and head scores reduced on the "server"
+    for key in sa:
+        _close(sa[key], sb[key])
+    window = rw.model.attention.Pooled(4, heads=slice(1, 2), rows=(3, 15), cols=(2, 18))
+    other = rw.model.attention.Pooled(4, heads=slice(1, 2), rows=(3, 15), cols=(2, 18))
+    local.replay(local.run(matrix_ids()), 2, {2: window})
+    remote.replay(remote.run(matrix_ids(), capture=[]), 2, {2: other})
+    _close(window.result, other.result)  # one head's window of a pattern, pooled where the model runs
 
 
 def _closed_port() -> int:
@@ -323,7 +332,7 @@ def test_remote_failures_are_one_line_each(remote) -> None:
         CONFIG.API.HOST = f"http://127.0.0.1:{silent.getsockname()[1]}"
         remote.executor.timeout = 0.5
         assert "did not answer within 0.5 s" in failure()
-    with pytest.raises(UnsupportedOnBackendError, match="attention patterns are not read remotely"):
+    with pytest.raises(UnsupportedOnBackendError, match="whole attention patterns are not brought back"):
         remote.run(matrix_ids(), capture="blocks.0.attn.hook_pattern")
 
 

@@ -62,6 +62,48 @@ def compile_edit(edit: Any) -> tuple:
     raise UnsupportedOnBackendError(f"the nnsight backend cannot compile the edit {type(edit).__name__}")
 
 
+def compile_sink(sink: attention.Sink) -> list[tuple] | None:
+    """A sink as reductions the trace body computes with torch (None: it must be fed the whole layer here).
+
+    ``("pool", heads, rows, cols, side)``: ``F.adaptive_max_pool2d`` of that window of the first sequence's
+    pattern (what :class:`attention.Pooled` computes); ``("scores", pairs)``: the sums behind the head scores.
+    """
+    if isinstance(sink, attention.Summary):
+        if sink.stride != 1:
+            return None
+        return [*compile_sink(sink.pooled), *compile_sink(sink.scores)]
+    if isinstance(sink, attention.Pooled):
+        return [("pool", sink.heads, sink.rows, sink.cols, sink.side)]
+    if isinstance(sink, attention.Scores):
+        return [("scores", dict(sink.pairs))]
+    if isinstance(sink, attention.Sinks):
+        parts = [compile_sink(s) for s in sink.sinks]
+        return None if any(p is None for p in parts) else [x for p in parts for x in p]
+    return None
+
+
+def _leaves(sink: attention.Sink) -> list[attention.Sink]:
+    """The Pooled and Scores sinks a compiled sink's reductions fill, in the order :func:`compile_sink` gives."""
+    if isinstance(sink, attention.Summary):
+        return [sink.pooled, sink.scores]
+    if isinstance(sink, attention.Sinks):
+        return [leaf for s in sink.sinks for leaf in _leaves(s)]
+    return [sink]
+
+
+def _fill(sink: attention.Sink, reduced: list, n: int) -> None:
+    """Give ``sink`` what the trace reduced for it, as if it had been fed the layer's rows."""
+    for leaf, value in zip(_leaves(sink), reduced, strict=True):
+        if isinstance(leaf, attention.Pooled):
+            leaf.result = value.float().cpu()
+        else:
+            leaf.sums = {name: v.cpu() for name, v in value.items()}
+            leaf.counts = {"previous_token": n - 1, "first_token": n}
+            leaf.counts.update({name: len(torch.unique_consecutive(q)) for name, (q, _) in leaf.pairs.items()})
+        leaf.filled = True
+    sink.filled = True
+
+
 class NNsightExecutor:
     """Passes as nnsight traces of the wrapped model. Reruns are full passes (block outputs stay where the model
     runs), captures come back per hook, logits are computed when read from the final hidden state."""
@@ -112,9 +154,11 @@ class NNsightExecutor:
     def execute(self, plan: Plan) -> list[Result]:
         if plan.knockouts:
             raise UnsupportedOnBackendError("attention knockouts are not supported on the nnsight backend")
-        if self.remote and (plan.sinks or any(h.endswith("attn.hook_pattern") for h in plan.capture)):
+        reducible = all(compile_sink(sink) is not None for sink in plan.sinks.values())
+        if self.remote and (not reducible or any(h.endswith("attn.hook_pattern") for h in plan.capture)):
             raise UnsupportedOnBackendError(
-                "attention patterns are not read remotely yet; capture residual streams or use the local backend"
+                "whole attention patterns are not brought back from NDIF; the explorer's thumbnails, head scores "
+                "and one head's pattern are (reduced there), or use the local backend"
             )
         program = self._program(plan)
         return guarded(self.hf, self._execute, plan, program)
@@ -122,6 +166,9 @@ class NNsightExecutor:
     def _execute(self, plan: Plan, program: dict) -> list[Result]:
         with self._modes(plan):
             saved = self._trace(plan, program)
+        n = program["spans"][0][1] - program["spans"][0][0]
+        for layer, reduced in saved["sinks"].items():
+            _fill(plan.sinks[layer], reduced, n)
         return self._results(plan, program, saved)
 
     @contextlib.contextmanager
@@ -183,14 +230,15 @@ class NNsightExecutor:
             "pattern_at": pattern_at, "lazy": lazy, "vocab": self.hf.config.vocab_size,
             "heads": (arch.n_heads, arch.d_head), "stop_early": plan.stop_early,
             "grad": plan.grad, "embed": self.envoy(_embedding_path(self.hf)), "lens": lens,
+            "reduce": {layer: compile_sink(sink) for layer, sink in plan.sinks.items()},
             "norm": self.envoy(arch.final_norm) if arch.final_norm is not None else None,
             "unembed": self.envoy(arch.unembed) if arch.unembed is not None else None,
         }  # fmt: skip
 
     def _trace(self, plan: Plan, program: dict, backend: Any = None) -> dict:
         inputs = forward_inputs(self.hf, self.arch, plan, self.forward_kwargs, bool(plan.sinks))
-        sinks = dict(plan.sinks)
-        feed = attention.feed if sinks else None
+        sinks = {layer: sink for layer, sink in plan.sinks.items() if program["reduce"].get(layer) is None}
+        feed = attention.feed if sinks else None  # sinks the body cannot reduce are fed here (never remotely)
         backend = backend if backend is not None else self.backend
         if backend is not None:
             return run_trace(self.lm, inputs, program, sinks, feed, {"backend": backend})
@@ -353,8 +401,8 @@ def run_trace(lm, inputs: dict, program: dict, sinks: dict, feed, kwargs: dict) 
 
     out = None  # what the body fills (stays None when a backend only serialises the trace)
     with lm.trace(**inputs, **kwargs) as tracer:
-        out = {"caches": [{} for _ in program["spans"]], "bad": [], "final": None, "logits": None, "lens": []}
-        out = nnsight.save(out)
+        out = {"caches": [{} for _ in program["spans"]], "bad": [], "final": None, "logits": None}
+        out = nnsight.save({**out, "lens": [], "sinks": {}})
         spans, whole = program["spans"], program["whole"]
         if program["grad"]:
             embed = program["embed"]
@@ -367,6 +415,28 @@ def run_trace(lm, inputs: dict, program: dict, sinks: dict, feed, kwargs: dict) 
                 probs = envoy.output[program["pattern_at"]]
                 if layer in sinks:
                     feed(sinks[layer], probs[:1])
+                reductions = program["reduce"].get(layer)
+                if reductions is not None:  # thumbnails, one head's window, head scores: reduced here
+                    p = probs[0]  # the first sequence: [heads, q, k]
+                    n = p.shape[-1]
+                    reduced = []
+                    for spec in reductions:
+                        if spec[0] == "pool":
+                            heads, rows, cols, side = spec[1:]
+                            q0, q1 = rows or (0, n)
+                            k0, k1 = cols or (0, n)
+                            q1, k1 = n if q1 is None else q1, n if k1 is None else k1
+                            window = p[heads, q0:q1, k0:k1].float()
+                            size = (min(q1 - q0, side), min(k1 - k0, side))
+                            reduced.append(torch.nn.functional.adaptive_max_pool2d(window, size))
+                        else:
+                            q = torch.arange(1, n, device=p.device)
+                            sums = {"previous_token": p[:, q, q - 1].double().sum(-1),
+                                    "first_token": p[..., 0].double().sum(1)}  # fmt: skip
+                            for name, (qs, ks) in spec[1].items():
+                                sums[name] = p[:, qs.to(p.device), ks.to(p.device)].double().sum(-1)
+                            reduced.append(sums)
+                    out["sinks"][layer] = reduced
                 for name, _template, keep, _ops in hooks:
                     if keep:
                         for i, (s0, s1) in enumerate(spans):
