@@ -413,3 +413,37 @@ def test_the_logit_lens_is_reduced_where_the_model_runs(pair) -> None:
     a, b = lens_of(ex_local.run, 0, 16), lens_of(ex_nn.run, 0, 16)
     assert torch.equal(a["ids"], b["ids"]) and a["vocab"] == b["vocab"]
     _close(a["probs"], b["probs"])
+
+
+def test_an_explorer_on_the_remote_path_answers_what_the_views_ask(remote) -> None:
+    """Every pass of an explorer (its runs, a click, thumbnails, the lens, a head's pattern) serialised as a remote
+    request and run by nnsight's server simulation: the answers equal the hook executor's."""
+    from nnsight.intervention.backends.local import LocalSimulationBackend
+
+    from repwidget.interventions import to_json
+
+    remote.executor.backend = LocalSimulationBackend(remote.executor.lm)
+    requests = []
+    request = remote.executor.request
+    execute = remote.executor.execute
+    remote.executor.execute = lambda plan: (requests.append(len(request(plan))), execute(plan))[1]
+    local = rw.load(remote.hf, remote.tokenizer)
+    explorers = [rw.explore(model, matrix_ids()) for model in (local, remote)]
+    answers = []
+    for ex in explorers:
+        sent = []
+        ex.send = lambda content, buffers=None, sent=sent: sent.append((content, buffers))
+        click = {"id": "a-1", "type": "set", "view": "a", "seq": 1, "interventions": [to_json(rw.Ablate(1, head=2))],
+                 "then": {"type": "get", "id": "a-2", "what": "predictions", "position": 7}}  # fmt: skip
+        ex._on_message(ex, click, [])
+        for get in ({"what": "lens", "start": 0, "stop": 16}, {"what": "pattern", "layer": 2, "head": 1}):
+            ex._on_message(ex, {"id": "b-1", "type": "get", **get}, [])
+        assert not ex.error, ex.error
+        answers.append(sent)
+    assert requests and max(requests) < 8_000, requests
+    for (ca, ba), (cb, bb) in zip(*answers, strict=True):
+        assert ca["type"] == cb["type"] != "error"
+        assert len(ba or []) == len(bb or [])
+    torch.testing.assert_close(explorers[0].run.logits, explorers[1].run.logits, atol=ATOL, rtol=0)
+    (ta, _), (tb, _) = explorers[0].run.summary(), explorers[1].run.summary()
+    _close(ta, tb)
