@@ -322,6 +322,9 @@ class NNsightExecutor:
 
     # -- logits ------------------------------------------------------------------------------
     def unembed(self, hidden: torch.Tensor) -> torch.Tensor:
+        return guarded(self.hf, self._unembed, hidden)
+
+    def _unembed(self, hidden: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             return self.hf.get_submodule(self.arch.unembed)(hidden)
 
@@ -331,6 +334,9 @@ class NNsightExecutor:
                 "this model changes its logits after the unembedding (soft-capping, scales); its logit lens needs "
                 "the local backend"
             )
+        return guarded(self.hf, self._readout, resid)
+
+    def _readout(self, resid: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             if self.arch.final_norm is not None:
                 resid = self.hf.get_submodule(self.arch.final_norm)(resid)
