@@ -152,6 +152,76 @@ def _at(positions: tuple[int, ...] | None) -> Any:
     return slice(None) if positions is None else list(positions)
 
 
+@dataclass(frozen=True, eq=False)
+class SetRows:
+    """The edit ``x[:, at, cols] = value`` (zero when ``value`` is None; ``value`` broadcasts over the batch)."""
+
+    at: Any  # a slice or a list of positions
+    cols: slice
+    value: torch.Tensor | None
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        x[:, self.at, self.cols] = 0 if self.value is None else like(self.value, x)
+        return x
+
+
+@dataclass(frozen=True, eq=False)
+class AddRows:
+    """The edit ``x[:, at] += delta``."""
+
+    at: Any
+    delta: torch.Tensor  # [width]
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.at == slice(None):
+            return x + like(self.delta, x)
+        x[:, self.at] = x[:, self.at] + like(self.delta, x)
+        return x
+
+
+@dataclass(frozen=True, eq=False)
+class Project:
+    """The edit setting the component of ``x[:, at]`` along the unit vector ``unit`` to ``target`` (a number, or
+    one per position)."""
+
+    at: Any
+    unit: torch.Tensor  # [width], float32
+    target: torch.Tensor  # [] or [pos]
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        u = like(self.unit, x)
+        rows = x[:, self.at]
+        shift = like(self.target, x) - rows @ u  # [batch, pos]
+        x[:, self.at] = rows + shift[..., None] * u
+        return x
+
+
+@dataclass(frozen=True, eq=False)
+class Splice:
+    """The edit splicing ``sae`` in at ``x[:, at]`` (with its error term) minus ``feature``: exactly that
+    feature's decoder contribution goes. Rows are encoded a block at a time (never every feature of a long
+    text at once)."""
+
+    at: Any
+    sae: Any
+    feature: int
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        sae = self.sae
+        chosen = x[:, self.at]
+        flat = chosen.reshape(-1, x.shape[-1])
+        out = torch.empty_like(flat)
+        step = sae.rows_per_block()
+        for start in range(0, len(flat), step):
+            rows = flat[start : start + step]
+            feats = sae.encode(rows)
+            error = rows.float() - sae.decode(feats)
+            feats[..., self.feature] = 0
+            out[start : start + step] = (sae.decode(feats) + error).to(x.dtype)
+        x[:, self.at] = out.reshape(chosen.shape)
+        return x
+
+
 def _check_index(iv: Any, name: str, value: int | None, stop: int, what: str) -> None:
     if value is not None and not 0 <= value < stop:
         raise ValueError(f"{_short(iv)}: {name} {value} is out of range; {what} 0..{stop - 1}")
@@ -283,22 +353,10 @@ class Ablate(Intervention):
             "attention": lambda: slice(None),
         }[self.target]()
         if self.mode == "zero":
-
-            def zero(x: torch.Tensor) -> torch.Tensor:
-                x[:, at, cols] = 0
-                return x
-
-            return zero
+            return SetRows(at, cols, None)
         if self.mode == "mean":
-            value = model.reference.mean(self.hook)[cols]  # [width]
-        else:
-            value = model.reference.resample(self.hook, n_tokens, self.seed)[at, cols]  # [pos, width]
-
-        def replace(x: torch.Tensor) -> torch.Tensor:
-            x[:, at, cols] = like(value, x)
-            return x
-
-        return replace
+            return SetRows(at, cols, model.reference.mean(self.hook)[cols])  # [width]
+        return SetRows(at, cols, model.reference.resample(self.hook, n_tokens, self.seed)[at, cols])  # [pos, width]
 
     def _project(self, model: Model, n_tokens: int) -> Edit:
         """Set the component along ``direction`` to zero or to the reference texts'."""
@@ -312,14 +370,7 @@ class Ablate(Intervention):
         else:
             target = model.reference.resample(self.hook, n_tokens, self.seed).float()[at] @ unit  # [pos]
 
-        def project(x: torch.Tensor) -> torch.Tensor:
-            u = like(unit, x)
-            rows = x[:, at]
-            shift = like(target, x) - rows @ u  # [batch, pos]
-            x[:, at] = rows + shift[..., None] * u
-            return x
-
-        return project
+        return Project(at, unit, target)
 
     def __repr__(self) -> str:
         if self.sae is not None:
@@ -329,27 +380,8 @@ class Ablate(Intervention):
 
 
 def _feature_splice(sae: SAE, feature: int, positions: tuple[int, ...] | None = None) -> Edit:
-    """Splice the SAE in (with its error term) minus one feature: exactly that feature's contribution goes.
-
-    Rows are spliced a block at a time, so the features of a long text are never all held at once.
-    """
-    at = _at(positions)
-
-    def splice(x: torch.Tensor) -> torch.Tensor:
-        chosen = x[:, at]
-        flat = chosen.reshape(-1, x.shape[-1])
-        out = torch.empty_like(flat)
-        step = sae.rows_per_block()
-        for start in range(0, len(flat), step):
-            rows = flat[start : start + step]
-            feats = sae.encode(rows)
-            error = rows.float() - sae.decode(feats)
-            feats[..., feature] = 0
-            out[start : start + step] = (sae.decode(feats) + error).to(x.dtype)
-        x[:, at] = out.reshape(chosen.shape)
-        return x
-
-    return splice
+    """Splice the SAE in (with its error term) minus one feature: exactly that feature's contribution goes."""
+    return Splice(_at(positions), sae, feature)
 
 
 @_register("steer")
@@ -424,15 +456,7 @@ class Steer(Intervention):
             delta = self.sae.decoder_vectors()[self.feature] * self.scale
         else:
             delta = torch.tensor(self.vector, dtype=torch.float32) * self.scale
-        if self.positions is None:
-            return lambda x: x + like(delta, x)
-        at = _at(self.positions)
-
-        def steer(x: torch.Tensor) -> torch.Tensor:
-            x[:, at] = x[:, at] + like(delta, x)
-            return x
-
-        return steer
+        return AddRows(_at(self.positions), delta)
 
     def __repr__(self) -> str:
         if self.sae is not None:
@@ -520,13 +544,7 @@ class Patch(Intervention):
         source = source.reshape(source.shape[0], -1)
         positions = list(self.positions) if self.positions is not None else list(range(n_tokens))
         cols = slice(None) if self.head is None else _columns(self.head * model.d_head, model.d_head)
-        values = source[positions][:, cols]
-
-        def patch(x: torch.Tensor) -> torch.Tensor:
-            x[:, positions, cols] = like(values, x)
-            return x
-
-        return patch
+        return SetRows(positions, cols, source[positions][:, cols])
 
     def __repr__(self) -> str:
         return _repr_args(self, ("hook", "source"))

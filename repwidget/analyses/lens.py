@@ -24,12 +24,17 @@ def logit_lens(run: Run, positions: range | None = None, k: int = 1) -> Lens:
     """Top-``k`` next tokens and probabilities read from every ``hook_resid_post`` of ``run``.
 
     The last layer's row is the model's own prediction. Needs ``blocks.*.hook_resid_post`` captured
-    (the default capture) and a model with an unembedding.
+    (the default capture) and a model with an unembedding; on the nnsight backend, a run without them is
+    read again in one pass that brings back only the top tokens.
     """
     n = len(run.token_ids)
     positions = range(n) if positions is None else positions
     if positions.step != 1 or not (0 <= positions.start <= positions.stop <= n):
         raise ValueError(f"positions must be a contiguous range inside 0..{n}, got {positions}")
+    captured = all(f"blocks.{layer}.hook_resid_post" in run for layer in range(run.model.n_layers))
+    if not captured and run.model.lens_in_pass:  # read where the model runs, only the top tokens brought back
+        ids, probs = run.model.lens_in_pass_of(run, positions, k)
+        return Lens(ids.cpu(), probs.cpu(), positions)
     ids, probs = [], []
     for layer in range(run.model.n_layers):
         resid = run[f"blocks.{layer}.hook_resid_post"]

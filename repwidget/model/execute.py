@@ -340,6 +340,11 @@ def _order(name: str, n_layers: int) -> tuple[int, int]:
 
 
 def _forward(model, arch: Architecture, plan: Plan, forward_kwargs: dict, eager_patterns: bool):
+    return model(**forward_inputs(model, arch, plan, forward_kwargs, eager_patterns))
+
+
+def forward_inputs(model, arch: Architecture, plan: Plan, forward_kwargs: dict, eager_patterns: bool) -> dict:
+    """The keyword arguments of the model's forward for ``plan``: ids, the batch's mask and positions."""
     kwargs = dict(forward_kwargs)
     if eager_patterns:
         kwargs.update(arch.pattern_kwargs)
@@ -350,7 +355,7 @@ def _forward(model, arch: Architecture, plan: Plan, forward_kwargs: dict, eager_
         kwargs["attention_mask"] = mask
         if plan.left and "position_ids" in _parameters(model):
             kwargs["position_ids"] = (mask.cumsum(-1) - 1).clamp_min(0)
-    return model(input_ids=plan.ids, **kwargs)
+    return {"input_ids": plan.ids, **kwargs}
 
 
 def _parameters(model: nn.Module) -> set[str]:

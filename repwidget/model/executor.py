@@ -58,6 +58,23 @@ def model_lock(module: nn.Module) -> threading.RLock:
         return lock
 
 
+def guarded(module: nn.Module, run, *args):
+    """``run(*args)`` holding ``module``'s lock; a pass started from inside another on it is a NestedPassError."""
+    owners: set[int] = getattr(_IN_PASS, "models", None) or set()
+    _IN_PASS.models = owners
+    if id(module) in owners:
+        raise NestedPassError(
+            "a repwidget pass was started from inside another pass on the same model (a hook calling the model?); "
+            "start it after the first pass returns"
+        )
+    with model_lock(module):
+        owners.add(id(module))
+        try:
+            return run(*args)
+        finally:
+            owners.discard(id(module))
+
+
 class LocalExecutor:
     """Passes on the Hugging Face model in this process: hooks installed for the pass, removed in ``finally``.
 
@@ -74,19 +91,7 @@ class LocalExecutor:
         self.interface = self._check_interface()
 
     def _guarded(self, run, *args):
-        owners: set[int] = getattr(_IN_PASS, "models", None) or set()
-        _IN_PASS.models = owners
-        if id(self.hf) in owners:
-            raise NestedPassError(
-                "a repwidget pass was started from inside another pass on the same model (a hook calling the model?); "
-                "start it after the first pass returns"
-            )
-        with self.lock:
-            owners.add(id(self.hf))
-            try:
-                return run(*args)
-            finally:
-                owners.discard(id(self.hf))
+        return guarded(self.hf, run, *args)
 
     def execute(self, plan: Plan) -> list[Result]:
         return self._guarded(execute, self.hf, self.arch, plan, self.forward_kwargs, self.interface)
@@ -155,7 +160,12 @@ def weights_version(module: nn.Module) -> int:
     """A hash of every parameter's identity, storage and in-place version counter: it changes when weights are
     edited in place (``p.add_``, ``load_state_dict``), replaced (``p.data = ...``) or moved. (Buffers are left
     out: some models rebuild their rotary tables during a forward pass.)"""
-    return hash(tuple((id(p), p.data_ptr(), p._version, p.device.type) for p in module.parameters()))
+    return hash(tuple((id(p), p.data_ptr(), _version(p), p.device.type) for p in module.parameters()))
+
+
+def _version(p: torch.Tensor) -> int:
+    """``p``'s in-place version counter (inference tensors, as accelerate's disk offload loads, have none: -1)."""
+    return -1 if p.is_inference() else p._version
 
 
 def _max_positions(model: nn.Module) -> int:

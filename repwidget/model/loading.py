@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .backends import BACKENDS
 from .errors import ModelLoadError, check_materialised
 from .model import Model
 
@@ -27,6 +28,8 @@ def load(
     device: str | torch.device | None = None,
     dtype: torch.dtype | str | None = None,
     gguf_file: str | None = None,
+    backend: str = "local",
+    remote: bool = False,
 ) -> Model:
     """Wrap a Hugging Face model for repwidget.
 
@@ -37,7 +40,15 @@ def load(
     ``device`` and ``dtype`` move the model (``device="cuda"``, ``dtype=torch.float16``);
     models placed with ``device_map`` are used where they are. GGUF weights are dequantized
     to ``dtype`` (default float32) and the tokenizer is read from the same file.
+
+    ``backend="nnsight"`` runs every pass as an nnsight trace of the same model (``pip install nnsight``);
+    with ``remote=True`` the traces go to NDIF (nnsight's API key and host configuration), only what
+    repwidget asks for coming back.
     """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(map(repr, BACKENDS))}, got {backend!r:.40}")
+    if remote and backend != "nnsight":
+        raise ValueError("remote=True runs passes on NDIF through nnsight: use backend='nnsight'")
     dtype = _check_dtype(dtype)
     device = _check_device(device)
     if gguf_file is not None:
@@ -58,7 +69,8 @@ def load(
     check_materialised(hf)
     if getattr(hf, "hf_device_map", None) is None and (device is not None or dtype is not None):
         hf.to(device=device, dtype=dtype)
-    return Model(hf, tokenizer)  # a model passed in keeps its train/eval state: each pass runs in eval mode
+    # a model passed in keeps its train/eval state: each pass runs in eval mode
+    return Model(hf, tokenizer, backend=backend, remote=remote)
 
 
 def _check_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:

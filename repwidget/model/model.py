@@ -18,8 +18,9 @@ from ..texts import token_ids
 from . import attention
 from . import tokens as tokens_mod
 from .architecture import Architecture, discover
+from .backends import make_executor
 from .errors import check_materialised
-from .executor import Executor, LocalExecutor
+from .executor import Executor
 from .plan import batch_fitting, first_edited_layer, plan_batch, plan_pass, stitch
 from .reference import Reference
 from .tokens import TokensLike
@@ -34,10 +35,18 @@ class Model:
     every hook repwidget installs is removed when the run that needed it ends.
 
     The model plans each pass (checks, budget, edits, which blocks a rerun reuses) and hands the plan to
-    its ``executor``, which runs it: :class:`~repwidget.model.executor.LocalExecutor` by default.
+    its ``executor``, which runs it: :class:`~repwidget.model.executor.LocalExecutor` by default, an
+    nnsight trace with ``backend="nnsight"`` (on NDIF with ``remote=True``).
     """
 
-    def __init__(self, hf_model: nn.Module, tokenizer: Any = None, executor: Executor | None = None) -> None:
+    def __init__(
+        self,
+        hf_model: nn.Module,
+        tokenizer: Any = None,
+        executor: Executor | None = None,
+        backend: str = "local",
+        remote: bool = False,
+    ) -> None:
         if not isinstance(hf_model, nn.Module) or not hasattr(hf_model, "config"):
             raise TypeError(f"expected a Hugging Face PreTrainedModel, got {type(hf_model).__name__}")
 
@@ -51,7 +60,9 @@ class Model:
         self._sources: OrderedDict[tuple, torch.Tensor] = OrderedDict()
         params = inspect.signature(hf_model.forward).parameters
         forward_kwargs = {"use_cache": False} if "use_cache" in params else {}
-        self.executor: Executor = executor or LocalExecutor(hf_model, self.arch, forward_kwargs)
+        self.executor: Executor = executor or make_executor(
+            backend, hf_model, self.arch, forward_kwargs, remote, tokenizer
+        )
 
     # -- shape ---------------------------------------------------------------------------
     @property
@@ -361,6 +372,18 @@ class Model:
             plan.start, plan.reuse = layer, run.result.block_outputs
         plan.sinks, plan.stop_early, plan.record = sinks, True, False
         return self.executor.execute(plan)[0].cache
+
+    @property
+    def lens_in_pass(self) -> bool:
+        """Whether the executor reduces the logit lens where the model runs (see :meth:`lens_in_pass_of`)."""
+        return bool(getattr(self.executor, "reduces_lens", False))
+
+    def lens_in_pass_of(self, run: Run, positions: range, k: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+        """``run``'s logit lens over ``positions`` as top-``k`` ids and probabilities ``[layer, pos, k]``, read in
+        one pass of ``run``'s input and interventions that brings back only those (the nnsight backend)."""
+        plan = plan_pass(self, run.token_ids, run.interventions, [], None)
+        plan.record = False
+        return self.executor.lens(plan, positions, k)
 
     def hook_width(self, name: str, n_tokens: int = 1) -> int:
         """Values per token at hook ``name`` (``attn.hook_z`` flattened over heads; patterns ``heads * n_tokens``)."""

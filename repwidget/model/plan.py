@@ -123,9 +123,12 @@ def plan_batch(
     if len(sets) != len(ids):
         raise ValueError(f"{len(sets)} sets of interventions for {len(ids)} sequences")
     checked: set[tuple[int, int]] = set()
+    refuse = getattr(model.executor, "refuse", None)  # kinds an executor cannot run, refused before any pass
     for n, ivs in zip(lengths, sets, strict=True):
         for iv in ivs:
             if (id(iv), n) not in checked:
+                if refuse is not None:
+                    refuse(iv)
                 iv.check(model, n)
                 checked.add((id(iv), n))
     check_budget(model, capture, max(lengths), batch=len(ids))

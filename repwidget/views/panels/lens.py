@@ -115,7 +115,11 @@ PANEL = Panel(
         ),
     ),
     shown=lambda session: session.model.has_unembed,
-    hooks=lambda session: [f"blocks.{layer}.hook_resid_post" for layer in range(session.model.n_layers)],
+    hooks=lambda session: (
+        []  # the executor reads the lens where the model runs: no residual stream is brought back per click
+        if session.model.lens_in_pass
+        else [f"blocks.{layer}.hook_resid_post" for layer in range(session.model.n_layers)]
+    ),
     shape=lambda session: {"lens_width": LENS_WIDTH},
     selected=_selected,
     around=_around,
