@@ -3,6 +3,7 @@
 from . import analyses, demo, patching
 from ._version import __version__
 from .demo import demo_model
+from .generation import Generation
 from .hook_names import HookNameError
 from .interventions import Ablate, Knockout, Patch, Steer
 from .model import CaptureBudgetError, Model, ModelLoadError, load
@@ -52,6 +53,7 @@ __all__ = [
     "AttentionView",
     "CaptureBudgetError",
     "Explorer",
+    "Generation",
     "HookNameError",
     "Knockout",
     "LogitLensView",
