@@ -1,6 +1,6 @@
 """repwidget: the insides of neural networks, visible and clickable in Jupyter."""
 
-from . import analyses, demo, patching
+from . import analyses, demo, patching, steering
 from ._version import __version__
 from .demo import demo_model
 from .generation import Generation
@@ -76,6 +76,7 @@ __all__ = [
     "load",
     "options",
     "patching",
+    "steering",
     "train_probes",
     "train_sae",
     "views",
