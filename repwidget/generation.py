@@ -145,54 +145,87 @@ def generate(
     :class:`Generation` so far returning True. ``on_token`` is called after each token. A KeyboardInterrupt ends
     generation and returns what was generated (``stopped == "interrupted"``); the model is left unchanged.
     """
-    _check_args(max_new_tokens, temperature, top_p, seed, alternatives)
-    if model.arch.unembed is None:
-        raise ValueError("this model has no unembedding, so it cannot generate")
-    if not model.arch.causal:
-        raise ValueError("this model is not causal (it attends both ways), so it cannot generate")
-    ids = model.to_ids(text_or_ids)
-    limit = model.max_tokens
-    if limit is not None and len(ids) + max_new_tokens > limit:
-        raise ValueError(
-            f"the prompt has {len(ids)} tokens and max_new_tokens={max_new_tokens} would reach "
-            f"{len(ids) + max_new_tokens}, beyond this model's context of {limit}; ask for at most "
-            f"{max(0, limit - len(ids))} new tokens or shorten the prompt"
-        )
-    ivs = as_tuple(interventions)
-    steps = plan_steps(model, ivs, len(ids) + max_new_tokens)
-    should_stop = _stopper(stop, model)
-    eos = _eos_ids(model)
-    seed = int(torch.randint(0, 2**62, (1,)).item()) if seed is None else seed
-    generator: torch.Generator | None = None
-    out = Generation(model, ids, ivs, seed)
-    pending, offset, past = list(ids), 0, None
+    stream = Stream(model, text_or_ids, interventions, max_new_tokens, temperature, top_p, seed, stop, alternatives)
     try:
-        for _ in range(max_new_tokens):
-            result = model.executor.execute(steps.plan(pending, offset, past))[0]
-            past = result.past
-            logits = result.logits if result.logits is not None else model.unembed(result.final_hidden[-1:])
-            logits = logits[-1]
-            logprobs = torch.log_softmax(logits.float(), -1)
-            if temperature == 0:
-                token = int(torch.argmax(logits).item())
-            else:
-                if generator is None:
-                    generator = torch.Generator(device=logits.device).manual_seed(seed)
-                token = _sample(logits.float(), temperature, top_p, generator)
-            top = torch.topk(logprobs, min(alternatives, logprobs.shape[-1]))
-            out._steps.append((token, float(logprobs[token]), top.indices.tolist(), top.values.tolist()))
-            offset, pending = offset + len(pending), [token]
+        while stream.step():
             if on_token is not None:
-                on_token(out)
-            if token in eos:
-                out.stopped = "eos"
-                break
-            if should_stop(out):
-                out.stopped = "stop"
-                break
+                on_token(stream.generation)
     except KeyboardInterrupt:
-        out.stopped = "interrupted"
-    return out
+        stream.generation.stopped = "interrupted"
+        stream.done = True
+    return stream.generation
+
+
+class Stream:
+    """A generation advanced one token per :meth:`step` (what :func:`generate` loops over; the explorer's
+    continuation panel streams one a few tokens per request). Between steps the model holds nothing of it: the
+    KV cache is the stream's own."""
+
+    def __init__(
+        self,
+        model: Model,
+        text_or_ids: Any,
+        interventions: Intervention | Iterable[Intervention] = (),
+        max_new_tokens: int = 32,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        seed: int | None = None,
+        stop: Stop = None,
+        alternatives: int = 5,
+    ) -> None:
+        _check_args(max_new_tokens, temperature, top_p, seed, alternatives)
+        if model.arch.unembed is None:
+            raise ValueError("this model has no unembedding, so it cannot generate")
+        if not model.arch.causal:
+            raise ValueError("this model is not causal (it attends both ways), so it cannot generate")
+        ids = model.to_ids(text_or_ids)
+        limit = model.max_tokens
+        if limit is not None and len(ids) + max_new_tokens > limit:
+            raise ValueError(
+                f"the prompt has {len(ids)} tokens and max_new_tokens={max_new_tokens} would reach "
+                f"{len(ids) + max_new_tokens}, beyond this model's context of {limit}; ask for at most "
+                f"{max(0, limit - len(ids))} new tokens or shorten the prompt"
+            )
+        ivs = as_tuple(interventions)
+        self.model = model
+        self.max_new_tokens, self.temperature, self.top_p, self.alternatives = (
+            max_new_tokens, temperature, top_p, alternatives,
+        )  # fmt: skip
+        self._edits = plan_steps(model, ivs, len(ids) + max_new_tokens)
+        self._should_stop = _stopper(stop, model)
+        self._eos = _eos_ids(model)
+        seed = int(torch.randint(0, 2**62, (1,)).item()) if seed is None else seed
+        self._generator: torch.Generator | None = None
+        self.generation = Generation(model, ids, ivs, seed)
+        self._pending, self._offset, self._past = list(ids), 0, None
+        self.done = False
+
+    def step(self) -> bool:
+        """Generate one more token; False (and nothing done) once generation has ended."""
+        if self.done:
+            return False
+        model, out = self.model, self.generation
+        result = model.executor.execute(self._edits.plan(self._pending, self._offset, self._past))[0]
+        logits = result.logits if result.logits is not None else model.unembed(result.final_hidden[-1:])
+        logits = logits[-1]
+        logprobs = torch.log_softmax(logits.float(), -1)
+        if self.temperature == 0:
+            token = int(torch.argmax(logits).item())
+        else:
+            if self._generator is None:
+                self._generator = torch.Generator(device=logits.device).manual_seed(out.seed)
+            token = _sample(logits.float(), self.temperature, self.top_p, self._generator)
+        top = torch.topk(logprobs, min(self.alternatives, logprobs.shape[-1]))
+        self._past = result.past
+        out._steps.append((token, float(logprobs[token]), top.indices.tolist(), top.values.tolist()))
+        self._offset, self._pending = self._offset + len(self._pending), [token]
+        if token in self._eos:
+            out.stopped, self.done = "eos", True
+        elif self._should_stop(out):
+            out.stopped, self.done = "stop", True
+        elif len(out) >= self.max_new_tokens:
+            self.done = True
+        return True
 
 
 def _check_args(max_new_tokens: Any, temperature: Any, top_p: Any, seed: Any, alternatives: Any) -> None:
