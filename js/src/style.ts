@@ -166,7 +166,7 @@ export const CSS = `
 .rw-gen-column[data-rw-stale] .rw-gen-head::after { content: " (stale: regenerating\u2026)"; color: var(--rw-muted); font-weight: normal; }
 .rw-gen-head { font-weight: 600; color: var(--rw-fg); }
 .rw-gen-text { font-family: var(--rw-mono); font-size: 12px; line-height: 1.9; white-space: pre-wrap; }
-.rw-gen-token { padding: 1px 0; border-radius: 2px; cursor: pointer; }
+.rw-gen-token { padding: 1px 1px; margin-right: 3px; border-radius: 2px; cursor: pointer; }
 .rw-gen-token.rw-selected { outline: 2px solid var(--rw-select); }
 .rw-gen-bar { display: flex; gap: 8px; align-items: center; }
 
