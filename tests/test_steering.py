@@ -3,6 +3,8 @@ computation from model.run and the Hugging Face weights."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -76,3 +78,17 @@ def test_clear_errors(demo):
     ]:
         with pytest.raises(ValueError, match=message):
             call()
+
+
+def test_the_readme_steered_generation_example_prints_what_the_readme_says(demo):
+    from repwidget.demo.evaluate import prompt as verdict
+
+    reviews = rw.demo.dataset("sentiment", 200)
+    bad = [verdict(e, "sentiment") for e in reviews if e.target == "negative"][:20]
+    good = [verdict(e, "sentiment") for e in reviews if e.target == "positive"][:20]
+    text = "review : the food was great and the staff were lovely . verdict :"
+    steers = [(), rw.steering.contrastive(demo, bad, good, 2, scale=0.5), rw.steering.contrastive(demo, bad, good, 2)]
+    outputs = [demo.generate(text, ivs, max_new_tokens=8).new_text for ivs in steers]
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    for output in outputs:
+        assert f"# {output!r}\n" in readme, output
