@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import importlib.util
+import os
 import statistics
 import time
 import warnings
@@ -132,6 +133,9 @@ def main() -> None:
         f"Steered greedy generation of {NEW} tokens after a {PROMPT}-token prompt, CPU, 2 threads, one process, "
         f"median of {args.repeat} rounds (cases alternated). `bench/bench_generation.py`; torch "
         f"{torch.__version__}, transformers {T.__version__}.",
+        "",
+        f"Load average of the machine at the start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (a shared "
+        "machine's timings are noisy; the ratios are of cases alternated within each round).",
         "",
         "nnsight: "
         + (
