@@ -179,3 +179,19 @@ def test_an_interrupt_returns_what_was_generated_and_leaves_the_model_as_it_was(
     assert model_state(hf) == before
     assert all(torch.equal(v, weights[k]) for k, v in hf.state_dict().items())
     assert model.generate(prompt, steer, max_new_tokens=10).new_token_ids == full.new_token_ids
+
+
+@pytest.mark.real_model
+def test_smollm2_greedy_and_steered_generation_are_exact():
+    from smollm2 import smollm2
+
+    model = smollm2()
+    text = "The capital of France is"
+    gen = model.generate(text, max_new_tokens=12)
+    ids = torch.tensor([model.to_ids(text)])
+    expected = model.hf.generate(ids, max_new_tokens=12, do_sample=False)[0, ids.shape[1] :].tolist()
+    assert gen.new_token_ids == expected
+    steer = rw.Steer(15, torch.randn(model.d_model, generator=torch.Generator().manual_seed(0)), scale=8.0)
+    steered = model.generate(text, steer, max_new_tokens=6)
+    assert steered.new_token_ids == _reference(model, ids[0].tolist(), (steer,), len(steered))[0]
+    assert steered.new_token_ids != gen.new_token_ids[: len(steered)]
