@@ -1,8 +1,9 @@
 """repwidget: the insides of neural networks, visible and clickable in Jupyter."""
 
-from . import analyses, demo, patching
+from . import analyses, demo, patching, steering
 from ._version import __version__
 from .demo import demo_model
+from .generation import Generation
 from .hook_names import HookNameError
 from .interventions import Ablate, Knockout, Patch, Steer
 from .model import CaptureBudgetError, Model, ModelLoadError, load
@@ -52,6 +53,7 @@ __all__ = [
     "AttentionView",
     "CaptureBudgetError",
     "Explorer",
+    "Generation",
     "HookNameError",
     "Knockout",
     "LogitLensView",
@@ -74,6 +76,7 @@ __all__ = [
     "load",
     "options",
     "patching",
+    "steering",
     "train_probes",
     "train_sae",
     "views",

@@ -72,6 +72,12 @@ class Intervention:
         """The edit of the activation at :attr:`hook` (reference statistics and patch sources read here)."""
         raise NotImplementedError  # pragma: no cover
 
+    @property
+    def by_position(self) -> bool:
+        """Whether the edit treats positions differently (it names positions, or reads a value per position).
+        Every edit is row-wise: position p's edited value depends only on its activation and on p."""
+        return getattr(self, "positions", None) is not None
+
 
 def _int(value: Any, name: str, optional: bool = False) -> int | None:
     if value is None and optional:
@@ -358,6 +364,10 @@ class Ablate(Intervention):
             return SetRows(at, cols, model.reference.mean(self.hook)[cols])  # [width]
         return SetRows(at, cols, model.reference.resample(self.hook, n_tokens, self.seed)[at, cols])  # [pos, width]
 
+    @property
+    def by_position(self) -> bool:
+        return self.positions is not None or self.mode == "resample"
+
     def _project(self, model: Model, n_tokens: int) -> Edit:
         """Set the component along ``direction`` to zero or to the reference texts'."""
         unit = torch.tensor(self.direction, dtype=torch.float32)
@@ -515,6 +525,10 @@ class Patch(Intervention):
     @property
     def layer(self) -> int:
         return parse(self.hook)[0]
+
+    @property
+    def by_position(self) -> bool:
+        return True  # a source value per position
 
     def label(self) -> str:
         where = f" head {self.head}" if self.head is not None else ""

@@ -117,7 +117,17 @@ def _operations(model, hf):
         ("pattern", lambda: model.run(x).pattern(2)),
         ("batch", lambda: model.run_batch([x, x[:5]], ivs[:1], capture="blocks.*.hook_resid_post")),
         ("click", click),
+        ("generate", lambda: _stream(model, x, ivs)),
     ]
+
+
+def _stream(model, x, ivs) -> None:
+    """Generation's steps (``model.generate`` itself turns an interrupt into its return value)."""
+    from repwidget.generation import Stream
+
+    stream = Stream(model, x, ivs, max_new_tokens=4)
+    while stream.step():
+        pass
 
 
 GENERATOR = inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR

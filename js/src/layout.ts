@@ -10,7 +10,7 @@ export const NARROW = 760;
 
 /** Which column a view goes in. */
 export function placeOf(view: string): "top" | "main" | "side" {
-  if (view === "interventions" || view === "tokens") return "top";
+  if (view === "interventions" || view === "tokens" || view === "continuation") return "top";
   if (view === "predictions" || view === "lens") return "side";
   return "main";
 }

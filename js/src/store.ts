@@ -59,11 +59,14 @@ export class Store {
   private originPanel: HTMLElement | null = null;
   /** the colours of the page the widget sits on (set by the widget from its computed background) */
   palette: Palette = LIGHT;
+  /** the store the views were rebuilt on after the text changed (a continuation shown), if any */
+  successor: Store | null = null;
+  disposed = false;
 
   constructor(model: WidgetModel) {
     this.model = model;
     this.listen("msg:custom", (msg: any, buffers: ArrayLike<DataView | ArrayBuffer>) => this.receive(msg, buffers ?? []));
-    for (const name of ["selection", "generation", "intervention_list", "busy", "error", "mode", "shape"]) {
+    for (const name of ["selection", "generation", "intervention_list", "busy", "error", "mode", "shape", "token_ids"]) {
       this.listen(`change:${name}`, () => this.emit(name));
     }
   }
@@ -75,6 +78,7 @@ export class Store {
 
   /** Stop listening to the model and forget pending requests (the view was removed). */
   dispose(): void {
+    this.disposed = true;
     this.emit("dispose");
     this.pendingAt(null);
     for (const [event, cb] of this.modelListeners) this.model.off?.(event, cb);
@@ -82,6 +86,11 @@ export class Store {
     this.listeners.clear();
     for (const waiting of this.pending.values()) waiting.resolve(null);
     this.pending.clear();
+  }
+
+  /** The store the views use now (this one, or the one they were rebuilt on). */
+  current(): Store {
+    return this.successor ? this.successor.current() : this;
   }
 
   // -- state read from the kernel's traits -------------------------------------------

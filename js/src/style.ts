@@ -170,6 +170,16 @@ export const CSS = `
 .rw-up { color: var(--rw-up); } .rw-down { color: var(--rw-down); }
 .rw-more { color: var(--rw-muted); font-size: 11px; }
 
+/* continuation */
+.rw-gen-column { flex: 1 1 240px; min-width: 0; }
+.rw-gen-column[data-rw-stale] .rw-gen-text { opacity: 0.45; }
+.rw-gen-column[data-rw-stale] .rw-gen-head::after { content: " (stale: regenerating\u2026)"; color: var(--rw-muted); font-weight: normal; }
+.rw-gen-head { font-weight: 600; color: var(--rw-fg); }
+.rw-gen-text { font-family: var(--rw-mono); font-size: 12px; line-height: 1.9; white-space: pre-wrap; }
+.rw-gen-token { padding: 1px 1px; margin-right: 3px; border-radius: 2px; cursor: pointer; }
+.rw-gen-token.rw-selected { outline: 2px solid var(--rw-select); }
+.rw-gen-bar { display: flex; gap: 8px; align-items: center; }
+
 /* interventions */
 .rw-iv-list { list-style: none; padding: 0; margin: 2px 0; display: flex; gap: 6px; flex-wrap: wrap; }
 .rw-iv { background: var(--rw-chip-bg); border: 1px solid var(--rw-chip-border); border-radius: 10px; padding: 0 2px 0 8px;

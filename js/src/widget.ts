@@ -7,6 +7,7 @@ import { columns, followTheme, followWidth, placeOf, settle } from "./layout";
 import { CSS } from "./style";
 import { mountAttention } from "./views/attention";
 import { mountAttribution } from "./views/attribution";
+import { mountContinuation } from "./views/continuation";
 import { mountFeatures } from "./views/features";
 import { mountInterventions } from "./views/interventions";
 import { mountLens } from "./views/lens";
@@ -25,6 +26,7 @@ const MOUNT: Record<string, (el: HTMLElement, store: Store) => void> = {
   probes: mountProbes,
   lens: mountLens,
   predictions: mountPredictions,
+  continuation: mountContinuation,
   attribution: mountAttribution,
   patching: mountPatching,
 };
@@ -57,13 +59,21 @@ export function mount(model: WidgetModel, el: HTMLElement): Store {
   }
   settle(parts);
   store.on("dispose", () => stop.forEach((f) => f()));
+  // a new text (a continuation shown in every view): every view is built again for it
+  store.on("token_ids", () =>
+    queueMicrotask(() => {
+      if (store.successor || store.disposed) return;
+      store.dispose();
+      store.successor = mount(model, el);
+    }),
+  );
   return store;
 }
 
 /** anywidget's render: the views, and a cleanup that stops this view listening to the model when it is removed. */
 function render({ model, el }: { model: WidgetModel; el: HTMLElement }): () => void {
   const store = mount(model, el);
-  return () => store.dispose();
+  return () => store.current().dispose();
 }
 
 /** Build the views from a saved snapshot (`ex.save_html`): no kernel, the saved answers only. */

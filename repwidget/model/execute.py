@@ -344,8 +344,8 @@ def _forward(model, arch: Architecture, plan: Plan, forward_kwargs: dict, eager_
 
 
 def forward_inputs(model, arch: Architecture, plan: Plan, forward_kwargs: dict, eager_patterns: bool) -> dict:
-    """The keyword arguments of the model's forward for ``plan``: ids, the batch's mask and positions."""
-    kwargs = dict(forward_kwargs)
+    """The keyword arguments of the model's forward for ``plan``: ids, the batch's mask and positions, a KV cache."""
+    kwargs = {**forward_kwargs, **plan.forward}
     if eager_patterns:
         kwargs.update(arch.pattern_kwargs)
     if plan.lengths is not None and plan.batch > 1:
@@ -356,6 +356,12 @@ def forward_inputs(model, arch: Architecture, plan: Plan, forward_kwargs: dict, 
         if plan.left and "position_ids" in _parameters(model):
             kwargs["position_ids"] = (mask.cumsum(-1) - 1).clamp_min(0)
     return {"input_ids": plan.ids, **kwargs}
+
+
+def _kv_cache(output: object) -> object:
+    """The KV cache a forward returned (``cache`` in transformers 5.2x, ``past_key_values`` before)."""
+    cache = getattr(output, "cache", None)
+    return cache if cache is not None else getattr(output, "past_key_values", None)
 
 
 def _parameters(model: nn.Module) -> set[str]:
@@ -392,5 +398,7 @@ def _results(arch: Architecture, plan: Plan, state: _Pass, output, full: dict[st
                     f"the interventions ({', '.join(labels)[:200]}) made the model's output NaN or infinite"
                 )
         outputs = state.outputs if state.whole else [None] * arch.n_layers
-        results.append(Result({h: cache[h] for h in plan.capture if h in cache}, list(outputs), final, row_logits))
+        past = _kv_cache(output) if plan.forward.get("use_cache") else None
+        captured = {h: cache[h] for h in plan.capture if h in cache}
+        results.append(Result(captured, list(outputs), final, row_logits, past))
     return results

@@ -60,6 +60,8 @@ class Model:
         self._sources: OrderedDict[tuple, torch.Tensor] = OrderedDict()
         params = inspect.signature(hf_model.forward).parameters
         forward_kwargs = {"use_cache": False} if "use_cache" in params else {}
+        #: the forward's name for its KV cache (``cache`` in transformers 5.2x, ``past_key_values`` before)
+        self.cache_kwarg = "cache" if "cache" in params else "past_key_values"
         self.executor: Executor = executor or make_executor(
             backend, hf_model, self.arch, forward_kwargs, remote, tokenizer
         )
@@ -358,6 +360,23 @@ class Model:
         if base is not None and plan.start:
             run._inherit_summaries(base, plan.start)
         return run
+
+    def generate(
+        self,
+        text_or_ids: TokensLike,
+        interventions: Intervention | Iterable[Intervention] = (),
+        max_new_tokens: int = 32,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        seed: int | None = None,
+        stop=None,
+        **kwargs,
+    ):
+        """Continue ``text_or_ids`` with ``interventions`` applied at every step (the KV cache reused): a
+        :class:`repwidget.Generation`. See :func:`repwidget.generation.generate`."""
+        from ..generation import generate
+
+        return generate(self, text_or_ids, interventions, max_new_tokens, temperature, top_p, seed, stop, **kwargs)
 
     # -- attention, a layer at a time ------------------------------------------------------
     def _summary_sinks(self, layers, side: int, ids: list[int]) -> dict[int, attention.Sink]:

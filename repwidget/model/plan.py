@@ -58,6 +58,8 @@ class Plan:
     record: bool = True
     #: build the autograd graph: captures (and logits) keep it, for gradients of a metric with respect to them
     grad: bool = False
+    #: keyword arguments for the model's forward over the executor's own (a generation step's KV cache)
+    forward: dict = field(default_factory=dict)
 
     @property
     def batch(self) -> int:
@@ -78,6 +80,7 @@ class Result:
     block_outputs: list[object | None]
     final_hidden: torch.Tensor | None  # [pos, d_model], the unembedding's input (lazy logits)
     logits: torch.Tensor | None  # [pos, vocab] when computed in the pass
+    past: object = None  # the model's KV cache after the pass, when the plan asked for one (``use_cache``)
 
 
 class Reusable(Protocol):
@@ -159,6 +162,60 @@ def plan_batch(
         plan.edits.setdefault(iv.hook, []).append(EditStep(iv.label(), edits))
     plan.record = len(ids) == 1
     return plan
+
+
+@dataclass
+class StepEdits:
+    """Interventions' edits built once for a generation of up to ``n_tokens`` tokens; :meth:`plan` makes the plan
+    of each step (the new tokens only, at ``offset``, with the KV cache ``past``)."""
+
+    model: Model
+    n_tokens: int
+    edits: list[tuple[Intervention, Edit]]
+    cache_kwarg: str = "past_key_values"  # the forward's name for its KV cache
+
+    def plan(self, ids: Sequence[int], offset: int, past: object) -> Plan:
+        plan = Plan(
+            ids=torch.tensor([list(ids)], device=self.model.device),
+            capture=[],
+            record=False,
+            forward={"use_cache": True, self.cache_kwarg: past},
+        )
+        for iv, edit in self.edits:
+            windowed = window(iv, edit, offset, len(ids), self.n_tokens)
+            if windowed is not None:
+                plan.edits.setdefault(iv.hook, []).append(EditStep(iv.label(), [windowed]))
+        return plan
+
+
+def plan_steps(model: Model, interventions: tuple[Intervention, ...], n_tokens: int) -> StepEdits:
+    """Check ``interventions`` for a sequence of ``n_tokens`` and build their edits once, for every step."""
+    for iv in interventions:
+        if hasattr(iv, "knock"):
+            raise ValueError(f"{iv.label()}: knockouts do not apply to generation yet; ablate the head instead")
+        iv.check(model, n_tokens)
+    if model.reference is not None:
+        model.reference.prepare([iv.hook for iv in interventions if getattr(iv, "mode", "zero") != "zero"])
+    edits = [(iv, iv.edit(model, n_tokens)) for iv in interventions]
+    return StepEdits(model, n_tokens, edits, model.cache_kwarg)
+
+
+def window(iv: Intervention, edit: Edit, offset: int, n: int, n_tokens: int) -> Edit | None:
+    """``edit`` (built for sequences of ``n_tokens``) applied to positions ``offset .. offset + n`` alone; None
+    where it changes none of them. Edits are row-wise, so a position-dependent one is applied to those rows at
+    their own positions in a buffer of ``n_tokens`` rows (the others are not read back)."""
+    if not iv.by_position:
+        return edit
+    positions = getattr(iv, "positions", None)
+    if positions is not None and not any(offset <= p < offset + n for p in positions):
+        return None
+
+    def shifted(x: torch.Tensor) -> torch.Tensor:
+        full = x.new_zeros((x.shape[0], n_tokens, *x.shape[2:]))
+        full[:, offset : offset + n] = x
+        return edit(full)[:, offset : offset + n]
+
+    return shifted
 
 
 def first_edited_layer(interventions: tuple[Intervention, ...], n_layers: int) -> int:

@@ -33,11 +33,12 @@ class Explorer(RunWidget):
         capture: str | Iterable[str] = (),
         messages: Sequence[dict[str, Any]] | None = None,
         corrupted: TokensLike | None = None,
+        continuation: bool = False,
         **kwargs: Any,
     ) -> None:
         session = Session.of(
             model, text, interventions, saes=saes, texts=texts, probes=probes, editable=True, capture=capture,
-            messages=messages, corrupted=corrupted,
+            messages=messages, corrupted=corrupted, continuation=continuation,
         )  # fmt: skip
         super().__init__(session=session, mode=mode, **kwargs)
 
@@ -88,5 +89,7 @@ def explore(
     ``corrupted="..."`` (a prompt of the same length) adds the patching view: which sites of the corrupted run,
     patched into this one, change its prediction; shift+click a cell to apply that patch. The attribution view ranks
     heads, layers, neurons and features by their direct share of a target token's logit.
+    ``continuation=True`` adds the continuation view: what the model writes next, clean and intervened side by
+    side (greedy, streamed, re-generated after each click); click a generated token to see it in every view.
     """
     return Explorer(model, text, interventions, **options)

@@ -105,6 +105,7 @@ class Session:
         capture: str | Iterable[str] = (),
         messages: Sequence[dict[str, Any]] | None = None,
         corrupted: TokensLike | None = None,
+        continuation: bool = False,
     ) -> Session:
         """A session of ``model`` on ``text``: one clean pass capturing what the views read (and ``capture``,
         hook names or globs the runs should keep besides), then the interventions re-run from the earliest
@@ -113,6 +114,7 @@ class Session:
             raise TypeError(f"expected a rw.Model (from rw.load), got {type(model).__name__}")
         session = cls.__new__(cls)
         session.corrupted = None if corrupted is None else model.to_ids(corrupted)
+        session.continuation = bool(continuation)
         session._setup(model, views, saes, texts, probes, editable, capture)
         summary = max((p.summary for p in session.panels if p.summary), default=None)
         session._clean = model.run(text, capture=session.capture, summarize=summary, messages=messages)
@@ -131,6 +133,8 @@ class Session:
     def _setup(self, model, views, saes, texts, probes, editable: bool, capture=()) -> None:
         self.model = model
         self.corrupted: list[int] | None = getattr(self, "corrupted", None)
+        #: whether the continuation view is wanted (it generates text when shown)
+        self.continuation: bool = getattr(self, "continuation", False)
         #: patching sweeps by (site, method, target, foil), and the last one shown; the last attribution target
         self.sweeps: dict[tuple, Any] = {}
         self.swept: tuple | None = None
@@ -163,6 +167,11 @@ class Session:
         self._known: OrderedDict[str, Intervention] = OrderedDict()
         self._activations: OrderedDict[tuple[int, str], torch.Tensor] = OrderedDict()
         self._clean_memo: OrderedDict[tuple, Any] = OrderedDict()
+        #: continuations of the prompt by (prompt ids, interventions): (weights version, stream)
+        self.streams: OrderedDict[tuple, tuple[int, Any]] = OrderedDict()
+        self._prompt_ids: list[int] | None = None
+        #: a selection the widget makes after a command (e.g. a generated token clicked); consumed by the widget
+        self.select_after: dict[str, Any] | None = None
 
     def _with_captures(self, run: Run) -> Run:
         """``run`` itself if it holds what the views read, else the same run re-run with those captures."""
@@ -189,6 +198,11 @@ class Session:
     @property
     def interventions(self) -> tuple[Intervention, ...]:
         return self.run.interventions
+
+    @property
+    def prompt_ids(self) -> list[int]:
+        """The prompt the explorer was opened on (what continuations continue, even while one is shown)."""
+        return list(self._prompt_ids) if self._prompt_ids is not None else self.clean_run.token_ids
 
     def listed(self) -> list[dict[str, Any]]:
         """The interventions as the front end lists them: their JSON with the kernel's ``label`` and a ``key``
@@ -379,6 +393,25 @@ class Session:
                 del cache[key]
         self.generation += 1
         self.error = "the model's weights changed since the last run: both runs were computed again" if stale else ""
+
+    def show(self, ids: Sequence[int]) -> None:
+        """Show ``ids`` (the prompt and a continuation of it) in every view, with the current interventions."""
+        if self.corrupted is not None:
+            raise ValueError(
+                "this explorer patches a corrupted prompt of the prompt's length, so it cannot show a continuation"
+            )
+        if self._prompt_ids is None:
+            self._prompt_ids = self.clean_run.token_ids
+        summary = max((p.summary for p in self.panels if p.summary), default=None)
+        clean = self.model.run(list(ids), capture=self.capture, summarize=summary)
+        ivs = self.interventions
+        run = clean.rerun(ivs, capture=self.capture) if ivs else clean
+        self._clean, self.run = clean, run
+        self.text, self.messages, self.warning = list(ids), None, ""
+        for cache in (self._logits, self._activations, self._clean_memo, self._cached):
+            cache.clear()
+        self.generation += 1
+        self.error = ""
 
     def handle(self, content: Any) -> list[Message]:
         """The kernel's answer to one message from the front end. Never raises: a bad message gets an error

@@ -112,11 +112,19 @@ class RunWidget(anywidget.AnyWidget):
     def _sync(self) -> None:
         """Copy what the session owns into the traits (after a command, or a change made in Python)."""
         session = self._session
-        if self.generation != session.generation:
-            self.intervention_list = session.listed()
-            self.generation = session.generation
-        self.shape = session.shape()  # e.g. mean ablation became available after model.set_reference(...)
-        self.error = session.error
+        with self.hold_sync():  # one message: the front end sees new tokens and their selection together
+            if self.token_ids != session.run.token_ids:  # a continuation shown in every view
+                traits = session.traits()
+                self.tokens, self.token_kinds = traits["tokens"], traits["token_kinds"]
+                self.token_ids, self.warning = traits["token_ids"], traits["warning"]
+            if self.generation != session.generation:
+                self.intervention_list = session.listed()
+                self.generation = session.generation
+            self.shape = session.shape()  # e.g. mean ablation became available after model.set_reference(...)
+            self.error = session.error
+            if session.select_after is not None:
+                self.selection = session.check_selection({**self.selection, **session.select_after})
+                session.select_after = None
 
     def set_state(self, sync_data: dict[str, Any]) -> None:
         """State from the browser: only the selection and the mode, each checked; a write to a trait the kernel

@@ -4,7 +4,19 @@ order the explorer lays them out."""
 from __future__ import annotations
 
 from ..panel import Panel
-from . import attention, attribution, features, interventions, lens, neurons, patching, predictions, probes, tokens
+from . import (
+    attention,
+    attribution,
+    continuation,
+    features,
+    interventions,
+    lens,
+    neurons,
+    patching,
+    predictions,
+    probes,
+    tokens,
+)
 
 PANELS: dict[str, Panel] = {
     panel.name: panel
@@ -17,6 +29,7 @@ PANELS: dict[str, Panel] = {
         probes.PANEL,
         lens.PANEL,
         predictions.PANEL,
+        continuation.PANEL,
         attribution.PANEL,
         patching.PANEL,
     )

@@ -1,0 +1,95 @@
+"""Continuation: what the model writes after the prompt, clean and with the current interventions, streamed a few
+tokens per request (greedy, at most :data:`MAX_NEW` tokens); a click on a generated token shows the prompt and that
+continuation in every view, with that position selected."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+
+from ...generation import Stream
+from ..panel import Panel, Request
+
+#: tokens a continuation runs to (fewer where the model's context ends first)
+MAX_NEW = 32
+#: one request generates for about this long (at least one token), so the browser shows tokens as they come
+STEP_SECONDS = 0.15
+WHICH = ("clean", "intervened")
+
+
+def _which(session, args: dict[str, Any]) -> int:
+    return len(WHICH)
+
+
+def _flag(session, args: dict[str, Any]) -> int:
+    return 2
+
+
+def stream(session, which: str) -> Stream:
+    """The session's continuation of its prompt, clean or with the current interventions (kept per set of
+    interventions, the last eight; made again after the weights changed)."""
+    ivs = () if which == "clean" else session.interventions
+    streams = session.streams
+    key = (tuple(session.prompt_ids), ivs)
+    version = session.model.weights_version()
+    if key in streams and streams[key][0] == version:
+        streams.move_to_end(key)
+        return streams[key][1]
+    limit = session.model.max_tokens
+    room = MAX_NEW if limit is None else min(MAX_NEW, limit - len(session.prompt_ids))
+    if room < 1:
+        raise ValueError("the prompt fills the model's context: there is no room to continue it")
+    made = Stream(session.model, session.prompt_ids, ivs, max_new_tokens=room, alternatives=0)
+    streams[key] = (version, made)
+    while len(streams) > 8:
+        streams.popitem(last=False)
+    return made
+
+
+def answer(session, args: dict[str, Any]) -> dict[str, Any]:
+    """The continuation so far, after generating for about :data:`STEP_SECONDS` (``stop``: generate no more)."""
+    which = WHICH[args["which"]]
+    made = stream(session, which)
+    if args["stop"]:
+        if not made.done:
+            made.done, made.generation.stopped = True, "stopped"
+    else:
+        start = time.perf_counter()
+        while made.step() and time.perf_counter() - start < STEP_SECONDS:
+            pass
+    gen = made.generation
+    return {
+        "which": which,
+        "ids": torch.tensor(gen.new_token_ids, dtype=torch.int32),
+        "logprobs": torch.tensor(gen.logprobs, dtype=torch.float32),
+        "tokens": gen.new_tokens,
+        "start": len(gen.prompt_ids),
+        "done": made.done,
+        "stopped": gen.stopped if made.done else "",
+        "labels": [iv.label() for iv in gen.interventions],
+    }
+
+
+def show(session, content: dict[str, Any]) -> None:
+    """``{which, position}``: show the prompt and that continuation in every view, ``position`` selected."""
+    which = content.get("which")
+    if which not in WHICH:
+        raise ValueError(f"show_continuation: which must be one of {', '.join(WHICH)}")
+    gen = stream(session, which).generation
+    position = content.get("position")
+    n = len(gen.token_ids)
+    if isinstance(position, bool) or not isinstance(position, int) or not 0 <= position < n:
+        raise ValueError(f"show_continuation: position must be an int in 0..{n - 1}")
+    session.show(gen.token_ids)
+    session.select_after = {"token": position}
+
+
+PANEL = Panel(
+    name="continuation",
+    requests=(Request("continuation", (("which", _which), ("stop", _flag)), answer),),
+    commands={"show_continuation": show},
+    shown=lambda session: session.continuation and session.model.has_unembed and session.model.arch.causal,
+    shape=lambda session: {"continuation_tokens": MAX_NEW},
+)
