@@ -4,7 +4,7 @@ from . import analyses, demo, patching
 from ._version import __version__
 from .demo import demo_model
 from .hook_names import HookNameError
-from .interventions import Ablate, Knockout, Patch, Steer
+from .interventions import Ablate, Knockout, Patch, Skip, Steer
 from .model import CaptureBudgetError, Model, ModelLoadError, load
 from .options import options
 from .probes import Probes, train_probes
@@ -61,6 +61,7 @@ __all__ = [
     "PredictionsView",
     "Probes",
     "Run",
+    "Skip",
     "Steer",
     "TokensView",
     "__version__",
