@@ -62,6 +62,14 @@ class Explorer(RunWidget):
 
         return probe_chart(self, probe)
 
+    def linked_chart(self, chart):
+        """``chart`` (``rw.charts.similarity_heatmap``, ``rw.charts.layer_measures``, ``probe_accuracy``: any
+        altair chart with a ``layer`` selection and a ``current`` parameter) as a widget linked both ways to the
+        layer selected here."""
+        from .linked_chart import linked
+
+        return linked(self, chart)
+
     def code(self) -> str:
         """Python that rebuilds the current run (and so what the views show)."""
         return self.session.code()
