@@ -33,11 +33,12 @@ class Explorer(RunWidget):
         capture: str | Iterable[str] = (),
         messages: Sequence[dict[str, Any]] | None = None,
         corrupted: TokensLike | None = None,
+        points: Sequence[Any] | None = None,
         **kwargs: Any,
     ) -> None:
         session = Session.of(
             model, text, interventions, saes=saes, texts=texts, probes=probes, editable=True, capture=capture,
-            messages=messages, corrupted=corrupted,
+            messages=messages, corrupted=corrupted, points=points,
         )  # fmt: skip
         super().__init__(session=session, mode=mode, **kwargs)
 
@@ -96,5 +97,7 @@ def explore(
     ``corrupted="..."`` (a prompt of the same length) adds the patching view: which sites of the corrupted run,
     patched into this one, change its prediction; click a cell to apply that patch. The attribution view ranks
     heads, layers, neurons and features by their direct share of a target token's logit.
+    ``points=[...]`` (texts, or ``(text, label)`` pairs) adds the projector: their tokens and the prompt's at the
+    selected layer in 2-D (PCA), coloured by label, position or probe score; click a prompt token's point to select it.
     """
     return Explorer(model, text, interventions, **options)

@@ -4,7 +4,19 @@ order the explorer lays them out."""
 from __future__ import annotations
 
 from ..panel import Panel
-from . import attention, attribution, features, interventions, lens, neurons, patching, predictions, probes, tokens
+from . import (
+    attention,
+    attribution,
+    features,
+    interventions,
+    lens,
+    neurons,
+    patching,
+    predictions,
+    probes,
+    projector,
+    tokens,
+)  # fmt: skip
 
 PANELS: dict[str, Panel] = {
     panel.name: panel
@@ -15,6 +27,7 @@ PANELS: dict[str, Panel] = {
         neurons.PANEL,
         features.PANEL,
         probes.PANEL,
+        projector.PANEL,
         lens.PANEL,
         predictions.PANEL,
         attribution.PANEL,
