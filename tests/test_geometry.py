@@ -103,6 +103,11 @@ def test_known_cases():
     noise = [similarity(rng.normal(size=(30, 200)), rng.normal(size=(30, 200))) for _ in range(20)]
     biased = similarity(rng.normal(size=(30, 200)), rng.normal(size=(30, 200)), debiased=False)
     assert abs(np.mean(noise)) < 0.02 and biased > 0.5
+    # float32 activations (products in float32, centring and the rest in float64) agree with float64
+    y = x @ rng.normal(size=(16, 16)) + rng.normal(size=(60, 16))
+    for method in ("cka", "mknn", "svcca"):
+        low = similarity(torch.tensor(x, dtype=torch.float32), torch.tensor(y, dtype=torch.float32), method)
+        assert low == pytest.approx(similarity(x, y, method), abs=1e-5), method
     # torch tensors and numpy arrays are the same
     assert similarity(torch.tensor(x), x @ q) == pytest.approx(similarity(x, x @ q))
 

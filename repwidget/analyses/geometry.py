@@ -153,8 +153,9 @@ def _prepare(x: torch.Tensor, method: str, debiased: bool, k: int, variance: flo
         near = torch.zeros(scores.shape, dtype=torch.bool)
         near.scatter_(1, scores.topk(k, dim=1).indices, True)
         return near
-    centred = (x - x.mean(0)).double()
+    centred = x - x.mean(0)
     u, s, _ = torch.linalg.svd(centred, full_matrices=False)
+    s = s.double()
     energy = s.pow(2).cumsum(0) / s.pow(2).sum().clamp_min(1e-300)
     keep = int(torch.searchsorted(energy, torch.tensor(variance, dtype=energy.dtype) - 1e-12)) + 1
     return u[:, : min(keep, len(s))]  # an orthonormal basis of the reduced, centred data
@@ -165,7 +166,7 @@ def _compare(a: Any, b: Any, method: str, debiased: bool, k: int, variance: floa
         return float((a * b).sum())
     if method == "mknn":
         return float((a & b).sum(1).double().mean() / k)
-    return float(torch.linalg.svdvals(a.T @ b).clamp(max=1).mean())
+    return float(torch.linalg.svdvals((a.T @ b).double()).clamp(max=1).mean())
 
 
 def _centre(gram: torch.Tensor) -> torch.Tensor:
