@@ -69,6 +69,14 @@ def test_an_intervention_moves_the_prompt_points_not_the_texts(demo):
     assert after["values"].max() == 1.0 and "categories" in after and after["categories"] == []
 
 
+def test_one_pass_or_two_give_the_same_points(demo, monkeypatch):
+    texts = [e.text for e in rw.demo.dataset("ioi", 12)]
+    held = _get(Session.of(demo, "the film was good .", points=texts), layer=1, colour=0)
+    monkeypatch.setattr(projector, "HOLD_BYTES", 0)
+    again = _get(Session.of(demo, "the film was good .", points=texts), layer=1, colour=0)
+    torch.testing.assert_close(held["xy"], again["xy"])
+
+
 def test_probe_colouring_and_the_point_limit(demo, monkeypatch):
     examples = rw.demo.dataset("sentiment", 60)
     probes = rw.train_probes(demo, examples, layers=[1, 2], control=False)

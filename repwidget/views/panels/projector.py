@@ -1,8 +1,9 @@
 """Projector: token representations (``hook_resid_post``) at the selected layer in 2-D by PCA: the prompt's tokens
 and the tokens of the session's ``points`` texts, coloured by a label; a click on a prompt token's point selects it.
 
-The texts' tokens (at most :data:`MAX_POINTS`) are read once, in two padded-batch passes: each layer's mean and
-covariance, then every token's coordinates on that layer's two principal axes. A layer change only looks them
+The texts' tokens (at most :data:`MAX_POINTS`) are read once, in padded batches: each layer's mean and covariance,
+then every token's coordinates on that layer's two principal axes (from activations kept in memory up to
+:data:`HOLD_BYTES`, else from a second pass). A layer change only looks them
 up; the prompt's tokens (which interventions change) are projected onto the same axes at each request.
 """
 
@@ -21,6 +22,8 @@ from ..panel import Panel, Request
 
 #: the most dataset tokens the projector shows
 MAX_POINTS = 20_000
+#: activations up to this size are kept between the two passes (one forward pass instead of two)
+HOLD_BYTES = 256 * 2**20
 
 
 @dataclass(frozen=True)
@@ -94,11 +97,19 @@ def _read(session) -> dict[str, Any]:
     hooks = [f"blocks.{layer}.hook_resid_post" for layer in range(model.n_layers)]
     chosen = [ids[i] for i, _ in keep]
 
-    def read() -> Iterator[tuple[int, list[torch.Tensor]]]:
-        for j, acts in activations_at(model, hooks, chosen):
-            yield j, [acts[h][: keep[j][1]].double().cpu() for h in hooks]
-
     d = model.d_model
+    held: dict[int, list[torch.Tensor]] | None = {} if total * len(hooks) * d * 4 <= HOLD_BYTES else None
+
+    def read() -> Iterator[tuple[int, list[torch.Tensor]]]:
+        if held is not None and len(held) == len(keep):  # the second time: what the first pass kept
+            yield from ((j, [x.double() for x in held[j]]) for j in range(len(keep)))
+            return
+        for j, acts in activations_at(model, hooks, chosen):
+            layers = [acts[h][: keep[j][1]].double().cpu() for h in hooks]
+            if held is not None:
+                held[j] = [x.float() for x in layers]
+            yield j, layers
+
     first, second = torch.zeros(len(hooks), d, dtype=torch.float64), torch.zeros(len(hooks), d, d, dtype=torch.float64)
     for _, layers in read():
         for layer, x in enumerate(layers):
