@@ -157,11 +157,13 @@ export function mountProjector(el: HTMLElement, store: Store): void {
       const t = store.selection.token;
       if (t < reply.n_prompt) {
         const [x, y] = toPixel(frame, reply.xy.data[2 * t], reply.xy.data[2 * t + 1]);
-        ctx.beginPath();
-        ctx.arc(x, y, 9, 0, 2 * Math.PI);
-        ctx.strokeStyle = "#e67e22";
-        ctx.lineWidth = 2.5;
-        ctx.stroke();
+        for (const [colour, width] of [["#fff", 5], ["#111", 2]] as const) { // a dark ring on a light halo: seen on any point
+          ctx.beginPath();
+          ctx.arc(x, y, 9, 0, 2 * Math.PI);
+          ctx.strokeStyle = colour;
+          ctx.lineWidth = width;
+          ctx.stroke();
+        }
       }
     }
     // where the prompt's points are (for tests and automation: points have no elements of their own)
