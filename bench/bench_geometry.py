@@ -11,6 +11,7 @@ activations), and ``layer_similarity`` end to end. Results: ``docs/bench_geometr
 
 from __future__ import annotations
 
+import os
 import time
 
 import torch
@@ -31,7 +32,12 @@ def main() -> None:
     layers, counts = geometry._layers(model, texts, "resid_post", "token")
     read = time.perf_counter() - start
     assert sum(counts) == 2000 and layers[0].shape == (2000, 768)
+    start = time.perf_counter()
+    with torch.no_grad():
+        hf(torch.tensor(texts), output_hidden_states=True)  # the same tokens in one batch, for scale
+    plain = time.perf_counter() - start
     print("| step | seconds |\n|---|---:|")
+    print(f"| plain transformers forward of the 20 texts, hidden states out (for scale) | {plain:.2f} |")
     print(f"| read 12 layers' resid_post (2,000 x 768 each) | {read:.2f} |")
     for method in geometry.METHODS:
         start = time.perf_counter()
@@ -43,6 +49,7 @@ def main() -> None:
     start = time.perf_counter()
     rw.analyses.layer_similarity(model, texts)
     print(f"| layer_similarity(model, texts) end to end (CKA, debiased) | {time.perf_counter() - start:.2f} |")
+    print(f"\nload average after: {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":
