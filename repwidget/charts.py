@@ -78,7 +78,8 @@ def pattern(run: Run, layer: int, head: int) -> alt.Chart:
 
 
 def probe_accuracy(probes, current: int | None = None) -> alt.LayerChart:
-    """Held-out accuracy of each layer's probe (points and line), with the majority-class baseline dashed.
+    """Held-out accuracy of each layer's probe (points and line), with the majority-class baseline dashed and, when
+    the probes have one, the control task's accuracy (shuffled labels) dotted grey.
 
     The chart carries a point selection named ``layer`` (click a point), which
     ``alt.JupyterChart`` reports back to Python, and a parameter ``current``: the layer drawn with
@@ -117,7 +118,17 @@ def probe_accuracy(probes, current: int | None = None) -> alt.LayerChart:
         .add_params(ring_at)
         .properties(name="ring")
     )
-    return (line + points + ring + baseline).properties(width=40 * max(4, len(probes.layers)), height=200)
+    layers = [line, points, ring, baseline]
+    control = getattr(probes, "control", None)
+    if control:  # the same probes on shuffled labels: what they read without the concept
+        rows = [{"layer": layer, "control": acc} for layer, acc in zip(probes.layers, control, strict=True)]
+        layers.append(
+            alt.Chart(alt.Data(values=rows))
+            .mark_line(strokeDash=[2, 3], color="#888", point=True)
+            .encode(x="layer:O", y="control:Q", tooltip=["layer:O", alt.Tooltip("control:Q", format=".3f")])
+            .properties(name="control")
+        )
+    return alt.layer(*layers).properties(width=40 * max(4, len(probes.layers)), height=200)
 
 
 def sweep_heatmap(sweep) -> alt.Chart:

@@ -104,3 +104,11 @@ def test_geometry_charts_link_to_the_explorers_layer():
 
 class _FakeProbes:
     kind, site, layers, accuracy, baseline = "logistic", "resid_post", [0, 1, 2, 3], [0.5, 0.6, 0.9, 1.0], 0.5
+    control = (0.5, 0.25, 0.5, 0.75)
+
+
+def test_the_probe_chart_shows_the_control_task():
+    spec = rw.charts.probe_accuracy(_FakeProbes()).to_dict()
+    control = next(layer for layer in spec["layer"] if layer.get("name") == "control")
+    assert [v["control"] for v in control["data"]["values"]] == list(_FakeProbes.control)
+    assert _svg(rw.charts.probe_accuracy(_FakeProbes())).startswith("<svg")

@@ -95,8 +95,11 @@ def test_the_accuracy_chart_has_a_layer_selection(sentiment):
     spec = sentiment.chart().to_dict()
     names = [p["name"] for p in spec["params"]]
     assert names == ["layer", "current"] and spec["params"][0]["select"]["on"] == "click"  # click; ring
-    values = spec["data"]["values"]
+    points = next(layer for layer in spec["layer"] if layer.get("name") == "points")
+    values = points.get("data", spec.get("data"))["values"]
     assert [v["accuracy"] for v in values] == sentiment.accuracy
+    control = next(layer for layer in spec["layer"] if layer.get("name") == "control")
+    assert [v["control"] for v in control["data"]["values"]] == sentiment.control
 
 
 def _memorisable(n_groups=40, per_group=6, d=64, seed=0):
