@@ -38,7 +38,7 @@ def sklearn_probes(acts: torch.Tensor, y: torch.Tensor, train: torch.Tensor, tes
 def compare(name: str, acts: torch.Tensor, y: torch.Tensor, classes: list[str]) -> None:
     n, layers = acts.shape[0], list(range(acts.shape[1]))
     start = time.perf_counter()
-    ours = rw.probes.fit_probes(acts, y, classes, layers)
+    ours = rw.probes.fit_probes(acts, y, classes, layers, control=False)  # like for like: no control task
     ours_s = time.perf_counter() - start
     order = torch.randperm(n, generator=torch.Generator().manual_seed(0))  # the split fit_probes uses
     n_test = max(len(classes), round(n * 0.25))

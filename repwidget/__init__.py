@@ -5,7 +5,7 @@ from ._version import __version__
 from .demo import demo_model
 from .generation import Generation
 from .hook_names import HookNameError
-from .interventions import Ablate, Knockout, Patch, Steer
+from .interventions import Ablate, Knockout, Patch, Skip, Steer
 from .model import CaptureBudgetError, Model, ModelLoadError, load
 from .options import options
 from .probes import Probes, train_probes
@@ -63,6 +63,7 @@ __all__ = [
     "PredictionsView",
     "Probes",
     "Run",
+    "Skip",
     "Steer",
     "TokensView",
     "__version__",

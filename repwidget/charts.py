@@ -78,7 +78,8 @@ def pattern(run: Run, layer: int, head: int) -> alt.Chart:
 
 
 def probe_accuracy(probes, current: int | None = None) -> alt.LayerChart:
-    """Held-out accuracy of each layer's probe (points and line), with the majority-class baseline dashed.
+    """Held-out accuracy of each layer's probe (points and line), with the majority-class baseline dashed and, when
+    the probes have one, the control task's accuracy (shuffled labels) dotted grey.
 
     The chart carries a point selection named ``layer`` (click a point), which
     ``alt.JupyterChart`` reports back to Python, and a parameter ``current``: the layer drawn with
@@ -117,7 +118,17 @@ def probe_accuracy(probes, current: int | None = None) -> alt.LayerChart:
         .add_params(ring_at)
         .properties(name="ring")
     )
-    return (line + points + ring + baseline).properties(width=40 * max(4, len(probes.layers)), height=200)
+    layers = [line, points, ring, baseline]
+    control = getattr(probes, "control", None)
+    if control:  # the same probes on shuffled labels: what they read without the concept
+        rows = [{"layer": layer, "control": acc} for layer, acc in zip(probes.layers, control, strict=True)]
+        layers.append(
+            alt.Chart(alt.Data(values=rows))
+            .mark_line(strokeDash=[2, 3], color="#888", point=True)
+            .encode(x="layer:O", y="control:Q", tooltip=["layer:O", alt.Tooltip("control:Q", format=".3f")])
+            .properties(name="control")
+        )
+    return alt.layer(*layers).properties(width=40 * max(4, len(probes.layers)), height=200)
 
 
 def sweep_heatmap(sweep) -> alt.Chart:
@@ -169,3 +180,90 @@ def hydra_scatter(hydra) -> alt.Chart:
         .encode(x="x:Q", y="y:Q")
     )
     return (points + diagonal).properties(width=320, height=320)
+
+
+def similarity_heatmap(
+    matrix: torch.Tensor,
+    method: str = "cka",
+    names: tuple[str, str] = ("layer", "other layer"),
+    current: int | None = None,
+) -> alt.LayerChart:
+    """A layers x layers similarity matrix (``rw.analyses.layer_similarity``), 0 to 1 in colour, each cell
+    labelled. Like :func:`probe_accuracy` it carries a click selection ``layer`` (the row clicked) and a
+    parameter ``current``: the row of the explorer's layer, outlined."""
+    rows, cols = matrix.shape
+    down, across = names
+    values = [{down: r, across: c, "similarity": float(matrix[r, c])} for r in range(rows) for c in range(cols)]
+    select = alt.selection_point(name="layer", fields=[down], on="click")
+    base = alt.Chart(alt.Data(values=values), title=f"{method} similarity between layers")
+    cells = (
+        base.mark_rect()
+        .encode(
+            x=alt.X(f"{across}:O"),
+            y=alt.Y(f"{down}:O"),
+            color=alt.Color("similarity:Q", scale=alt.Scale(scheme="viridis", domain=[0, 1])),
+            tooltip=[f"{down}:O", f"{across}:O", alt.Tooltip("similarity:Q", format=".3f")],
+        )
+        .add_params(select)
+    )
+    text = base.mark_text(fontSize=9).encode(
+        x=f"{across}:O",
+        y=f"{down}:O",
+        text=alt.Text("similarity:Q", format=".2f"),
+        color=alt.condition("datum.similarity > 0.6", alt.value("black"), alt.value("white")),
+    )
+    ring_at = alt.param(name="current", value=-1 if current is None else current)
+    ring = (
+        base.mark_rect(fillOpacity=0, stroke="#e67e22", strokeWidth=2)
+        .encode(x=f"{across}:O", y=f"{down}:O")
+        .transform_filter(f"datum['{down}'] == current")
+        .add_params(ring_at)
+    )
+    size = max(12, min(36, 480 // max(rows, cols)))
+    return (cells + text + ring).properties(width=size * cols, height=size * rows)
+
+
+#: the per-layer measures drawn by :func:`layer_measures`, with their titles
+MEASURES = {
+    "update": "|Δ resid| / |resid|",
+    "cosine": "cos(resid_pre, resid_post)",
+    "lens_kl": "logit lens KL to output (nats)",
+    "prompt_entropy": "prompt entropy (nats)",
+    "effective_rank": "effective rank",
+    "skip_loss": "loss increase when skipped (nats)",
+}
+
+
+def layer_measures(measures, current: int | None = None) -> alt.FacetChart:
+    """Each of ``rw.analyses.layer_measures``'s per-layer measures against depth, one panel each (own y scale),
+    with a click selection ``layer`` and a rule at the parameter ``current`` (the explorer's layer)."""
+    values = [
+        {"measure": MEASURES[name], "layer": layer, "value": float(v)}
+        for name, series in measures.as_dict().items()
+        for layer, v in enumerate(series)
+    ]
+    select = alt.selection_point(name="layer", fields=["layer"], on="click")
+    base = alt.Chart()
+    line = base.mark_line(point=alt.OverlayMarkDef(filled=True, size=50)).encode(
+        x=alt.X("layer:O"),
+        y=alt.Y("value:Q", title=None),
+        tooltip=["measure:N", "layer:O", alt.Tooltip("value:Q", format=".3f")],
+    )
+    points = (
+        base.mark_point(size=120, opacity=0)
+        .encode(x="layer:O", y="value:Q")
+        .add_params(select)  # a wide invisible target for the click
+    )
+    rule = (
+        base.mark_rule(color="#e67e22", strokeWidth=2)
+        .encode(x="layer:O")
+        .transform_filter("datum.layer == current")
+        .add_params(alt.param(name="current", value=-1 if current is None else current))
+    )
+    n = len(measures.update)
+    return (
+        alt.layer(line, points, rule, data=alt.Data(values=values))
+        .properties(width=max(160, 24 * n), height=110)
+        .facet(facet=alt.Facet("measure:N", title=None, sort=list(MEASURES.values())), columns=3)
+        .resolve_scale(y="independent")
+    )

@@ -625,6 +625,36 @@ class Knockout(Intervention):
         return _repr_args(self, ("layer", "key"))
 
 
+@_register("skip")
+@dataclass(frozen=True, repr=False)
+class Skip(Intervention):
+    """Skip block ``layer``: its output is its input, so ``hook_resid_post`` equals ``hook_resid_pre`` there
+    (the block computes nothing the rest of the model sees). How much each layer matters: the loss with
+    its block bypassed."""
+
+    layer: int
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "layer", _int(self.layer, "layer"))
+
+    @property
+    def hook(self) -> str:
+        return f"blocks.{self.layer}.hook_resid_post"
+
+    def label(self) -> str:
+        return f"skip block {self.layer}"
+
+    def bypass(self) -> int:
+        """The block whose output the executor replaces by its input."""
+        return self.layer
+
+    def edit(self, model: Model, n_tokens: int) -> Edit:
+        raise TypeError("a skip replaces a block's output by its input, not an activation: see Skip.bypass")
+
+    def __repr__(self) -> str:
+        return _repr_args(self, ("layer",))
+
+
 def _as_list(value: Any) -> list:
     if isinstance(value, torch.Tensor):
         return value.detach().cpu().reshape(-1).tolist()
@@ -721,7 +751,10 @@ def as_tuple(interventions: Intervention | Iterable[Intervention] | None) -> tup
     if isinstance(interventions, Intervention):
         return (interventions,)
     if isinstance(interventions, (str, bytes, dict)) or not isinstance(interventions, Iterable):
-        raise TypeError(f"interventions must be rw.Ablate / rw.Steer / rw.Patch values, got {interventions!r:.200}")
+        raise TypeError(
+            f"interventions must be rw.Ablate / rw.Steer / rw.Patch / rw.Knockout / rw.Skip values, "
+            f"got {interventions!r:.200}"
+        )
     out = tuple(interventions)
     for item in out:
         if not isinstance(item, Intervention):

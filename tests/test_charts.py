@@ -50,3 +50,65 @@ def test_offline_static_charts_are_svg(restore_renderer):
     rw.charts.offline(interactive=False)
     bundle = (rw.charts.head_grid(torch.rand(2, 3)) | rw.charts.head_grid(torch.rand(2, 3)))._repr_mimebundle_()
     assert list(bundle) == ["image/svg+xml"] and bundle["image/svg+xml"].startswith("<svg")
+
+
+def _svg(chart) -> str:
+    import vl_convert
+
+    return vl_convert.vegalite_to_svg(chart.to_json())
+
+
+def test_similarity_heatmap_renders_offline_with_its_numbers():
+    matrix = torch.tensor([[1.0, 0.25, 0.1], [0.25, 1.0, 0.7], [0.1, 0.7, 1.0]])
+    chart = rw.charts.similarity_heatmap(matrix, current=1)
+    spec = chart.to_dict()
+    values = {(v["layer"], v["other layer"]): v["similarity"] for v in spec["data"]["values"]}
+    assert values == {(r, c): float(matrix[r, c]) for r in range(3) for c in range(3)}
+    assert [p["name"] for p in spec["params"]] == ["layer", "current"] and spec["params"][1]["value"] == 1
+    svg = _svg(chart)
+    assert svg.startswith("<svg") and "0.25" in svg and "0.70" in svg  # cells labelled, drawn with no network
+
+
+def test_layer_measures_chart_renders_offline_one_panel_per_measure():
+    from repwidget.analyses import LayerMeasures
+
+    t = torch.tensor
+    measures = LayerMeasures(
+        update=t([0.5, 0.25]), cosine=t([0.9, 0.95]), lens_kl=t([2.5, 0.0]), prompt_entropy=t([1.0, 1.5]),
+        effective_rank=t([3.0, 4.0]), skip_loss=t([1.25, 0.125]), loss=2.0, tokens=10,
+    )  # fmt: skip
+    chart = rw.charts.layer_measures(measures, current=0)
+    values = chart.to_dict()["data"]["values"]
+    assert len(values) == 12 and {"measure": rw.charts.MEASURES["skip_loss"], "layer": 0, "value": 1.25} in values
+    svg = _svg(chart)
+    assert svg.startswith("<svg") and all(title in svg for title in ("effective rank", "prompt entropy (nats)"))
+
+
+def test_geometry_charts_link_to_the_explorers_layer():
+    from repwidget.analyses import LayerMeasures
+
+    ex = rw.explore(rw.demo_model(), "review : the film was superb .")
+    four = torch.arange(4.0)
+    measures = LayerMeasures(four, four, None, four, four, None, None, 4)
+    charts = [rw.charts.similarity_heatmap(torch.eye(4)), rw.charts.probe_accuracy(_FakeProbes())]
+    for chart in [*charts, rw.charts.layer_measures(measures)]:
+        widget = ex.linked_chart(chart)
+        assert int(widget.params.current) == ex.selection["layer"]
+        widget._vl_selections = {"layer": {"value": {"vlPoint": {"or": [{"layer": 3}]}}, "store": []}}
+        assert ex.selection["layer"] == 3  # a click in the chart selects the layer in the explorer
+        ex.select(layer=1)
+        assert widget.params.current == 1  # and the explorer's layer is ringed in the chart
+    with pytest.raises(ValueError, match="needs a point selection named 'layer'"):
+        ex.linked_chart(rw.charts.head_grid(torch.rand(2, 2)))
+
+
+class _FakeProbes:
+    kind, site, layers, accuracy, baseline = "logistic", "resid_post", [0, 1, 2, 3], [0.5, 0.6, 0.9, 1.0], 0.5
+    control = (0.5, 0.25, 0.5, 0.75)
+
+
+def test_the_probe_chart_shows_the_control_task():
+    spec = rw.charts.probe_accuracy(_FakeProbes()).to_dict()
+    control = next(layer for layer in spec["layer"] if layer.get("name") == "control")
+    assert [v["control"] for v in control["data"]["values"]] == list(_FakeProbes.control)
+    assert _svg(rw.charts.probe_accuracy(_FakeProbes())).startswith("<svg")

@@ -217,6 +217,12 @@ def test_knockouts_are_refused_before_the_pass(pair) -> None:
         nn_model.run(matrix_ids(), rw.Knockout(1, key=[0]))
 
 
+def test_skipped_blocks_are_refused_before_the_pass(pair) -> None:
+    _, nn_model = pair
+    with pytest.raises(UnsupportedOnBackendError, match="skipping a block is not compiled"):
+        nn_model.run(matrix_ids(), rw.Skip(1))
+
+
 def test_non_finite_edit_is_one_clear_error(pair) -> None:
     _, nn_model = pair
     with pytest.raises(ValueError, match="NaN or infinite"):

@@ -121,6 +121,7 @@ def test_every_kind_has_one_definition_with_a_label_json_and_repr():
         rw.Steer(sae=sae, feature=4, scale=-1.5),
         rw.Patch("blocks.1.hook_resid_post", [1, 2, 3], positions=[0]),
         rw.Knockout(2, head=1, query=[4], key=[1, 2]),
+        rw.Skip(3),
     ]
     assert {type(iv).kind for iv in examples} == set(kinds())
     labels = [iv.label() for iv in examples]
@@ -134,6 +135,7 @@ def test_every_kind_has_one_definition_with_a_label_json_and_repr():
         f"steer feature 4 of {sae.name} \u00d7 -1.5",
         "patch blocks.1.hook_resid_post at position 0 from 3 tokens",
         "knock out head 2.1: at position 4 \u2192 at keys 1, 2",
+        "skip block 3",
     ]
     for iv in examples:
         assert rw.interventions.from_json(to_json(iv, saes=[sae]), saes=[sae]) == iv

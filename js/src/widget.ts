@@ -15,6 +15,7 @@ import { mountNeurons } from "./views/neurons";
 import { mountPatching } from "./views/patching";
 import { mountPredictions } from "./views/predictions";
 import { mountProbes } from "./views/probes";
+import { mountProjector } from "./views/projector";
 import { mountTokens } from "./views/tokens";
 
 const MOUNT: Record<string, (el: HTMLElement, store: Store) => void> = {
@@ -24,6 +25,7 @@ const MOUNT: Record<string, (el: HTMLElement, store: Store) => void> = {
   neurons: mountNeurons,
   features: mountFeatures,
   probes: mountProbes,
+  projector: mountProjector,
   lens: mountLens,
   predictions: mountPredictions,
   continuation: mountContinuation,

@@ -1,20 +1,28 @@
 """Analyses: pure functions of a :class:`repwidget.Run`."""
 
 from .attribution import Attribution, direct_logit_attribution
+from .depth import LayerMeasures, layer_measures
 from .directions import logit_effects, nearest
+from .geometry import layer_similarity, similarity, similarity_matrix
 from .heads import head_scores
-from .lens import Lens, logit_lens
+from .lens import Lens, lens_kl, logit_lens
 from .losses import token_losses
 from .predictions import top_tokens
 
 __all__ = [
     "Attribution",
+    "LayerMeasures",
     "Lens",
     "direct_logit_attribution",
     "head_scores",
+    "layer_measures",
+    "layer_similarity",
+    "lens_kl",
     "logit_effects",
     "logit_lens",
     "nearest",
+    "similarity",
+    "similarity_matrix",
     "token_losses",
     "top_tokens",
 ]

@@ -47,3 +47,16 @@ def logit_lens(run: Run, positions: range | None = None, k: int = 1) -> Lens:
         ids.append(torch.cat(layer_ids) if layer_ids else torch.zeros(0, k, dtype=torch.long))
         probs.append(torch.cat(layer_probs) if layer_probs else torch.zeros(0, k))
     return Lens(torch.stack(ids), torch.stack(probs), positions)
+
+
+def lens_kl(model, resids: list[torch.Tensor]) -> torch.Tensor:
+    """``[layer, position]``: KL(final || lens) in nats, of each layer's logit-lens distribution (``resids[l]``,
+    ``[pos, d_model]``, read through the model's head) from the last one's (the model's own prediction)."""
+    out = torch.empty(len(resids), len(resids[-1]))
+    for start in range(0, len(resids[-1]), CHUNK):
+        stop = min(start + CHUNK, len(resids[-1]))
+        final = model.logits_from_resid(resids[-1][start:stop]).float().log_softmax(-1)
+        for layer, resid in enumerate(resids):
+            lens = model.logits_from_resid(resid[start:stop]).float().log_softmax(-1)
+            out[layer, start:stop] = (final.exp() * (final - lens)).sum(-1).cpu()
+    return out

@@ -193,7 +193,7 @@ class _Pass:
         def hook(module, args, output):
             y = _first(output)
             if where == "block":
-                x = y
+                x = self.bypass(layer, y)
                 for template in templates:
                     x = self.visit(layer, template, x)
             else:
@@ -206,6 +206,19 @@ class _Pass:
 
         hook._repwidget = self.token
         return hook
+
+    def bypass(self, layer: int, y: torch.Tensor) -> torch.Tensor:
+        """Block ``layer``'s output, with its (edited) input instead for the sequences that skip it."""
+        rows = self.plan.skips.get(layer)
+        if not rows or not any(rows):
+            return y
+        x = self.inputs[layer].reshape(y.shape)
+        if all(rows):
+            return x
+        out = y.clone()
+        chosen = [i for i, skip in enumerate(rows) if skip]
+        out[chosen] = x[chosen]
+        return out
 
     def grad_hook(self):
         def hook(module, args, output):

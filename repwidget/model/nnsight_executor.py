@@ -149,11 +149,18 @@ class NNsightExecutor:
                 f"{intervention.label()}: attention knockouts act inside the attention function, which the nnsight "
                 "backend does not reach; use the local backend (rw.load(model)) or ablate the head (rw.Ablate)"
             )
+        if hasattr(intervention, "bypass"):
+            raise UnsupportedOnBackendError(
+                f"{intervention.label()}: skipping a block is not compiled for the nnsight backend yet; "
+                "use the local backend (rw.load(model))"
+            )
 
     # -- passes ------------------------------------------------------------------------------
     def execute(self, plan: Plan) -> list[Result]:
         if plan.knockouts:
             raise UnsupportedOnBackendError("attention knockouts are not supported on the nnsight backend")
+        if getattr(plan, "skips", None):
+            raise UnsupportedOnBackendError("skipped blocks (rw.Skip) are not supported on the nnsight backend")
         reducible = all(compile_sink(sink) is not None for sink in plan.sinks.values())
         if self.remote and (not reducible or any(h.endswith("attn.hook_pattern") for h in plan.capture)):
             raise UnsupportedOnBackendError(

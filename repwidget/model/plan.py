@@ -54,6 +54,8 @@ class Plan:
     sinks: dict[int, Sink] = field(default_factory=dict)
     #: attention scores blocked before the softmax, by layer: for each sequence, ``(heads, queries, keys)``
     knockouts: dict[int, list[list[tuple]]] = field(default_factory=dict)
+    #: blocks whose output is replaced by their input, by layer: whether each sequence skips it
+    skips: dict[int, list[bool]] = field(default_factory=dict)
     #: keep each block's output (reruns reuse them; a one-sequence pass only)
     record: bool = True
     #: build the autograd graph: captures (and logits) keep it, for gradients of a metric with respect to them
@@ -144,6 +146,11 @@ def plan_batch(
     built: dict[tuple[int, int], Edit] = {}
     order = list(dict.fromkeys(iv for ivs in sets for iv in ivs))  # each distinct intervention once, in order
     for iv in order:
+        if hasattr(iv, "bypass"):  # replaces a block's output, not an activation
+            rows = plan.skips.setdefault(iv.bypass(), [False] * len(ids))
+            for i, ivs in enumerate(sets):
+                rows[i] = rows[i] or iv in ivs
+            continue
         if hasattr(iv, "knock"):  # acts on attention scores, not on an activation
             per_sequence = plan.knockouts.setdefault(iv.layer, [[] for _ in ids])
             for i, (n, ivs) in enumerate(zip(lengths, sets, strict=True)):

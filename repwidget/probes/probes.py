@@ -35,11 +35,26 @@ class Probes:
     neurons: dict[int, torch.Tensor] = field(default_factory=dict, repr=False)  # sparse probes: the columns used
     d_model: int = 0  #: width of the activations the probes read
     class_means: dict[int, torch.Tensor] = field(default_factory=dict, repr=False)  # [classes, d], training split
+    #: held-out accuracy of the same probes trained on shuffled labels (the control task), by layer
+    control: list[float] = field(default_factory=list)
+    #: best_layer is the first layer within this much accuracy of the best
+    tolerance: float = 0.01
+    #: whether the held-out examples share no group (``groups=``) with the training ones
+    grouped: bool = False
 
     @property
     def best_layer(self) -> int:
-        """The layer with the highest held-out accuracy (the earliest, on ties)."""
-        return self.layers[max(range(len(self.layers)), key=lambda i: (self.accuracy[i], -i))]
+        """The first layer whose held-out accuracy is within :attr:`tolerance` of the best (where the concept
+        becomes readable, not the last of a saturated tie)."""
+        least = max(self.accuracy) - self.tolerance
+        return next(layer for layer, acc in zip(self.layers, self.accuracy, strict=True) if acc >= least)
+
+    @property
+    def selectivity(self) -> list[float]:
+        """Accuracy minus the control task's, by layer (how much the probe reads beyond what it can memorise)."""
+        if not self.control:
+            raise ValueError("these probes were trained without a control task (control=False)")
+        return [a - c for a, c in zip(self.accuracy, self.control, strict=True)]
 
     def _features(self, acts: torch.Tensor, layer: int) -> torch.Tensor:
         self._check_layer(layer)
@@ -130,6 +145,9 @@ class Probes:
             "accuracy": self.accuracy,
             "baseline": self.baseline,
             "d_model": self.d_model,
+            "control": self.control,
+            "tolerance": self.tolerance,
+            "grouped": self.grouped,
         }
         (path / "probes.json").write_text(json.dumps(meta, indent=2) + "\n")
         return path
@@ -173,6 +191,17 @@ def _read(path: Path) -> dict[str, Any]:
     for i, value in enumerate(accuracy):
         json_field({f"accuracy[{i}]": value}, f"accuracy[{i}]", "fraction", where)
     d_model = json_field(meta, "d_model", "+int", where)
+    control = meta.get("control", [])
+    if not isinstance(control, list) or len(control) not in (0, len(layers)):
+        raise FileFormatError(f"{where}: control must be a list of {len(layers)} accuracies, got {control!r:.60}")
+    for i, value in enumerate(control):
+        json_field({f"control[{i}]": value}, f"control[{i}]", "fraction", where)
+    tolerance = meta.get("tolerance", 0.01)
+    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not 0 <= tolerance <= 1:
+        raise FileFormatError(f"{where}: tolerance must be a number in 0..1, got {tolerance!r:.60}")
+    grouped = meta.get("grouped", False)
+    if not isinstance(grouped, bool):
+        raise FileFormatError(f"{where}: grouped must be true or false, got {grouped!r:.60}")
 
     file = path / "probes.safetensors"
     tensors = read_tensors(file)
@@ -206,6 +235,9 @@ def _read(path: Path) -> dict[str, Any]:
         "neurons": neurons,
         "d_model": d_model,
         "class_means": class_means,
+        "control": control,
+        "tolerance": float(tolerance),
+        "grouped": grouped,
     }
 
 
@@ -272,6 +304,9 @@ def train_probes(
     test_fraction: float = 0.25,
     seed: int = 0,
     l2: float = 1.0,
+    groups: Sequence[Any] | None = None,
+    control: bool = True,
+    tolerance: float = 0.01,
 ) -> Probes:
     """Train one probe per layer to read the labels of ``examples`` from the model's activations.
 
@@ -281,6 +316,12 @@ def train_probes(
     L2 ``l2``), ``sparse`` (logistic on the ``k`` neurons that best separate the classes) or
     ``mean_diff`` (nearest class mean; for two classes, the difference of means is the direction).
     A seeded ``test_fraction`` of the examples is held out; ``accuracy`` is measured on it.
+
+    Probes flatter when the held-out texts share words with the training ones: give ``groups=`` (one
+    hashable per example, e.g. its noun or template) to hold out whole groups instead. ``control``
+    also trains each probe on shuffled labels and reports its accuracy (``probes.control``;
+    ``probes.selectivity`` is the difference). ``best_layer`` is the first layer within
+    ``tolerance`` of the best accuracy.
     """
     if kind not in fit.KINDS:
         raise ValueError(f"kind must be one of {', '.join(fit.KINDS)}, got {kind!r}")
@@ -298,7 +339,8 @@ def train_probes(
     acts = read_activations(model, texts, layers, site, position)
     y = torch.tensor([classes.index(n) for n in names])
     return fit_probes(acts, y, classes, layers, kind=kind, site=site, position=position, k=k,
-                      test_fraction=test_fraction, seed=seed, l2=l2)  # fmt: skip
+                      test_fraction=test_fraction, seed=seed, l2=l2, groups=groups, control=control,
+                      tolerance=tolerance)  # fmt: skip
 
 
 def fit_probes(
@@ -313,31 +355,89 @@ def fit_probes(
     test_fraction: float = 0.25,
     seed: int = 0,
     l2: float = 1.0,
+    groups: Sequence[Any] | None = None,
+    control: bool = True,
+    tolerance: float = 0.01,
 ) -> Probes:
-    """Probes from cached activations ``[n, len(layers), d]`` and class indices ``y`` ``[n]``."""
+    """Probes from cached activations ``[n, len(layers), d]`` and class indices ``y`` ``[n]`` (the other
+    arguments as in :func:`train_probes`)."""
+    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not 0 <= tolerance <= 1:
+        raise ValueError(f"tolerance must be a number in 0..1, got {tolerance!r:.40}")
     n = len(y)
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    n_test = max(len(classes), round(n * test_fraction))
-    test, train = order[:n_test], order[n_test:]
+    test, train = _split(y, len(classes), test_fraction, seed, groups)
+    shuffled = y[torch.randperm(n, generator=torch.Generator().manual_seed(seed + 1))] if control else None
     majority = int(torch.bincount(y[train], minlength=len(classes)).argmax())
     baseline = (y[test] == majority).float().mean().item()
-    weights, means, stds, neurons, accuracy, class_means = {}, {}, {}, {}, [], {}
+    weights, means, stds, neurons, accuracy, class_means, controls = {}, {}, {}, {}, [], {}, []
     for i, layer in enumerate(layers):
         x = acts[:, i].float()
         class_means[layer] = torch.stack([x[train][y[train] == c].mean(0) for c in range(len(classes))])
-        if kind == "sparse":
-            neurons[layer] = fit.best_neurons(x[train], y[train], len(classes), k)
-            x = x[:, neurons[layer]]
-        if kind == "mean_diff":
-            mean, std = torch.zeros(x.shape[1], dtype=x.dtype), torch.ones(x.shape[1], dtype=x.dtype)
-            w = fit.mean_difference(x[train], y[train], len(classes))
-        else:
-            mean, std = fit.standardise(x[train])
-            w = fit.logistic((x[train] - mean) / std, y[train], len(classes), l2=l2)
-        predicted = (((x[test] - mean) / std) @ w[:-1] + w[-1]).argmax(-1)
-        accuracy.append((predicted == y[test]).float().mean().item())
+        probe = _fit(x, y, train, len(classes), kind, k, l2)
+        accuracy.append(_accuracy(x, y, test, *probe))
+        w, mean, std, columns = probe
         weights[layer], means[layer], stds[layer] = w.float(), mean.float(), std.float()
+        if columns is not None:
+            neurons[layer] = columns
+        if shuffled is not None:
+            controls.append(_accuracy(x, shuffled, test, *_fit(x, shuffled, train, len(classes), kind, k, l2)))
     return Probes(
         kind, site, position, list(layers), classes, accuracy, baseline, weights, means, stds, neurons, acts.shape[-1],
-        class_means,
+        class_means, controls, float(tolerance), groups is not None,
     )  # fmt: skip
+
+
+Fitted = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]  # weights, mean, std, columns
+
+
+def _fit(x: torch.Tensor, y: torch.Tensor, train: torch.Tensor, n_classes: int, kind: str, k: int, l2: float) -> Fitted:
+    """One probe of ``kind`` on the ``train`` rows of ``x``: weights on the standardised (chosen) columns."""
+    columns = fit.best_neurons(x[train], y[train], n_classes, k) if kind == "sparse" else None
+    if columns is not None:
+        x = x[:, columns]
+    if kind == "mean_diff":
+        mean, std = torch.zeros(x.shape[1], dtype=x.dtype), torch.ones(x.shape[1], dtype=x.dtype)
+        return fit.mean_difference(x[train], y[train], n_classes), mean, std, columns
+    mean, std = fit.standardise(x[train])
+    return fit.logistic((x[train] - mean) / std, y[train], n_classes, l2=l2), mean, std, columns
+
+
+def _accuracy(x: torch.Tensor, y: torch.Tensor, test: torch.Tensor, w, mean, std, columns) -> float:
+    """Accuracy on the ``test`` rows of a probe from :func:`_fit`."""
+    if columns is not None:
+        x = x[:, columns]
+    predicted = (((x[test] - mean) / std) @ w[:-1] + w[-1]).argmax(-1)
+    return (predicted == y[test]).float().mean().item()
+
+
+def _split(
+    y: torch.Tensor, n_classes: int, test_fraction: float, seed: int, groups: Sequence[Any] | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Held-out and training indices: a seeded ``test_fraction`` of the examples, or (``groups``) of whole
+    groups, shuffled, until the held-out part reaches ``test_fraction`` of the examples."""
+    n = len(y)
+    generator = torch.Generator().manual_seed(seed)
+    if groups is None:
+        order = torch.randperm(n, generator=generator)
+        n_test = max(n_classes, round(n * test_fraction))
+        return order[:n_test], order[n_test:]
+    groups = list(groups)
+    if len(groups) != n:
+        raise ValueError(f"{len(groups)} groups for {n} examples; give one group per example")
+    names = list(dict.fromkeys(groups))
+    if len(names) < 2:
+        raise ValueError(f"groups= holds {len(names)} group; holding groups out needs two or more")
+    held: set[Any] = set()
+    count = 0
+    for g in torch.randperm(len(names), generator=generator).tolist():
+        if count >= n * test_fraction:
+            break
+        held.add(names[g])
+        count += groups.count(names[g])
+    test = torch.tensor([i for i in range(n) if groups[i] in held])
+    train = torch.tensor([i for i in range(n) if groups[i] not in held])
+    if len(train) == 0:
+        raise ValueError(f"holding out whole groups left no training example; lower test_fraction ({test_fraction})")
+    missing = sorted(set(range(n_classes)) - set(y[train].tolist()))
+    if missing:
+        raise ValueError(f"held-out groups take every example of class index {missing[0]}; give more groups per class")
+    return test, train

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -20,11 +20,22 @@ def activations(
     attention sink, whose activation is unlike any other) from what is yielded. Every text is
     tokenised and checked before the first pass, so a bad one fails at once, named by its index.
     """
+    for index, acts in activations_at(model, [hook], texts, skip_first, batch_size):
+        yield index, acts[hook]
+
+
+def activations_at(
+    model: Any, hooks: Sequence[str], texts: Iterable[Any], skip_first: bool = True, batch_size: int | None = None
+) -> Iterator[tuple[int, dict[str, torch.Tensor]]]:
+    """:func:`activations` at several hooks read in the same passes: ``(text index, {hook: [pos, width]})``."""
     ids = token_ids(model, texts)
-    for index, cache in model.iter_capture(ids, [hook], batch_size=batch_size):
-        acts = cache[hook]
-        acts = acts.reshape(acts.shape[0], -1)
-        yield index, acts[1:] if skip_first else acts
+    for index, cache in model.iter_capture(ids, list(hooks), batch_size=batch_size):
+        out = {}
+        for hook in hooks:
+            acts = cache[hook]
+            acts = acts.reshape(acts.shape[0], -1)
+            out[hook] = acts[1:] if skip_first else acts
+        yield index, out
 
 
 def stack(model: Any, hook: str, texts: Iterable[Any], max_tokens: int = 1_000_000) -> torch.Tensor:

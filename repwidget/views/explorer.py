@@ -34,11 +34,12 @@ class Explorer(RunWidget):
         messages: Sequence[dict[str, Any]] | None = None,
         corrupted: TokensLike | None = None,
         continuation: bool = False,
+        points: Sequence[Any] | None = None,
         **kwargs: Any,
     ) -> None:
         session = Session.of(
             model, text, interventions, saes=saes, texts=texts, probes=probes, editable=True, capture=capture,
-            messages=messages, corrupted=corrupted, continuation=continuation,
+            messages=messages, corrupted=corrupted, continuation=continuation, points=points,
         )  # fmt: skip
         super().__init__(session=session, mode=mode, **kwargs)
 
@@ -62,6 +63,14 @@ class Explorer(RunWidget):
         from .linked_chart import probe_chart
 
         return probe_chart(self, probe)
+
+    def linked_chart(self, chart):
+        """``chart`` (``rw.charts.similarity_heatmap``, ``rw.charts.layer_measures``, ``probe_accuracy``: any
+        altair chart with a ``layer`` selection and a ``current`` parameter) as a widget linked both ways to the
+        layer selected here."""
+        from .linked_chart import linked
+
+        return linked(self, chart)
 
     def code(self) -> str:
         """Python that rebuilds the current run (and so what the views show)."""
@@ -91,5 +100,7 @@ def explore(
     heads, layers, neurons and features by their direct share of a target token's logit.
     ``continuation=True`` adds the continuation view: what the model writes next, clean and intervened side by
     side (greedy, streamed, re-generated after each click); click a generated token to see it in every view.
+    ``points=[...]`` (texts, or ``(text, label)`` pairs) adds the projector: their tokens and the prompt's at the
+    selected layer in 2-D (PCA), coloured by label, position or probe score; click a prompt token's point to select it.
     """
     return Explorer(model, text, interventions, **options)

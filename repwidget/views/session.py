@@ -22,6 +22,7 @@ from ..sae import SAE, FeatureDashboard, feature_dashboard
 from . import protocol
 from .panel import Command, Panel, Selection
 from .panels import PANELS
+from .panels.projector import points_of
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +107,7 @@ class Session:
         messages: Sequence[dict[str, Any]] | None = None,
         corrupted: TokensLike | None = None,
         continuation: bool = False,
+        points: Sequence[Any] | None = None,
     ) -> Session:
         """A session of ``model`` on ``text``: one clean pass capturing what the views read (and ``capture``,
         hook names or globs the runs should keep besides), then the interventions re-run from the earliest
@@ -115,7 +117,7 @@ class Session:
         session = cls.__new__(cls)
         session.corrupted = None if corrupted is None else model.to_ids(corrupted)
         session.continuation = bool(continuation)
-        session._setup(model, views, saes, texts, probes, editable, capture)
+        session._setup(model, views, saes, texts, probes, editable, capture, points)
         summary = max((p.summary for p in session.panels if p.summary), default=None)
         session._clean = model.run(text, capture=session.capture, summarize=summary, messages=messages)
         ivs = as_tuple(interventions)
@@ -130,8 +132,10 @@ class Session:
             )
         return session
 
-    def _setup(self, model, views, saes, texts, probes, editable: bool, capture=()) -> None:
+    def _setup(self, model, views, saes, texts, probes, editable: bool, capture=(), points=None) -> None:
         self.model = model
+        #: the projector's texts and labels (``points=``), or None (no projector)
+        self.points = points_of(points)
         self.corrupted: list[int] | None = getattr(self, "corrupted", None)
         #: whether the continuation view is wanted (it generates text when shown)
         self.continuation: bool = getattr(self, "continuation", False)

@@ -15,8 +15,9 @@ from . import (
     patching,
     predictions,
     probes,
+    projector,
     tokens,
-)
+)  # fmt: skip
 
 PANELS: dict[str, Panel] = {
     panel.name: panel
@@ -27,6 +28,7 @@ PANELS: dict[str, Panel] = {
         neurons.PANEL,
         features.PANEL,
         probes.PANEL,
+        projector.PANEL,
         lens.PANEL,
         predictions.PANEL,
         continuation.PANEL,

@@ -1,0 +1,222 @@
+"""Projector: token representations (``hook_resid_post``) at the selected layer in 2-D by PCA: the prompt's tokens
+and the tokens of the session's ``points`` texts, coloured by a label; a click on a prompt token's point selects it.
+
+The texts' tokens (at most :data:`MAX_POINTS`) are read once, in padded batches: each layer's mean and covariance,
+then every token's coordinates on that layer's two principal axes (from activations kept in memory up to
+:data:`HOLD_BYTES`, else from a second pass). A layer change only looks them
+up; the prompt's tokens (which interventions change) are projected onto the same axes at each request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ...sae.harvest import activations_at
+from ...texts import token_ids
+from .. import panel
+from ..panel import Panel, Request
+
+#: the most dataset tokens the projector shows
+MAX_POINTS = 20_000
+#: activations up to this size are kept between the two passes (one forward pass instead of two)
+HOLD_BYTES = 256 * 2**20
+
+
+@dataclass(frozen=True)
+class Points:
+    """The texts whose tokens the projector shows, and their labels (one per text) when given."""
+
+    texts: list[Any]
+    labels: list[str] | None
+
+
+def points_of(examples: Iterable[Any] | None) -> Points | None:
+    """``points=`` of ``rw.explore``: texts (or token id lists), ``(text, label)`` pairs, or ``rw.demo.Example``."""
+    if examples is None:
+        return None
+    if isinstance(examples, (str, bytes)):
+        raise TypeError("points must be a list of texts or (text, label) pairs, not one text")
+    items = list(examples)
+    if not items:
+        raise ValueError("points is empty; give texts whose tokens the projector shows")
+    plain = [isinstance(x, str) or (isinstance(x, list) and all(type(i) is int for i in x)) for x in items]
+    if all(plain):
+        return Points(items, None)
+    from ...probes.probes import _examples
+
+    texts, labels = _examples(items, None)
+    return Points(texts, labels)
+
+
+def colourings(session) -> list[str]:
+    """What points can be coloured by: where they come from, their position, the texts' labels, each probe."""
+    out = ["source", "position"]
+    if session.points is not None and session.points.labels is not None:
+        out.append("label")
+    return out + [f"probe {i}" for i, p in enumerate(session.probes) if p.site == "resid_post"]
+
+
+def axes(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean ``[d]`` and the two principal axes ``[d, 2]`` of ``x`` ``[n, d]`` (each axis signed so that its largest
+    component is positive, so the picture does not flip between layers at random)."""
+    mean = x.double().mean(0)
+    centred = x.double() - mean
+    return mean, _top_axes(centred.T @ centred)
+
+
+def _top_axes(covariance: torch.Tensor) -> torch.Tensor:
+    _, vectors = torch.linalg.eigh(covariance)
+    top = vectors[:, -2:].flip(1) if vectors.shape[1] >= 2 else torch.cat([vectors, torch.zeros_like(vectors)], 1)
+    signs = top.gather(0, top.abs().argmax(0, keepdim=True)).sign()
+    return top * torch.where(signs == 0, 1.0, signs)
+
+
+def dataset(session) -> dict[str, Any]:
+    """The points' tokens projected at every layer (``xy[layer]`` ``[n, 2]``), with each token's text, position
+    and id, each layer's mean and axes, and probe scores; kept while the clean run is."""
+    return session.of_clean(("projector",), lambda: _read(session))
+
+
+def _read(session) -> dict[str, Any]:
+    model, points = session.model, session.points
+    ids = token_ids(model, points.texts)
+    keep, total = [], 0
+    for i, x in enumerate(ids):
+        take = min(len(x) - 1, MAX_POINTS - total)
+        if take > 0:
+            keep.append((i, take))
+            total += take
+        if total >= MAX_POINTS:
+            break
+    if not keep:
+        raise ValueError("the projector's texts have no token after <bos>; give longer texts")
+    hooks = [f"blocks.{layer}.hook_resid_post" for layer in range(model.n_layers)]
+    chosen = [ids[i] for i, _ in keep]
+
+    d = model.d_model
+    held: dict[int, list[torch.Tensor]] | None = {} if total * len(hooks) * d * 4 <= HOLD_BYTES else None
+
+    def read() -> Iterator[tuple[int, list[torch.Tensor]]]:
+        if held is not None and len(held) == len(keep):  # the second time: what the first pass kept
+            yield from ((j, [x.double() for x in held[j]]) for j in range(len(keep)))
+            return
+        for j, acts in activations_at(model, hooks, chosen):
+            layers = [acts[h][: keep[j][1]].double().cpu() for h in hooks]
+            if held is not None:
+                held[j] = [x.float() for x in layers]
+            yield j, layers
+
+    first, second = torch.zeros(len(hooks), d, dtype=torch.float64), torch.zeros(len(hooks), d, d, dtype=torch.float64)
+    for _, layers in read():
+        for layer, x in enumerate(layers):
+            first[layer] += x.sum(0)
+            second[layer] += x.T @ x
+    mean = first / total
+    axes_ = torch.stack([_top_axes(second[i] - total * torch.outer(mean[i], mean[i])) for i in range(len(hooks))])
+    start = [0]
+    for _, take in keep:
+        start.append(start[-1] + take)
+    xy = torch.zeros(len(hooks), total, 2)
+    probed = {i: p for i, p in enumerate(session.probes) if p.site == "resid_post"}
+    scores = {(i, layer): torch.zeros(total) for i, p in probed.items() for layer in p.layers}
+    for j, layers in read():
+        rows = slice(start[j], start[j + 1])
+        for layer, x in enumerate(layers):
+            xy[layer, rows] = ((x - mean[layer]) @ axes_[layer]).float()
+        for i, p in probed.items():
+            for layer in p.layers:
+                scores[(i, layer)][rows] = _score(p, layers[layer], layer)
+    text = torch.cat([torch.full((take,), i, dtype=torch.int32) for i, take in keep])
+    pos = torch.cat([torch.arange(1, take + 1, dtype=torch.int32) for _, take in keep])
+    token = torch.cat([torch.tensor(ids[i][1 : take + 1], dtype=torch.int32) for i, take in keep])
+    return {"xy": xy, "mean": mean, "axes": axes_, "text": text, "pos": pos, "ids": token, "scores": scores}
+
+
+def _score(probes, acts: torch.Tensor, layer: int) -> torch.Tensor:
+    """The probability of the probe's second class (its direction's class) for each row of ``acts``."""
+    probs = probes.logits(acts, layer).softmax(-1)
+    return probs[:, min(1, probs.shape[1] - 1)].float()
+
+
+def answer(session, args: dict[str, Any]) -> dict[str, Any]:
+    """Points at ``layer``: ``xy`` ``[n_prompt + n_texts, 2]`` (the prompt's tokens first, position ``i`` at row
+    ``i``), colour ``values`` by colouring ``colour`` (category indices into ``categories``, or values in 0..1 with
+    -1 for none), and the texts' points' ``text``, ``pos``, token ``ids`` and their ``vocab``."""
+    layer, name = args["layer"], colourings(session)[args["colour"]]
+    prompt = session.run[f"blocks.{layer}.hook_resid_post"].double().cpu()
+    n = len(prompt)
+    data = dataset(session) if session.points is not None else None
+    if data is not None:
+        mean, basis = data["mean"][layer], data["axes"][layer]
+    else:
+        mean, basis = axes(prompt[1:] if n > 1 else prompt)
+    xy = ((prompt - mean) @ basis).float()
+    m = 0 if data is None else len(data["text"])
+    if data is not None:
+        xy = torch.cat([xy, data["xy"][layer]])
+    categories: list[str] = []
+    if name == "source":
+        categories = ["prompt", "texts"]
+        values = torch.cat([torch.zeros(n), torch.ones(m)])
+    elif name == "position":
+        pos = torch.cat([torch.arange(n), data["pos"].float() if data is not None else torch.zeros(0)])
+        values = pos / max(1.0, float(pos.max()))
+    elif name == "label":
+        labels = session.points.labels
+        categories = [*sorted(set(labels)), "prompt"]
+        of_text = torch.tensor([categories.index(label) for label in labels])
+        values = torch.cat([torch.full((n,), len(categories) - 1), of_text[data["text"].long()]]).float()
+    else:
+        index = int(name.split()[1])
+        probes = session.probes[index]
+        if layer in probes.layers:
+            values = _score(probes, prompt.float(), layer)
+            if m:
+                values = torch.cat([values, data["scores"][(index, layer)]])
+        else:
+            values = torch.full((n + m,), -1.0)
+    out: dict[str, Any] = {
+        "xy": xy,
+        "n_prompt": n,
+        "values": values.float(),
+        "categories": categories,
+        "layer": layer,
+    }
+    if data is not None:
+        unique = sorted(set(data["ids"].tolist()))
+        out.update(
+            text=data["text"],
+            pos=data["pos"],
+            ids=data["ids"],
+            vocab=dict(zip(map(str, unique), session.model.to_str_tokens(unique), strict=True)),
+        )
+    return out
+
+
+def _colours(session, _: dict[str, Any]) -> int:
+    return len(colourings(session))
+
+
+def _selected(session, selection) -> Iterator[dict[str, Any]]:
+    yield {"what": "projector", "layer": selection["layer"], "colour": 0}
+
+
+def _around(session, selection) -> Iterator[dict[str, Any]]:
+    for layer in range(session.model.n_layers):
+        for colour in range(len(colourings(session))):
+            yield {"what": "projector", "layer": layer, "colour": colour}
+
+
+PANEL = Panel(
+    name="projector",
+    requests=(Request("projector", (("layer", panel.layers), ("colour", _colours)), answer),),
+    shown=lambda session: session.points is not None,
+    hooks=lambda session: [f"blocks.{layer}.hook_resid_post" for layer in range(session.model.n_layers)],
+    shape=lambda session: {"projector_colours": colourings(session), "projector_max": MAX_POINTS},
+    selected=_selected,
+    around=_around,
+)
