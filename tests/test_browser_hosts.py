@@ -4,6 +4,7 @@ and the kernel's state is read back."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -122,7 +123,10 @@ def test_notebook_7_selects_and_ablates_a_head_and_the_kernel_sees_it(tmp_path):
 @pytest.fixture
 def marimo_app(tmp_path):
     require_browser()
-    pytest.importorskip("marimo")
+    # found, not imported: marimo runs in its own process, and importing it here after nnsight (which the nnsight
+    # backend's tests import) fails inside marimo's config dataclasses (nnsight 0.8.1 with marimo 0.25.2)
+    if importlib.util.find_spec("marimo") is None:
+        pytest.skip("marimo is not installed")
     (tmp_path / "app.py").write_text(MARIMO_APP)
     state = tmp_path / "state.json"
     port = free_port()

@@ -105,9 +105,10 @@ def _operations(model, hf):
     ex = rw.explore(model, x)
     message = {"id": "a-1", "type": "set", "view": "a", "interventions": [{"type": "ablate", "layer": 2, "head": 1}]}
 
-    def click():  # a different head each time, so every click re-runs the model (the same list would not)
-        seq = message.get("seq", 0) + 1
-        message.update(seq=seq, interventions=[{"type": "ablate", "layer": 2, "head": seq % 2}])
+    def click():  # the other head than the one ablated now, so every click re-runs the model (the same list would not)
+        now = ex.session.interventions
+        head = 1 if not now or now[0].head == 0 else 0  # an interrupted click may or may not have changed it
+        message.update(seq=message.get("seq", 0) + 1, interventions=[{"type": "ablate", "layer": 2, "head": head}])
         ex.session.handle(message)
 
     return [

@@ -66,8 +66,20 @@ export class Store {
   constructor(model: WidgetModel) {
     this.model = model;
     this.listen("msg:custom", (msg: any, buffers: ArrayLike<DataView | ArrayBuffer>) => this.receive(msg, buffers ?? []));
+    // Changes that come with new tokens (a continuation shown) arrive in any order (the kernel's traits are a set):
+    // once the tokens differ from those the views were built for, only the rebuild ("token_ids") is announced, so no
+    // view reads a selection or shape of the new text against the old one.
+    const ids = () => JSON.stringify(model.get("token_ids") ?? []);
+    const built = ids();
+    let rebuilding = false;
     for (const name of ["selection", "generation", "intervention_list", "busy", "error", "mode", "shape", "token_ids"]) {
-      this.listen(`change:${name}`, () => this.emit(name));
+      this.listen(`change:${name}`, () => {
+        if (ids() === built) this.emit(name);
+        else if (!rebuilding) {
+          rebuilding = true;
+          this.emit("token_ids");
+        }
+      });
     }
   }
 

@@ -108,4 +108,20 @@ describe("continuation view", () => {
     await reply(model, 0, [" a", " b"], true);
     expect(el.querySelector('[data-rw-gen="5"]')!.classList.contains("rw-selected")).toBe(true);
   });
+
+  it("rebuilds when the new text's selection arrives before its tokens (the kernel's traits come in any order)", async () => {
+    const { model, el, store } = setup();
+    model.traits.tokens = ["t0", "t1", "t2", "t3", " a", " b"];
+    model.traits.token_ids = [10, 11, 12, 13, 20, 21];
+    const sent = model.sent.length;
+    model.change("selection", { ...store.selection, token: 5 }); // beyond the old text: no view may read it
+    expect(model.sent.slice(sent)).toEqual([]); // no request of the old views for a position they do not have
+    model.change("tokens", model.traits.tokens);
+    model.change("token_ids", model.traits.token_ids);
+    await settle();
+    expect(store.disposed).toBe(true);
+    expect(store.current()).not.toBe(store);
+    expect(el.querySelectorAll(".rw-token")).toHaveLength(6);
+    expect(el.querySelector('.rw-token[data-rw-token="5"]')!.classList.contains("rw-selected")).toBe(true);
+  });
 });

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import threading
 import weakref
-from typing import Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -47,6 +48,17 @@ class Executor(Protocol):
 _LOCKS: weakref.WeakKeyDictionary[nn.Module, threading.RLock] = weakref.WeakKeyDictionary()
 _LOCKS_LOCK = threading.Lock()
 _IN_PASS = threading.local()
+
+
+def without_grad(fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)`` with gradients off. Unlike ``with torch.no_grad()``, whose ``__exit__`` is Python an interrupt
+    can land in (leaving gradients off for good), grad mode is switched by C calls only, restored in ``finally``."""
+    previous = torch.is_grad_enabled()
+    torch._C._set_grad_enabled(False)
+    try:
+        return fn(*args)
+    finally:
+        torch._C._set_grad_enabled(previous)
 
 
 def model_lock(module: nn.Module) -> threading.RLock:
@@ -97,22 +109,20 @@ class LocalExecutor:
         return self._guarded(execute, self.hf, self.arch, plan, self.forward_kwargs, self.interface)
 
     def unembed(self, hidden: torch.Tensor) -> torch.Tensor:
-        return self._guarded(self._unembed, hidden)
+        return self._guarded(without_grad, self._unembed, hidden)
 
     def _unembed(self, hidden: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            return self.hf.get_submodule(self.arch.unembed)(hidden)
+        return self.hf.get_submodule(self.arch.unembed)(hidden)
 
     def readout(self, resid: torch.Tensor) -> torch.Tensor:
         if self.arch.plain_readout:
-            return self._guarded(self._plain_readout, resid)
+            return self._guarded(without_grad, self._plain_readout, resid)
         return self._replay_head(resid)
 
     def _plain_readout(self, resid: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            if self.arch.final_norm is not None:
-                resid = self.hf.get_submodule(self.arch.final_norm)(resid)
-            return self.hf.get_submodule(self.arch.unembed)(resid)
+        if self.arch.final_norm is not None:
+            resid = self.hf.get_submodule(self.arch.final_norm)(resid)
+        return self.hf.get_submodule(self.arch.unembed)(resid)
 
     def _replay_head(self, resid: torch.Tensor) -> torch.Tensor:
         """Run the model with every block skipped and the last one returning ``resid``: the model's own final norm,

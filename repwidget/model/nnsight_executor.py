@@ -20,7 +20,7 @@ from ..interventions import AddRows, Intervention, Project, SetRows, Splice
 from . import attention
 from .architecture import Architecture
 from .execute import NonFiniteError, forward_inputs
-from .executor import guarded, weights_version
+from .executor import guarded, weights_version, without_grad
 from .modes import eval_mode
 from .plan import Plan, Result
 
@@ -329,11 +329,10 @@ class NNsightExecutor:
 
     # -- logits ------------------------------------------------------------------------------
     def unembed(self, hidden: torch.Tensor) -> torch.Tensor:
-        return guarded(self.hf, self._unembed, hidden)
+        return guarded(self.hf, without_grad, self._unembed, hidden)
 
     def _unembed(self, hidden: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            return self.hf.get_submodule(self.arch.unembed)(hidden)
+        return self.hf.get_submodule(self.arch.unembed)(hidden)
 
     def readout(self, resid: torch.Tensor) -> torch.Tensor:
         if not self.arch.plain_readout:
@@ -341,13 +340,12 @@ class NNsightExecutor:
                 "this model changes its logits after the unembedding (soft-capping, scales); its logit lens needs "
                 "the local backend"
             )
-        return guarded(self.hf, self._readout, resid)
+        return guarded(self.hf, without_grad, self._readout, resid)
 
     def _readout(self, resid: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            if self.arch.final_norm is not None:
-                resid = self.hf.get_submodule(self.arch.final_norm)(resid)
-            return self.hf.get_submodule(self.arch.unembed)(resid)
+        if self.arch.final_norm is not None:
+            resid = self.hf.get_submodule(self.arch.final_norm)(resid)
+        return self.hf.get_submodule(self.arch.unembed)(resid)
 
     def weights_version(self) -> int:
         return weights_version(self.hf)
