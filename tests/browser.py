@@ -208,6 +208,32 @@ def open_and_run(page, lab: Lab, name: str, workspace: str | None = None) -> str
     return kernel_id
 
 
+@contextmanager
+def notebook_page(
+    root: Path, name: str, cells: list[str], ready: str, height: int, timeout: float = 180_000
+) -> Iterator:
+    """A JupyterLab on ``root`` with notebook ``name`` of ``cells`` opened and run in Chromium (1400 px wide,
+    ``height`` high); once the CSS selector ``ready`` shows, yields ``(page, kernel, errors)``: the page, a client
+    on its kernel and the page errors seen. Everything is stopped afterwards."""
+    require_browser()
+    (root / name).write_text(json.dumps(notebook(cells)))
+    lab = Lab(root)
+    try:
+        with chromium() as browser:
+            page = browser.new_page(viewport={"width": 1400, "height": height})
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(f"page error: {e}"))
+            kernel_id = open_and_run(page, lab, name)
+            page.locator(ready).first.wait_for(timeout=timeout)
+            kernel = Kernel(lab, kernel_id)
+            try:
+                yield page, kernel, errors
+            finally:
+                kernel.close()
+    finally:
+        lab.close()
+
+
 def screenshot(target, name: str) -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"

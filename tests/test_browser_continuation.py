@@ -4,10 +4,8 @@ selected in the kernel (the views now show prompt + continuation)."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
-from browser import Kernel, Lab, chromium, notebook, open_and_run, require_browser, screenshot
+from browser import notebook_page, screenshot
 
 PROMPT = "review : the food was great and the staff were lovely . verdict :"
 CELLS = [
@@ -33,24 +31,9 @@ gx""",
 
 @pytest.fixture(scope="module")
 def lab_page(tmp_path_factory):
-    require_browser()
     root = tmp_path_factory.mktemp("lab")
-    (root / "continuation.ipynb").write_text(json.dumps(notebook(CELLS)))
-    lab = Lab(root)
-    try:
-        with chromium() as browser:
-            page = browser.new_page(viewport={"width": 1400, "height": 1400})
-            errors: list[str] = []
-            page.on("pageerror", lambda e: errors.append(f"page error: {e}"))
-            kernel_id = open_and_run(page, lab, "continuation.ipynb")
-            page.locator(".rw-continuation-view").first.wait_for(timeout=180_000)
-            kernel = Kernel(lab, kernel_id)
-            try:
-                yield page, kernel, errors
-            finally:
-                kernel.close()
-    finally:
-        lab.close()
+    with notebook_page(root, "continuation.ipynb", CELLS, ".rw-continuation-view", height=1400) as opened:
+        yield opened
 
 
 def test_steered_continuations_stream_stop_midway_and_a_token_clicked_is_selected(lab_page):

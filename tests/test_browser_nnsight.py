@@ -3,10 +3,8 @@ for (predictions, thumbnails, a head's pattern, a click's rerun) runs as an nnsi
 
 from __future__ import annotations
 
-import json
-
 import pytest
-from browser import Kernel, Lab, chromium, notebook, open_and_run, require_browser, screenshot
+from browser import notebook_page, screenshot
 
 pytest.importorskip("nnsight")
 
@@ -22,24 +20,8 @@ ex""",
 
 @pytest.fixture(scope="module")
 def lab_page(tmp_path_factory):
-    require_browser()
-    root = tmp_path_factory.mktemp("lab")
-    (root / "nnsight.ipynb").write_text(json.dumps(notebook(CELLS)))
-    lab = Lab(root)
-    try:
-        with chromium() as browser:
-            page = browser.new_page(viewport={"width": 1400, "height": 1800})
-            errors: list[str] = []
-            page.on("pageerror", lambda e: errors.append(f"page error: {e}"))
-            kernel_id = open_and_run(page, lab, "nnsight.ipynb")
-            page.locator(".rw-root").first.wait_for(timeout=180_000)
-            kernel = Kernel(lab, kernel_id)
-            try:
-                yield page, kernel, errors
-            finally:
-                kernel.close()
-    finally:
-        lab.close()
+    with notebook_page(tmp_path_factory.mktemp("lab"), "nnsight.ipynb", CELLS, ".rw-root", height=1800) as opened:
+        yield opened
 
 
 def test_the_explorer_runs_on_the_nnsight_backend(lab_page):

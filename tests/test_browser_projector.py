@@ -7,7 +7,7 @@ import json
 import statistics
 
 import pytest
-from browser import Kernel, Lab, chromium, notebook, open_and_run, require_browser, screenshot
+from browser import notebook_page, screenshot
 
 CELLS = [
     """import repwidget as rw
@@ -21,25 +21,11 @@ jx""",
 
 @pytest.fixture(scope="module")
 def lab_page(tmp_path_factory):
-    require_browser()
     root = tmp_path_factory.mktemp("lab")
-    (root / "projector.ipynb").write_text(json.dumps(notebook(CELLS)))
-    lab = Lab(root)
-    try:
-        with chromium() as browser:
-            page = browser.new_page(viewport={"width": 1400, "height": 1600})
-            errors: list[str] = []
-            page.on("pageerror", lambda e: errors.append(f"page error: {e}"))
-            kernel_id = open_and_run(page, lab, "projector.ipynb")
-            # the first answer reads 20,000 tokens of the texts at every layer: minutes on a loaded CPU
-            page.locator(".rw-projector-view canvas[data-rw-prompt-points]").wait_for(timeout=600_000)
-            kernel = Kernel(lab, kernel_id)
-            try:
-                yield page, kernel, errors
-            finally:
-                kernel.close()
-    finally:
-        lab.close()
+    # the first answer reads 20,000 tokens of the texts at every layer: minutes on a loaded CPU
+    ready = ".rw-projector-view canvas[data-rw-prompt-points]"
+    with notebook_page(root, "projector.ipynb", CELLS, ready, height=1600, timeout=600_000) as opened:
+        yield opened
 
 
 def _separated(points: list[list[float]]) -> int:
