@@ -47,14 +47,20 @@ def test_an_exact_sweep_equals_a_loop_of_full_runs(site):
     assert sweep.corrupted == pytest.approx(metric(model.run(corrupted)), abs=1e-5)
 
 
-def test_sweeps_equal_transformerlens_patching_on_gpt2():
+@pytest.mark.parametrize(
+    "n, shared, sites",
+    [(9, 0, ("resid_pre", "heads")), (6, 3, ("attn_out", "mlp_out", "heads_by_pos"))],
+    ids=["prompts-differ-from-the-start", "prompts-share-3-tokens"],
+)
+def test_sweeps_equal_transformerlens_patching_on_gpt2(n, shared, sites):
     from transformer_lens import patching
 
     import tl_reference
 
     hf = build("gpt2")
     tl = tl_reference.tl_model("gpt2", hf)
-    clean, corrupted = matrix_ids()[:9], matrix_ids()[9:18]
+    clean, corrupted = matrix_ids()[:n], matrix_ids()[9 : 9 + n]
+    corrupted = clean[:shared] + corrupted[shared:]
     _, clean_cache = tl.run_with_cache(torch.tensor([clean]))
 
     def tl_metric(logits):
@@ -62,12 +68,19 @@ def test_sweeps_equal_transformerlens_patching_on_gpt2():
 
     corrupted_tokens = torch.tensor([corrupted])
     model = gpt2()
-    ours = rw.patching.sweep(model, clean, corrupted, raw_diff(model), site="resid_pre")
-    theirs = patching.get_act_patch_resid_pre(tl, corrupted_tokens, clean_cache, tl_metric)
-    torch.testing.assert_close(ours.values, theirs.float(), atol=1e-4, rtol=0)
-    ours = rw.patching.sweep(model, clean, corrupted, raw_diff(model), site="heads")
-    theirs = patching.get_act_patch_attn_head_out_all_pos(tl, corrupted_tokens, clean_cache, tl_metric)
-    torch.testing.assert_close(ours.values, theirs.float(), atol=1e-4, rtol=0)
+    theirs_by_site = {
+        "resid_pre": patching.get_act_patch_resid_pre,
+        "attn_out": patching.get_act_patch_attn_out,
+        "mlp_out": patching.get_act_patch_mlp_out,
+        "heads": patching.get_act_patch_attn_head_out_all_pos,
+        "heads_by_pos": patching.get_act_patch_attn_head_out_by_pos,  # [layer, pos, head]
+    }
+    for site in sites:  # TransformerLens runs every patch in full: a few sites per case keep this test short
+        theirs_fn = theirs_by_site[site]
+        ours = rw.patching.sweep(model, clean, corrupted, raw_diff(model), site=site)
+        theirs = theirs_fn(tl, corrupted_tokens, clean_cache, tl_metric).float()
+        theirs = theirs.permute(0, 2, 1) if site == "heads_by_pos" else theirs
+        torch.testing.assert_close(ours.values, theirs, atol=1e-4, rtol=0, msg=site)
 
 
 def test_attribution_patching_is_the_first_order_term_computed_by_hand():
