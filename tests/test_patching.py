@@ -157,6 +157,13 @@ def test_a_sweep_over_prompt_pairs_reports_the_mean_and_spread():
     )
     with pytest.raises(ValueError, match="equal lengths"):
         rw.patching.sweep(model, CLEAN, "when mary gave", metric)
+    other_clean, other_corrupted = CLEAN.replace("store", "park"), CORRUPTED.replace("store", "park")
+    other = rw.patching.sweep(model, other_clean, other_corrupted, metric, site="heads")
+    both = rw.patching.sweep(model, [CLEAN, other_clean], [CORRUPTED, other_corrupted], metric, site="heads")
+    pair = torch.stack([one.values, other.values])
+    torch.testing.assert_close(both.values, pair.mean(0))
+    torch.testing.assert_close(both.spread, pair.std(0, unbiased=False))
+    assert float(both.spread.max()) > 0
 
 
 def test_ablation_sweeps_use_mean_ablation_with_a_random_head_control():
@@ -228,6 +235,13 @@ def test_a_knockout_equals_masking_the_scores_in_eager_attention_by_hand():
     assert float(pattern[6, 2:4].abs().max()) == 0 and pattern[6].sum() == pytest.approx(1.0)
     with pytest.raises(ValueError, match="could attend to no key"):
         model.run(x, rw.Knockout(1, query=[1], key=[0, 1]))
+    # anywhere an intervention goes: batched reruns (with other kinds in the batch, and a promise of an unchanged
+    # prefix, which knockouts do not take) and batched runs equal the single run
+    base = model.run(x)
+    sets = [[knockout], [rw.Ablate(0, head=1)], [knockout, rw.Ablate(2, head=0)]]
+    for run, ivs in zip(model.rerun_batch(base, sets, unchanged_before=6), sets, strict=True):
+        torch.testing.assert_close(run.logits, model.run(x, ivs).logits, atol=1e-5, rtol=0)
+    torch.testing.assert_close(model.run_batch([x, x[:9]], knockout)[0].logits, ours.logits, atol=1e-5, rtol=0)
 
 
 def test_interventions_at_chosen_positions_touch_only_those_positions():
