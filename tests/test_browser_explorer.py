@@ -386,13 +386,23 @@ def test_pick_a_target_see_heads_ranked_then_patch_a_cell_from_the_corrupted_pro
     assert state.strip().startswith(f"({mary}, None,"), state
     expect(root.locator(".rw-attribution-view .rw-caption").first).to_contain_text('logit("mary")')
     expect(root.locator(".rw-dla-neurons [data-rw-neuron]")).to_have_count(10, timeout=30_000)  # ranked neurons
+    clean.locator("[data-rw-prediction]").nth(1).click(modifiers=["Alt"])  # the second prediction: the foil
+    state = kernel.wait_for("print(cx.session.picked)", f"({mary}, ")
+    expect(root.locator(".rw-attribution-view .rw-caption").first).to_contain_text("\u2212 logit(", timeout=30_000)
+    state = kernel.run("print(cx.session.picked)")
+    second = kernel.run(
+        "r = model.run('when mary and john went to the store , john gave a drink to'); "
+        "print(int(r.logits[cx.selection['token']].topk(2).indices[1]))"
+    ).strip()
+    assert state.strip().startswith(f"({mary}, {second},"), (state, second)
+    assert not kernel.run("print(cx.interventions)").strip().strip("[]"), "alt+click applies nothing"
     screenshot(root.locator(".rw-attribution-view"), "explorer-attribution")
     # a head in the attribution grid: a click shows its pattern (head_layer, as the head grid does), no ablation
-    root.locator('.rw-attribution-view [data-rw-head="2.3"]').click()
+    root.locator('.rw-attribution-view .rw-dla-cell[data-rw-head="2.3"]').click()
     state = kernel.wait_for("print(cx.selection['head_layer'], cx.selection['head'])", "2 3")
     assert state.strip() == "2 3" and kernel.run("print(cx.interventions)").strip() == "[]", state
     expect(root.locator("canvas[data-rw-pattern='2.3']")).to_have_count(1, timeout=30_000)
-    expect(root.locator('.rw-attribution-view [data-rw-head="2.3"]')).to_have_class(re.compile("rw-selected"))
+    expect(root.locator('.rw-attribution-view .rw-dla-cell[data-rw-head="2.3"]')).to_have_class(re.compile("rw-selected"))
     patching = root.locator(".rw-patching-view")
     expect(patching.locator("[data-rw-cell]")).to_have_count(16, timeout=120_000)  # heads: 4 layers x 4 heads
     expect(patching.locator(".rw-caption")).to_contain_text('logit("mary")')

@@ -21,7 +21,10 @@ export function mountAttribution(el: HTMLElement, store: Store): void {
   const foil = h("input", { class: "rw-foil", title: "foil token id (empty: the target's logit alone)", data: { rwFoil: "" } });
   target.type = foil.type = "number";
   const go = h("button", { class: "rw-small", text: "attribute", data: { rwAttribute: "" } });
-  const caption = h("div", { class: "rw-caption", text: "pick a target: click a prediction's token id, or type one" });
+  const caption = h("div", {
+    class: "rw-caption",
+    text: "pick a target: click a predicted token (alt+click: the foil), or type token ids",
+  });
   const grid = h("div", { class: "rw-head-grid rw-dla-grid" });
   grid.style.gridTemplateColumns = `auto repeat(${n_heads}, auto)`;
   const layers = h("div", { class: "rw-dla-layers" });
@@ -128,6 +131,10 @@ export function mountAttribution(el: HTMLElement, store: Store): void {
   // a prediction's token picks the target (its id travels in the event)
   store.on("pick-target", (id: number) => {
     target.value = String(id);
+    fetch();
+  });
+  store.on("pick-foil", (id: number) => {
+    foil.value = String(id);
     fetch();
   });
   store.watch(["token", "layer"], () => shown && fetch());

@@ -63,7 +63,11 @@ export function renderPredictions(body: HTMLElement, reply: Reply, tokens: strin
   };
   const position = data.position as number;
   body.replaceChildren(
-    h("div", { class: "rw-caption", text: `next token after position ${position} ("${showToken(tokens[position] ?? "")}")` }),
+    h("div", {
+      class: "rw-caption",
+      text: `next token after position ${position} ("${showToken(tokens[position] ?? "")}")`,
+      title: "click a token: the attribution view's target; alt+click: its foil",
+    }),
     h("div", { class: "rw-columns" }, intervened ? [column(0), column(1)] : [column(1)]),
   );
 }
@@ -103,14 +107,15 @@ export function mountPredictions(el: HTMLElement, store: Store): void {
     if (!store.busy) fetch();
   });
   store.on("push:predictions", paint);
-  // a predicted token picks the attribution view's target
+  // a predicted token picks the attribution view's target (alt+click: its foil)
   body.addEventListener("click", (event) => {
     const row = (event.target as HTMLElement).closest("[data-rw-prediction]") as HTMLElement | null;
     const column = row?.closest("[data-rw-column]") as HTMLElement | null;
     if (!row || !column || !last) return;
     const k = last.data.ids.shape[1] as number;
     const which = column.dataset.rwColumn === "clean" ? 0 : 1;
-    store.emit("pick-target", last.data.ids.data[which * k + Number(row.dataset.rwPrediction)] as number);
+    const id = last.data.ids.data[which * k + Number(row.dataset.rwPrediction)] as number;
+    store.emit(event.altKey ? "pick-foil" : "pick-target", id);
   });
   fetch();
 }
