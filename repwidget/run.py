@@ -65,13 +65,25 @@ class Run(Mapping[str, torch.Tensor]):
 
     @property
     def logits(self) -> torch.Tensor | None:
-        """``[pos, vocab]`` logits (None for a model without an unembedding), computed on first use."""
+        """``[pos, vocab]`` logits (None for a model without an unembedding), computed on first use (in a pass where
+        the model runs, for a model whose weights are on NDIF only)."""
         if self.result.logits is None and self.result.final_hidden is not None:
             self.result.logits = self._model.unembed(self.result.final_hidden)
+        elif self.result.logits is None and self._in_pass:
+            self.result.logits = self._model.logits_in_pass_of(self, range(len(self._token_ids)))
         return self.result.logits
+
+    @property
+    def _in_pass(self) -> bool:
+        """Logits of this run are computed in a pass (no final hidden state here, no local weights)."""
+        return self.result.final_hidden is None and self._model.weightless and self._model.has_unembed
 
     def logits_at(self, positions: int | Iterable[int]) -> torch.Tensor | None:
         """Logits at some positions only, ``[len(positions), vocab]`` (or ``[vocab]`` for one int)."""
+        if self.result.logits is None and self._in_pass:
+            one = isinstance(positions, int)
+            rows = self._model.logits_in_pass_of(self, [positions] if one else list(positions))
+            return rows[0] if one else rows
         if self.result.logits is not None or self.result.final_hidden is None:
             return None if self.logits is None else self.logits[positions]
         return self._model.unembed(self.result.final_hidden[positions])
