@@ -28,7 +28,7 @@ pytest.importorskip("nnsight")
 import repwidget as rw
 from repwidget.model.nnsight_executor import RemoteExecutionError, UnsupportedOnBackendError
 
-from architectures import build, matrix_ids
+from architectures import ARCHITECTURES, build, matrix_ids
 from conftest import word_tokenizer
 
 ATOL = 1e-5
@@ -126,6 +126,32 @@ def test_loads_without_weights_and_reads_the_architecture_on_a_twin(remote) -> N
         assert "\n" not in str(info.value)
     with pytest.raises(ValueError, match="a remote model has none"):
         rw.load("/nonexistent", backend="nnsight", remote=True, device="cpu")
+
+
+@pytest.mark.filterwarnings("ignore:Module .* has a submodule named 'output'")
+@pytest.mark.parametrize("name", list(ARCHITECTURES))
+def test_the_twin_reads_every_architecture_of_the_matrix(name: str) -> None:
+    """Discovery on the config twin of a meta model equals discovery on the real weights, for all 20 architectures
+    (module paths, branch scales, parallel / post-norm blocks, logit head, sizes)."""
+    from repwidget.model.architecture import discover
+    from repwidget.model.twin import discover_weightless
+
+    hf = build(name)
+    with torch.device("meta"):
+        meta = type(hf)(hf.config)
+    assert discover_weightless(meta) == discover(hf, hf.get_input_embeddings().num_embeddings)
+
+
+def test_an_nnsight_model_is_taken_as_it_is(saved, monkeypatch) -> None:
+    """``rw.load(nnsight.TransformersModel(...), backend="nnsight", remote=True)``: nnsight's own meta model."""
+    import nnsight
+
+    path, local = saved
+    lm = nnsight.TransformersModel(path, task="text-generation", tokenizer=word_tokenizer())
+    model = rw.load(lm, backend="nnsight", remote=True)
+    assert model.executor.lm is lm and model.hf is lm._module and model.weightless
+    _on_meta(model)
+    assert model.arch == local.arch and model.tokenizer is lm.tokenizer
 
 
 def test_runs_logits_predictions_ablation_and_lens_equal_the_hook_executor(remote) -> None:
