@@ -80,7 +80,7 @@ def saved(request, tmp_path_factory):
     """A config with random weights saved to a directory, and the hook executor on those weights."""
     path = tmp_path_factory.mktemp(request.param)
     hf = build(request.param)
-    hf.config._attn_implementation = "eager"  # the server's attention returns probabilities (see the README)
+    assert hf.config._attn_implementation == "sdpa"  # the server's own: patterns switch it to eager for the pass
     hf.save_pretrained(path)
     word_tokenizer().save_pretrained(path)
     return str(path), rw.load(hf, word_tokenizer())
@@ -262,6 +262,7 @@ def test_an_explorer_without_weights_answers_a_click(remote) -> None:
                 assert value == data_b[key], (ca.get("what"), key)
     print(f"\nper click on the weightless model: {per_click}")
     assert per_click["passes"] >= 2 and per_click["received"] < 16_000, per_click  # rerun + predictions, no rows
+    assert fake.server._module.config._attn_implementation == "sdpa"  # eager for the passes with patterns only
     _on_meta(model)
 
 

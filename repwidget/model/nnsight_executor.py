@@ -199,7 +199,7 @@ class NNsightExecutor:
     def _modes(self, plan: Plan) -> Iterator[None]:
         config = self.hf.config
         before = getattr(config, "_attn_implementation", None)
-        patterns = bool(plan.sinks) or any(h.endswith("attn.hook_pattern") for h in plan.capture)
+        patterns = _patterns(plan)
         with eval_mode(self.hf), torch.set_grad_enabled(plan.grad):
             if patterns:
                 config._attn_implementation = "eager"
@@ -257,7 +257,7 @@ class NNsightExecutor:
             "pattern_at": pattern_at, "lazy": lazy, "vocab": self.hf.config.vocab_size,
             "heads": (arch.n_heads, arch.d_head), "stop_early": plan.stop_early,
             "grad": plan.grad, "embed": self.envoy(_embedding_path(self.hf)), "lens": lens,
-            "rows": rows, "weightless": self.weightless,
+            "rows": rows, "weightless": self.weightless, "eager": _patterns(plan),
             "reduce": {layer: compile_sink(sink) for layer, sink in plan.sinks.items()},
             "norm": self.envoy(arch.final_norm) if arch.final_norm is not None else None,
             "unembed": self.envoy(arch.unembed) if arch.unembed is not None else None,
@@ -456,6 +456,11 @@ def _remote_failure(error: BaseException, host: str, timeout: float, model: str)
     return f"the remote pass failed: {type(error).__name__}: {_one_line(error)}"
 
 
+def _patterns(plan: Plan) -> bool:
+    """Whether ``plan``'s pass reads attention probabilities (sinks, captured patterns): eager attention."""
+    return bool(plan.sinks) or any(h.endswith("attn.hook_pattern") for h in plan.capture)
+
+
 def _embedding_path(hf: nn.Module) -> str:
     embeddings = hf.get_input_embeddings()
     return next(name for name, module in hf.named_modules() if module is embeddings)
@@ -471,6 +476,10 @@ def run_trace(lm, inputs: dict, program: dict, sinks: dict, feed, kwargs: dict) 
         out = {"caches": [{} for _ in program["spans"]], "bad": [], "final": None, "logits": None}
         out = nnsight.save({**out, "lens": [], "sinks": {}, "finite": None})
         spans, whole = program["spans"], program["whole"]
+        if program["eager"]:  # the attention returns probabilities for this pass, on whichever machine runs it
+            config = lm._module.config
+            attention_before = config._attn_implementation
+            config._attn_implementation = "eager"
         if program["grad"]:
             embed = program["embed"]
             e = embed.output
@@ -480,6 +489,9 @@ def run_trace(lm, inputs: dict, program: dict, sinks: dict, feed, kwargs: dict) 
         for layer, envoy, when, is_block, scale, hooks in program["steps"]:
             if when == "pattern":
                 probs = envoy.output[program["pattern_at"]]
+                if probs is None:
+                    raise ValueError("the attention returned no probabilities (not eager attention), so thumbnails, "
+                                     "head scores and patterns cannot be read from it")  # fmt: skip
                 if layer in sinks:
                     feed(sinks[layer], probs[:1])
                 reductions = program["reduce"].get(layer)
@@ -583,6 +595,8 @@ def run_trace(lm, inputs: dict, program: dict, sinks: dict, feed, kwargs: dict) 
                     envoy.input = y
                 else:
                     envoy.output = new
+        if program["eager"]:  # every pattern is read (here the executor also restores it, in finally)
+            config._attn_implementation = attention_before
         if program["stop_early"]:  # everything asked for is read: the rest of the pass is not needed
             tracer.stop()
         if program["rows"] is not None:  # predictions reduced here: only what the views show comes back
