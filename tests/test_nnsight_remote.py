@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import io
 import json
-import linecache
 import socket
 import threading
 import time
@@ -30,49 +28,10 @@ from repwidget.model.nnsight_executor import RemoteExecutionError, UnsupportedOn
 
 from architectures import ARCHITECTURES, build, matrix_ids
 from conftest import word_tokenizer
+from fake_ndif import FakeNDIF
 
 ATOL = 1e-5
 REPO = "org/served-model"  # the hub id NDIF would know the saved model by (no hub here: taken as given)
-
-
-class FakeNDIF:
-    """An nnsight backend standing in for NDIF: the request serialised as RemoteBackend sends it (zstd), rebuilt
-    with every non-installed module hidden (repwidget is not importable) against the *server's* model, run there,
-    and the saved values sent back as NDIF sends them (``torch.save``, zstd). ``sent`` / ``received``: bytes."""
-
-    def __init__(self, server) -> None:
-        from nnsight.intervention.backends.local import LocalSimulationBackend
-
-        self.server, self.sent, self.received = server, [], []
-        self._hider = LocalSimulationBackend(server)
-
-    def __call__(self, tracer) -> None:
-        import zstandard
-        from nnsight.ndif import pull_env
-        from nnsight.schema.request import RequestModel
-        from nnsight.tracing.tracer import _saves, push, save
-
-        pull_env()
-        blob = RequestModel.serialize(tracer, compress=True)
-        self.sent.append(len(blob))
-        filename = tracer.info.frame.f_code.co_filename
-        kept = linecache.cache.get(filename)
-        hidden = self._hider._hide_local_modules()
-        try:
-            restored = RequestModel.deserialize(blob, self.server._remoteable_persistent_objects(), compress=True)
-        finally:
-            self._hider._restore(hidden)
-            linecache.cache.pop(filename, None) if kept is None else linecache.cache.__setitem__(filename, kept)
-        restored.execute(restored.info.code)  # on the server's model and weights
-        result = {k: v for k, v in restored.info.frame.f_locals.items() if id(v) in _saves()}
-        buffer = io.BytesIO()
-        torch.save(result, buffer)
-        wire = zstandard.ZstdCompressor(level=6).compress(buffer.getvalue())
-        self.received.append(len(wire))
-        result = torch.load(io.BytesIO(zstandard.ZstdDecompressor().decompress(wire)), weights_only=False)
-        for value in result.values():
-            save(value)
-        push(tracer.info.frame, result)
 
 
 @pytest.fixture(scope="module", params=["gpt2", "llama"])
@@ -126,6 +85,17 @@ def test_loads_without_weights_and_reads_the_architecture_on_a_twin(remote) -> N
         assert "\n" not in str(info.value)
     with pytest.raises(ValueError, match="a remote model has none"):
         rw.load("/nonexistent", backend="nnsight", remote=True, device="cpu")
+
+
+def test_a_directory_without_a_tokenizer_is_one_line(saved, tmp_path) -> None:
+    _, local = saved
+    local.hf.config.save_pretrained(tmp_path)  # a config alone: no weights, no tokenizer
+    with pytest.raises(rw.ModelLoadError, match="needs the model's tokenizer") as info:
+        rw.load(str(tmp_path), backend="nnsight", remote=True)
+    assert "\n" not in str(info.value)
+    model = rw.load(str(tmp_path), word_tokenizer(), backend="nnsight", remote=True)  # a config is all it needs
+    _on_meta(model)
+    assert model.arch == local.arch
 
 
 @pytest.mark.filterwarnings("ignore:Module .* has a submodule named 'output'")

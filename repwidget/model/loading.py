@@ -171,6 +171,11 @@ def _meta_model(name: str, tokenizer: Any, dtype: torch.dtype | None) -> Any:
     if dtype is not None:
         config.dtype = dtype
     tokenizer = tokenizer if tokenizer is not None else _tokenizer(source)
+    if tokenizer is None and local_only:
+        raise ModelLoadError(
+            f"remote=True needs the model's tokenizer and {name!r} has none here: pass it, rw.load(name, tokenizer, "
+            "backend='nnsight', remote=True)"
+        )
     try:
         return nnsight.TransformersModel(source, task="text-generation", config=config, tokenizer=tokenizer)
     except Exception as e:
