@@ -233,6 +233,11 @@ def test_an_explorer_without_weights_answers_a_click(remote) -> None:
     print(f"\nper click on the weightless model: {per_click}")
     assert per_click["passes"] >= 2 and per_click["received"] < 16_000, per_click  # rerun + predictions, no rows
     assert fake.server._module.config._attn_implementation == "sdpa"  # eager for the passes with patterns only
+    # views that read weights here are not shown; generation is refused in one line
+    local_views, views = explorers[0].session.views, explorers[1].session.views
+    assert "attribution" in local_views and "attribution" not in views and "predictions" in views, views
+    with pytest.raises(ValueError, match="weights are on NDIF only"):
+        model.generate(matrix_ids(), max_new_tokens=2)
     _on_meta(model)
 
 

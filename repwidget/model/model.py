@@ -380,6 +380,11 @@ class Model:
     ):
         """Continue ``text_or_ids`` with ``interventions`` applied at every step (the KV cache reused): a
         :class:`repwidget.Generation`. See :func:`repwidget.generation.generate`."""
+        if self.weightless:
+            raise ValueError(
+                "generation is not supported for a model whose weights are on NDIF only (each step would be a "
+                "round trip); run the prompt (model.run) and read its predictions, or load the weights"
+            )
         from ..generation import generate
 
         return generate(self, text_or_ids, interventions, max_new_tokens, temperature, top_p, seed, stop, **kwargs)
