@@ -83,6 +83,11 @@ def test_loads_without_weights_and_reads_the_architecture_on_a_twin(remote) -> N
         with pytest.raises(error, match="weights") as info:
             call()
         assert "\n" not in str(info.value)
+    with pytest.raises(ValueError, match="on NDIF only") as info:  # it reads W_O
+        rw.steering.function_vector(model, [matrix_ids(6)], [(1, 0)], 2)
+    assert "\n" not in str(info.value)
+    with pytest.raises(ValueError, match="on NDIF only"):  # direct logit attribution reads the unembedding
+        rw.analyses.direct_logit_attribution(model.run(matrix_ids(), capture=[]), 5)
     with pytest.raises(ValueError, match="a remote model has none"):
         rw.load("/nonexistent", backend="nnsight", remote=True, device="cpu")
 
