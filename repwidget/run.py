@@ -81,9 +81,11 @@ class Run(Mapping[str, torch.Tensor]):
     def logits_at(self, positions: int | Iterable[int]) -> torch.Tensor | None:
         """Logits at some positions only, ``[len(positions), vocab]`` (or ``[vocab]`` for one int)."""
         if self.result.logits is None and self._in_pass:
-            one = isinstance(positions, int)
-            rows = self._model.logits_in_pass_of(self, [positions] if one else list(positions))
-            return rows[0] if one else rows
+            every = range(len(self._token_ids))  # negative positions count from the end, as when indexing
+            if isinstance(positions, int):
+                return self._model.logits_in_pass_of(self, [every[positions]])[0]
+            rows = list(every[positions]) if isinstance(positions, slice) else [every[p] for p in positions]
+            return self._model.logits_in_pass_of(self, rows)
         if self.result.logits is not None or self.result.final_hidden is None:
             return None if self.logits is None else self.logits[positions]
         return self._model.unembed(self.result.final_hidden[positions])

@@ -142,6 +142,8 @@ def test_runs_logits_predictions_ablation_and_lens_equal_the_hook_executor(remot
     assert b.result.final_hidden is None and b.result.logits is None  # no final hidden state came back
     _close(a.logits_at([3, 7, 19]), b.logits_at([3, 7, 19]))  # rows computed in a pass on the "server"
     _close(a.logits_at(5), b.logits_at(5))
+    _close(a.logits_at(-1), b.logits_at(-1))
+    _close(a.logits_at(slice(2, 6)), b.logits_at(slice(2, 6)))
     _close(a.logits, b.logits)
     (want, got) = (analyses.top_tokens(r, 6, k=5) for r in (a, b))
     assert [t for t, _ in want] == [t for t, _ in got]
@@ -173,6 +175,8 @@ def test_runs_logits_predictions_ablation_and_lens_equal_the_hook_executor(remot
     _close(got["p"], lp.gather(-1, top[:, None])[:, 0].exp())
     _close(got["loss"][:-1], -lp[:-1].gather(-1, torch.tensor(ids[1:])[:, None])[:, 0])
     assert torch.isnan(got["loss"][-1]) and torch.isnan(got["clean_loss"][-1])
+    last = model.compare_in_pass(b, rb, [-1], k=1)  # counted from the end: the last position has no next token
+    assert torch.isnan(last["loss"]).all() and torch.equal(last["top"], got["top"][-1:])
     assert fake.sent and max(fake.sent) < 8_000, fake.sent
     _on_meta(model)  # still nothing materialised
 

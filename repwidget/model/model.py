@@ -427,6 +427,7 @@ class Model:
         them and the loss of each next token, reduced in one pass of both where the model runs (see
         ``NNsightExecutor.compare``); only those small tensors come back."""
         ids = run.token_ids
+        positions = [range(len(ids))[p] for p in positions]  # negative ones counted from the end
         following = torch.tensor([ids[p + 1] if p + 1 < len(ids) else 0 for p in positions])
         sets = [as_tuple(clean.interventions)]
         current = as_tuple(run.interventions)
