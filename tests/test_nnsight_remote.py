@@ -129,6 +129,32 @@ def test_an_nnsight_model_is_taken_as_it_is(saved, monkeypatch) -> None:
     assert model.arch == local.arch and model.tokenizer is lm.tokenizer
 
 
+def test_llama_405b_loads_from_its_config_alone(tmp_path) -> None:
+    """Llama-3.1-405B's config (405.9B parameters, 810 GB in bfloat16): loaded with remote=True in seconds, every
+    parameter on meta, the architecture read on its twin with the real sizes; a pass's request is a few KiB."""
+    import transformers as T
+
+    from repwidget.model.plan import plan_pass
+
+    rope = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+            "original_max_position_embeddings": 8192}  # fmt: skip
+    T.LlamaConfig(hidden_size=16384, num_hidden_layers=126, num_attention_heads=128, num_key_value_heads=8,
+                  intermediate_size=53248, vocab_size=128256, max_position_embeddings=131072, rope_theta=500000.0,
+                  rope_scaling=rope, tie_word_embeddings=False, dtype="bfloat16").save_pretrained(tmp_path)  # fmt: skip
+    start = time.perf_counter()
+    model = rw.load(str(tmp_path), word_tokenizer(), backend="nnsight", remote=True)
+    seconds = time.perf_counter() - start
+    _on_meta(model)
+    assert sum(p.numel() for p in model.hf.parameters()) > 405e9 and seconds < 60, seconds
+    arch = model.arch
+    sizes = (arch.n_layers, arch.n_heads, arch.n_kv_heads, arch.d_model, arch.d_head, arch.d_mlp)
+    assert sizes == (126, 128, 8, 16384, 128, 53248), sizes
+    assert (arch.blocks, arch.attn_proj, arch.mlp_down, arch.final_norm, arch.unembed) == (
+        "model.layers", "self_attn.o_proj", "mlp.down_proj", "model.norm", "lm_head")  # fmt: skip
+    plan = plan_pass(model, matrix_ids(), (rw.Ablate(60, head=5),), [])
+    assert len(model.executor.request(plan)) < 32_000
+
+
 def test_runs_logits_predictions_ablation_and_lens_equal_the_hook_executor(remote) -> None:
     from repwidget import analyses
 
