@@ -89,6 +89,17 @@ class Sweep:
         return f"<rw.patching.Sweep {self.site} ({self.method}) of {self.metric}: shape {shape}; top {best}>"
 
 
+def measure(metric: Metric | Callable[[Run], float], runs: Sequence[Run], chunk: int = 256) -> list[float]:
+    """``metric`` of each run; a :class:`Metric`'s logits unembedded ``chunk`` runs at a time."""
+    if not isinstance(metric, Metric):
+        return [float(metric(r)) for r in runs]
+    values = []
+    for i in range(0, len(runs), chunk):
+        logits = Run.logits_of(runs[i : i + chunk], metric.position)
+        values += [float(metric.of_logits(row.float())) for row in logits]
+    return values
+
+
 def _pairs(clean: Any, corrupted: Any) -> list[tuple[TokensLike, TokensLike]]:
     many = isinstance(clean, (list, tuple)) and clean and not isinstance(clean[0], int)
     pairs = list(zip(clean, corrupted, strict=True)) if many else [(clean, corrupted)]
@@ -192,16 +203,30 @@ def _patch(template: str, site: str, cell: tuple[int, ...], source: list[int]) -
 
 
 def exact(model, clean_ids, corrupted_ids, metric, site, template, batch_size):
-    """Every patch re-run: ``(values, m_clean, m_corrupted, patches by cell)``."""
+    """Every patch re-run: ``(values, m_clean, m_corrupted, patches by cell)``.
+
+    Both prompts compute the same activations up to the first token where they differ, so a patch there changes
+    nothing (its cell is the corrupted run's metric, with no rerun), and a patch changes nothing before the later
+    of that token and its own position: the reruns compute only the positions after (on the corrupted prompt's KV
+    cache)."""
     hooks = [f"blocks.{layer}.{template}" for layer in range(model.n_layers)]
     clean_run = model.run(clean_ids, capture=hooks)
     model.remember_source(clean_ids, clean_run)  # every patch reads the clean activations of this one pass
     corrupted_run = model.run(corrupted_ids, capture=[])
-    cells = _cells(model, site, len(corrupted_ids))
+    m_corrupted = metric(corrupted_run)
+    n = len(corrupted_ids)
+    shared = next((i for i, (a, b) in enumerate(zip(clean_ids, corrupted_ids, strict=True)) if a != b), n)
+    cells = _cells(model, site, n)
     patches = {cell: _patch(template, site, cell, clean_ids) for cell in cells}
-    runs = model.rerun_batch(corrupted_run, [[patches[c]] for c in cells], batch_size=batch_size)
-    values = torch.tensor([metric(r) for r in runs]).reshape(_shape(model, site, len(corrupted_ids)))
-    return values, metric(clean_run), metric(corrupted_run), patches
+    first = {cell: shared if site == "heads" else max(shared, cell[-1]) for cell in cells}
+    changing = [c for c in cells if first[c] < n and (site == "heads" or c[-1] >= shared)]
+    runs = model.rerun_batch(
+        corrupted_run, [[patches[c]] for c in changing], batch_size=batch_size,
+        unchanged_before=[first[c] for c in changing],
+    )  # fmt: skip
+    measured = dict(zip(changing, measure(metric, runs), strict=True))
+    values = torch.tensor([measured.get(c, m_corrupted) for c in cells]).reshape(_shape(model, site, n))
+    return values, metric(clean_run), m_corrupted, patches
 
 
 def attribution(model, clean_ids, corrupted_ids, metric: Metric, site, template, batch_size):
@@ -209,9 +234,9 @@ def attribution(model, clean_ids, corrupted_ids, metric: Metric, site, template,
     site, from one clean and one corrupted pass (``clean`` is the patch's source, ``corrupted`` its target)."""
     hooks = [f"blocks.{layer}.{template}" for layer in range(model.n_layers)]
     clean_run = model.run(clean_ids, capture=hooks)
-    cache, logits = model.with_graph(corrupted_ids, hooks)
+    cache, logits = model.with_graph(corrupted_ids, hooks, position=metric.position)
     with torch.enable_grad():  # the metric joins the graph even where the caller turned gradients off
-        value = metric.of_logits(logits[metric.position].float())
+        value = metric.of_logits(logits.float())
         grads = torch.autograd.grad(value, [cache[h] for h in hooks])
     n = len(corrupted_ids)
     values = []
@@ -288,7 +313,8 @@ def ablation_sweep(
             runs = model.rerun_batch(
                 clean, [[Ablate(la, head=he, mode=mode, seed=seed)] for la, he in heads], batch_size=batch_size
             )
-            effects.append(torch.tensor([metric(r) - base for r in runs]).reshape(model.n_layers, model.n_heads))
+            effect = torch.tensor([v - base for v in measure(metric, runs)])
+            effects.append(effect.reshape(model.n_layers, model.n_heads))
             cleans.append(base)
     finally:
         model.reference = saved
@@ -347,7 +373,8 @@ def hydra(
             dla = direct_logit_attribution(clean, _token(model, target), _token(model, foil), position)
             ablations: list[Intervention] = [Ablate(la, head=he, mode=mode) for la, he in heads]
             runs = model.rerun_batch(clean, [[a] for a in ablations], batch_size=batch_size)
-            total = torch.tensor([metric(r) - metric(clean) for r in runs]).reshape(model.n_layers, model.n_heads)
+            m_clean = metric(clean)
+            total = torch.tensor([v - m_clean for v in measure(metric, runs)]).reshape(model.n_layers, model.n_heads)
             direct = torch.zeros_like(total)
             n = len(prompt)
             for (layer, head), ablation in zip(heads, ablations, strict=True):
@@ -373,5 +400,5 @@ def _ablated_z(model: Model, ablation: Ablate, n: int, position: int) -> torch.T
 
 __all__ = [
     "METHODS", "SITES", "Ablations", "Hydra", "Metric", "Sweep", "ablation_sweep", "attribution", "exact", "hydra",
-    "logit_diff", "sweep",
+    "logit_diff", "measure", "sweep",
 ]  # fmt: skip

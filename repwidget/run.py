@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import torch
@@ -89,6 +89,15 @@ class Run(Mapping[str, torch.Tensor]):
         if self.result.logits is not None or self.result.final_hidden is None:
             return None if self.logits is None else self.logits[positions]
         return self._model.unembed(self.result.final_hidden[positions])
+
+    @staticmethod
+    def logits_of(runs: Sequence[Run], position: int) -> torch.Tensor:
+        """``[len(runs), vocab]``: each run's logits at ``position``, unembedded together (one matrix product, not
+        one pass over the unembedding per run: what sweeps of many reruns read)."""
+        lazy = [r for r in runs if r.result.logits is None and r.result.final_hidden is not None]
+        if not runs or len(lazy) < len(runs) or any(r.model is not runs[0].model for r in runs):
+            return torch.stack([r.logits_at(position) for r in runs])
+        return runs[0]._model.unembed(torch.stack([r.result.final_hidden[position] for r in runs]))
 
     def __getitem__(self, name: str) -> torch.Tensor:
         cache = self.result.cache

@@ -12,7 +12,7 @@ import transformers as T
 
 import repwidget as rw
 
-from architectures import build, matrix_ids
+from architectures import ARCHITECTURES, build, matrix_ids
 
 CLEAN = "when mary and john went to the store , john gave a drink to"
 CORRUPTED = "when mary and john went to the store , mary gave a drink to"
@@ -243,3 +243,62 @@ def test_a_patch_from_an_intervened_run_carries_its_interventions():
     patched = model.run(target, patch, capture="blocks.2.hook_resid_pre")
     torch.testing.assert_close(patched["blocks.2.hook_resid_pre"], intervened["blocks.2.hook_resid_pre"])
     assert rw.interventions.from_json(rw.interventions.to_json(patch)) == patch
+
+
+CAUSAL = [name for name, spec in ARCHITECTURES.items() if not spec.encoder]
+
+
+@pytest.mark.parametrize("name", CAUSAL)
+def test_reruns_after_a_shared_prefix_compute_only_the_rest_and_equal_full_runs(name):
+    model = rw.load(build(name))
+    ids = matrix_ids()
+    n, shared, last = len(ids), 8, model.n_layers - 1
+    source = ids[:shared] + matrix_ids(seed=4)[shared:]  # the same first 8 tokens, then others
+    base = model.run(ids, capture=[])
+    sets = [
+        [rw.Patch("blocks.0.attn.hook_z", source, head=0)],
+        [rw.Patch(f"blocks.{last}.attn.hook_z", source, head=1)],
+        [rw.Patch("blocks.1.hook_resid_pre", source, positions=[12])],
+        [rw.Ablate(1, head=0, positions=[15, 17])],
+        [rw.Steer(last, [1.0] * model.d_model, scale=2.0, positions=[n - 1])],
+    ]
+    widths: list[int] = []
+    embeddings = model.hf.get_input_embeddings()
+    handle = embeddings.register_forward_hook(lambda m, args, out: widths.append(args[0].shape[-1]))
+    try:
+        runs = model.rerun_batch(base, sets, unchanged_before=[shared, shared, 12, 15, n - 1], batch_size=2)
+    finally:
+        handle.remove()
+    # the three patches' sources read once each over the whole input; the reruns: each prefix's cache, then only
+    # the positions after it
+    assert widths.count(n) == 3, widths
+    assert sorted(w for w in widths if w != n) == sorted([shared, n - shared, 12, n - 12, 15, n - 15, n - 1, 1]), widths
+    for interventions, run in zip(sets, runs, strict=True):
+        full = model.run(ids, interventions)
+        torch.testing.assert_close(run.logits, full.logits, atol=1e-5, rtol=1e-5)
+        assert run.interventions == tuple(interventions)
+    assert all(p.grad is None for p in model.hf.parameters())
+
+
+def test_a_sweep_of_prompts_sharing_a_prefix_reruns_only_what_differs_and_equals_full_runs():
+    model = gpt2()
+    clean = matrix_ids()
+    corrupted = clean[:10] + matrix_ids(seed=5)[10:]
+    metric = raw_diff(model)
+    for site in ("heads", "resid_pre"):
+        sweep = rw.patching.sweep(model, clean, corrupted, metric, site=site)
+        full = torch.tensor([metric(model.run(corrupted, sweep.patch(*cell))) for cell in sweep.patches])
+        torch.testing.assert_close(sweep.values.reshape(-1), full, atol=1e-5, rtol=0)
+        if site == "resid_pre":  # before the first differing token a patch changes nothing: no rerun
+            assert (sweep.values[:, :10] == sweep.corrupted).all()
+
+
+def test_the_logits_of_many_runs_unembedded_together_equal_each_runs_own():
+    model = gpt2()
+    base = model.run(matrix_ids(), capture=[])
+    runs = model.rerun_batch(base, [[rw.Ablate(layer, head=0)] for layer in range(model.n_layers)])
+    together = rw.Run.logits_of(runs, -1)
+    assert together.shape == (model.n_layers, model.hf.config.vocab_size)
+    torch.testing.assert_close(together, torch.stack([r.logits[-1] for r in runs]), atol=1e-5, rtol=1e-5)
+    metric = raw_diff(model)
+    assert rw.patching.measure(metric, runs, chunk=3) == pytest.approx([metric(r) for r in runs], abs=1e-5)

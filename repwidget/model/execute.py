@@ -311,7 +311,7 @@ def execute(model: nn.Module, arch: Architecture, plan: Plan, forward_kwargs: di
             modules.append(embeddings)
             undo.append((_remove_tagged, ([embeddings], token)))
             embeddings.register_forward_hook(state.grad_hook())
-        if arch.plain_logits and arch.unembed is not None and not plan.grad:
+        if arch.plain_logits and arch.unembed is not None:  # with gradients too: the final state keeps its graph
             unembed = model.get_submodule(arch.unembed)
             original = unembed.forward
 
@@ -391,25 +391,26 @@ def _results(arch: Architecture, plan: Plan, state: _Pass, output, full: dict[st
                 f"the edits of {sorted(missing)[:3]} were never applied: the model did not compute those activations"
             )
     logits = None
-    if output is not None and (not arch.plain_logits or plan.grad):
+    if output is not None and not arch.plain_logits:
         raw = getattr(output, "logits", None)
         logits = raw if isinstance(raw, torch.Tensor) and arch.unembed is not None else None
+    check = logits if logits is not None else state.final
+    # one check of the whole batch; only if it fails, each sequence's real tokens (padding may be NaN)
+    suspect = bool(plan.edits) and check is not None and output is not None and not bool(torch.isfinite(check).all())
     results = []
     for i in range(plan.batch):
         span = plan.span(i)
+        if suspect and not bool(torch.isfinite(check[i, span]).all()):
+            labels = sorted({s.label for steps in plan.edits.values() for s in steps})
+            raise NonFiniteError(
+                f"the interventions ({', '.join(labels)[:200]}) made the model's output NaN or infinite"
+            )
         cache = state.caches[i]
         for name, sink in full.items():
             if sink.pattern is not None:
                 cache[name] = sink.pattern[i, :, span, span]
         final = state.final[i, span] if state.final is not None else None
         row_logits = logits[i, span] if logits is not None else None
-        if plan.edits and output is not None:
-            check = row_logits if row_logits is not None else final
-            if check is not None and not bool(torch.isfinite(check).all()):
-                labels = sorted({s.label for steps in plan.edits.values() for s in steps})
-                raise NonFiniteError(
-                    f"the interventions ({', '.join(labels)[:200]}) made the model's output NaN or infinite"
-                )
         outputs = state.outputs if state.whole else [None] * arch.n_layers
         past = _kv_cache(output) if plan.forward.get("use_cache") else None
         captured = {h: cache[h] for h in plan.capture if h in cache}

@@ -114,6 +114,12 @@ class LocalExecutor:
     def _unembed(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.hf.get_submodule(self.arch.unembed)(hidden)
 
+    def unembed_in_graph(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Logits of ``hidden`` with autograd on (a pass with ``Plan.grad`` leaves its logits to this: only the
+        rows a metric reads go through the unembedding, forward and backward)."""
+        with torch.enable_grad():
+            return self._guarded(self._unembed, hidden)
+
     def readout(self, resid: torch.Tensor) -> torch.Tensor:
         if self.arch.plain_readout:
             return self._guarded(without_grad, self._plain_readout, resid)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import inspect
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
@@ -21,7 +22,16 @@ from .architecture import Architecture, discover
 from .backends import make_executor
 from .errors import check_materialised
 from .executor import Executor
-from .plan import batch_fitting, first_edited_layer, plan_batch, plan_pass, stitch
+from .plan import (
+    Plan,
+    Result,
+    batch_fitting,
+    first_edited_layer,
+    plan_batch,
+    plan_pass,
+    rerun_batch_size,
+    stitch,
+)  # fmt: skip
 from .reference import Reference
 from .tokens import TokensLike
 from .twin import discover_weightless, is_weightless
@@ -252,34 +262,95 @@ class Model:
         interventions: Sequence[Intervention | Iterable[Intervention]],
         capture: str | Iterable[str] | None = (),
         batch_size: int | None = None,
+        unchanged_before: int | Sequence[int] = 0,
     ) -> list[Run]:
         """``base``'s input re-run once per set of ``interventions``, in batches, each from the earliest block its
         batch edits (the blocks before reused, shared by the batch): what sweeps over heads, positions or patches
-        do. Each run equals ``base.rerun(that set)``; runs hold no block outputs."""
+        do. Each run equals ``base.rerun(that set)``; runs hold no block outputs.
+
+        ``unchanged_before`` (one position for every set, or one each) promises that a set changes nothing before
+        that position (a patch from a prompt sharing those tokens, an edit of later positions only): those rows
+        are then taken from ``base`` and only the rest re-run, on the KV cache of ``base``'s prefix (a causal
+        model on the local executor, a clean ``base`` and no captures; otherwise the promise is not needed)."""
         sets = [as_tuple(ivs) for ivs in interventions]
         names = self.expand(capture)
         reusable = self._reusable(base)
         version = self.weights_version()
         ids = base.token_ids
+        prefixes = [unchanged_before] * len(sets) if isinstance(unchanged_before, int) else list(unchanged_before)
+        if len(prefixes) != len(sets):
+            raise ValueError(f"{len(prefixes)} positions in unchanged_before for {len(sets)} sets of interventions")
+        if not (reusable and self._suffix_reruns(base, sets, names)):
+            prefixes = [0] * len(sets)
+        prefixes = [max(0, min(int(p), len(ids) - 1)) for p in prefixes]
         runs: list[Run | None] = [None] * len(sets)
-        order = sorted(range(len(sets)), key=lambda i: first_edited_layer(sets[i], self.n_layers))
-        size = batch_size or batch_fitting(self, names, len(ids))
-        for chunk in (order[i : i + size] for i in range(0, len(order), size)):
-            plan = plan_batch(self, [ids] * len(chunk), [sets[i] for i in chunk], names)
-            plan.lengths, plan.record = None, False
-            start = min(first_edited_layer(sets[i], self.n_layers) for i in chunk)
+        order = sorted(range(len(sets)), key=lambda i: (prefixes[i], first_edited_layer(sets[i], self.n_layers)))
+        chunks = []
+        for prefix in dict.fromkeys(prefixes[i] for i in order):
+            group = [i for i in order if prefixes[i] == prefix]
+            size = batch_size or rerun_batch_size(self, names, len(ids), len(ids) - prefix)
+            chunks += [(prefix, group[i : i + size]) for i in range(0, len(group), size)]
+        past: dict[int, object] = {}
+        for prefix, chunk in chunks:
+            chosen = [sets[i] for i in chunk]
+            start = min(first_edited_layer(s, self.n_layers) for s in chosen)
             start = min([start, base.clean_prefix, *(hook_names.parse(h)[0] for h in names if h not in base)])
-            if reusable and start > 0:
-                plan.start = start
-                # views, but a copy of the one block `start` reads (a model may write to its input in place)
-                plan.reuse = [
-                    _expanded(o, len(chunk), layer == start - 1) for layer, o in enumerate(base.result.block_outputs)
-                ]
-            for i, result in zip(chunk, self.executor.execute(plan), strict=True):
-                if plan.start:
-                    result.cache.update({h: base[h] for h in names if hook_names.parse(h)[0] < plan.start})
+            start = start if reusable else 0
+            if prefix and prefix not in past:
+                past[prefix] = self._prefix_cache(ids[:prefix])
+            results = self._batch_pass(base, chosen, names, start, prefix, past.get(prefix))
+            for i, result in zip(chunk, results, strict=True):
+                if start:
+                    result.cache.update({h: base[h] for h in names if hook_names.parse(h)[0] < start})
                 runs[i] = Run(self, ids, sets[i], result, 0, version)
         return runs
+
+    def _suffix_reruns(self, base: Run, sets: list[tuple[Intervention, ...]], names: list[str]) -> bool:
+        """Whether reruns of ``base`` may compute only the positions after a prefix (on its KV cache)."""
+        return (
+            self.arch.causal
+            and self.executor.reuses_blocks
+            and not names
+            and not base.interventions
+            and (base.result.final_hidden is not None or base.result.logits is not None)
+            and not any(hasattr(iv, "knock") or hasattr(iv, "bypass") for ivs in sets for iv in ivs)
+        )
+
+    def _prefix_cache(self, ids: list[int]) -> object:
+        """The KV cache of a clean pass over ``ids``."""
+        plan = Plan(
+            ids=torch.tensor([ids], device=self.device), capture=[], record=False,
+            forward={"use_cache": True, self.cache_kwarg: None},
+        )  # fmt: skip
+        return self.executor.execute(plan)[0].past
+
+    def _batch_pass(
+        self, base: Run, sets: list[tuple[Intervention, ...]], names: list[str], start: int, prefix: int, past: object
+    ) -> list[Result]:
+        """One batch of reruns of ``base`` from block ``start`` (the blocks before reused), over positions
+        ``prefix ..`` only when ``prefix`` (on ``past``, the prefix's KV cache; each result whole, the prefix's rows
+        taken from ``base``)."""
+        batch = len(sets)
+        plan = plan_batch(self, [base.token_ids] * batch, sets, names, offset=prefix)
+        plan.lengths, plan.record = None, False
+        if prefix:
+            cache = copy.deepcopy(past)
+            cache.batch_repeat_interleave(batch)
+            plan.forward = {"use_cache": True, self.cache_kwarg: cache}
+        if start > 0:
+            plan.start = start
+            # views, but a copy of the one block `start` reads (a model may write to its input in place)
+            outputs = base.result.block_outputs
+            plan.reuse = [_expanded(o, batch, layer == start - 1, prefix) for layer, o in enumerate(outputs)]
+        results = self.executor.execute(plan)
+        if not prefix:
+            return results
+        head, whole = base.result, []
+        for r in results:
+            final = None if r.final_hidden is None else torch.cat([head.final_hidden[:prefix], r.final_hidden])
+            logits = None if r.logits is None else torch.cat([head.logits[:prefix], r.logits])
+            whole.append(Result({}, [None] * self.n_layers, final, logits))
+        return whole
 
     def capture(self, text_or_ids: TokensLike, hooks: str | Iterable[str]) -> dict[str, torch.Tensor]:
         """Only the activations at ``hooks`` (names or globs), ending the pass once they are all taken.
@@ -485,18 +556,23 @@ class Model:
             self._sources.popitem(last=False)
 
     def with_graph(
-        self, text_or_ids: TokensLike, hooks: str | Iterable[str]
+        self, text_or_ids: TokensLike, hooks: str | Iterable[str], position: int | None = None
     ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """One pass with autograd on: ``({hook: activation}, logits)``, both in the graph, so that
-        ``torch.autograd.grad(f(logits), [activations])`` gives gradients (no ``.grad`` is left on the weights)."""
+        ``torch.autograd.grad(f(logits), [activations])`` gives gradients (no ``.grad`` is left on the weights).
+        ``logits`` is ``[pos, vocab]``, or ``[vocab]`` at ``position`` alone (only that row is unembedded, forward
+        and backward: what a metric at one position needs)."""
+        if self.arch.unembed is None:
+            raise ValueError("this model has no unembedding: there is no logit to take gradients of")
         ids = self.to_ids(text_or_ids)
         plan = plan_pass(self, ids, (), self.expand(hooks), None)
         plan.grad, plan.record = True, False
         with torch.enable_grad():  # whatever the caller's grad mode: the graph is what this is for
             result = self.executor.execute(plan)[0]
-        if result.logits is None:
-            raise ValueError("this model has no unembedding: there is no logit to take gradients of")
-        return result.cache, result.logits
+            if result.logits is not None:
+                return result.cache, result.logits if position is None else result.logits[position]
+            rows = result.final_hidden if position is None else result.final_hidden[position]
+            return result.cache, self.executor.unembed_in_graph(rows)
 
     def source_activation(self, source: Sequence[int], hook: str, interventions=()) -> torch.Tensor:
         """The activation at ``hook`` on ``source`` ids, with ``interventions`` applied (a small cache serves
@@ -513,10 +589,11 @@ class Model:
         return self._sources[key]
 
 
-def _expanded(output: object, batch: int, copy: bool = False) -> object:
-    """A block's output for one sequence, as the same output for ``batch`` copies of it (a view, or a copy)."""
+def _expanded(output: object, batch: int, copy: bool = False, prefix: int = 0) -> object:
+    """A block's output for one sequence (from position ``prefix`` on), as the same output for ``batch`` copies of
+    it (a view, or a copy)."""
     from .execute import _first, _replace_first
 
-    first = _first(output)
+    first = _first(output)[:, prefix:]
     many = first.expand(batch, *first.shape[1:])
     return _replace_first(output, many.contiguous() if copy else many)

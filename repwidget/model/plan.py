@@ -118,10 +118,12 @@ def plan_batch(
     interventions: tuple[Intervention, ...] | list[tuple[Intervention, ...]],
     capture: list[str],
     left: bool = False,
+    offset: int = 0,
 ) -> Plan:
     """A plan for several sequences at once: every intervention checked and built for each sequence alone.
 
     ``interventions`` apply to every sequence, or (a list with one tuple per sequence) each to its own.
+    ``offset``: the pass computes positions ``offset ..`` only (the rest in a KV cache; sequences of one length).
     """
     lengths = [len(x) for x in ids]
     sets = interventions if isinstance(interventions, list) else [interventions] * len(ids)
@@ -142,6 +144,9 @@ def plan_batch(
     width = max(lengths)
     pad = model.pad_id
     rows = [([pad] * (width - len(x)) + x) if left else (x + [pad] * (width - len(x))) for x in ids]
+    if offset and (left or len(set(lengths)) > 1):
+        raise ValueError("a pass from an offset takes sequences of one length, unpadded")
+    rows = [x[offset:] for x in rows]
     plan = Plan(ids=torch.tensor(rows, device=model.device), capture=capture, lengths=lengths, left=left)
     built: dict[tuple[int, int], Edit] = {}
     order = list(dict.fromkeys(iv for ivs in sets for iv in ivs))  # each distinct intervention once, in order
@@ -162,7 +167,8 @@ def plan_batch(
             if iv in ivs:
                 key = (id(iv), n)
                 if key not in built:
-                    built[key] = iv.edit(model, n)
+                    edit = iv.edit(model, n)
+                    built[key] = window(iv, edit, offset, n - offset, n) if offset else edit
                 edits.append(built[key])
             else:
                 edits.append(None)
@@ -271,6 +277,19 @@ def batch_fitting(model: Model, names: list[str], n: int, most: int = 64) -> int
     """The largest batch of ``n``-token sequences (at most ``most``) whose pass fits the budget."""
     one = max(1, pass_bytes(model, names, n))
     return max(1, min(most, options.max_capture_bytes // one))
+
+
+#: on CPU, reruns batched past about this many rows (sequences x positions) run slower per row: their activations
+#: leave the caches (bench/bench_patching.py: a head sweep took 34 forward-equivalents in batches of 2,048 rows,
+#: 22 in batches of 512)
+CPU_ROWS = 512
+
+
+def rerun_batch_size(model: Model, names: list[str], n: int, rows: int) -> int:
+    """A batch of reruns of an ``n``-token input computing ``rows`` positions each: what fits the budget, and on CPU
+    at most :data:`CPU_ROWS` rows in all."""
+    size = batch_fitting(model, names, n)
+    return size if model.device.type != "cpu" else max(1, min(size, CPU_ROWS // max(1, rows)))
 
 
 def size(n_bytes: float) -> str:
