@@ -18,11 +18,14 @@ def like(value: torch.Tensor, activation: torch.Tensor) -> torch.Tensor:
 
 
 def input_device(model: nn.Module) -> torch.device:
-    """The device token ids must be on: the input embedding's."""
+    """The device token ids must be on: the input embedding's (the CPU for a model without local weights, on
+    ``meta``, whose passes run on NDIF)."""
     embeddings = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
     if embeddings is not None and getattr(embeddings, "weight", None) is not None:
-        return embeddings.weight.device
-    return next(model.parameters()).device
+        device = embeddings.weight.device
+    else:
+        device = next(model.parameters()).device
+    return torch.device("cpu") if device.type == "meta" else device
 
 
 def to_host(tensor: torch.Tensor) -> torch.Tensor:

@@ -65,13 +65,27 @@ class Run(Mapping[str, torch.Tensor]):
 
     @property
     def logits(self) -> torch.Tensor | None:
-        """``[pos, vocab]`` logits (None for a model without an unembedding), computed on first use."""
+        """``[pos, vocab]`` logits (None for a model without an unembedding), computed on first use (in a pass where
+        the model runs, for a model whose weights are on NDIF only)."""
         if self.result.logits is None and self.result.final_hidden is not None:
             self.result.logits = self._model.unembed(self.result.final_hidden)
+        elif self.result.logits is None and self._in_pass:
+            self.result.logits = self._model.logits_in_pass_of(self, range(len(self._token_ids)))
         return self.result.logits
+
+    @property
+    def _in_pass(self) -> bool:
+        """Logits of this run are computed in a pass (no final hidden state here, no local weights)."""
+        return self.result.final_hidden is None and self._model.weightless and self._model.has_unembed
 
     def logits_at(self, positions: int | Iterable[int]) -> torch.Tensor | None:
         """Logits at some positions only, ``[len(positions), vocab]`` (or ``[vocab]`` for one int)."""
+        if self.result.logits is None and self._in_pass:
+            every = range(len(self._token_ids))  # negative positions count from the end, as when indexing
+            if isinstance(positions, int):
+                return self._model.logits_in_pass_of(self, [every[positions]])[0]
+            rows = list(every[positions]) if isinstance(positions, slice) else [every[p] for p in positions]
+            return self._model.logits_in_pass_of(self, rows)
         if self.result.logits is not None or self.result.final_hidden is None:
             return None if self.logits is None else self.logits[positions]
         return self._model.unembed(self.result.final_hidden[positions])

@@ -54,6 +54,11 @@ def function_vector(
     _check_prompts(prompts)
     if isinstance(position, bool) or not isinstance(position, int):
         raise ValueError(f"position must be a token position (an int), got {position!r:.20}")
+    if getattr(model, "weightless", False):
+        raise ValueError(
+            "function_vector reads the attention output projections' weights, which are on NDIF only for this "
+            "model; load the weights (remote=False), or steer with rw.steering.contrastive (activations only)"
+        )
     arch = model.arch
     blocks = model.hf.get_submodule(arch.blocks)
     vector = torch.zeros(model.d_model, dtype=torch.float64)

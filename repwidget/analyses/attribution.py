@@ -159,6 +159,11 @@ def direct_logit_attribution(
         raise ValueError("this model has no unembedding: there is no logit to attribute")
     if not arch.additive:
         raise ValueError("this model's blocks normalise the residual stream (post-norm): it is not a sum of components")
+    if getattr(model, "weightless", False):
+        raise ValueError(
+            "direct logit attribution reads the final norm's and the unembedding's weights, which are on NDIF only "
+            "for this model; load the weights (remote=False)"
+        )
     n = len(run.token_ids)
     position = position % n if -n <= position < n else _raise_position(position, n)
     target, foil = _token(model, target), None if foil is None else _token(model, foil)

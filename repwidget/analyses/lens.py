@@ -32,7 +32,8 @@ def logit_lens(run: Run, positions: range | None = None, k: int = 1) -> Lens:
     if positions.step != 1 or not (0 <= positions.start <= positions.stop <= n):
         raise ValueError(f"positions must be a contiguous range inside 0..{n}, got {positions}")
     captured = all(f"blocks.{layer}.hook_resid_post" in run for layer in range(run.model.n_layers))
-    if not captured and run.model.lens_in_pass:  # read where the model runs, only the top tokens brought back
+    weightless = getattr(run.model, "weightless", False)  # no local weights: never read here
+    if (not captured or weightless) and run.model.lens_in_pass:  # read where the model runs, the top tokens back
         ids, probs = run.model.lens_in_pass_of(run, positions, k)
         return Lens(ids.cpu(), probs.cpu(), positions)
     ids, probs = [], []

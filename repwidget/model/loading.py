@@ -43,7 +43,10 @@ def load(
 
     ``backend="nnsight"`` runs every pass as an nnsight trace of the same model (``pip install nnsight``);
     with ``remote=True`` the traces go to NDIF (nnsight's API key and host configuration), only what
-    repwidget asks for coming back.
+    repwidget asks for coming back. A hub id or directory with ``remote=True`` loads **no weights**: the
+    module tree is built from the config on the ``meta`` device (so does ``rw.load(nnsight.TransformersModel(
+    "org/name"), backend="nnsight", remote=True)``), the architecture is read on a tiny twin, and logits and
+    predictions are computed in the passes, on NDIF.
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(map(repr, BACKENDS))}, got {backend!r:.40}")
@@ -57,6 +60,12 @@ def load(
         model_or_path_or_name = Path(model_or_path_or_name).expanduser() / gguf_file
         if not model_or_path_or_name.is_file():
             raise ModelLoadError(f"no such GGUF file: {str(model_or_path_or_name)!r}")
+    if remote and _is_nnsight_model(model_or_path_or_name):
+        return _remote_model(model_or_path_or_name, tokenizer)
+    if remote and isinstance(model_or_path_or_name, (str, os.PathLike)) and gguf_file is None:
+        if device is not None:
+            raise ValueError("device= places local weights; a remote model has none (NDIF places its own)")
+        return _remote_model(_meta_model(str(model_or_path_or_name), tokenizer, dtype), tokenizer)
     if isinstance(model_or_path_or_name, nn.Module):
         hf = model_or_path_or_name
     elif isinstance(model_or_path_or_name, (str, os.PathLike)):
@@ -99,43 +108,87 @@ def _check_device(device: str | torch.device | None) -> torch.device | None:
 
 
 def _from_pretrained(name: str, dtype: torch.dtype | None) -> tuple[nn.Module, Any]:
-    from transformers import AutoConfig
-
     local = Path(name).expanduser()
     if local.is_file() or name.lower().endswith(".gguf"):
         return _from_gguf(local, dtype)
+    if local.exists() and not (local / "config.json").is_file():
+        ggufs = sorted(local.glob("*.gguf"))
+        if len(ggufs) == 1:
+            return _from_gguf(ggufs[0], dtype)
+        if ggufs:
+            names = ", ".join(p.name for p in ggufs)
+            raise ModelLoadError(
+                f"{str(local)!r} holds {len(ggufs)} GGUF files ({names}); name one: "
+                f"rw.load({str(local)!r}, gguf_file={ggufs[0].name!r})"
+            )
+    source, local_only = _resolve(name)
+    config = _config(name, source, local_only)
+    model = _auto_model(source, config, dtype, local_only)
+    return model.eval(), _tokenizer(source)
+
+
+def _resolve(name: str) -> tuple[str, bool]:
+    """Where a directory or hub id's files are read from, and whether only locally (fails fast offline)."""
+    local = Path(name).expanduser()
     if local.exists():
         if not (local / "config.json").is_file():
-            ggufs = sorted(local.glob("*.gguf"))
-            if len(ggufs) == 1:
-                return _from_gguf(ggufs[0], dtype)
-            if ggufs:
-                names = ", ".join(p.name for p in ggufs)
-                raise ModelLoadError(
-                    f"{str(local)!r} holds {len(ggufs)} GGUF files ({names}); name one: "
-                    f"rw.load({str(local)!r}, gguf_file={ggufs[0].name!r})"
-                )
             raise ModelLoadError(
                 f"{str(local)!r} has no config.json, so it is not a saved Hugging Face model. " + _WHAT_INSTEAD
             )
-        source, local_only = str(local), True
-    elif name.startswith((".", "/", "~")) or name.count("/") > 1:
+        return str(local), True
+    if name.startswith((".", "/", "~")) or name.count("/") > 1:
         raise ModelLoadError(f"no such directory: {name!r}. " + _WHAT_INSTEAD)
-    else:
-        source, local_only = name, _in_cache(name)
-        if not local_only:
-            if _hub_offline():
-                raise ModelLoadError(
-                    f"{name!r} is not in the local Hugging Face cache and the hub is off (HF_HUB_OFFLINE). "
-                    + _WHAT_INSTEAD
-                )
-            _check_hub(name)
+    local_only = _in_cache(name)
+    if not local_only:
+        if _hub_offline():
+            raise ModelLoadError(
+                f"{name!r} is not in the local Hugging Face cache and the hub is off (HF_HUB_OFFLINE). " + _WHAT_INSTEAD
+            )
+        _check_hub(name)
+    return name, local_only
+
+
+def _config(name: str, source: str, local_only: bool) -> Any:
+    from transformers import AutoConfig
+
     try:
-        config = AutoConfig.from_pretrained(source, local_files_only=local_only)
+        return AutoConfig.from_pretrained(source, local_files_only=local_only)
     except Exception as e:
         raise ModelLoadError(f"could not load the config of {name!r}: {_one_line(e)}. " + _WHAT_INSTEAD) from None
-    model = _auto_model(source, config, dtype, local_only)
-    return model.eval(), _tokenizer(source)
+
+
+def _is_nnsight_model(obj: object) -> bool:
+    """Whether ``obj`` is nnsight's model of a Hugging Face model (an envoy over its module tree)."""
+    return isinstance(getattr(obj, "_module", None), nn.Module) and hasattr(obj, "trace") and hasattr(obj, "repo_id")
+
+
+def _meta_model(name: str, tokenizer: Any, dtype: torch.dtype | None) -> Any:
+    """nnsight's model of a directory or hub id built from its config on the ``meta`` device: no weights read."""
+    import nnsight
+
+    source, local_only = _resolve(name)
+    config = _config(name, source, local_only)
+    if dtype is not None:
+        config.dtype = dtype
+    tokenizer = tokenizer if tokenizer is not None else _tokenizer(source)
+    if tokenizer is None and local_only:
+        raise ModelLoadError(
+            f"remote=True needs the model's tokenizer and {name!r} has none here: pass it, rw.load(name, tokenizer, "
+            "backend='nnsight', remote=True)"
+        )
+    try:
+        return nnsight.TransformersModel(source, task="text-generation", config=config, tokenizer=tokenizer)
+    except Exception as e:
+        raise ModelLoadError(
+            f"nnsight could not build {name!r} without weights: {_one_line(e)[:200]}. NDIF serves causal language "
+            "models by hub id"
+        ) from None
+
+
+def _remote_model(lm: Any, tokenizer: Any) -> Model:
+    """A :class:`Model` over nnsight's model ``lm``, its passes on NDIF (its weights, if not here, stay there)."""
+    tokenizer = tokenizer if tokenizer is not None else getattr(lm, "tokenizer", None)
+    return Model(lm._module, tokenizer, backend="nnsight", remote=True, nnsight_model=lm)
 
 
 def _from_gguf(path: Path, dtype: torch.dtype | None) -> tuple[nn.Module, Any]:

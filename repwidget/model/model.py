@@ -34,6 +34,7 @@ from .plan import (
 )  # fmt: skip
 from .reference import Reference
 from .tokens import TokensLike
+from .twin import discover_weightless, is_weightless
 
 Messages = Sequence[Mapping[str, Any]]
 
@@ -56,16 +57,21 @@ class Model:
         executor: Executor | None = None,
         backend: str = "local",
         remote: bool = False,
+        nnsight_model: Any = None,
     ) -> None:
         if not isinstance(hf_model, nn.Module) or not hasattr(hf_model, "config"):
             raise TypeError(f"expected a Hugging Face PreTrainedModel, got {type(hf_model).__name__}")
 
-        check_materialised(hf_model)
+        #: the weights are not here (the module tree is on ``meta``): passes run on NDIF, logits are read in them
+        self.weightless = remote and backend == "nnsight" and is_weightless(hf_model)
+        if not self.weightless:
+            check_materialised(hf_model)
         self.hf = hf_model
         self.tokenizer = tokenizer
         embeddings = hf_model.get_input_embeddings()
         self.vocab_size: int = int(embeddings.num_embeddings)
-        self.arch: Architecture = discover(hf_model, self.vocab_size)
+        weightless = self.weightless
+        self.arch: Architecture = discover_weightless(hf_model) if weightless else discover(hf_model, self.vocab_size)
         self.reference: Reference | None = None
         self._sources: OrderedDict[tuple, torch.Tensor] = OrderedDict()
         params = inspect.signature(hf_model.forward).parameters
@@ -73,7 +79,7 @@ class Model:
         #: the forward's name for its KV cache (``cache`` in transformers 5.2x, ``past_key_values`` before)
         self.cache_kwarg = "cache" if "cache" in params else "past_key_values"
         self.executor: Executor = executor or make_executor(
-            backend, hf_model, self.arch, forward_kwargs, remote, tokenizer
+            backend, hf_model, self.arch, forward_kwargs, remote, tokenizer, nnsight_model
         )
 
     # -- shape ---------------------------------------------------------------------------
@@ -445,6 +451,11 @@ class Model:
     ):
         """Continue ``text_or_ids`` with ``interventions`` applied at every step (the KV cache reused): a
         :class:`repwidget.Generation`. See :func:`repwidget.generation.generate`."""
+        if self.weightless:
+            raise ValueError(
+                "generation is not supported for a model whose weights are on NDIF only (each step would be a "
+                "round trip); run the prompt (model.run) and read its predictions, or load the weights"
+            )
         from ..generation import generate
 
         return generate(self, text_or_ids, interventions, max_new_tokens, temperature, top_p, seed, stop, **kwargs)
@@ -475,6 +486,32 @@ class Model:
         plan.record = False
         return self.executor.lens(plan, positions, k)
 
+    def logits_in_pass_of(self, run: Run, positions: Sequence[int]) -> torch.Tensor:
+        """``[len(positions), vocab]``: ``run``'s logits at ``positions``, computed in a pass of its input and
+        interventions where the model runs (a model without local weights: no local unembedding)."""
+        plan = plan_pass(self, run.token_ids, run.interventions, [], None)
+        plan.record = False
+        return self.executor.logits_rows(plan, list(positions))
+
+    def compare_in_pass(self, clean: Run, run: Run, positions: Sequence[int], k: int) -> dict[str, torch.Tensor]:
+        """Top-``k`` predictions of ``clean`` and ``run`` (the same input) at ``positions``, what changed between
+        them and the loss of each next token, reduced in one pass of both where the model runs (see
+        ``NNsightExecutor.compare``); only those small tensors come back."""
+        ids = run.token_ids
+        positions = [range(len(ids))[p] for p in positions]  # negative ones counted from the end
+        following = torch.tensor([ids[p + 1] if p + 1 < len(ids) else 0 for p in positions])
+        sets = [as_tuple(clean.interventions)]
+        current = as_tuple(run.interventions)
+        if len(current) != len(sets[0]) or any(a is not b for a, b in zip(current, sets[0], strict=True)):
+            sets.append(current)  # else one sequence is both
+        plan = plan_batch(self, [ids] * len(sets), sets, [])
+        plan.lengths, plan.record = None, False
+        out = self.executor.compare(plan, list(positions), min(k, self.vocab_size), following)
+        last = torch.tensor([p + 1 >= len(ids) for p in positions])
+        for name in ("clean_loss", "loss"):
+            out[name] = out[name].masked_fill(last, float("nan"))
+        return out
+
     def hook_width(self, name: str, n_tokens: int = 1) -> int:
         """Values per token at hook ``name`` (``attn.hook_z`` flattened over heads; patterns ``heads * n_tokens``)."""
         template = hook_names.parse(name, self.n_layers)[1]
@@ -495,6 +532,11 @@ class Model:
         """``[vocab, d_model]``: the unembedding's weight (what a direction in the last hidden state does to logits)."""
         if self.arch.unembed is None:
             raise ValueError("this model has no unembedding")
+        if self.weightless:
+            raise ValueError(
+                "this model's weights are on NDIF only, so its unembedding cannot be read here (direct logit "
+                "attribution and directions need it); load the weights to use them (remote=False)"
+            )
         return self.hf.get_submodule(self.arch.unembed).weight.detach()
 
     def logits_from_resid(self, resid: torch.Tensor) -> torch.Tensor:

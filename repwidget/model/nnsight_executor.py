@@ -23,6 +23,7 @@ from .execute import NonFiniteError, forward_inputs
 from .executor import guarded, weights_version, without_grad
 from .modes import eval_mode
 from .plan import Plan, Result
+from .twin import is_weightless
 
 #: where each hook is read, in the order a block computes them: (part of the block, "pre"/"post", rank)
 SITES: dict[str, tuple[str, str, int]] = {
@@ -106,7 +107,11 @@ def _fill(sink: attention.Sink, reduced: list, n: int) -> None:
 
 class NNsightExecutor:
     """Passes as nnsight traces of the wrapped model. Reruns are full passes (block outputs stay where the model
-    runs), captures come back per hook, logits are computed when read from the final hidden state."""
+    runs), captures come back per hook, logits are computed when read from the final hidden state.
+
+    A model without local weights (``weightless``: every parameter on ``meta``, NDIF holds the weights) brings no
+    final hidden state back: the logits rows a caller reads (:meth:`logits_rows`) and the predictions the views show
+    (:meth:`compare`) are computed in a pass, reduced where the model runs."""
 
     reuses_blocks = False
     interface = False  # patterns come from eager attention, a whole layer at a time
@@ -119,6 +124,7 @@ class NNsightExecutor:
         remote: bool = False,
         tokenizer: Any = None,
         timeout: float = 120.0,
+        lm: Any = None,
     ) -> None:
         import nnsight
 
@@ -127,7 +133,18 @@ class NNsightExecutor:
         self.timeout = timeout
         #: an nnsight backend to run traces on instead (e.g. nnsight's LocalSimulationBackend); None: the default
         self.backend: Any = None
-        if remote:  # NDIF names a model by its hub id: nnsight's TransformersModel carries it (and the tokenizer)
+        #: the weights are on NDIF only (the module tree here is on ``meta``)
+        self.weightless = is_weightless(hf)
+        if self.weightless and not remote:
+            raise ValueError("a model without local weights (on the meta device) runs only remotely: remote=True")
+        if lm is not None:  # an nnsight model already built (its meta module tree is ``hf``)
+            self.lm = lm
+        elif self.weightless:
+            raise ValueError(
+                "a model without local weights needs nnsight's model of it: rw.load('org/name', backend='nnsight', "
+                "remote=True) or rw.load(nnsight.TransformersModel('org/name'), backend='nnsight', remote=True)"
+            )
+        elif remote:  # NDIF names a model by its hub id: nnsight's TransformersModel carries it (and the tokenizer)
             if tokenizer is None:
                 raise ValueError("remote=True needs the model's tokenizer: rw.load(model, tokenizer, ...)")
             self.lm = nnsight.TransformersModel(hf, tokenizer=tokenizer)
@@ -182,7 +199,7 @@ class NNsightExecutor:
     def _modes(self, plan: Plan) -> Iterator[None]:
         config = self.hf.config
         before = getattr(config, "_attn_implementation", None)
-        patterns = bool(plan.sinks) or any(h.endswith("attn.hook_pattern") for h in plan.capture)
+        patterns = _patterns(plan)
         with eval_mode(self.hf), torch.set_grad_enabled(plan.grad):
             if patterns:
                 config._attn_implementation = "eager"
@@ -192,8 +209,11 @@ class NNsightExecutor:
                 if patterns:
                     config._attn_implementation = before
 
-    def _program(self, plan: Plan, lens: tuple[int, int, int] | None = None) -> dict:
-        """The plan as plain data: per layer, the sites to visit in execution order, and the ops of each hook."""
+    def _program(self, plan: Plan, lens: tuple[int, int, int] | None = None, rows: tuple | None = None) -> dict:
+        """The plan as plain data: per layer, the sites to visit in execution order, and the ops of each hook.
+
+        ``rows``: what the pass reduces from the model's logits, ``("logits", positions)`` (those rows of the first
+        sequence) or ``("compare", positions, k, following)`` (see :meth:`compare`)."""
         arch = self.arch
         sites: dict[tuple[int, str, str], dict] = {}
         names = {*plan.capture, *plan.edits}
@@ -237,6 +257,7 @@ class NNsightExecutor:
             "pattern_at": pattern_at, "lazy": lazy, "vocab": self.hf.config.vocab_size,
             "heads": (arch.n_heads, arch.d_head), "stop_early": plan.stop_early,
             "grad": plan.grad, "embed": self.envoy(_embedding_path(self.hf)), "lens": lens,
+            "rows": rows, "weightless": self.weightless, "eager": _patterns(plan),
             "reduce": {layer: compile_sink(sink) for layer, sink in plan.sinks.items()},
             "norm": self.envoy(arch.final_norm) if arch.final_norm is not None else None,
             "unembed": self.envoy(arch.unembed) if arch.unembed is not None else None,
@@ -273,7 +294,8 @@ class NNsightExecutor:
             try:
                 return run_trace(self.lm, inputs, program, sinks, feed, {"backend": remote})
             except Exception as error:
-                raise RemoteExecutionError(_remote_failure(error, host, self.timeout)) from None
+                failure = _remote_failure(error, host, self.timeout, str(self.lm.repo_id))
+                raise RemoteExecutionError(failure) from None
 
     @property
     def reduces_lens(self) -> bool:
@@ -288,11 +310,11 @@ class NNsightExecutor:
             raise UnsupportedOnBackendError("the lens is reduced in the pass only for one sequence of a model whose "
                                             "logits are its unembedding of its final norm")  # fmt: skip
         program = self._program(plan, (positions.start, positions.stop, k))
-        saved = guarded(self.hf, self._lens, plan, program)
+        saved = guarded(self.hf, self._checked_trace, plan, program)
         ids = torch.stack([i for i, _ in saved["lens"]])
         return ids, torch.stack([p for _, p in saved["lens"]])
 
-    def _lens(self, plan: Plan, program: dict) -> dict:
+    def _checked_trace(self, plan: Plan, program: dict) -> dict:
         with self._modes(plan):
             saved = self._trace(plan, program)
         self._results(plan, program, saved)  # the same checks (non-finite edits) as any pass
@@ -304,6 +326,28 @@ class NNsightExecutor:
         capture = _RequestOnly()
         self._trace(plan, self._program(plan, lens), backend=capture)
         return capture.payload
+
+    def logits_rows(self, plan: Plan, positions: list[int]) -> torch.Tensor:
+        """``[len(positions), vocab]``: the model's logits at ``positions`` of ``plan``'s one sequence, computed in
+        the pass where the model runs (no local unembedding); only those rows travel back."""
+        saved = self._reduced(plan, ("logits", list(positions)))
+        return saved["rows"].float()
+
+    def compare(self, plan: Plan, positions: list[int], k: int, following: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Predictions of a clean and an intervened sequence (``plan``'s batch of two, or one when they are the
+        same) at ``positions``, reduced where the model runs; only these come back, never a logits row:
+
+        ``ids``/``probs`` ``[2, P, k]`` (top-``k`` of each), ``delta_prob``/``delta_logit`` ``[2, P, k]``
+        (intervened minus clean at those tokens), ``top`` ``[P]`` (the clean top token), ``clean_p``/``p`` ``[P]``
+        (its probability in each), ``clean_loss``/``loss`` ``[P]`` (minus the log-probability of ``following``)."""
+        saved = self._reduced(plan, ("compare", list(positions), k, following))
+        return {name: value.cpu() for name, value in saved["compare"].items()}
+
+    def _reduced(self, plan: Plan, rows: tuple) -> dict:
+        if plan.knockouts or getattr(plan, "skips", None):
+            raise UnsupportedOnBackendError("knockouts and skipped blocks are not supported on the nnsight backend")
+        program = self._program(plan, rows=rows)
+        return guarded(self.hf, self._checked_trace, plan, program)
 
     def _results(self, plan: Plan, program: dict, saved: dict) -> list[Result]:
         for label, name, dtype in saved["bad"]:
@@ -318,7 +362,9 @@ class NNsightExecutor:
             logits = saved["logits"][i, s0:s1] if saved.get("logits") is not None else None
             if plan.edits:
                 check = logits if logits is not None else final
-                if check is not None and not bool(torch.isfinite(check).all()):
+                finite = saved.get("finite")
+                bad = check is not None and not bool(torch.isfinite(check).all())
+                if bad or (finite is not None and not bool(finite)):
                     labels = sorted({s.label for steps in plan.edits.values() for s in steps})
                     raise NonFiniteError(
                         f"the interventions ({', '.join(labels)[:200]}) made the model's output NaN or infinite"
@@ -332,9 +378,18 @@ class NNsightExecutor:
         return guarded(self.hf, without_grad, self._unembed, hidden)
 
     def _unembed(self, hidden: torch.Tensor) -> torch.Tensor:
+        self._need_weights("unembedding a hidden state here")
         return self.hf.get_submodule(self.arch.unembed)(hidden)
 
+    def _need_weights(self, what: str) -> None:
+        if self.weightless:
+            raise UnsupportedOnBackendError(
+                f"{what} needs the model's weights, which are on NDIF only: read logits from a run (run.logits_at, "
+                "analyses.logit_lens, the explorer), which computes them in a pass, or load the weights (remote=False)"
+            )
+
     def readout(self, resid: torch.Tensor) -> torch.Tensor:
+        self._need_weights("reading a residual stream through the final norm and unembedding here")
         if not self.arch.plain_readout:
             raise UnsupportedOnBackendError(
                 "this model changes its logits after the unembedding (soft-capping, scales); its logit lens needs "
@@ -381,7 +436,7 @@ def _one_line(error: BaseException) -> str:
     return (text[0] if text else type(error).__name__)[:300]
 
 
-def _remote_failure(error: BaseException, host: str, timeout: float) -> str:
+def _remote_failure(error: BaseException, host: str, timeout: float, model: str) -> str:
     """One line saying why a remote pass failed."""
     import socket
 
@@ -395,9 +450,15 @@ def _remote_failure(error: BaseException, host: str, timeout: float) -> str:
         return f"NDIF at {host} did not answer within {timeout:g} s; try again later (or raise executor.timeout)"
     if any(isinstance(e, ConnectionError) or "connection refused" in str(e).lower() for e in chain):
         return f"NDIF at {host} is unreachable (connection refused); check the network and nnsight.CONFIG.API.HOST"
-    if isinstance(error, RemoteError):
-        return f"NDIF could not run the pass: {_one_line(error)}"
+    if isinstance(error, RemoteError):  # NDIF answered: a model it does not serve, a job it refused or that failed
+        detail = _one_line(error).removeprefix("Failed to send request: ")
+        return f"NDIF could not run the pass on {model!r}: {detail}"
     return f"the remote pass failed: {type(error).__name__}: {_one_line(error)}"
+
+
+def _patterns(plan: Plan) -> bool:
+    """Whether ``plan``'s pass reads attention probabilities (sinks, captured patterns): eager attention."""
+    return bool(plan.sinks) or any(h.endswith("attn.hook_pattern") for h in plan.capture)
 
 
 def _embedding_path(hf: nn.Module) -> str:
@@ -413,8 +474,12 @@ def run_trace(lm, inputs: dict, program: dict, sinks: dict, feed, kwargs: dict) 
     out = None  # what the body fills (stays None when a backend only serialises the trace)
     with lm.trace(**inputs, **kwargs) as tracer:
         out = {"caches": [{} for _ in program["spans"]], "bad": [], "final": None, "logits": None}
-        out = nnsight.save({**out, "lens": [], "sinks": {}})
+        out = nnsight.save({**out, "lens": [], "sinks": {}, "finite": None})
         spans, whole = program["spans"], program["whole"]
+        if program["eager"]:  # the attention returns probabilities for this pass, on whichever machine runs it
+            config = lm._module.config
+            attention_before = config._attn_implementation
+            config._attn_implementation = "eager"
         if program["grad"]:
             embed = program["embed"]
             e = embed.output
@@ -424,6 +489,9 @@ def run_trace(lm, inputs: dict, program: dict, sinks: dict, feed, kwargs: dict) 
         for layer, envoy, when, is_block, scale, hooks in program["steps"]:
             if when == "pattern":
                 probs = envoy.output[program["pattern_at"]]
+                if probs is None:
+                    raise ValueError("the attention returned no probabilities (not eager attention), so thumbnails, "
+                                     "head scores and patterns cannot be read from it")  # fmt: skip
                 if layer in sinks:
                     feed(sinks[layer], probs[:1])
                 reductions = program["reduce"].get(layer)
@@ -527,12 +595,43 @@ def run_trace(lm, inputs: dict, program: dict, sinks: dict, feed, kwargs: dict) 
                     envoy.input = y
                 else:
                     envoy.output = new
+        if program["eager"]:  # every pattern is read (here the executor also restores it, in finally)
+            config._attn_implementation = attention_before
         if program["stop_early"]:  # everything asked for is read: the rest of the pass is not needed
             tracer.stop()
-        if program["lazy"]:
+        if program["rows"] is not None:  # predictions reduced here: only what the views show comes back
+            spec = program["rows"]
+            logits = lm.output["logits"]
+            out["finite"] = torch.isfinite(logits).all()
+            if spec[0] == "logits":
+                out["rows"] = logits[0, spec[1]].detach()
+            else:
+                positions, k, following = spec[1], spec[2], spec[3]
+                both = logits[:, positions].detach().float()
+                if both.shape[0] == 1:  # the clean sequence is the intervened one
+                    both = torch.cat([both, both])
+                logp = both.log_softmax(-1)
+                probs = logp.exp()
+                top = probs.topk(k, dim=-1)
+                d_prob, d_logit = probs[1] - probs[0], both[1] - both[0]
+                first = logp[0].argmax(-1)
+                nxt = following.to(logp.device)[:, None]
+                out["compare"] = {
+                    "ids": top.indices.int(), "probs": top.values,
+                    "delta_prob": torch.stack([d_prob.gather(-1, top.indices[0]), d_prob.gather(-1, top.indices[1])]),
+                    "delta_logit": torch.stack([d_logit.gather(-1, top.indices[0]),
+                                                d_logit.gather(-1, top.indices[1])]),
+                    "top": first.int(), "clean_p": logp[0].gather(-1, first[:, None])[:, 0].exp(),
+                    "p": logp[1].gather(-1, first[:, None])[:, 0].exp(),
+                    "clean_loss": -logp[0].gather(-1, nxt)[:, 0], "loss": -logp[1].gather(-1, nxt)[:, 0],
+                }  # fmt: skip
+        elif program["lazy"]:
             head = program["unembed"]
             hidden = head.input
-            out["final"] = hidden.detach()
+            if program["weightless"]:  # no final hidden state back: logits are read in a pass (logits_rows)
+                out["finite"] = torch.isfinite(hidden).all()
+            else:
+                out["final"] = hidden.detach()
             head.skip(hidden.new_zeros((hidden.shape[0], 0, program["vocab"])))
         else:
             out["logits"] = lm.output["logits"] if program["unembed"] else None

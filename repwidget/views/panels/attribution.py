@@ -97,6 +97,9 @@ PANEL = Panel(
         Request("attribution_neurons", (*_TARGET, ("layer", panel.layers)), neurons, extra=_foil),
         Request("attribution_features", (*_TARGET, ("sae", panel.saes)), features, extra=_foil),
     ),
-    shown=lambda session: session.model.has_unembed and session.model.arch.additive,
+    # direct logit attribution reads the unembedding's weights: not for a model whose weights are on NDIF only
+    shown=lambda session: (
+        session.model.has_unembed and session.model.arch.additive and not getattr(session.model, "weightless", False)
+    ),
     selected=_selected,
 )

@@ -90,6 +90,11 @@ PANEL = Panel(
     name="continuation",
     requests=(Request("continuation", (("which", _which), ("stop", _flag)), answer),),
     commands={"show_continuation": show},
-    shown=lambda session: session.continuation and session.model.has_unembed and session.model.arch.causal,
+    shown=lambda session: (
+        session.continuation
+        and session.model.has_unembed
+        and session.model.arch.causal
+        and not getattr(session.model, "weightless", False)
+    ),  # generation is local (see Model.generate)
     shape=lambda session: {"continuation_tokens": MAX_NEW},
 )

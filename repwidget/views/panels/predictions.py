@@ -35,6 +35,11 @@ def compare(model, clean_logits: torch.Tensor, logits: torch.Tensor, position: i
 
 def answer(session, args: dict[str, Any]) -> dict[str, Any]:
     position = args["position"]
+    if getattr(session.model, "weightless", False):  # computed where the model runs: only the top tokens come back
+        got = session.model.compare_in_pass(session.clean_run, session.run, [position], TOP)
+        out = {name: got[name][:, 0] for name in ("ids", "probs", "delta_prob", "delta_logit")}
+        tokens = [session.model.to_str_tokens(row) for row in out["ids"].tolist()]
+        return {**out, "tokens": tokens, "position": position}
     clean = session.logits(session.clean_run, position)
     return compare(session.model, clean, session.logits(session.run, position), position)
 
