@@ -398,11 +398,12 @@ def test_pick_a_target_see_heads_ranked_then_patch_a_cell_from_the_corrupted_pro
     assert not kernel.run("print(cx.interventions)").strip().strip("[]"), "alt+click applies nothing"
     screenshot(root.locator(".rw-attribution-view"), "explorer-attribution")
     # a head in the attribution grid: a click shows its pattern (head_layer, as the head grid does), no ablation
-    root.locator('.rw-attribution-view .rw-dla-cell[data-rw-head="2.3"]').click()
+    cell = root.locator('.rw-attribution-view .rw-dla-cell[data-rw-head="2.3"]')
+    cell.click()
     state = kernel.wait_for("print(cx.selection['head_layer'], cx.selection['head'])", "2 3")
     assert state.strip() == "2 3" and kernel.run("print(cx.interventions)").strip() == "[]", state
     expect(root.locator("canvas[data-rw-pattern='2.3']")).to_have_count(1, timeout=30_000)
-    expect(root.locator('.rw-attribution-view .rw-dla-cell[data-rw-head="2.3"]')).to_have_class(re.compile("rw-selected"))
+    expect(cell).to_have_class(re.compile("rw-selected"))
     patching = root.locator(".rw-patching-view")
     expect(patching.locator("[data-rw-cell]")).to_have_count(16, timeout=120_000)  # heads: 4 layers x 4 heads
     expect(patching.locator(".rw-caption")).to_contain_text('logit("mary")')
