@@ -17,6 +17,7 @@ def demo():
 
 
 def _get(session, **args):
+    args.setdefault("feature", 0)
     (reply, _), *_ = session.handle({"type": "get", "id": 1, "what": "projector", **args})
     assert reply["type"] == "reply", reply
     return session.answer("projector", args)
@@ -91,3 +92,70 @@ def test_probe_colouring_and_the_point_limit(demo, monkeypatch):
     assert _get(session, layer=0, colour=2)["values"].tolist() == [-1.0] * (n + 50)  # layer 0 was not probed
     with pytest.raises(TypeError, match="not one text"):
         Session.of(demo, "a", points="one text")
+
+
+def test_the_lasso_selection_is_checked_positions_and_text_points(demo, monkeypatch):
+    texts = ["the film was bad .", "a fine day ."]
+    first = len(demo.to_ids(texts[0])) - 1
+    monkeypatch.setattr(projector, "MAX_POINTS", first + 1)  # every token of the first text, one of the second
+    session = Session.of(demo, "review : the film was superb .", points=texts)
+    n = session.n_tokens
+    assert session.default_selection()["tokens"] == [] and session.default_selection()["points"] == []
+    shown = _get(session, layer=0, colour=0)
+    pairs = list(zip(shown["text"].tolist(), shown["pos"].tolist(), strict=True))
+    assert pairs == [(0, p) for p in range(1, first + 1)] + [(1, 1)]
+    # kept sorted and without repeats; every pair is one the projector shows
+    out = session.check_selection({"tokens": [3, 1, 3], "points": [[1, 1], [0, 2], (0, 2)]})
+    assert out["tokens"] == [1, 3] and out["points"] == [[0, 2], [1, 1]]
+    assert session.check_selection({"tokens": [], "points": []})["points"] == []
+    for bad, message in [
+        ({"tokens": [n]}, f"tokens {n} is out of range"),
+        ({"tokens": 2}, "tokens must be a list"),
+        ({"tokens": [True]}, "tokens must be an int"),
+        ({"points": [[1, 2]]}, "no point at text 1, position 2"),  # beyond MAX_POINTS
+        ({"points": [[0, 0]]}, "no point at text 0, position 0"),  # <bos> is not shown
+        ({"points": [[2, 1]]}, "no point at text 2"),
+        ({"points": [[0, 1, 2]]}, "pairs of ints"),
+        ({"points": [["0", 1]]}, "pairs of ints"),
+        ({"points": {"0": 1}}, "must be a list"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            session.check_selection(bad)
+    with pytest.raises(ValueError, match="open the explorer with points="):
+        Session.of(demo, "the film").check_selection({"points": [[0, 1]]})
+    # the widget takes it from the browser and from Python (the kernel reads what the lasso chose)
+    jx = rw.explore(demo, "review : the film was superb .", points=texts)
+    jx.select(tokens=[2, 4], points=[[0, 3]])
+    assert jx.selection["tokens"] == [2, 4] and jx.selection["points"] == [[0, 3]]
+    jx.set_state({"selection": {**jx.selection, "points": [[5, 5]]}})  # refused: the kernel's value stays
+    assert jx.selection["points"] == [[0, 3]]
+
+
+def test_colouring_by_an_sae_feature_is_the_saes_own_encoding(demo):
+    sae = rw.demo.demo_sae()
+    texts = [e.text for e in rw.demo.dataset("sentiment", 20)]
+    prompt = "review : the film was superb ."
+    session = Session.of(demo, prompt, points=texts, saes=[sae])
+    colours = session.shape()["projector_colours"]
+    assert colours[-1] == "SAE 0 feature"
+    colour = len(colours) - 1
+    # the feature most active over the texts, so that the test sees real activations
+    acts = torch.cat([demo.run(t)[sae.hook][1:] for t in texts]).float()
+    feature = int(sae.encode(acts).sum(0).argmax())
+    out = _get(session, layer=1, colour=colour, feature=feature)
+    n = out["n_prompt"]
+    expected = torch.cat([sae.encode(demo.run(prompt)[sae.hook].float())[:, feature], sae.encode(acts)[:, feature]])
+    assert out["value_max"] == pytest.approx(float(expected[1:].max()), rel=1e-5) and out["value_max"] > 0
+    torch.testing.assert_close(out["values"], (expected / out["value_max"]).clamp(max=1.0), atol=1e-5, rtol=1e-4)
+    assert out["categories"] == [] and len(out["values"]) == n + len(acts)
+    # an ablation changes the prompt's activations, not the texts'
+    session.apply(rw.Ablate(layer=0, head=0))
+    after = _get(session, layer=1, colour=colour, feature=feature)
+    rerun = demo.run(prompt, interventions=[rw.Ablate(layer=0, head=0)])
+    prompt_acts = sae.encode(rerun[sae.hook].float())[:, feature]
+    torch.testing.assert_close(after["values"][:n] * after["value_max"], prompt_acts.clamp(max=after["value_max"]))
+    assert not torch.allclose(after["values"][:n], out["values"][:n])
+    torch.testing.assert_close(after["values"][n:] * after["value_max"], out["values"][n:] * out["value_max"])
+    with pytest.raises(ValueError, match="feature"):
+        session.get({"type": "get", "what": "projector", "layer": 0, "colour": colour, "feature": sae.d_sae})
+    assert session.get({"type": "get", "what": "projector", "layer": 0, "colour": 0, "feature": 0})[1]["feature"] == 0
