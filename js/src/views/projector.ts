@@ -3,8 +3,8 @@
 // or an SAE feature's activation (the feature chosen here is the explorer's). Clicking a prompt token's point selects
 // the token (every view follows); a dataset point says which text and position it is. Dragging draws a lasso: the
 // points in it become the selection's `tokens` (prompt positions) and `points` ([text, position] pairs); a click
-// away from every point clears it. The selected token's point is ringed, the lasso's are outlined. The layer is the
-// explorer's: moving the slider here moves every view.
+// away from every point clears it. The selected token's point is ringed; with a lasso, the texts' points outside it
+// are faded and the prompt's inside it ringed. The layer is the explorer's: moving the slider here moves every view.
 import type { Tensor } from "../codec";
 import { css, type RGB, sequential } from "../colour";
 import { h, labelled, panel, showToken, track } from "../dom";
@@ -210,31 +210,32 @@ export function mountProjector(el: HTMLElement, store: Store): void {
     const sel = store.selection;
     if (ctx) {
       ctx.clearRect(0, 0, WIDTH, HEIGHT);
-      const byColour = new Map<string, number[]>(); // one fillStyle per colour: 20,000 points in a few ms
-      for (let i = reply.n_prompt; i < n; i++) {
-        const c = css(colourOf(reply, i, hi));
-        const list = byColour.get(c) ?? [];
-        list.push(i);
-        byColour.set(c, list);
-      }
-      for (const [c, list] of byColour) {
-        ctx.fillStyle = c;
-        for (const i of list) {
-          const [x, y] = toPixel(frame, reply.xy.data[2 * i], reply.xy.data[2 * i + 1]);
-          ctx.fillRect(x - 1, y - 1, 2.5, 2.5);
-        }
-      }
-      if (sel.points?.length && reply.text && reply.pos) { // the texts' points in the lasso: outlined
+      // with a lasso, the texts' points outside it are faded and drawn first
+      const lassoing = Boolean(sel.tokens?.length || sel.points?.length);
+      const inside = new Uint8Array(n);
+      if (sel.points?.length && reply.text && reply.pos) {
         const chosen = new Set(sel.points.map(([t, p]) => `${t},${p}`));
-        ctx.strokeStyle = "#111";
-        ctx.lineWidth = 1;
-        for (let j = 0; j < n - reply.n_prompt; j++) {
-          if (!chosen.has(`${reply.text.data[j]},${reply.pos.data[j]}`)) continue;
-          const i = j + reply.n_prompt;
-          const [x, y] = toPixel(frame, reply.xy.data[2 * i], reply.xy.data[2 * i + 1]);
-          ctx.strokeRect(x - 2, y - 2, 4.5, 4.5);
+        for (let j = 0; j < n - reply.n_prompt; j++) inside[j + reply.n_prompt] = Number(chosen.has(`${reply.text.data[j]},${reply.pos.data[j]}`));
+      }
+      for (const layer of lassoing ? [0, 1] : [0]) {
+        ctx.globalAlpha = lassoing && !layer ? 0.15 : 1;
+        const byColour = new Map<string, number[]>(); // one fillStyle per colour: 20,000 points in a few ms
+        for (let i = reply.n_prompt; i < n; i++) {
+          if (lassoing && inside[i] !== layer) continue;
+          const c = css(colourOf(reply, i, hi));
+          const list = byColour.get(c) ?? [];
+          list.push(i);
+          byColour.set(c, list);
+        }
+        for (const [c, list] of byColour) {
+          ctx.fillStyle = c;
+          for (const i of list) {
+            const [x, y] = toPixel(frame, reply.xy.data[2 * i], reply.xy.data[2 * i + 1]);
+            ctx.fillRect(x - 1, y - 1, 2.5, 2.5);
+          }
         }
       }
+      ctx.globalAlpha = 1;
       for (let i = 0; i < reply.n_prompt; i++) {
         const [x, y] = toPixel(frame, reply.xy.data[2 * i], reply.xy.data[2 * i + 1]);
         ctx.beginPath();
