@@ -34,6 +34,7 @@ def test_points_are_the_pca_of_the_texts_tokens_and_the_prompt_goes_onto_the_sam
     prompt = "review : the film was superb ."
     session = Session.of(demo, prompt, points=examples)
     assert "projector" in session.views and session.shape()["projector_colours"] == ["source", "position", "label"]
+    assert session.shape()["projector_colour"] == 2  # labelled texts are coloured by their labels first
     assert "projector" not in Session.of(demo, prompt).views  # shown only with points=
     out = _get(session, layer=2, colour=0)
     # by hand: every token after <bos> of each text, one run each, PCA by numpy's SVD
@@ -54,8 +55,10 @@ def test_points_are_the_pca_of_the_texts_tokens_and_the_prompt_goes_onto_the_sam
     assert out["ids"][: len(first) - 1].tolist() == first[1:]
     assert out["vocab"][str(first[1])] == demo.to_str_tokens([first[1]])[0]
     labels = _get(session, layer=2, colour=2)
-    assert labels["categories"] == ["negative", "positive", "prompt"]
-    label_of = [["negative", "positive"].index(e.target) for e in examples]
+    # the labels in the order they first come (the months of a calendar stay in calendar order), then the prompt
+    first = examples[0].target
+    assert labels["categories"] == [first, {"negative": "positive", "positive": "negative"}[first], "prompt"]
+    label_of = [labels["categories"].index(e.target) for e in examples]
     assert labels["values"][n:].tolist() == [float(label_of[t]) for t in out["text"].tolist()]
 
 
@@ -84,6 +87,7 @@ def test_probe_colouring_and_the_point_limit(demo, monkeypatch):
     monkeypatch.setattr(projector, "MAX_POINTS", 50)
     session = Session.of(demo, "review : the film was superb .", points=[e.text for e in examples], probes=[probes])
     assert session.shape()["projector_colours"] == ["source", "position", "probe 0"]
+    assert session.shape()["projector_colour"] == 0
     out = _get(session, layer=2, colour=2)
     n = out["n_prompt"]
     assert len(out["xy"]) == n + 50  # at most MAX_POINTS tokens of the texts

@@ -1,7 +1,7 @@
 // @vitest-environment happy-dom
 import { describe, expect, it } from "vitest";
 import { mount } from "../src/widget";
-import { colourOf, frameOf, insidePolygon, lassoed, nearestPoint, saeOf, toPixel } from "../src/views/projector";
+import { categoryColour, colourOf, frameOf, insidePolygon, lassoed, nearestPoint, saeOf, toPixel } from "../src/views/projector";
 import { answer, FakeModel, float32, header, int32, settle, traits } from "./fake";
 
 function setup(colours = ["source", "position", "label"], extra: Record<string, unknown> = {}) {
@@ -86,6 +86,13 @@ describe("projector view", () => {
     const values = { dtype: "float32" as const, shape: [2], data: new Float32Array([1, -1]) };
     expect(colourOf({ values, categories: ["a", "b"] }, 0)).toEqual([242, 142, 43]);
     expect(colourOf({ values, categories: [] }, 1)).toEqual([150, 150, 150]);
+    // more than ten categories: hues evenly round the wheel, each its own, neighbours alike
+    const ring = Array.from({ length: 13 }, (_, i) => categoryColour(i, 13));
+    expect(new Set(ring.map(String)).size).toBe(13);
+    expect(ring[0]).toEqual([210, 40, 40]); // red first
+    const gap = (a: number[], b: number[]) => Math.hypot(...a.map((v, i) => v - b[i]));
+    expect(gap(ring[0], ring[1])).toBeLessThan(gap(ring[0], ring[6]));
+    expect(categoryColour(3, 10)).toEqual([118, 183, 178]); // up to ten: Tableau 10
   });
 
   it("hit-tests a lasso polygon by the even-odd rule, concave ones included", () => {
@@ -153,6 +160,16 @@ describe("projector view", () => {
     expect(store.selection.tokens).toEqual([]);
     expect(store.selection.points).toEqual([]);
     expect(el.querySelectorAll(".rw-token.rw-lassoed")).toHaveLength(0);
+  });
+
+  it("starts on the colouring the kernel names (the texts' labels when they have some)", () => {
+    const model = new FakeModel(
+      traits(3, { views: ["projector"], shape: { ...traits(3).shape, projector_colours: ["source", "position", "label"], projector_colour: 2 } }),
+    );
+    const el = document.createElement("div");
+    mount(model, el);
+    expect(model.sent.find((m) => m.what === "projector")).toMatchObject({ colour: 2 });
+    expect((el.querySelector("[data-rw-projector-colour]") as HTMLSelectElement).value).toBe("2");
   });
 
   it("colours by an SAE feature: the explorer's selected feature, chosen here for every view", async () => {

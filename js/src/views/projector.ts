@@ -120,16 +120,27 @@ export function saeOf(colouring: string | undefined): number | null {
   return m ? Number(m[1]) : null;
 }
 
+/** Category `i` of `k`: Tableau 10 for up to ten, else `k` hues evenly round the colour wheel (neighbouring
+ * categories get neighbouring hues: twelve months make a ring of colour). */
+export function categoryColour(i: number, k: number): RGB {
+  if (k <= CATEGORY.length) return CATEGORY[i % CATEGORY.length];
+  const hue = (6 * i) / k, x = 1 - Math.abs((hue % 2) - 1);
+  const [r, g, b] = [[1, x, 0], [x, 1, 0], [0, 1, x], [0, x, 1], [x, 0, 1], [1, 0, x]][Math.floor(hue) % 6];
+  return [r, g, b].map((c) => Math.round(40 + 170 * c)) as RGB; // saturation and lightness readable on any theme
+}
+
 /** A point's colour: a category's, or a value in 0..1 on the sequential scale (-1: none, grey). */
 export function colourOf(reply: Pick<ProjectorReply, "values" | "categories">, i: number, hi: RGB = [30, 85, 205]): RGB {
   const v = reply.values.data[i];
-  if (reply.categories.length) return CATEGORY[v % CATEGORY.length];
+  if (reply.categories.length) return categoryColour(v, reply.categories.length);
   if (v < 0) return NONE;
   return sequential(0.15 + 0.85 * v, { name: "light", lo: [235, 235, 235], hi, neg: hi });
 }
 
 export function mountProjector(el: HTMLElement, store: Store): void {
-  const { n_layers, projector_colours: colours = ["source"] } = store.shape as { n_layers: number; projector_colours?: string[] };
+  const { n_layers, projector_colours: colours = ["source"], projector_colour: first = 0 } = store.shape as {
+    n_layers: number; projector_colours?: string[]; projector_colour?: number;
+  };
   const parts = panel("Projector", "rw-projector-view", store);
   const { root, body } = parts;
   el.appendChild(root);
@@ -141,6 +152,7 @@ export function mountProjector(el: HTMLElement, store: Store): void {
   const layerLabel = h("span", { class: "rw-num" });
   const colourSelect = h("select", { data: { rwProjectorColour: "" } }, colours.map((c, i) => h("option", { text: c, attrs: { value: String(i) } })));
   // the feature an SAE colouring shows: the explorer's selected feature (choosing one here selects it everywhere)
+  colourSelect.value = String(first);
   const featureInput = h("input", { title: "SAE feature", data: { rwProjectorFeature: "" }, attrs: { "aria-label": "SAE feature" } });
   featureInput.type = "number";
   featureInput.min = "0";
@@ -281,7 +293,7 @@ export function mountProjector(el: HTMLElement, store: Store): void {
     const scale = which !== null && reply.value_max !== undefined ? ` ${feature()}: light 0 \u2192 dark ${reply.value_max.toPrecision(3)}` : ": light 0 \u2192 dark 1";
     legend.replaceChildren(
       ...(reply.categories.length
-        ? reply.categories.map((c, i) => legendItem(c, i))
+        ? reply.categories.map((c, i) => legendItem(c, i, reply.categories.length))
         : [h("span", { text: `${colours[Number(colourSelect.value)]}${scale}${reply.values.data.some((v) => v < 0) ? "; grey: not probed at this layer" : ""}` })]),
     );
     if (asked && reply.layer === store.selection.layer) {
@@ -290,9 +302,9 @@ export function mountProjector(el: HTMLElement, store: Store): void {
     }
   };
 
-  const legendItem = (name: string, i: number) => {
+  const legendItem = (name: string, i: number, k: number) => {
     const span = h("span", { class: "rw-legend-item", text: `\u25cf ${name}  ` });
-    span.style.color = css(CATEGORY[i % CATEGORY.length]);
+    span.style.color = css(categoryColour(i, k));
     return span;
   };
 

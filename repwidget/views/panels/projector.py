@@ -64,6 +64,12 @@ def colourings(session) -> list[str]:
     return out + [f"SAE {i} feature" for i in range(len(session.saes))]
 
 
+def default_colouring(session) -> int:
+    """The colouring shown first: the texts' labels when they have some, else where points come from."""
+    names = colourings(session)
+    return names.index("label") if "label" in names else 0
+
+
 def _sae_of(name: str) -> int | None:
     """The SAE a colouring reads (``"SAE 1 feature"``: 1), or None."""
     return int(name.split()[1]) if name.startswith("SAE ") else None
@@ -225,7 +231,7 @@ def answer(session, args: dict[str, Any]) -> dict[str, Any]:
         values = pos / max(1.0, float(pos.max()))
     elif name == "label":
         labels = session.points.labels
-        categories = [*sorted(set(labels)), "prompt"]
+        categories = [*dict.fromkeys(labels), "prompt"]  # in the order the labels first come
         of_text = torch.tensor([categories.index(label) for label in labels])
         values = torch.cat([torch.full((n,), len(categories) - 1), of_text[data["text"].long()]]).float()
     elif (which := _sae_of(name)) is not None:
@@ -287,7 +293,7 @@ def _feature_for(session, selection, colour: int) -> int:
 
 
 def _selected(session, selection) -> Iterator[dict[str, Any]]:
-    yield {"what": "projector", "layer": selection["layer"], "colour": 0, "feature": 0}
+    yield {"what": "projector", "layer": selection["layer"], "colour": default_colouring(session), "feature": 0}
 
 
 def _around(session, selection) -> Iterator[dict[str, Any]]:
@@ -305,7 +311,11 @@ PANEL = Panel(
         [f"blocks.{layer}.hook_resid_post" for layer in range(session.model.n_layers)]
         + [sae.hook for sae in session.saes]
     ),
-    shape=lambda session: {"projector_colours": colourings(session), "projector_max": MAX_POINTS},
+    shape=lambda session: {
+        "projector_colours": colourings(session),
+        "projector_colour": default_colouring(session),
+        "projector_max": MAX_POINTS,
+    },
     selected=_selected,
     around=_around,
 )
