@@ -163,3 +163,43 @@ def test_colouring_by_an_sae_feature_is_the_saes_own_encoding(demo):
     with pytest.raises(ValueError, match="feature"):
         session.get({"type": "get", "what": "projector", "layer": 0, "colour": colour, "feature": sae.d_sae})
     assert session.get({"type": "get", "what": "projector", "layer": 0, "colour": 0, "feature": 0})[1]["feature"] == 0
+
+
+def test_umap_is_umap_learns_own_fit_of_the_same_tokens(demo, monkeypatch):
+    umap = pytest.importorskip("umap", reason="umap-learn is not installed (pip install umap-learn)")
+    texts = [e.text for e in rw.demo.dataset("sentiment", 30)]
+    prompt = "review : the film was superb ."
+    session = Session.of(demo, prompt, points=texts, projection="umap")
+    assert session.shape()["projector_projection"] == "UMAP"
+    out = _get(session, layer=2, colour=0)
+    # the tokens it fitted are every token after <bos> of each text (one run each, by hand); UMAP's neighbour graph
+    # breaks ties between near-duplicate tokens by the last bits, so the fit by hand reads the projector's own copy
+    kept = projector.dataset(session)["acts"][2]
+    by_hand = np.concatenate([demo.run(t)["blocks.2.hook_resid_post"][1:].float().numpy() for t in texts])
+    np.testing.assert_allclose(kept.numpy(), by_hand, atol=1e-4, rtol=1e-4)
+    acts = kept.numpy()
+    reducer = umap.UMAP(n_components=2, random_state=projector.UMAP_SEED)
+    expected = reducer.fit_transform(acts)
+    n = out["n_prompt"]
+    np.testing.assert_allclose(out["xy"][n:].numpy(), expected, atol=1e-3)
+    clean = session.run["blocks.2.hook_resid_post"].float()
+    torch.testing.assert_close(clean, demo.run(prompt)["blocks.2.hook_resid_post"].float())
+    np.testing.assert_allclose(out["xy"][:n].numpy(), reducer.transform(clean.numpy()), atol=1e-3)
+    # the activations kept or read again give the same fit
+    monkeypatch.setattr(projector, "HOLD_BYTES", 0)
+    again = _get(Session.of(demo, prompt, points=texts, projection="umap"), layer=2, colour=0)
+    torch.testing.assert_close(again["xy"][n:], out["xy"][n:])
+
+
+def test_umap_without_umap_learn_says_how_to_install_it(demo, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "umap" else real(name, *a))
+    with pytest.raises(ImportError, match="pip install umap-learn"):
+        rw.explore(demo, "the film", points=["a fine day ."], projection="umap")
+    with pytest.raises(ValueError, match='projection must be "pca" or "umap"'):
+        Session.of(demo, "the film", points=["a fine day ."], projection="tsne")
+    with pytest.raises(ValueError, match="give it texts with points="):
+        Session.of(demo, "the film", projection="umap")
+    assert Session.of(demo, "the film", points=["a fine day ."]).shape()["projector_projection"] == "PCA"

@@ -109,6 +109,7 @@ class Session:
         corrupted: TokensLike | None = None,
         continuation: bool = False,
         points: Sequence[Any] | None = None,
+        projection: str = "pca",
     ) -> Session:
         """A session of ``model`` on ``text``: one clean pass capturing what the views read (and ``capture``,
         hook names or globs the runs should keep besides), then the interventions re-run from the earliest
@@ -118,7 +119,7 @@ class Session:
         session = cls.__new__(cls)
         session.corrupted = None if corrupted is None else model.to_ids(corrupted)
         session.continuation = bool(continuation)
-        session._setup(model, views, saes, texts, probes, editable, capture, points)
+        session._setup(model, views, saes, texts, probes, editable, capture, points, projection)
         summary = max((p.summary for p in session.panels if p.summary), default=None)
         session._clean = model.run(text, capture=session.capture, summarize=summary, messages=messages)
         ivs = as_tuple(interventions)
@@ -133,10 +134,12 @@ class Session:
             )
         return session
 
-    def _setup(self, model, views, saes, texts, probes, editable: bool, capture=(), points=None) -> None:
+    def _setup(
+        self, model, views, saes, texts, probes, editable: bool, capture=(), points=None, projection="pca"
+    ) -> None:
         self.model = model
-        #: the projector's texts and labels (``points=``), or None (no projector)
-        self.points = points_of(points)
+        #: the projector's texts, labels and projection (``points=``, ``projection=``), or None (no projector)
+        self.points = points_of(points, projection)
         self.corrupted: list[int] | None = getattr(self, "corrupted", None)
         #: whether the continuation view is wanted (it generates text when shown)
         self.continuation: bool = getattr(self, "continuation", False)

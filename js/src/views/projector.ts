@@ -1,4 +1,4 @@
-// Projector: token representations at the selected layer in 2-D (PCA, computed in the kernel): the prompt's tokens
+// Projector: token representations at the selected layer in 2-D (PCA or UMAP, computed in the kernel): the prompt's tokens
 // (large points) and the tokens of the explorer's `points` texts (small ones), coloured by a label, a probe's score
 // or an SAE feature's activation (the feature chosen here is the explorer's). Clicking a prompt token's point selects
 // the token (every view follows); a dataset point says which text and position it is. Dragging draws a lasso: the
@@ -167,7 +167,8 @@ export function mountProjector(el: HTMLElement, store: Store): void {
   canvas.style.cursor = "crosshair";
   const legend = h("div", { class: "rw-legend" });
   const info = h("div", { class: "rw-info", data: { rwProjectorInfo: "" } });
-  const caption = h("div", { class: "rw-caption", text: "PCA of resid_post at the layer; large points: this prompt's tokens; drag to lasso points" });
+  const projection = (store.shape as { projector_projection?: string }).projector_projection ?? "PCA";
+  const caption = h("div", { class: "rw-caption", text: `${projection} of resid_post at the layer; large points: this prompt's tokens; drag to lasso points` });
   body.append(
     h("div", { class: "rw-row" }, [labelled("layer", layerInput), layerLabel, labelled("colour", colourSelect), featureLabel]),
     caption, canvas, legend, info,

@@ -1,6 +1,7 @@
-"""Projector: token representations (``hook_resid_post``) at the selected layer in 2-D by PCA: the prompt's tokens
-and the tokens of the session's ``points`` texts, coloured by a label, a probe's score or an SAE feature's activation;
-a click on a prompt token's point selects it, a lasso selects many (the selection's ``tokens`` and ``points``).
+"""Projector: token representations (``hook_resid_post``) at the selected layer in 2-D by PCA (or UMAP): the
+prompt's tokens and the tokens of the session's ``points`` texts, coloured by a label, a probe's score or an SAE
+feature's activation; a click on a prompt token's point selects it, a lasso selects many (the selection's
+``tokens`` and ``points``).
 
 The texts' tokens (at most :data:`MAX_POINTS`) are read once, in padded batches: each layer's mean and covariance,
 then every token's coordinates on that layer's two principal axes (from activations kept in memory up to
@@ -10,6 +11,7 @@ up; the prompt's tokens (which interventions change) are projected onto the same
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -24,8 +26,13 @@ from ..protocol import short
 
 #: the most dataset tokens the projector shows
 MAX_POINTS = 20_000
-#: activations up to this size are kept between the two passes (one forward pass instead of two)
+#: activations up to this size are kept between the two passes (one forward pass instead of two), and for UMAP
 HOLD_BYTES = 256 * 2**20
+#: how the projector reduces token representations to 2-D
+PROJECTIONS = ("pca", "umap")
+#: UMAP's seed: the same texts give the same picture
+UMAP_SEED = 0
+UMAP_INSTALL = "pip install umap-learn"
 
 
 @dataclass(frozen=True)
@@ -34,12 +41,20 @@ class Points:
 
     texts: list[Any]
     labels: list[str] | None
+    projection: str = "pca"
 
 
-def points_of(examples: Iterable[Any] | None) -> Points | None:
-    """``points=`` of ``rw.explore``: texts (or token id lists), ``(text, label)`` pairs, or ``rw.demo.Example``."""
+def points_of(examples: Iterable[Any] | None, projection: str = "pca") -> Points | None:
+    """``points=`` of ``rw.explore``: texts (or token id lists), ``(text, label)`` pairs, or ``rw.demo.Example``;
+    ``projection``: ``"pca"`` or ``"umap"`` (when umap-learn is installed)."""
+    if projection not in PROJECTIONS:
+        raise ValueError(f'projection must be "pca" or "umap", got {projection!r:.40}')
     if examples is None:
+        if projection != "pca":
+            raise ValueError("projection= is the projector's; give it texts with points=[...]")
         return None
+    if projection == "umap" and importlib.util.find_spec("umap") is None:
+        raise ImportError(f'projection="umap" needs the umap-learn package: {UMAP_INSTALL}')
     if isinstance(examples, (str, bytes)):
         raise TypeError("points must be a list of texts or (text, label) pairs, not one text")
     items = list(examples)
@@ -47,11 +62,11 @@ def points_of(examples: Iterable[Any] | None) -> Points | None:
         raise ValueError("points is empty; give texts whose tokens the projector shows")
     plain = [isinstance(x, str) or (isinstance(x, list) and all(type(i) is int for i in x)) for x in items]
     if all(plain):
-        return Points(items, None)
+        return Points(items, None, projection)
     from ...probes.probes import _examples
 
     texts, labels = _examples(items, None)
-    return Points(texts, labels)
+    return Points(texts, labels, projection)
 
 
 def colourings(session) -> list[str]:
@@ -186,6 +201,9 @@ def _read(session) -> dict[str, Any]:
     pos = torch.cat([torch.arange(1, take + 1, dtype=torch.int32) for _, take in keep])
     token = torch.cat([torch.tensor(ids[i][1 : take + 1], dtype=torch.int32) for i, take in keep])
     inputs = {h: torch.cat([parts[j] for j in range(len(keep))]) for h, parts in sae_in.items()}
+    acts = None  # each layer's [total, d] activations, kept for UMAP when they fit
+    if session.points.projection == "umap" and held is not None:
+        acts = [torch.cat([held[j][layer] for j in range(len(keep))]) for layer in range(len(hooks))]
     return {
         "xy": xy,
         "mean": mean,
@@ -195,7 +213,32 @@ def _read(session) -> dict[str, Any]:
         "ids": token,
         "scores": scores,
         "sae_in": inputs,
+        "acts": acts,
     }
+
+
+def umap_of(session, layer: int) -> tuple[Any, torch.Tensor]:
+    """The UMAP fitted to the texts' tokens at ``layer`` (seeded: :data:`UMAP_SEED`) and their ``[n, 2]``
+    coordinates; fitted once per layer, kept while the clean run is."""
+    return session.of_clean(("projector-umap", layer), lambda: _fit_umap(session, layer))
+
+
+def _fit_umap(session, layer: int) -> tuple[Any, torch.Tensor]:
+    import umap
+
+    data = dataset(session)
+    acts = data["acts"][layer] if data["acts"] is not None else _layer_acts(session, layer)
+    reducer = umap.UMAP(n_components=2, random_state=UMAP_SEED)
+    return reducer, torch.from_numpy(reducer.fit_transform(acts.numpy())).float()
+
+
+def _layer_acts(session, layer: int) -> torch.Tensor:
+    """The texts' tokens' ``resid_post`` at ``layer``, read again (when too many to keep for every layer)."""
+    ids, keep = kept(session)
+    hook = f"blocks.{layer}.hook_resid_post"
+    chosen = [ids[i] for i, _ in keep]  # read shortest first: put back in order
+    parts = {j: acts[hook][: keep[j][1]].float().cpu() for j, acts in activations_at(session.model, [hook], chosen)}
+    return torch.cat([parts[j] for j in range(len(keep))])
 
 
 def _score(probes, acts: torch.Tensor, layer: int) -> torch.Tensor:
@@ -213,14 +256,16 @@ def answer(session, args: dict[str, Any]) -> dict[str, Any]:
     prompt = session.run[f"blocks.{layer}.hook_resid_post"].double().cpu()
     n = len(prompt)
     data = dataset(session) if session.points is not None else None
-    if data is not None:
+    if data is not None and session.points.projection == "umap":
+        reducer, texts_xy = umap_of(session, layer)
+        xy = torch.cat([torch.from_numpy(reducer.transform(prompt.float().numpy())).float(), texts_xy])
+    elif data is not None:
         mean, basis = data["mean"][layer], data["axes"][layer]
+        xy = torch.cat([((prompt - mean) @ basis).float(), data["xy"][layer]])
     else:
         mean, basis = axes(prompt[1:] if n > 1 else prompt)
-    xy = ((prompt - mean) @ basis).float()
+        xy = ((prompt - mean) @ basis).float()
     m = 0 if data is None else len(data["text"])
-    if data is not None:
-        xy = torch.cat([xy, data["xy"][layer]])
     categories: list[str] = []
     extra: dict[str, Any] = {}
     if name == "source":
@@ -314,6 +359,7 @@ PANEL = Panel(
     shape=lambda session: {
         "projector_colours": colourings(session),
         "projector_colour": default_colouring(session),
+        "projector_projection": session.points.projection.upper(),
         "projector_max": MAX_POINTS,
     },
     selected=_selected,
