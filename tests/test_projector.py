@@ -178,7 +178,7 @@ def test_umap_is_umap_learns_own_fit_of_the_same_tokens(demo, monkeypatch):
     by_hand = np.concatenate([demo.run(t)["blocks.2.hook_resid_post"][1:].float().numpy() for t in texts])
     np.testing.assert_allclose(kept.numpy(), by_hand, atol=1e-4, rtol=1e-4)
     acts = kept.numpy()
-    reducer = umap.UMAP(n_components=2, random_state=projector.UMAP_SEED)
+    reducer = umap.UMAP(n_components=2, random_state=projector.UMAP_SEED, n_jobs=1)
     expected = reducer.fit_transform(acts)
     n = out["n_prompt"]
     np.testing.assert_allclose(out["xy"][n:].numpy(), expected, atol=1e-3)

@@ -228,7 +228,7 @@ def _fit_umap(session, layer: int) -> tuple[Any, torch.Tensor]:
 
     data = dataset(session)
     acts = data["acts"][layer] if data["acts"] is not None else _layer_acts(session, layer)
-    reducer = umap.UMAP(n_components=2, random_state=UMAP_SEED)
+    reducer = umap.UMAP(n_components=2, random_state=UMAP_SEED, n_jobs=1)  # seeded: one thread either way
     return reducer, torch.from_numpy(reducer.fit_transform(acts.numpy())).float()
 
 
