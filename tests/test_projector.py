@@ -185,6 +185,12 @@ def test_umap_is_umap_learns_own_fit_of_the_same_tokens(demo, monkeypatch):
     clean = session.run["blocks.2.hook_resid_post"].float()
     torch.testing.assert_close(clean, demo.run(prompt)["blocks.2.hook_resid_post"].float())
     np.testing.assert_allclose(out["xy"][:n].numpy(), reducer.transform(clean.numpy()), atol=1e-3)
+    # another colouring reuses the fit and the prompt's place; an intervention moves the prompt, not the texts
+    torch.testing.assert_close(_get(session, layer=2, colour=1)["xy"], out["xy"])
+    session.apply(rw.Skip(1))
+    moved = _get(session, layer=2, colour=0)
+    torch.testing.assert_close(moved["xy"][n:], out["xy"][n:])
+    assert not torch.allclose(moved["xy"][:n], out["xy"][:n], atol=1e-3)
     # the activations kept or read again give the same fit
     monkeypatch.setattr(projector, "HOLD_BYTES", 0)
     again = _get(Session.of(demo, prompt, points=texts, projection="umap"), layer=2, colour=0)

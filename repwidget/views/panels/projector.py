@@ -258,7 +258,12 @@ def answer(session, args: dict[str, Any]) -> dict[str, Any]:
     data = dataset(session) if session.points is not None else None
     if data is not None and session.points.projection == "umap":
         reducer, texts_xy = umap_of(session, layer)
-        xy = torch.cat([torch.from_numpy(reducer.transform(prompt.float().numpy())).float(), texts_xy])
+        key = f"projector-umap-{layer}"  # the prompt placed once per run and layer (a colouring change reuses it)
+        placed = session.cached(key)
+        if placed is None:
+            placed = torch.from_numpy(reducer.transform(prompt.float().numpy())).float()
+            session.cache(key, placed)
+        xy = torch.cat([placed, texts_xy])
     elif data is not None:
         mean, basis = data["mean"][layer], data["axes"][layer]
         xy = torch.cat([((prompt - mean) @ basis).float(), data["xy"][layer]])
