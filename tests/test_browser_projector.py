@@ -120,6 +120,16 @@ def test_a_lasso_drag_selects_the_points_inside_it(lab_page):
     assert [int(m.get_attribute("data-rw-token")) for m in marked.all()] == lassoed
     expect(view.locator("[data-rw-projector-info]")).to_contain_text(f"lasso: {len(lassoed)} of the prompt's tokens")
     screenshot(view, "projector-lasso")
+    # the layer still moves with a lasso of thousands of points in the selection, and the lasso stays
+    times = []
+    for layer in (2, 1, 3):
+        view.locator("[data-rw-projector-layer]").fill(str(layer))
+        expect(view).to_have_attribute("data-rw-layer-shown", str(layer), timeout=60_000)
+        times.append(float(view.get_attribute("data-rw-paint-ms")))
+    kernel.wait_for("print(jx.selection['layer'])", "3")
+    assert json.loads(kernel.run("print(json.dumps(jx.selection['tokens']))")) == lassoed
+    assert int(kernel.run("print(len(jx.selection['points']))")) == result["got"] - result["prompt"]
+    print(f"layer change to repaint with {result['got']} points lassoed: {times} ms")
     # from Python: clearing the lasso clears the marks
     kernel.run("jx.select(tokens=[], points=[])")
     expect(marked).to_have_count(0)

@@ -147,6 +147,10 @@ describe("projector view", () => {
     expect(el.querySelector("[data-rw-projector-info]")!.textContent).toContain("1 of the prompt's tokens, 1 of the texts' points");
     const marked = Array.from(el.querySelectorAll(".rw-token.rw-lassoed")).map((e) => (e as HTMLElement).dataset.rwToken);
     expect(marked).toEqual(["1"]);
+    // a token selected in the tokens view rings its point here
+    (el.querySelector('.rw-token[data-rw-token="2"]') as HTMLElement).click();
+    expect(store.selection.token).toBe(2);
+    expect(canvas.dataset.rwSelectedPoint).toBe("2");
     // a click on a point still selects its token and keeps the lasso; a click away from every point clears it
     mouse("mousedown", points[0][0], points[0][1]);
     mouse("mouseup", points[0][0], points[0][1]);
