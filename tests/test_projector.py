@@ -166,7 +166,10 @@ def test_colouring_by_an_sae_feature_is_the_saes_own_encoding(demo):
 
 
 def test_umap_is_umap_learns_own_fit_of_the_same_tokens(demo, monkeypatch):
-    umap = pytest.importorskip("umap", reason="umap-learn is not installed (pip install umap-learn)")
+    if not projector.umap_installed():
+        pytest.skip("umap-learn is not installed (pip install umap-learn)")
+    import umap
+
     texts = [e.text for e in rw.demo.dataset("sentiment", 30)]
     prompt = "review : the film was superb ."
     session = Session.of(demo, prompt, points=texts, projection="umap")
@@ -199,11 +202,16 @@ def test_umap_is_umap_learns_own_fit_of_the_same_tokens(demo, monkeypatch):
 
 def test_umap_without_umap_learn_says_how_to_install_it(demo, monkeypatch):
     import importlib.util
+    from importlib.machinery import ModuleSpec
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "umap" else real(name, *a))
     with pytest.raises(ImportError, match="pip install umap-learn"):
         rw.explore(demo, "the film", points=["a fine day ."], projection="umap")
+    # a folder left by an uninstall (numba's cache) imports as an empty namespace package: not umap-learn
+    stub = ModuleSpec("umap", None)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: stub if name == "umap" else real(name, *a))
+    assert not projector.umap_installed()
     with pytest.raises(ValueError, match='projection must be "pca" or "umap"'):
         Session.of(demo, "the film", points=["a fine day ."], projection="tsne")
     with pytest.raises(ValueError, match="give it texts with points="):

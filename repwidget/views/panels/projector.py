@@ -44,6 +44,13 @@ class Points:
     projection: str = "pca"
 
 
+def umap_installed() -> bool:
+    """Whether umap-learn is installed (found without importing it, which takes seconds; a folder left behind
+    by an uninstall, such as numba's cache, is not an installation)."""
+    spec = importlib.util.find_spec("umap")
+    return spec is not None and spec.origin not in (None, "namespace")
+
+
 def points_of(examples: Iterable[Any] | None, projection: str = "pca") -> Points | None:
     """``points=`` of ``rw.explore``: texts (or token id lists), ``(text, label)`` pairs, or ``rw.demo.Example``;
     ``projection``: ``"pca"`` or ``"umap"`` (when umap-learn is installed)."""
@@ -53,7 +60,7 @@ def points_of(examples: Iterable[Any] | None, projection: str = "pca") -> Points
         if projection != "pca":
             raise ValueError("projection= is the projector's; give it texts with points=[...]")
         return None
-    if projection == "umap" and importlib.util.find_spec("umap") is None:
+    if projection == "umap" and not umap_installed():
         raise ImportError(f'projection="umap" needs the umap-learn package: {UMAP_INSTALL}')
     if isinstance(examples, (str, bytes)):
         raise TypeError("points must be a list of texts or (text, label) pairs, not one text")
