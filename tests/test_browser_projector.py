@@ -1,5 +1,5 @@
 """The projector in a real JupyterLab under headless Chromium, with 20,000 dataset points: move the layer from the
-view's slider, click a prompt token's point, and read the selection back in the kernel."""
+view's slider, click a prompt token's point, drag a lasso, and read the selection back in the kernel."""
 
 from __future__ import annotations
 
@@ -65,4 +65,73 @@ def test_the_layer_moves_the_projector_and_a_click_selects_a_token(lab_page):
     expect(view.locator("[data-rw-projector-info]")).to_contain_text(f"prompt position {target}")
     expect(canvas).to_have_attribute("data-rw-selected-point", str(target))
     screenshot(view, "projector")
+    assert not errors, errors
+
+
+# In the kernel: which points lie inside the convex polygon POLY (canvas pixels, through the browser's FRAME), from
+# the kernel's own coordinates at the layer; points within half a pixel of an edge are left out of the comparison.
+CHECK_LASSO = """
+import json, numpy as np
+_a = jx.session.answer("projector", {"layer": jx.selection["layer"], "colour": 0, "feature": 0})
+_f, _poly = FRAME, np.array(POLY, dtype=float)
+_xy = _a["xy"].double().numpy()
+_p = np.stack([_f["x0"] + _xy[:, 0] * _f["scale"], _f["y0"] - _xy[:, 1] * _f["scale"]], 1)
+_e = np.roll(_poly, -1, 0) - _poly
+_d = (_e[:, 0] * (_p[:, None, 1] - _poly[:, 1]) - _e[:, 1] * (_p[:, None, 0] - _poly[:, 0])) / np.hypot(*_e.T)
+_d *= np.sign(_d.sum())  # the polygon's orientation: inside is where every edge's distance has that sign
+_inside, _near = (_d > 0.5).all(1), ((_d > -0.5).all(1) & ~(_d > 0.5).all(1))
+_n = _a["n_prompt"]
+_key = [("p", i) if i < _n else ("t", int(_a["text"][i - _n]), int(_a["pos"][i - _n])) for i in range(len(_p))]
+_want = {_key[i] for i in np.flatnonzero(_inside)}
+_fuzzy = {_key[i] for i in np.flatnonzero(_near)}
+_got = {("p", t) for t in jx.selection["tokens"]} | {("t", t, q) for t, q in jx.selection["points"]}
+print(json.dumps({"want": len(_want), "got": len(_got), "prompt": len(jx.selection["tokens"]), "near": len(_fuzzy),
+                  "missing": len(_want - _got), "extra": len(_got - _want - _fuzzy)}))
+"""
+
+
+def test_a_lasso_drag_selects_the_points_inside_it(lab_page):
+    from playwright.sync_api import expect
+
+    page, kernel, errors = lab_page
+    view = page.locator(".rw-projector-view")
+    view.scroll_into_view_if_needed()
+    canvas = view.locator("canvas.rw-projector")
+    points = json.loads(canvas.get_attribute("data-rw-prompt-points"))
+    # a diamond around the prompt's point nearest the canvas's middle (where most of the texts' points are)
+    cx, cy = min(points, key=lambda p: (p[0] - 210) ** 2 + (p[1] - 160) ** 2)
+    poly = [[cx, cy - 40], [cx + 50, cy], [cx, cy + 40], [cx - 50, cy]]
+    box = canvas.bounding_box()
+    page.mouse.move(box["x"] + poly[0][0], box["y"] + poly[0][1])
+    page.mouse.down()
+    for x, y in [*poly[1:], poly[0]]:
+        page.mouse.move(box["x"] + x, box["y"] + y, steps=8)
+    page.mouse.up()
+    kernel.wait_for("print(len(jx.selection['points']) > 0)", "True")
+    frame = json.loads(canvas.get_attribute("data-rw-frame"))
+    check = CHECK_LASSO.replace("FRAME", json.dumps(frame)).replace("POLY", json.dumps(poly))
+    result = json.loads(kernel.run(check).strip().splitlines()[-1])
+    print(f"lasso: {result}")
+    assert result["missing"] == 0 and result["extra"] == 0, result
+    assert result["got"] >= result["want"] > 20 and result["prompt"] >= 1, result
+    lassoed = json.loads(kernel.run("print(json.dumps(jx.selection['tokens']))"))
+    marked = page.locator(".rw-tokens-view .rw-token.rw-lassoed")
+    expect(marked).to_have_count(len(lassoed))
+    assert [int(m.get_attribute("data-rw-token")) for m in marked.all()] == lassoed
+    expect(view.locator("[data-rw-projector-info]")).to_contain_text(f"lasso: {len(lassoed)} of the prompt's tokens")
+    screenshot(view, "projector-lasso")
+    # the layer still moves with a lasso of thousands of points in the selection, and the lasso stays
+    times = []
+    for layer in (2, 1, 3):
+        view.locator("[data-rw-projector-layer]").fill(str(layer))
+        expect(view).to_have_attribute("data-rw-layer-shown", str(layer), timeout=60_000)
+        times.append(float(view.get_attribute("data-rw-paint-ms")))
+    kernel.wait_for("print(jx.selection['layer'])", "3")
+    assert json.loads(kernel.run("print(json.dumps(jx.selection['tokens']))")) == lassoed
+    assert int(kernel.run("print(len(jx.selection['points']))")) == result["got"] - result["prompt"]
+    print(f"layer change to repaint with {result['got']} points lassoed: {times} ms")
+    # from Python: clearing the lasso clears the marks
+    kernel.run("jx.select(tokens=[], points=[])")
+    expect(marked).to_have_count(0)
+    expect(canvas).to_have_attribute("data-rw-lassoed", "0,0")
     assert not errors, errors

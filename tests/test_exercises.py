@@ -114,3 +114,18 @@ def test_the_day_feature_check_wants_a_feature_on_every_day(model):
     assert not exercises.check_day_feature(model, sae, quiet)
     verdict = exercises.check_day_feature(model, sae, sae.d_sae)
     assert not verdict and "feature index" in repr(verdict)
+
+
+def test_the_similar_layer_check_measures_cka_on_the_models(model):
+    texts = [e.text for e in rw.demo.dataset("sentiment", 12, seed=1)]
+    # a model against itself: its last layer is most like itself (CKA 1), and its first layer is far from it
+    right = exercises.check_similar_layer(model, model, texts, model.n_layers - 1)
+    assert right and "CKA with the last layer is 1.00" in repr(right)
+    first = rw.analyses.layer_similarity(model, texts, unit="text")[0, -1]
+    assert first < 0.98  # measured apart from the check: layer 0 is more than the tolerance away
+    assert not exercises.check_similar_layer(model, model, texts, 0)
+    for bad in (None, model.n_layers, -1, True, "3"):
+        verdict = exercises.check_similar_layer(model, model, texts, bad)
+        assert not verdict and f"0..{model.n_layers - 1}" in repr(verdict)
+    missing = exercises.check_similar_layer(model, None, texts, None)
+    assert not missing and rw.demo.SMOLLM2_INSTALL in repr(missing) and "\u2718 not yet" in repr(missing)

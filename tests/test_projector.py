@@ -17,6 +17,7 @@ def demo():
 
 
 def _get(session, **args):
+    args.setdefault("feature", 0)
     (reply, _), *_ = session.handle({"type": "get", "id": 1, "what": "projector", **args})
     assert reply["type"] == "reply", reply
     return session.answer("projector", args)
@@ -33,6 +34,7 @@ def test_points_are_the_pca_of_the_texts_tokens_and_the_prompt_goes_onto_the_sam
     prompt = "review : the film was superb ."
     session = Session.of(demo, prompt, points=examples)
     assert "projector" in session.views and session.shape()["projector_colours"] == ["source", "position", "label"]
+    assert session.shape()["projector_colour"] == 2  # labelled texts are coloured by their labels first
     assert "projector" not in Session.of(demo, prompt).views  # shown only with points=
     out = _get(session, layer=2, colour=0)
     # by hand: every token after <bos> of each text, one run each, PCA by numpy's SVD
@@ -53,8 +55,10 @@ def test_points_are_the_pca_of_the_texts_tokens_and_the_prompt_goes_onto_the_sam
     assert out["ids"][: len(first) - 1].tolist() == first[1:]
     assert out["vocab"][str(first[1])] == demo.to_str_tokens([first[1]])[0]
     labels = _get(session, layer=2, colour=2)
-    assert labels["categories"] == ["negative", "positive", "prompt"]
-    label_of = [["negative", "positive"].index(e.target) for e in examples]
+    # the labels in the order they first come (the months of a calendar stay in calendar order), then the prompt
+    first = examples[0].target
+    assert labels["categories"] == [first, {"negative": "positive", "positive": "negative"}[first], "prompt"]
+    label_of = [labels["categories"].index(e.target) for e in examples]
     assert labels["values"][n:].tolist() == [float(label_of[t]) for t in out["text"].tolist()]
 
 
@@ -83,6 +87,7 @@ def test_probe_colouring_and_the_point_limit(demo, monkeypatch):
     monkeypatch.setattr(projector, "MAX_POINTS", 50)
     session = Session.of(demo, "review : the film was superb .", points=[e.text for e in examples], probes=[probes])
     assert session.shape()["projector_colours"] == ["source", "position", "probe 0"]
+    assert session.shape()["projector_colour"] == 0
     out = _get(session, layer=2, colour=2)
     n = out["n_prompt"]
     assert len(out["xy"]) == n + 50  # at most MAX_POINTS tokens of the texts
@@ -91,3 +96,124 @@ def test_probe_colouring_and_the_point_limit(demo, monkeypatch):
     assert _get(session, layer=0, colour=2)["values"].tolist() == [-1.0] * (n + 50)  # layer 0 was not probed
     with pytest.raises(TypeError, match="not one text"):
         Session.of(demo, "a", points="one text")
+
+
+def test_the_lasso_selection_is_checked_positions_and_text_points(demo, monkeypatch):
+    texts = ["the film was bad .", "a fine day ."]
+    first = len(demo.to_ids(texts[0])) - 1
+    monkeypatch.setattr(projector, "MAX_POINTS", first + 1)  # every token of the first text, one of the second
+    session = Session.of(demo, "review : the film was superb .", points=texts)
+    n = session.n_tokens
+    assert session.default_selection()["tokens"] == [] and session.default_selection()["points"] == []
+    shown = _get(session, layer=0, colour=0)
+    pairs = list(zip(shown["text"].tolist(), shown["pos"].tolist(), strict=True))
+    assert pairs == [(0, p) for p in range(1, first + 1)] + [(1, 1)]
+    # kept sorted and without repeats; every pair is one the projector shows
+    out = session.check_selection({"tokens": [3, 1, 3], "points": [[1, 1], [0, 2], (0, 2)]})
+    assert out["tokens"] == [1, 3] and out["points"] == [[0, 2], [1, 1]]
+    assert session.check_selection({"tokens": [], "points": []})["points"] == []
+    for bad, message in [
+        ({"tokens": [n]}, f"tokens {n} is out of range"),
+        ({"tokens": 2}, "tokens must be a list"),
+        ({"tokens": [True]}, "tokens must be an int"),
+        ({"points": [[1, 2]]}, "no point at text 1, position 2"),  # beyond MAX_POINTS
+        ({"points": [[0, 0]]}, "no point at text 0, position 0"),  # <bos> is not shown
+        ({"points": [[2, 1]]}, "no point at text 2"),
+        ({"points": [[0, 1, 2]]}, "pairs of ints"),
+        ({"points": [["0", 1]]}, "pairs of ints"),
+        ({"points": {"0": 1}}, "must be a list"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            session.check_selection(bad)
+    with pytest.raises(ValueError, match="open the explorer with points="):
+        Session.of(demo, "the film").check_selection({"points": [[0, 1]]})
+    # the widget takes it from the browser and from Python (the kernel reads what the lasso chose)
+    jx = rw.explore(demo, "review : the film was superb .", points=texts)
+    jx.select(tokens=[2, 4], points=[[0, 3]])
+    assert jx.selection["tokens"] == [2, 4] and jx.selection["points"] == [[0, 3]]
+    jx.set_state({"selection": {**jx.selection, "points": [[5, 5]]}})  # refused: the kernel's value stays
+    assert jx.selection["points"] == [[0, 3]]
+
+
+def test_colouring_by_an_sae_feature_is_the_saes_own_encoding(demo):
+    sae = rw.demo.demo_sae()
+    texts = [e.text for e in rw.demo.dataset("sentiment", 20)]
+    prompt = "review : the film was superb ."
+    session = Session.of(demo, prompt, points=texts, saes=[sae])
+    colours = session.shape()["projector_colours"]
+    assert colours[-1] == "SAE 0 feature"
+    colour = len(colours) - 1
+    # the feature most active over the texts, so that the test sees real activations
+    acts = torch.cat([demo.run(t)[sae.hook][1:] for t in texts]).float()
+    feature = int(sae.encode(acts).sum(0).argmax())
+    out = _get(session, layer=1, colour=colour, feature=feature)
+    n = out["n_prompt"]
+    expected = torch.cat([sae.encode(demo.run(prompt)[sae.hook].float())[:, feature], sae.encode(acts)[:, feature]])
+    assert out["value_max"] == pytest.approx(float(expected[1:].max()), rel=1e-5) and out["value_max"] > 0
+    torch.testing.assert_close(out["values"], (expected / out["value_max"]).clamp(max=1.0), atol=1e-5, rtol=1e-4)
+    assert out["categories"] == [] and len(out["values"]) == n + len(acts)
+    # an ablation changes the prompt's activations, not the texts'
+    session.apply(rw.Ablate(layer=0, head=0))
+    after = _get(session, layer=1, colour=colour, feature=feature)
+    rerun = demo.run(prompt, interventions=[rw.Ablate(layer=0, head=0)])
+    prompt_acts = sae.encode(rerun[sae.hook].float())[:, feature]
+    torch.testing.assert_close(after["values"][:n] * after["value_max"], prompt_acts.clamp(max=after["value_max"]))
+    assert not torch.allclose(after["values"][:n], out["values"][:n])
+    torch.testing.assert_close(after["values"][n:] * after["value_max"], out["values"][n:] * out["value_max"])
+    with pytest.raises(ValueError, match="feature"):
+        session.get({"type": "get", "what": "projector", "layer": 0, "colour": colour, "feature": sae.d_sae})
+    assert session.get({"type": "get", "what": "projector", "layer": 0, "colour": 0, "feature": 0})[1]["feature"] == 0
+
+
+def test_umap_is_umap_learns_own_fit_of_the_same_tokens(demo, monkeypatch):
+    if not projector.umap_installed():
+        pytest.skip("umap-learn is not installed (pip install umap-learn)")
+    import umap
+
+    texts = [e.text for e in rw.demo.dataset("sentiment", 30)]
+    prompt = "review : the film was superb ."
+    session = Session.of(demo, prompt, points=texts, projection="umap")
+    assert session.shape()["projector_projection"] == "UMAP"
+    out = _get(session, layer=2, colour=0)
+    # the tokens it fitted are every token after <bos> of each text (one run each, by hand); UMAP's neighbour graph
+    # breaks ties between near-duplicate tokens by the last bits, so the fit by hand reads the projector's own copy
+    kept = projector.dataset(session)["acts"][2]
+    by_hand = np.concatenate([demo.run(t)["blocks.2.hook_resid_post"][1:].float().numpy() for t in texts])
+    np.testing.assert_allclose(kept.numpy(), by_hand, atol=1e-4, rtol=1e-4)
+    acts = kept.numpy()
+    reducer = umap.UMAP(n_components=2, random_state=projector.UMAP_SEED, n_jobs=1)
+    expected = reducer.fit_transform(acts)
+    n = out["n_prompt"]
+    np.testing.assert_allclose(out["xy"][n:].numpy(), expected, atol=1e-3)
+    clean = session.run["blocks.2.hook_resid_post"].float()
+    torch.testing.assert_close(clean, demo.run(prompt)["blocks.2.hook_resid_post"].float())
+    np.testing.assert_allclose(out["xy"][:n].numpy(), reducer.transform(clean.numpy()), atol=1e-3)
+    # another colouring reuses the fit and the prompt's place; an intervention moves the prompt, not the texts
+    torch.testing.assert_close(_get(session, layer=2, colour=1)["xy"], out["xy"])
+    session.apply(rw.Skip(1))
+    moved = _get(session, layer=2, colour=0)
+    torch.testing.assert_close(moved["xy"][n:], out["xy"][n:])
+    assert not torch.allclose(moved["xy"][:n], out["xy"][:n], atol=1e-3)
+    # the activations kept or read again give the same fit
+    monkeypatch.setattr(projector, "HOLD_BYTES", 0)
+    again = _get(Session.of(demo, prompt, points=texts, projection="umap"), layer=2, colour=0)
+    torch.testing.assert_close(again["xy"][n:], out["xy"][n:])
+
+
+def test_umap_without_umap_learn_says_how_to_install_it(demo, monkeypatch):
+    import importlib.util
+    from importlib.machinery import ModuleSpec
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "umap" else real(name, *a))
+    with pytest.raises(ImportError, match="pip install umap-learn"):
+        rw.explore(demo, "the film", points=["a fine day ."], projection="umap")
+    # a folder left by an uninstall (numba's cache) imports as an empty namespace package: not umap-learn
+    stub = ModuleSpec("umap", None)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: stub if name == "umap" else real(name, *a))
+    assert not projector.umap_installed()
+    with pytest.raises(ValueError, match='projection must be "pca" or "umap"'):
+        Session.of(demo, "the film", points=["a fine day ."], projection="tsne")
+    with pytest.raises(ValueError, match="give it texts with points="):
+        Session.of(demo, "the film", projection="umap")
+    assert Session.of(demo, "the film", points=["a fine day ."]).shape()["projector_projection"] == "PCA"

@@ -104,6 +104,7 @@ export const CSS = `
   line-height: 1.7; max-width: 100%; overflow: hidden; text-overflow: ellipsis; }
 .rw-token.rw-selected { outline: 2px solid var(--rw-select); outline-offset: 0; }
 .rw-token.rw-query { outline: 2px dashed var(--rw-fg); }
+.rw-token.rw-lassoed { box-shadow: inset 0 -3px 0 var(--rw-select); }
 .rw-token.rw-special { font-style: italic; }
 .rw-token.rw-bos { border: 1px dotted var(--rw-muted); }
 

@@ -12,6 +12,10 @@ export interface Selection {
   /** which of the widget's SAEs, and which of its features */
   sae: number;
   feature: number | null;
+  /** the projector's lasso: the prompt positions in it, and the texts' points as [text, position] pairs
+   * (absent in pages saved before the lasso) */
+  tokens?: number[];
+  points?: [number, number][];
 }
 
 export interface ProbeInfo {

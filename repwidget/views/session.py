@@ -22,7 +22,7 @@ from ..sae import SAE, FeatureDashboard, feature_dashboard
 from . import protocol
 from .panel import Command, Panel, Selection
 from .panels import PANELS
-from .panels.projector import points_of
+from .panels.projector import check_points, points_of
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +33,9 @@ REQUESTS: dict[str, protocol.Request] = {r.what: r for p in PANELS.values() for 
 #: commands that change the run, from any view
 COMMANDS: dict[str, Command] = {name: c for p in PANELS.values() for name, c in p.commands.items()}
 #: the selection's keys: the position, the layer (neurons, logit lens, probes), the attention head
-#: (``head_layer``.``head``, chosen apart from ``layer``), a neuron of ``layer``, an SAE and one of its features
-SELECTION_KEYS = ("token", "layer", "head_layer", "head", "neuron", "sae", "feature")
+#: (``head_layer``.``head``, chosen apart from ``layer``), a neuron of ``layer``, an SAE and one of its features,
+#: and the projector's lasso: the prompt positions (``tokens``) and texts' ``[text, position]`` pairs (``points``) in it
+SELECTION_KEYS = ("token", "layer", "head_layer", "head", "neuron", "sae", "feature", "tokens", "points")
 #: logits kept for answers (a chunk of positions is computed at once), at most this many bytes
 LOGITS_BYTES = 64 << 20
 #: front-end views whose sequence numbers are remembered (the oldest is forgotten beyond)
@@ -108,6 +109,7 @@ class Session:
         corrupted: TokensLike | None = None,
         continuation: bool = False,
         points: Sequence[Any] | None = None,
+        projection: str = "pca",
     ) -> Session:
         """A session of ``model`` on ``text``: one clean pass capturing what the views read (and ``capture``,
         hook names or globs the runs should keep besides), then the interventions re-run from the earliest
@@ -117,7 +119,7 @@ class Session:
         session = cls.__new__(cls)
         session.corrupted = None if corrupted is None else model.to_ids(corrupted)
         session.continuation = bool(continuation)
-        session._setup(model, views, saes, texts, probes, editable, capture, points)
+        session._setup(model, views, saes, texts, probes, editable, capture, points, projection)
         summary = max((p.summary for p in session.panels if p.summary), default=None)
         session._clean = model.run(text, capture=session.capture, summarize=summary, messages=messages)
         ivs = as_tuple(interventions)
@@ -132,10 +134,12 @@ class Session:
             )
         return session
 
-    def _setup(self, model, views, saes, texts, probes, editable: bool, capture=(), points=None) -> None:
+    def _setup(
+        self, model, views, saes, texts, probes, editable: bool, capture=(), points=None, projection="pca"
+    ) -> None:
         self.model = model
-        #: the projector's texts and labels (``points=``), or None (no projector)
-        self.points = points_of(points)
+        #: the projector's texts, labels and projection (``points=``, ``projection=``), or None (no projector)
+        self.points = points_of(points, projection)
         self.corrupted: list[int] | None = getattr(self, "corrupted", None)
         #: whether the continuation view is wanted (it generates text when shown)
         self.continuation: bool = getattr(self, "continuation", False)
@@ -269,10 +273,13 @@ class Session:
             "neuron": None,
             "sae": 0,
             "feature": None,
+            "tokens": [],
+            "points": [],
         }
 
     def check_selection(self, selection: Any) -> Selection:
-        """``selection`` checked key by key (indices in range; ``neuron`` and ``feature`` may be None)."""
+        """``selection`` checked key by key (indices in range; ``neuron`` and ``feature`` may be None; ``tokens`` and
+        ``points`` sorted, without repeats)."""
         if not isinstance(selection, dict):
             raise ValueError(f"a selection is a dict, got {protocol.short(selection, 80)}")
         unknown = set(selection) - set(SELECTION_KEYS)
@@ -297,6 +304,11 @@ class Session:
             protocol.index(out, key, stop, "selection")
         if out["feature"] is not None:
             protocol.index(out, "feature", self.saes[sae].d_sae if self.saes else 0, "selection")
+        tokens = out["tokens"]
+        if not isinstance(tokens, (list, tuple)):
+            raise ValueError(f"selection: tokens must be a list of positions, got {protocol.short(tokens, 40)}")
+        out["tokens"] = sorted({protocol.index({"tokens": t}, "tokens", self.n_tokens, "selection") for t in tokens})
+        out["points"] = check_points(self, out["points"])
         return out
 
     # -- answers -------------------------------------------------------------------------

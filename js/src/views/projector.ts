@@ -1,7 +1,10 @@
-// Projector: token representations at the selected layer in 2-D (PCA, computed in the kernel): the prompt's tokens
-// (large points) and the tokens of the explorer's `points` texts (small ones), coloured by a label. Clicking a
-// prompt token's point selects the token (every view follows); a dataset point says which text and position it is.
-// The selected token's point is ringed. The layer is the explorer's: moving the slider here moves every view.
+// Projector: token representations at the selected layer in 2-D (PCA or UMAP, computed in the kernel): the prompt's tokens
+// (large points) and the tokens of the explorer's `points` texts (small ones), coloured by a label, a probe's score
+// or an SAE feature's activation (the feature chosen here is the explorer's). Clicking a prompt token's point selects
+// the token (every view follows); a dataset point says which text and position it is. Dragging draws a lasso: the
+// points in it become the selection's `tokens` (prompt positions) and `points` ([text, position] pairs); a click
+// away from every point clears it. The selected token's point is ringed; with a lasso, the texts' points outside it
+// are faded and the prompt's inside it ringed. The layer is the explorer's: moving the slider here moves every view.
 import type { Tensor } from "../codec";
 import { css, type RGB, sequential } from "../colour";
 import { h, labelled, panel, showToken, track } from "../dom";
@@ -17,7 +20,13 @@ interface ProjectorReply {
   pos?: Tensor;
   ids?: Tensor;
   vocab?: Record<string, string>;
+  /** an SAE feature's colouring: the activation that `values` 1 stands for */
+  value_max?: number;
 }
+
+type Pixel = [number, number];
+/** A lasso shorter than this many pixels across is a click. */
+const LASSO_MIN = 4;
 
 /** Colours for categories (Tableau 10), readable on light and dark backgrounds. */
 const CATEGORY: RGB[] = [
@@ -75,16 +84,63 @@ export function nearestPoint(xy: Tensor, f: Frame, nPrompt: number, px: number, 
   return prompt >= 0 ? prompt : search(nPrompt, xy.shape[0]);
 }
 
+/** Whether pixel (x, y) lies inside `polygon` (even-odd rule: a ray to the right crosses its edges an odd number
+ * of times; the polygon closes itself). */
+export function insidePolygon(polygon: Pixel[], x: number, y: number): boolean {
+  let inside = false;
+  for (let i = 0, j = polygon.length - 1; i < polygon.length; j = i++) {
+    const [xi, yi] = polygon[i], [xj, yj] = polygon[j];
+    if (yi > y !== yj > y && x < ((xj - xi) * (y - yi)) / (yj - yi) + xi) inside = !inside;
+  }
+  return inside;
+}
+
+/** The points inside a lasso drawn in pixels: the prompt's positions (`tokens`) and the texts' points as
+ * [text, position] pairs (`points`). */
+export function lassoed(
+  reply: Pick<ProjectorReply, "xy" | "n_prompt" | "text" | "pos">, f: Frame, polygon: Pixel[],
+): { tokens: number[]; points: [number, number][] } {
+  const tokens: number[] = [], points: [number, number][] = [];
+  if (polygon.length < 3) return { tokens, points };
+  const xs = polygon.map((p) => p[0]), ys = polygon.map((p) => p[1]);
+  const [minX, maxX, minY, maxY] = [Math.min(...xs), Math.max(...xs), Math.min(...ys), Math.max(...ys)];
+  for (let i = 0; i < reply.xy.shape[0]; i++) {
+    const [x, y] = toPixel(f, reply.xy.data[2 * i], reply.xy.data[2 * i + 1]);
+    if (x < minX || x > maxX || y < minY || y > maxY || !insidePolygon(polygon, x, y)) continue;
+    const j = i - reply.n_prompt;
+    if (j < 0) tokens.push(i);
+    else if (reply.text && reply.pos) points.push([reply.text.data[j], reply.pos.data[j]]);
+  }
+  return { tokens, points };
+}
+
+/** The SAE a colouring reads ("SAE 1 feature": 1), or null. */
+export function saeOf(colouring: string | undefined): number | null {
+  const m = /^SAE (\d+) feature$/.exec(colouring ?? "");
+  return m ? Number(m[1]) : null;
+}
+
+/** Category `i` of `k`: Tableau 10 for up to ten, else `k` hues evenly round the colour wheel (neighbouring
+ * categories get neighbouring hues: twelve months make a ring of colour). */
+export function categoryColour(i: number, k: number): RGB {
+  if (k <= CATEGORY.length) return CATEGORY[i % CATEGORY.length];
+  const hue = (6 * i) / k, x = 1 - Math.abs((hue % 2) - 1);
+  const [r, g, b] = [[1, x, 0], [x, 1, 0], [0, 1, x], [0, x, 1], [x, 0, 1], [1, 0, x]][Math.floor(hue) % 6];
+  return [r, g, b].map((c) => Math.round(40 + 170 * c)) as RGB; // saturation and lightness readable on any theme
+}
+
 /** A point's colour: a category's, or a value in 0..1 on the sequential scale (-1: none, grey). */
 export function colourOf(reply: Pick<ProjectorReply, "values" | "categories">, i: number, hi: RGB = [30, 85, 205]): RGB {
   const v = reply.values.data[i];
-  if (reply.categories.length) return CATEGORY[v % CATEGORY.length];
+  if (reply.categories.length) return categoryColour(v, reply.categories.length);
   if (v < 0) return NONE;
   return sequential(0.15 + 0.85 * v, { name: "light", lo: [235, 235, 235], hi, neg: hi });
 }
 
 export function mountProjector(el: HTMLElement, store: Store): void {
-  const { n_layers, projector_colours: colours = ["source"] } = store.shape as { n_layers: number; projector_colours?: string[] };
+  const { n_layers, projector_colours: colours = ["source"], projector_colour: first = 0 } = store.shape as {
+    n_layers: number; projector_colours?: string[]; projector_colour?: number;
+  };
   const parts = panel("Projector", "rw-projector-view", store);
   const { root, body } = parts;
   el.appendChild(root);
@@ -95,7 +151,15 @@ export function mountProjector(el: HTMLElement, store: Store): void {
   layerInput.step = "1";
   const layerLabel = h("span", { class: "rw-num" });
   const colourSelect = h("select", { data: { rwProjectorColour: "" } }, colours.map((c, i) => h("option", { text: c, attrs: { value: String(i) } })));
-  const canvas = h("canvas", { class: "rw-projector", attrs: { role: "img", "aria-label": "token representations in two dimensions; click a prompt token's point to select it" } });
+  // the feature an SAE colouring shows: the explorer's selected feature (choosing one here selects it everywhere)
+  colourSelect.value = String(first);
+  const featureInput = h("input", { title: "SAE feature", data: { rwProjectorFeature: "" }, attrs: { "aria-label": "SAE feature" } });
+  featureInput.type = "number";
+  featureInput.min = "0";
+  featureInput.step = "1";
+  featureInput.style.width = "6em";
+  const featureLabel = labelled("feature", featureInput);
+  const canvas = h("canvas", { class: "rw-projector", attrs: { role: "img", "aria-label": "token representations in two dimensions; click a prompt token's point to select it, drag a lasso to select many" } });
   canvas.width = WIDTH;
   canvas.height = HEIGHT;
   canvas.style.width = `${WIDTH}px`;
@@ -103,14 +167,32 @@ export function mountProjector(el: HTMLElement, store: Store): void {
   canvas.style.cursor = "crosshair";
   const legend = h("div", { class: "rw-legend" });
   const info = h("div", { class: "rw-info", data: { rwProjectorInfo: "" } });
-  const caption = h("div", { class: "rw-caption", text: "PCA of resid_post at the layer; large points: this prompt's tokens" });
+  const projection = (store.shape as { projector_projection?: string }).projector_projection ?? "PCA";
+  const caption = h("div", { class: "rw-caption", text: `${projection} of resid_post at the layer; large points: this prompt's tokens; drag to lasso points` });
   body.append(
-    h("div", { class: "rw-row" }, [labelled("layer", layerInput), layerLabel, labelled("colour", colourSelect)]),
+    h("div", { class: "rw-row" }, [labelled("layer", layerInput), layerLabel, labelled("colour", colourSelect), featureLabel]),
     caption, canvas, legend, info,
   );
   let shown: ProjectorReply | null = null;
   let frame: Frame | null = null;
   let asked = 0; // when the layer shown last changed (performance.now()), for the repaint time
+  let lasso: Pixel[] | null = null; // the lasso being drawn, in canvas pixels
+  let lassoEnded = false; // a lasso just ended: the click that follows its mouseup is not a click
+
+  const sae = () => saeOf(colours[Number(colourSelect.value)]);
+  /** The feature the colouring asks for: the selected feature of its SAE, else 0. */
+  const feature = () => {
+    const which = sae(), sel = store.selection;
+    return which !== null && sel.sae === which && sel.feature != null ? sel.feature : 0;
+  };
+  const showFeature = () => {
+    featureLabel.hidden = sae() === null;
+    const which = sae();
+    if (which !== null) {
+      featureInput.max = String((store.saes[which]?.d_sae ?? 1) - 1);
+      featureInput.value = String(feature());
+    }
+  };
 
   const describe = (i: number): string => {
     if (!shown) return "";
@@ -121,6 +203,16 @@ export function mountProjector(el: HTMLElement, store: Store): void {
     return `text ${shown.text?.data[j]}, position ${shown.pos?.data[j]}: "${showToken(word)}"`;
   };
 
+  const ring = (ctx: CanvasRenderingContext2D, x: number, y: number, radius: number, rings: readonly (readonly [string, number])[]) => {
+    for (const [colour, width] of rings) {
+      ctx.beginPath();
+      ctx.arc(x, y, radius, 0, 2 * Math.PI);
+      ctx.strokeStyle = colour;
+      ctx.lineWidth = width;
+      ctx.stroke();
+    }
+  };
+
   const paint = () => {
     if (!shown) return;
     const reply = shown;
@@ -128,22 +220,35 @@ export function mountProjector(el: HTMLElement, store: Store): void {
     const n = reply.xy.shape[0];
     const ctx = canvas.getContext("2d");
     const hi = store.palette.hi;
+    const sel = store.selection;
     if (ctx) {
       ctx.clearRect(0, 0, WIDTH, HEIGHT);
-      const byColour = new Map<string, number[]>(); // one fillStyle per colour: 20,000 points in a few ms
-      for (let i = reply.n_prompt; i < n; i++) {
-        const c = css(colourOf(reply, i, hi));
-        const list = byColour.get(c) ?? [];
-        list.push(i);
-        byColour.set(c, list);
+      // with a lasso, the texts' points outside it are faded and drawn first
+      const lassoing = Boolean(sel.tokens?.length || sel.points?.length);
+      const inside = new Uint8Array(n);
+      if (sel.points?.length && reply.text && reply.pos) {
+        const chosen = new Set(sel.points.map(([t, p]) => `${t},${p}`));
+        for (let j = 0; j < n - reply.n_prompt; j++) inside[j + reply.n_prompt] = Number(chosen.has(`${reply.text.data[j]},${reply.pos.data[j]}`));
       }
-      for (const [c, list] of byColour) {
-        ctx.fillStyle = c;
-        for (const i of list) {
-          const [x, y] = toPixel(frame, reply.xy.data[2 * i], reply.xy.data[2 * i + 1]);
-          ctx.fillRect(x - 1, y - 1, 2.5, 2.5);
+      for (const layer of lassoing ? [0, 1] : [0]) {
+        ctx.globalAlpha = lassoing && !layer ? 0.15 : 1;
+        const byColour = new Map<string, number[]>(); // one fillStyle per colour: 20,000 points in a few ms
+        for (let i = reply.n_prompt; i < n; i++) {
+          if (lassoing && inside[i] !== layer) continue;
+          const c = css(colourOf(reply, i, hi));
+          const list = byColour.get(c) ?? [];
+          list.push(i);
+          byColour.set(c, list);
+        }
+        for (const [c, list] of byColour) {
+          ctx.fillStyle = c;
+          for (const i of list) {
+            const [x, y] = toPixel(frame, reply.xy.data[2 * i], reply.xy.data[2 * i + 1]);
+            ctx.fillRect(x - 1, y - 1, 2.5, 2.5);
+          }
         }
       }
+      ctx.globalAlpha = 1;
       for (let i = 0; i < reply.n_prompt; i++) {
         const [x, y] = toPixel(frame, reply.xy.data[2 * i], reply.xy.data[2 * i + 1]);
         ctx.beginPath();
@@ -154,29 +259,43 @@ export function mountProjector(el: HTMLElement, store: Store): void {
         ctx.lineWidth = 1;
         ctx.stroke();
       }
-      const t = store.selection.token;
+      for (const t of sel.tokens ?? []) {
+        if (t >= reply.n_prompt) continue;
+        const [x, y] = toPixel(frame, reply.xy.data[2 * t], reply.xy.data[2 * t + 1]);
+        ring(ctx, x, y, 7, [["#fff", 3], ["#111", 1]]);
+      }
+      const t = sel.token;
       if (t < reply.n_prompt) {
         const [x, y] = toPixel(frame, reply.xy.data[2 * t], reply.xy.data[2 * t + 1]);
-        for (const [colour, width] of [["#fff", 5], ["#111", 2]] as const) { // a dark ring on a light halo: seen on any point
-          ctx.beginPath();
-          ctx.arc(x, y, 9, 0, 2 * Math.PI);
-          ctx.strokeStyle = colour;
-          ctx.lineWidth = width;
-          ctx.stroke();
-        }
+        ring(ctx, x, y, 9, [["#fff", 5], ["#111", 2]]); // a dark ring on a light halo: seen on any point
+      }
+      if (lasso && lasso.length > 1) {
+        ctx.beginPath();
+        ctx.moveTo(...lasso[0]);
+        for (const p of lasso.slice(1)) ctx.lineTo(...p);
+        ctx.closePath();
+        ctx.setLineDash?.([4, 3]);
+        ctx.strokeStyle = "#111";
+        ctx.lineWidth = 1;
+        ctx.stroke();
+        ctx.setLineDash?.([]);
       }
     }
-    // where the prompt's points are (for tests and automation: points have no elements of their own)
+    // where the prompt's points are, and the frame (for tests and automation: points have no elements of their own)
     const points = [];
     for (let i = 0; i < reply.n_prompt; i++) points.push(toPixel(frame, reply.xy.data[2 * i], reply.xy.data[2 * i + 1]).map((v) => Math.round(v * 10) / 10));
     canvas.dataset.rwPromptPoints = JSON.stringify(points);
-    canvas.dataset.rwSelectedPoint = String(store.selection.token);
+    canvas.dataset.rwFrame = JSON.stringify({ x0: frame.x0, y0: frame.y0, scale: frame.scale });
+    canvas.dataset.rwSelectedPoint = String(sel.token);
+    canvas.dataset.rwLassoed = `${(sel.tokens ?? []).length},${(sel.points ?? []).length}`;
     root.dataset.rwLayerShown = String(reply.layer);
     root.dataset.rwPoints = String(n);
+    const which = sae();
+    const scale = which !== null && reply.value_max !== undefined ? ` ${feature()}: light 0 \u2192 dark ${reply.value_max.toPrecision(3)}` : ": light 0 \u2192 dark 1";
     legend.replaceChildren(
       ...(reply.categories.length
-        ? reply.categories.map((c, i) => legendItem(c, i))
-        : [h("span", { text: `${colours[Number(colourSelect.value)]}: light 0 \u2192 dark 1${reply.values.data.some((v) => v < 0) ? "; grey: not probed at this layer" : ""}` })]),
+        ? reply.categories.map((c, i) => legendItem(c, i, reply.categories.length))
+        : [h("span", { text: `${colours[Number(colourSelect.value)]}${scale}${reply.values.data.some((v) => v < 0) ? "; grey: not probed at this layer" : ""}` })]),
     );
     if (asked && reply.layer === store.selection.layer) {
       root.dataset.rwPaintMs = String(Math.round(performance.now() - asked));
@@ -184,9 +303,9 @@ export function mountProjector(el: HTMLElement, store: Store): void {
     }
   };
 
-  const legendItem = (name: string, i: number) => {
+  const legendItem = (name: string, i: number, k: number) => {
     const span = h("span", { class: "rw-legend-item", text: `\u25cf ${name}  ` });
-    span.style.color = css(CATEGORY[i % CATEGORY.length]);
+    span.style.color = css(categoryColour(i, k));
     return span;
   };
 
@@ -194,35 +313,98 @@ export function mountProjector(el: HTMLElement, store: Store): void {
     const layer = store.selection.layer;
     layerInput.value = String(layer);
     layerLabel.textContent = `L${layer}`;
-    const reply = await track(parts, store.request("projector", { layer, colour: Number(colourSelect.value) })).catch(() => null);
+    showFeature();
+    const args = { layer, colour: Number(colourSelect.value), feature: feature() };
+    const reply = await track(parts, store.request("projector", args)).catch(() => null);
     if (!reply) return;
     shown = reply.data as unknown as ProjectorReply;
     paint();
   };
 
-  canvas.addEventListener("click", (event) => {
-    if (!shown || !frame) return;
+  /** Where a mouse event is, in canvas pixels. */
+  const at = (event: MouseEvent): Pixel => {
     const box = canvas.getBoundingClientRect();
     const sx = box.width ? WIDTH / box.width : 1;
     const sy = box.height ? HEIGHT / box.height : 1;
-    const i = nearestPoint(shown.xy, frame, shown.n_prompt, (event.clientX - box.left) * sx, (event.clientY - box.top) * sy);
-    if (i < 0) return;
+    return [(event.clientX - box.left) * sx, (event.clientY - box.top) * sy];
+  };
+
+  const endLasso = () => {
+    const polygon = lasso;
+    lasso = null;
+    if (!polygon || !shown || !frame) return;
+    const xs = polygon.map((p) => p[0]), ys = polygon.map((p) => p[1]);
+    if (Math.max(...xs) - Math.min(...xs) < LASSO_MIN && Math.max(...ys) - Math.min(...ys) < LASSO_MIN) {
+      paint();
+      return; // a click
+    }
+    lassoEnded = true;
+    const { tokens, points } = lassoed(shown, frame, polygon);
+    const token = tokens.length && !tokens.includes(store.selection.token) ? { token: tokens[0] } : {};
+    info.textContent = `lasso: ${tokens.length} of the prompt's tokens, ${points.length} of the texts' points`;
+    store.select({ tokens, points, ...token });
+    paint();
+  };
+
+  canvas.addEventListener("mousedown", (event) => {
+    if (event.button !== 0 || !shown) return;
+    lasso = [at(event)];
+    lassoEnded = false;
+  });
+  canvas.addEventListener("mouseup", endLasso);
+  canvas.addEventListener("mouseleave", endLasso);
+  canvas.addEventListener("click", (event) => {
+    if (lassoEnded) {
+      lassoEnded = false;
+      return;
+    }
+    if (!shown || !frame) return;
+    const [px, py] = at(event);
+    const i = nearestPoint(shown.xy, frame, shown.n_prompt, px, py);
+    if (i < 0) {
+      const sel = store.selection;
+      if (sel.tokens?.length || sel.points?.length) {
+        info.textContent = "lasso cleared";
+        store.select({ tokens: [], points: [] });
+      }
+      return;
+    }
     info.textContent = describe(i);
     if (i < shown.n_prompt) store.select({ token: i });
   });
   canvas.addEventListener("mousemove", (event) => {
     if (!shown || !frame) return;
-    const box = canvas.getBoundingClientRect();
-    const i = nearestPoint(shown.xy, frame, shown.n_prompt, event.clientX - box.left, event.clientY - box.top, 6);
+    const [px, py] = at(event);
+    if (lasso) {
+      const [lx, ly] = lasso[lasso.length - 1];
+      if ((px - lx) ** 2 + (py - ly) ** 2 >= 4) {
+        lasso.push([px, py]);
+        paint();
+      }
+      return;
+    }
+    const i = nearestPoint(shown.xy, frame, shown.n_prompt, px, py, 6);
     canvas.title = i >= 0 ? describe(i) : "";
   });
   layerInput.addEventListener("input", () => store.select({ layer: Number(layerInput.value) }));
   colourSelect.addEventListener("change", () => void fetch());
+  featureInput.addEventListener("change", () => {
+    const which = sae(), value = Math.floor(Number(featureInput.value));
+    const d = store.saes[which ?? -1]?.d_sae ?? 0;
+    if (which === null || !(value >= 0 && value < d)) {
+      featureInput.value = String(feature());
+      return;
+    }
+    store.select({ sae: which, feature: value });
+  });
   store.watch(["layer"], () => {
     asked = performance.now();
     void fetch();
   }, () => {
-    if (shown && shown.layer === store.selection.layer) paint(); // a new token: ring its point
+    if (shown && shown.layer === store.selection.layer) paint(); // a new token or lasso: ring its points
+  });
+  store.watch(["sae", "feature"], () => {
+    if (sae() !== null) void fetch();
   });
   store.on("generation", () => void fetch());
   store.on("theme", paint);

@@ -1,4 +1,5 @@
-// Tokens: the prompt as text, wrapping; click (or arrow keys) selects a position. Colour shows, by priority:
+// Tokens: the prompt as text, wrapping; click (or arrow keys) selects a position; the positions in the projector's
+// lasso are underlined. Colour shows, by priority:
 // where the selected head attends from a hovered token, the selected SAE feature's or neuron's activation, or,
 // with interventions, how each position's prediction changed (the clean run's top next token lost or gained).
 import { type Tensor } from "../codec";
@@ -83,6 +84,7 @@ export function mountTokens(el: HTMLElement, store: Store): void {
   const paint = () => {
     const sel = store.selection;
     const palette = store.palette;
+    const lassoed = new Set(sel.tokens ?? []); // the projector's lasso: underlined
     const shown = feature ?? neuron;
     const scaleMax = shown ? Math.max(1e-6, ...Array.from(shown, Math.abs)) : 1;
     const change = effects && store.interventions.length ? probabilityChange(effects, n) : null;
@@ -93,6 +95,7 @@ export function mountTokens(el: HTMLElement, store: Store): void {
       span.setAttribute("aria-selected", String(selected));
       span.tabIndex = selected ? 0 : -1;
       span.classList.toggle("rw-query", attend !== null && pos === attend.query);
+      span.classList.toggle("rw-lassoed", lassoed.has(pos));
       let rgb: RGB | null = null;
       let title = titles[pos];
       if (attend) rgb = sequential(attend.values[pos] ?? 0, palette);

@@ -83,7 +83,7 @@ def show(session, content: dict[str, Any]) -> None:
     if isinstance(position, bool) or not isinstance(position, int) or not 0 <= position < n:
         raise ValueError(f"show_continuation: position must be an int in 0..{n - 1}")
     session.show(gen.token_ids)
-    session.select_after = {"token": position}
+    session.select_after = {"token": position, "tokens": []}  # a lasso's positions were the other text's
 
 
 PANEL = Panel(

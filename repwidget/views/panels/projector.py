@@ -1,5 +1,7 @@
-"""Projector: token representations (``hook_resid_post``) at the selected layer in 2-D by PCA: the prompt's tokens
-and the tokens of the session's ``points`` texts, coloured by a label; a click on a prompt token's point selects it.
+"""Projector: token representations (``hook_resid_post``) at the selected layer in 2-D by PCA (or UMAP): the
+prompt's tokens and the tokens of the session's ``points`` texts, coloured by a label, a probe's score or an SAE
+feature's activation; a click on a prompt token's point selects it, a lasso selects many (the selection's
+``tokens`` and ``points``).
 
 The texts' tokens (at most :data:`MAX_POINTS`) are read once, in padded batches: each layer's mean and covariance,
 then every token's coordinates on that layer's two principal axes (from activations kept in memory up to
@@ -9,6 +11,7 @@ up; the prompt's tokens (which interventions change) are projected onto the same
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -19,11 +22,17 @@ from ...sae.harvest import activations_at
 from ...texts import token_ids
 from .. import panel
 from ..panel import Panel, Request
+from ..protocol import short
 
 #: the most dataset tokens the projector shows
 MAX_POINTS = 20_000
-#: activations up to this size are kept between the two passes (one forward pass instead of two)
+#: activations up to this size are kept between the two passes (one forward pass instead of two), and for UMAP
 HOLD_BYTES = 256 * 2**20
+#: how the projector reduces token representations to 2-D
+PROJECTIONS = ("pca", "umap")
+#: UMAP's seed: the same texts give the same picture
+UMAP_SEED = 0
+UMAP_INSTALL = "pip install umap-learn"
 
 
 @dataclass(frozen=True)
@@ -32,12 +41,27 @@ class Points:
 
     texts: list[Any]
     labels: list[str] | None
+    projection: str = "pca"
 
 
-def points_of(examples: Iterable[Any] | None) -> Points | None:
-    """``points=`` of ``rw.explore``: texts (or token id lists), ``(text, label)`` pairs, or ``rw.demo.Example``."""
+def umap_installed() -> bool:
+    """Whether umap-learn is installed (found without importing it, which takes seconds; a folder left behind
+    by an uninstall, such as numba's cache, is not an installation)."""
+    spec = importlib.util.find_spec("umap")
+    return spec is not None and spec.origin not in (None, "namespace")
+
+
+def points_of(examples: Iterable[Any] | None, projection: str = "pca") -> Points | None:
+    """``points=`` of ``rw.explore``: texts (or token id lists), ``(text, label)`` pairs, or ``rw.demo.Example``;
+    ``projection``: ``"pca"`` or ``"umap"`` (when umap-learn is installed)."""
+    if projection not in PROJECTIONS:
+        raise ValueError(f'projection must be "pca" or "umap", got {projection!r:.40}')
     if examples is None:
+        if projection != "pca":
+            raise ValueError("projection= is the projector's; give it texts with points=[...]")
         return None
+    if projection == "umap" and not umap_installed():
+        raise ImportError(f'projection="umap" needs the umap-learn package: {UMAP_INSTALL}')
     if isinstance(examples, (str, bytes)):
         raise TypeError("points must be a list of texts or (text, label) pairs, not one text")
     items = list(examples)
@@ -45,19 +69,32 @@ def points_of(examples: Iterable[Any] | None) -> Points | None:
         raise ValueError("points is empty; give texts whose tokens the projector shows")
     plain = [isinstance(x, str) or (isinstance(x, list) and all(type(i) is int for i in x)) for x in items]
     if all(plain):
-        return Points(items, None)
+        return Points(items, None, projection)
     from ...probes.probes import _examples
 
     texts, labels = _examples(items, None)
-    return Points(texts, labels)
+    return Points(texts, labels, projection)
 
 
 def colourings(session) -> list[str]:
-    """What points can be coloured by: where they come from, their position, the texts' labels, each probe."""
+    """What points can be coloured by: where they come from, their position, the texts' labels, each probe, a
+    feature of each SAE (the request's ``feature``)."""
     out = ["source", "position"]
     if session.points is not None and session.points.labels is not None:
         out.append("label")
-    return out + [f"probe {i}" for i, p in enumerate(session.probes) if p.site == "resid_post"]
+    out += [f"probe {i}" for i, p in enumerate(session.probes) if p.site == "resid_post"]
+    return out + [f"SAE {i} feature" for i in range(len(session.saes))]
+
+
+def default_colouring(session) -> int:
+    """The colouring shown first: the texts' labels when they have some, else where points come from."""
+    names = colourings(session)
+    return names.index("label") if "label" in names else 0
+
+
+def _sae_of(name: str) -> int | None:
+    """The SAE a colouring reads (``"SAE 1 feature"``: 1), or None."""
+    return int(name.split()[1]) if name.startswith("SAE ") else None
 
 
 def axes(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -81,9 +118,14 @@ def dataset(session) -> dict[str, Any]:
     return session.of_clean(("projector",), lambda: _read(session))
 
 
-def _read(session) -> dict[str, Any]:
-    model, points = session.model, session.points
-    ids = token_ids(model, points.texts)
+def kept(session) -> tuple[list[list[int]], list[tuple[int, int]]]:
+    """The points' token ids, and the texts whose tokens the projector shows: ``(text index, tokens after <bos>)``
+    in order, until :data:`MAX_POINTS` tokens."""
+    return session.of_clean(("projector-kept", MAX_POINTS), lambda: _choose(session))
+
+
+def _choose(session) -> tuple[list[list[int]], list[tuple[int, int]]]:
+    ids = token_ids(session.model, session.points.texts)
     keep, total = [], 0
     for i, x in enumerate(ids):
         take = min(len(x) - 1, MAX_POINTS - total)
@@ -94,7 +136,36 @@ def _read(session) -> dict[str, Any]:
             break
     if not keep:
         raise ValueError("the projector's texts have no token after <bos>; give longer texts")
+    return ids, keep
+
+
+def check_points(session, value: Any) -> list[list[int]]:
+    """The selection's ``points`` (the texts' points in the projector's lasso): ``[text, position]`` pairs of points
+    the projector shows, sorted, without repeats."""
+    if not isinstance(value, (list, tuple)):
+        raise ValueError(f"selection: points must be a list of [text, position] pairs, got {short(value, 40)}")
+    if not value:
+        return []
+    if session.points is None:
+        raise ValueError("selection: points are the projector's; open the explorer with points=texts")
+    shown = dict(kept(session)[1])
+    out = set()
+    for pair in value:
+        if not (isinstance(pair, (list, tuple)) and len(pair) == 2 and all(type(v) is int for v in pair)):
+            raise ValueError(f"selection: points are [text, position] pairs of ints, got {short(pair, 40)}")
+        if not 1 <= pair[1] <= shown.get(pair[0], 0):
+            raise ValueError(f"selection: the projector shows no point at text {pair[0]}, position {pair[1]}")
+        out.add(tuple(pair))
+    return [list(p) for p in sorted(out)]
+
+
+def _read(session) -> dict[str, Any]:
+    model = session.model
+    ids, keep = kept(session)
+    total = sum(take for _, take in keep)
     hooks = [f"blocks.{layer}.hook_resid_post" for layer in range(model.n_layers)]
+    read_by_saes = list(dict.fromkeys(sae.hook for sae in session.saes))
+    extra = [h for h in read_by_saes if h not in hooks]
     chosen = [ids[i] for i, _ in keep]
 
     d = model.d_model
@@ -104,12 +175,15 @@ def _read(session) -> dict[str, Any]:
         if held is not None and len(held) == len(keep):  # the second time: what the first pass kept
             yield from ((j, [x.double() for x in held[j]]) for j in range(len(keep)))
             return
-        for j, acts in activations_at(model, hooks, chosen):
+        for j, acts in activations_at(model, hooks + extra, chosen):
             layers = [acts[h][: keep[j][1]].double().cpu() for h in hooks]
+            for h in read_by_saes:  # kept for colouring by a feature (MAX_POINTS rows each)
+                sae_in[h][j] = acts[h][: keep[j][1]].float().cpu()
             if held is not None:
                 held[j] = [x.float() for x in layers]
             yield j, layers
 
+    sae_in: dict[str, dict[int, torch.Tensor]] = {h: {} for h in read_by_saes}
     first, second = torch.zeros(len(hooks), d, dtype=torch.float64), torch.zeros(len(hooks), d, d, dtype=torch.float64)
     for _, layers in read():
         for layer, x in enumerate(layers):
@@ -133,7 +207,45 @@ def _read(session) -> dict[str, Any]:
     text = torch.cat([torch.full((take,), i, dtype=torch.int32) for i, take in keep])
     pos = torch.cat([torch.arange(1, take + 1, dtype=torch.int32) for _, take in keep])
     token = torch.cat([torch.tensor(ids[i][1 : take + 1], dtype=torch.int32) for i, take in keep])
-    return {"xy": xy, "mean": mean, "axes": axes_, "text": text, "pos": pos, "ids": token, "scores": scores}
+    inputs = {h: torch.cat([parts[j] for j in range(len(keep))]) for h, parts in sae_in.items()}
+    acts = None  # each layer's [total, d] activations, kept for UMAP when they fit
+    if session.points.projection == "umap" and held is not None:
+        acts = [torch.cat([held[j][layer] for j in range(len(keep))]) for layer in range(len(hooks))]
+    return {
+        "xy": xy,
+        "mean": mean,
+        "axes": axes_,
+        "text": text,
+        "pos": pos,
+        "ids": token,
+        "scores": scores,
+        "sae_in": inputs,
+        "acts": acts,
+    }
+
+
+def umap_of(session, layer: int) -> tuple[Any, torch.Tensor]:
+    """The UMAP fitted to the texts' tokens at ``layer`` (seeded: :data:`UMAP_SEED`) and their ``[n, 2]``
+    coordinates; fitted once per layer, kept while the clean run is."""
+    return session.of_clean(("projector-umap", layer), lambda: _fit_umap(session, layer))
+
+
+def _fit_umap(session, layer: int) -> tuple[Any, torch.Tensor]:
+    import umap
+
+    data = dataset(session)
+    acts = data["acts"][layer] if data["acts"] is not None else _layer_acts(session, layer)
+    reducer = umap.UMAP(n_components=2, random_state=UMAP_SEED, n_jobs=1)  # seeded: one thread either way
+    return reducer, torch.from_numpy(reducer.fit_transform(acts.numpy())).float()
+
+
+def _layer_acts(session, layer: int) -> torch.Tensor:
+    """The texts' tokens' ``resid_post`` at ``layer``, read again (when too many to keep for every layer)."""
+    ids, keep = kept(session)
+    hook = f"blocks.{layer}.hook_resid_post"
+    chosen = [ids[i] for i, _ in keep]  # read shortest first: put back in order
+    parts = {j: acts[hook][: keep[j][1]].float().cpu() for j, acts in activations_at(session.model, [hook], chosen)}
+    return torch.cat([parts[j] for j in range(len(keep))])
 
 
 def _score(probes, acts: torch.Tensor, layer: int) -> torch.Tensor:
@@ -145,20 +257,29 @@ def _score(probes, acts: torch.Tensor, layer: int) -> torch.Tensor:
 def answer(session, args: dict[str, Any]) -> dict[str, Any]:
     """Points at ``layer``: ``xy`` ``[n_prompt + n_texts, 2]`` (the prompt's tokens first, position ``i`` at row
     ``i``), colour ``values`` by colouring ``colour`` (category indices into ``categories``, or values in 0..1 with
-    -1 for none), and the texts' points' ``text``, ``pos``, token ``ids`` and their ``vocab``."""
+    -1 for none; an SAE's ``feature``: its activation over ``value_max``, the largest after the prompt's position 0),
+    and the texts' points' ``text``, ``pos``, token ``ids`` and their ``vocab``."""
     layer, name = args["layer"], colourings(session)[args["colour"]]
     prompt = session.run[f"blocks.{layer}.hook_resid_post"].double().cpu()
     n = len(prompt)
     data = dataset(session) if session.points is not None else None
-    if data is not None:
+    if data is not None and session.points.projection == "umap":
+        reducer, texts_xy = umap_of(session, layer)
+        key = f"projector-umap-{layer}"  # the prompt placed once per run and layer (a colouring change reuses it)
+        placed = session.cached(key)
+        if placed is None:
+            placed = torch.from_numpy(reducer.transform(prompt.float().numpy())).float()
+            session.cache(key, placed)
+        xy = torch.cat([placed, texts_xy])
+    elif data is not None:
         mean, basis = data["mean"][layer], data["axes"][layer]
+        xy = torch.cat([((prompt - mean) @ basis).float(), data["xy"][layer]])
     else:
         mean, basis = axes(prompt[1:] if n > 1 else prompt)
-    xy = ((prompt - mean) @ basis).float()
+        xy = ((prompt - mean) @ basis).float()
     m = 0 if data is None else len(data["text"])
-    if data is not None:
-        xy = torch.cat([xy, data["xy"][layer]])
     categories: list[str] = []
+    extra: dict[str, Any] = {}
     if name == "source":
         categories = ["prompt", "texts"]
         values = torch.cat([torch.zeros(n), torch.ones(m)])
@@ -167,9 +288,21 @@ def answer(session, args: dict[str, Any]) -> dict[str, Any]:
         values = pos / max(1.0, float(pos.max()))
     elif name == "label":
         labels = session.points.labels
-        categories = [*sorted(set(labels)), "prompt"]
+        categories = [*dict.fromkeys(labels), "prompt"]  # in the order the labels first come
         of_text = torch.tensor([categories.index(label) for label in labels])
         values = torch.cat([torch.full((n,), len(categories) - 1), of_text[data["text"].long()]]).float()
+    elif (which := _sae_of(name)) is not None:
+        sae, feature = session.saes[which], args["feature"]
+        acts = sae.feature_activations(session.run[sae.hook], feature).float()
+        if data is not None:
+            inputs = data["sae_in"][sae.hook]
+            of_texts = session.of_clean(
+                ("projector-feature", which, feature), lambda: sae.feature_activations(inputs, feature)
+            )
+            acts = torch.cat([acts, of_texts.float()])
+        top = float(acts[1:].max()) if len(acts) > 1 else 0.0  # <bos>'s activation (often huge) left out of the scale
+        values = (acts / top).clamp(max=1.0) if top > 0 else torch.zeros_like(acts)
+        extra["value_max"] = top
     else:
         index = int(name.split()[1])
         probes = session.probes[index]
@@ -185,6 +318,7 @@ def answer(session, args: dict[str, Any]) -> dict[str, Any]:
         "values": values.float(),
         "categories": categories,
         "layer": layer,
+        **extra,
     }
     if data is not None:
         unique = sorted(set(data["ids"].tolist()))
@@ -201,22 +335,45 @@ def _colours(session, _: dict[str, Any]) -> int:
     return len(colourings(session))
 
 
+def _features(session, args: dict[str, Any]) -> int:
+    """A feature of the colouring's SAE; 0 for the other colourings."""
+    which = _sae_of(colourings(session)[args["colour"]])
+    return 1 if which is None else session.saes[which].d_sae
+
+
+def _feature_for(session, selection, colour: int) -> int:
+    """The feature a colouring shows for ``selection`` (the selected feature of its SAE, else 0)."""
+    which = _sae_of(colourings(session)[colour])
+    if which is None or selection.get("sae", 0) != which or selection.get("feature") is None:
+        return 0
+    return selection["feature"]
+
+
 def _selected(session, selection) -> Iterator[dict[str, Any]]:
-    yield {"what": "projector", "layer": selection["layer"], "colour": 0}
+    yield {"what": "projector", "layer": selection["layer"], "colour": default_colouring(session), "feature": 0}
 
 
 def _around(session, selection) -> Iterator[dict[str, Any]]:
     for layer in range(session.model.n_layers):
         for colour in range(len(colourings(session))):
-            yield {"what": "projector", "layer": layer, "colour": colour}
+            feature = _feature_for(session, selection, colour)
+            yield {"what": "projector", "layer": layer, "colour": colour, "feature": feature}
 
 
 PANEL = Panel(
     name="projector",
-    requests=(Request("projector", (("layer", panel.layers), ("colour", _colours)), answer),),
+    requests=(Request("projector", (("layer", panel.layers), ("colour", _colours), ("feature", _features)), answer),),
     shown=lambda session: session.points is not None,
-    hooks=lambda session: [f"blocks.{layer}.hook_resid_post" for layer in range(session.model.n_layers)],
-    shape=lambda session: {"projector_colours": colourings(session), "projector_max": MAX_POINTS},
+    hooks=lambda session: (
+        [f"blocks.{layer}.hook_resid_post" for layer in range(session.model.n_layers)]
+        + [sae.hook for sae in session.saes]
+    ),
+    shape=lambda session: {
+        "projector_colours": colourings(session),
+        "projector_colour": default_colouring(session),
+        "projector_projection": session.points.projection.upper(),
+        "projector_max": MAX_POINTS,
+    },
     selected=_selected,
     around=_around,
 )
