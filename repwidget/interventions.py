@@ -78,6 +78,12 @@ class Intervention:
         Every edit is row-wise: position p's edited value depends only on its activation and on p."""
         return getattr(self, "positions", None) is not None
 
+    def first_changed(self, ids: Sequence[int]) -> int:
+        """The first position of a clean run on ``ids`` this can change (0: any). Causal reruns recompute only
+        from there on (``Model.rerun_batch``), so it must never be later than the truth."""
+        positions = getattr(self, "positions", None)
+        return max(0, min(positions)) if positions else 0
+
 
 def _int(value: Any, name: str, optional: bool = False) -> int | None:
     if value is None and optional:
@@ -552,6 +558,16 @@ class Patch(Intervention):
                 raise ValueError(f"{_short(self)}: position {p} is out of range 0..{min(n_source, n_tokens) - 1}")
         for iv in self.interventions:
             iv.check(model, n_source)
+
+    def first_changed(self, ids: Sequence[int]) -> int:
+        """A clean source computes the same activations as the run up to the first token where their ids differ:
+        writing them there changes nothing."""
+        own = super().first_changed(ids)
+        if self.interventions:
+            return own
+        common = min(len(self.source), len(ids))
+        shared = next((i for i in range(common) if self.source[i] != ids[i]), common)
+        return max(own, shared)
 
     def edit(self, model: Model, n_tokens: int) -> Edit:
         source = model.source_activation(self.source, self.hook, self.interventions)  # [src_pos, ...] as captured

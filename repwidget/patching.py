@@ -91,7 +91,7 @@ class Sweep:
 
 def measure(metric: Metric | Callable[[Run], float], runs: Sequence[Run], chunk: int = 256) -> list[float]:
     """``metric`` of each run; a :class:`Metric`'s logits unembedded ``chunk`` runs at a time."""
-    if not isinstance(metric, Metric):
+    if not isinstance(metric, Metric) or type(metric).__call__ is not Metric.__call__:
         return [float(metric(r)) for r in runs]
     values = []
     for i in range(0, len(runs), chunk):
@@ -205,25 +205,22 @@ def _patch(template: str, site: str, cell: tuple[int, ...], source: list[int]) -
 def exact(model, clean_ids, corrupted_ids, metric, site, template, batch_size):
     """Every patch re-run: ``(values, m_clean, m_corrupted, patches by cell)``.
 
-    Both prompts compute the same activations up to the first token where they differ, so a patch there changes
-    nothing (its cell is the corrupted run's metric, with no rerun), and a patch changes nothing before the later
-    of that token and its own position: the reruns compute only the positions after (on the corrupted prompt's KV
-    cache)."""
+    On a causal model both prompts compute the same activations up to the first token where they differ, so a
+    patch at a position before it changes nothing (its cell is the corrupted run's metric, with no rerun), and the
+    reruns compute only the positions from there on (``Model.rerun_batch``)."""
     hooks = [f"blocks.{layer}.{template}" for layer in range(model.n_layers)]
     clean_run = model.run(clean_ids, capture=hooks)
     model.remember_source(clean_ids, clean_run)  # every patch reads the clean activations of this one pass
     corrupted_run = model.run(corrupted_ids, capture=[])
     m_corrupted = metric(corrupted_run)
     n = len(corrupted_ids)
-    shared = next((i for i, (a, b) in enumerate(zip(clean_ids, corrupted_ids, strict=True)) if a != b), n)
+    shared = 0
+    if model.arch.causal:  # in an encoder every position sees the tokens after it
+        shared = next((i for i, (a, b) in enumerate(zip(clean_ids, corrupted_ids, strict=True)) if a != b), n)
     cells = _cells(model, site, n)
     patches = {cell: _patch(template, site, cell, clean_ids) for cell in cells}
-    first = {cell: shared if site == "heads" else max(shared, cell[-1]) for cell in cells}
-    changing = [c for c in cells if first[c] < n and (site == "heads" or c[-1] >= shared)]
-    runs = model.rerun_batch(
-        corrupted_run, [[patches[c]] for c in changing], batch_size=batch_size,
-        unchanged_before=[first[c] for c in changing],
-    )  # fmt: skip
+    changing = [c for c in cells if (c[-1] >= shared if site != "heads" else shared < n)]
+    runs = model.rerun_batch(corrupted_run, [[patches[c]] for c in changing], batch_size=batch_size)
     measured = dict(zip(changing, measure(metric, runs), strict=True))
     values = torch.tensor([measured.get(c, m_corrupted) for c in cells]).reshape(_shape(model, site, n))
     return values, metric(clean_run), m_corrupted, patches

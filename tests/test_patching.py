@@ -11,6 +11,7 @@ import torch
 import transformers as T
 
 import repwidget as rw
+from repwidget.model.execute import NonFiniteError
 
 from architectures import ARCHITECTURES, build, matrix_ids
 
@@ -235,11 +236,11 @@ def test_a_knockout_equals_masking_the_scores_in_eager_attention_by_hand():
     assert float(pattern[6, 2:4].abs().max()) == 0 and pattern[6].sum() == pytest.approx(1.0)
     with pytest.raises(ValueError, match="could attend to no key"):
         model.run(x, rw.Knockout(1, query=[1], key=[0, 1]))
-    # anywhere an intervention goes: batched reruns (with other kinds in the batch, and a promise of an unchanged
-    # prefix, which knockouts do not take) and batched runs equal the single run
+    # anywhere an intervention goes: batched reruns (with other kinds in the batch, and a set that changes only
+    # late positions, which alone would re-run from position 7) and batched runs equal the single run
     base = model.run(x)
-    sets = [[knockout], [rw.Ablate(0, head=1)], [knockout, rw.Ablate(2, head=0)]]
-    for run, ivs in zip(model.rerun_batch(base, sets, unchanged_before=6), sets, strict=True):
+    sets = [[knockout], [rw.Ablate(0, head=1, positions=[7])], [knockout, rw.Ablate(2, head=0)]]
+    for run, ivs in zip(model.rerun_batch(base, sets), sets, strict=True):
         torch.testing.assert_close(run.logits, model.run(x, ivs).logits, atol=1e-5, rtol=0)
     torch.testing.assert_close(model.run_batch([x, x[:9]], knockout)[0].logits, ours.logits, atol=1e-5, rtol=0)
 
@@ -293,7 +294,7 @@ def test_reruns_after_a_shared_prefix_compute_only_the_rest_and_equal_full_runs(
     embeddings = model.hf.get_input_embeddings()
     handle = embeddings.register_forward_hook(lambda m, args, out: widths.append(args[0].shape[-1]))
     try:
-        runs = model.rerun_batch(base, sets, unchanged_before=[shared, shared, 12, 15, n - 1], batch_size=2)
+        runs = model.rerun_batch(base, sets, batch_size=2)
     finally:
         handle.remove()
     # the three patches' sources read once each over the whole input; the reruns: each prefix's cache, then only
@@ -307,17 +308,69 @@ def test_reruns_after_a_shared_prefix_compute_only_the_rest_and_equal_full_runs(
     assert all(p.grad is None for p in model.hf.parameters())
 
 
-def test_a_sweep_of_prompts_sharing_a_prefix_reruns_only_what_differs_and_equals_full_runs():
-    model = gpt2()
+@pytest.mark.parametrize("name", ["gpt2", "bert"])
+def test_a_sweep_of_prompts_sharing_a_prefix_reruns_only_what_differs_and_equals_full_runs(name):
+    model = gpt2() if name == "gpt2" else rw.load(build(name))  # BERT: every position sees the later tokens
     clean = matrix_ids()
     corrupted = clean[:10] + matrix_ids(seed=5)[10:]
-    metric = raw_diff(model)
-    for site in ("heads", "resid_pre"):
-        sweep = rw.patching.sweep(model, clean, corrupted, metric, site=site)
-        full = torch.tensor([metric(model.run(corrupted, sweep.patch(*cell))) for cell in sweep.patches])
-        torch.testing.assert_close(sweep.values.reshape(-1), full, atol=1e-5, rtol=0)
-        if site == "resid_pre":  # before the first differing token a patch changes nothing: no rerun
-            assert (sweep.values[:, :10] == sweep.corrupted).all()
+    for position in (-1, 3, 12):  # the metric read after, before and at the first differing token
+        metric = rw.patching.Metric("diff", lambda logits: logits[5] - logits[7], position, normalized=False)
+        for site in ("heads", "resid_pre") if position == -1 else ("heads_by_pos",):
+            sweep = rw.patching.sweep(model, clean, corrupted, metric, site=site)
+            full = torch.tensor([metric(model.run(corrupted, sweep.patch(*cell))) for cell in sweep.patches])
+            torch.testing.assert_close(sweep.values.reshape(-1), full, atol=1e-5, rtol=0, msg=(site, position))
+    if name == "gpt2":  # before the first differing token a patch changes nothing: no rerun
+        assert (sweep.values[..., :10] == sweep.corrupted).all()
+
+
+def test_reruns_recompute_only_what_each_set_can_change():
+    model = gpt2()
+    ids = matrix_ids()
+    n = len(ids)
+    widths: list[int] = []
+    embeddings = model.hf.get_input_embeddings()
+    handle = embeddings.register_forward_hook(lambda m, args, out: widths.append(args[0].shape[-1]))
+    try:
+        clean = model.run(ids, capture=[])
+        ablated = model.run(ids, rw.Ablate(0, head=1), capture=[])
+        cases = [
+            (clean, [rw.Ablate(1, head=0)], n),  # every position: the whole input
+            (clean, [rw.Ablate(1, head=0, positions=[3, 15])], n - 3),  # from its first position
+            (clean, [rw.Ablate(1, head=0, positions=[15]), rw.Steer(0, [0.1] * model.d_model)], n),
+            (clean, [rw.Patch("blocks.1.hook_resid_pre", ids[:6] + [3] * (n - 6), head=None)], n - 6),
+            (clean, [rw.Patch("blocks.1.hook_resid_pre", ids, interventions=[rw.Ablate(0, head=0)])], n),
+            (ablated, [rw.Ablate(1, head=0, positions=[15])], n),  # an intervened base: the whole input
+        ]
+        for base, ivs, width in cases:
+            widths.clear()
+            (run,) = model.rerun_batch(base, [ivs])
+            rows = [w for w in widths if w != n or width == n][-1]  # the rerun's (after any source's capture)
+            assert rows == width, (ivs, widths)
+            torch.testing.assert_close(run.logits, model.run(ids, ivs).logits, atol=1e-5, rtol=1e-5)
+    finally:
+        handle.remove()
+
+
+def test_attribution_reads_the_gradient_of_the_metric_at_its_own_position():
+    model = gpt2()
+    clean, corrupted = matrix_ids()[:9], matrix_ids()[9:18]
+    metric = rw.patching.Metric("diff", lambda logits: logits[5] - logits[7], 5, normalized=False)
+    sweep = rw.patching.sweep(model, clean, corrupted, metric, site="resid_pre", method="attribution")
+    hooks = [f"blocks.{layer}.hook_resid_pre" for layer in range(model.n_layers)]
+    cache, logits = model.with_graph(corrupted, hooks)  # every row's logits, in the graph
+    with torch.enable_grad():
+        grads = torch.autograd.grad(logits[5, 5] - logits[5, 7], [cache[h] for h in hooks])
+    source = model.run(clean, capture=hooks)
+    by_hand = torch.stack([((source[h] - cache[h].detach()) * g).sum(-1) for h, g in zip(hooks, grads, strict=True)])
+    torch.testing.assert_close(sweep.values, sweep.corrupted + by_hand, atol=1e-5, rtol=1e-5)
+    assert float(by_hand[:, 6:].abs().max()) == 0  # positions after 5 cannot move the metric at 5
+
+
+def test_one_non_finite_rerun_in_a_batch_is_an_error():
+    model = gpt2()
+    base = model.run(matrix_ids(), capture=[])
+    with pytest.raises(NonFiniteError, match="NaN or infinite"):
+        model.rerun_batch(base, [[rw.Ablate(0, head=0)], [rw.Steer(1, [1e30] * model.d_model)]])
 
 
 def test_the_logits_of_many_runs_unembedded_together_equal_each_runs_own():

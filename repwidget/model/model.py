@@ -262,47 +262,38 @@ class Model:
         interventions: Sequence[Intervention | Iterable[Intervention]],
         capture: str | Iterable[str] | None = (),
         batch_size: int | None = None,
-        unchanged_before: int | Sequence[int] = 0,
     ) -> list[Run]:
         """``base``'s input re-run once per set of ``interventions``, in batches, each from the earliest block its
         batch edits (the blocks before reused, shared by the batch): what sweeps over heads, positions or patches
-        do. Each run equals ``base.rerun(that set)``; runs hold no block outputs.
+        do. Each run equals ``base.rerun(that set)`` (up to rounding); runs hold no block outputs.
 
-        ``unchanged_before`` (one position for every set, or one each) promises that a set changes nothing before
-        that position (a patch from a prompt sharing those tokens, an edit of later positions only): those rows
-        are then taken from ``base`` and only the rest re-run, on the KV cache of ``base``'s prefix (a causal
-        model on the local executor, a clean ``base`` and no captures; otherwise the promise is not needed)."""
+        On a causal model, a set that changes nothing before some position (edits of later positions only, a patch
+        from a prompt sharing the first tokens: ``Intervention.first_changed``) re-runs only the positions from
+        there, on the KV cache of ``base``'s prefix (a clean ``base`` on the local executor, no captures)."""
         sets = [as_tuple(ivs) for ivs in interventions]
         names = self.expand(capture)
         reusable = self._reusable(base)
         version = self.weights_version()
         ids = base.token_ids
-        prefixes = [unchanged_before] * len(sets) if isinstance(unchanged_before, int) else list(unchanged_before)
-        if len(prefixes) != len(sets):
-            raise ValueError(f"{len(prefixes)} positions in unchanged_before for {len(sets)} sets of interventions")
-        if not (reusable and self._suffix_reruns(base, sets, names)):
-            prefixes = [0] * len(sets)
-        prefixes = [max(0, min(int(p), len(ids) - 1)) for p in prefixes]
+        suffix = reusable and self._suffix_reruns(base, sets, names)
+        first = [min((iv.first_changed(ids) for iv in s), default=len(ids)) for s in sets]
+        prefixes = [min(p, len(ids) - 1) if suffix else 0 for p in first]
         runs: list[Run | None] = [None] * len(sets)
         order = sorted(range(len(sets)), key=lambda i: (prefixes[i], first_edited_layer(sets[i], self.n_layers)))
-        chunks = []
-        for prefix in dict.fromkeys(prefixes[i] for i in order):
+        for prefix in dict.fromkeys(prefixes[i] for i in order):  # one prefix's KV cache held at a time
             group = [i for i in order if prefixes[i] == prefix]
+            past = self._prefix_cache(ids[:prefix]) if prefix else None
             size = batch_size or rerun_batch_size(self, names, len(ids), len(ids) - prefix)
-            chunks += [(prefix, group[i : i + size]) for i in range(0, len(group), size)]
-        past: dict[int, object] = {}
-        for prefix, chunk in chunks:
-            chosen = [sets[i] for i in chunk]
-            start = min(first_edited_layer(s, self.n_layers) for s in chosen)
-            start = min([start, base.clean_prefix, *(hook_names.parse(h)[0] for h in names if h not in base)])
-            start = start if reusable else 0
-            if prefix and prefix not in past:
-                past[prefix] = self._prefix_cache(ids[:prefix])
-            results = self._batch_pass(base, chosen, names, start, prefix, past.get(prefix))
-            for i, result in zip(chunk, results, strict=True):
-                if start:
-                    result.cache.update({h: base[h] for h in names if hook_names.parse(h)[0] < start})
-                runs[i] = Run(self, ids, sets[i], result, 0, version)
+            for chunk in (group[i : i + size] for i in range(0, len(group), size)):
+                chosen = [sets[i] for i in chunk]
+                start = min(first_edited_layer(s, self.n_layers) for s in chosen)
+                start = min([start, base.clean_prefix, *(hook_names.parse(h)[0] for h in names if h not in base)])
+                start = start if reusable else 0
+                results = self._batch_pass(base, chosen, names, start, prefix, past)
+                for i, result in zip(chunk, results, strict=True):
+                    if start:
+                        result.cache.update({h: base[h] for h in names if hook_names.parse(h)[0] < start})
+                    runs[i] = Run(self, ids, sets[i], result, 0, version)
         return runs
 
     def _suffix_reruns(self, base: Run, sets: list[tuple[Intervention, ...]], names: list[str]) -> bool:
