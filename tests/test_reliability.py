@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import os
 import random
 import sys
 import threading
@@ -206,10 +207,14 @@ def _interrupt_everywhere(sample: int | None) -> None:
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # interrupts landing in __del__
 def test_an_interrupt_at_sampled_call_points_of_every_pass_leaves_the_model_bit_identical():
-    _interrupt_everywhere(sample=40)
+    _interrupt_everywhere(sample=150)  # of each pass's ~1,200 call points; REPWIDGET_EXHAUSTIVE=1: all
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(
+    not os.environ.get("REPWIDGET_EXHAUSTIVE"),
+    reason="every call point (about 14,000 interrupts, 9 minutes): REPWIDGET_EXHAUSTIVE=1 runs it; CI runs a sample",
+)
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_an_interrupt_at_every_call_point_of_every_pass_leaves_the_model_bit_identical():
     _interrupt_everywhere(sample=None)
