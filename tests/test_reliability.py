@@ -213,7 +213,7 @@ def test_an_interrupt_at_sampled_call_points_of_every_pass_leaves_the_model_bit_
 @pytest.mark.slow
 @pytest.mark.skipif(
     not os.environ.get("REPWIDGET_EXHAUSTIVE"),
-    reason="every call point (about 14,000 interrupts, 9 minutes): REPWIDGET_EXHAUSTIVE=1 runs it; CI runs a sample",
+    reason="every call point (about 14,000 interrupts, 1.5-9 minutes): REPWIDGET_EXHAUSTIVE=1 runs it; CI samples",
 )
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_an_interrupt_at_every_call_point_of_every_pass_leaves_the_model_bit_identical():
