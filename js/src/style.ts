@@ -83,6 +83,7 @@ export const CSS = `
 [data-rw-pending] { animation: rw-pulse 0.9s ease-in-out infinite; }
 @keyframes rw-pulse { 50% { box-shadow: 0 0 0 3px var(--rw-select); } }
 .rw-legend, .rw-caption, .rw-info, .rw-hint { color: var(--rw-muted); margin: 2px 0; }
+.rw-swatch { display: inline-block; width: 0.7em; height: 0.7em; border-radius: 50%; margin: 0 0.3em 0 0.6em; vertical-align: baseline; }
 .rw-hint kbd { font: 11px var(--rw-mono); border: 1px solid var(--rw-border); border-radius: 3px; padding: 0 3px; color: var(--rw-fg); }
 .rw-row { display: flex; gap: 6px; align-items: center; flex-wrap: wrap; margin-bottom: 4px; }
 .rw-field { display: inline-flex; gap: 4px; align-items: center; color: var(--rw-muted); }

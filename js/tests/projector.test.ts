@@ -48,7 +48,11 @@ describe("projector view", () => {
     expect(store.selection.token).toBe(1);
     expect(el.querySelector("[data-rw-projector-info]")!.textContent).toBe('prompt position 1: "t1"');
     expect(canvas.dataset.rwSelectedPoint).toBe("1");
-    expect(Array.from(el.querySelectorAll(".rw-legend-item")).map((e) => e.textContent!.trim())).toEqual(["\u25cf prompt", "\u25cf texts"]);
+    const items = Array.from(el.querySelectorAll<HTMLElement>(".rw-legend-item"));
+    expect(items.map((e) => e.textContent!.trim())).toEqual(["prompt", "texts"]);
+    // each colour on its swatch, none on the text (a light hue's text would not read)
+    expect(items.map((e) => e.querySelector<HTMLElement>(".rw-swatch")!.style.background !== "")).toEqual([true, true]);
+    expect(items.every((e) => e.style.color === "")).toBe(true);
   });
 
   it("follows the layer both ways: its slider selects the layer for every view, and a new layer is fetched", async () => {

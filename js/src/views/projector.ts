@@ -303,10 +303,11 @@ export function mountProjector(el: HTMLElement, store: Store): void {
     }
   };
 
+  // the colour goes on a swatch, the name stays in the legend's own colour (a light hue's text would not read)
   const legendItem = (name: string, i: number, k: number) => {
-    const span = h("span", { class: "rw-legend-item", text: `\u25cf ${name}  ` });
-    span.style.color = css(categoryColour(i, k));
-    return span;
+    const swatch = h("span", { class: "rw-swatch" });
+    swatch.style.background = css(categoryColour(i, k));
+    return h("span", { class: "rw-legend-item" }, [swatch, h("span", { text: `${name}  ` })]);
   };
 
   const fetch = async () => {
