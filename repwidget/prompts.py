@@ -52,8 +52,7 @@ def unknown_words_note(tokenizer: Any, text: str, ids: list[int] | None = None) 
     more = f" and {len(words) - SHOWN_WORDS} more" if len(words) > SHOWN_WORDS else ""
     token = tokenizer.unk_token
     if _is_demo(tokenizer):
-        known = len(_demo_vocabulary())
-        where = f"; rw.demo.vocabulary() lists the {known} words the demo model knows"
+        where = f"; rw.demo.vocabulary() lists the {_known_words(tokenizer)} words the demo model knows"
         whose = "the demo model does not know"
     else:
         where, whose = "", "this model's tokenizer does not know"
@@ -82,16 +81,13 @@ def _unknown_spans(tokenizer: Any, text: str) -> list[str]:
 
 
 def _is_demo(tokenizer: Any) -> bool:
-    from .demo import MODEL_DIR
-
-    name = getattr(tokenizer, "name_or_path", "") or ""
-    return bool(name) and Path(name).resolve() == MODEL_DIR.resolve()
+    """Whether ``tokenizer`` is the demo model's: ``rw.demo_model()`` marks it ``repwidget_source = "demo"``."""
+    return getattr(tokenizer, "repwidget_source", None) == "demo"
 
 
-def _demo_vocabulary() -> list[str]:
-    from .demo import vocabulary
-
-    return vocabulary()
+def _known_words(tokenizer: Any) -> int:
+    """How many words ``tokenizer`` knows, its special tokens aside (``len(rw.demo.vocabulary())`` for the demo)."""
+    return len(set(tokenizer.get_vocab()) - set(getattr(tokenizer, "all_special_tokens", ())))
 
 
 def _caller_level() -> int:

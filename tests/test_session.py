@@ -3,9 +3,6 @@ kernel-owned state, short errors, weights that change under an open explorer, an
 
 from __future__ import annotations
 
-import ast
-from pathlib import Path
-
 import pytest
 import torch
 
@@ -13,8 +10,6 @@ import repwidget as rw
 from repwidget.interventions import MODES, kinds, to_json
 
 from conftest import build, ids
-
-PACKAGE = Path(rw.__file__).parent
 
 
 @pytest.fixture(scope="module")
@@ -150,57 +145,3 @@ def test_the_modes_are_sent_to_the_front_end_with_what_each_needs(demo):
     model.set_reference([ids(6, seed=3)])
     ex = rw.explore(model, ids(6))
     assert all(m["available"] for m in ex.shape["modes"])
-
-
-def _imports(path: Path) -> set[str]:
-    """The repwidget modules ``path`` imports (at any depth), leaving out imports under ``if TYPE_CHECKING``."""
-    module = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts).removesuffix(".__init__")
-    package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
-    tree = ast.parse(path.read_text())
-    typing_only = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(
-        node.test) for child in node.body for n in ast.walk(child)}  # fmt: skip
-    out = set()
-    for node in ast.walk(tree):
-        if id(node) in typing_only or not isinstance(node, ast.ImportFrom | ast.Import):
-            continue
-        if isinstance(node, ast.Import):
-            out |= {a.name for a in node.names if a.name.startswith("repwidget")}
-            continue
-        base = node.module or ""
-        if node.level:
-            parts = package.split(".")
-            base = ".".join(parts[: len(parts) - node.level + 1] + ([base] if base else []))
-        if not base.startswith("repwidget"):
-            continue
-        for alias in node.names:
-            candidate = f"{base}.{alias.name}"
-            is_module = (PACKAGE.parent / Path(*candidate.split("."))).with_suffix(".py").exists() or (
-                PACKAGE.parent / Path(*candidate.split(".")) / "__init__.py"
-            ).exists()
-            out.add(candidate if is_module else base)
-    return out
-
-
-def test_no_import_loops_between_modules_except_type_only_ones():
-    graph = {}
-    for path in PACKAGE.rglob("*.py"):
-        name = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts).removesuffix(".__init__")
-        graph[name] = _imports(path)
-
-    def package_edge(a: str, b: str) -> bool:  # a package importing its own submodules is not a loop
-        return b.startswith(a + ".") or a.startswith(b + ".")
-
-    loops = []
-    for start in graph:
-        stack, seen = [(start, [start])], set()
-        while stack:
-            node, path = stack.pop()
-            for nxt in graph.get(node, ()):
-                if package_edge(node, nxt):
-                    continue
-                if nxt == start:
-                    loops.append(path)
-                elif nxt not in seen:
-                    seen.add(nxt)
-                    stack.append((nxt, [*path, nxt]))
-    assert not loops, loops[:5]

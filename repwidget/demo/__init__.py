@@ -58,6 +58,8 @@ def demo_model(device: str | None = None):
             f"the demo model is missing from {MODEL_DIR}; rebuild it with `python -m repwidget.demo.train`"
         )
     model = load(MODEL_DIR, device=device)
+    model.source = "demo"  # so that ``ex.code()`` writes rw.demo_model()
+    model.tokenizer.repwidget_source = "demo"  # so that the unknown-words warning points at vocabulary()
     model.set_reference(reference_texts())
     return model
 

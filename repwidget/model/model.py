@@ -136,8 +136,12 @@ class Model:
 
     @property
     def source(self) -> str:
-        """Where the model was loaded from (its ``name_or_path``), or ``""``."""
-        return str(getattr(self.hf, "name_or_path", "") or "")
+        """Where the model was loaded from (its ``name_or_path``; ``"demo"`` for ``rw.demo_model()``), or ``""``."""
+        return getattr(self, "_source", "") or str(getattr(self.hf, "name_or_path", "") or "")
+
+    @source.setter
+    def source(self, value: str) -> None:
+        self._source = value
 
     def hook_names(self) -> list[str]:
         """Every hook name this model's runs can capture (no ``hook_resid_mid`` where attention and MLP read the

@@ -511,12 +511,8 @@ def unsaved(name):  # an SAE that was never saved: sae.save("dir") in the notebo
 
 
 def _model_source(model: Model) -> str:
-    from pathlib import Path
-
-    from ..demo import MODEL_DIR
-
     name = model.source
-    if name and Path(name).resolve() == Path(MODEL_DIR).resolve():
+    if name == "demo":
         return "rw.demo_model()"
     if name:
         return f"rw.load({name!r})"
