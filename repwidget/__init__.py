@@ -12,10 +12,10 @@ from .probes import Probes, train_probes
 from .run import Run
 from .sae import SAE, feature_dashboard, feature_dashboards, train_sae
 
-#: imported on first use: altair for charts, anywidget/ipywidgets for the views
+#: imported on first use: altair for charts, anywidget/ipywidgets for the views (name -> the module it is, or is in)
 _LAZY = {
-    "charts": None,
-    "views": None,
+    "charts": "views.charts",
+    "views": "views",
     "explore": "views",
     "Explorer": "views",
     "AttentionView": "views",
@@ -42,8 +42,8 @@ def __getattr__(name: str):
     if name in _LAZY:
         import importlib
 
-        module = importlib.import_module(f".{_LAZY[name] or name}", __name__)
-        return module if _LAZY[name] is None else getattr(module, name)
+        module = importlib.import_module(f".{_LAZY[name]}", __name__)
+        return module if _LAZY[name].rpartition(".")[2] == name else getattr(module, name)
     raise AttributeError(f"module 'repwidget' has no attribute {name!r}")
 
 

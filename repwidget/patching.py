@@ -79,7 +79,7 @@ class Sweep:
 
     def chart(self):
         """A heatmap of the values (altair; ``rw.charts.offline()`` draws it with no network)."""
-        from .charts import sweep_heatmap
+        from .views.charts import sweep_heatmap
 
         return sweep_heatmap(self)
 
@@ -340,7 +340,7 @@ class Hydra:
 
     def chart(self):
         """Direct against total effect, one point per head (altair)."""
-        from .charts import hydra_scatter
+        from .views.charts import hydra_scatter
 
         return hydra_scatter(self)
 

@@ -115,7 +115,7 @@ class Probes:
 
     def chart(self):
         """Held-out accuracy by layer, with the majority-class baseline (altair; see ``rw.charts.offline()``)."""
-        from ..charts import probe_accuracy
+        from ..views.charts import probe_accuracy
 
         return probe_accuracy(self)
 

@@ -15,7 +15,7 @@ def probe_chart(explorer: Explorer, probe: int = 0) -> Any:
     selected in the explorer (or with ``ex.select(layer=...)``) is ringed in the chart. Vega is
     inlined from vl-convert: no CDN.
     """
-    from ..charts import probe_accuracy
+    from .charts import probe_accuracy
 
     probes = explorer.session.probes
     if not probes:

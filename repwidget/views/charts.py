@@ -10,7 +10,7 @@ from __future__ import annotations
 import altair as alt
 import torch
 
-from .run import Run
+from ..run import Run
 
 
 def offline(interactive: bool = True) -> None:
