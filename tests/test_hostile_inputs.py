@@ -18,8 +18,7 @@ from safetensors.torch import load_file, save_file
 
 import repwidget as rw
 from repwidget.file_checks import FileFormatError
-from repwidget.hook_names import HookNameError, parse
-from repwidget.probes.probes import hook_for
+from repwidget.hook_names import HookNameError, hook_for, parse
 
 HOOK = "blocks.2.hook_resid_pre"
 #: names that look like blocks.2.hook_resid_pre and matched no hook: leading zero, newline, spaces,

@@ -1,5 +1,7 @@
 """Probes on the demo model: accuracy, kinds, directions that steer, errors, files, the chart."""
 
+import inspect
+
 import pytest
 import torch
 
@@ -154,3 +156,20 @@ def test_best_layer_is_the_first_within_the_tolerance():
     assert probes.best_layer == 2
     with pytest.raises(ValueError, match="tolerance must be a number"):
         rw.probes.fit_probes(acts, y, ["a", "b"], [0], tolerance=2)
+
+
+def test_one_probe_config_serves_both_and_keywords_override_it():
+    acts, y, groups = _memorisable()
+    config = rw.probes.ProbeConfig(kind="sparse", k=4, groups=groups, control=False, seed=3)
+    given = rw.probes.fit_probes(acts, y, ["a", "b"], [0], config, seed=5)
+    spelled = rw.probes.fit_probes(acts, y, ["a", "b"], [0], kind="sparse", k=4, groups=groups, control=False, seed=5)
+    assert given.kind == "sparse" and given.grouped and given.control == [] and len(given.neurons[0]) == 4
+    assert given.accuracy == spelled.accuracy and torch.equal(given.weights[0], spelled.weights[0])
+    assert given.accuracy != rw.probes.fit_probes(acts, y, ["a", "b"], [0], config).accuracy  # seed 3 splits apart
+    assert "tolerance" in str(inspect.signature(rw.train_probes))  # help() lists the options
+    with pytest.raises(TypeError, match=r"train_probes\(\) got an unexpected keyword argument 'layer'"):
+        rw.train_probes(None, [("a", "x")], layer=2)
+    with pytest.raises(TypeError, match="config must be a ProbeConfig"):
+        rw.probes.fit_probes(acts, y, ["a", "b"], [0], "resid_post")
+    with pytest.raises(ValueError, match="kind must be one of"):
+        rw.probes.ProbeConfig(kind="svm")

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..file_checks import FileFormatError, json_field, read_json, read_tensors, tensor_field
-from ..hook_names import SITES, hook_for, parse
-from ..texts import preview, token_ids
 from . import fit
+from .files import read_fields
+from .read import read_activations
 
 MIN_PER_CLASS = 4
 
@@ -161,84 +161,7 @@ class Probes:
         for name in ("probes.json", "probes.safetensors"):
             if not (path / name).is_file():
                 raise FileNotFoundError(f"{path} has no {name}; save probes with probes.save(path)")
-        return cls(**_read(path))
-
-
-def _read(path: Path) -> dict[str, Any]:
-    """The :class:`Probes` fields from a directory written by :meth:`Probes.save`, every field checked."""
-    where = path / "probes.json"
-    meta = read_json(where)
-    kind = json_field(meta, "kind", "str", where)
-    if kind not in fit.KINDS:
-        raise FileFormatError(f"{where}: kind must be one of {', '.join(fit.KINDS)}, got {kind!r}")
-    site = json_field(meta, "site", "str", where)
-    if site not in SITES:
-        raise FileFormatError(f"{where}: site must be one of {', '.join(SITES)}, got {site!r}")
-    position = meta.get("position", -1)
-    if position != "mean" and not (isinstance(position, int) and not isinstance(position, bool)):
-        raise FileFormatError(f'{where}: position must be an integer or "mean", got {json.dumps(position)[:60]}')
-    layers = json_field(meta, "layers", "list", where)
-    if not layers or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in layers):
-        raise FileFormatError(f"{where}: layers must be a non-empty list of layer numbers, got {layers!r:.60}")
-    if len(set(layers)) != len(layers):
-        raise FileFormatError(f"{where}: layers lists a layer twice: {layers}")
-    classes = json_field(meta, "classes", "list", where)
-    if len(classes) < 2 or not all(isinstance(c, str) for c in classes) or len(set(classes)) != len(classes):
-        raise FileFormatError(f"{where}: classes must be two or more distinct strings, got {classes!r:.60}")
-    accuracy = json_field(meta, "accuracy", "list", where)
-    if len(accuracy) != len(layers):
-        raise FileFormatError(f"{where}: accuracy has {len(accuracy)} values for {len(layers)} layers")
-    for i, value in enumerate(accuracy):
-        json_field({f"accuracy[{i}]": value}, f"accuracy[{i}]", "fraction", where)
-    d_model = json_field(meta, "d_model", "+int", where)
-    control = meta.get("control", [])
-    if not isinstance(control, list) or len(control) not in (0, len(layers)):
-        raise FileFormatError(f"{where}: control must be a list of {len(layers)} accuracies, got {control!r:.60}")
-    for i, value in enumerate(control):
-        json_field({f"control[{i}]": value}, f"control[{i}]", "fraction", where)
-    tolerance = meta.get("tolerance", 0.01)
-    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not 0 <= tolerance <= 1:
-        raise FileFormatError(f"{where}: tolerance must be a number in 0..1, got {tolerance!r:.60}")
-    grouped = meta.get("grouped", False)
-    if not isinstance(grouped, bool):
-        raise FileFormatError(f"{where}: grouped must be true or false, got {grouped!r:.60}")
-
-    file = path / "probes.safetensors"
-    tensors = read_tensors(file)
-    n_classes = len(classes)
-    weights, means, stds, neurons, class_means = {}, {}, {}, {}, {}
-    for layer in layers:
-        width = d_model
-        if kind == "sparse":
-            neurons[layer] = tensor_field(tensors, f"{layer}.neurons", file, (None,), integer=True).long()
-            width = len(neurons[layer])
-            if width == 0 or not bool(((neurons[layer] >= 0) & (neurons[layer] < d_model)).all()):
-                raise FileFormatError(f"{file}: tensor {layer}.neurons must hold neuron indices in 0..{d_model - 1}")
-        weights[layer] = tensor_field(tensors, f"{layer}.weights", file, (width + 1, n_classes))
-        means[layer] = tensor_field(tensors, f"{layer}.mean", file, (width,))
-        stds[layer] = tensor_field(tensors, f"{layer}.std", file, (width,))
-        if not bool((stds[layer] > 0).all()):
-            raise FileFormatError(f"{file}: tensor {layer}.std must be positive (it divides the activations)")
-        if f"{layer}.class_means" in tensors:
-            class_means[layer] = tensor_field(tensors, f"{layer}.class_means", file, (n_classes, d_model))
-    return {
-        "kind": kind,
-        "site": site,
-        "position": position,
-        "layers": layers,
-        "classes": classes,
-        "accuracy": accuracy,
-        "baseline": json_field(meta, "baseline", "fraction", where),
-        "weights": weights,
-        "means": means,
-        "stds": stds,
-        "neurons": neurons,
-        "d_model": d_model,
-        "class_means": class_means,
-        "control": control,
-        "tolerance": float(tolerance),
-        "grouped": grouped,
-    }
+        return cls(**read_fields(path))
 
 
 def _examples(examples: Sequence[Any], labels: Sequence[Any] | None) -> tuple[list[Any], list[str]]:
@@ -262,60 +185,75 @@ def _examples(examples: Sequence[Any], labels: Sequence[Any] | None) -> tuple[li
     return texts, out
 
 
-def read_activations(
-    model: Any, texts: Sequence[Any], layers: Sequence[int], site: str, position: int | str = -1
-) -> torch.Tensor:
-    """``[n, len(layers), d]`` activations at ``site`` of each layer, read at ``position`` (or ``"mean"``
-    over the tokens after ``<bos>``), in padded batches with progress. Every text is tokenised and
-    checked (and ``position`` checked against it) before the first pass."""
-    hooks = [hook_for(site, layer) for layer in layers]
-    for hook in hooks:
-        parse(hook, model.n_layers)
-    texts = list(texts) if not isinstance(texts, (str, bytes)) else texts
-    ids = token_ids(model, texts)
-    if position != "mean":
-        if isinstance(position, bool) or not isinstance(position, int):
-            raise TypeError(f'position must be a token index (int) or "mean", got {position!r}')
-        for index, text_ids in enumerate(ids):
-            if not -len(text_ids) <= position < len(text_ids):
-                raise ValueError(
-                    f"text {index} ({preview(texts[index])}): position {position} is outside its {len(text_ids)} tokens"
-                )
-    rows: list[torch.Tensor | None] = [None] * len(ids)
-    for index, cache in model.iter_capture(ids, hooks):  # padded batches, each pass ending at the last hook
-        if position == "mean":
-            rows[index] = torch.stack(
-                [cache[h][1:].float().mean(0) if len(cache[h]) > 1 else cache[h][0].float() for h in hooks]
-            )
-        else:
-            rows[index] = torch.stack([cache[h][position].float() for h in hooks])
-    return torch.stack(rows).cpu()
+@dataclass(frozen=True)
+class ProbeConfig:
+    """How probes are trained: the options of :func:`train_probes` and :func:`fit_probes` (given to either as
+    keywords, or as ``config=``, which keywords override).
+
+    ``kind``: ``logistic`` (multinomial, standardised, L2 ``l2``), ``sparse`` (logistic on the ``k`` neurons
+    that best separate the classes) or ``mean_diff`` (nearest class mean; for two classes, the difference of
+    means is the direction). The representation is read at ``site`` at ``position`` (default the last token;
+    ``"mean"`` averages the tokens after ``<bos>``). A seeded (``seed``) ``test_fraction`` of the examples is
+    held out, or with ``groups`` (one hashable per example, e.g. its noun or template) whole groups are.
+    ``control`` also trains each probe on shuffled labels. ``best_layer`` is the first layer within
+    ``tolerance`` of the best accuracy."""
+
+    kind: str = "logistic"
+    site: str = "resid_post"
+    position: int | str = -1
+    k: int = 16
+    test_fraction: float = 0.25
+    seed: int = 0
+    l2: float = 1.0
+    groups: Sequence[Any] | None = None
+    control: bool = True
+    tolerance: float = 0.01
+
+    def __post_init__(self) -> None:
+        if self.kind not in fit.KINDS:
+            raise ValueError(f"kind must be one of {', '.join(fit.KINDS)}, got {self.kind!r}")
+        tolerance = self.tolerance
+        if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not 0 <= tolerance <= 1:
+            raise ValueError(f"tolerance must be a number in 0..1, got {tolerance!r:.40}")
+
+    @classmethod
+    def of(cls, config: ProbeConfig | None, options: dict[str, Any], caller: str) -> ProbeConfig:
+        """``config`` (or the defaults) with ``options`` in place of its fields; an unknown option is a
+        ``TypeError`` naming ``caller``, as for any function."""
+        if config is not None and not isinstance(config, cls):
+            raise TypeError(f"{caller}(): config must be a ProbeConfig, got {type(config).__name__}")
+        unknown = sorted(set(options) - {f.name for f in fields(cls)})
+        if unknown:
+            raise TypeError(f"{caller}() got an unexpected keyword argument {unknown[0]!r}")
+        return replace(config, **options) if config is not None else cls(**options)
 
 
+def _with_options(function):
+    """Show :class:`ProbeConfig`'s fields as keyword parameters of ``function`` (in ``help()`` and tooltips)."""
+    signature = inspect.signature(function)
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    params = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    params += [inspect.Parameter(f.name, keyword, default=f.default) for f in fields(ProbeConfig)]
+    function.__signature__ = signature.replace(parameters=params)
+    return function
+
+
+@_with_options
 def train_probes(
     model: Any,
     examples: Sequence[Any],
     labels: Sequence[Any] | None = None,
     layers: str | Sequence[int] = "all",
-    site: str = "resid_post",
-    kind: str = "logistic",
-    position: int | str = -1,
-    k: int = 16,
-    test_fraction: float = 0.25,
-    seed: int = 0,
-    l2: float = 1.0,
-    groups: Sequence[Any] | None = None,
-    control: bool = True,
-    tolerance: float = 0.01,
+    config: ProbeConfig | None = None,
+    **options: Any,
 ) -> Probes:
     """Train one probe per layer to read the labels of ``examples`` from the model's activations.
 
     ``examples``: ``(text, label)`` pairs or ``rw.demo.Example`` (for example ``rw.demo.dataset("sentiment")``),
-    or texts with ``labels=``. The representation is read at ``site`` at the last token (``position``;
-    ``"mean"`` averages the tokens after ``<bos>``). ``kind``: ``logistic`` (multinomial, standardised,
-    L2 ``l2``), ``sparse`` (logistic on the ``k`` neurons that best separate the classes) or
-    ``mean_diff`` (nearest class mean; for two classes, the difference of means is the direction).
-    A seeded ``test_fraction`` of the examples is held out; ``accuracy`` is measured on it.
+    or texts with ``labels=``. The options (``kind``, ``site``, ``position``, ``k``, ``test_fraction``,
+    ``seed``, ``l2``, ``groups``, ``control``, ``tolerance``) are :class:`ProbeConfig`'s: a ``logistic``
+    probe by default, read at ``site="resid_post"`` of the last token, ``accuracy`` measured on a held-out
+    quarter of the examples.
 
     Probes flatter when the held-out texts share words with the training ones: give ``groups=`` (one
     hashable per example, e.g. its noun or template) to hold out whole groups instead. ``control``
@@ -323,8 +261,7 @@ def train_probes(
     ``probes.selectivity`` is the difference). ``best_layer`` is the first layer within
     ``tolerance`` of the best accuracy.
     """
-    if kind not in fit.KINDS:
-        raise ValueError(f"kind must be one of {', '.join(fit.KINDS)}, got {kind!r}")
+    config = ProbeConfig.of(config, options, "train_probes")
     texts, names = _examples(examples, labels)
     classes = sorted(set(names))
     if len(classes) < 2:
@@ -336,53 +273,43 @@ def train_probes(
             f"too few examples of {few}; give at least {MIN_PER_CLASS} per class (more for a reliable probe)"
         )
     layers = list(range(model.n_layers)) if layers == "all" else [int(layer) for layer in layers]
-    acts = read_activations(model, texts, layers, site, position)
+    acts = read_activations(model, texts, layers, config.site, config.position)
     y = torch.tensor([classes.index(n) for n in names])
-    return fit_probes(acts, y, classes, layers, kind=kind, site=site, position=position, k=k,
-                      test_fraction=test_fraction, seed=seed, l2=l2, groups=groups, control=control,
-                      tolerance=tolerance)  # fmt: skip
+    return fit_probes(acts, y, classes, layers, config)
 
 
+@_with_options
 def fit_probes(
     acts: torch.Tensor,
     y: torch.Tensor,
     classes: list[str],
     layers: list[int],
-    kind: str = "logistic",
-    site: str = "resid_post",
-    position: int | str = -1,
-    k: int = 16,
-    test_fraction: float = 0.25,
-    seed: int = 0,
-    l2: float = 1.0,
-    groups: Sequence[Any] | None = None,
-    control: bool = True,
-    tolerance: float = 0.01,
+    config: ProbeConfig | None = None,
+    **options: Any,
 ) -> Probes:
-    """Probes from cached activations ``[n, len(layers), d]`` and class indices ``y`` ``[n]`` (the other
-    arguments as in :func:`train_probes`)."""
-    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not 0 <= tolerance <= 1:
-        raise ValueError(f"tolerance must be a number in 0..1, got {tolerance!r:.40}")
+    """Probes from cached activations ``[n, len(layers), d]`` and class indices ``y`` ``[n]`` (the options as
+    in :func:`train_probes`: :class:`ProbeConfig`'s)."""
+    c = ProbeConfig.of(config, options, "fit_probes")
     n = len(y)
-    test, train = _split(y, len(classes), test_fraction, seed, groups)
-    shuffled = y[torch.randperm(n, generator=torch.Generator().manual_seed(seed + 1))] if control else None
+    test, train = _split(y, len(classes), c.test_fraction, c.seed, c.groups)
+    shuffled = y[torch.randperm(n, generator=torch.Generator().manual_seed(c.seed + 1))] if c.control else None
     majority = int(torch.bincount(y[train], minlength=len(classes)).argmax())
     baseline = (y[test] == majority).float().mean().item()
     weights, means, stds, neurons, accuracy, class_means, controls = {}, {}, {}, {}, [], {}, []
     for i, layer in enumerate(layers):
         x = acts[:, i].float()
-        class_means[layer] = torch.stack([x[train][y[train] == c].mean(0) for c in range(len(classes))])
-        probe = _fit(x, y, train, len(classes), kind, k, l2)
+        class_means[layer] = torch.stack([x[train][y[train] == k].mean(0) for k in range(len(classes))])
+        probe = _fit(x, y, train, len(classes), c.kind, c.k, c.l2)
         accuracy.append(_accuracy(x, y, test, *probe))
         w, mean, std, columns = probe
         weights[layer], means[layer], stds[layer] = w.float(), mean.float(), std.float()
         if columns is not None:
             neurons[layer] = columns
         if shuffled is not None:
-            controls.append(_accuracy(x, shuffled, test, *_fit(x, shuffled, train, len(classes), kind, k, l2)))
+            controls.append(_accuracy(x, shuffled, test, *_fit(x, shuffled, train, len(classes), c.kind, c.k, c.l2)))
     return Probes(
-        kind, site, position, list(layers), classes, accuracy, baseline, weights, means, stds, neurons, acts.shape[-1],
-        class_means, controls, float(tolerance), groups is not None,
+        c.kind, c.site, c.position, list(layers), classes, accuracy, baseline, weights, means, stds, neurons,
+        acts.shape[-1], class_means, controls, float(c.tolerance), c.groups is not None,
     )  # fmt: skip
 
 

@@ -1,0 +1,41 @@
+"""Activations for probes: one row per text, at one site of each layer, read at a position or averaged."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from ..hook_names import hook_for, parse
+from ..texts import preview, token_ids
+
+
+def read_activations(
+    model: Any, texts: Sequence[Any], layers: Sequence[int], site: str, position: int | str = -1
+) -> torch.Tensor:
+    """``[n, len(layers), d]`` activations at ``site`` of each layer, read at ``position`` (or ``"mean"``
+    over the tokens after ``<bos>``), in padded batches with progress. Every text is tokenised and
+    checked (and ``position`` checked against it) before the first pass."""
+    hooks = [hook_for(site, layer) for layer in layers]
+    for hook in hooks:
+        parse(hook, model.n_layers)
+    texts = list(texts) if not isinstance(texts, (str, bytes)) else texts
+    ids = token_ids(model, texts)
+    if position != "mean":
+        if isinstance(position, bool) or not isinstance(position, int):
+            raise TypeError(f'position must be a token index (int) or "mean", got {position!r}')
+        for index, text_ids in enumerate(ids):
+            if not -len(text_ids) <= position < len(text_ids):
+                raise ValueError(
+                    f"text {index} ({preview(texts[index])}): position {position} is outside its {len(text_ids)} tokens"
+                )
+    rows: list[torch.Tensor | None] = [None] * len(ids)
+    for index, cache in model.iter_capture(ids, hooks):  # padded batches, each pass ending at the last hook
+        if position == "mean":
+            rows[index] = torch.stack(
+                [cache[h][1:].float().mean(0) if len(cache[h]) > 1 else cache[h][0].float() for h in hooks]
+            )
+        else:
+            rows[index] = torch.stack([cache[h][position].float() for h in hooks])
+    return torch.stack(rows).cpu()
