@@ -1,5 +1,5 @@
-"""Which components matter: activation patching (exact, or attribution patching's first-order estimate),
-ablation sweeps with a control, and the Hydra view of direct against total effects.
+"""Activation patching: each site of a clean run patched into a corrupted one (or the other way), exactly or by
+attribution patching's first-order estimate, with the metrics the sweeps read.
 
 Direction as in TransformerLens's ``patching`` functions: the clean run's activation is patched into the
 corrupted run, one site at a time. Exact sweeps re-run the corrupted input only from the patched block (the
@@ -8,20 +8,19 @@ blocks before reused), many patches per batch.
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from .analyses.attribution import _token, direct_logit_attribution
-from .interventions import Ablate, Intervention, Patch
-from .model.model import Model, TokensLike
-from .run import Run
+from ..analyses.attribution import _token
+from ..interventions import Patch
+from ..model.model import Model, TokensLike
+from ..run import Run
 
 #: what a sweep patches: the hook it reads, and the axes of its result
-SITES: dict[str, tuple[str, tuple[str, ...]]] = {
+SWEEP_SITES: dict[str, tuple[str, tuple[str, ...]]] = {
     "resid_pre": ("hook_resid_pre", ("layer", "position")),
     "attn_out": ("hook_attn_out", ("layer", "position")),
     "mlp_out": ("hook_mlp_out", ("layer", "position")),
@@ -79,7 +78,7 @@ class Sweep:
 
     def chart(self):
         """A heatmap of the values (altair; ``rw.charts.offline()`` draws it with no network)."""
-        from .views.charts import sweep_heatmap
+        from ..views.charts import sweep_heatmap
 
         return sweep_heatmap(self)
 
@@ -141,8 +140,8 @@ def sweep(
     """
     if direction not in ("denoise", "noise"):
         raise ValueError(f"direction must be 'denoise' (clean into corrupted) or 'noise', got {direction!r:.40}")
-    if site not in SITES:
-        raise ValueError(f"site must be one of {', '.join(SITES)}, got {site!r:.40}")
+    if site not in SWEEP_SITES:
+        raise ValueError(f"site must be one of {', '.join(SWEEP_SITES)}, got {site!r:.40}")
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r:.40}")
     if method == "attribution":
@@ -153,7 +152,7 @@ def sweep(
             raise ValueError(
                 f"pair {i}: the clean prompt has {len(a)} tokens and the corrupted {len(b)}; patch equal lengths"
             )
-    template, axes = SITES[site]
+    template, axes = SWEEP_SITES[site]
     results, cleans, corrupts, patches = [], [], [], {}
     for number, (clean_ids, corrupted_ids) in enumerate(pairs):
         run = exact if method == "exact" else attribution
@@ -257,145 +256,3 @@ def _shape(model: Model, site: str, n: int) -> tuple[int, ...]:
         "heads": (model.n_layers, model.n_heads),
         "heads_by_pos": (model.n_layers, model.n_heads, n),
     }.get(site, (model.n_layers, n))
-
-
-@dataclass
-class Ablations:
-    """Each head's effect on a metric when it is ablated (``values``: ablated minus clean, mean over prompts;
-    ``spread`` over prompts), with a random-head control: over a sweep of every head, the effects of heads drawn
-    at random (``control_mean``, ``control_std``) say how much ablating *any* head moves the metric; ``z`` is each
-    head's effect in those units (zero ablation of early heads breaks a model generally: mean ablation is the
-    default)."""
-
-    mode: str
-    metric: str
-    values: torch.Tensor  # [layer, head]
-    spread: torch.Tensor
-    clean: float
-    control_mean: float
-    control_std: float
-
-    @property
-    def z(self) -> torch.Tensor:
-        return (self.values - self.control_mean) / (self.control_std if self.control_std > 1e-12 else 1.0)
-
-    def top(self, k: int = 5) -> list[tuple[tuple[int, int], float]]:
-        flat = self.values.reshape(-1)
-        order = flat.abs().argsort(descending=True)[:k]
-        return [(tuple(int(i) for i in torch.unravel_index(o, self.values.shape)), float(flat[o])) for o in order]
-
-
-def ablation_sweep(
-    model: Model,
-    prompts: TokensLike | Sequence[TokensLike],
-    metric: Metric | Callable[[Run], float],
-    mode: str = "mean",
-    batch_size: int | None = None,
-    seed: int = 0,
-) -> Ablations:
-    """Ablate every head in turn (``mode``: ``"mean"`` over the prompts themselves unless the model has
-    reference texts, ``"zero"``, ``"resample"``) and read ``metric`` on each prompt."""
-    many = isinstance(prompts, (list, tuple)) and prompts and not isinstance(prompts[0], int)
-    texts = list(prompts) if many else [prompts]
-    ids = [model.to_ids(t) for t in texts]
-    saved = model.reference
-    try:
-        if mode != "zero" and model.reference is None:
-            model.set_reference(ids)  # for this sweep only
-        heads = [(layer, head) for layer in range(model.n_layers) for head in range(model.n_heads)]
-        effects, cleans = [], []
-        for prompt in ids:
-            clean = model.run(prompt, capture=[])
-            base = metric(clean)
-            runs = model.rerun_batch(
-                clean, [[Ablate(la, head=he, mode=mode, seed=seed)] for la, he in heads], batch_size=batch_size
-            )
-            effect = torch.tensor([v - base for v in measure(metric, runs)])
-            effects.append(effect.reshape(model.n_layers, model.n_heads))
-            cleans.append(base)
-    finally:
-        model.reference = saved
-    stacked = torch.stack(effects)
-    values = stacked.mean(0)
-    rng = random.Random(seed)
-    draws = torch.tensor([float(values.reshape(-1)[rng.randrange(values.numel())]) for _ in range(1000)])
-    name = getattr(metric, "name", getattr(metric, "__name__", "metric"))
-    spread = stacked.std(0, unbiased=False) if len(ids) > 1 else torch.zeros_like(values)
-    return Ablations(mode, name, values, spread, sum(cleans) / len(cleans), float(draws.mean()), float(draws.std()))
-
-
-@dataclass
-class Hydra:
-    """Each head's direct effect on a logit difference (the change of its direct logit attribution when it is
-    ablated, everything downstream frozen) against its total effect (the re-run): ``compensation = total -
-    direct`` is how much the rest of the model makes up for it (negative: repair)."""
-
-    direct: torch.Tensor  # [layer, head]
-    total: torch.Tensor
-    mode: str
-
-    @property
-    def compensation(self) -> torch.Tensor:
-        return self.total - self.direct
-
-    def chart(self):
-        """Direct against total effect, one point per head (altair)."""
-        from .views.charts import hydra_scatter
-
-        return hydra_scatter(self)
-
-
-def hydra(
-    model: Model,
-    prompts: TokensLike | Sequence[TokensLike],
-    target: int | str,
-    foil: int | str,
-    mode: str = "mean",
-    position: int = -1,
-    batch_size: int | None = None,
-) -> Hydra:
-    """The Hydra view over ``prompts``: for every head, its direct effect on ``logit(target) - logit(foil)``
-    against its total effect when ablated (``mode``), averaged over prompts."""
-    many = isinstance(prompts, (list, tuple)) and prompts and not isinstance(prompts[0], int)
-    ids = [model.to_ids(t) for t in (list(prompts) if many else [prompts])]
-    metric = logit_diff(model, target, foil, position)
-    saved = model.reference
-    try:
-        if mode != "zero" and model.reference is None:
-            model.set_reference(ids)
-        directs, totals = [], []
-        heads = [(layer, head) for layer in range(model.n_layers) for head in range(model.n_heads)]
-        for prompt in ids:
-            clean = model.run(prompt, capture=[])
-            dla = direct_logit_attribution(clean, _token(model, target), _token(model, foil), position)
-            ablations: list[Intervention] = [Ablate(la, head=he, mode=mode) for la, he in heads]
-            runs = model.rerun_batch(clean, [[a] for a in ablations], batch_size=batch_size)
-            m_clean = metric(clean)
-            total = torch.tensor([v - m_clean for v in measure(metric, runs)]).reshape(model.n_layers, model.n_heads)
-            direct = torch.zeros_like(total)
-            n = len(prompt)
-            for (layer, head), ablation in zip(heads, ablations, strict=True):
-                z = _ablated_z(model, ablation, n, dla.position)
-                direct[layer, head] = dla.head_share(layer, head, z) - dla.heads[layer, head]
-            directs.append(direct)
-            totals.append(total)
-    finally:
-        model.reference = saved
-    return Hydra(torch.stack(directs).mean(0), torch.stack(totals).mean(0), mode)
-
-
-def _ablated_z(model: Model, ablation: Ablate, n: int, position: int) -> torch.Tensor:
-    """The ``[d_head]`` value an ablation gives its head's ``z`` at ``position``."""
-    d = model.d_head
-    cols = slice(ablation.head * d, (ablation.head + 1) * d)
-    if ablation.mode == "zero":
-        return torch.zeros(d)
-    if ablation.mode == "mean":
-        return model.reference.mean(ablation.hook)[cols]
-    return model.reference.resample(ablation.hook, n, ablation.seed)[position, cols]
-
-
-__all__ = [
-    "METHODS", "SITES", "Ablations", "Hydra", "Metric", "Sweep", "ablation_sweep", "attribution", "exact", "hydra",
-    "logit_diff", "measure", "sweep",
-]  # fmt: skip
