@@ -9,6 +9,7 @@ post-attention norms (Gemma 2/3, OLMo 2) and residual multipliers (Granite) are 
 
 from __future__ import annotations
 
+import inspect
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 
@@ -207,7 +208,7 @@ def discover(model: nn.Module, vocab_size: int) -> Architecture:
     trace, out = _trace(model, ids, extra)
     prefix = f"{blocks_path}.0."
     pattern = _find_pattern(trace, prefix, n_heads, n)
-    if pattern is None and "output_attentions" in _forward_parameters(model):
+    if pattern is None and "output_attentions" in inspect.signature(model.forward).parameters:
         extra = {"output_attentions": True}  # older implementations return probabilities only when asked
         trace, out = _trace(model, ids, extra)
         pattern = _find_pattern(trace, prefix, n_heads, n)
@@ -284,12 +285,6 @@ def discover(model: nn.Module, vocab_size: int) -> Architecture:
         pattern_kwargs=extra,
         block_output=0 if isinstance(block_call.output, torch.Tensor) else len(block_call.output),
     )
-
-
-def _forward_parameters(model: nn.Module) -> set[str]:
-    import inspect
-
-    return set(inspect.signature(model.forward).parameters)
 
 
 def _find_pattern(trace: _Trace, prefix: str, n_heads: int, n: int):
