@@ -1,4 +1,6 @@
-"""Analyses: pure functions of a :class:`repwidget.Run`."""
+"""Analyses: functions of a :class:`repwidget.Run` (head scores, the logit lens, attribution, ...), or of a model
+over texts (``layer_measures``, ``layer_similarity``), which run the passes they need. Analyses that intervene
+and compare runs have their own public homes: ``rw.patching`` and ``rw.steering``."""
 
 from .attribution import Attribution, direct_logit_attribution
 from .depth import LayerMeasures, layer_measures
