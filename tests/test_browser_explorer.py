@@ -381,15 +381,15 @@ def test_pick_a_target_see_heads_ranked_then_patch_a_cell_from_the_corrupted_pro
     clean.locator("[data-rw-prediction]").first.click()  # the top prediction ("mary") picks the target
     grid = root.locator(".rw-attribution-view .rw-dla-cell")
     expect(grid).to_have_count(16, timeout=60_000)
-    state = kernel.wait_for("print(cx.session.picked)", "(")
+    state = kernel.wait_for("print(cx.session.state['attribution'].picked)", "(")
     mary = kernel.run("print(model.tokenizer.convert_tokens_to_ids('mary'))").strip()
     assert state.strip().startswith(f"({mary}, None,"), state
     expect(root.locator(".rw-attribution-view .rw-caption").first).to_contain_text('logit("mary")')
     expect(root.locator(".rw-dla-neurons [data-rw-neuron]")).to_have_count(10, timeout=30_000)  # ranked neurons
     clean.locator("[data-rw-prediction]").nth(1).click(modifiers=["Alt"])  # the second prediction: the foil
-    state = kernel.wait_for("print(cx.session.picked)", f"({mary}, ")
+    state = kernel.wait_for("print(cx.session.state['attribution'].picked)", f"({mary}, ")
     expect(root.locator(".rw-attribution-view .rw-caption").first).to_contain_text("\u2212 logit(", timeout=30_000)
-    state = kernel.run("print(cx.session.picked)")
+    state = kernel.run("print(cx.session.state['attribution'].picked)")
     second = kernel.run(
         "r = model.run('when mary and john went to the store , john gave a drink to'); "
         "print(int(r.logits[cx.selection['token']].topk(2).indices[1]))"
