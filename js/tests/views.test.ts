@@ -1,7 +1,7 @@
 // @vitest-environment happy-dom
 import { describe, expect, it } from "vitest";
 import { mount } from "../src/widget";
-import { attentionRow, cellAt, defaultScore, pixelOf } from "../src/views/attention";
+import { attentionRow, cellAt, defaultScore, pixelOf } from "../src/pattern";
 import { lensWindow } from "../src/views/lens";
 import { effectsWindow, probabilityChange } from "../src/views/tokens";
 import { answer, FakeModel, float32, header, int32, settle, traits } from "./fake";
