@@ -1,5 +1,6 @@
-"""The kernel side of a widget, with no traitlets: the runs it shows, its SAEs, probes and texts, the caches
-behind its answers, and the command table. The widget, ``embed`` and ``save_html`` are thin layers over it."""
+"""The kernel side of a widget, with no traitlets: what every view shares (the runs it shows, its SAEs, probes and
+texts, the caches behind its answers, the generation counter, the command table); each view's own part is its
+panel. The widget, ``embed`` and ``save_html`` are thin layers over it."""
 
 from __future__ import annotations
 
@@ -38,7 +39,9 @@ class Session:
     everything the views ask for.
 
     Build one from a run (``Session(run)``) or from a prompt (``Session.of(model, text, ...)``). ``editable``
-    sessions take commands that change the interventions.
+    sessions take commands that change the interventions. The views' own options (``corrupted=``, ``points=``...)
+    go to the panels that declare them (:data:`~repwidget.views.catalog.OPTIONS`); each view's state is
+    ``state[name]``.
     """
 
     def __init__(
