@@ -251,12 +251,11 @@ export class Store {
     const id = this.newId();
     this.seq += 1;
     this.inFlight = id;
-    const asked = ((this.model.get("shape") as Record<string, unknown>) ?? {}).then as Record<string, string> | undefined;
+    const asked = ((this.model.get("shape") as Shape | undefined) ?? ({} as Shape)).then;
     let then: Record<string, unknown> | undefined;
     if (asked?.what) {
       then = { what: asked.what };
-      const selection = this.selection as unknown as Record<string, unknown>;
-      for (const [field, key] of Object.entries(asked)) if (field !== "what") then[field] = selection[key];
+      for (const [field, key] of Object.entries(asked)) if (field !== "what") then[field] = this.selection[key];
       this.latestByKey.set(asked.what, id);
     }
     this.model.send({ ...content, id, view: this.view, seq: this.seq, ...(then ? { then } : {}) });
