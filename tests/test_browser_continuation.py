@@ -53,7 +53,9 @@ def test_steered_continuations_stream_stop_midway_and_a_token_clicked_is_selecte
     expect(statuses.nth(1)).to_contain_text("(stopped)", timeout=30_000)
     n_clean, n_steered = clean.count(), steered.count()
     assert 3 <= n_clean < 32 and 3 <= n_steered < 32, (n_clean, n_steered)
-    stopped = kernel.run("print(sorted(s.generation.stopped for _, s in gx.session.streams.values()))")
+    stopped = kernel.run(
+        "print(sorted(s.generation.stopped for _, s in gx.session.state['continuation'].streams.values()))"
+    )
     assert stopped.strip() == "['stopped', 'stopped']"
     texts = [view.locator(f'[data-rw-column="{c}"] .rw-gen-text').inner_text() for c in ("clean", "intervened")]
     assert texts[0] != texts[1], texts  # the steers change what the model writes

@@ -46,10 +46,6 @@ model.run("one two three four one two three")""",
 pc""",
     # the first explorer shown a second time: two views of one widget
     "ex",
-    # a clean prompt and a corrupted one: the attribution and patching views
-    """cx = rw.explore(model, "when mary and john went to the store , john gave a drink to",
-                corrupted="when mary and john went to the store , mary gave a drink to")
-cx""",
     # a real model (SmolLM2-135M, 30 layers x 9 heads; the GPT-2-small shape where it is not installed) on 2,048
     # tokens with the default options: no pattern is held whole
     """path = rw.demo.smollm2_gguf()
@@ -77,7 +73,7 @@ def lab_page(tmp_path_factory):
             page.on("pageerror", lambda e: dialogs.append(f"page error: {e}"))
             kernel_id = open_and_run(page, lab, "explorer.ipynb")
             page.locator(".rw-root").nth(4).locator(".rw-probes-view .rw-token").first.wait_for(timeout=180_000)
-            page.locator(".rw-root").nth(8).wait_for(timeout=60_000)
+            page.locator(".rw-root").nth(7).wait_for(timeout=60_000)
             page.locator(".vega-embed svg").first.wait_for(timeout=60_000)
             kernel = Kernel(lab, kernel_id)
             try:
@@ -237,7 +233,7 @@ def test_a_real_model_on_2048_tokens_opens_and_a_head_click_reaches_the_kernel_a
     from playwright.sync_api import expect
 
     page, kernel, _ = lab_page
-    root = page.locator(".rw-root").nth(9)
+    root = page.locator(".rw-root").nth(8)
     root.wait_for(timeout=300_000)
     root.scroll_into_view_if_needed()
     expect(root.locator(".rw-token")).to_have_count(2048, timeout=120_000)
@@ -369,52 +365,3 @@ def test_one_explorer_shown_twice_answers_each_view_and_takes_clicks_from_both(l
     assert not [d for d in dialogs if d.startswith("page error")], dialogs
     screenshot(second, "explorer-shown-twice")
     kernel.run("ex.interventions = []")
-
-
-def test_pick_a_target_see_heads_ranked_then_patch_a_cell_from_the_corrupted_prompt(lab_page):
-    from playwright.sync_api import expect
-
-    page, kernel, dialogs = lab_page
-    root = _explorer(page, 8)
-    clean = root.locator(".rw-predictions-view [data-rw-column]").first  # nothing intervened: one table
-    expect(clean).to_contain_text("mary", timeout=60_000)
-    clean.locator("[data-rw-prediction]").first.click()  # the top prediction ("mary") picks the target
-    grid = root.locator(".rw-attribution-view .rw-dla-cell")
-    expect(grid).to_have_count(16, timeout=60_000)
-    state = kernel.wait_for("print(cx.session.picked)", "(")
-    mary = kernel.run("print(model.tokenizer.convert_tokens_to_ids('mary'))").strip()
-    assert state.strip().startswith(f"({mary}, None,"), state
-    expect(root.locator(".rw-attribution-view .rw-caption").first).to_contain_text('logit("mary")')
-    expect(root.locator(".rw-dla-neurons [data-rw-neuron]")).to_have_count(10, timeout=30_000)  # ranked neurons
-    clean.locator("[data-rw-prediction]").nth(1).click(modifiers=["Alt"])  # the second prediction: the foil
-    state = kernel.wait_for("print(cx.session.picked)", f"({mary}, ")
-    expect(root.locator(".rw-attribution-view .rw-caption").first).to_contain_text("\u2212 logit(", timeout=30_000)
-    state = kernel.run("print(cx.session.picked)")
-    second = kernel.run(
-        "r = model.run('when mary and john went to the store , john gave a drink to'); "
-        "print(int(r.logits[cx.selection['token']].topk(2).indices[1]))"
-    ).strip()
-    assert state.strip().startswith(f"({mary}, {second},"), (state, second)
-    assert not kernel.run("print(cx.interventions)").strip().strip("[]"), "alt+click applies nothing"
-    screenshot(root.locator(".rw-attribution-view"), "explorer-attribution")
-    # a head in the attribution grid: a click shows its pattern (head_layer, as the head grid does), no ablation
-    cell = root.locator('.rw-attribution-view .rw-dla-cell[data-rw-head="2.3"]')
-    cell.click()
-    state = kernel.wait_for("print(cx.selection['head_layer'], cx.selection['head'])", "2 3")
-    assert state.strip() == "2 3" and kernel.run("print(cx.interventions)").strip() == "[]", state
-    expect(root.locator("canvas[data-rw-pattern='2.3']")).to_have_count(1, timeout=30_000)
-    expect(cell).to_have_class(re.compile("rw-selected"))
-    patching = root.locator(".rw-patching-view")
-    expect(patching.locator("[data-rw-cell]")).to_have_count(16, timeout=120_000)  # heads: 4 layers x 4 heads
-    expect(patching.locator(".rw-caption")).to_contain_text('logit("mary")')
-    patching.locator('[data-rw-cell="1.0"]').click()  # a plain click selects head 1.0 and applies nothing
-    state = kernel.wait_for("print(cx.selection['head_layer'], cx.selection['head'])", "1 0")
-    assert state.strip() == "1 0" and kernel.run("print(cx.interventions)").strip() == "[]", state
-    patching.locator('[data-rw-cell="1.0"]').click(modifiers=["Shift"])  # shift+click applies the patch
-    state = kernel.wait_for("print(cx.interventions)", "rw.Patch(")
-    assert "rw.Patch(hook='blocks.1.attn.hook_z'" in state and "head=0" in state, state
-    corrupted = kernel.run("print(model.to_ids('when mary and john went to the store , mary gave a drink to'))")
-    assert corrupted.strip().replace(" ", "") in state.replace(" ", ""), (corrupted, state)
-    screenshot(patching, "explorer-patching")
-    assert not [d for d in dialogs if d.startswith("page error")], dialogs
-    kernel.run("cx.interventions = []")

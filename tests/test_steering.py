@@ -89,6 +89,6 @@ def test_the_readme_steered_generation_example_prints_what_the_readme_says(demo)
     text = "review : the food was great and the staff were lovely . verdict :"
     steers = [(), rw.steering.contrastive(demo, bad, good, 2, scale=0.5), rw.steering.contrastive(demo, bad, good, 2)]
     outputs = [demo.generate(text, ivs, max_new_tokens=8).new_text for ivs in steers]
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    readme = (Path(__file__).parents[1] / "docs" / "sae_probes.md").read_text()  # the README links to it
     for output in outputs:
         assert f"# {output!r}\n" in readme, output

@@ -167,7 +167,8 @@ def test_a_late_click_does_not_undo_a_newer_one(demo):
     assert ex.interventions == [rw.Ablate(1, head=0)]
 
 
-def test_interventions_set_from_python_rerun_and_code_reproduces_the_run(demo):
+def test_interventions_set_from_python_rerun_and_code_reproduces_the_run(demo, monkeypatch):
+    monkeypatch.setattr(demo.hf, "name_or_path", "demo")  # what rw.demo_model() gives (model.source == "demo")
     ex = rw.explore(demo, "the capital of france is")
     ex.interventions = [rw.Ablate(0, head=3), rw.Ablate(2, neuron=5)]
     assert ex.generation == 1 and len(ex.intervention_list) == 2

@@ -8,11 +8,10 @@ import type { Store } from "./store";
 /** The widget is one column below this width (its own width: a notebook's side panel counts). */
 export const NARROW = 760;
 
-/** Which column a view goes in. */
-export function placeOf(view: string): "top" | "main" | "side" {
-  if (view === "interventions" || view === "tokens" || view === "continuation") return "top";
-  if (view === "predictions" || view === "lens") return "side";
-  return "main";
+/** Which column a view goes in: its panel's `place`, which the kernel sends in `shape.places` ("main" if none). */
+export function placeOf(view: string, shape: { places?: Record<string, string> }): "top" | "main" | "side" {
+  const place = shape.places?.[view];
+  return place === "top" || place === "side" ? place : "main";
 }
 
 export interface Columns {

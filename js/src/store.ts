@@ -245,14 +245,19 @@ export class Store {
     this.emit("busy");
   }
 
-  /** Send a command with this view's name and next sequence number; its answer carries fresh predictions. */
+  /** Send a command with this view's name and next sequence number; its answer carries the request a panel asks
+   * to ride along (the kernel's `shape.then`: its name, and per field the selection key that fills it). */
   private send(content: Record<string, unknown>): void {
     const id = this.newId();
     this.seq += 1;
     this.inFlight = id;
-    this.latestByKey.set("predictions", id);
-    const views = (this.model.get("views") as string[]) ?? [];
-    const then = views.includes("predictions") ? { what: "predictions", position: this.selection.token } : undefined;
+    const asked = ((this.model.get("shape") as Shape | undefined) ?? ({} as Shape)).then;
+    let then: Record<string, unknown> | undefined;
+    if (asked?.what) {
+      then = { what: asked.what };
+      for (const [field, key] of Object.entries(asked)) if (field !== "what") then[field] = this.selection[key];
+      this.latestByKey.set(asked.what, id);
+    }
     this.model.send({ ...content, id, view: this.view, seq: this.seq, ...(then ? { then } : {}) });
   }
 
@@ -304,7 +309,7 @@ export class Store {
     const key = waiting?.key ?? msg.what;
     const stale = this.latestByKey.get(key) !== id || reply.gen < this.generation;
     if (waiting) waiting.resolve(stale ? null : reply);
-    if (!waiting && !stale) this.emit(`push:${msg.what}`, reply); // a command's answer: fresh predictions
+    if (!waiting && !stale) this.emit(`push:${msg.what}`, reply); // what rode along with a command's answer
   }
 }
 

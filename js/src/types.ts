@@ -16,6 +16,8 @@ export interface Selection {
    * (absent in pages saved before the lasso) */
   tokens?: number[];
   points?: [number, number][];
+  /** a key another view's kernel panel adds (its `selection`), read by that view */
+  [key: string]: unknown;
 }
 
 export interface ProbeInfo {
@@ -52,6 +54,12 @@ export interface Shape {
   /** whether the tokens view can ask how each position's prediction changed (`effects`), and over how many */
   effects?: boolean;
   max_effects?: number;
+  /** each view's column (its kernel panel's `place`) */
+  places?: Record<string, string>;
+  /** the request answered with every command: its name (`what`) and, per field, the selection key that fills it */
+  then?: Record<string, string>;
+  /** what another view's kernel panel adds (its `shape`), read by that view */
+  [key: string]: unknown;
 }
 
 /**

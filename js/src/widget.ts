@@ -5,33 +5,21 @@ import { Store } from "./store";
 import type { WidgetModel } from "./types";
 import { columns, followTheme, followWidth, placeOf, settle } from "./layout";
 import { CSS } from "./style";
-import { mountAttention } from "./views/attention";
-import { mountAttribution } from "./views/attribution";
-import { mountContinuation } from "./views/continuation";
-import { mountFeatures } from "./views/features";
-import { mountInterventions } from "./views/interventions";
-import { mountLens } from "./views/lens";
-import { mountNeurons } from "./views/neurons";
-import { mountPatching } from "./views/patching";
-import { mountPredictions } from "./views/predictions";
-import { mountProbes } from "./views/probes";
-import { mountProjector } from "./views/projector";
-import { mountTokens } from "./views/tokens";
+import { VIEWS as FOUND } from "virtual:repwidget-views";
 
-const MOUNT: Record<string, (el: HTMLElement, store: Store) => void> = {
-  interventions: mountInterventions,
-  tokens: mountTokens,
-  attention: mountAttention,
-  neurons: mountNeurons,
-  features: mountFeatures,
-  probes: mountProbes,
-  projector: mountProjector,
-  lens: mountLens,
-  predictions: mountPredictions,
-  continuation: mountContinuation,
-  attribution: mountAttribution,
-  patching: mountPatching,
-};
+/** What a view's module (`src/views/<name>.ts`, named like its kernel panel) exports. */
+export interface ViewModule {
+  /** build the view in `el` (its column), linked to the others through `store` */
+  mount: (el: HTMLElement, store: Store) => void;
+  /** its own styles, added after the shared ones */
+  styles?: string;
+}
+
+/** Every view, by name: found in src/views/ at build time (views.mjs), not listed here. */
+export const VIEWS = FOUND as Record<string, ViewModule>;
+
+/** The shared styles, then each view's. */
+export const STYLES = [CSS, ...Object.values(VIEWS).map((view) => view.styles ?? "")].join("");
 
 /** The styles, once per document or shadow root (marimo mounts widgets in a shadow root). */
 function ensureStyle(el: HTMLElement): void {
@@ -41,7 +29,7 @@ function ensureStyle(el: HTMLElement): void {
     if (host.querySelector("style[data-repwidget-style]")) return;
     const style = el.ownerDocument.createElement("style");
     style.dataset.repwidgetStyle = "";
-    style.textContent = CSS;
+    style.textContent = STYLES;
     host.appendChild(style);
   };
   place();
@@ -56,8 +44,9 @@ export function mount(model: WidgetModel, el: HTMLElement): Store {
   el.replaceChildren(parts.root);
   const store = new Store(model);
   const stop = [followWidth(parts.root), followTheme(parts.root, store)];
+  const shape = (model.get("shape") as Record<string, unknown>) ?? {};
   for (const name of (model.get("views") as string[]) ?? []) {
-    MOUNT[name]?.(parts[placeOf(name)], store);
+    VIEWS[name]?.mount(parts[placeOf(name, shape)], store);
   }
   settle(parts);
   store.on("dispose", () => stop.forEach((f) => f()));

@@ -54,6 +54,8 @@ export function traits(n_tokens = 4, extra: Record<string, unknown> = {}) {
     token_ids: Array.from({ length: n_tokens }, (_, i) => 10 + i),
     shape: {
       n_layers: 2, n_heads: 2, d_mlp: 8, n_tokens, max_side: 512, lens_width: 16, effects: true, max_effects: 1024,
+      places: { interventions: "top", tokens: "top", continuation: "top", lens: "side", predictions: "side" },
+      then: { what: "predictions", position: "token" },
       modes: [
         { name: "zero", available: true },
         { name: "mean", available: true },

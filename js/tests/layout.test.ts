@@ -11,10 +11,12 @@ describe("layout", () => {
     expect(layoutFor(0)).toBe("wide"); // not laid out yet: no reflow on a guess
   });
 
-  it("puts what a click changes beside what you click", () => {
-    expect(["interventions", "tokens", "attention", "neurons", "features", "probes", "lens", "predictions"].map(placeOf)).toEqual([
-      "top", "top", "main", "main", "main", "main", "side", "side",
+  it("puts each view in the column its kernel panel names (shape.places), else the main one", () => {
+    const shape = { places: { interventions: "top", attention: "main", lens: "side", predictions: "side" } };
+    expect(["interventions", "attention", "lens", "predictions", "unplaced"].map((v) => placeOf(v, shape))).toEqual([
+      "top", "main", "side", "side", "main",
     ]);
+    expect(placeOf("lens", {})).toBe("main");
   });
 
   it("sizes head thumbnails so a 12 x 12 or 30 x 9 model's grid fits a half-width panel", () => {

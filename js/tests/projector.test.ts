@@ -1,7 +1,8 @@
 // @vitest-environment happy-dom
 import { describe, expect, it } from "vitest";
 import { mount } from "../src/widget";
-import { categoryColour, colourOf, frameOf, insidePolygon, lassoed, nearestPoint, saeOf, toPixel } from "../src/views/projector";
+import { frameOf, insidePolygon, lassoed, nearestPoint, toPixel } from "../src/plane";
+import { categoryColour, colourOf, saeOf } from "../src/views/projector";
 import { answer, FakeModel, float32, header, int32, settle, traits } from "./fake";
 
 function setup(colours = ["source", "position", "label"], extra: Record<string, unknown> = {}) {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -9,6 +10,7 @@ from ..interventions import Intervention
 from ..model.model import Model, TokensLike
 from ..probes import Probes
 from ..sae import SAE
+from .catalog import OPTIONS, options_doc, options_list
 from .session import Session
 from .widget import RunWidget
 
@@ -32,18 +34,17 @@ class Explorer(RunWidget):
         probes: Sequence[Probes] = (),
         capture: str | Iterable[str] = (),
         messages: Sequence[dict[str, Any]] | None = None,
-        corrupted: TokensLike | None = None,
-        continuation: bool = False,
-        points: Sequence[Any] | None = None,
-        projection: str = "pca",
-        **kwargs: Any,
+        **options: Any,
     ) -> None:
+        views = {name: options.pop(name) for name in list(options) if name in OPTIONS}
+        unknown = [name for name in options if not self.class_traits().get(name)]
+        if unknown:  # a widget's own traits (e.g. layout=) go to the widget
+            raise TypeError(f"rw.explore got unknown options {unknown}; the views take {options_list()}")
         session = Session.of(
             model, text, interventions, saes=saes, texts=texts, probes=probes, editable=True, capture=capture,
-            messages=messages, corrupted=corrupted, continuation=continuation, points=points,
-            projection=projection,
+            messages=messages, **views,
         )  # fmt: skip
-        super().__init__(session=session, mode=mode, **kwargs)
+        super().__init__(session=session, mode=mode, **options)
 
     @property
     def interventions(self) -> list[Intervention]:
@@ -97,15 +98,18 @@ def explore(
     ``probes=[rw.train_probes(...)]`` adds the probes view: accuracy by layer, each token's class
     probability at the selected layer, and steering along the probe's direction.
     ``capture=[...]`` keeps more hooks in ``ex.run`` (names or globs), counted in the budget.
-    ``corrupted="..."`` (a prompt of the same length) adds the patching view: which sites of the corrupted run,
-    patched into this one, change its prediction; shift+click a cell to apply that patch. The attribution view ranks
-    heads, layers, neurons and features by their direct share of a target token's logit.
-    ``continuation=True`` adds the continuation view: what the model writes next, clean and intervened side by
-    side (greedy, streamed, re-generated after each click); click a generated token to see it in every view.
-    ``points=[...]`` (texts, or ``(text, label)`` pairs) adds the projector: their tokens and the prompt's at the
-    selected layer in 2-D (PCA), coloured by label, position, probe score or an SAE feature's activation; click a
-    prompt token's point to select it, drag a lasso to select many (``ex.selection["tokens"]``: prompt positions,
-    ``ex.selection["points"]``: ``[text, position]`` pairs of the texts' tokens). ``projection="umap"`` reduces
-    them by UMAP instead (fitted once per layer; needs ``pip install umap-learn``).
+    The attribution view ranks heads, layers, neurons and features by their direct share of a target token's
+    logit. The views' own options (each declared by its panel, ``views/panels/<name>.py``):
+
     """
     return Explorer(model, text, interventions, **options)
+
+
+def _with_options(doc: str) -> str:
+    """``doc`` followed by the views' options, one wrapped paragraph each."""
+    wrap = {"width": 116, "initial_indent": "    ", "subsequent_indent": "    ", "break_on_hyphens": False}
+    paragraphs = [textwrap.fill(p, **wrap) for p in options_doc().split("\n")]
+    return doc.rstrip() + "\n\n" + "\n".join(paragraphs) + "\n    "
+
+
+explore.__doc__ = _with_options(explore.__doc__ or "")

@@ -1,9 +1,11 @@
 """What a view is on the kernel side: a :class:`Panel`, declared once per view in ``views/panels/<name>.py``
 (the front end's half is ``js/src/views/<name>.ts``).
 
-A panel declares the requests its view makes and how each is answered, the commands it sends, the hooks
-its answers read, what it adds to the ``shape`` the front end gets, and which requests a saved page
-(``save_html``, ``embed``) must answer: ``selected`` (always saved) and ``around`` (while they fit).
+A panel declares everything of its view: where it sits and in which order, the options ``rw.explore`` takes for
+it and the state they make, the keys it adds to the shared selection, the requests its view makes and how each is
+answered, the commands it sends, the hooks its answers read, what it adds to the ``shape`` the front end gets and
+to ``ex.code()``, and which requests a saved page (``save_html``, ``embed``) must answer: ``selected`` (always
+saved) and ``around`` (while they fit). ``views/panels/__init__.py`` finds every panel module by itself.
 """
 
 from __future__ import annotations
@@ -18,8 +20,31 @@ if TYPE_CHECKING:
     from .session import Session
 
 Selection = dict[str, Any]
-#: a command from the front end: it changes the session's run; the message is checked inside
-Command = Callable[["Session", dict[str, Any]], None]
+#: a command from the front end: it changes the session's run (the message is checked inside); it may return a
+#: selection for the widget to make afterwards (e.g. the position of a generated token clicked)
+Command = Callable[["Session", dict[str, Any]], "Selection | None"]
+#: where a view sits: across the top, in the main column, or in the side column beside it
+PLACES = ("top", "main", "side")
+
+
+@dataclass(frozen=True)
+class Option:
+    """A keyword of ``rw.explore`` (and ``Session.of``) that a panel takes: its default and one line on it for
+    the ``rw.explore`` docstring and for the error naming the options."""
+
+    default: Any = None
+    doc: str = ""
+
+
+@dataclass(frozen=True)
+class Key:
+    """A key a panel adds to the shared selection: its default (from the session) and its check.
+
+    ``check(session, out, given)`` returns the key's checked value; ``out`` holds the selection so far (defaults
+    filled in, the keys before this one checked), ``given`` what the caller passed."""
+
+    default: Callable[[Session], Any]
+    check: Callable[[Session, Selection, Selection], Any]
 
 
 def _nothing(*_: Any) -> Iterator[dict[str, Any]]:
@@ -31,6 +56,25 @@ class Panel:
     """The kernel side of one view."""
 
     name: str
+    #: where the view goes in the explorer (one of :data:`PLACES`), sent to the front end in ``shape["places"]``
+    place: str = "main"
+    #: the views are laid out (and their panels found) in this order, smallest first
+    order: int = 1000
+    #: the keywords of ``rw.explore`` this view takes, by name
+    options: dict[str, Option] = field(default_factory=dict)
+    #: the view's state (``session.state[name]``), made from its options (each given or its default), which it
+    #: checks; made for every session, before its runs, whether the view shows or not
+    state: Callable[[Session, dict[str, Any]], Any] = lambda session, options: None
+    #: refuses (raises ValueError) a prompt the view's state does not fit (``ids``: the prompt's token ids), when the
+    #: session opens and before it shows another prompt
+    check_prompt: Callable[[Session, list[int]], None] = lambda session, ids: None
+    #: the keys the view adds to the shared selection, in the order they are checked
+    selection: dict[str, Key] = field(default_factory=dict)
+    #: the lines the view adds to ``ex.code()`` (after the run's), e.g. the analysis it shows
+    code: Callable[[Session], list[str]] = lambda session: []
+    #: a request answered with every command (fresh data with no second round trip): ``{"what": request, field:
+    #: selection key, ...}``, sent to the front end in ``shape["then"]``
+    then: dict[str, str] | None = None
     requests: tuple[Request, ...] = ()
     commands: dict[str, Command] = field(default_factory=dict)
     #: whether the view can show for this session (e.g. the features view needs SAEs)
@@ -47,6 +91,10 @@ class Panel:
     around: Callable[[Session, Selection], Iterator[dict[str, Any]]] = _nothing
     #: called before a saved page answers many requests (compute shared work once)
     prepare: Callable[[Session, Selection], None] = lambda session, selection: None
+
+    def __post_init__(self) -> None:
+        if self.place not in PLACES:
+            raise ValueError(f"panel {self.name}: place must be one of {', '.join(PLACES)}, got {self.place!r}")
 
 
 # -- bounds of request fields -------------------------------------------------------------
@@ -88,4 +136,4 @@ def features(session: Session, args: dict[str, Any]) -> int:
     return session.saes[args["sae"]].d_sae
 
 
-__all__ = ["Bound", "Command", "Panel", "Request", "Selection"]
+__all__ = ["PLACES", "Bound", "Command", "Key", "Option", "Panel", "Request", "Selection"]

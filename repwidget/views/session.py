@@ -1,5 +1,6 @@
-"""The kernel side of a widget, with no traitlets: the runs it shows, its SAEs, probes and texts, the caches
-behind its answers, and the command table. The widget, ``embed`` and ``save_html`` are thin layers over it."""
+"""The kernel side of a widget, with no traitlets: what every view shares (the runs it shows, its SAEs, probes and
+texts, the caches behind its answers, the generation counter, the command table); each view's own part is its
+panel. The widget, ``embed`` and ``save_html`` are thin layers over it."""
 
 from __future__ import annotations
 
@@ -19,54 +20,18 @@ from ..probes import Probes
 from ..prompts import unknown_words_note
 from ..run import Run
 from ..sae import SAE, FeatureDashboard, feature_dashboard
-from . import protocol
-from .panel import Command, Panel, Selection
+from . import messages, protocol
+from .catalog import KEYS, OPTIONS, REQUESTS, SELECTION_KEYS, VIEWS, options_list
+from .code import rebuild
+from .inputs import check_probes, check_saes
+from .messages import Message
+from .panel import Panel, Selection
 from .panels import PANELS
-from .panels.projector import check_points, points_of
 
 log = logging.getLogger(__name__)
 
-#: every view the front end knows, in the order the explorer lays them out
-VIEWS = tuple(PANELS)
-#: what a request may ask for, from any view
-REQUESTS: dict[str, protocol.Request] = {r.what: r for p in PANELS.values() for r in p.requests}
-#: commands that change the run, from any view
-COMMANDS: dict[str, Command] = {name: c for p in PANELS.values() for name, c in p.commands.items()}
-#: the selection's keys: the position, the layer (neurons, logit lens, probes), the attention head
-#: (``head_layer``.``head``, chosen apart from ``layer``), a neuron of ``layer``, an SAE and one of its features,
-#: and the projector's lasso: the prompt positions (``tokens``) and texts' ``[text, position]`` pairs (``points``) in it
-SELECTION_KEYS = ("token", "layer", "head_layer", "head", "neuron", "sae", "feature", "tokens", "points")
 #: logits kept for answers (a chunk of positions is computed at once), at most this many bytes
 LOGITS_BYTES = 64 << 20
-#: front-end views whose sequence numbers are remembered (the oldest is forgotten beyond)
-MAX_VIEWS = 64
-
-Message = tuple[dict[str, Any], list[memoryview]]
-
-
-def check_saes(model: Model, saes: Sequence[SAE]) -> list[SAE]:
-    """The SAEs as a list, each checked to read a hook of ``model`` of its width."""
-    saes = list(saes)
-    for sae in saes:
-        if not isinstance(sae, SAE):
-            raise TypeError(f"saes must be rw.SAE values (rw.SAE.load(path)), got {type(sae).__name__}")
-        sae.check_fits(model)
-    return saes
-
-
-def check_probes(model: Model, probes: Sequence[Probes]) -> list[Probes]:
-    """The probes as a list, each checked to read layers and a width this model has."""
-    probes = list(probes)
-    for p in probes:
-        if not isinstance(p, Probes):
-            raise TypeError(f"probes must be rw.Probes values (rw.train_probes(...)), got {type(p).__name__}")
-        width = model.hook_width(hook_names.hook_for(p.site, 0))
-        if max(p.layers) >= model.n_layers or p.d_model != width:
-            raise ValueError(
-                f"these probes read {p.d_model}-wide {p.site} at layers {p.layers}; this model has "
-                f"{model.n_layers} layers of width {width}"
-            )
-    return probes
 
 
 class Session:
@@ -74,7 +39,9 @@ class Session:
     everything the views ask for.
 
     Build one from a run (``Session(run)``) or from a prompt (``Session.of(model, text, ...)``). ``editable``
-    sessions take commands that change the interventions.
+    sessions take commands that change the interventions. The views' own options (``corrupted=``, ``points=``...)
+    go to the panels that declare them (:data:`~repwidget.views.catalog.OPTIONS`); each view's state is
+    ``state[name]``.
     """
 
     def __init__(
@@ -86,12 +53,14 @@ class Session:
         texts: Sequence[Any] | None = None,
         probes: Sequence[Probes] = (),
         editable: bool = False,
+        **options: Any,
     ) -> None:
         if not isinstance(run, Run):
             raise TypeError(f"expected a rw.Run (from model.run(text)), got {type(run).__name__}")
-        self._setup(run.model, views, saes, texts, probes, editable)
+        self._setup(run.model, views, saes, texts, probes, editable, options=options)
         self.run = self._with_captures(run)
         self._clean = self._with_captures(clean) if clean is not None else None
+        self._check_prompt(self.run.token_ids)
 
     @classmethod
     def of(
@@ -106,47 +75,35 @@ class Session:
         editable: bool = True,
         capture: str | Iterable[str] = (),
         messages: Sequence[dict[str, Any]] | None = None,
-        corrupted: TokensLike | None = None,
-        continuation: bool = False,
-        points: Sequence[Any] | None = None,
-        projection: str = "pca",
+        **options: Any,
     ) -> Session:
         """A session of ``model`` on ``text``: one clean pass capturing what the views read (and ``capture``,
         hook names or globs the runs should keep besides), then the interventions re-run from the earliest
-        intervened block."""
+        intervened block. ``options`` go to the views that take them (:data:`OPTIONS`)."""
         if not isinstance(model, Model):
             raise TypeError(f"expected a rw.Model (from rw.load), got {type(model).__name__}")
         session = cls.__new__(cls)
-        session.corrupted = None if corrupted is None else model.to_ids(corrupted)
-        session.continuation = bool(continuation)
-        session._setup(model, views, saes, texts, probes, editable, capture, points, projection)
-        summary = max((p.summary for p in session.panels if p.summary), default=None)
-        session._clean = model.run(text, capture=session.capture, summarize=summary, messages=messages)
+        session._setup(model, views, saes, texts, probes, editable, capture, options)
+        session._clean = model.run(text, capture=session.capture, summarize=session._summary(), messages=messages)
         ivs = as_tuple(interventions)
         session.run = session._clean.rerun(ivs, capture=session.capture) if ivs else session._clean
         session.text = text if isinstance(text, str) else session._clean.token_ids
         session.messages = None if messages is None else [dict(m) for m in messages]
         session.warning = unknown_words_note(model.tokenizer, text) if isinstance(text, str) else ""
-        if session.corrupted is not None and len(session.corrupted) != session.n_tokens:
-            raise ValueError(
-                f"the corrupted prompt has {len(session.corrupted)} tokens and the clean one {session.n_tokens}: "
-                "patching needs prompts of the same length"
-            )
+        session._check_prompt(session._clean.token_ids)
         return session
 
-    def _setup(
-        self, model, views, saes, texts, probes, editable: bool, capture=(), points=None, projection="pca"
-    ) -> None:
+    def _setup(self, model, views, saes, texts, probes, editable: bool, capture=(), options=None) -> None:
         self.model = model
-        #: the projector's texts, labels and projection (``points=``, ``projection=``), or None (no projector)
-        self.points = points_of(points, projection)
-        self.corrupted: list[int] | None = getattr(self, "corrupted", None)
-        #: whether the continuation view is wanted (it generates text when shown)
-        self.continuation: bool = getattr(self, "continuation", False)
-        #: patching sweeps by (site, method, target, foil), and the last one shown; the last attribution target
-        self.sweeps: dict[tuple, Any] = {}
-        self.swept: tuple | None = None
-        self.picked: tuple[int, int | None, int] | None = None
+        options = dict(options or {})
+        unknown = [name for name in options if name not in OPTIONS]
+        if unknown:
+            raise TypeError(f"unknown options {unknown}; the views take {options_list()}")
+        #: each view's state (``state[name]``), made from the options that view takes
+        self.state: dict[str, Any] = {
+            name: p.state(self, {key: options.get(key, option.default) for key, option in p.options.items()})
+            for name, p in PANELS.items()
+        }
         self.saes: list[SAE] = check_saes(model, saes)
         self.probes: list[Probes] = check_probes(model, probes)
         self.texts: list[Any] | None = list(texts) if texts is not None else None
@@ -175,11 +132,16 @@ class Session:
         self._known: OrderedDict[str, Intervention] = OrderedDict()
         self._activations: OrderedDict[tuple[int, str], torch.Tensor] = OrderedDict()
         self._clean_memo: OrderedDict[tuple, Any] = OrderedDict()
-        #: continuations of the prompt by (prompt ids, interventions): (weights version, stream)
-        self.streams: OrderedDict[tuple, tuple[int, Any]] = OrderedDict()
-        self._prompt_ids: list[int] | None = None
-        #: a selection the widget makes after a command (e.g. a generated token clicked); consumed by the widget
-        self.select_after: dict[str, Any] | None = None
+        #: the selection the last command asked for (e.g. a generated token clicked); consumed by the widget
+        self.select_after: Selection | None = None
+
+    def _summary(self) -> int | None:
+        """The side of the attention summary the panels read, reduced in each clean pass."""
+        return max((p.summary for p in self.panels if p.summary), default=None)
+
+    def _check_prompt(self, ids: list[int]) -> None:
+        for p in PANELS.values():
+            p.check_prompt(self, list(ids))
 
     def _with_captures(self, run: Run) -> Run:
         """``run`` itself if it holds what the views read, else the same run re-run with those captures."""
@@ -206,11 +168,6 @@ class Session:
     @property
     def interventions(self) -> tuple[Intervention, ...]:
         return self.run.interventions
-
-    @property
-    def prompt_ids(self) -> list[int]:
-        """The prompt the explorer was opened on (what continuations continue, even while one is shown)."""
-        return list(self._prompt_ids) if self._prompt_ids is not None else self.clean_run.token_ids
 
     def listed(self) -> list[dict[str, Any]]:
         """The interventions as the front end lists them: their JSON with the kernel's ``label`` and a ``key``
@@ -243,6 +200,10 @@ class Session:
         """Sizes and settings the front end needs (each panel adds its own)."""
         model = self.model
         shape = {"n_layers": model.n_layers, "n_heads": model.n_heads, "d_mlp": model.d_mlp, "n_tokens": self.n_tokens}
+        shape["places"] = {p.name: p.place for p in self.panels}
+        then = next((p.then for p in self.panels if p.then is not None), None)
+        if then is not None:
+            shape["then"] = then
         for p in self.panels:
             shape.update(p.shape(self))
         return shape
@@ -265,50 +226,19 @@ class Session:
         }
 
     def default_selection(self) -> Selection:
-        return {
-            "token": self.n_tokens - 1,
-            "layer": 0,
-            "head_layer": 0,
-            "head": 0,
-            "neuron": None,
-            "sae": 0,
-            "feature": None,
-            "tokens": [],
-            "points": [],
-        }
+        return {name: key.default(self) for name, key in KEYS.items()}
 
     def check_selection(self, selection: Any) -> Selection:
-        """``selection`` checked key by key (indices in range; ``neuron`` and ``feature`` may be None; ``tokens`` and
-        ``points`` sorted, without repeats)."""
+        """``selection`` checked key by key, each by the panel that adds it (:data:`KEYS`); missing keys get their
+        defaults."""
         if not isinstance(selection, dict):
             raise ValueError(f"a selection is a dict, got {protocol.short(selection, 80)}")
         unknown = set(selection) - set(SELECTION_KEYS)
         if unknown:
             raise ValueError(f"unknown selection keys {sorted(map(str, unknown))[:6]}; use {', '.join(SELECTION_KEYS)}")
-        model = self.model
-        sae = selection.get("sae", 0)
-        stops = {
-            "token": self.n_tokens,
-            "layer": model.n_layers,
-            "head_layer": model.n_layers,
-            "head": model.n_heads,
-            "neuron": model.d_mlp,
-            "sae": max(1, len(self.saes)),
-        }
         out = {**self.default_selection(), **selection}
-        if "head_layer" not in selection and "layer" in selection:
-            out["head_layer"] = selection["layer"]  # a selection from before heads had their own layer
-        for key, stop in stops.items():
-            if out[key] is None and key == "neuron":
-                continue
-            protocol.index(out, key, stop, "selection")
-        if out["feature"] is not None:
-            protocol.index(out, "feature", self.saes[sae].d_sae if self.saes else 0, "selection")
-        tokens = out["tokens"]
-        if not isinstance(tokens, (list, tuple)):
-            raise ValueError(f"selection: tokens must be a list of positions, got {protocol.short(tokens, 40)}")
-        out["tokens"] = sorted({protocol.index({"tokens": t}, "tokens", self.n_tokens, "selection") for t in tokens})
-        out["points"] = check_points(self, out["points"])
+        for name, key in KEYS.items():
+            out[name] = key.check(self, out, selection)
         return out
 
     # -- answers -------------------------------------------------------------------------
@@ -410,16 +340,11 @@ class Session:
         self.generation += 1
         self.error = "the model's weights changed since the last run: both runs were computed again" if stale else ""
 
-    def show(self, ids: Sequence[int]) -> None:
-        """Show ``ids`` (the prompt and a continuation of it) in every view, with the current interventions."""
-        if self.corrupted is not None:
-            raise ValueError(
-                "this explorer patches a corrupted prompt of the prompt's length, so it cannot show a continuation"
-            )
-        if self._prompt_ids is None:
-            self._prompt_ids = self.clean_run.token_ids
-        summary = max((p.summary for p in self.panels if p.summary), default=None)
-        clean = self.model.run(list(ids), capture=self.capture, summarize=summary)
+    def show_prompt(self, ids: Sequence[int]) -> None:
+        """Show ``ids`` in every view instead of the prompt, with the current interventions: the runs are made again
+        and every cache dropped. A view whose state does not fit the new prompt refuses it first."""
+        self._check_prompt(list(ids))
+        clean = self.model.run(list(ids), capture=self.capture, summarize=self._summary())
         ivs = self.interventions
         run = clean.rerun(ivs, capture=self.capture) if ivs else clean
         self._clean, self.run = clean, run
@@ -432,88 +357,9 @@ class Session:
     def handle(self, content: Any) -> list[Message]:
         """The kernel's answer to one message from the front end. Never raises: a bad message gets an error
         reply (quoting at most a short prefix of what was wrong) and changes nothing."""
-        request_id = protocol.message_id(content)
-        try:
-            if not isinstance(content, dict) or request_id is None:
-                raise ValueError(
-                    f"a message must be a dict with an int or short string id, got {protocol.short(content)}"
-                )
-            kind = content.get("type")
-            if kind == "get":
-                return [self.reply(request_id, *self.get(content))]
-            if kind not in COMMANDS:
-                raise ValueError(f"unknown message type {protocol.short(kind, 40)}")
-            if not self.editable:
-                raise ValueError("this view does not take interventions; use rw.explore(model, text)")
-            return self._command(request_id, kind, content)
-        except Exception as error:  # shown in the widget; the kernel and the current run are untouched
-            log.debug("repwidget message failed", exc_info=True)
-            self.error = protocol.cut(str(error), 2 * protocol.QUOTE)
-            self.error_from = "get" if isinstance(content, dict) and content.get("type") == "get" else "command"
-            return [({"type": "error", "id": request_id, "message": self.error}, [])]
-
-    def _command(self, request_id: Any, kind: str, content: dict[str, Any]) -> list[Message]:
-        """Run a command unless the same view already sent a newer one; then answer ``applied`` (with
-        ``superseded`` when it was not run) and, if the message asks (``then``), the request that follows."""
-        view, seq = content.get("view", ""), content.get("seq")
-        if not isinstance(view, str) or len(view) > 64 or (seq is not None and type(seq) is not int):
-            raise ValueError("a command's view must be a short string and its seq an int")
-        superseded = seq is not None and seq <= self._seqs.get(view, -1)
-        if not superseded:
-            COMMANDS[kind](self, content)
-            if seq is not None:
-                self._seqs[view] = seq
-                self._seqs.move_to_end(view)
-                while len(self._seqs) > MAX_VIEWS:
-                    self._seqs.popitem(last=False)
-        out: list[Message] = [
-            ({"type": "applied", "id": request_id, "gen": self.generation, "superseded": superseded}, [])
-        ]
-        then = content.get("then")
-        if then is not None:
-            if not isinstance(then, dict):
-                raise ValueError(f"then must be a request, got {protocol.short(then, 80)}")
-            out.append(self.reply(request_id, *self.get(then)))
-        return out
+        return messages.handle(self, content)
 
     def code(self) -> str:
         """Python that rebuilds the current run (and so what the views show). An SAE that was never saved
         (so cannot be loaded) appears as ``unsaved("name")``, which raises an error saying what to do."""
-        ivs = ", ".join(repr(iv) for iv in self.interventions)
-        preamble = ""
-        for sae in {id(iv.sae): iv.sae for iv in self.interventions if getattr(iv, "sae", None) is not None}.values():
-            if sae.path is None:
-                ivs = ivs.replace(repr(sae), f"unsaved({sae.name!r})")
-                preamble = UNSAVED
-        text = self.text if self.text is not None else self.run.token_ids
-        given = f"messages={self.messages!r}" if self.messages is not None else repr(text)
-        source = _model_source(self.model)
-        lines = [f"run = model.run({given}, interventions=[{ivs}])"]
-        if self.picked is not None:
-            target, foil, position = self.picked
-            lines.append(f"dla = rw.analyses.direct_logit_attribution(run, {target}, foil={foil}, position={position})")
-        if self.swept is not None:
-            site, method, target, foil = self.swept
-            lines.append(
-                f"sweep = rw.patching.sweep(model, run.token_ids, {self.corrupted!r}, "
-                f"rw.patching.logit_diff(model, {target}, {foil}), site={site!r}, method={method!r}, "
-                'direction="noise")'
-            )
-        body = "\n".join(lines)
-        return f"import repwidget as rw\n{preamble}\nmodel = {source}\n{body}\n"
-
-
-UNSAVED = """
-
-def unsaved(name):  # an SAE that was never saved: sae.save("dir") in the notebook, then rw.SAE.load("dir") here
-    raise RuntimeError(f"the SAE {name!r} was never saved: call sae.save('dir'), then use rw.SAE.load('dir') here")
-"""
-
-
-def _model_source(model: Model) -> str:
-    name = model.source
-    if name == "demo":
-        return "rw.demo_model()"
-    if name:
-        return f"rw.load({name!r})"
-    return "rw.Model(hf_model, tokenizer)  # the model you passed to rw.explore"
+        return rebuild(self)

@@ -6,6 +6,7 @@ import { at, type Tensor } from "../codec";
 import { maxOf, paintMatrix } from "../colour";
 import { arrowStep, colourBar, h, labelled, onResize, panel, showToken, track, wantsIntervention } from "../dom";
 import { thumbSize } from "../layout";
+import { attentionRow, cellAt, defaultScore, pixelOf, type PatternView } from "../pattern";
 import type { Store } from "../store";
 
 /** Token labels along the pattern's axes up to this many rows. */
@@ -19,61 +20,6 @@ export const SCORE_LABELS: Record<string, string> = {
   duplicate_token: "duplicate token",
   first_token: "first token",
 };
-
-/** Which [q0, q1) x [k0, k1) window a pattern reply covers, and the pooled size of each pixel. */
-export interface PatternView {
-  values: Tensor;
-  window: [number, number, number, number];
-}
-
-/** The query and key under pixel (row, col) of a pattern reply (pooled replies cover several tokens per pixel). */
-export function cellAt(view: PatternView, row: number, col: number): { query: number; key: number } {
-  const [q0, q1, k0, k1] = view.window;
-  const [rows, cols] = view.values.shape;
-  return {
-    query: Math.min(q1 - 1, q0 + Math.floor((row * (q1 - q0)) / rows)),
-    key: Math.min(k1 - 1, k0 + Math.floor((col * (k1 - k0)) / cols)),
-  };
-}
-
-/** The pixel (row, col) of a pattern reply that shows (query, key), or null outside its window. */
-export function pixelOf(view: PatternView, query: number, key: number): { row: number; col: number } | null {
-  const [q0, q1, k0, k1] = view.window;
-  if (query < q0 || query >= q1 || key < k0 || key >= k1) return null;
-  const [rows, cols] = view.values.shape;
-  return { row: Math.floor(((query - q0) * rows) / (q1 - q0)), col: Math.floor(((key - k0) * cols) / (k1 - k0)) };
-}
-
-/** The attention row of `query` over every key position, as far as the reply shows it (0 outside). */
-export function attentionRow(view: PatternView, query: number, nTokens: number): Float32Array | null {
-  const [q0, q1, k0, k1] = view.window;
-  if (query < q0 || query >= q1) return null;
-  const [rows, cols] = view.values.shape;
-  const row = Math.min(rows - 1, Math.floor(((query - q0) * rows) / (q1 - q0)));
-  const out = new Float32Array(nTokens);
-  for (let k = k0; k < k1; k++) out[k] = at(view.values, row, Math.min(cols - 1, Math.floor(((k - k0) * cols) / (k1 - k0))));
-  return out;
-}
-
-/** The score to show first: the one whose values differ most between heads (so it says something on this prompt:
- * induction on a repeated sequence, not 0.00 everywhere on an ordinary one); "first token" only if nothing else
- * varies, since most heads of most models park attention on the first token. */
-export function defaultScore(scores: Tensor, names: string[]): string {
-  const per = scores.data.length / Math.max(1, names.length);
-  let best = names[0];
-  let spread = -1;
-  names.forEach((name, i) => {
-    const values = Array.from(scores.data.subarray(i * per, (i + 1) * per) as Float32Array);
-    const mean = values.reduce((a, b) => a + b, 0) / values.length;
-    const sd = Math.sqrt(values.reduce((a, b) => a + (b - mean) ** 2, 0) / values.length);
-    const weight = name === "first_token" ? 0.25 : 1;
-    if (sd * weight > spread) {
-      spread = sd * weight;
-      best = name;
-    }
-  });
-  return best;
-}
 
 export function mountAttention(el: HTMLElement, store: Store): void {
   const { n_layers, n_heads, n_tokens, max_side = 512 } = store.shape;
@@ -423,3 +369,28 @@ export function mountAttention(el: HTMLElement, store: Store): void {
   void fetchOverview();
   void fetchPattern();
 }
+
+/** How the widget mounts this view (widget.ts finds it by its file name, the kernel panel's name). */
+export const mount = mountAttention;
+
+/** The view's own styles, after the shared ones (style.ts). */
+export const styles = `
+.rw-root[data-rw-layout="narrow"] .rw-attention-view { order: 1; }
+.rw-root button.rw-head { position: relative; padding: 1px; border: 2px solid transparent; background: none; display: flex;
+  flex-direction: column; align-items: center; border-radius: 3px; }
+.rw-root button.rw-head:hover { border-color: var(--rw-muted); }
+.rw-root button.rw-head.rw-selected { border-color: var(--rw-select); }
+.rw-thumb { width: var(--rw-thumb); height: var(--rw-thumb); image-rendering: pixelated; border: 1px solid var(--rw-border); display: block; }
+.rw-score { font-size: 10px; color: var(--rw-fg); font-variant-numeric: tabular-nums; }
+.rw-plot { display: grid; grid-template-columns: auto var(--rw-pattern, 320px); grid-template-rows: auto var(--rw-pattern, 320px); }
+.rw-pattern-box { position: relative; width: var(--rw-pattern, 320px); height: var(--rw-pattern, 320px); }
+.rw-pattern { width: 100%; height: 100%; image-rendering: pixelated; border: 1px solid var(--rw-border); cursor: crosshair; display: block; }
+.rw-pattern-cursor { position: absolute; pointer-events: none; outline: 2px solid var(--rw-select); }
+.rw-pattern-row { position: absolute; left: 0; right: 0; pointer-events: none; border-top: 1px dashed var(--rw-select); border-bottom: 1px dashed var(--rw-select); }
+.rw-query-labels { display: flex; flex-direction: column; align-items: flex-end; }
+.rw-key-labels { display: flex; flex-direction: row; align-items: flex-end; }
+.rw-query-labels .rw-label { flex: 1 1 0; min-height: 0; display: flex; align-items: center; padding-right: 3px; }
+.rw-key-labels .rw-label { flex: 1 1 0; min-width: 0; writing-mode: vertical-rl; transform: rotate(180deg); padding-top: 3px; display: flex; align-items: center; }
+.rw-label { font: 10px var(--rw-mono); white-space: pre; overflow: hidden; color: var(--rw-fg); cursor: pointer; max-width: 90px; max-height: 90px; }
+.rw-label.rw-selected { color: var(--rw-select); font-weight: bold; }
+`;

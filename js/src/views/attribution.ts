@@ -140,3 +140,15 @@ export function mountAttribution(el: HTMLElement, store: Store): void {
   store.watch(["token", "layer"], () => shown && fetch());
   store.on("generation", () => shown && fetch());
 }
+
+/** How the widget mounts this view (widget.ts finds it by its file name, the kernel panel's name). */
+export const mount = mountAttribution;
+
+/** The view's own styles, after the shared ones (style.ts). */
+export const styles = `
+.rw-root[data-rw-layout="narrow"] .rw-attribution-view { order: 7; }
+.rw-attribution-view { grid-column: 1 / -1; }
+.rw-dla-cell { font: 10px var(--rw-mono); border: 1px solid transparent; padding: 2px 3px; cursor: pointer; color: var(--rw-fg); }
+.rw-dla-cell.rw-selected { outline: 2px solid var(--rw-select); }
+.rw-target, .rw-foil { width: 80px; }
+`;

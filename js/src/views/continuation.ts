@@ -129,3 +129,18 @@ export function mountContinuation(el: HTMLElement, store: Store): void {
   });
   start();
 }
+
+/** How the widget mounts this view (widget.ts finds it by its file name, the kernel panel's name). */
+export const mount = mountContinuation;
+
+/** The view's own styles, after the shared ones (style.ts). */
+export const styles = `
+.rw-gen-column { flex: 1 1 240px; min-width: 0; }
+.rw-gen-column[data-rw-stale] .rw-gen-text { opacity: 0.45; }
+.rw-gen-column[data-rw-stale] .rw-gen-head::after { content: " (stale: regenerating\u2026)"; color: var(--rw-muted); font-weight: normal; }
+.rw-gen-head { font-weight: 600; color: var(--rw-fg); }
+.rw-gen-text { font-family: var(--rw-mono); font-size: 12px; line-height: 1.9; white-space: pre-wrap; }
+.rw-gen-token { padding: 1px 1px; margin-right: 3px; border-radius: 2px; cursor: pointer; }
+.rw-gen-token.rw-selected { outline: 2px solid var(--rw-select); }
+.rw-gen-bar { display: flex; gap: 8px; align-items: center; }
+`;

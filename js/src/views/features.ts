@@ -162,3 +162,13 @@ export function mountFeatures(el: HTMLElement, store: Store): void {
   void fetch();
   fetchDashboard(); // a feature may be selected already (from Python, or in a saved page)
 }
+
+/** How the widget mounts this view (widget.ts finds it by its file name, the kernel panel's name). */
+export const mount = mountFeatures;
+
+/** The view's own styles, after the shared ones (style.ts). */
+export const styles = `
+.rw-root[data-rw-layout="narrow"] .rw-features-view { order: 5; }
+.rw-context { font-family: var(--rw-mono); font-size: 11px; margin: 1px 0; white-space: pre-wrap; }
+.rw-ctx-token { padding: 0 1px; margin-right: 3px; border-radius: 2px; }
+`;

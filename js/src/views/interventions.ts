@@ -90,3 +90,19 @@ export function mountInterventions(el: HTMLElement, store: Store): void {
   for (const event of ["intervention_list", "busy", "error", "mode"]) store.on(event, paint);
   paint();
 }
+
+/** How the widget mounts this view (widget.ts finds it by its file name, the kernel panel's name). */
+export const mount = mountInterventions;
+
+/** The view's own styles, after the shared ones (style.ts). */
+export const styles = `
+.rw-iv-list { list-style: none; padding: 0; margin: 2px 0; display: flex; gap: 6px; flex-wrap: wrap; }
+.rw-iv { background: var(--rw-chip-bg); border: 1px solid var(--rw-chip-border); border-radius: 10px; padding: 0 2px 0 8px;
+  display: inline-flex; align-items: center; gap: 4px; color: var(--rw-fg); }
+.rw-root .rw-iv button.rw-remove { border: none; background: none; border-radius: 8px; padding: 0 5px; font-weight: bold; color: var(--rw-fg); }
+.rw-root .rw-iv button.rw-remove:hover { background: var(--rw-chip-border); }
+.rw-empty { color: var(--rw-muted); }
+.rw-busy { color: var(--rw-busy); }
+.rw-error { color: #fff; background: #b3261e; padding: 2px 6px; border-radius: 4px; white-space: pre-wrap; display: flex; gap: 8px; align-items: flex-start; }
+.rw-root .rw-error button { background: none; border: 1px solid #fff; color: #fff; padding: 0 5px; }
+`;

@@ -156,3 +156,26 @@ export function mountLens(el: HTMLElement, store: Store): void {
   store.on("dispose", stop);
   void fetch();
 }
+
+/** How the widget mounts this view (widget.ts finds it by its file name, the kernel panel's name). */
+export const mount = mountLens;
+
+/** The view's own styles, after the shared ones (style.ts). */
+export const styles = `
+.rw-root[data-rw-layout="narrow"] .rw-lens-view { order: 3; }
+/* at most ~16 layers high: a 30-layer lens scrolls (its token row stays on top) instead of pushing the predictions
+   below the screen */
+.rw-lens-scroll { overflow: auto; max-width: 100%; max-height: 340px; scroll-snap-type: x proximity; }
+.rw-lens th.rw-lens-token { position: sticky; top: 0; z-index: 1; }
+.rw-lens td, .rw-lens th.rw-lens-token { scroll-snap-align: start; }
+.rw-lens { border-collapse: separate; border-spacing: 0; font-family: var(--rw-mono); font-size: 11px; }
+.rw-lens td, .rw-lens th { padding: 1px 4px; white-space: pre; cursor: pointer; max-width: 78px; overflow: hidden; text-overflow: ellipsis; }
+.rw-lens th { font-weight: 600; color: var(--rw-fg); background: var(--rw-bg); }
+.rw-lens th.rw-lens-layer { position: sticky; left: 0; z-index: 1; text-align: right; }
+.rw-lens tr:first-child th.rw-lens-layer { top: 0; z-index: 2; }
+.rw-lens th.rw-selected, .rw-lens td.rw-selected { outline: 2px solid var(--rw-select); outline-offset: -2px; }
+.rw-lens td.rw-changed { box-shadow: inset 0 -3px 0 var(--rw-ablated); }
+.rw-toggle { display: inline-flex; border: 1px solid var(--rw-button-border); border-radius: 4px; overflow: hidden; }
+.rw-root .rw-toggle button { border: none; border-radius: 0; font-size: 11px; padding: 1px 6px; }
+.rw-root .rw-toggle button[aria-pressed="true"] { background: var(--rw-fg); color: var(--rw-bg); }
+`;

@@ -107,3 +107,11 @@ export function mountNeurons(el: HTMLElement, store: Store): void {
   last = `${store.selection.layer}/${store.selection.token}`;
   void fetch();
 }
+
+/** How the widget mounts this view (widget.ts finds it by its file name, the kernel panel's name). */
+export const mount = mountNeurons;
+
+/** The view's own styles, after the shared ones (style.ts). */
+export const styles = `
+.rw-root[data-rw-layout="narrow"] .rw-neurons-view { order: 4; }
+`;

@@ -83,3 +83,15 @@ export function mountPatching(el: HTMLElement, store: Store): void {
   }, () => undefined);
   void shown;
 }
+
+/** How the widget mounts this view (widget.ts finds it by its file name, the kernel panel's name). */
+export const mount = mountPatching;
+
+/** The view's own styles, after the shared ones (style.ts). */
+export const styles = `
+.rw-root[data-rw-layout="narrow"] .rw-patching-view { order: 8; }
+.rw-patching-view { grid-column: 1 / -1; }
+.rw-patch-table { border-collapse: collapse; font: 10px var(--rw-mono); }
+.rw-patch-cell { padding: 1px 3px; cursor: pointer; text-align: right; }
+.rw-patch-table th { max-width: 60px; overflow: hidden; white-space: pre; color: var(--rw-fg); }
+`;

@@ -119,3 +119,18 @@ export function mountPredictions(el: HTMLElement, store: Store): void {
   });
   fetch();
 }
+
+/** How the widget mounts this view (widget.ts finds it by its file name, the kernel panel's name). */
+export const mount = mountPredictions;
+
+/** The view's own styles, after the shared ones (style.ts). */
+export const styles = `
+.rw-root[data-rw-layout="narrow"] .rw-predictions-view { order: 2; }
+.rw-pred-table { border-collapse: collapse; font-size: 12px; }
+.rw-pred-table td, .rw-pred-table th { padding: 1px 5px; text-align: left; }
+.rw-pred-table th { color: var(--rw-fg); font-weight: 600; }
+.rw-pred-token { font-family: var(--rw-mono); white-space: pre; max-width: 90px; overflow: hidden; text-overflow: ellipsis; }
+.rw-p { min-width: 56px; }
+.rw-up { color: var(--rw-up); } .rw-down { color: var(--rw-down); }
+.rw-more { color: var(--rw-muted); font-size: 11px; }
+`;

@@ -131,3 +131,11 @@ export function mountProbes(el: HTMLElement, store: Store): void {
     void fetch();
   });
 }
+
+/** How the widget mounts this view (widget.ts finds it by its file name, the kernel panel's name). */
+export const mount = mountProbes;
+
+/** The view's own styles, after the shared ones (style.ts). */
+export const styles = `
+.rw-root[data-rw-layout="narrow"] .rw-probes-view { order: 6; }
+`;

@@ -8,6 +8,7 @@
 import type { Tensor } from "../codec";
 import { css, type RGB, sequential } from "../colour";
 import { h, labelled, panel, showToken, track } from "../dom";
+import { type Frame, frameOf, lassoed, nearestPoint, type Pixel, toPixel } from "../plane";
 import type { Store } from "../store";
 
 interface ProjectorReply {
@@ -24,7 +25,6 @@ interface ProjectorReply {
   value_max?: number;
 }
 
-type Pixel = [number, number];
 /** A lasso shorter than this many pixels across is a click. */
 const LASSO_MIN = 4;
 
@@ -37,82 +37,6 @@ const NONE: RGB = [150, 150, 150];
 const WIDTH = 420;
 const HEIGHT = 320;
 const PAD = 10;
-
-/** The affine map from data coordinates to canvas pixels that fits every point in `width` x `height`. */
-export interface Frame {
-  x0: number;
-  y0: number;
-  scale: number;
-  width: number;
-  height: number;
-}
-
-export function frameOf(xy: Tensor, width = WIDTH, height = HEIGHT, pad = PAD): Frame {
-  let [minX, maxX, minY, maxY] = [Infinity, -Infinity, Infinity, -Infinity];
-  const n = xy.shape[0];
-  for (let i = 0; i < n; i++) {
-    const x = xy.data[2 * i], y = xy.data[2 * i + 1];
-    if (x < minX) minX = x;
-    if (x > maxX) maxX = x;
-    if (y < minY) minY = y;
-    if (y > maxY) maxY = y;
-  }
-  if (!(n > 0)) [minX, maxX, minY, maxY] = [0, 1, 0, 1];
-  const scale = Math.min((width - 2 * pad) / Math.max(maxX - minX, 1e-9), (height - 2 * pad) / Math.max(maxY - minY, 1e-9));
-  // centred; y grows upwards on the page
-  const x0 = width / 2 - ((minX + maxX) / 2) * scale;
-  const y0 = height / 2 + ((minY + maxY) / 2) * scale;
-  return { x0, y0, scale, width, height };
-}
-
-export function toPixel(f: Frame, x: number, y: number): [number, number] {
-  return [f.x0 + x * f.scale, f.y0 - y * f.scale];
-}
-
-/** The point nearest pixel (px, py) within `radius` pixels, prompt points first (they are drawn on top), or -1. */
-export function nearestPoint(xy: Tensor, f: Frame, nPrompt: number, px: number, py: number, radius = 8): number {
-  const search = (from: number, to: number) => {
-    let best = -1, bestD = radius * radius;
-    for (let i = from; i < to; i++) {
-      const [x, y] = toPixel(f, xy.data[2 * i], xy.data[2 * i + 1]);
-      const d = (x - px) ** 2 + (y - py) ** 2;
-      if (d <= bestD) [best, bestD] = [i, d];
-    }
-    return best;
-  };
-  const prompt = search(0, nPrompt);
-  return prompt >= 0 ? prompt : search(nPrompt, xy.shape[0]);
-}
-
-/** Whether pixel (x, y) lies inside `polygon` (even-odd rule: a ray to the right crosses its edges an odd number
- * of times; the polygon closes itself). */
-export function insidePolygon(polygon: Pixel[], x: number, y: number): boolean {
-  let inside = false;
-  for (let i = 0, j = polygon.length - 1; i < polygon.length; j = i++) {
-    const [xi, yi] = polygon[i], [xj, yj] = polygon[j];
-    if (yi > y !== yj > y && x < ((xj - xi) * (y - yi)) / (yj - yi) + xi) inside = !inside;
-  }
-  return inside;
-}
-
-/** The points inside a lasso drawn in pixels: the prompt's positions (`tokens`) and the texts' points as
- * [text, position] pairs (`points`). */
-export function lassoed(
-  reply: Pick<ProjectorReply, "xy" | "n_prompt" | "text" | "pos">, f: Frame, polygon: Pixel[],
-): { tokens: number[]; points: [number, number][] } {
-  const tokens: number[] = [], points: [number, number][] = [];
-  if (polygon.length < 3) return { tokens, points };
-  const xs = polygon.map((p) => p[0]), ys = polygon.map((p) => p[1]);
-  const [minX, maxX, minY, maxY] = [Math.min(...xs), Math.max(...xs), Math.min(...ys), Math.max(...ys)];
-  for (let i = 0; i < reply.xy.shape[0]; i++) {
-    const [x, y] = toPixel(f, reply.xy.data[2 * i], reply.xy.data[2 * i + 1]);
-    if (x < minX || x > maxX || y < minY || y > maxY || !insidePolygon(polygon, x, y)) continue;
-    const j = i - reply.n_prompt;
-    if (j < 0) tokens.push(i);
-    else if (reply.text && reply.pos) points.push([reply.text.data[j], reply.pos.data[j]]);
-  }
-  return { tokens, points };
-}
 
 /** The SAE a colouring reads ("SAE 1 feature": 1), or null. */
 export function saeOf(colouring: string | undefined): number | null {
@@ -216,7 +140,7 @@ export function mountProjector(el: HTMLElement, store: Store): void {
   const paint = () => {
     if (!shown) return;
     const reply = shown;
-    frame = frameOf(reply.xy);
+    frame = frameOf(reply.xy, WIDTH, HEIGHT, PAD);
     const n = reply.xy.shape[0];
     const ctx = canvas.getContext("2d");
     const hi = store.palette.hi;
@@ -411,3 +335,11 @@ export function mountProjector(el: HTMLElement, store: Store): void {
   store.on("theme", paint);
   void fetch();
 }
+
+/** How the widget mounts this view (widget.ts finds it by its file name, the kernel panel's name). */
+export const mount = mountProjector;
+
+/** The view's own styles, after the shared ones (style.ts). */
+export const styles = `
+.rw-swatch { display: inline-block; width: 0.7em; height: 0.7em; border-radius: 50%; margin: 0 0.3em 0 0.6em; vertical-align: baseline; }
+`;

@@ -227,3 +227,11 @@ export function mountTokens(el: HTMLElement, store: Store): void {
   void fetchEffects();
   store.on("dispose", onResize(line, () => keepInView(line, spans[store.selection.token])));
 }
+
+/** How the widget mounts this view (widget.ts finds it by its file name, the kernel panel's name). */
+export const mount = mountTokens;
+
+/** The view's own styles, after the shared ones (style.ts). */
+export const styles = `
+.rw-warning { color: var(--rw-warn-fg); background: var(--rw-warn-bg); border: 1px solid var(--rw-warn-border); padding: 2px 6px; border-radius: 4px; margin-bottom: 4px; }
+`;

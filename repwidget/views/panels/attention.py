@@ -10,7 +10,8 @@ import torch.nn.functional as F
 
 from ...model.attention import SCORES, Pooled, summary_stride
 from .. import panel
-from ..panel import Panel, Request
+from ..panel import Key, Panel, Request
+from ..protocol import index
 
 #: thumbnails in the attention grid are at most this many pixels a side
 THUMB = 24
@@ -91,8 +92,20 @@ def _around(session, selection) -> Iterator[dict[str, Any]]:
     )
 
 
+def _head_layer(session, out, given) -> int:
+    if "head_layer" not in given and "layer" in given:
+        out["head_layer"] = out["layer"]  # a selection from before heads had their own layer
+    return index(out, "head_layer", session.model.n_layers, "selection")
+
+
 PANEL = Panel(
     name="attention",
+    order=30,
+    #: the head shown: ``head_layer``.``head``, chosen apart from the shared ``layer``
+    selection={
+        "head_layer": Key(lambda s: 0, _head_layer),
+        "head": Key(lambda s: 0, lambda s, out, given: index(out, "head", s.model.n_heads, "selection")),
+    },
     requests=(
         Request("overview", (), overview),
         Request("pattern", (("layer", panel.layers), ("head", panel.heads)), pattern, frozenset({"pattern"}), _window),

@@ -4,6 +4,7 @@ direct share of its logit (difference), so a learner sees what to click."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -14,6 +15,13 @@ from ..panel import Panel, Request
 from ..protocol import index
 
 TOP = 10
+
+
+@dataclass
+class State:
+    """The last target asked for: ``(target, foil, position)``, or None."""
+
+    picked: tuple[int, int | None, int] | None = None
 
 
 def _vocab(session, args: dict[str, Any]) -> int:
@@ -36,7 +44,7 @@ def attribution_of(session, args: dict[str, Any]):
     if dla is None:
         dla = direct_logit_attribution(session.run, args["target"], foil, args["position"])
         session.cache(key, dla)
-    session.picked = (args["target"], foil, args["position"])
+    session.state["attribution"].picked = (args["target"], foil, args["position"])
     return dla
 
 
@@ -84,14 +92,26 @@ _TARGET = (("position", panel.positions), ("target", _vocab))
 
 
 def _selected(session, selection) -> Iterator[dict[str, Any]]:
-    picked = getattr(session, "picked", None)
+    picked = session.state["attribution"].picked
     if picked is not None:
         target, foil, position = picked
         yield {"what": "attribution", "position": position, "target": target, "foil": foil}
 
 
+def code(session) -> list[str]:
+    """The attribution shown last, as ``rw.analyses.direct_logit_attribution`` reproduces it."""
+    picked = session.state["attribution"].picked
+    if picked is None:
+        return []
+    target, foil, position = picked
+    return [f"dla = rw.analyses.direct_logit_attribution(run, {target}, foil={foil}, position={position})"]
+
+
 PANEL = Panel(
     name="attribution",
+    order=110,
+    state=lambda session, options: State(),
+    code=code,
     requests=(
         Request("attribution", _TARGET, answer, extra=_foil),
         Request("attribution_neurons", (*_TARGET, ("layer", panel.layers)), neurons, extra=_foil),

@@ -5,18 +5,37 @@ continuation in every view, with that position selected."""
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from ...generation import Stream
-from ..panel import Panel, Request
+from ..panel import Option, Panel, Request
 
 #: tokens a continuation runs to (fewer where the model's context ends first)
 MAX_NEW = 32
 #: one request generates for about this long (at least one token), so the browser shows tokens as they come
 STEP_SECONDS = 0.15
 WHICH = ("clean", "intervened")
+
+
+@dataclass
+class State:
+    """Whether the view is wanted (``continuation=True``; it generates text when shown), the continuations made by
+    (prompt ids, interventions): (weights version, stream), and the prompt the explorer was opened on once a
+    continuation is shown in every view (None until then)."""
+
+    wanted: bool = False
+    streams: OrderedDict[tuple, tuple[int, Any]] = field(default_factory=OrderedDict)
+    opened: list[int] | None = None
+
+
+def prompt_ids(session) -> list[int]:
+    """The prompt the explorer was opened on (what continuations continue, even while one is shown)."""
+    opened = session.state["continuation"].opened
+    return list(opened) if opened is not None else session.clean_run.token_ids
 
 
 def _which(session, args: dict[str, Any]) -> int:
@@ -31,17 +50,18 @@ def stream(session, which: str) -> Stream:
     """The session's continuation of its prompt, clean or with the current interventions (kept per set of
     interventions, the last eight; made again after the weights changed)."""
     ivs = () if which == "clean" else session.interventions
-    streams = session.streams
-    key = (tuple(session.prompt_ids), ivs)
+    streams = session.state["continuation"].streams
+    prompt = prompt_ids(session)
+    key = (tuple(prompt), ivs)
     version = session.model.weights_version()
     if key in streams and streams[key][0] == version:
         streams.move_to_end(key)
         return streams[key][1]
     limit = session.model.max_tokens
-    room = MAX_NEW if limit is None else min(MAX_NEW, limit - len(session.prompt_ids))
+    room = MAX_NEW if limit is None else min(MAX_NEW, limit - len(prompt))
     if room < 1:
         raise ValueError("the prompt fills the model's context: there is no room to continue it")
-    made = Stream(session.model, session.prompt_ids, ivs, max_new_tokens=room, alternatives=0)
+    made = Stream(session.model, prompt, ivs, max_new_tokens=room, alternatives=0)
     streams[key] = (version, made)
     while len(streams) > 8:
         streams.popitem(last=False)
@@ -72,7 +92,7 @@ def answer(session, args: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def show(session, content: dict[str, Any]) -> None:
+def show(session, content: dict[str, Any]) -> dict[str, Any]:
     """``{which, position}``: show the prompt and that continuation in every view, ``position`` selected."""
     which = content.get("which")
     if which not in WHICH:
@@ -82,16 +102,28 @@ def show(session, content: dict[str, Any]) -> None:
     n = len(gen.token_ids)
     if isinstance(position, bool) or not isinstance(position, int) or not 0 <= position < n:
         raise ValueError(f"show_continuation: position must be an int in 0..{n - 1}")
-    session.show(gen.token_ids)
-    session.select_after = {"token": position, "tokens": []}  # a lasso's positions were the other text's
+    own = session.state["continuation"]
+    if own.opened is None:
+        own.opened = session.clean_run.token_ids
+    session.show_prompt(gen.token_ids)
+    return {"token": position, "tokens": []}  # the selection after it (a lasso's positions were the other text's)
 
+
+CONTINUATION = (
+    "``continuation=True`` adds the continuation view: what the model writes next, clean and intervened side by "
+    "side (greedy, streamed, re-generated after each click); click a generated token to see it in every view."
+)
 
 PANEL = Panel(
     name="continuation",
+    place="top",
+    order=100,
+    options={"continuation": Option(False, CONTINUATION)},
+    state=lambda session, options: State(bool(options["continuation"])),
     requests=(Request("continuation", (("which", _which), ("stop", _flag)), answer),),
     commands={"show_continuation": show},
     shown=lambda session: (
-        session.continuation
+        session.state["continuation"].wanted
         and session.model.has_unembed
         and session.model.arch.causal
         and not getattr(session.model, "weightless", False)

@@ -9,7 +9,8 @@ from typing import Any
 import torch
 
 from .. import panel
-from ..panel import Panel, Request
+from ..panel import Key, Panel, Request
+from ..protocol import index
 
 TOP = 12
 #: how many top contexts of a dashboard the view shows
@@ -66,8 +67,22 @@ def _around(session, selection) -> Iterator[dict[str, Any]]:
 
 _SAE = ("sae", panel.saes)
 _INDEX = ("index", panel.features)
+
+
+def _feature(session, out, given) -> int | None:
+    if out["feature"] is None:
+        return None
+    return index(out, "feature", session.saes[out["sae"]].d_sae if session.saes else 0, "selection")
+
+
 PANEL = Panel(
     name="features",
+    order=50,
+    #: an SAE, and one of its features (or None)
+    selection={
+        "sae": Key(lambda s: 0, lambda s, out, given: index(out, "sae", max(1, len(s.saes)), "selection")),
+        "feature": Key(lambda s: None, _feature),
+    },
     requests=(
         Request("features", (_SAE, ("position", panel.positions)), top_features),
         Request("feature", (_SAE, _INDEX), feature),

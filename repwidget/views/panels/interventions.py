@@ -41,6 +41,8 @@ def modes(session) -> list[dict[str, Any]]:
 
 PANEL = Panel(
     name="interventions",
+    place="top",
+    order=10,
     commands={"set": set_interventions},
     shape=lambda session: {"modes": modes(session)},
 )

@@ -105,6 +105,8 @@ def _prepare(session, selection) -> None:
 _RANGE = (("start", panel.positions), ("stop", panel.ends))
 PANEL = Panel(
     name="lens",
+    place="side",
+    order=80,
     requests=(
         Request(
             "lens",

@@ -8,7 +8,8 @@ from typing import Any
 import torch
 
 from .. import panel
-from ..panel import Panel, Request
+from ..panel import Key, Panel, Request
+from ..protocol import index
 
 TOP = 12
 
@@ -45,8 +46,15 @@ def _around(session, selection) -> Iterator[dict[str, Any]]:
     )
 
 
+def _neuron(session, out, given) -> int | None:
+    return None if out["neuron"] is None else index(out, "neuron", session.model.d_mlp, "selection")
+
+
 PANEL = Panel(
     name="neurons",
+    order=40,
+    #: a neuron of the selected layer, or None
+    selection={"neuron": Key(lambda s: None, _neuron)},
     requests=(
         Request("neurons", (("layer", panel.layers), ("position", panel.positions)), top_neurons),
         Request("neuron", (("layer", panel.layers), ("index", panel.neurons)), neuron),

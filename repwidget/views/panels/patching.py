@@ -4,20 +4,45 @@ as heatmaps with the metric named; a click on a cell selects it, shift+click app
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from ... import patching
 from ...interventions import Patch
-from ..panel import Panel, Request
+from ..panel import Option, Panel, Request
 from ..protocol import index
 
 SITES = ("resid_pre", "attn_out", "mlp_out", "heads")
 
 
+@dataclass
+class State:
+    """The corrupted prompt's ids (``corrupted=``, or None: no patching view), the sweeps shown by (site, method,
+    target, foil), and the last one (which ``ex.code()`` writes)."""
+
+    corrupted: list[int] | None = None
+    sweeps: dict[tuple, Any] = field(default_factory=dict)
+    swept: tuple | None = None
+
+
+def state(session, options: dict[str, Any]) -> State:
+    corrupted = options["corrupted"]
+    return State(None if corrupted is None else session.model.to_ids(corrupted))
+
+
+def check_prompt(session, ids: list[int]) -> None:
+    corrupted = session.state["patching"].corrupted
+    if corrupted is not None and len(corrupted) != len(ids):
+        raise ValueError(
+            f"the corrupted prompt has {len(corrupted)} tokens and the one shown {len(ids)}: "
+            "patching needs prompts of the same length (so this explorer shows no continuation)"
+        )
+
+
 def _sites(session, args: dict[str, Any]) -> int:
-    if session.corrupted is None:
+    if session.state["patching"].corrupted is None:
         raise ValueError("this explorer has no corrupted prompt; pass corrupted=... to rw.explore")
     return len(SITES)
 
@@ -35,14 +60,13 @@ def sweep_of(session, args: dict[str, Any]) -> patching.Sweep:
     (computed once: it does not depend on the interventions)."""
     site, method = SITES[args["site"]], patching.METHODS[args["method"]]
     key = (site, method, args["target"], args["foil"])
-    if key not in session.sweeps:
+    own = session.state["patching"]
+    if key not in own.sweeps:
         metric = patching.logit_diff(session.model, args["target"], args["foil"])
         clean = session.clean_run.token_ids
-        session.sweeps[key] = patching.sweep(
-            session.model, clean, session.corrupted, metric, site, method, direction="noise"
-        )
-    session.swept = key
-    return session.sweeps[key]
+        own.sweeps[key] = patching.sweep(session.model, clean, own.corrupted, metric, site, method, direction="noise")
+    own.swept = key
+    return own.sweeps[key]
 
 
 def answer(session, args: dict[str, Any]) -> dict[str, Any]:
@@ -64,10 +88,11 @@ def answer(session, args: dict[str, Any]) -> dict[str, Any]:
 def defaults(session, args: dict[str, Any]) -> dict[str, Any]:
     """The metric a sweep starts with: the clean run's top prediction at the last position against the corrupted
     run's (or its second choice when they agree)."""
-    if session.corrupted is None:
+    own = session.state["patching"]
+    if own.corrupted is None:
         raise ValueError("this explorer has no corrupted prompt; pass corrupted=... to rw.explore")
     clean = session.logits(session.clean_run, session.n_tokens - 1)
-    corrupted = session.model.run(session.corrupted, capture=[]).logits_at(-1)
+    corrupted = session.model.run(own.corrupted, capture=[]).logits_at(-1)
     target = int(clean.argmax())
     ranked = corrupted.float().topk(2).indices.tolist()
     foil = ranked[0] if ranked[0] != target else ranked[1]
@@ -94,14 +119,37 @@ def apply_patch(session, content: dict[str, Any]) -> None:
     session.apply(tuple(iv for iv in current if iv != patch) if patch in current else (*current, patch))
 
 
+def code(session) -> list[str]:
+    """The sweep shown last, as ``rw.patching.sweep`` reproduces it."""
+    own = session.state["patching"]
+    if own.swept is None:
+        return []
+    site, method, target, foil = own.swept
+    return [
+        f"sweep = rw.patching.sweep(model, run.token_ids, {own.corrupted!r}, "
+        f"rw.patching.logit_diff(model, {target}, {foil}), site={site!r}, method={method!r}, "
+        'direction="noise")'
+    ]
+
+
+CORRUPTED = (
+    '``corrupted="..."`` (a prompt of the same length) adds the patching view: which sites of the corrupted run, '
+    "patched into this one, change its prediction; shift+click a cell to apply that patch."
+)
+
 PANEL = Panel(
     name="patching",
+    order=120,
+    options={"corrupted": Option(None, CORRUPTED)},
+    state=state,
+    check_prompt=check_prompt,
+    code=code,
     requests=(
         Request("sweep", (("site", _sites), ("method", _methods), ("target", _vocab), ("foil", _vocab)), answer),
         Request("sweep_defaults", (), defaults),
     ),
     commands={"apply_patch": apply_patch},
-    shown=lambda session: session.corrupted is not None and session.model.has_unembed,
+    shown=lambda session: session.state["patching"].corrupted is not None and session.model.has_unembed,
 )
 
 __all__ = ["PANEL", "SITES", "torch"]

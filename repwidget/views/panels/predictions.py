@@ -54,6 +54,9 @@ def _around(session, selection) -> Iterator[dict[str, Any]]:
 
 PANEL = Panel(
     name="predictions",
+    place="side",
+    order=90,
+    then={"what": "predictions", "position": "token"},  # every command's reply carries the new predictions
     requests=(Request("predictions", (("position", panel.positions),), answer),),
     shown=lambda session: session.model.has_unembed,
     selected=_selected,

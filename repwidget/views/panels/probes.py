@@ -83,6 +83,7 @@ def _around(session, selection) -> Iterator[dict[str, Any]]:
 
 PANEL = Panel(
     name="probes",
+    order=60,
     requests=(Request("probe", (("probe", panel.probes), ("layer", panel.layers)), probe, frozenset({"probs"})),),
     commands={"steer_probe": steer_probe, "project_probe": project_probe},
     shown=lambda session: bool(session.probes),

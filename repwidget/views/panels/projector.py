@@ -11,9 +11,7 @@ up; the prompt's tokens (which interventions change) are projected onto the same
 
 from __future__ import annotations
 
-import importlib.util
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -21,66 +19,29 @@ import torch
 from ...sae.harvest import activations_at
 from ...texts import token_ids
 from .. import panel
-from ..panel import Panel, Request
-from ..protocol import short
+from ..panel import Key, Option, Panel, Request
+from ..protocol import index, short
+from ._projector_points import PROJECTIONS, UMAP_INSTALL, Points, points_of, umap_installed
+
+#: UMAP's seed: the same texts give the same picture
+UMAP_SEED = 0
 
 #: the most dataset tokens the projector shows
 MAX_POINTS = 20_000
 #: activations up to this size are kept between the two passes (one forward pass instead of two), and for UMAP
 HOLD_BYTES = 256 * 2**20
-#: how the projector reduces token representations to 2-D
-PROJECTIONS = ("pca", "umap")
-#: UMAP's seed: the same texts give the same picture
-UMAP_SEED = 0
-UMAP_INSTALL = "pip install umap-learn"
 
 
-@dataclass(frozen=True)
-class Points:
-    """The texts whose tokens the projector shows, and their labels (one per text) when given."""
-
-    texts: list[Any]
-    labels: list[str] | None
-    projection: str = "pca"
-
-
-def umap_installed() -> bool:
-    """Whether umap-learn is installed (found without importing it, which takes seconds; a folder left behind
-    by an uninstall, such as numba's cache, is not an installation)."""
-    spec = importlib.util.find_spec("umap")
-    return spec is not None and spec.origin not in (None, "namespace")
-
-
-def points_of(examples: Iterable[Any] | None, projection: str = "pca") -> Points | None:
-    """``points=`` of ``rw.explore``: texts (or token id lists), ``(text, label)`` pairs, or ``rw.demo.Example``;
-    ``projection``: ``"pca"`` or ``"umap"`` (when umap-learn is installed)."""
-    if projection not in PROJECTIONS:
-        raise ValueError(f'projection must be "pca" or "umap", got {projection!r:.40}')
-    if examples is None:
-        if projection != "pca":
-            raise ValueError("projection= is the projector's; give it texts with points=[...]")
-        return None
-    if projection == "umap" and not umap_installed():
-        raise ImportError(f'projection="umap" needs the umap-learn package: {UMAP_INSTALL}')
-    if isinstance(examples, (str, bytes)):
-        raise TypeError("points must be a list of texts or (text, label) pairs, not one text")
-    items = list(examples)
-    if not items:
-        raise ValueError("points is empty; give texts whose tokens the projector shows")
-    plain = [isinstance(x, str) or (isinstance(x, list) and all(type(i) is int for i in x)) for x in items]
-    if all(plain):
-        return Points(items, None, projection)
-    from ...probes.probes import _examples
-
-    texts, labels = _examples(items, None)
-    return Points(texts, labels, projection)
+def _points(session) -> Points | None:
+    """The session's texts for the projector (its state), or None: no projector."""
+    return session.state["projector"]
 
 
 def colourings(session) -> list[str]:
     """What points can be coloured by: where they come from, their position, the texts' labels, each probe, a
     feature of each SAE (the request's ``feature``)."""
     out = ["source", "position"]
-    if session.points is not None and session.points.labels is not None:
+    if _points(session) is not None and _points(session).labels is not None:
         out.append("label")
     out += [f"probe {i}" for i, p in enumerate(session.probes) if p.site == "resid_post"]
     return out + [f"SAE {i} feature" for i in range(len(session.saes))]
@@ -125,7 +86,7 @@ def kept(session) -> tuple[list[list[int]], list[tuple[int, int]]]:
 
 
 def _choose(session) -> tuple[list[list[int]], list[tuple[int, int]]]:
-    ids = token_ids(session.model, session.points.texts)
+    ids = token_ids(session.model, _points(session).texts)
     keep, total = [], 0
     for i, x in enumerate(ids):
         take = min(len(x) - 1, MAX_POINTS - total)
@@ -139,14 +100,23 @@ def _choose(session) -> tuple[list[list[int]], list[tuple[int, int]]]:
     return ids, keep
 
 
-def check_points(session, value: Any) -> list[list[int]]:
+def check_tokens(session, out, given) -> list[int]:
+    """The selection's ``tokens`` (the prompt positions in the projector's lasso), sorted, without repeats."""
+    tokens = out["tokens"]
+    if not isinstance(tokens, (list, tuple)):
+        raise ValueError(f"selection: tokens must be a list of positions, got {short(tokens, 40)}")
+    return sorted({index({"tokens": t}, "tokens", session.n_tokens, "selection") for t in tokens})
+
+
+def check_points(session, out, given) -> list[list[int]]:
     """The selection's ``points`` (the texts' points in the projector's lasso): ``[text, position]`` pairs of points
     the projector shows, sorted, without repeats."""
+    value = out["points"]
     if not isinstance(value, (list, tuple)):
         raise ValueError(f"selection: points must be a list of [text, position] pairs, got {short(value, 40)}")
     if not value:
         return []
-    if session.points is None:
+    if _points(session) is None:
         raise ValueError("selection: points are the projector's; open the explorer with points=texts")
     shown = dict(kept(session)[1])
     out = set()
@@ -209,7 +179,7 @@ def _read(session) -> dict[str, Any]:
     token = torch.cat([torch.tensor(ids[i][1 : take + 1], dtype=torch.int32) for i, take in keep])
     inputs = {h: torch.cat([parts[j] for j in range(len(keep))]) for h, parts in sae_in.items()}
     acts = None  # each layer's [total, d] activations, kept for UMAP when they fit
-    if session.points.projection == "umap" and held is not None:
+    if _points(session).projection == "umap" and held is not None:
         acts = [torch.cat([held[j][layer] for j in range(len(keep))]) for layer in range(len(hooks))]
     return {
         "xy": xy,
@@ -262,8 +232,8 @@ def answer(session, args: dict[str, Any]) -> dict[str, Any]:
     layer, name = args["layer"], colourings(session)[args["colour"]]
     prompt = session.run[f"blocks.{layer}.hook_resid_post"].double().cpu()
     n = len(prompt)
-    data = dataset(session) if session.points is not None else None
-    if data is not None and session.points.projection == "umap":
+    data = dataset(session) if _points(session) is not None else None
+    if data is not None and _points(session).projection == "umap":
         reducer, texts_xy = umap_of(session, layer)
         key = f"projector-umap-{layer}"  # the prompt placed once per run and layer (a colouring change reuses it)
         placed = session.cached(key)
@@ -287,7 +257,7 @@ def answer(session, args: dict[str, Any]) -> dict[str, Any]:
         pos = torch.cat([torch.arange(n), data["pos"].float() if data is not None else torch.zeros(0)])
         values = pos / max(1.0, float(pos.max()))
     elif name == "label":
-        labels = session.points.labels
+        labels = _points(session).labels
         categories = [*dict.fromkeys(labels), "prompt"]  # in the order the labels first come
         of_text = torch.tensor([categories.index(label) for label in labels])
         values = torch.cat([torch.full((n,), len(categories) - 1), of_text[data["text"].long()]]).float()
@@ -360,10 +330,25 @@ def _around(session, selection) -> Iterator[dict[str, Any]]:
             yield {"what": "projector", "layer": layer, "colour": colour, "feature": feature}
 
 
+POINTS = (
+    "``points=[...]`` (texts, or ``(text, label)`` pairs) adds the projector: their tokens and the prompt's at the "
+    "selected layer in 2-D (PCA), coloured by label, position, probe score or an SAE feature's activation; click a "
+    'prompt token\'s point to select it, drag a lasso to select many (``ex.selection["tokens"]``: prompt positions, '
+    '``ex.selection["points"]``: ``[text, position]`` pairs of the texts\' tokens).'
+)
+PROJECTION = (
+    '``projection="umap"`` reduces them by UMAP instead (fitted once per layer; needs ``pip install umap-learn``).'
+)
+
 PANEL = Panel(
     name="projector",
+    order=70,
+    options={"points": Option(None, POINTS), "projection": Option("pca", PROJECTION)},
+    state=lambda session, options: points_of(options["points"], options["projection"]),
+    #: the projector's lasso: the prompt positions (``tokens``) and the texts' ``[text, position]`` pairs in it
+    selection={"tokens": Key(lambda s: [], check_tokens), "points": Key(lambda s: [], check_points)},
     requests=(Request("projector", (("layer", panel.layers), ("colour", _colours), ("feature", _features)), answer),),
-    shown=lambda session: session.points is not None,
+    shown=lambda session: _points(session) is not None,
     hooks=lambda session: (
         [f"blocks.{layer}.hook_resid_post" for layer in range(session.model.n_layers)]
         + [sae.hook for sae in session.saes]
@@ -371,9 +356,11 @@ PANEL = Panel(
     shape=lambda session: {
         "projector_colours": colourings(session),
         "projector_colour": default_colouring(session),
-        "projector_projection": session.points.projection.upper(),
+        "projector_projection": _points(session).projection.upper(),
         "projector_max": MAX_POINTS,
     },
     selected=_selected,
     around=_around,
 )
+
+__all__ = ["MAX_POINTS", "PANEL", "PROJECTIONS", "UMAP_INSTALL", "UMAP_SEED", "Points", "points_of", "umap_installed"]

@@ -73,6 +73,8 @@ def _selected(session, selection) -> Iterator[dict[str, Any]]:
 
 PANEL = Panel(
     name="tokens",
+    place="top",
+    order=20,
     requests=(Request("effects", (("start", panel.positions), ("stop", panel.ends)), effects, frozenset(), _checked),),
     shape=lambda session: {"effects": session.model.has_unembed, "max_effects": MAX_EFFECTS},
     selected=_selected,
