@@ -17,20 +17,21 @@ MAX_LINES = 400
 LONG_DATA = {"demo/tasks.py"}
 
 
-def _name(path: Path) -> str:
+def _name(path: Path, root: Path) -> str:
     """``repwidget/model/__init__.py`` -> ``repwidget.model``, ``repwidget/model/plan.py`` -> its dotted name."""
-    return ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts).removesuffix(".__init__")
+    return ".".join(path.relative_to(root).with_suffix("").parts).removesuffix(".__init__")
 
 
-def _is_module(name: str) -> bool:
-    where = PACKAGE.parent / Path(*name.split("."))
+def _is_module(name: str, root: Path) -> bool:
+    where = root / Path(*name.split("."))
     return where.with_suffix(".py").is_file() or (where / "__init__.py").is_file()
 
 
-def imports(path: Path) -> set[str]:
-    """The repwidget modules that ``path`` imports, at any depth (inside functions too), leaving out imports under
-    ``if TYPE_CHECKING``; ``from .x import y`` names ``x.y`` when ``y`` is a submodule and ``x`` otherwise."""
-    module = _name(path)
+def imports(path: Path, root: Path = PACKAGE.parent) -> set[str]:
+    """The repwidget modules that ``path`` (in the package under ``root``) imports, at any depth (inside functions
+    too), leaving out imports under ``if TYPE_CHECKING``; ``from .x import y`` names ``x.y`` when ``y`` is a
+    submodule and ``x`` otherwise."""
+    module = _name(path, root)
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     tree = ast.parse(path.read_text(encoding="utf-8"))
     typing_only = {
@@ -52,14 +53,14 @@ def imports(path: Path) -> set[str]:
                 parts = package.split(".")
                 base = ".".join(parts[: len(parts) - node.level + 1] + ([base] if base else []))
             if base.split(".")[0] == "repwidget":
-                found |= {f"{base}.{a.name}" if _is_module(f"{base}.{a.name}") else base for a in node.names}
+                found |= {f"{base}.{a.name}" if _is_module(f"{base}.{a.name}", root) else base for a in node.names}
     return found - {module}
 
 
-def import_graph() -> dict[str, set[str]]:
+def import_graph(root: Path = PACKAGE.parent) -> dict[str, set[str]]:
     """Every module of the package -> the package's modules it imports (a package's ``__init__`` importing its
     submodules is an edge like any other)."""
-    return {_name(path): imports(path) for path in sorted(PACKAGE.rglob("*.py"))}
+    return {_name(path, root): imports(path, root) for path in sorted((root / "repwidget").rglob("*.py"))}
 
 
 def loops(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -81,13 +82,33 @@ def loops(graph: dict[str, set[str]]) -> list[list[str]]:
     return sorted(found, key=len)
 
 
-def test_the_loop_finder_sees_loops_through_packages_and_functions():
-    graph = {"a": {"a.b"}, "a.b": {"c"}, "c": {"a"}, "d": {"c"}}
-    assert loops(graph) == [["a", "a.b", "c", "a"], ["a.b", "c", "a", "a.b"], ["c", "a", "a.b", "c"]]
-    assert loops({"a": {"a.b"}, "a.b": {"c"}, "c": set()}) == []
-    assert "repwidget.model.model" in import_graph()["repwidget.model"]  # a package -> its own submodule
-    assert "repwidget.sae" in import_graph()["repwidget.demo"]  # an import inside demo_sae()
-    assert "repwidget.model.model" not in import_graph()["repwidget.run"]  # only under if TYPE_CHECKING
+def test_the_loop_finder_sees_loops_through_packages_and_functions(tmp_path):
+    files = {  # today's loop, in small: demo -> model -> model.tokens -> prompts -> demo
+        "__init__.py": "",
+        "demo/__init__.py": "def demo_model():\n    from ..model import load\n",
+        "model/__init__.py": "from .loading import load\n",
+        "model/loading.py": "from . import tokens\n\ndef load():\n    pass\n",
+        "model/tokens.py": "from ..prompts import prompt_ids\n",
+        "prompts.py": "from typing import TYPE_CHECKING\n\nif TYPE_CHECKING:\n    from .run import Run\n\n"
+        "def _is_demo():\n    from .demo import MODEL_DIR\n",
+        "run.py": "import repwidget.prompts\n",
+    }
+    for name, text in files.items():
+        (tmp_path / "repwidget" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "repwidget" / name).write_text(text)
+    graph = import_graph(tmp_path)
+    assert graph["repwidget.model"] == {"repwidget.model.loading"}  # a package -> its own submodule
+    assert graph["repwidget.model.loading"] == {"repwidget.model.tokens"}  # from . import <a submodule>
+    assert graph["repwidget.demo"] == {"repwidget.model"}  # an import inside a function
+    assert graph["repwidget.prompts"] == {"repwidget.demo"}  # not the import under if TYPE_CHECKING
+    assert graph["repwidget.run"] == {"repwidget.prompts"}
+    assert loops(graph)[0] == [
+        "repwidget.demo", "repwidget.model", "repwidget.model.loading", "repwidget.model.tokens", "repwidget.prompts",
+        "repwidget.demo",
+    ]  # fmt: skip
+    assert len(loops(graph)) == 5  # one through each module on it; repwidget.run only leads into it
+    (tmp_path / "repwidget" / "prompts.py").write_text("")
+    assert loops(import_graph(tmp_path)) == []
 
 
 def test_no_import_loops_between_modules_except_type_only_ones():
