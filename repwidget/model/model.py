@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import copy
 import inspect
-from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -22,17 +20,10 @@ from .architecture import Architecture, discover
 from .backends import make_executor
 from .errors import check_materialised
 from .executor import Executor
-from .plan import (
-    Plan,
-    Result,
-    batch_fitting,
-    first_edited_layer,
-    plan_batch,
-    plan_pass,
-    rerun_batch_size,
-    stitch,
-)  # fmt: skip
+from .plan import batch_fitting, first_edited_layer, plan_batch, plan_pass, stitch
 from .reference import Reference
+from .reruns import plan_reruns, reusable
+from .sources import Sources
 from .tokens import TokensLike
 from .twin import discover_weightless, is_weightless
 
@@ -73,7 +64,8 @@ class Model:
         weightless = self.weightless
         self.arch: Architecture = discover_weightless(hf_model) if weightless else discover(hf_model, self.vocab_size)
         self.reference: Reference | None = None
-        self._sources: OrderedDict[tuple, torch.Tensor] = OrderedDict()
+        #: the activations patches read (a run on other ids), kept for the patches that follow
+        self.sources = Sources(self)
         params = inspect.signature(hf_model.forward).parameters
         forward_kwargs = {"use_cache": False} if "use_cache" in params else {}
         #: the forward's name for its KV cache (``cache`` in transformers 5.2x, ``past_key_values`` before)
@@ -272,76 +264,12 @@ class Model:
         there, on the KV cache of ``base``'s prefix (a clean ``base`` on the local executor, no captures)."""
         sets = [as_tuple(ivs) for ivs in interventions]
         names = self.expand(capture)
-        reusable = self._reusable(base)
         version = self.weights_version()
-        ids = base.token_ids
-        suffix = reusable and self._suffix_reruns(base, sets, names)
-        first = [min((iv.first_changed(ids) for iv in s), default=len(ids)) for s in sets]
-        prefixes = [min(p, len(ids) - 1) if suffix else 0 for p in first]
         runs: list[Run | None] = [None] * len(sets)
-        order = sorted(range(len(sets)), key=lambda i: (prefixes[i], first_edited_layer(sets[i], self.n_layers)))
-        for prefix in dict.fromkeys(prefixes[i] for i in order):  # one prefix's KV cache held at a time
-            group = [i for i in order if prefixes[i] == prefix]
-            past = self._prefix_cache(ids[:prefix]) if prefix else None
-            size = batch_size or rerun_batch_size(self, names, len(ids), len(ids) - prefix)
-            for chunk in (group[i : i + size] for i in range(0, len(group), size)):
-                chosen = [sets[i] for i in chunk]
-                start = min(first_edited_layer(s, self.n_layers) for s in chosen)
-                start = min([start, base.clean_prefix, *(hook_names.parse(h)[0] for h in names if h not in base)])
-                start = start if reusable else 0
-                results = self._batch_pass(base, chosen, names, start, prefix, past)
-                for i, result in zip(chunk, results, strict=True):
-                    if start:
-                        result.cache.update({h: base[h] for h in names if hook_names.parse(h)[0] < start})
-                    runs[i] = Run(self, ids, sets[i], result, 0, version)
+        for batch in plan_reruns(self, base, sets, names, batch_size):
+            for i, result in zip(batch.indices, batch.stitch(self.executor.execute(batch.plan)), strict=True):
+                runs[i] = Run(self, base.token_ids, sets[i], result, 0, version)
         return runs
-
-    def _suffix_reruns(self, base: Run, sets: list[tuple[Intervention, ...]], names: list[str]) -> bool:
-        """Whether reruns of ``base`` may compute only the positions after a prefix (on its KV cache)."""
-        return (
-            self.arch.causal
-            and self.executor.reuses_blocks
-            and not names
-            and not base.interventions
-            and (base.result.final_hidden is not None or base.result.logits is not None)
-            and not any(hasattr(iv, "knock") or hasattr(iv, "bypass") for ivs in sets for iv in ivs)
-        )
-
-    def _prefix_cache(self, ids: list[int]) -> object:
-        """The KV cache of a clean pass over ``ids``."""
-        plan = Plan(
-            ids=torch.tensor([ids], device=self.device), capture=[], record=False,
-            forward={"use_cache": True, self.cache_kwarg: None},
-        )  # fmt: skip
-        return self.executor.execute(plan)[0].past
-
-    def _batch_pass(
-        self, base: Run, sets: list[tuple[Intervention, ...]], names: list[str], start: int, prefix: int, past: object
-    ) -> list[Result]:
-        """One batch of reruns of ``base`` from block ``start`` (the blocks before reused), over positions
-        ``prefix ..`` only when ``prefix`` (on ``past``, the prefix's KV cache; each result whole, the prefix's rows
-        taken from ``base``)."""
-        batch = len(sets)
-        plan = plan_batch(self, [base.token_ids] * batch, sets, names, offset=prefix)
-        plan.lengths, plan.record = None, False
-        if prefix:
-            cache = copy.deepcopy(past)
-            cache.batch_repeat_interleave(batch)
-            plan.forward = {"use_cache": True, self.cache_kwarg: cache}
-        if start > 0:
-            plan.start = start
-            # views, but a copy of the one block `start` reads (a model may write to its input in place)
-            outputs = base.result.block_outputs
-            plan.reuse = [_expanded(o, batch, layer == start - 1, prefix) for layer, o in enumerate(outputs)]
-        results = self.executor.execute(plan)
-        if not prefix:
-            return results
-        head, whole = base.result, []
-        for r in results:
-            final = None if r.final_hidden is None else torch.cat([head.final_hidden[:prefix], r.final_hidden])
-            logits = None if r.logits is None else torch.cat([head.logits[:prefix], r.logits])
-            whole.append(Result({}, [None] * self.n_layers, final, logits))
-        return whole
 
     def capture(self, text_or_ids: TokensLike, hooks: str | Iterable[str]) -> dict[str, torch.Tensor]:
         """Only the activations at ``hooks`` (names or globs), ending the pass once they are all taken.
@@ -378,8 +306,7 @@ class Model:
         if not names:
             raise ValueError("capture needs at least one hook name")
         for batch in self._batches(ids, names, batch_size, desc="reading activations", progress=progress):
-            plan = plan_batch(self, [ids[i] for i in batch], (), names)
-            plan.stop_early, plan.record = True, False
+            plan = plan_batch(self, [ids[i] for i in batch], (), names, stop_early=True, record=False)
             for i, result in zip(batch, self.executor.execute(plan), strict=True):
                 yield i, result.cache
 
@@ -412,17 +339,12 @@ class Model:
         return self.executor.weights_version()
 
     def _reusable(self, run: Run) -> bool:
-        return (
-            self.executor.reuses_blocks
-            and run.weights_version == self.weights_version()
-            and all(o is not None for o in run.result.block_outputs)
-        )
+        return reusable(self, run)
 
     def _pass(self, ids: Sequence[int], ivs: tuple[Intervention, ...], capture, base: Run | None, sinks=None) -> Run:
         names = self.expand(capture)
         version = self.weights_version()
-        plan = plan_pass(self, ids, ivs, names, base)
-        plan.sinks = dict(sinks or {})
+        plan = plan_pass(self, ids, ivs, names, base, sinks=dict(sinks or {}))
         result = stitch(plan, self.executor.execute(plan)[0], base, self.n_layers)
         run = Run(self, list(ids), ivs, result, first_edited_layer(ivs, self.n_layers), version)
         if base is not None and plan.start:
@@ -442,7 +364,7 @@ class Model:
     ):
         """Continue ``text_or_ids`` with ``interventions`` applied at every step (the KV cache reused): a
         :class:`repwidget.Generation`. See :func:`repwidget.generation.generate`."""
-        if self.weightless:
+        if "generate" not in self.executor.capabilities:
             raise ValueError(
                 "generation is not supported for a model whose weights are on NDIF only (each step would be a "
                 "round trip); run the prompt (model.run) and read its predictions, or load the weights"
@@ -459,29 +381,27 @@ class Model:
         """Run ``run``'s input again from block ``layer`` (the blocks before reused) until every sink and capture
         is filled; what the captures took. How attention patterns are read without holding them."""
         names = self.expand(list(capture)) if capture else []
-        plan = plan_pass(self, run.token_ids, run.interventions, names, None)
-        if self._reusable(run) and layer > 0:
-            plan.start, plan.reuse = layer, run.result.block_outputs
-        plan.sinks, plan.stop_early, plan.record = sinks, True, False
+        reuse = {"start": layer, "reuse": run.result.block_outputs} if self._reusable(run) and layer > 0 else {}
+        plan = plan_pass(
+            self, run.token_ids, run.interventions, names, None, sinks=sinks, stop_early=True, record=False, **reuse
+        )
         return self.executor.execute(plan)[0].cache
 
     @property
     def lens_in_pass(self) -> bool:
         """Whether the executor reduces the logit lens where the model runs (see :meth:`lens_in_pass_of`)."""
-        return bool(getattr(self.executor, "reduces_lens", False))
+        return "lens_in_pass" in self.executor.capabilities
 
     def lens_in_pass_of(self, run: Run, positions: range, k: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
         """``run``'s logit lens over ``positions`` as top-``k`` ids and probabilities ``[layer, pos, k]``, read in
         one pass of ``run``'s input and interventions that brings back only those (the nnsight backend)."""
-        plan = plan_pass(self, run.token_ids, run.interventions, [], None)
-        plan.record = False
+        plan = plan_pass(self, run.token_ids, run.interventions, [], None, record=False)
         return self.executor.lens(plan, positions, k)
 
     def logits_in_pass_of(self, run: Run, positions: Sequence[int]) -> torch.Tensor:
         """``[len(positions), vocab]``: ``run``'s logits at ``positions``, computed in a pass of its input and
         interventions where the model runs (a model without local weights: no local unembedding)."""
-        plan = plan_pass(self, run.token_ids, run.interventions, [], None)
-        plan.record = False
+        plan = plan_pass(self, run.token_ids, run.interventions, [], None, record=False)
         return self.executor.logits_rows(plan, list(positions))
 
     def compare_in_pass(self, clean: Run, run: Run, positions: Sequence[int], k: int) -> dict[str, torch.Tensor]:
@@ -495,8 +415,7 @@ class Model:
         current = as_tuple(run.interventions)
         if len(current) != len(sets[0]) or any(a is not b for a, b in zip(current, sets[0], strict=True)):
             sets.append(current)  # else one sequence is both
-        plan = plan_batch(self, [ids] * len(sets), sets, [])
-        plan.lengths, plan.record = None, False
+        plan = plan_batch(self, [ids] * len(sets), sets, [], lengths=None, record=False)
         out = self.executor.compare(plan, list(positions), min(k, self.vocab_size), following)
         last = torch.tensor([p + 1 >= len(ids) for p in positions])
         for name in ("clean_loss", "loss"):
@@ -537,15 +456,6 @@ class Model:
             raise ValueError("this model has no unembedding, so its residual stream has no logit lens")
         return self.executor.readout(resid.to(self.device))
 
-    def remember_source(self, source: Sequence[int], run: Run) -> None:
-        """Keep ``run``'s captures as the activations patches from ``source`` (with ``run``'s interventions) read:
-        a sweep of many patches reads one pass."""
-        ivs = as_tuple(run.interventions)
-        for hook in run:
-            self._sources[(tuple(source), hook, ivs)] = run[hook]
-        while len(self._sources) > 256:
-            self._sources.popitem(last=False)
-
     def with_graph(
         self, text_or_ids: TokensLike, hooks: str | Iterable[str], position: int | None = None
     ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
@@ -556,35 +466,10 @@ class Model:
         if self.arch.unembed is None:
             raise ValueError("this model has no unembedding: there is no logit to take gradients of")
         ids = self.to_ids(text_or_ids)
-        plan = plan_pass(self, ids, (), self.expand(hooks), None)
-        plan.grad, plan.record = True, False
+        plan = plan_pass(self, ids, (), self.expand(hooks), None, grad=True, record=False)
         with torch.enable_grad():  # whatever the caller's grad mode: the graph is what this is for
             result = self.executor.execute(plan)[0]
             if result.logits is not None:
                 return result.cache, result.logits if position is None else result.logits[position]
             rows = result.final_hidden if position is None else result.final_hidden[position]
             return result.cache, self.executor.unembed_in_graph(rows)
-
-    def source_activation(self, source: Sequence[int], hook: str, interventions=()) -> torch.Tensor:
-        """The activation at ``hook`` on ``source`` ids, with ``interventions`` applied (a small cache serves
-        repeated patches)."""
-        ivs = as_tuple(interventions)
-        key = (tuple(source), hook, ivs)
-        if key not in self._sources:
-            if ivs:
-                self._sources[key] = self.run(list(source), ivs, capture=[hook])[hook]
-            else:
-                self._sources[key] = self.capture(list(source), [hook])[hook]
-            if len(self._sources) > 256:
-                self._sources.popitem(last=False)
-        return self._sources[key]
-
-
-def _expanded(output: object, batch: int, copy: bool = False, prefix: int = 0) -> object:
-    """A block's output for one sequence (from position ``prefix`` on), as the same output for ``batch`` copies of
-    it (a view, or a copy)."""
-    from .execute import _first, _replace_first
-
-    first = _first(output)[:, prefix:]
-    many = first.expand(batch, *first.shape[1:])
-    return _replace_first(output, many.contiguous() if copy else many)
