@@ -15,6 +15,7 @@ from . import attention
 from .architecture import Architecture
 from .execute import execute
 from .plan import Plan, Result, require
+from .tokens import max_positions
 
 attention.register()
 
@@ -237,8 +238,4 @@ def _version(p: torch.Tensor) -> int:
 
 def _max_positions(model: nn.Module) -> int:
     """How many positions one head replay takes (the model's positions, at most 1024)."""
-    for key in ("max_position_embeddings", "n_positions", "n_ctx"):
-        value = getattr(model.config, key, None)
-        if isinstance(value, int) and value > 0:
-            return min(value, 1024)
-    return 1024
+    return min(max_positions(model.config) or 1024, 1024)

@@ -14,13 +14,14 @@ from ..interventions import Intervention, as_tuple
 from ..placement import input_device
 from ..run import Run
 from ..texts import token_ids
-from . import attention
+from . import attention, readings
 from . import tokens as tokens_mod
 from .architecture import Architecture, discover
 from .backends import make_executor
 from .errors import check_materialised
 from .executor import Executor
-from .plan import batch_fitting, first_edited_layer, plan_batch, plan_pass, stitch
+from .hooks import hook_width, why_missing
+from .plan import batches, first_edited_layer, plan_batch, plan_pass, stitch
 from .reference import Reference
 from .reruns import plan_reruns, reusable
 from .sources import Sources
@@ -102,12 +103,7 @@ class Model:
     @property
     def max_tokens(self) -> int | None:
         """The longest input the model takes (its position embeddings' length), if it says."""
-        config = self.hf.config
-        for key in ("max_position_embeddings", "n_positions", "n_ctx"):
-            value = getattr(config, key, None)
-            if isinstance(value, int) and value > 0:
-                return value
-        return None
+        return tokens_mod.max_positions(self.hf.config)
 
     @property
     def device(self) -> torch.device:
@@ -121,10 +117,7 @@ class Model:
     @property
     def pad_id(self) -> int:
         """The id that pads a batch (the tokenizer's pad token, else the config's, else 0): never attended to."""
-        for value in (getattr(self.tokenizer, "pad_token_id", None), getattr(self.hf.config, "pad_token_id", None)):
-            if isinstance(value, int) and 0 <= value < self.vocab_size:
-                return value
-        return 0
+        return tokens_mod.pad_id(self.tokenizer, self.hf.config, self.vocab_size)
 
     @property
     def source(self) -> str:
@@ -134,26 +127,12 @@ class Model:
     def hook_names(self) -> list[str]:
         """Every hook name this model's runs can capture (no ``hook_resid_mid`` where attention and MLP read the
         same stream, no ``mlp.hook_post`` in a mixture-of-experts MLP)."""
-        return [name for name in hook_names.all_names(self.n_layers) if self._why_missing(name) is None]
-
-    def _why_missing(self, name: str) -> str | None:
-        template = name.split(".", 2)[2]
-        if template == "hook_resid_mid" and self.arch.parallel:
-            return (
-                "this model's blocks are parallel (attention and MLP both read hook_resid_pre), so there is no "
-                "hook_resid_mid; use hook_resid_pre, hook_attn_out and hook_mlp_out"
-            )
-        if template == "mlp.hook_post" and self.arch.moe:
-            return (
-                "this model's MLP is a mixture of experts, so it has no single layer of neurons (mlp.hook_post, "
-                "neuron ablation); use hook_mlp_out, what the MLP adds to the residual stream"
-            )
-        return None
+        return [name for name in hook_names.all_names(self.n_layers) if why_missing(self.arch, name) is None]
 
     def check_hook(self, name: str) -> tuple[int, str]:
         """``(layer, template)`` of a hook this model has, or a HookNameError saying why not."""
         layer, template = hook_names.parse(name, self.n_layers)
-        reason = self._why_missing(name)
+        reason = why_missing(self.arch, name)
         if reason is not None:
             raise hook_names.HookNameError(f"{name}: {reason}")
         return layer, template
@@ -176,16 +155,9 @@ class Model:
     def to_ids(self, text_or_ids: TokensLike | None = None, *, messages: Messages | None = None) -> list[int]:
         """Token ids for a text (tokenizer defaults: its BOS, never a second one), token ids, a tokenizer's
         output (``input_ids``), or chat ``messages`` (the tokenizer's chat template and generation prompt)."""
-        ids = tokens_mod.to_ids(self.tokenizer, text_or_ids, messages)
-        if not ids:
-            raise ValueError("the input is empty; give at least one token")
-        bad = [i for i in ids if not 0 <= i < self.vocab_size]
-        if bad:
-            raise ValueError(f"token id {bad[0]} is out of range; this model's vocabulary is 0..{self.vocab_size - 1}")
-        limit = self.max_tokens
-        if limit is not None and len(ids) > limit:
-            raise ValueError(f"the input has {len(ids)} tokens; this model takes at most {limit}. Shorten the text.")
-        return ids
+        return tokens_mod.checked_ids(
+            tokens_mod.to_ids(self.tokenizer, text_or_ids, messages), self.vocab_size, self.max_tokens
+        )
 
     def to_str_tokens(self, ids: Iterable[int]) -> list[str]:
         """Each token as text (decoded alone; a piece of a character as its bytes, ``<0xF0><0x9F>``),
@@ -207,7 +179,7 @@ class Model:
         the pass to :meth:`Run.summary` (thumbnails ``side`` a side and head scores), never holding a pattern.
         ``messages=[{"role": "user", "content": ...}]`` runs the chat template's text instead."""
         ids = self.to_ids(text_or_ids, messages=messages)
-        sinks = self._summary_sinks(range(self.n_layers), summarize, ids) if summarize else {}
+        sinks = {layer: attention.Summary(summarize, ids) for layer in range(self.n_layers)} if summarize else {}
         run = self._pass(ids, as_tuple(interventions), capture, base=None, sinks=sinks)
         run._take_summaries(sinks, summarize)
         return run
@@ -220,8 +192,8 @@ class Model:
         """
         if base.model is not self:
             raise ValueError("rerun takes a run of this model")
-        reusable = base if self._reusable(base) else None
-        return self._pass(base.token_ids, as_tuple(interventions), capture, base=reusable)
+        reuse = base if reusable(self, base) else None
+        return self._pass(base.token_ids, as_tuple(interventions), capture, base=reuse)
 
     def run_batch(
         self,
@@ -242,7 +214,7 @@ class Model:
         names = self.expand(capture)
         version = self.weights_version()
         runs: list[Run | None] = [None] * len(ids)
-        for batch in self._batches(ids, names, batch_size, desc="runs"):
+        for batch in batches(self, ids, names, batch_size, desc="runs"):
             plan = plan_batch(self, [ids[i] for i in batch], ivs, names, left=padding == "left")
             for i, result in zip(batch, self.executor.execute(plan), strict=True):
                 runs[i] = Run(self, ids[i], ivs, result, 0, version)
@@ -301,14 +273,7 @@ class Model:
     ):
         """Yield ``(index, {hook: activation})`` for every input, a batch at a time (shortest inputs first;
         memory: one batch), each pass ending once its hooks are read."""
-        ids = self._all_ids(texts_or_ids)
-        names = self.expand(hooks)
-        if not names:
-            raise ValueError("capture needs at least one hook name")
-        for batch in self._batches(ids, names, batch_size, desc="reading activations", progress=progress):
-            plan = plan_batch(self, [ids[i] for i in batch], (), names, stop_early=True, record=False)
-            for i, result in zip(batch, self.executor.execute(plan), strict=True):
-                yield i, result.cache
+        yield from readings.captures(self, self._all_ids(texts_or_ids), self.expand(hooks), batch_size, progress)
 
     def _all_ids(self, texts_or_ids: Sequence[TokensLike]) -> list[list[int]]:
         """Token ids of every input, all checked before any work (an error names the input)."""
@@ -316,17 +281,6 @@ class Model:
         if not out:
             raise ValueError("no inputs: give at least one text")
         return out
-
-    def _batches(self, ids: list[list[int]], names: list[str], batch_size: int | None, desc: str, progress=True):
-        """Indices of the inputs in batches of similar lengths (less padding), with a progress bar."""
-        from tqdm.auto import tqdm
-
-        if batch_size is not None and (type(batch_size) is not int or batch_size < 1):
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r:.40}")
-        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-        size = batch_size or batch_fitting(self, names, max(len(x) for x in ids))
-        batches = [order[i : i + size] for i in range(0, len(order), size)]
-        return tqdm(batches, desc=desc, disable=not progress or len(batches) < 4, leave=False)
 
     def set_reference(self, texts: Iterable[TokensLike]) -> None:
         """Texts whose activations give the statistics for ``mode="mean"`` and ``"resample"`` ablations."""
@@ -337,9 +291,6 @@ class Model:
     def weights_version(self) -> int:
         """Changes whenever the model's weights do (edited in place, replaced or moved)."""
         return self.executor.weights_version()
-
-    def _reusable(self, run: Run) -> bool:
-        return reusable(self, run)
 
     def _pass(self, ids: Sequence[int], ivs: tuple[Intervention, ...], capture, base: Run | None, sinks=None) -> Run:
         names = self.expand(capture)
@@ -373,19 +324,11 @@ class Model:
 
         return generate(self, text_or_ids, interventions, max_new_tokens, temperature, top_p, seed, stop, **kwargs)
 
-    # -- attention, a layer at a time ------------------------------------------------------
-    def _summary_sinks(self, layers, side: int, ids: list[int]) -> dict[int, attention.Sink]:
-        return {layer: attention.Summary(side, ids) for layer in layers}
-
+    # -- attention, lens and predictions read in a pass ------------------------------------
     def replay(self, run: Run, layer: int, sinks: dict[int, attention.Sink], capture=()) -> dict[str, torch.Tensor]:
         """Run ``run``'s input again from block ``layer`` (the blocks before reused) until every sink and capture
         is filled; what the captures took. How attention patterns are read without holding them."""
-        names = self.expand(list(capture)) if capture else []
-        reuse = {"start": layer, "reuse": run.result.block_outputs} if self._reusable(run) and layer > 0 else {}
-        plan = plan_pass(
-            self, run.token_ids, run.interventions, names, None, sinks=sinks, stop_early=True, record=False, **reuse
-        )
-        return self.executor.execute(plan)[0].cache
+        return readings.replay(self, run, layer, sinks, capture)
 
     @property
     def lens_in_pass(self) -> bool:
@@ -395,42 +338,22 @@ class Model:
     def lens_in_pass_of(self, run: Run, positions: range, k: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
         """``run``'s logit lens over ``positions`` as top-``k`` ids and probabilities ``[layer, pos, k]``, read in
         one pass of ``run``'s input and interventions that brings back only those (the nnsight backend)."""
-        plan = plan_pass(self, run.token_ids, run.interventions, [], None, record=False)
-        return self.executor.lens(plan, positions, k)
+        return self.executor.lens(readings.plan_of(self, run), positions, k)
 
     def logits_in_pass_of(self, run: Run, positions: Sequence[int]) -> torch.Tensor:
         """``[len(positions), vocab]``: ``run``'s logits at ``positions``, computed in a pass of its input and
         interventions where the model runs (a model without local weights: no local unembedding)."""
-        plan = plan_pass(self, run.token_ids, run.interventions, [], None, record=False)
-        return self.executor.logits_rows(plan, list(positions))
+        return self.executor.logits_rows(readings.plan_of(self, run), list(positions))
 
     def compare_in_pass(self, clean: Run, run: Run, positions: Sequence[int], k: int) -> dict[str, torch.Tensor]:
         """Top-``k`` predictions of ``clean`` and ``run`` (the same input) at ``positions``, what changed between
         them and the loss of each next token, reduced in one pass of both where the model runs (see
         ``NNsightExecutor.compare``); only those small tensors come back."""
-        ids = run.token_ids
-        positions = [range(len(ids))[p] for p in positions]  # negative ones counted from the end
-        following = torch.tensor([ids[p + 1] if p + 1 < len(ids) else 0 for p in positions])
-        sets = [as_tuple(clean.interventions)]
-        current = as_tuple(run.interventions)
-        if len(current) != len(sets[0]) or any(a is not b for a, b in zip(current, sets[0], strict=True)):
-            sets.append(current)  # else one sequence is both
-        plan = plan_batch(self, [ids] * len(sets), sets, [], lengths=None, record=False)
-        out = self.executor.compare(plan, list(positions), min(k, self.vocab_size), following)
-        last = torch.tensor([p + 1 >= len(ids) for p in positions])
-        for name in ("clean_loss", "loss"):
-            out[name] = out[name].masked_fill(last, float("nan"))
-        return out
+        return readings.compare_in_pass(self, clean, run, positions, k)
 
     def hook_width(self, name: str, n_tokens: int = 1) -> int:
         """Values per token at hook ``name`` (``attn.hook_z`` flattened over heads; patterns ``heads * n_tokens``)."""
-        template = hook_names.parse(name, self.n_layers)[1]
-        widths = {
-            "attn.hook_pattern": self.n_heads * n_tokens,
-            "attn.hook_z": self.n_heads * self.d_head,
-            "mlp.hook_post": self.d_mlp,
-        }
-        return widths.get(template, self.d_model)
+        return hook_width(self.arch, hook_names.parse(name, self.n_layers)[1], n_tokens)
 
     def unembed(self, final_hidden: torch.Tensor) -> torch.Tensor:
         """Logits of the unembedding's input ``[..., d_model]`` (after the final norm)."""
@@ -463,13 +386,4 @@ class Model:
         ``torch.autograd.grad(f(logits), [activations])`` gives gradients (no ``.grad`` is left on the weights).
         ``logits`` is ``[pos, vocab]``, or ``[vocab]`` at ``position`` alone (only that row is unembedded, forward
         and backward: what a metric at one position needs)."""
-        if self.arch.unembed is None:
-            raise ValueError("this model has no unembedding: there is no logit to take gradients of")
-        ids = self.to_ids(text_or_ids)
-        plan = plan_pass(self, ids, (), self.expand(hooks), None, grad=True, record=False)
-        with torch.enable_grad():  # whatever the caller's grad mode: the graph is what this is for
-            result = self.executor.execute(plan)[0]
-            if result.logits is not None:
-                return result.cache, result.logits if position is None else result.logits[position]
-            rows = result.final_hidden if position is None else result.final_hidden[position]
-            return result.cache, self.executor.unembed_in_graph(rows)
+        return readings.with_graph(self, text_or_ids, hooks, position)

@@ -287,6 +287,18 @@ def check_budget(model: Model, names: list[str], n: int, batch: int = 1) -> None
         )
 
 
+def batches(model: Model, ids: list[list[int]], names: list[str], batch_size: int | None, desc: str, progress=True):
+    """Indices of the inputs in batches of similar lengths (less padding) that fit the budget, with a progress bar."""
+    from tqdm.auto import tqdm
+
+    if batch_size is not None and (type(batch_size) is not int or batch_size < 1):
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r:.40}")
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    size = batch_size or batch_fitting(model, names, max(len(x) for x in ids))
+    chosen = [order[i : i + size] for i in range(0, len(order), size)]
+    return tqdm(chosen, desc=desc, disable=not progress or len(chosen) < 4, leave=False)
+
+
 def batch_fitting(model: Model, names: list[str], n: int, most: int = 64) -> int:
     """The largest batch of ``n``-token sequences (at most ``most``) whose pass fits the budget."""
     one = max(1, pass_bytes(model, names, n))
