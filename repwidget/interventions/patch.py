@@ -113,7 +113,7 @@ class Patch(Intervention):
         return max(own, shared)
 
     def edit(self, model: Model, n_tokens: int) -> Edit:
-        source = model.sources.activation(self.source, self.hook, self.interventions)  # [src_pos, ...] as captured
+        source = model.patch_sources.activation(self.source, self.hook, self.interventions)  # [src_pos, ...]
         source = source.reshape(source.shape[0], -1)
         positions = list(self.positions) if self.positions is not None else list(range(n_tokens))
         cols = slice(None) if self.head is None else _columns(self.head * model.d_head, model.d_head)

@@ -66,7 +66,7 @@ class Model:
         self.arch: Architecture = discover_weightless(hf_model) if weightless else discover(hf_model, self.vocab_size)
         self.reference: Reference | None = None
         #: the activations patches read (a run on other ids), kept for the patches that follow
-        self.sources = Sources(self)
+        self.patch_sources = Sources(self)
         params = inspect.signature(hf_model.forward).parameters
         forward_kwargs = {"use_cache": False} if "use_cache" in params else {}
         #: the forward's name for its KV cache (``cache`` in transformers 5.2x, ``past_key_values`` before)

@@ -21,7 +21,7 @@ from .errors import UnsupportedOnBackendError
 from .execute import NonFiniteError, forward_inputs
 from .executor import guarded, weights_version, without_grad
 from .modes import attention_implementation, eval_mode
-from .nnsight_program import build_program, compile_sink, fill_sink, reads_patterns
+from .nnsight_program import Program, build_program, compile_sink, fill_sink, reads_patterns
 from .nnsight_trace import run_trace
 from .plan import Plan, Result
 from .twin import is_weightless
@@ -109,7 +109,7 @@ class NNsightExecutor:
         program = build_program(self, plan)
         return guarded(self.hf, self._execute, plan, program)
 
-    def _execute(self, plan: Plan, program: dict) -> list[Result]:
+    def _execute(self, plan: Plan, program: Program) -> list[Result]:
         with self._modes(plan):
             saved = self._trace(plan, program)
         n = program["spans"][0][1] - program["spans"][0][0]
@@ -123,7 +123,7 @@ class NNsightExecutor:
         with eval_mode(self.hf), torch.set_grad_enabled(plan.grad), attention_implementation(self.hf, eager):
             yield
 
-    def _trace(self, plan: Plan, program: dict, backend: Any = None) -> dict:
+    def _trace(self, plan: Plan, program: Program, backend: Any = None) -> dict:
         inputs = forward_inputs(self.hf, self.arch, plan, self.forward_kwargs, bool(plan.sinks))
         sinks = {layer: sink for layer, sink in plan.sinks.items() if program["reduce"].get(layer) is None}
         feed = attention.feed if sinks else None  # sinks the body cannot reduce are fed here (never remotely)
@@ -174,7 +174,7 @@ class NNsightExecutor:
         ids = torch.stack([i for i, _ in saved["lens"]])
         return ids, torch.stack([p for _, p in saved["lens"]])
 
-    def _checked_trace(self, plan: Plan, program: dict) -> dict:
+    def _checked_trace(self, plan: Plan, program: Program) -> dict:
         with self._modes(plan):
             saved = self._trace(plan, program)
         self._results(plan, program, saved)  # the same checks (non-finite edits) as any pass
@@ -209,7 +209,7 @@ class NNsightExecutor:
         program = build_program(self, plan, rows=rows)
         return guarded(self.hf, self._checked_trace, plan, program)
 
-    def _results(self, plan: Plan, program: dict, saved: dict) -> list[Result]:
+    def _results(self, plan: Plan, program: Program, saved: dict) -> list[Result]:
         for label, name, dtype in saved["bad"]:
             raise NonFiniteError(
                 f"{label}: the edited activation at {name} holds NaN or infinite values (too large for {dtype}); "
