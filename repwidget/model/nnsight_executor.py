@@ -237,6 +237,12 @@ class NNsightExecutor:
     def unembed(self, hidden: torch.Tensor) -> torch.Tensor:
         return guarded(self.hf, without_grad, self._unembed, hidden)
 
+    def unembed_in_graph(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Logits of ``hidden`` with autograd on (a pass with ``Plan.grad`` computes its logits in the trace, so
+        only a caller holding a final hidden state needs this)."""
+        with torch.enable_grad():
+            return guarded(self.hf, self._unembed, hidden)
+
     def _unembed(self, hidden: torch.Tensor) -> torch.Tensor:
         self._need_weights("unembedding a hidden state here")
         return self.hf.get_submodule(self.arch.unembed)(hidden)
