@@ -5,6 +5,7 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 #: Per-block hook templates, in the order they run inside a block.
 HOOK_TEMPLATES: tuple[str, ...] = (
@@ -25,14 +26,40 @@ DEFAULT_CAPTURE: tuple[str, ...] = (
     "blocks.*.hook_resid_post",
 )
 
+
+@dataclass(frozen=True)
+class Site:
+    """Where a hook template is read in a block, for every executor: ``part`` (``"block"`` or the name of an
+    :class:`~repwidget.model.architecture.Architecture` field: ``attn``, ``attn_proj``, ``attn_end``, ``mlp_down``,
+    ``mlp_end``), ``when`` (``"pre"``: the part's input, ``"post"``: its output, ``"pattern"``: the attention's
+    probabilities) and ``rank``, the order in which a block computes them."""
+
+    part: str
+    when: str
+    rank: int
+
+
+#: the one site table: where each hook template attaches (the hook executor and the nnsight executor both read it)
+SITE_OF: dict[str, Site] = {
+    "hook_resid_pre": Site("block", "pre", 0),
+    "attn.hook_z": Site("attn_proj", "pre", 1),
+    "attn.hook_pattern": Site("attn", "pattern", 2),
+    "hook_attn_out": Site("attn_end", "post", 3),
+    "hook_resid_mid": Site("attn_end", "post", 3),
+    "mlp.hook_post": Site("mlp_down", "pre", 4),
+    "hook_mlp_out": Site("mlp_end", "post", 5),
+    "hook_resid_post": Site("block", "post", 6),
+}
+
 #: short names of the activations probes read, by the hook template they name
-SITES: dict[str, str] = {
+SHORT_NAMES: dict[str, str] = {
     "resid_pre": "hook_resid_pre",
     "resid_post": "hook_resid_post",
     "attn_out": "hook_attn_out",
     "mlp_out": "hook_mlp_out",
     "mlp.hook_post": "mlp.hook_post",
 }
+SITES = SHORT_NAMES  # the old name, still imported by probes/probes.py and analyses/geometry.py
 
 _NAME = re.compile(r"blocks\.(0|[1-9][0-9]*)\.([a-z_.]+)", re.ASCII)
 _LOOSE = re.compile(r"blocks\.(\d+)\.(.+)")
@@ -111,9 +138,9 @@ def expand(patterns: str | Iterable[str] | None, n_layers: int, names: list[str]
 
 def hook_for(site: str, layer: int) -> str:
     """``resid_post`` -> ``blocks.{layer}.hook_resid_post``; ``mlp.hook_post`` -> ``blocks.{layer}.mlp.hook_post``."""
-    if site not in SITES:
-        raise ValueError(f"site must be one of {', '.join(SITES)}, got {site!r:.40}")
-    name = f"blocks.{layer}.{SITES[site]}"
+    if site not in SHORT_NAMES:
+        raise ValueError(f"site must be one of {', '.join(SHORT_NAMES)}, got {site!r:.40}")
+    name = f"blocks.{layer}.{SHORT_NAMES[site]}"
     parse(name)  # a layer that is not a plain int (2.0, True) makes no valid name
     return name
 

@@ -25,3 +25,7 @@ def check_materialised(model: nn.Module) -> None:
             "Load real weights first: AutoModelForCausalLM.from_pretrained(...), or model.to_empty(device='cpu') "
             "followed by model.load_state_dict(...)."
         )
+
+
+class UnsupportedOnBackendError(ValueError):
+    """An intervention or request this backend cannot run; raised when the pass is planned, before it runs."""

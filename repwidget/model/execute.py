@@ -1,36 +1,20 @@
 """The local executor's machinery: one forward pass of the wrapped model with capture hooks, edits and
-attention sinks, for a batch of sequences; every change to the model undone in ``finally``.
-
-Changes are undone in an order that cannot be half done: before anything is changed, the step that undoes
-it is queued (hooks are tagged and removed by tag, so a hook installed when an interrupt arrived is
-removed too); the undo loop runs inline in ``finally`` and retries a step that an interrupt stopped.
+attention sinks, for a batch of sequences; every change to the model undone in ``finally`` (``changes.py``: each
+undo step queued before its change, the undo retried when an interrupt stops it).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
 
 import torch
 from torch import nn
 
-from ..hook_names import parse
+from ..hook_names import SITE_OF, parse
 from . import attention
 from .architecture import Architecture
+from .changes import Changes, remove_tagged, restore_attention, restore_forward, restore_training
 from .plan import EditStep, Plan, Result
-
-#: where each hook template is read: (part of the block, "pre" reads the part's input, "post" its output)
-ATTACH: dict[str, tuple[str, str]] = {
-    "hook_resid_pre": ("block", "pre"),
-    "attn.hook_z": ("attn_proj", "pre"),
-    "hook_attn_out": ("attn_end", "post"),
-    "hook_resid_mid": ("attn_end", "post"),
-    "mlp.hook_post": ("mlp_down", "pre"),
-    "hook_mlp_out": ("mlp_end", "post"),
-    "hook_resid_post": ("block", "post"),
-}
-HOOKS = ("_forward_pre_hooks", "_forward_hooks")
-KWARG_HOOKS = ("_forward_pre_hooks_with_kwargs", "_forward_hooks_with_kwargs", "_forward_hooks_always_called")
 
 
 class NotAppliedError(RuntimeError):
@@ -50,41 +34,14 @@ class _Captured(Exception):  # control flow, not an error
     """Raised inside a hook to end a pass whose captures are all taken."""
 
 
-def _first(output: object) -> torch.Tensor:
+def first_tensor(output: object) -> torch.Tensor:
     return output if isinstance(output, torch.Tensor) else output[0]
 
 
-def _replace_first(output: object, x: torch.Tensor) -> object:
+def replace_first(output: object, x: torch.Tensor) -> object:
     if isinstance(output, torch.Tensor):
         return x
     return (x, *output[1:]) if isinstance(output, tuple) else type(output)([x, *output[1:]])
-
-
-def _remove_tagged(modules: list[nn.Module], token: object) -> None:
-    """Remove every hook carrying ``token`` from ``modules`` (idempotent)."""
-    for module in modules:
-        for name in HOOKS:
-            hooks = getattr(module, name)
-            for key in [k for k, fn in hooks.items() if getattr(fn, "_repwidget", None) is token]:
-                hooks.pop(key, None)
-                for extra in KWARG_HOOKS:
-                    getattr(module, extra, {}).pop(key, None)
-
-
-def _restore_forward(module: nn.Module, before: object, missing: object) -> None:
-    if before is missing:
-        module.__dict__.pop("forward", None)
-    else:
-        module.forward = before
-
-
-def _restore_training(modules: list[nn.Module]) -> None:
-    for m in modules:
-        m.training = True
-
-
-def _restore_attention(config, before) -> None:
-    config._attn_implementation = before
 
 
 class _Pass:
@@ -191,7 +148,7 @@ class _Pass:
 
     def post_hook(self, layer: int, where: str, templates: list[str]):
         def hook(module, args, output):
-            y = _first(output)
+            y = first_tensor(output)
             if where == "block":
                 x = self.bypass(layer, y)
                 for template in templates:
@@ -199,7 +156,7 @@ class _Pass:
             else:
                 scale = self.arch.attn_scale if where == "attn_end" else self.arch.mlp_scale
                 x = self.residual(layer, templates, y, scale)
-            output = _replace_first(output, x) if x is not y else output
+            output = replace_first(output, x) if x is not y else output
             if where == "block" and self.plan.record:
                 self.outputs[layer] = output
             return output
@@ -259,8 +216,8 @@ def execute(model: nn.Module, arch: Architecture, plan: Plan, forward_kwargs: di
             full[name] = sink = attention.Full()
             sinks[layer] = attention.Sinks(sinks[layer], sink) if layer in sinks else sink
             continue
-        where, when = ATTACH[template]
-        by_site[(layer, where, when)].append(template)
+        site = SITE_OF[template]
+        by_site[(layer, site.part, site.when)].append(template)
     run_layers = list(range(plan.start, n_layers))
     state = _Pass(arch, plan)
     state.token = token = object()
@@ -280,19 +237,19 @@ def execute(model: nn.Module, arch: Architecture, plan: Plan, forward_kwargs: di
     config = model.config
     loaded = getattr(config, "_attn_implementation", None) or "eager"
     missing = object()
-    undo: list[tuple[Callable, tuple]] = []
+    changes = Changes()
     try:
-        undo.append((torch.set_grad_enabled, (torch.is_grad_enabled(),)))
+        changes.queue(torch.set_grad_enabled, torch.is_grad_enabled())
         torch._C._set_grad_enabled(plan.grad)
         training = [m for m in model.modules() if m.training]
-        undo.append((_restore_training, (training,)))
+        changes.queue(restore_training, training)
         for m in training:
             m.training = False
         if table:
             use = attention.NAME if interface else "eager"
-            undo.append((_restore_attention, (config, getattr(config, "_attn_implementation", None))))
+            changes.queue(restore_attention, config, getattr(config, "_attn_implementation", None))
             config._attn_implementation = use
-        undo.append((_remove_tagged, (modules, token)))
+        changes.queue(remove_tagged, modules, token)
         for (layer, where, when), templates in by_site.items():
             module = part(model, arch, layer, where)
             if when == "pre":
@@ -304,12 +261,12 @@ def execute(model: nn.Module, arch: Architecture, plan: Plan, forward_kwargs: di
                 module.register_forward_hook(state.pattern_hook(entry.sink, not interface))
         for layer in range(plan.start):
             output = plan.reuse[layer]
-            undo.append((_restore_forward, (blocks[layer], blocks[layer].__dict__.get("forward", missing), missing)))
+            changes.queue(restore_forward, blocks[layer], blocks[layer].__dict__.get("forward", missing), missing)
             blocks[layer].forward = lambda *a, _o=output, **k: _o
         if plan.grad:  # the graph must start at the input, whether or not the weights take gradients
             embeddings = model.get_input_embeddings()
             modules.append(embeddings)
-            undo.append((_remove_tagged, ([embeddings], token)))
+            changes.queue(remove_tagged, [embeddings], token)
             embeddings.register_forward_hook(state.grad_hook())
         if arch.plain_logits and arch.unembed is not None:  # with gradients too: the final state keeps its graph
             unembed = model.get_submodule(arch.unembed)
@@ -319,27 +276,20 @@ def execute(model: nn.Module, arch: Architecture, plan: Plan, forward_kwargs: di
                 state.final = x
                 return original(x[:, :0], *args, **kwargs)  # an empty result of the right type: logits come later
 
-            undo.append((_restore_forward, (unembed, unembed.__dict__.get("forward", missing), missing)))
+            changes.queue(restore_forward, unembed, unembed.__dict__.get("forward", missing), missing)
             unembed.forward = lazy_unembed
-        undo.append((attention.activate, (attention.active(),)))
+        changes.queue(attention.activate, attention.active())
         attention.activate((table, loaded))
         output = _forward(model, arch, plan, forward_kwargs, bool(table) and not interface)
     except _Captured:  # every hook asked for is captured: the rest of the pass is not needed
         output = None
     finally:
-        error, tries = None, 0
-        while undo:
-            fn, args = undo[-1]
+        while changes.steps:  # every change undone, even when an interrupt lands on this call (changes.py)
             try:
-                fn(*args)
-                undo.pop()
-            except BaseException as e:  # an interrupt stopped this step: note it, try again (then give up)
-                error = error if error is not None else e
-                tries += 1
-                if tries > 3:
-                    undo.pop()
-        if error is not None:
-            raise error
+                changes.undo()
+            except BaseException as e:
+                changes.error = changes.error if changes.error is not None else e
+        changes.reraise()
     if output is not None and any(not entry.applied for entry in table.values() if entry.knock):
         raise NotAppliedError("a knockout was never applied: the attention did not go through repwidget's attention")
     return _results(arch, plan, state, output, full)

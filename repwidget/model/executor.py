@@ -14,7 +14,8 @@ from torch import nn
 from . import attention
 from .architecture import Architecture
 from .execute import execute
-from .plan import Plan, Result
+from .plan import Plan, Result, require
+from .tokens import max_positions
 
 attention.register()
 
@@ -23,10 +24,30 @@ class NestedPassError(RuntimeError):
     """A pass was started from inside another pass on the same model (from a hook, say)."""
 
 
-class Executor(Protocol):
-    """Where passes run. ``reuses_blocks`` says whether a plan may skip blocks (``Plan.start > 0``)."""
+#: what a backend may be able to do, named in ``Executor.capabilities`` (a pass needing one its executor lacks is
+#: refused when it is planned, by ``plan.require``)
+CAPABILITIES = {
+    "knockout": "attention scores masked before the softmax (rw.Knockout)",
+    "bypass": "a block's output replaced by its input (rw.Skip)",
+    "prefix_cache": "a pass over positions after a prefix, on the prefix's KV cache (causal reruns)",
+    "lens_in_pass": "the logit lens reduced inside the pass (Executor.lens)",
+    "reduced_rows": "logits rows and predictions reduced in the pass (Executor.logits_rows, compare)",
+    "generate": "generation, a step at a time on the KV cache",
+    "weights": "the weights are here: unembed and readout run locally",
+}
 
+
+class Executor(Protocol):
+    """Where passes run: every member the model and the planner use. ``capabilities`` names what this backend
+    can do beyond running a plan (see :data:`CAPABILITIES`)."""
+
+    #: its name in messages (``"local"``, ``"nnsight"``)
+    name: str
+    capabilities: frozenset[str]
+    #: a plan may skip blocks (``Plan.start > 0``), reading the outputs of an earlier run's
     reuses_blocks: bool
+    #: the attention goes through transformers' attention interface: sinks fed a block of rows at a time, knockouts
+    interface: bool
 
     def execute(self, plan: Plan) -> list[Result]:
         """Run one pass under ``plan``, one result per sequence; the model is exactly as before afterwards."""
@@ -36,12 +57,29 @@ class Executor(Protocol):
         """Logits of the final hidden state ``[..., d_model]`` (the unembedding's input)."""
         ...
 
+    def unembed_in_graph(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Logits of ``hidden`` with autograd on (what a metric's gradients go through)."""
+        ...
+
     def readout(self, resid: torch.Tensor) -> torch.Tensor:
         """Logits the model would give if ``resid`` ``[..., d_model]`` were its last block's output (the lens)."""
         ...
 
     def weights_version(self) -> int:
         """A number that changes whenever the model's weights do (runs of other weights are not reused)."""
+        ...
+
+    def lens(self, plan: Plan, positions: range, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The logit lens of ``plan``'s pass over ``positions``, top-``k`` ids and probabilities ``[layer, pos, k]``,
+        reduced in the pass (capability ``lens_in_pass``)."""
+        ...
+
+    def logits_rows(self, plan: Plan, positions: list[int]) -> torch.Tensor:
+        """``[len(positions), vocab]``: logits of ``plan``'s one sequence at ``positions``, computed in the pass."""
+        ...
+
+    def compare(self, plan: Plan, positions: list[int], k: int, following: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Predictions of a clean and an intervened sequence at ``positions``, reduced in the pass."""
         ...
 
 
@@ -94,6 +132,8 @@ class LocalExecutor:
     model (a hook calling the model) is a :class:`NestedPassError`, not a deadlock or a corrupted pass.
     """
 
+    name = "local"
+    capabilities = frozenset({"knockout", "bypass", "prefix_cache", "generate", "weights"})
     reuses_blocks = True
 
     def __init__(self, hf: nn.Module, arch: Architecture, forward_kwargs: dict) -> None:
@@ -154,6 +194,18 @@ class LocalExecutor:
     def weights_version(self) -> int:
         return weights_version(self.hf)
 
+    def lens(self, plan: Plan, positions: range, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        require(self, "lens_in_pass", "the local backend reads the logit lens from captured residual streams")
+        raise AssertionError  # pragma: no cover
+
+    def logits_rows(self, plan: Plan, positions: list[int]) -> torch.Tensor:
+        require(self, "reduced_rows", "the local backend reads logits from a run's final hidden state")
+        raise AssertionError  # pragma: no cover
+
+    def compare(self, plan: Plan, positions: list[int], k: int, following: torch.Tensor) -> dict[str, torch.Tensor]:
+        require(self, "reduced_rows", "the local backend compares predictions from runs' logits")
+        raise AssertionError  # pragma: no cover
+
     def _check_interface(self) -> bool:
         """Whether patterns fed to sinks a block of rows at a time equal the eager ones (and the outputs agree)."""
         arch = self.arch
@@ -186,8 +238,4 @@ def _version(p: torch.Tensor) -> int:
 
 def _max_positions(model: nn.Module) -> int:
     """How many positions one head replay takes (the model's positions, at most 1024)."""
-    for key in ("max_position_embeddings", "n_positions", "n_ctx"):
-        value = getattr(model.config, key, None)
-        if isinstance(value, int) and value > 0:
-            return min(value, 1024)
-    return 1024
+    return min(max_positions(model.config) or 1024, 1024)

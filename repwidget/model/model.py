@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import copy
 import inspect
-from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -16,23 +14,17 @@ from ..interventions import Intervention, as_tuple
 from ..placement import input_device
 from ..run import Run
 from ..texts import token_ids
-from . import attention
+from . import attention, readings
 from . import tokens as tokens_mod
 from .architecture import Architecture, discover
 from .backends import make_executor
 from .errors import check_materialised
 from .executor import Executor
-from .plan import (
-    Plan,
-    Result,
-    batch_fitting,
-    first_edited_layer,
-    plan_batch,
-    plan_pass,
-    rerun_batch_size,
-    stitch,
-)  # fmt: skip
+from .hooks import hook_width, why_missing
+from .plan import batches, first_edited_layer, plan_batch, plan_pass, stitch
 from .reference import Reference
+from .reruns import plan_reruns, reusable
+from .sources import Sources
 from .tokens import TokensLike
 from .twin import discover_weightless, is_weightless
 
@@ -73,7 +65,8 @@ class Model:
         weightless = self.weightless
         self.arch: Architecture = discover_weightless(hf_model) if weightless else discover(hf_model, self.vocab_size)
         self.reference: Reference | None = None
-        self._sources: OrderedDict[tuple, torch.Tensor] = OrderedDict()
+        #: the activations patches read (a run on other ids), kept for the patches that follow
+        self.patch_sources = Sources(self)
         params = inspect.signature(hf_model.forward).parameters
         forward_kwargs = {"use_cache": False} if "use_cache" in params else {}
         #: the forward's name for its KV cache (``cache`` in transformers 5.2x, ``past_key_values`` before)
@@ -110,12 +103,7 @@ class Model:
     @property
     def max_tokens(self) -> int | None:
         """The longest input the model takes (its position embeddings' length), if it says."""
-        config = self.hf.config
-        for key in ("max_position_embeddings", "n_positions", "n_ctx"):
-            value = getattr(config, key, None)
-            if isinstance(value, int) and value > 0:
-                return value
-        return None
+        return tokens_mod.max_positions(self.hf.config)
 
     @property
     def device(self) -> torch.device:
@@ -129,10 +117,7 @@ class Model:
     @property
     def pad_id(self) -> int:
         """The id that pads a batch (the tokenizer's pad token, else the config's, else 0): never attended to."""
-        for value in (getattr(self.tokenizer, "pad_token_id", None), getattr(self.hf.config, "pad_token_id", None)):
-            if isinstance(value, int) and 0 <= value < self.vocab_size:
-                return value
-        return 0
+        return tokens_mod.pad_id(self.tokenizer, self.hf.config, self.vocab_size)
 
     @property
     def source(self) -> str:
@@ -146,26 +131,12 @@ class Model:
     def hook_names(self) -> list[str]:
         """Every hook name this model's runs can capture (no ``hook_resid_mid`` where attention and MLP read the
         same stream, no ``mlp.hook_post`` in a mixture-of-experts MLP)."""
-        return [name for name in hook_names.all_names(self.n_layers) if self._why_missing(name) is None]
-
-    def _why_missing(self, name: str) -> str | None:
-        template = name.split(".", 2)[2]
-        if template == "hook_resid_mid" and self.arch.parallel:
-            return (
-                "this model's blocks are parallel (attention and MLP both read hook_resid_pre), so there is no "
-                "hook_resid_mid; use hook_resid_pre, hook_attn_out and hook_mlp_out"
-            )
-        if template == "mlp.hook_post" and self.arch.moe:
-            return (
-                "this model's MLP is a mixture of experts, so it has no single layer of neurons (mlp.hook_post, "
-                "neuron ablation); use hook_mlp_out, what the MLP adds to the residual stream"
-            )
-        return None
+        return [name for name in hook_names.all_names(self.n_layers) if why_missing(self.arch, name) is None]
 
     def check_hook(self, name: str) -> tuple[int, str]:
         """``(layer, template)`` of a hook this model has, or a HookNameError saying why not."""
         layer, template = hook_names.parse(name, self.n_layers)
-        reason = self._why_missing(name)
+        reason = why_missing(self.arch, name)
         if reason is not None:
             raise hook_names.HookNameError(f"{name}: {reason}")
         return layer, template
@@ -188,16 +159,9 @@ class Model:
     def to_ids(self, text_or_ids: TokensLike | None = None, *, messages: Messages | None = None) -> list[int]:
         """Token ids for a text (tokenizer defaults: its BOS, never a second one), token ids, a tokenizer's
         output (``input_ids``), or chat ``messages`` (the tokenizer's chat template and generation prompt)."""
-        ids = tokens_mod.to_ids(self.tokenizer, text_or_ids, messages)
-        if not ids:
-            raise ValueError("the input is empty; give at least one token")
-        bad = [i for i in ids if not 0 <= i < self.vocab_size]
-        if bad:
-            raise ValueError(f"token id {bad[0]} is out of range; this model's vocabulary is 0..{self.vocab_size - 1}")
-        limit = self.max_tokens
-        if limit is not None and len(ids) > limit:
-            raise ValueError(f"the input has {len(ids)} tokens; this model takes at most {limit}. Shorten the text.")
-        return ids
+        return tokens_mod.checked_ids(
+            tokens_mod.to_ids(self.tokenizer, text_or_ids, messages), self.vocab_size, self.max_tokens
+        )
 
     def to_str_tokens(self, ids: Iterable[int]) -> list[str]:
         """Each token as text (decoded alone; a piece of a character as its bytes, ``<0xF0><0x9F>``),
@@ -219,7 +183,7 @@ class Model:
         the pass to :meth:`Run.summary` (thumbnails ``side`` a side and head scores), never holding a pattern.
         ``messages=[{"role": "user", "content": ...}]`` runs the chat template's text instead."""
         ids = self.to_ids(text_or_ids, messages=messages)
-        sinks = self._summary_sinks(range(self.n_layers), summarize, ids) if summarize else {}
+        sinks = {layer: attention.Summary(summarize, ids) for layer in range(self.n_layers)} if summarize else {}
         run = self._pass(ids, as_tuple(interventions), capture, base=None, sinks=sinks)
         run._take_summaries(sinks, summarize)
         return run
@@ -232,8 +196,8 @@ class Model:
         """
         if base.model is not self:
             raise ValueError("rerun takes a run of this model")
-        reusable = base if self._reusable(base) else None
-        return self._pass(base.token_ids, as_tuple(interventions), capture, base=reusable)
+        reuse = base if reusable(self, base) else None
+        return self._pass(base.token_ids, as_tuple(interventions), capture, base=reuse)
 
     def run_batch(
         self,
@@ -254,7 +218,7 @@ class Model:
         names = self.expand(capture)
         version = self.weights_version()
         runs: list[Run | None] = [None] * len(ids)
-        for batch in self._batches(ids, names, batch_size, desc="runs"):
+        for batch in batches(self, ids, names, batch_size, desc="runs"):
             plan = plan_batch(self, [ids[i] for i in batch], ivs, names, left=padding == "left")
             for i, result in zip(batch, self.executor.execute(plan), strict=True):
                 runs[i] = Run(self, ids[i], ivs, result, 0, version)
@@ -276,76 +240,12 @@ class Model:
         there, on the KV cache of ``base``'s prefix (a clean ``base`` on the local executor, no captures)."""
         sets = [as_tuple(ivs) for ivs in interventions]
         names = self.expand(capture)
-        reusable = self._reusable(base)
         version = self.weights_version()
-        ids = base.token_ids
-        suffix = reusable and self._suffix_reruns(base, sets, names)
-        first = [min((iv.first_changed(ids) for iv in s), default=len(ids)) for s in sets]
-        prefixes = [min(p, len(ids) - 1) if suffix else 0 for p in first]
         runs: list[Run | None] = [None] * len(sets)
-        order = sorted(range(len(sets)), key=lambda i: (prefixes[i], first_edited_layer(sets[i], self.n_layers)))
-        for prefix in dict.fromkeys(prefixes[i] for i in order):  # one prefix's KV cache held at a time
-            group = [i for i in order if prefixes[i] == prefix]
-            past = self._prefix_cache(ids[:prefix]) if prefix else None
-            size = batch_size or rerun_batch_size(self, names, len(ids), len(ids) - prefix)
-            for chunk in (group[i : i + size] for i in range(0, len(group), size)):
-                chosen = [sets[i] for i in chunk]
-                start = min(first_edited_layer(s, self.n_layers) for s in chosen)
-                start = min([start, base.clean_prefix, *(hook_names.parse(h)[0] for h in names if h not in base)])
-                start = start if reusable else 0
-                results = self._batch_pass(base, chosen, names, start, prefix, past)
-                for i, result in zip(chunk, results, strict=True):
-                    if start:
-                        result.cache.update({h: base[h] for h in names if hook_names.parse(h)[0] < start})
-                    runs[i] = Run(self, ids, sets[i], result, 0, version)
+        for batch in plan_reruns(self, base, sets, names, batch_size):
+            for i, result in zip(batch.indices, batch.stitch(self.executor.execute(batch.plan)), strict=True):
+                runs[i] = Run(self, base.token_ids, sets[i], result, 0, version)
         return runs
-
-    def _suffix_reruns(self, base: Run, sets: list[tuple[Intervention, ...]], names: list[str]) -> bool:
-        """Whether reruns of ``base`` may compute only the positions after a prefix (on its KV cache)."""
-        return (
-            self.arch.causal
-            and self.executor.reuses_blocks
-            and not names
-            and not base.interventions
-            and (base.result.final_hidden is not None or base.result.logits is not None)
-            and not any(hasattr(iv, "knock") or hasattr(iv, "bypass") for ivs in sets for iv in ivs)
-        )
-
-    def _prefix_cache(self, ids: list[int]) -> object:
-        """The KV cache of a clean pass over ``ids``."""
-        plan = Plan(
-            ids=torch.tensor([ids], device=self.device), capture=[], record=False,
-            forward={"use_cache": True, self.cache_kwarg: None},
-        )  # fmt: skip
-        return self.executor.execute(plan)[0].past
-
-    def _batch_pass(
-        self, base: Run, sets: list[tuple[Intervention, ...]], names: list[str], start: int, prefix: int, past: object
-    ) -> list[Result]:
-        """One batch of reruns of ``base`` from block ``start`` (the blocks before reused), over positions
-        ``prefix ..`` only when ``prefix`` (on ``past``, the prefix's KV cache; each result whole, the prefix's rows
-        taken from ``base``)."""
-        batch = len(sets)
-        plan = plan_batch(self, [base.token_ids] * batch, sets, names, offset=prefix)
-        plan.lengths, plan.record = None, False
-        if prefix:
-            cache = copy.deepcopy(past)
-            cache.batch_repeat_interleave(batch)
-            plan.forward = {"use_cache": True, self.cache_kwarg: cache}
-        if start > 0:
-            plan.start = start
-            # views, but a copy of the one block `start` reads (a model may write to its input in place)
-            outputs = base.result.block_outputs
-            plan.reuse = [_expanded(o, batch, layer == start - 1, prefix) for layer, o in enumerate(outputs)]
-        results = self.executor.execute(plan)
-        if not prefix:
-            return results
-        head, whole = base.result, []
-        for r in results:
-            final = None if r.final_hidden is None else torch.cat([head.final_hidden[:prefix], r.final_hidden])
-            logits = None if r.logits is None else torch.cat([head.logits[:prefix], r.logits])
-            whole.append(Result({}, [None] * self.n_layers, final, logits))
-        return whole
 
     def capture(self, text_or_ids: TokensLike, hooks: str | Iterable[str]) -> dict[str, torch.Tensor]:
         """Only the activations at ``hooks`` (names or globs), ending the pass once they are all taken.
@@ -377,15 +277,7 @@ class Model:
     ):
         """Yield ``(index, {hook: activation})`` for every input, a batch at a time (shortest inputs first;
         memory: one batch), each pass ending once its hooks are read."""
-        ids = self._all_ids(texts_or_ids)
-        names = self.expand(hooks)
-        if not names:
-            raise ValueError("capture needs at least one hook name")
-        for batch in self._batches(ids, names, batch_size, desc="reading activations", progress=progress):
-            plan = plan_batch(self, [ids[i] for i in batch], (), names)
-            plan.stop_early, plan.record = True, False
-            for i, result in zip(batch, self.executor.execute(plan), strict=True):
-                yield i, result.cache
+        yield from readings.captures(self, self._all_ids(texts_or_ids), self.expand(hooks), batch_size, progress)
 
     def _all_ids(self, texts_or_ids: Sequence[TokensLike]) -> list[list[int]]:
         """Token ids of every input, all checked before any work (an error names the input)."""
@@ -393,17 +285,6 @@ class Model:
         if not out:
             raise ValueError("no inputs: give at least one text")
         return out
-
-    def _batches(self, ids: list[list[int]], names: list[str], batch_size: int | None, desc: str, progress=True):
-        """Indices of the inputs in batches of similar lengths (less padding), with a progress bar."""
-        from tqdm.auto import tqdm
-
-        if batch_size is not None and (type(batch_size) is not int or batch_size < 1):
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r:.40}")
-        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-        size = batch_size or batch_fitting(self, names, max(len(x) for x in ids))
-        batches = [order[i : i + size] for i in range(0, len(order), size)]
-        return tqdm(batches, desc=desc, disable=not progress or len(batches) < 4, leave=False)
 
     def set_reference(self, texts: Iterable[TokensLike]) -> None:
         """Texts whose activations give the statistics for ``mode="mean"`` and ``"resample"`` ablations."""
@@ -415,18 +296,10 @@ class Model:
         """Changes whenever the model's weights do (edited in place, replaced or moved)."""
         return self.executor.weights_version()
 
-    def _reusable(self, run: Run) -> bool:
-        return (
-            self.executor.reuses_blocks
-            and run.weights_version == self.weights_version()
-            and all(o is not None for o in run.result.block_outputs)
-        )
-
     def _pass(self, ids: Sequence[int], ivs: tuple[Intervention, ...], capture, base: Run | None, sinks=None) -> Run:
         names = self.expand(capture)
         version = self.weights_version()
-        plan = plan_pass(self, ids, ivs, names, base)
-        plan.sinks = dict(sinks or {})
+        plan = plan_pass(self, ids, ivs, names, base, sinks=dict(sinks or {}))
         result = stitch(plan, self.executor.execute(plan)[0], base, self.n_layers)
         run = Run(self, list(ids), ivs, result, first_edited_layer(ivs, self.n_layers), version)
         if base is not None and plan.start:
@@ -446,7 +319,7 @@ class Model:
     ):
         """Continue ``text_or_ids`` with ``interventions`` applied at every step (the KV cache reused): a
         :class:`repwidget.Generation`. See :func:`repwidget.generation.generate`."""
-        if self.weightless:
+        if "generate" not in self.executor.capabilities:
             raise ValueError(
                 "generation is not supported for a model whose weights are on NDIF only (each step would be a "
                 "round trip); run the prompt (model.run) and read its predictions, or load the weights"
@@ -455,67 +328,36 @@ class Model:
 
         return generate(self, text_or_ids, interventions, max_new_tokens, temperature, top_p, seed, stop, **kwargs)
 
-    # -- attention, a layer at a time ------------------------------------------------------
-    def _summary_sinks(self, layers, side: int, ids: list[int]) -> dict[int, attention.Sink]:
-        return {layer: attention.Summary(side, ids) for layer in layers}
-
+    # -- attention, lens and predictions read in a pass ------------------------------------
     def replay(self, run: Run, layer: int, sinks: dict[int, attention.Sink], capture=()) -> dict[str, torch.Tensor]:
         """Run ``run``'s input again from block ``layer`` (the blocks before reused) until every sink and capture
         is filled; what the captures took. How attention patterns are read without holding them."""
-        names = self.expand(list(capture)) if capture else []
-        plan = plan_pass(self, run.token_ids, run.interventions, names, None)
-        if self._reusable(run) and layer > 0:
-            plan.start, plan.reuse = layer, run.result.block_outputs
-        plan.sinks, plan.stop_early, plan.record = sinks, True, False
-        return self.executor.execute(plan)[0].cache
+        return readings.replay(self, run, layer, sinks, capture)
 
     @property
     def lens_in_pass(self) -> bool:
         """Whether the executor reduces the logit lens where the model runs (see :meth:`lens_in_pass_of`)."""
-        return bool(getattr(self.executor, "reduces_lens", False))
+        return "lens_in_pass" in self.executor.capabilities
 
     def lens_in_pass_of(self, run: Run, positions: range, k: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
         """``run``'s logit lens over ``positions`` as top-``k`` ids and probabilities ``[layer, pos, k]``, read in
         one pass of ``run``'s input and interventions that brings back only those (the nnsight backend)."""
-        plan = plan_pass(self, run.token_ids, run.interventions, [], None)
-        plan.record = False
-        return self.executor.lens(plan, positions, k)
+        return self.executor.lens(readings.plan_of(self, run), positions, k)
 
     def logits_in_pass_of(self, run: Run, positions: Sequence[int]) -> torch.Tensor:
         """``[len(positions), vocab]``: ``run``'s logits at ``positions``, computed in a pass of its input and
         interventions where the model runs (a model without local weights: no local unembedding)."""
-        plan = plan_pass(self, run.token_ids, run.interventions, [], None)
-        plan.record = False
-        return self.executor.logits_rows(plan, list(positions))
+        return self.executor.logits_rows(readings.plan_of(self, run), list(positions))
 
     def compare_in_pass(self, clean: Run, run: Run, positions: Sequence[int], k: int) -> dict[str, torch.Tensor]:
         """Top-``k`` predictions of ``clean`` and ``run`` (the same input) at ``positions``, what changed between
         them and the loss of each next token, reduced in one pass of both where the model runs (see
         ``NNsightExecutor.compare``); only those small tensors come back."""
-        ids = run.token_ids
-        positions = [range(len(ids))[p] for p in positions]  # negative ones counted from the end
-        following = torch.tensor([ids[p + 1] if p + 1 < len(ids) else 0 for p in positions])
-        sets = [as_tuple(clean.interventions)]
-        current = as_tuple(run.interventions)
-        if len(current) != len(sets[0]) or any(a is not b for a, b in zip(current, sets[0], strict=True)):
-            sets.append(current)  # else one sequence is both
-        plan = plan_batch(self, [ids] * len(sets), sets, [])
-        plan.lengths, plan.record = None, False
-        out = self.executor.compare(plan, list(positions), min(k, self.vocab_size), following)
-        last = torch.tensor([p + 1 >= len(ids) for p in positions])
-        for name in ("clean_loss", "loss"):
-            out[name] = out[name].masked_fill(last, float("nan"))
-        return out
+        return readings.compare_in_pass(self, clean, run, positions, k)
 
     def hook_width(self, name: str, n_tokens: int = 1) -> int:
         """Values per token at hook ``name`` (``attn.hook_z`` flattened over heads; patterns ``heads * n_tokens``)."""
-        template = hook_names.parse(name, self.n_layers)[1]
-        widths = {
-            "attn.hook_pattern": self.n_heads * n_tokens,
-            "attn.hook_z": self.n_heads * self.d_head,
-            "mlp.hook_post": self.d_mlp,
-        }
-        return widths.get(template, self.d_model)
+        return hook_width(self.arch, hook_names.parse(name, self.n_layers)[1], n_tokens)
 
     def unembed(self, final_hidden: torch.Tensor) -> torch.Tensor:
         """Logits of the unembedding's input ``[..., d_model]`` (after the final norm)."""
@@ -541,15 +383,6 @@ class Model:
             raise ValueError("this model has no unembedding, so its residual stream has no logit lens")
         return self.executor.readout(resid.to(self.device))
 
-    def remember_source(self, source: Sequence[int], run: Run) -> None:
-        """Keep ``run``'s captures as the activations patches from ``source`` (with ``run``'s interventions) read:
-        a sweep of many patches reads one pass."""
-        ivs = as_tuple(run.interventions)
-        for hook in run:
-            self._sources[(tuple(source), hook, ivs)] = run[hook]
-        while len(self._sources) > 256:
-            self._sources.popitem(last=False)
-
     def with_graph(
         self, text_or_ids: TokensLike, hooks: str | Iterable[str], position: int | None = None
     ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
@@ -557,38 +390,4 @@ class Model:
         ``torch.autograd.grad(f(logits), [activations])`` gives gradients (no ``.grad`` is left on the weights).
         ``logits`` is ``[pos, vocab]``, or ``[vocab]`` at ``position`` alone (only that row is unembedded, forward
         and backward: what a metric at one position needs)."""
-        if self.arch.unembed is None:
-            raise ValueError("this model has no unembedding: there is no logit to take gradients of")
-        ids = self.to_ids(text_or_ids)
-        plan = plan_pass(self, ids, (), self.expand(hooks), None)
-        plan.grad, plan.record = True, False
-        with torch.enable_grad():  # whatever the caller's grad mode: the graph is what this is for
-            result = self.executor.execute(plan)[0]
-            if result.logits is not None:
-                return result.cache, result.logits if position is None else result.logits[position]
-            rows = result.final_hidden if position is None else result.final_hidden[position]
-            return result.cache, self.executor.unembed_in_graph(rows)
-
-    def source_activation(self, source: Sequence[int], hook: str, interventions=()) -> torch.Tensor:
-        """The activation at ``hook`` on ``source`` ids, with ``interventions`` applied (a small cache serves
-        repeated patches)."""
-        ivs = as_tuple(interventions)
-        key = (tuple(source), hook, ivs)
-        if key not in self._sources:
-            if ivs:
-                self._sources[key] = self.run(list(source), ivs, capture=[hook])[hook]
-            else:
-                self._sources[key] = self.capture(list(source), [hook])[hook]
-            if len(self._sources) > 256:
-                self._sources.popitem(last=False)
-        return self._sources[key]
-
-
-def _expanded(output: object, batch: int, copy: bool = False, prefix: int = 0) -> object:
-    """A block's output for one sequence (from position ``prefix`` on), as the same output for ``batch`` copies of
-    it (a view, or a copy)."""
-    from .execute import _first, _replace_first
-
-    first = _first(output)[:, prefix:]
-    many = first.expand(batch, *first.shape[1:])
-    return _replace_first(output, many.contiguous() if copy else many)
+        return readings.with_graph(self, text_or_ids, hooks, position)

@@ -9,7 +9,22 @@ from torch import nn
 
 
 @contextmanager
-def eager_attention(model: nn.Module) -> Iterator[None]:
+def attention_implementation(model: nn.Module, name: str | None) -> Iterator[None]:
+    """The model's attention implementation (``config._attn_implementation``) switched to ``name`` and back,
+    whatever happens inside (``name=None``: left as it is)."""
+    config = getattr(model, "config", None)
+    if name is None or config is None:
+        yield
+        return
+    before = getattr(config, "_attn_implementation", None)
+    config._attn_implementation = name
+    try:
+        yield
+    finally:
+        config._attn_implementation = before
+
+
+def eager_attention(model: nn.Module):
     """Switch a Hugging Face model to eager attention and back, whatever happens inside.
 
     Under SDPA or flash attention (the transformers default) the probabilities are never
@@ -17,16 +32,8 @@ def eager_attention(model: nn.Module) -> Iterator[None]:
     outputs and returns the probabilities the model really used; the user keeps their model
     as it was loaded.
     """
-    config = getattr(model, "config", None)
-    before = getattr(config, "_attn_implementation", None)
-    if config is None or before in (None, "eager"):
-        yield
-        return
-    config._attn_implementation = "eager"
-    try:
-        yield
-    finally:
-        config._attn_implementation = before
+    before = getattr(getattr(model, "config", None), "_attn_implementation", None)
+    return attention_implementation(model, None if before in (None, "eager") else "eager")
 
 
 @contextmanager

@@ -1,9 +1,9 @@
 """An executor that runs planned passes as nnsight traces: in this process, or on NDIF (``remote=True``).
 
-The plan is compiled into plain data (module paths, positions, tensors) and one trace body that uses only
-torch, so the same body runs here and, serialised with nnsight's own request format, on a server that has
-never seen repwidget. Each intervention's edit (``SetRows``, ``AddRows``, ``Project``, ``Splice``) becomes
-an op tuple; a kind that cannot (attention knockouts) is refused when the pass is planned, before it runs.
+The plan is compiled into plain data (``nnsight_program.py``: module envoys, positions, tensors) and one trace
+body that uses only torch (``nnsight_trace.py``), so the same body runs here and, serialised with nnsight's own
+request format, on a server that has never seen repwidget. A kind it cannot run (attention knockouts, skipped
+blocks) is missing from its ``capabilities``, so the planner refuses it before any pass.
 """
 
 from __future__ import annotations
@@ -15,94 +15,21 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..hook_names import parse
-from ..interventions import AddRows, Intervention, Project, SetRows, Splice
 from . import attention
 from .architecture import Architecture
+from .errors import UnsupportedOnBackendError
 from .execute import NonFiniteError, forward_inputs
 from .executor import guarded, weights_version, without_grad
-from .modes import eval_mode
+from .modes import attention_implementation, eval_mode
+from .nnsight_program import Program, build_program, compile_sink, fill_sink, reads_patterns
+from .nnsight_trace import run_trace
 from .plan import Plan, Result
 from .twin import is_weightless
-
-#: where each hook is read, in the order a block computes them: (part of the block, "pre"/"post", rank)
-SITES: dict[str, tuple[str, str, int]] = {
-    "hook_resid_pre": ("block", "pre", 0),
-    "attn.hook_z": ("attn_proj", "pre", 1),
-    "attn.hook_pattern": ("attn", "pattern", 2),
-    "hook_attn_out": ("attn_end", "post", 3),
-    "hook_resid_mid": ("attn_end", "post", 3),
-    "mlp.hook_post": ("mlp_down", "pre", 4),
-    "hook_mlp_out": ("mlp_end", "post", 5),
-    "hook_resid_post": ("block", "post", 6),
-}
 
 
 class RemoteExecutionError(RuntimeError):
     """A remote pass failed (no API key, NDIF unreachable, a model it does not serve, a timeout): one line says
     which."""
-
-
-class UnsupportedOnBackendError(ValueError):
-    """An intervention or request this backend cannot run; raised when the pass is planned, before it runs."""
-
-
-def compile_edit(edit: Any) -> tuple:
-    """An edit as an op tuple of plain data (positions, slices, tensors) the trace body applies with torch."""
-    if isinstance(edit, SetRows):
-        return ("set", edit.at, edit.cols, edit.value)
-    if isinstance(edit, AddRows):
-        return ("add", edit.at, edit.delta)
-    if isinstance(edit, Project):
-        return ("project", edit.at, edit.unit, edit.target)
-    if isinstance(edit, Splice):
-        sae = edit.sae
-        norms = sae.W_dec.norm(dim=-1) if sae.rescale_acts_by_decoder_norm else None
-        sae_data = (sae.W_enc, sae.b_enc, sae.b_dec, sae.decoder_vectors(), sae.apply_b_dec_to_input, norms)
-        return ("splice", edit.at, edit.feature, sae_data, sae.architecture, sae.k, sae.threshold)
-    raise UnsupportedOnBackendError(f"the nnsight backend cannot compile the edit {type(edit).__name__}")
-
-
-def compile_sink(sink: attention.Sink) -> list[tuple] | None:
-    """A sink as reductions the trace body computes with torch (None: it must be fed the whole layer here).
-
-    ``("pool", heads, rows, cols, side)``: ``F.adaptive_max_pool2d`` of that window of the first sequence's
-    pattern (what :class:`attention.Pooled` computes); ``("scores", pairs)``: the sums behind the head scores.
-    """
-    if isinstance(sink, attention.Summary):
-        if sink.stride != 1:
-            return None
-        return [*compile_sink(sink.pooled), *compile_sink(sink.scores)]
-    if isinstance(sink, attention.Pooled):
-        return [("pool", sink.heads, sink.rows, sink.cols, sink.side)]
-    if isinstance(sink, attention.Scores):
-        return [("scores", dict(sink.pairs))]
-    if isinstance(sink, attention.Sinks):
-        parts = [compile_sink(s) for s in sink.sinks]
-        return None if any(p is None for p in parts) else [x for p in parts for x in p]
-    return None
-
-
-def _leaves(sink: attention.Sink) -> list[attention.Sink]:
-    """The Pooled and Scores sinks a compiled sink's reductions fill, in the order :func:`compile_sink` gives."""
-    if isinstance(sink, attention.Summary):
-        return [sink.pooled, sink.scores]
-    if isinstance(sink, attention.Sinks):
-        return [leaf for s in sink.sinks for leaf in _leaves(s)]
-    return [sink]
-
-
-def _fill(sink: attention.Sink, reduced: list, n: int) -> None:
-    """Give ``sink`` what the trace reduced for it, as if it had been fed the layer's rows."""
-    for leaf, value in zip(_leaves(sink), reduced, strict=True):
-        if isinstance(leaf, attention.Pooled):
-            leaf.result = value.float().cpu()
-        else:
-            leaf.sums = {name: v.cpu() for name, v in value.items()}
-            leaf.counts = {"previous_token": n - 1, "first_token": n}
-            leaf.counts.update({name: len(torch.unique_consecutive(q)) for name, (q, _) in leaf.pairs.items()})
-        leaf.filled = True
-    sink.filled = True
 
 
 class NNsightExecutor:
@@ -113,6 +40,7 @@ class NNsightExecutor:
     final hidden state back: the logits rows a caller reads (:meth:`logits_rows`) and the predictions the views show
     (:meth:`compare`) are computed in a pass, reduced where the model runs."""
 
+    name = "nnsight"
     reuses_blocks = False
     interface = False  # patterns come from eager attention, a whole layer at a time
 
@@ -154,23 +82,17 @@ class NNsightExecutor:
         #: ``output`` or ``input``, as in BERT)
         self.envoys = {e.path.split(".", 1)[1]: e for e in self.lm.modules() if "." in e.path}
 
+    @property
+    def capabilities(self) -> frozenset[str]:
+        """Rows and predictions reduced in a pass always; generation and local unembedding with the weights here;
+        the lens in the pass where the model's logits are its unembedding of its final norm. No knockouts, skips or
+        prefix caches (see ``executor.CAPABILITIES``)."""
+        local = set() if self.weightless else {"generate", "weights"}
+        return frozenset({"reduced_rows", *local, *(["lens_in_pass"] if self.reduces_lens else [])})
+
     def envoy(self, path: str) -> Any:
         """The nnsight envoy of the module at ``path`` (a path in the Hugging Face model)."""
         return self.envoys[path]
-
-    # -- planning checks -----------------------------------------------------------------
-    def refuse(self, intervention: Intervention) -> None:
-        """Raise :class:`UnsupportedOnBackendError` for a kind this backend cannot run (before any pass)."""
-        if hasattr(intervention, "knock"):
-            raise UnsupportedOnBackendError(
-                f"{intervention.label()}: attention knockouts act inside the attention function, which the nnsight "
-                "backend does not reach; use the local backend (rw.load(model)) or ablate the head (rw.Ablate)"
-            )
-        if hasattr(intervention, "bypass"):
-            raise UnsupportedOnBackendError(
-                f"{intervention.label()}: skipping a block is not compiled for the nnsight backend yet; "
-                "use the local backend (rw.load(model))"
-            )
 
     # -- passes ------------------------------------------------------------------------------
     def execute(self, plan: Plan) -> list[Result]:
@@ -184,86 +106,24 @@ class NNsightExecutor:
                 "whole attention patterns are not brought back from NDIF; the explorer's thumbnails, head scores "
                 "and one head's pattern are (reduced there), or use the local backend"
             )
-        program = self._program(plan)
+        program = build_program(self, plan)
         return guarded(self.hf, self._execute, plan, program)
 
-    def _execute(self, plan: Plan, program: dict) -> list[Result]:
+    def _execute(self, plan: Plan, program: Program) -> list[Result]:
         with self._modes(plan):
             saved = self._trace(plan, program)
         n = program["spans"][0][1] - program["spans"][0][0]
         for layer, reduced in saved["sinks"].items():
-            _fill(plan.sinks[layer], reduced, n)
+            fill_sink(plan.sinks[layer], reduced, n)
         return self._results(plan, program, saved)
 
     @contextlib.contextmanager
     def _modes(self, plan: Plan) -> Iterator[None]:
-        config = self.hf.config
-        before = getattr(config, "_attn_implementation", None)
-        patterns = _patterns(plan)
-        with eval_mode(self.hf), torch.set_grad_enabled(plan.grad):
-            if patterns:
-                config._attn_implementation = "eager"
-            try:
-                yield
-            finally:
-                if patterns:
-                    config._attn_implementation = before
+        eager = "eager" if reads_patterns(plan) else None
+        with eval_mode(self.hf), torch.set_grad_enabled(plan.grad), attention_implementation(self.hf, eager):
+            yield
 
-    def _program(self, plan: Plan, lens: tuple[int, int, int] | None = None, rows: tuple | None = None) -> dict:
-        """The plan as plain data: per layer, the sites to visit in execution order, and the ops of each hook.
-
-        ``rows``: what the pass reduces from the model's logits, ``("logits", positions)`` (those rows of the first
-        sequence) or ``("compare", positions, k, following)`` (see :meth:`compare`)."""
-        arch = self.arch
-        sites: dict[tuple[int, str, str], dict] = {}
-        names = {*plan.capture, *plan.edits}
-        for name in names:
-            layer, template = parse(name, arch.n_layers)
-            where, when, rank = SITES[template]
-            path = arch.blocks + f".{layer}" + ("" if where == "block" else "." + getattr(arch, where))
-            site = sites.setdefault((layer, where, when), {"path": path, "when": when, "rank": rank, "hooks": []})
-            site["hooks"].append(template)
-        for layer in {parse(h, arch.n_layers)[0] for h in names if h.endswith("hook_resid_mid")}:
-            path = arch.blocks + f".{layer}"
-            sites.setdefault((layer, "block", "pre"), {"path": path, "when": "pre", "rank": 0, "hooks": []})
-        for layer in plan.sinks:
-            path = arch.blocks + f".{layer}." + arch.attn
-            sites.setdefault((layer, "attn", "pattern"), {"path": path, "when": "pattern", "rank": 2, "hooks": []})
-        if lens is not None:  # every block's output, reduced to the lens's top tokens where it is computed
-            for layer in range(arch.n_layers):
-                path = arch.blocks + f".{layer}"
-                sites.setdefault((layer, "block", "post"), {"path": path, "when": "post", "rank": 6, "hooks": []})
-        if not arch.attn_proj.startswith(arch.attn + "."):  # the projection runs after the attention returns (BERT)
-            for (_, where, _), site in sites.items():
-                if where == "attn":
-                    site["rank"] = 0.5
-        steps = []
-        for (layer, where, _), site in sorted(sites.items(), key=lambda kv: (kv[0][0], kv[1]["rank"])):
-            scale = arch.attn_scale if where == "attn_end" else arch.mlp_scale if where == "mlp_end" else 1.0
-            hooks = []
-            for template in sorted(site["hooks"], key=lambda t: t != "hook_attn_out"):
-                name = f"blocks.{layer}.{template}"
-                ops = [
-                    (step.label, [None if e is None else compile_edit(e) for e in step.edits])
-                    for step in plan.edits.get(name, [])
-                ]
-                hooks.append((name, template, name in plan.capture, ops))
-            steps.append((layer, self.envoy(site["path"]), site["when"], where == "block", scale, hooks))
-        pattern_at = arch.pattern_index
-        spans = [(plan.span(i).start, plan.span(i).stop) for i in range(plan.batch)]
-        lazy = arch.plain_logits and arch.unembed is not None and not plan.grad
-        return {
-            "steps": steps, "spans": spans, "whole": plan.batch == 1 and plan.lengths is None,
-            "pattern_at": pattern_at, "lazy": lazy, "vocab": self.hf.config.vocab_size,
-            "heads": (arch.n_heads, arch.d_head), "stop_early": plan.stop_early,
-            "grad": plan.grad, "embed": self.envoy(_embedding_path(self.hf)), "lens": lens,
-            "rows": rows, "weightless": self.weightless, "eager": _patterns(plan),
-            "reduce": {layer: compile_sink(sink) for layer, sink in plan.sinks.items()},
-            "norm": self.envoy(arch.final_norm) if arch.final_norm is not None else None,
-            "unembed": self.envoy(arch.unembed) if arch.unembed is not None else None,
-        }  # fmt: skip
-
-    def _trace(self, plan: Plan, program: dict, backend: Any = None) -> dict:
+    def _trace(self, plan: Plan, program: Program, backend: Any = None) -> dict:
         inputs = forward_inputs(self.hf, self.arch, plan, self.forward_kwargs, bool(plan.sinks))
         sinks = {layer: sink for layer, sink in plan.sinks.items() if program["reduce"].get(layer) is None}
         feed = attention.feed if sinks else None  # sinks the body cannot reduce are fed here (never remotely)
@@ -309,12 +169,12 @@ class NNsightExecutor:
         if not self.reduces_lens or plan.batch != 1:
             raise UnsupportedOnBackendError("the lens is reduced in the pass only for one sequence of a model whose "
                                             "logits are its unembedding of its final norm")  # fmt: skip
-        program = self._program(plan, (positions.start, positions.stop, k))
+        program = build_program(self, plan, (positions.start, positions.stop, k))
         saved = guarded(self.hf, self._checked_trace, plan, program)
         ids = torch.stack([i for i, _ in saved["lens"]])
         return ids, torch.stack([p for _, p in saved["lens"]])
 
-    def _checked_trace(self, plan: Plan, program: dict) -> dict:
+    def _checked_trace(self, plan: Plan, program: Program) -> dict:
         with self._modes(plan):
             saved = self._trace(plan, program)
         self._results(plan, program, saved)  # the same checks (non-finite edits) as any pass
@@ -324,7 +184,7 @@ class NNsightExecutor:
         """The payload a remote pass of ``plan`` sends (nnsight's own request format, compressed as nnsight's
         config says), built without sending anything."""
         capture = _RequestOnly()
-        self._trace(plan, self._program(plan, lens), backend=capture)
+        self._trace(plan, build_program(self, plan, lens), backend=capture)
         return capture.payload
 
     def logits_rows(self, plan: Plan, positions: list[int]) -> torch.Tensor:
@@ -346,10 +206,10 @@ class NNsightExecutor:
     def _reduced(self, plan: Plan, rows: tuple) -> dict:
         if plan.knockouts or getattr(plan, "skips", None):
             raise UnsupportedOnBackendError("knockouts and skipped blocks are not supported on the nnsight backend")
-        program = self._program(plan, rows=rows)
+        program = build_program(self, plan, rows=rows)
         return guarded(self.hf, self._checked_trace, plan, program)
 
-    def _results(self, plan: Plan, program: dict, saved: dict) -> list[Result]:
+    def _results(self, plan: Plan, program: Program, saved: dict) -> list[Result]:
         for label, name, dtype in saved["bad"]:
             raise NonFiniteError(
                 f"{label}: the edited activation at {name} holds NaN or infinite values (too large for {dtype}); "
@@ -376,6 +236,12 @@ class NNsightExecutor:
     # -- logits ------------------------------------------------------------------------------
     def unembed(self, hidden: torch.Tensor) -> torch.Tensor:
         return guarded(self.hf, without_grad, self._unembed, hidden)
+
+    def unembed_in_graph(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Logits of ``hidden`` with autograd on (a pass with ``Plan.grad`` computes its logits in the trace, so
+        only a caller holding a final hidden state needs this)."""
+        with torch.enable_grad():
+            return guarded(self.hf, self._unembed, hidden)
 
     def _unembed(self, hidden: torch.Tensor) -> torch.Tensor:
         self._need_weights("unembedding a hidden state here")
@@ -454,185 +320,3 @@ def _remote_failure(error: BaseException, host: str, timeout: float, model: str)
         detail = _one_line(error).removeprefix("Failed to send request: ")
         return f"NDIF could not run the pass on {model!r}: {detail}"
     return f"the remote pass failed: {type(error).__name__}: {_one_line(error)}"
-
-
-def _patterns(plan: Plan) -> bool:
-    """Whether ``plan``'s pass reads attention probabilities (sinks, captured patterns): eager attention."""
-    return bool(plan.sinks) or any(h.endswith("attn.hook_pattern") for h in plan.capture)
-
-
-def _embedding_path(hf: nn.Module) -> str:
-    embeddings = hf.get_input_embeddings()
-    return next(name for name, module in hf.named_modules() if module is embeddings)
-
-
-def run_trace(lm, inputs: dict, program: dict, sinks: dict, feed, kwargs: dict) -> dict:
-    """One nnsight trace of ``program``: the body below uses only torch and the program's data, so it runs the
-    same here and on a server (nnsight ships its source and the locals it reads)."""
-    import nnsight
-
-    out = None  # what the body fills (stays None when a backend only serialises the trace)
-    with lm.trace(**inputs, **kwargs) as tracer:
-        out = {"caches": [{} for _ in program["spans"]], "bad": [], "final": None, "logits": None}
-        out = nnsight.save({**out, "lens": [], "sinks": {}, "finite": None})
-        spans, whole = program["spans"], program["whole"]
-        if program["eager"]:  # the attention returns probabilities for this pass, on whichever machine runs it
-            config = lm._module.config
-            attention_before = config._attn_implementation
-            config._attn_implementation = "eager"
-        if program["grad"]:
-            embed = program["embed"]
-            e = embed.output
-            if not e.requires_grad:
-                embed.output = e.detach().requires_grad_()
-        block_in = {}
-        for layer, envoy, when, is_block, scale, hooks in program["steps"]:
-            if when == "pattern":
-                probs = envoy.output[program["pattern_at"]]
-                if probs is None:
-                    raise ValueError("the attention returned no probabilities (not eager attention), so thumbnails, "
-                                     "head scores and patterns cannot be read from it")  # fmt: skip
-                if layer in sinks:
-                    feed(sinks[layer], probs[:1])
-                reductions = program["reduce"].get(layer)
-                if reductions is not None:  # thumbnails, one head's window, head scores: reduced here
-                    p = probs[0]  # the first sequence: [heads, q, k]
-                    n = p.shape[-1]
-                    reduced = []
-                    for spec in reductions:
-                        if spec[0] == "pool":
-                            heads, rows, cols, side = spec[1:]
-                            q0, q1 = rows or (0, n)
-                            k0, k1 = cols or (0, n)
-                            q1, k1 = n if q1 is None else q1, n if k1 is None else k1
-                            window = p[heads, q0:q1, k0:k1].float()
-                            size = (min(q1 - q0, side), min(k1 - k0, side))
-                            reduced.append(torch.nn.functional.adaptive_max_pool2d(window, size))
-                        else:
-                            q = torch.arange(1, n, device=p.device)
-                            sums = {"previous_token": p[:, q, q - 1].double().sum(-1),
-                                    "first_token": p[..., 0].double().sum(1)}  # fmt: skip
-                            for name, (qs, ks) in spec[1].items():
-                                sums[name] = p[:, qs.to(p.device), ks.to(p.device)].double().sum(-1)
-                            reduced.append(sums)
-                    out["sinks"][layer] = reduced
-                for name, _template, keep, _ops in hooks:
-                    if keep:
-                        for i, (s0, s1) in enumerate(spans):
-                            out["caches"][i][name] = probs[i, :, s0:s1, s0:s1]
-                continue
-            raw = envoy.input if when == "pre" else envoy.output
-            single = isinstance(raw, torch.Tensor)
-            y = raw if single else raw[0]
-            shape = y.shape
-            if y.dim() == 2:  # flattened [batch * pos, width] inside some MLPs (OPT)
-                y = y.reshape(len(spans) if not whole else 1, -1, y.shape[-1])
-            changed = False
-            for name, template, keep, ops in hooks:
-                mid = template == "hook_resid_mid"
-                value = y if is_block or when == "pre" else (block_in[layer] + scale * y if mid else scale * y)
-                if ops or program["grad"]:
-                    value = value.clone()
-                    for i, (s0, s1) in enumerate(spans):
-                        seg = value if whole else value[i : i + 1, s0:s1]
-                        for label, per_sequence in ops:
-                            op = per_sequence[i]
-                            if op is None:
-                                continue
-                            kind, at = op[0], op[1]
-                            if kind == "set":
-                                seg[:, at, op[2]] = 0 if op[3] is None else op[3].to(seg.device, seg.dtype)
-                            elif kind == "add":
-                                seg[:, at] = seg[:, at] + op[2].to(seg.device, seg.dtype)
-                            elif kind == "project":
-                                u = op[2].to(seg.device, seg.dtype)
-                                rows = seg[:, at]
-                                shift = op[3].to(seg.device, seg.dtype) - rows @ u
-                                seg[:, at] = rows + shift[..., None] * u
-                            else:  # splice an SAE in minus one feature: remove that feature's decoder contribution
-                                feature, (w_enc, b_enc, b_dec, dec, sub_b_dec, norms), kind_sae, k, threshold = op[2:]
-                                rows = seg[:, at]
-                                x = rows.reshape(-1, rows.shape[-1]).float()
-                                w_enc, b_enc, b_dec, dec = (t.to(x.device) for t in (w_enc, b_enc, b_dec, dec))
-                                pre = (x - b_dec if sub_b_dec else x) @ w_enc + b_enc
-                                if norms is not None:
-                                    pre = pre * norms.to(x.device)
-                                if kind_sae == "topk":
-                                    top = pre.topk(k, dim=-1, sorted=False)
-                                    acts = torch.zeros_like(pre).scatter(-1, top.indices, top.values.relu())
-                                else:
-                                    acts = pre.relu()
-                                    if kind_sae == "jumprelu":
-                                        acts = acts * (pre > threshold.to(pre.device))
-                                spliced = x - acts[:, feature : feature + 1] * dec[feature]
-                                seg[:, at] = spliced.reshape(rows.shape).to(seg.dtype)
-                            if not bool(torch.isfinite(seg).all()):
-                                out["bad"].append((label, name, str(seg.dtype)))
-                edited = value
-                if keep:
-                    for i, (s0, s1) in enumerate(spans):
-                        v = edited[0] if whole else edited[i, s0:s1]
-                        if template == "attn.hook_z":
-                            v = v.reshape(v.shape[0], program["heads"][0], program["heads"][1])
-                        out["caches"][i][name] = v if program["grad"] else v.detach()
-                    if program["grad"] and whole:  # the pass goes on from what was captured: gradients reach it
-                        edited = out["caches"][0][name].reshape(value.shape)
-                if ops or program["grad"]:
-                    y = edited if is_block or when == "pre" else ((edited - block_in[layer]) if mid else edited) / scale
-                    changed = True
-            if is_block and when == "pre":
-                block_in[layer] = y
-            if is_block and when == "post" and program["lens"] is not None:  # the logit lens, reduced here
-                first, last, k = program["lens"]
-                h = y[:, first:last]
-                h = program["norm"](h) if program["norm"] is not None else h
-                top = program["unembed"](h).float().softmax(-1).topk(k)
-                out["lens"].append((top.indices[0], top.values[0]))
-            if changed:
-                y = y.reshape(shape)
-                new = y if single else (y, *raw[1:])
-                if when == "pre":
-                    envoy.input = y
-                else:
-                    envoy.output = new
-        if program["eager"]:  # every pattern is read (here the executor also restores it, in finally)
-            config._attn_implementation = attention_before
-        if program["stop_early"]:  # everything asked for is read: the rest of the pass is not needed
-            tracer.stop()
-        if program["rows"] is not None:  # predictions reduced here: only what the views show comes back
-            spec = program["rows"]
-            logits = lm.output["logits"]
-            out["finite"] = torch.isfinite(logits).all()
-            if spec[0] == "logits":
-                out["rows"] = logits[0, spec[1]].detach()
-            else:
-                positions, k, following = spec[1], spec[2], spec[3]
-                both = logits[:, positions].detach().float()
-                if both.shape[0] == 1:  # the clean sequence is the intervened one
-                    both = torch.cat([both, both])
-                logp = both.log_softmax(-1)
-                probs = logp.exp()
-                top = probs.topk(k, dim=-1)
-                d_prob, d_logit = probs[1] - probs[0], both[1] - both[0]
-                first = logp[0].argmax(-1)
-                nxt = following.to(logp.device)[:, None]
-                out["compare"] = {
-                    "ids": top.indices.int(), "probs": top.values,
-                    "delta_prob": torch.stack([d_prob.gather(-1, top.indices[0]), d_prob.gather(-1, top.indices[1])]),
-                    "delta_logit": torch.stack([d_logit.gather(-1, top.indices[0]),
-                                                d_logit.gather(-1, top.indices[1])]),
-                    "top": first.int(), "clean_p": logp[0].gather(-1, first[:, None])[:, 0].exp(),
-                    "p": logp[1].gather(-1, first[:, None])[:, 0].exp(),
-                    "clean_loss": -logp[0].gather(-1, nxt)[:, 0], "loss": -logp[1].gather(-1, nxt)[:, 0],
-                }  # fmt: skip
-        elif program["lazy"]:
-            head = program["unembed"]
-            hidden = head.input
-            if program["weightless"]:  # no final hidden state back: logits are read in a pass (logits_rows)
-                out["finite"] = torch.isfinite(hidden).all()
-            else:
-                out["final"] = hidden.detach()
-            head.skip(hidden.new_zeros((hidden.shape[0], 0, program["vocab"])))
-        else:
-            out["logits"] = lm.output["logits"] if program["unembed"] else None
-    return out

@@ -7,17 +7,19 @@ A :class:`Plan` says what to compute; an executor (``executor.py``) computes it 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
 from .. import hook_names
-from ..interventions import Edit, Intervention
+from ..interventions import Bypass, Edit, Intervention, ScoreMask
 from ..options import options
 from .attention import Sink
+from .errors import UnsupportedOnBackendError
 
 if TYPE_CHECKING:
+    from .executor import Executor
     from .model import Model
 
 
@@ -39,7 +41,8 @@ class Plan:
     """What one pass computes: the input, hooks to capture, edits per hook, attention sinks, first block to run.
 
     A batch holds sequences of different lengths, padded on the right (or the left, ``left``); each edit
-    and capture sees its sequence alone, exactly as in a run of that sequence by itself.
+    and capture sees its sequence alone, exactly as in a run of that sequence by itself. A plan is whole when
+    planned (:func:`plan_batch`, :func:`plan_pass` take every field as a keyword): nothing writes its fields after.
     """
 
     ids: torch.Tensor  # [batch, pos]
@@ -98,18 +101,18 @@ def plan_pass(
     interventions: tuple[Intervention, ...],
     capture: list[str],
     base: Reusable | None = None,
+    **settings: Any,
 ) -> Plan:
-    """Check ``interventions`` and the budget, build the edits, and choose the blocks a rerun can reuse."""
-    plan = plan_batch(model, [list(ids)], interventions, capture)
-    plan.lengths = None  # one sequence: no padding
+    """Check ``interventions`` and the budget, build the edits, and choose the blocks a rerun can reuse
+    (``settings``: other :class:`Plan` fields, e.g. ``record=False``)."""
     if base is not None:
         # reuse the base's blocks before the first edit, if it has every capture they need
         start = min(first_edited_layer(interventions, model.n_layers), base.clean_prefix)
         missing = [hook_names.parse(h, model.n_layers)[0] for h in capture if h not in base.result.cache]
         start = min([start, *missing])
         if start > 0:
-            plan.start, plan.reuse = start, base.result.block_outputs
-    return plan
+            settings = {"start": start, "reuse": base.result.block_outputs, **settings}
+    return plan_batch(model, [list(ids)], interventions, capture, lengths=None, **settings)  # one sequence: no padding
 
 
 def plan_batch(
@@ -119,23 +122,26 @@ def plan_batch(
     capture: list[str],
     left: bool = False,
     offset: int = 0,
+    **settings: Any,
 ) -> Plan:
     """A plan for several sequences at once: every intervention checked and built for each sequence alone.
 
     ``interventions`` apply to every sequence, or (a list with one tuple per sequence) each to its own.
     ``offset``: the pass computes positions ``offset ..`` only (the rest in a KV cache; sequences of one length).
+    ``settings``: other :class:`Plan` fields (``record``, ``start``, ``reuse``, ``forward``, ...), set as planned.
     """
     lengths = [len(x) for x in ids]
     sets = interventions if isinstance(interventions, list) else [interventions] * len(ids)
     if len(sets) != len(ids):
         raise ValueError(f"{len(sets)} sets of interventions for {len(ids)} sequences")
     checked: set[tuple[int, int]] = set()
-    refuse = getattr(model.executor, "refuse", None)  # kinds an executor cannot run, refused before any pass
     for n, ivs in zip(lengths, sets, strict=True):
         for iv in ivs:
             if (id(iv), n) not in checked:
-                if refuse is not None:
-                    refuse(iv)
+                effect = iv.effect_type  # kinds an executor cannot run, refused before any pass
+                if effect.capability is not None:
+                    why = effect.refusal.format(backend=model.executor.name)
+                    require(model.executor, effect.capability, f"{iv.label()}: {why}")
                 iv.check(model, n)
                 checked.add((id(iv), n))
     check_budget(model, capture, max(lengths), batch=len(ids))
@@ -148,33 +154,41 @@ def plan_batch(
         raise ValueError("a pass from an offset takes sequences of one length, unpadded")
     rows = [x[offset:] for x in rows]
     plan = Plan(ids=torch.tensor(rows, device=model.device), capture=capture, lengths=lengths, left=left)
-    built: dict[tuple[int, int], Edit] = {}
+    built: dict[tuple[int, int], Any] = {}
     order = list(dict.fromkeys(iv for ivs in sets for iv in ivs))  # each distinct intervention once, in order
     for iv in order:
-        if hasattr(iv, "bypass"):  # replaces a block's output, not an activation
-            rows = plan.skips.setdefault(iv.bypass(), [False] * len(ids))
-            for i, ivs in enumerate(sets):
-                rows[i] = rows[i] or iv in ivs
-            continue
-        if hasattr(iv, "knock"):  # acts on attention scores, not on an activation
-            per_sequence = plan.knockouts.setdefault(iv.layer, [[] for _ in ids])
-            for i, (n, ivs) in enumerate(zip(lengths, sets, strict=True)):
-                if iv in ivs:
-                    per_sequence[i].append(iv.knock(model, n))
-            continue
-        edits = []
+        effects = []  # this intervention's effect on each sequence (None: not in that sequence's set)
         for n, ivs in zip(lengths, sets, strict=True):
-            if iv in ivs:
-                key = (id(iv), n)
-                if key not in built:
-                    edit = iv.edit(model, n)
-                    built[key] = window(iv, edit, offset, n - offset, n) if offset else edit
-                edits.append(built[key])
-            else:
-                edits.append(None)
-        plan.edits.setdefault(iv.hook, []).append(EditStep(iv.label(), edits))
-    plan.record = len(ids) == 1
-    return plan
+            if iv in ivs and (id(iv), n) not in built:
+                built[(id(iv), n)] = iv.effect(model, n)
+            effects.append(built[(id(iv), n)] if iv in ivs else None)
+        _place(plan, iv, effects, offset)
+    return replace(plan, **{"record": len(ids) == 1, **settings})
+
+
+def _place(plan: Plan, iv: Intervention, effects: list, offset: int) -> None:
+    """Put one intervention's effects into ``plan``: the one place the kinds of effect are told apart."""
+    n = plan.ids.shape[1] + offset
+    match next(e for e in effects if e is not None):
+        case Bypass(layer=layer):  # replaces a block's output, not an activation
+            rows = plan.skips.setdefault(layer, [False] * plan.batch)
+            for i, effect in enumerate(effects):
+                rows[i] = rows[i] or effect is not None
+        case ScoreMask(layer=layer):  # acts on attention scores, not on an activation
+            per_sequence = plan.knockouts.setdefault(layer, [[] for _ in effects])
+            for i, effect in enumerate(effects):
+                if effect is not None:
+                    per_sequence[i].append(effect.spec)
+        case _:  # an edit of the activation at the intervention's hook
+            windowed = {id(e): window(iv, e, offset, n - offset, n) if offset else e for e in effects if e is not None}
+            edits = [None if e is None else windowed[id(e)] for e in effects]
+            plan.edits.setdefault(iv.hook, []).append(EditStep(iv.label(), edits))
+
+
+def require(executor: Executor, capability: str, why: str) -> None:
+    """Refuse what ``executor`` cannot do when the pass is planned, before it runs: ``why`` is the one line."""
+    if capability not in executor.capabilities:
+        raise UnsupportedOnBackendError(why)
 
 
 @dataclass
@@ -204,7 +218,7 @@ class StepEdits:
 def plan_steps(model: Model, interventions: tuple[Intervention, ...], n_tokens: int) -> StepEdits:
     """Check ``interventions`` for a sequence of ``n_tokens`` and build their edits once, for every step."""
     for iv in interventions:
-        if hasattr(iv, "knock"):
+        if iv.effect_type is ScoreMask:
             raise ValueError(f"{iv.label()}: knockouts do not apply to generation yet; ablate the head instead")
         iv.check(model, n_tokens)
     if model.reference is not None:
@@ -257,7 +271,7 @@ def pass_bytes(model: Model, names: list[str], n: int, batch: int = 1) -> int:
     if not arch.plain_logits and arch.unembed is not None:
         held += n * model.vocab_size * 4
     patterns = any(h.endswith("attn.hook_pattern") for h in names)
-    attention = arch.n_heads * n * n * item * 3 if patterns and not getattr(model.executor, "interface", True) else 0
+    attention = arch.n_heads * n * n * item * 3 if patterns and not model.executor.interface else 0
     transient = max(attention, n * (2 * max(arch.d_mlp, arch.d_model) + 4 * arch.d_model) * 4)
     return batch * (held + transient)
 
@@ -271,6 +285,18 @@ def check_budget(model: Model, names: list[str], n: int, batch: int = 1) -> None
             f"budget of {size(options.max_capture_bytes)}. Capture fewer hooks (capture="
             f"'blocks.3.hook_resid_post'), use a shorter text, or raise rw.options.max_capture_bytes."
         )
+
+
+def batches(model: Model, ids: list[list[int]], names: list[str], batch_size: int | None, desc: str, progress=True):
+    """Indices of the inputs in batches of similar lengths (less padding) that fit the budget, with a progress bar."""
+    from tqdm.auto import tqdm
+
+    if batch_size is not None and (type(batch_size) is not int or batch_size < 1):
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r:.40}")
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    size = batch_size or batch_fitting(model, names, max(len(x) for x in ids))
+    chosen = [order[i : i + size] for i in range(0, len(order), size)]
+    return tqdm(chosen, desc=desc, disable=not progress or len(chosen) < 4, leave=False)
 
 
 def batch_fitting(model: Model, names: list[str], n: int, most: int = 64) -> int:

@@ -224,3 +224,32 @@ def _special_ids(tokenizer: Any) -> set[int]:
 def _one_line(error: Exception) -> str:
     text = str(error).strip().splitlines()
     return text[0] if text else type(error).__name__
+
+
+def max_positions(config: Any) -> int | None:
+    """The longest input a model of ``config`` takes (its position embeddings' length), if it says."""
+    for key in ("max_position_embeddings", "n_positions", "n_ctx"):
+        value = getattr(config, key, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def pad_id(tokenizer: Any, config: Any, vocab_size: int) -> int:
+    """The id that pads a batch (the tokenizer's pad token, else the config's, else 0)."""
+    for value in (getattr(tokenizer, "pad_token_id", None), getattr(config, "pad_token_id", None)):
+        if isinstance(value, int) and 0 <= value < vocab_size:
+            return value
+    return 0
+
+
+def checked_ids(ids: list[int], vocab_size: int, limit: int | None) -> list[int]:
+    """``ids`` if a model with ``vocab_size`` ids taking at most ``limit`` tokens can run them, else a ValueError."""
+    if not ids:
+        raise ValueError("the input is empty; give at least one token")
+    bad = [i for i in ids if not 0 <= i < vocab_size]
+    if bad:
+        raise ValueError(f"token id {bad[0]} is out of range; this model's vocabulary is 0..{vocab_size - 1}")
+    if limit is not None and len(ids) > limit:
+        raise ValueError(f"the input has {len(ids)} tokens; this model takes at most {limit}. Shorten the text.")
+    return ids

@@ -209,7 +209,7 @@ def exact(model, clean_ids, corrupted_ids, metric, site, template, batch_size):
     reruns compute only the positions from there on (``Model.rerun_batch``)."""
     hooks = [f"blocks.{layer}.{template}" for layer in range(model.n_layers)]
     clean_run = model.run(clean_ids, capture=hooks)
-    model.remember_source(clean_ids, clean_run)  # every patch reads the clean activations of this one pass
+    model.patch_sources.remember(clean_ids, clean_run)  # every patch reads the clean activations of this one pass
     corrupted_run = model.run(corrupted_ids, capture=[])
     m_corrupted = metric(corrupted_run)
     n = len(corrupted_ids)
