@@ -59,7 +59,6 @@ SHORT_NAMES: dict[str, str] = {
     "mlp_out": "hook_mlp_out",
     "mlp.hook_post": "mlp.hook_post",
 }
-SITES = SHORT_NAMES  # the old name, still imported by probes/probes.py and analyses/geometry.py
 
 _NAME = re.compile(r"blocks\.(0|[1-9][0-9]*)\.([a-z_.]+)", re.ASCII)
 _LOOSE = re.compile(r"blocks\.(\d+)\.(.+)")

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..hook_names import SITES, hook_for
+from ..hook_names import SHORT_NAMES, hook_for
 from ..sae.harvest import activations_at
 
 METHODS = ("cka", "mknn", "svcca")
@@ -88,8 +88,8 @@ def layer_similarity(
     """
     if unit not in ("token", "text"):
         raise ValueError(f'unit must be "token" or "text", got {unit!r:.40}')
-    if hook not in SITES:
-        raise ValueError(f"hook must be one of {', '.join(SITES)}, got {hook!r:.40}")
+    if hook not in SHORT_NAMES:
+        raise ValueError(f"hook must be one of {', '.join(SHORT_NAMES)}, got {hook!r:.40}")
     texts = list(texts) if not isinstance(texts, (str, bytes)) else texts
     a = _layers(model, texts, hook, unit)
     b = None if other_model is None else _layers(other_model, texts, hook, unit)

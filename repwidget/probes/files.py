@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..file_checks import FileFormatError, json_field, read_json, read_tensors, tensor_field
-from ..hook_names import SITES
+from ..hook_names import SHORT_NAMES
 from . import fit
 
 
@@ -19,8 +19,8 @@ def read_fields(path: Path) -> dict[str, Any]:
     if kind not in fit.KINDS:
         raise FileFormatError(f"{where}: kind must be one of {', '.join(fit.KINDS)}, got {kind!r}")
     site = json_field(meta, "site", "str", where)
-    if site not in SITES:
-        raise FileFormatError(f"{where}: site must be one of {', '.join(SITES)}, got {site!r}")
+    if site not in SHORT_NAMES:
+        raise FileFormatError(f"{where}: site must be one of {', '.join(SHORT_NAMES)}, got {site!r}")
     position = meta.get("position", -1)
     if position != "mean" and not (isinstance(position, int) and not isinstance(position, bool)):
         raise FileFormatError(f'{where}: position must be an integer or "mean", got {json.dumps(position)[:60]}')

@@ -14,7 +14,12 @@ from ...interventions import Patch
 from ..panel import Option, Panel, Request
 from ..protocol import index
 
-SITES = ("resid_pre", "attn_out", "mlp_out", "heads")
+VIEW_SITES = (  # the sweeps this view offers, in the order of js/src/views/patching.ts
+    "resid_pre",
+    "attn_out",
+    "mlp_out",
+    "heads",
+)
 
 
 @dataclass
@@ -44,7 +49,7 @@ def check_prompt(session, ids: list[int]) -> None:
 def _sites(session, args: dict[str, Any]) -> int:
     if session.state["patching"].corrupted is None:
         raise ValueError("this explorer has no corrupted prompt; pass corrupted=... to rw.explore")
-    return len(SITES)
+    return len(VIEW_SITES)
 
 
 def _methods(session, args: dict[str, Any]) -> int:
@@ -58,7 +63,7 @@ def _vocab(session, args: dict[str, Any]) -> int:
 def sweep_of(session, args: dict[str, Any]) -> patching.Sweep:
     """The sweep of ``site`` by ``method`` for the metric logit(target) - logit(foil) at the last position
     (computed once: it does not depend on the interventions)."""
-    site, method = SITES[args["site"]], patching.METHODS[args["method"]]
+    site, method = VIEW_SITES[args["site"]], patching.METHODS[args["method"]]
     key = (site, method, args["target"], args["foil"])
     own = session.state["patching"]
     if key not in own.sweeps:
@@ -104,7 +109,7 @@ def apply_patch(session, content: dict[str, Any]) -> None:
     """``{site, method, target, foil, cell: [layer, position or head]}``: toggle that cell's patch."""
     what = "apply_patch"
     args = {
-        "site": index(content, "site", len(SITES), what),
+        "site": index(content, "site", len(VIEW_SITES), what),
         "method": index(content, "method", len(patching.METHODS), what),
         "target": index(content, "target", session.model.vocab_size, what),
         "foil": index(content, "foil", session.model.vocab_size, what),
@@ -152,4 +157,4 @@ PANEL = Panel(
     shown=lambda session: session.state["patching"].corrupted is not None and session.model.has_unembed,
 )
 
-__all__ = ["PANEL", "SITES", "torch"]
+__all__ = ["PANEL", "VIEW_SITES", "torch"]
