@@ -20,11 +20,10 @@ jx""",
 
 
 @pytest.fixture(scope="module")
-def lab_page(tmp_path_factory):
-    root = tmp_path_factory.mktemp("lab")
+def lab_page(lab):
     # the first answer reads 20,000 tokens of the texts at every layer: minutes on a loaded CPU
     ready = ".rw-projector-view canvas[data-rw-prompt-points]"
-    with notebook_page(root, "projector.ipynb", CELLS, ready, height=1600, timeout=600_000) as opened:
+    with notebook_page(lab, "projector.ipynb", CELLS, ready, height=1600, timeout=600_000) as opened:
         yield opened
 
 

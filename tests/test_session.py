@@ -17,11 +17,6 @@ from conftest import build, ids
 PACKAGE = Path(rw.__file__).parent
 
 
-@pytest.fixture(scope="module")
-def demo():
-    return rw.demo_model()
-
-
 def handle(ex, **content):
     """What the kernel answers to one message, as the widget would send it."""
     sent = []
