@@ -68,7 +68,7 @@ def notebook(cells: list[str]) -> dict:
 #: viewport) and widget state saved with a notebook (tests/test_browser_saved_state.py)
 LAB_SETTINGS = {
     "@jupyterlab/notebook-extension/tracker": {"windowingMode": "none"},
-    "@jupyter-widgets/jupyterlab-manager:plugin": {"saveState": True},
+    "@jupyter-widgets/jupyterlab-manager/plugin": {"saveState": True},
 }
 
 
@@ -119,8 +119,9 @@ class Lab:
                     raise RuntimeError(f"JupyterLab did not answer {path}; see {self.log.name}") from None
                 time.sleep(0.3)
 
-    def kernel_ready(self, timeout: float = 120, page=None) -> str:
-        """Wait until the notebook's kernel exists, is idle and has a connection; return its id.
+    def kernel_ready(self, timeout: float = 120, page=None, name: str | None = None) -> str:
+        """Wait until the kernel of notebook ``name`` (of any notebook, without it) exists, is idle and has a
+        connection; return its id. In a shared JupyterLab other notebooks' kernels may be open: name it.
 
         With ``page``, wait through Playwright: Python route handlers (``page.route``) only run while
         Playwright has control, and a request they hold would stall the page."""
@@ -128,6 +129,8 @@ class Lab:
         while time.time() < deadline:
             for session in self.api("/api/sessions"):
                 kernel = session.get("kernel") or {}
+                if name is not None and session.get("path") != name:
+                    continue
                 if kernel.get("execution_state") == "idle" and kernel.get("connections", 0) > 0:
                     return kernel["id"]
             if page is None:
@@ -259,7 +262,7 @@ def open_and_run(page, lab: Lab, name: str, workspace: str | None = None) -> str
     else:
         page.goto(lab.url(f"/lab/workspaces/{workspace}/tree/{name}" if workspace else f"/lab/tree/{name}"))
     page.locator(".jp-Notebook").wait_for(timeout=120_000)
-    kernel_id = lab.kernel_ready(page=page)
+    kernel_id = lab.kernel_ready(page=page, name=name)
     run_all_cells(page)
     return kernel_id
 

@@ -99,7 +99,7 @@ def ran(request, lab, offline) -> Ran:
     try:
         open_and_run(page, lab, path.name, workspace=path.stem)
         page.wait_for_function(ALL_RAN, timeout=300_000, polling=500)
-        kernel = Kernel(lab, lab.kernel_ready(page=page))  # after the run: it asks on the busy shell channel
+        kernel = Kernel(lab, lab.kernel_ready(page=page, name=path.name))  # after the run: it asks on the busy shell
         try:
             yield Ran(path, lab, page, kernel, blocked, problems)
         finally:
