@@ -12,11 +12,14 @@ case "${1:-}" in
   unit | engine | e2e)
     tier=$1
     shift
+    workers=(-n 2 --dist loadgroup)  # two workers on two cores, one torch thread each
+    [ "$tier" = e2e ] && workers=()  # one worker's JupyterLab and Chromium anyway (several processes of their own)
     # shellcheck disable=SC2046  # the tier's files, one word each
-    exec $PY -m pytest -q -m "$tier" --durations=25 $($PY tests/tiers.py "$tier") "$@"
+    exec $PY -m pytest -q -m "$tier" "${workers[@]}" --durations=25 $($PY tests/tiers.py "$tier") "$@"
     ;;
 esac
 $PY -m ruff check .
 $PY -m ruff format --check .
 (cd js && npx --no-install tsc --noEmit && npx --no-install vitest run)
-$PY -m pytest -q --durations=25 --durations-file=artifacts/durations.txt "$@"
+# every e2e test on one worker (its xdist_group), the other tests spread over both
+$PY -m pytest -q -n 2 --dist loadgroup --durations=25 --durations-file=artifacts/durations.txt "$@"
