@@ -14,6 +14,7 @@ from tiers import (  # noqa: F401  (the tiers and the durations file: tests/tier
     pytest_runtest_logreport,
     pytest_runtest_teardown,
     pytest_sessionfinish,
+    pytest_xdist_make_scheduler,
 )
 
 VOCAB = 64

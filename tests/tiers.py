@@ -61,6 +61,29 @@ def file_tier(name: str) -> str:
     return TIER_OF_FILE.get(name) or ("e2e" if name.startswith("test_browser_") else "engine")
 
 
+def nodeid_tier_is_e2e(nodeid: str) -> bool:
+    """Whether the test ``nodeid`` is e2e, from its name alone (the xdist controller has no items)."""
+    path, _, test = nodeid.partition("::")
+    name = path.rsplit("/", 1)[-1]
+    own = TESTS.get(f"{name}::{test.split('[')[0]}")
+    return (own or file_tier(name)) == "e2e"
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """Every e2e test on one worker (one JupyterLab, one Chromium; they are sent first, being the largest unit), the
+    others spread test by test. (xdist's own ``xdist_group`` does nothing under pytest 9.2: it renames
+    ``item._nodeid``, which pytest no longer reads.)"""
+    if config.getvalue("dist") not in ("load", "loadgroup"):
+        return None  # another --dist asked for
+    from xdist.scheduler import LoadScopeScheduling
+
+    class E2EOnOneWorker(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return E2E_GROUP if nodeid_tier_is_e2e(nodeid) else nodeid
+
+    return E2EOnOneWorker(config, log)
+
+
 def is_e2e(item: pytest.Item | None) -> bool:
     return item is not None and item.get_closest_marker("e2e") is not None
 
