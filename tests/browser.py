@@ -3,6 +3,7 @@ second client on the notebook's own kernel to read Python state back."""
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import signal
@@ -63,9 +64,16 @@ def notebook(cells: list[str]) -> dict:
     }
 
 
+#: the session's JupyterLab: every cell in the DOM (JupyterLab 4 otherwise renders only the cells near the
+#: viewport) and widget state saved with a notebook (tests/test_browser_saved_state.py)
+LAB_SETTINGS = {
+    "@jupyterlab/notebook-extension/tracker": {"windowingMode": "none"},
+    "@jupyter-widgets/jupyterlab-manager/plugin": {"saveState": True},
+}
+
+
 class Lab:
-    """A JupyterLab (or, with ``app="notebook"``, a Notebook 7) server started for a test, with a token, on
-    127.0.0.1 only."""
+    """A JupyterLab (or, with ``app="notebook"``, a Notebook 7) server with a token, on 127.0.0.1 only."""
 
     def __init__(self, root: Path, settings: dict[str, dict] | None = None, app: str = "jupyterlab") -> None:
         """``settings``: JupyterLab settings by plugin path, e.g. ``{"@jupyterlab/x-extension/plugin": {...}}``."""
@@ -111,8 +119,9 @@ class Lab:
                     raise RuntimeError(f"JupyterLab did not answer {path}; see {self.log.name}") from None
                 time.sleep(0.3)
 
-    def kernel_ready(self, timeout: float = 120, page=None) -> str:
-        """Wait until the notebook's kernel exists, is idle and has a connection; return its id.
+    def kernel_ready(self, timeout: float = 120, page=None, name: str | None = None) -> str:
+        """Wait until the kernel of notebook ``name`` (of any notebook, without it) exists, is idle and has a
+        connection; return its id. In a shared JupyterLab other notebooks' kernels may be open: name it.
 
         With ``page``, wait through Playwright: Python route handlers (``page.route``) only run while
         Playwright has control, and a request they hold would stall the page."""
@@ -120,6 +129,8 @@ class Lab:
         while time.time() < deadline:
             for session in self.api("/api/sessions"):
                 kernel = session.get("kernel") or {}
+                if name is not None and session.get("path") != name:
+                    continue
                 if kernel.get("execution_state") == "idle" and kernel.get("connections", 0) > 0:
                     return kernel["id"]
             if page is None:
@@ -176,16 +187,64 @@ class Kernel:
         self.client.stop_channels()
 
 
-@contextmanager
-def chromium() -> Iterator:
-    from playwright.sync_api import sync_playwright
+class SharedChromium:
+    """One headless Chromium for a whole test session, started when first asked for.
 
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
+    ``close`` ends it: the tiers (``tests/tiers.py``) do so when the run leaves the e2e tests, because while
+    Playwright's sync API is open it keeps an asyncio loop running in this thread (``asyncio.run`` then refuses)."""
+
+    def __init__(self) -> None:
+        self._playwright = self._browser = None
+
+    def browser(self):
+        if self._browser is None:
+            from playwright.sync_api import sync_playwright
+
+            self._playwright = sync_playwright().start()
+            self._browser = self._playwright.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
+        return self._browser
+
+    def close(self) -> None:
+        playwright, browser, self._playwright, self._browser = self._playwright, self._browser, None, None
+        if playwright is not None:
+            try:
+                browser.close()
+            finally:
+                playwright.stop()
+
+
+SHARED = SharedChromium()
+atexit.register(SHARED.close)
+
+
+class Pages:
+    """The pages and contexts a test opens in the shared Chromium, all closed by ``close``."""
+
+    def __init__(self, browser) -> None:
+        self.browser, self.opened = browser, []
+
+    def new_page(self, **options):
+        self.opened.append(self.browser.new_page(**options))
+        return self.opened[-1]
+
+    def new_context(self, **options):
+        self.opened.append(self.browser.new_context(**options))
+        return self.opened[-1]
+
+    def close(self) -> None:
+        for each in reversed(self.opened):
+            each.close()
+        self.opened.clear()
+
+
+@contextmanager
+def chromium() -> Iterator[Pages]:
+    """New pages in the session's Chromium (``SHARED``), closed at the end of the ``with``."""
+    pages = Pages(SHARED.browser())
+    try:
+        yield pages
+    finally:
+        pages.close()
 
 
 def run_all_cells(page) -> None:
@@ -203,35 +262,40 @@ def open_and_run(page, lab: Lab, name: str, workspace: str | None = None) -> str
     else:
         page.goto(lab.url(f"/lab/workspaces/{workspace}/tree/{name}" if workspace else f"/lab/tree/{name}"))
     page.locator(".jp-Notebook").wait_for(timeout=120_000)
-    kernel_id = lab.kernel_ready(page=page)
+    kernel_id = lab.kernel_ready(page=page, name=name)
     run_all_cells(page)
     return kernel_id
 
 
 @contextmanager
-def notebook_page(
-    root: Path, name: str, cells: list[str], ready: str, height: int, timeout: float = 180_000
-) -> Iterator:
-    """A JupyterLab on ``root`` with notebook ``name`` of ``cells`` opened and run in Chromium (1400 px wide,
-    ``height`` high); once the CSS selector ``ready`` shows, yields ``(page, kernel, errors)``: the page, a client
-    on its kernel and the page errors seen. Everything is stopped afterwards."""
-    require_browser()
-    (root / name).write_text(json.dumps(notebook(cells)))
-    lab = Lab(root)
-    try:
-        with chromium() as browser:
-            page = browser.new_page(viewport={"width": 1400, "height": height})
-            errors: list[str] = []
-            page.on("pageerror", lambda e: errors.append(f"page error: {e}"))
-            kernel_id = open_and_run(page, lab, name)
+def notebook_page(lab: Lab, name: str, cells: list[str], ready: str, height: int, timeout: float = 180_000) -> Iterator:
+    """Notebook ``name`` of ``cells`` opened in ``lab`` (the session's, ``tests/conftest.py``) in its own workspace
+    and run in Chromium (1400 px wide, ``height`` high); once the CSS selector ``ready`` shows, yields
+    ``(page, kernel, errors)``: the page, a client on its kernel and the page errors seen. Its kernel and page are
+    closed afterwards."""
+    (lab.root / name).write_text(json.dumps(notebook(cells)))
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 1400, "height": height})
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(f"page error: {e}"))
+        try:
+            kernel_id = open_and_run(page, lab, name, workspace=Path(name).stem)
             page.locator(ready).first.wait_for(timeout=timeout)
             kernel = Kernel(lab, kernel_id)
             try:
                 yield page, kernel, errors
             finally:
                 kernel.close()
-    finally:
-        lab.close()
+        finally:
+            end_sessions(lab, name)
+
+
+def end_sessions(lab: Lab, name: str | None = None) -> None:
+    """Shut the kernel of notebook ``name`` (of every notebook without it) down: the next one gets the cores."""
+    for session in lab.api("/api/sessions"):
+        if name is None or session.get("path") == name:
+            request = urllib.request.Request(lab.url(f"/api/sessions/{session['id']}"), method="DELETE")
+            urllib.request.urlopen(request, timeout=30).close()
 
 
 def screenshot(target, name: str) -> Path:

@@ -7,6 +7,15 @@ import copy
 import pytest
 import torch
 import transformers as T
+from tiers import (  # noqa: F401  (the tiers and the durations file: tests/tiers.py)
+    pytest_addoption,
+    pytest_collection_modifyitems,
+    pytest_configure,
+    pytest_runtest_logreport,
+    pytest_runtest_teardown,
+    pytest_sessionfinish,
+    pytest_xdist_make_scheduler,
+)
 
 VOCAB = 64
 WORDS = ["<unk>", "<bos>"] + [f"w{i}" for i in range(VOCAB - 2)]
@@ -97,3 +106,58 @@ def long_context_model(n_positions: int = 2048, n_layer: int = 2, n_head: int = 
     torch.manual_seed(0)
     config = T.GPT2Config(vocab_size=VOCAB, n_positions=n_positions, n_embd=32, n_layer=n_layer, n_head=n_head)
     return rw.load(T.GPT2LMHeadModel(config).eval(), tokenizer=word_tokenizer())
+
+
+def _state(model) -> dict:
+    """What a test that only reads the shared demo model must leave as it was: its weights (their version and a
+    checksum), the hooks on its modules and its reference."""
+    hf = model.hf
+    return {
+        "weights_version": model.weights_version(),
+        "checksum": [float(p.detach().double().sum()) for p in hf.state_dict().values()],
+        "hooks": sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) for m in hf.modules()),
+        "reference": id(getattr(model, "reference", None)),
+    }
+
+
+_SHARED: dict = {}  # the shared demo model and its state when built
+
+
+@pytest.fixture(scope="session")
+def demo():
+    """The demo model, shared by every test that only reads it (a test that changes it takes ``fresh_demo``):
+    after each test its weights, hooks and reference are checked unchanged."""
+    import repwidget as rw
+
+    model = rw.demo_model()
+    _SHARED.update(model=model, state=_state(model))
+    yield model
+    _SHARED.clear()
+
+
+@pytest.fixture(autouse=True)
+def _shared_demo_unchanged(request):
+    yield
+    if _SHARED and _state(_SHARED["model"]) != _SHARED["state"]:
+        _SHARED["state"] = _state(_SHARED["model"])  # one failure names the test, the next ones do not repeat it
+        pytest.fail(f"{request.node.nodeid} changed the shared demo model: give it `fresh_demo`", pytrace=False)
+
+
+@pytest.fixture
+def fresh_demo():
+    """A demo model of the test's own, to change."""
+    import repwidget as rw
+
+    return rw.demo_model()
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory):
+    """One JupyterLab for the session's JupyterLab tests: each opens its own notebook in its own workspace (and
+    its own page of the shared Chromium, ``browser.chromium``)."""
+    from browser import LAB_SETTINGS, Lab, require_browser
+
+    require_browser()
+    server = Lab(tmp_path_factory.mktemp("lab"), settings=LAB_SETTINGS)
+    yield server
+    server.close()

@@ -30,9 +30,8 @@ gx""",
 
 
 @pytest.fixture(scope="module")
-def lab_page(tmp_path_factory):
-    root = tmp_path_factory.mktemp("lab")
-    with notebook_page(root, "continuation.ipynb", CELLS, ".rw-continuation-view", height=1400) as opened:
+def lab_page(lab):
+    with notebook_page(lab, "continuation.ipynb", CELLS, ".rw-continuation-view", height=1400) as opened:
         yield opened
 
 

@@ -6,7 +6,7 @@ import json
 import re
 
 import pytest
-from browser import Kernel, Lab, chromium, notebook, open_and_run, require_browser, screenshot
+from browser import Kernel, chromium, end_sessions, notebook, open_and_run, screenshot
 
 CELLS = [
     """import repwidget as rw
@@ -60,18 +60,15 @@ bx""",
 
 
 @pytest.fixture(scope="module")
-def lab_page(tmp_path_factory):
-    require_browser()
-    root = tmp_path_factory.mktemp("lab")
-    (root / "explorer.ipynb").write_text(json.dumps(notebook(CELLS)))
-    lab = Lab(root)
-    try:
-        with chromium() as browser:
-            page = browser.new_page(viewport={"width": 1400, "height": 1800})
-            dialogs: list[str] = []
-            page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-            page.on("pageerror", lambda e: dialogs.append(f"page error: {e}"))
-            kernel_id = open_and_run(page, lab, "explorer.ipynb")
+def lab_page(lab):
+    (lab.root / "explorer.ipynb").write_text(json.dumps(notebook(CELLS)))
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 1400, "height": 1800})
+        dialogs: list[str] = []
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        page.on("pageerror", lambda e: dialogs.append(f"page error: {e}"))
+        try:
+            kernel_id = open_and_run(page, lab, "explorer.ipynb", workspace="explorer")
             page.locator(".rw-root").nth(4).locator(".rw-probes-view .rw-token").first.wait_for(timeout=180_000)
             page.locator(".rw-root").nth(7).wait_for(timeout=60_000)
             page.locator(".vega-embed svg").first.wait_for(timeout=60_000)
@@ -80,8 +77,8 @@ def lab_page(tmp_path_factory):
                 yield page, kernel, dialogs
             finally:
                 kernel.close()
-    finally:
-        lab.close()
+        finally:
+            end_sessions(lab, "explorer.ipynb")
 
 
 def _explorer(page, index: int):

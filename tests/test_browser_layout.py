@@ -7,10 +7,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from browser import Kernel, Lab, chromium, notebook, open_and_run, require_browser, screenshot
+from browser import Kernel, chromium, end_sessions, notebook, open_and_run, screenshot
 from ui_checks import hidden_by, scroll_to_top, settled
 
-SETTINGS = {"@jupyterlab/notebook-extension:tracker": {"windowingMode": "none"}}
 CELLS = [
     """import random
 import repwidget as rw
@@ -48,23 +47,20 @@ RECORD = """(root) => {
 
 
 @pytest.fixture(scope="module")
-def laptop(tmp_path_factory):
-    require_browser()
-    root = tmp_path_factory.mktemp("layout")
-    (root / "layout.ipynb").write_text(json.dumps(notebook(CELLS)))
-    lab = Lab(root, settings=SETTINGS)
-    try:
-        with chromium() as browser:
-            page = browser.new_page(viewport={"width": 1366, "height": 768})
-            kernel_id = open_and_run(page, lab, "layout.ipynb")
+def laptop(lab):
+    (lab.root / "layout.ipynb").write_text(json.dumps(notebook(CELLS)))
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 1366, "height": 768})
+        try:
+            kernel_id = open_and_run(page, lab, "layout.ipynb", workspace="layout")
             page.locator(".rw-root").nth(2).locator("[data-rw-predictions] tr td").first.wait_for(timeout=240_000)
             kernel = Kernel(lab, kernel_id)
             try:
                 yield page, kernel
             finally:
                 kernel.close()
-    finally:
-        lab.close()
+        finally:
+            end_sessions(lab, "layout.ipynb")
 
 
 def test_a_click_and_its_effect_on_one_laptop_screen_with_the_busy_state_where_it_happened(laptop):

@@ -19,8 +19,8 @@ ex""",
 
 
 @pytest.fixture(scope="module")
-def lab_page(tmp_path_factory):
-    with notebook_page(tmp_path_factory.mktemp("lab"), "nnsight.ipynb", CELLS, ".rw-root", height=1800) as opened:
+def lab_page(lab):
+    with notebook_page(lab, "nnsight.ipynb", CELLS, ".rw-root", height=1800) as opened:
         yield opened
 
 

@@ -1,5 +1,8 @@
-"""Every shipped notebook run in JupyterLab in headless Chromium with the network cut: each cell runs,
-each chart is drawn (Vega inlined, no CDN), and nothing but 127.0.0.1 is ever asked for."""
+"""Every shipped notebook run once, in JupyterLab in headless Chromium with the network cut, then checked three
+ways on that one run: its outputs (no error, the insights it promises, every exercise's check on its blank answer),
+its charts drawn (Vega inlined, no CDN) with nothing but 127.0.0.1 asked for and no console error, and every widget
+read as a workshop room sees it: light and dark, on a 1366x768 laptop and a 1920x1080 screen, every text at WCAG AA
+contrast (4.5:1), each screenshotted (artifacts/e2e/ui-*.png)."""
 
 from __future__ import annotations
 
@@ -7,18 +10,17 @@ import json
 import re
 import shutil
 import time
-import urllib.request
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
-from browser import ARTIFACTS, Kernel, Lab, chromium, notebook, open_and_run, require_browser, screenshot
+from browser import ARTIFACTS, Kernel, Lab, chromium, end_sessions, notebook, open_and_run, screenshot
+from notebook_outputs import NOTEBOOKS, check_outputs, committed_without_outputs
+from ui_checks import contrast, scroll_to_top, set_theme, worst
 
-NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
 #: the notebooks that draw altair charts (the quickstart and 05, on the real model, show widgets and tables only)
 CHARTED = {"01_attention_and_induction", "02_logit_lens_and_ioi", "03_probes_and_steering", "04_sae_features"}
-#: every cell in the DOM (JupyterLab 4 otherwise renders only the cells near the viewport)
-SETTINGS = {"@jupyterlab/notebook-extension:tracker": {"windowingMode": "none"}}
 #: each code cell's prompt: "[3]:" ran, "[*]:" queued or running, "[ ]:" not run
 PROMPTS = "() => [...document.querySelectorAll('.jp-Notebook .jp-CodeCell .jp-InputPrompt')].map(p => p.textContent)"
 #: Run All has finished: some cell ran, none is queued or running
@@ -44,17 +46,29 @@ CHARTS_DRAWN = """() => [...document.querySelectorAll('.jp-OutputArea-output .ve
   }
   return painted > 100;
 }).length"""
+SIZES = ((1366, 768), (1920, 1080))
+THEMES = {"light": "JupyterLab Light", "dark": "JupyterLab Dark"}
+#: every widget's views have painted (the predictions, where there are any, hold rows)
+PAINTED = """() => [...document.querySelectorAll('.rw-root')].every(r =>
+  !r.querySelector('[data-rw-predictions]') || r.querySelector('[data-rw-predictions] tr td'))"""
+
+
+@dataclass
+class Ran:
+    """A shipped notebook after Run All in the session's JupyterLab: its page (still open), a client on its
+    kernel, and what the page reported (console errors, page errors, HTTP errors) since it opened."""
+
+    path: Path
+    lab: Lab
+    page: object
+    kernel: Kernel
+    blocked: list[str]
+    problems: list[str] = field(default_factory=list)
 
 
 @pytest.fixture(scope="module")
-def offline_lab(tmp_path_factory):
-    """One JupyterLab for every notebook, and one Chromium context in which every request that is not
-    to 127.0.0.1 is aborted and recorded."""
-    require_browser()
-    root = tmp_path_factory.mktemp("notebooks")
-    for path in NOTEBOOKS:
-        shutil.copyfile(path, root / path.name)
-    lab = Lab(root, settings=SETTINGS)
+def offline(lab):
+    """A Chromium context in which every request that is not to 127.0.0.1 is aborted and recorded."""
     blocked: list[str] = []
 
     def only_loopback(route) -> None:
@@ -65,56 +79,104 @@ def offline_lab(tmp_path_factory):
             blocked.append(url)
             route.abort()
 
-    try:
-        with chromium() as browser:
-            context = browser.new_context(viewport={"width": 1400, "height": 1000})
-            context.route("**/*", only_loopback)
-            yield lab, context, blocked
-            context.close()
-    finally:
-        lab.close()
+    with chromium() as browser:
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        context.route("**/*", only_loopback)
+        yield context, blocked
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_runs_and_draws_its_charts_offline(offline_lab, path):
-    lab, context, blocked = offline_lab
+@pytest.fixture(scope="module", params=NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def ran(request, lab, offline) -> Ran:
+    """Each shipped notebook run once (pytest runs every test of one notebook before the next one starts)."""
+    path: Path = request.param
+    context, blocked = offline
+    shutil.copyfile(path, lab.root / path.name)
     page = context.new_page()
     problems: list[str] = []
     page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
     page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
     page.on("response", lambda r: problems.append(f"HTTP {r.status}: {r.url}") if r.status >= 400 else None)
-    open_and_run(page, lab, path.name, workspace=path.stem)
-    kernel = None
     try:
+        open_and_run(page, lab, path.name, workspace=path.stem)
         page.wait_for_function(ALL_RAN, timeout=300_000, polling=500)
-        kernel = Kernel(lab, lab.kernel_ready(page=page))  # after the run: it asks on the busy shell channel
-        prompts = page.evaluate(PROMPTS)
-        assert all(re.fullmatch(r"\[\d+\]:", p) for p in prompts), f"cells that did not run: {prompts}"
-        assert kernel.run("import sys; print(getattr(sys, 'last_value', None))").strip() == "None"
-        shown = int(kernel.run(CHARTS_SHOWN))
-        if path.stem in CHARTED:
-            assert shown >= 2, "every workshop notebook with charts draws them"
-        deadline = time.time() + 120  # the charts are drawn, or one asked the network (for Vega, say)
-        while page.evaluate(CHARTS_DRAWN) < shown and not blocked and time.time() < deadline:
-            page.wait_for_timeout(500)
-        assert not blocked, f"requests to other hosts than 127.0.0.1: {blocked}"
-        assert FAILED not in page.inner_text("body")
-        assert page.evaluate(CHARTS_DRAWN) == shown
-        _full_page_screenshot(page, f"notebook-{path.stem}-offline")
-        for i, chart in enumerate(page.locator(".jp-OutputArea-output .vega-embed").all()):
-            screenshot(chart, f"notebook-{path.stem}-chart-{i + 1}")
-        assert not blocked, f"requests to other hosts than 127.0.0.1: {blocked}"
-        assert not problems, problems
-    finally:
-        if kernel is not None:
+        kernel = Kernel(lab, lab.kernel_ready(page=page, name=path.name))  # after the run: it asks on the busy shell
+        try:
+            yield Ran(path, lab, page, kernel, blocked, problems)
+        finally:
             kernel.close()
-        _end_sessions(lab)
+    finally:
+        end_sessions(lab, path.name)  # the next notebook gets the cores to itself
         page.close()
 
 
-def test_own_prompt_of_unknown_words_warns_in_the_explorer(offline_lab):
+def test_notebook_runs_top_to_bottom(ran):
+    """Its outputs, as JupyterLab saves them with the notebook."""
+    import nbformat
+
+    committed_without_outputs(ran.path)
+    saved = ran.lab.root / ran.path.name
+    before = saved.stat().st_mtime_ns
+    ran.page.keyboard.press("Control+s")
+    deadline = time.time() + 60
+    while saved.stat().st_mtime_ns == before and time.time() < deadline:
+        ran.page.wait_for_timeout(300)
+    ran.page.wait_for_timeout(300)  # written whole
+    nb = nbformat.read(saved, as_version=4)
+    assert any(c.get("outputs") for c in nb.cells if c.cell_type == "code"), "JupyterLab did not save the outputs"
+    check_outputs(ran.path.name, nb)
+
+
+def test_notebook_runs_and_draws_its_charts_offline(ran):
+    page, kernel, blocked, problems = ran.page, ran.kernel, ran.blocked, ran.problems
+    prompts = page.evaluate(PROMPTS)
+    assert all(re.fullmatch(r"\[\d+\]:", p) for p in prompts), f"cells that did not run: {prompts}"
+    assert kernel.run("import sys; print(getattr(sys, 'last_value', None))").strip() == "None"
+    shown = int(kernel.run(CHARTS_SHOWN))
+    if ran.path.stem in CHARTED:
+        assert shown >= 2, "every workshop notebook with charts draws them"
+    deadline = time.time() + 120  # the charts are drawn, or one asked the network (for Vega, say)
+    while page.evaluate(CHARTS_DRAWN) < shown and not blocked and time.time() < deadline:
+        page.wait_for_timeout(500)
+    assert not blocked, f"requests to other hosts than 127.0.0.1: {blocked}"
+    assert FAILED not in page.inner_text("body")
+    assert page.evaluate(CHARTS_DRAWN) == shown
+    _full_page_screenshot(page, f"notebook-{ran.path.stem}-offline")
+    for i, chart in enumerate(page.locator(".jp-OutputArea-output .vega-embed").all()):
+        screenshot(chart, f"notebook-{ran.path.stem}-chart-{i + 1}")
+    assert not blocked, f"requests to other hosts than 127.0.0.1: {blocked}"
+    assert not problems, problems
+
+
+def test_every_widget_reads_in_both_themes_at_laptop_and_desktop_sizes(ran):
+    page, stem = ran.page, ran.path.stem
+    page.set_viewport_size({"width": SIZES[0][0], "height": SIZES[0][1]})
+    measured: dict[str, list[dict]] = {}
+    page.wait_for_function(PAINTED, timeout=120_000, polling=500)
+    roots = page.locator(".rw-root")
+    page.mouse.move(1, 1)  # not hovering a token (that colours the tokens by attention)
+    try:
+        for theme, name in THEMES.items():
+            set_theme(page, name)
+            for width, height in SIZES:
+                page.set_viewport_size({"width": width, "height": height})
+                for i in range(roots.count()):
+                    scroll_to_top(page, roots.nth(i))
+                    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+                    page.screenshot(path=str(ARTIFACTS / f"ui-{stem}-{theme}-{width}x{height}-{i + 1}.png"))
+                    if (width, height) == SIZES[0]:
+                        measured[f"{theme} widget {i + 1}"] = contrast(roots.nth(i))
+    finally:
+        set_theme(page, THEMES["light"])
+    (ARTIFACTS / f"ui-{stem}-contrast.json").write_text(
+        json.dumps({k: worst(v, 20) for k, v in measured.items()}, indent=1)
+    )
+    failing = {key: [m for m in worst(values, 5) if m["ratio"] < 4.5] for key, values in measured.items()}
+    assert not any(failing.values()), failing
+
+
+def test_own_prompt_of_unknown_words_warns_in_the_explorer(lab, offline):
     """A learner's own sentence on the demo model: the words it does not know are named above the tokens."""
-    lab, context, _ = offline_lab
+    context, _ = offline
     own = (
         "import repwidget as rw\nrw.explore(rw.demo_model(), 'my favourite dinosaur is a stegosaurus that eats plants')"
     )
@@ -128,15 +190,8 @@ def test_own_prompt_of_unknown_words_warns_in_the_explorer(offline_lab):
         assert "UnknownWordsWarning" in page.locator(".jp-OutputArea").first.inner_text()  # and in Python
         screenshot(page.locator(".rw-root").first, "explorer-own-prompt-unknown-words")
     finally:
-        _end_sessions(lab)
+        end_sessions(lab, "own_prompt.ipynb")
         page.close()
-
-
-def _end_sessions(lab: Lab) -> None:
-    """Shut every notebook's kernel down: the next notebook gets the cores to itself."""
-    for session in lab.api("/api/sessions"):
-        request = urllib.request.Request(lab.url(f"/api/sessions/{session['id']}"), method="DELETE")
-        urllib.request.urlopen(request, timeout=30).close()
 
 
 def _full_page_screenshot(page, name: str) -> Path:

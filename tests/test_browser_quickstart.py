@@ -7,22 +7,20 @@ import re
 import shutil
 from pathlib import Path
 
-from browser import Kernel, Lab, chromium, open_and_run, require_browser, screenshot
+from browser import Kernel, chromium, end_sessions, open_and_run, screenshot
 
 QUICKSTART = Path(__file__).resolve().parents[1] / "notebooks" / "quickstart.ipynb"
 LOSS = "print(round(float(rw.analyses.token_losses(ex.run)[11:].mean()), 3))"
 
 
-def test_the_quickstart_clicks_break_copying_as_it_says(tmp_path):
+def test_the_quickstart_clicks_break_copying_as_it_says(lab):
     from playwright.sync_api import expect
 
-    require_browser()
-    shutil.copyfile(QUICKSTART, tmp_path / "quickstart.ipynb")
-    lab = Lab(tmp_path)
+    shutil.copyfile(QUICKSTART, lab.root / "quickstart-clicks.ipynb")
     try:
         with chromium() as browser:
             page = browser.new_page(viewport={"width": 1400, "height": 1600})
-            kernel = Kernel(lab, open_and_run(page, lab, "quickstart.ipynb"))
+            kernel = Kernel(lab, open_and_run(page, lab, "quickstart-clicks.ipynb", workspace="quickstart-clicks"))
             try:
                 root = page.locator(".rw-root").first
                 root.locator(".rw-iv").first.wait_for(timeout=120_000)  # the second cell ablated head 1.0
@@ -74,4 +72,4 @@ def test_the_quickstart_clicks_break_copying_as_it_says(tmp_path):
             finally:
                 kernel.close()
     finally:
-        lab.close()
+        end_sessions(lab, "quickstart-clicks.ipynb")

@@ -12,24 +12,21 @@ from __future__ import annotations
 import json
 import time
 
-from browser import Lab, chromium, notebook, open_and_run, require_browser
+from browser import chromium, end_sessions, notebook, open_and_run
 
 CELL = """import repwidget as rw
 ex = rw.explore(rw.demo_model(), "the capital of france is", [rw.Ablate(0, head=0)])
 ex.embed()
 ex"""
-SAVE_STATE = {"@jupyter-widgets/jupyterlab-manager/plugin": {"saveState": True}}
 
 
-def test_jupyterlab_saves_the_embedded_answers_with_the_notebook(tmp_path):
-    require_browser()
-    path = tmp_path / "saved.ipynb"
+def test_jupyterlab_saves_the_embedded_answers_with_the_notebook(lab):
+    path = lab.root / "saved.ipynb"
     path.write_text(json.dumps(notebook([CELL])))
-    lab = Lab(tmp_path, settings=SAVE_STATE)
     try:
         with chromium() as browser:
             page = browser.new_page(viewport={"width": 1400, "height": 1400})
-            open_and_run(page, lab, "saved.ipynb")
+            open_and_run(page, lab, "saved.ipynb", workspace="saved")
             page.locator('.rw-root [data-rw-column="intervened"] tr').nth(1).wait_for(timeout=60_000)
             page.keyboard.press("Control+s")
             deadline, saved = time.time() + 30, {}
@@ -37,7 +34,7 @@ def test_jupyterlab_saves_the_embedded_answers_with_the_notebook(tmp_path):
                 time.sleep(0.5)
                 saved = json.loads(path.read_text())
     finally:
-        lab.close()
+        end_sessions(lab, "saved.ipynb")
     state = saved["metadata"]["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
     ours = [m["state"] for m in state.values() if m["state"].get("_anywidget_id", "").endswith("Explorer")]
     assert len(ours) == 1, [m["state"].get("_anywidget_id") for m in state.values()]

@@ -84,10 +84,10 @@ def test_layer_measures_chart_renders_offline_one_panel_per_measure():
     assert svg.startswith("<svg") and all(title in svg for title in ("effective rank", "prompt entropy (nats)"))
 
 
-def test_geometry_charts_link_to_the_explorers_layer():
+def test_geometry_charts_link_to_the_explorers_layer(demo):
     from repwidget.analyses import LayerMeasures
 
-    ex = rw.explore(rw.demo_model(), "review : the film was superb .")
+    ex = rw.explore(demo, "review : the film was superb .")
     four = torch.arange(4.0)
     measures = LayerMeasures(four, four, None, four, four, None, None, 4)
     charts = [rw.charts.similarity_heatmap(torch.eye(4)), rw.charts.probe_accuracy(_FakeProbes())]

@@ -12,11 +12,6 @@ from repwidget.demo import tasks
 from repwidget.demo.evaluate import accuracy
 
 
-@pytest.fixture(scope="module")
-def demo():
-    return rw.demo_model()
-
-
 def test_demo_model_is_a_plain_hf_directory(demo):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -13,8 +13,8 @@ from repwidget.demo.tasks import MONTHS
 
 
 @pytest.fixture(scope="module")
-def model():
-    return rw.demo_model()
+def model(demo):
+    return demo
 
 
 @pytest.mark.parametrize("bad", [None, (9, 0), (0,), "0.0", (True, 0), (0.0, 1)])

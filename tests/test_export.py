@@ -18,8 +18,8 @@ PROMPT = "one two three four five one two three four"
 
 
 @pytest.fixture(scope="module")
-def explorer():
-    model = rw.demo_model()
+def explorer(demo):
+    model = demo
     sae = rw.demo.demo_sae()
     texts = [e.text for e in rw.demo.dataset("cycles", 20)]
     ex = rw.explore(model, PROMPT, [rw.Ablate(1, head=2)], saes=[sae], texts=texts)

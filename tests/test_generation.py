@@ -17,11 +17,6 @@ FOUR = ["gpt2", "llama", "neox_sequential", "gemma2", "qwen3"]  # gemma2: soft-c
 
 
 @pytest.fixture(scope="module")
-def demo() -> rw.Model:
-    return rw.demo_model()
-
-
-@pytest.fixture(scope="module")
 def models() -> dict[str, tuple[torch.nn.Module, rw.Model]]:
     out = {}
     for name in FOUR:

@@ -34,11 +34,6 @@ LOOKALIKES = [
 
 
 @pytest.fixture(scope="module")
-def demo():
-    return rw.demo_model()
-
-
-@pytest.fixture(scope="module")
 def demo_sae():
     return rw.demo.demo_sae()
 

@@ -29,8 +29,8 @@ def ns(ip):
     ip.user_ns.update(saved)
 
 
-def test_line_magic_explores_the_notebooks_model(ip, ns):
-    model = rw.demo_model()
+def test_line_magic_explores_the_notebooks_model(ip, ns, demo):
+    model = demo
     ns["model"] = model
     ex = ip.run_line_magic("explore", "-o saved -i '[rw.Ablate(1, head=2)]' the capital of france is")
     assert isinstance(ex, rw.Explorer) and ex.model is model and ns["saved"] is ex
@@ -39,15 +39,15 @@ def test_line_magic_explores_the_notebooks_model(ip, ns):
     assert ex.mode == "zero"
 
 
-def test_without_a_model_variable_the_demo_model_is_used(ip, ns):
+def test_without_a_model_variable_the_demo_model_is_used(ip, ns, demo):
     ns.pop("model", None)
     ex = ip.run_line_magic("explore", "--mode mean two days after monday is")
-    assert ex.model.n_layers == rw.demo_model().n_layers and ex.mode == "mean"
+    assert ex.model.n_layers == demo.n_layers and ex.mode == "mean"
     assert ex.run.tokens[-1] == "is"
 
 
-def test_cell_magic_takes_the_cell_as_the_prompt(ip, ns):
-    ns["small"] = rw.demo_model()
+def test_cell_magic_takes_the_cell_as_the_prompt(ip, ns, demo):
+    ns["small"] = demo
     sae = rw.demo.demo_sae()
     ns["sae"] = sae
     ex = ip.run_cell_magic("explore", "-m small --sae sae", "one two three\none two three\n")
@@ -71,16 +71,16 @@ def test_cell_magic_takes_the_cell_as_the_prompt(ip, ns):
         ("--bogus hello", "unrecognized arguments"),
     ],
 )
-def test_bad_input_is_a_usage_error_that_says_what(ip, ns, line, message):
-    ns["model"] = rw.demo_model()
+def test_bad_input_is_a_usage_error_that_says_what(ip, ns, line, message, demo):
+    ns["model"] = demo
     with pytest.raises(UsageError, match=message):
         ip.run_line_magic("explore", line)
 
 
-def test_a_run_is_displayed_as_its_explorer(ip, ns):
+def test_a_run_is_displayed_as_its_explorer(ip, ns, demo):
     import ipywidgets
 
-    model = rw.demo_model()
+    model = demo
     run = model.run("one two three one two", interventions=[rw.Ablate(0, head=0)])
     data, _ = ip.display_formatter.format(run)
     widget = ipywidgets.Widget.widgets[data[WIDGET]["model_id"]]
@@ -98,8 +98,7 @@ def test_a_run_is_displayed_as_its_explorer(ip, ns):
 # -- issue 13: literal prompts, -o that hides nothing, pickles and meta models as usage errors --
 
 
-def test_the_prompt_is_taken_literally(ip, ns):
-    demo = rw.demo_model()
+def test_the_prompt_is_taken_literally(ip, ns, demo):
     ns.update(model=demo, day="monday", calls=[])
     ns["note"] = lambda: ns["calls"].append(1) or "monday"
     for prompt in ("the day after {day} is", "the day after $day is", "the day after {note()} is"):
@@ -114,16 +113,16 @@ def test_the_prompt_is_taken_literally(ip, ns):
     "name", ["get_ipython", "exit", "quit", "In", "Out", "_", "_ih", "__builtins__", "_private", "print", "len",
              "class", "not-a-name", "1x", "a.b"],
 )  # fmt: skip
-def test_out_refuses_names_that_would_hide_ipythons_or_pythons(ip, ns, name):
-    ns["model"] = rw.demo_model()
+def test_out_refuses_names_that_would_hide_ipythons_or_pythons(ip, ns, name, demo):
+    ns["model"] = demo
     before = {key: ns.get(key) for key in ("get_ipython", "exit", "In", "Out", "_", name)}
     with pytest.raises(UsageError, match=r"%explore -o .*(belongs to IPython|built-in|not a variable name)"):
         ip.run_line_magic("explore", f"-o '{name}' one two")
     assert all(ns.get(key) is value for key, value in before.items())
 
 
-def test_out_takes_an_ordinary_name(ip, ns):
-    ns["model"] = rw.demo_model()
+def test_out_takes_an_ordinary_name(ip, ns, demo):
+    ns["model"] = demo
     ex = ip.run_line_magic("explore", "-o my_view one two")
     assert ns["my_view"] is ex
 

@@ -20,11 +20,6 @@ CORRUPTED = "when mary and john went to the store , mary gave a drink to"
 
 
 @functools.cache
-def demo() -> rw.Model:
-    return rw.demo_model()
-
-
-@functools.cache
 def gpt2() -> rw.Model:
     return rw.load(build("gpt2"))
 
@@ -114,8 +109,8 @@ def test_attribution_patching_is_the_first_order_term_computed_by_hand():
     assert all(p.grad is None for p in hf.parameters())  # nothing left on the user's weights
 
 
-def test_attribution_tracks_exact_patching_on_the_demo_ioi_prompt():
-    model = demo()
+def test_attribution_tracks_exact_patching_on_the_demo_ioi_prompt(demo):
+    model = demo
     metric = rw.patching.logit_diff(model, "mary", "john")
     for site in ("heads", "attn_out"):
         exact = rw.patching.sweep(model, CLEAN, CORRUPTED, metric, site=site)
@@ -125,8 +120,8 @@ def test_attribution_tracks_exact_patching_on_the_demo_ioi_prompt():
     assert exact.clean > exact.corrupted  # the clean prompt's answer is mary
 
 
-def test_attribution_patching_works_with_gradients_turned_off_by_the_caller():
-    model = demo()
+def test_attribution_patching_works_with_gradients_turned_off_by_the_caller(demo):
+    model = demo
     metric = rw.patching.logit_diff(model, "mary", "john")
     expected = rw.patching.sweep(model, CLEAN, CORRUPTED, metric, site="heads", method="attribution")
     with torch.no_grad():  # as notebooks and benchmarks often run
@@ -134,8 +129,8 @@ def test_attribution_patching_works_with_gradients_turned_off_by_the_caller():
     torch.testing.assert_close(got.values, expected.values)
 
 
-def test_a_noising_sweep_patches_the_corrupted_run_into_the_clean_one():
-    model = demo()
+def test_a_noising_sweep_patches_the_corrupted_run_into_the_clean_one(demo):
+    model = demo
     metric = rw.patching.logit_diff(model, "mary", "john")
     sweep = rw.patching.sweep(model, CLEAN, CORRUPTED, metric, site="heads", direction="noise")
     patch = sweep.patch(1, 0)
@@ -147,8 +142,8 @@ def test_a_noising_sweep_patches_the_corrupted_run_into_the_clean_one():
     assert correlation > 0.5, float(correlation)  # first order is rougher when noising (0.65 here)
 
 
-def test_a_sweep_over_prompt_pairs_reports_the_mean_and_spread():
-    model = demo()
+def test_a_sweep_over_prompt_pairs_reports_the_mean_and_spread(demo):
+    model = demo
     metric = rw.patching.logit_diff(model, "mary", "john")
     one = rw.patching.sweep(model, CLEAN, CORRUPTED, metric, site="heads")
     two = rw.patching.sweep(model, [CLEAN, CLEAN], [CORRUPTED, CORRUPTED], metric, site="heads")
@@ -167,8 +162,8 @@ def test_a_sweep_over_prompt_pairs_reports_the_mean_and_spread():
     assert float(both.spread.max()) > 0
 
 
-def test_ablation_sweeps_use_mean_ablation_with_a_random_head_control():
-    model = demo()
+def test_ablation_sweeps_use_mean_ablation_with_a_random_head_control(demo):
+    model = demo
     metric = rw.patching.logit_diff(model, "mary", "john")
     shipped, model.reference = model.reference, None  # the demo model comes with reference texts: none here
     try:
@@ -188,8 +183,8 @@ def test_ablation_sweeps_use_mean_ablation_with_a_random_head_control():
     assert sweep.control_std > 0 and sweep.z.shape == (model.n_layers, model.n_heads)
 
 
-def test_hydra_direct_effect_of_zero_ablation_is_minus_the_heads_attribution():
-    model = demo()
+def test_hydra_direct_effect_of_zero_ablation_is_minus_the_heads_attribution(demo):
+    model = demo
     view = rw.patching.hydra(model, CLEAN, "mary", "john", mode="zero")
     dla = rw.analyses.direct_logit_attribution(model.run(CLEAN), model.tokenizer.convert_tokens_to_ids("mary"),
                                                model.tokenizer.convert_tokens_to_ids("john"))  # fmt: skip

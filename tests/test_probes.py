@@ -11,11 +11,6 @@ from repwidget.demo.evaluate import prompt
 
 
 @pytest.fixture(scope="module")
-def demo():
-    return rw.demo_model()
-
-
-@pytest.fixture(scope="module")
 def sentiment(demo):
     return rw.train_probes(demo, dataset("sentiment", 400))
 

@@ -11,11 +11,6 @@ from repwidget.views.panels import projector
 from repwidget.views.session import Session
 
 
-@pytest.fixture(scope="module")
-def demo():
-    return rw.demo_model()
-
-
 def _get(session, **args):
     args.setdefault("feature", 0)
     (reply, _), *_ = session.handle({"type": "get", "id": 1, "what": "projector", **args})

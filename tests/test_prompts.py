@@ -16,11 +16,6 @@ from conftest import word_tokenizer
 DINOSAUR = "my favourite dinosaur is a stegosaurus and it eats plants"  # 7 of 10 words unknown
 
 
-@pytest.fixture(scope="module")
-def demo():
-    return rw.demo_model()
-
-
 def test_a_mostly_unknown_prompt_warns_once_naming_the_words(demo):
     with pytest.warns(UnknownWordsWarning) as caught:
         run = demo.run(DINOSAUR)
@@ -67,8 +62,8 @@ def test_demo_vocabulary_is_what_the_demo_model_reads(demo):
         demo.to_ids(" ".join(words[:60]))
 
 
-def test_an_over_long_prompt_is_one_clear_error_without_transformers_log():
-    model = rw.demo_model()  # a fresh tokenizer: transformers logs its length warning once per tokenizer
+def test_an_over_long_prompt_is_one_clear_error_without_transformers_log(fresh_demo):
+    model = fresh_demo  # a fresh tokenizer: transformers logs its length warning once per tokenizer
     logged: list[str] = []
     handler = logging.Handler()
     handler.emit = lambda record: logged.append(record.getMessage())

@@ -283,8 +283,8 @@ def test_patch_positions_are_checked_before_any_work(gpt2):
         model.run(x, many)
 
 
-def test_a_chunked_sae_splice_equals_the_whole_one():
-    model = rw.demo_model()
+def test_a_chunked_sae_splice_equals_the_whole_one(demo):
+    model = demo
     sae = rw.demo.demo_sae()
     run = model.run("one two three four five six seven", capture=sae.hook)
     acts = run[sae.hook]
@@ -355,10 +355,10 @@ def test_the_views_work_with_a_vocabulary_of_five_tokens():
         assert reply["type"] == "reply", reply
 
 
-def test_code_for_an_sae_that_was_never_saved_is_python_that_says_so():
-    model = rw.demo_model()
-    demo = rw.demo.demo_sae()
-    sae = rw.SAE(demo.W_enc, demo.b_enc, demo.W_dec, demo.b_dec, architecture="topk", k=16, hook=demo.hook, name="mine")
+def test_code_for_an_sae_that_was_never_saved_is_python_that_says_so(demo):
+    model = demo
+    own = rw.demo.demo_sae()
+    sae = rw.SAE(own.W_enc, own.b_enc, own.W_dec, own.b_dec, architecture="topk", k=16, hook=own.hook, name="mine")
     ex = rw.explore(model, "one two three four", [rw.Ablate(sae=sae, feature=3)], saes=[sae])
     code = ex.code()
     compile(code, "code", "exec")

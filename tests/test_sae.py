@@ -14,11 +14,6 @@ from repwidget.sae.train import explained_variance
 HOOK = "blocks.2.hook_resid_pre"
 
 
-@pytest.fixture(scope="module")
-def demo():
-    return rw.demo_model()
-
-
 def _sae_lens(architecture: str, d_in: int = 128, d_sae: int = 96, seed: int = 0, **extra):
     """An SAE built and saved by sae_lens itself, with random (not initial) weights."""
     import sae_lens

@@ -12,11 +12,6 @@ from repwidget.interventions import MODES, kinds, to_json
 from conftest import build, ids
 
 
-@pytest.fixture(scope="module")
-def demo():
-    return rw.demo_model()
-
-
 def handle(ex, **content):
     """What the kernel answers to one message, as the widget would send it."""
     sent = []

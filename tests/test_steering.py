@@ -13,11 +13,6 @@ import repwidget as rw
 from architectures import build, matrix_ids
 
 
-@pytest.fixture(scope="module")
-def demo() -> rw.Model:
-    return rw.demo_model()
-
-
 def test_contrastive_is_the_difference_of_mean_activations(demo):
     positive = ["review : the food was great . verdict :", "review : the staff were lovely . verdict :"]
     negative = ["review : the food was awful . verdict :", "review : it was bad . verdict :", "verdict : bad"]

@@ -11,11 +11,6 @@ from repwidget.views.panels import attention, neurons, predictions
 from conftest import ids, long_context_model
 
 
-@pytest.fixture(scope="module")
-def demo():
-    return rw.demo_model()
-
-
 class Sent(list):
     """Records what a widget sends instead of sending it."""
 

@@ -12,11 +12,6 @@ from repwidget.views.panels import continuation
 PROMPT = "review : the food was great and the staff were lovely . verdict :"
 
 
-@pytest.fixture(scope="module")
-def demo():
-    return rw.demo_model()
-
-
 def stream(ex, which: int, stop: int = 0) -> list[dict]:
     """Ask for the continuation until it is done; every reply's payload (ids decoded)."""
     replies = []

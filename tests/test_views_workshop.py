@@ -19,11 +19,6 @@ from conftest import build, ids
 PROMPT = exercises.repeated_tokens(seed=1, length=10)
 
 
-@pytest.fixture(scope="module")
-def demo():
-    return rw.demo_model()
-
-
 def test_the_lens_answers_the_clean_run_too_when_there_are_interventions(demo):
     ex = rw.explore(demo, PROMPT)
     reply = ask(ex, type="get", what="lens", start=0, stop=8)[0][0]

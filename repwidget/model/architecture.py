@@ -187,6 +187,13 @@ def _scale(target: torch.Tensor, y: torch.Tensor, eps: float) -> float | None:
     return c if abs(c) > 1e-6 and _close(target, c * y, eps) else None
 
 
+def _short(scale: float) -> float:
+    """A fitted branch scale as the short decimal a config sets (Granite's 0.22), when it is one to float32
+    precision: the fit is exact only to that (and its last digits follow torch's thread count)."""
+    short = float(f"{scale:.6g}")
+    return short if abs(short - scale) <= 1e-6 * abs(scale) else scale
+
+
 def discover(model: nn.Module, vocab_size: int) -> Architecture:
     """Trace one forward pass of a few tokens (eager attention) and read off the model's parts."""
     config = model.config
@@ -264,9 +271,9 @@ def discover(model: nn.Module, vocab_size: int) -> Architecture:
         pattern_index=pattern_index,
         attn_proj=rel(attn_proj),
         attn_end=rel(attn_end),
-        attn_scale=attn_scale,
+        attn_scale=_short(attn_scale),
         mlp_end=rel(mlp_end),
-        mlp_scale=mlp_scale,
+        mlp_scale=_short(mlp_scale),
         mlp_down=None if mlp_down is None else rel(mlp_down),
         final_norm=final_norm,
         unembed=unembed_path,

@@ -17,7 +17,7 @@ import dataclasses
 import torch
 from torch import nn
 
-from .architecture import Architecture, UnsupportedModelError, _n_layers, discover, find_blocks
+from .architecture import Architecture, UnsupportedModelError, _n_layers, _short, discover, find_blocks
 
 #: the twin's size: layers, width of a head, vocabulary
 TWIN_LAYERS, TWIN_HEAD, TWIN_VOCAB = 2, 8, 128
@@ -124,13 +124,6 @@ def discover_weightless(model: nn.Module) -> Architecture:
         attn_scale=_short(arch.attn_scale),
         mlp_scale=_short(arch.mlp_scale),
     )
-
-
-def _short(scale: float) -> float:
-    """A branch scale fitted on the twin, as the short decimal a config sets (Granite's 0.22), when it is one to
-    float32 precision: the fit on random weights is exact only to that."""
-    short = float(f"{scale:.6g}")
-    return short if abs(short - scale) <= 1e-6 * abs(scale) else scale
 
 
 def _submodule(root: nn.Module, path: str) -> nn.Module | None:
