@@ -19,9 +19,8 @@ cx""",
 
 
 @pytest.fixture(scope="module")
-def lab_page(tmp_path_factory):
-    root = tmp_path_factory.mktemp("lab")
-    with notebook_page(root, "attribution.ipynb", CELLS, ".rw-patching-view", height=1800) as opened:
+def lab_page(lab):
+    with notebook_page(lab, "attribution.ipynb", CELLS, ".rw-patching-view", height=1800) as opened:
         yield opened
 
 
