@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ..placement import input_device
+from .fit import branch_scale, rounding_equal, short_decimal
 from .modes import eager_attention, eval_mode
 
 #: tokens in the tracing pass (a prime, so that no reshape of the activations is ambiguous)
@@ -170,30 +171,6 @@ def _flat(x: object, d_model: int, n: int) -> torch.Tensor | None:
     return t.detach().reshape(n, d_model).float()
 
 
-def _close(a: torch.Tensor, b: torch.Tensor, eps: float) -> bool:
-    """Equal up to the rounding of a sum computed in a dtype of machine epsilon ``eps``."""
-    scale = 1 + float(torch.maximum(a.abs().max(), b.abs().max()))
-    return torch.allclose(a, b, atol=max(1e-5, 8 * eps) * scale, rtol=max(1e-4, 8 * eps))
-
-
-def _scale(target: torch.Tensor, y: torch.Tensor, eps: float) -> float | None:
-    """``c`` with ``target == c * y`` (to the rounding of the activations' dtype), or None."""
-    norm = float(y.pow(2).sum())
-    if norm < 1e-12:
-        return None
-    c = float((target * y).sum()) / norm
-    if abs(c - 1) < 16 * eps:
-        c = 1.0  # a plain residual add, read in half precision
-    return c if abs(c) > 1e-6 and _close(target, c * y, eps) else None
-
-
-def _short(scale: float) -> float:
-    """A fitted branch scale as the short decimal a config sets (Granite's 0.22), when it is one to float32
-    precision: the fit is exact only to that (and its last digits follow torch's thread count)."""
-    short = float(f"{scale:.6g}")
-    return short if abs(short - scale) <= 1e-6 * abs(scale) else scale
-
-
 def discover(model: nn.Module, vocab_size: int) -> Architecture:
     """Trace one forward pass of a few tokens (eager attention) and read off the model's parts."""
     config = model.config
@@ -271,9 +248,9 @@ def discover(model: nn.Module, vocab_size: int) -> Architecture:
         pattern_index=pattern_index,
         attn_proj=rel(attn_proj),
         attn_end=rel(attn_end),
-        attn_scale=_short(attn_scale),
+        attn_scale=short_decimal(attn_scale),
         mlp_end=rel(mlp_end),
-        mlp_scale=_short(mlp_scale),
+        mlp_scale=short_decimal(mlp_scale),
         mlp_down=None if mlp_down is None else rel(mlp_down),
         final_norm=final_norm,
         unembed=unembed_path,
@@ -325,12 +302,14 @@ def _branches(r0, r2, inner, outputs, attn_call, d_model: int, n: int, eps: floa
         if any(torch.equal(x, t) for t in seen + earlier):
             continue
         # a new value of the residual stream's width: resid_mid = resid_pre + what attention added
-        ends = [(c, _scale(x - r0, y, eps)) for c, y in outputs if c.exit < call.enter and c.exit > attn_call.enter]
+        ends = [
+            (c, branch_scale(x - r0, y, eps)) for c, y in outputs if c.exit < call.enter and c.exit > attn_call.enter
+        ]
         ends = [(c, s) for c, s in ends if s is not None]
         if not ends:
             break
         attn_end, attn_scale = max(ends, key=lambda e: e[0].exit)
-        mlp_ends = [(c, _scale(r2 - x, y, eps)) for c, y in outputs if c.enter > call.enter]
+        mlp_ends = [(c, branch_scale(r2 - x, y, eps)) for c, y in outputs if c.enter > call.enter]
         mlp_ends = [(c, s) for c, s in mlp_ends if s is not None]
         if mlp_ends:
             mlp_end, mlp_scale = max(mlp_ends, key=lambda e: e[0].exit)
@@ -352,7 +331,7 @@ def _branches(r0, r2, inner, outputs, attn_call, d_model: int, n: int, eps: floa
             coef = torch.linalg.lstsq(basis, delta.reshape(-1, 1)).solution[:, 0]
             coef = torch.where((coef - 1).abs() < 16 * eps, torch.ones_like(coef), coef)
             fit = (basis @ coef).reshape(delta.shape)
-            if _close(fit, delta, eps) and bool((coef.abs() > 1e-6).all()):
+            if rounding_equal(fit, delta, eps) and bool((coef.abs() > 1e-6).all()):
                 key = (ca.exit, cm.exit)
                 if best is None or key > best[0]:
                     best = (key, ca, float(coef[0]), cm, float(coef[1]))
@@ -395,7 +374,7 @@ def _plain_head(model, trace, out, blocks_path, n_layers, final_norm, unembed_pa
         hidden = model.get_submodule(final_norm)(resid) if final_norm is not None else resid
         read = model.get_submodule(unembed_path)(hidden)
     eps = torch.finfo(logits.dtype).eps if logits.is_floating_point() else 1e-7
-    readout = plain and read.shape == logits.shape and _close(read.float(), logits.float(), eps)
+    readout = plain and read.shape == logits.shape and rounding_equal(read.float(), logits.float(), eps)
     return plain, bool(readout)
 
 

@@ -17,7 +17,8 @@ import dataclasses
 import torch
 from torch import nn
 
-from .architecture import Architecture, UnsupportedModelError, _n_layers, _short, discover, find_blocks
+from .architecture import Architecture, UnsupportedModelError, _n_layers, discover, find_blocks
+from .fit import short_decimal
 
 #: the twin's size: layers, width of a head, vocabulary
 TWIN_LAYERS, TWIN_HEAD, TWIN_VOCAB = 2, 8, 128
@@ -121,8 +122,8 @@ def discover_weightless(model: nn.Module) -> Architecture:
         d_model=_width(config),
         d_head=d_attn // heads,
         d_mlp=0 if arch.mlp_down is None else _in_features(block.get_submodule(arch.mlp_down)),
-        attn_scale=_short(arch.attn_scale),
-        mlp_scale=_short(arch.mlp_scale),
+        attn_scale=short_decimal(arch.attn_scale),
+        mlp_scale=short_decimal(arch.mlp_scale),
     )
 
 
