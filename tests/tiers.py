@@ -44,8 +44,11 @@ TESTS = {
     "test_tokens.py::test_a_saved_page_shows_bytes_bos_and_special_tokens_in_chromium": "e2e",
 }
 TIER_OF_FILE = {name: tier for tier, names in FILES.items() for name in names}
-#: the xdist group of every e2e test: one worker, one JupyterLab and one Chromium
+#: the xdist group of the e2e tests on the session's JupyterLab: one worker, one JupyterLab and one Chromium
 E2E_GROUP = "e2e"
+#: e2e tests that start their own server (Notebook 7, marimo) or open a saved page: they need not wait for the Lab's
+#: worker, so the other worker takes them (and its own Chromium)
+OWN_SERVER = {"test_browser_hosts.py", *(test.split("::")[0] for test in TESTS)}
 
 
 def tier(item: pytest.Item) -> str:
@@ -69,17 +72,23 @@ def nodeid_tier_is_e2e(nodeid: str) -> bool:
     return (own or file_tier(name)) == "e2e"
 
 
+def on_the_lab(nodeid: str) -> bool:
+    """Whether the test ``nodeid`` runs on the session's JupyterLab (so on the Lab's worker)."""
+    return nodeid_tier_is_e2e(nodeid) and nodeid.split("::")[0].rsplit("/", 1)[-1] not in OWN_SERVER
+
+
 def pytest_xdist_make_scheduler(config: pytest.Config, log):
-    """Every e2e test on one worker (one JupyterLab, one Chromium; they are sent first, being the largest unit), the
-    others spread test by test. (xdist's own ``xdist_group`` does nothing under pytest 9.2: it renames
-    ``item._nodeid``, which pytest no longer reads.)"""
+    """Every e2e test on the session's JupyterLab on one worker (one JupyterLab, one Chromium; they are sent first,
+    being the largest unit), the others (the other hosts' and saved pages' e2e tests too) spread test by test.
+    (xdist's own ``xdist_group`` does nothing under pytest 9.2: it renames ``item._nodeid``, which pytest no longer
+    reads.)"""
     if config.getvalue("dist") not in ("load", "loadgroup"):
         return None  # another --dist asked for
     from xdist.scheduler import LoadScopeScheduling
 
     class E2EOnOneWorker(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            return E2E_GROUP if nodeid_tier_is_e2e(nodeid) else nodeid
+            return E2E_GROUP if on_the_lab(nodeid) else nodeid
 
     return E2EOnOneWorker(config, log)
 
