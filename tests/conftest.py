@@ -12,6 +12,7 @@ from tiers import (  # noqa: F401  (the tiers and the durations file: tests/tier
     pytest_collection_modifyitems,
     pytest_configure,
     pytest_runtest_logreport,
+    pytest_runtest_setup,
     pytest_runtest_teardown,
     pytest_sessionfinish,
     pytest_xdist_make_scheduler,

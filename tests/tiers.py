@@ -104,6 +104,22 @@ def pytest_configure(config: pytest.Config) -> None:
         torch.set_num_threads(1)
 
 
+#: how much a worker that is not serving the JupyterLab yields the CPU to the one that is (``os.nice``)
+YIELD = 5
+_yielded = False
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """On xdist, a worker starting a test that is not on the session's JupyterLab lowers its priority once: the Lab's
+    tests (one worker, one after another, their kernels and Chromium beside them) are the whole run's critical path,
+    the other worker's tests are not, so where the two compete for the cores, the Lab's go first."""
+    global _yielded
+    if not _yielded and os.environ.get("PYTEST_XDIST_WORKER") and not on_the_lab(item.nodeid):
+        os.nice(YIELD)
+        _yielded = True
+
+
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark every test with its tier (e2e ones also with their xdist group) and run the e2e tests last, together: one
