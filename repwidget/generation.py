@@ -7,7 +7,9 @@ as in ``model.run``: on the prompt and on every generated position (those naming
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import functools
 import math
 from collections.abc import Callable, Iterable, Sequence
 from functools import cached_property
@@ -199,33 +201,91 @@ class Stream:
         self.generation = Generation(model, ids, ivs, seed)
         self._pending, self._offset, self._past = list(ids), 0, None
         self.done = False
+        self._unchecked = False  # the last token's stop conditions are still to be read
 
     def step(self) -> bool:
-        """Generate one more token; False (and nothing done) once generation has ended."""
+        """Generate one more token; False (and nothing done) once generation has ended. A step that raises (a
+        KeyboardInterrupt in the forward pass, say) leaves the stream as it was before it: its KV cache, sampler
+        and tokens, so the next step writes what an uninterrupted stream would."""
+        if self._unchecked:  # the last step was interrupted while its stop conditions were read
+            self._check_stop()
         if self.done:
             return False
         model, out = self.model, self.generation
-        result = model.executor.execute(self._edits.plan(self._pending, self._offset, self._past))[0]
-        logits = result.logits if result.logits is not None else model.unembed(result.final_hidden[-1:])
-        logits = logits[-1]
-        logprobs = torch.log_softmax(logits.float(), -1)
-        if self.temperature == 0:
-            token = int(torch.argmax(logits).item())
-        else:
-            if self._generator is None:
-                self._generator = torch.Generator(device=logits.device).manual_seed(out.seed)
-            token = _sample(logits.float(), self.temperature, self.top_p, self._generator)
-        top = torch.topk(logprobs, min(self.alternatives, logprobs.shape[-1]))
-        self._past = result.past
-        out._steps.append((token, float(logprobs[token]), top.indices.tolist(), top.values.tolist()))
-        self._offset, self._pending = self._offset + len(self._pending), [token]
-        if token in self._eos:
+        restore = _checkpoint(self._past)
+        sampler = None if self._generator is None else self._generator.get_state()
+        try:
+            result = model.executor.execute(self._edits.plan(self._pending, self._offset, self._past))[0]
+            logits = result.logits if result.logits is not None else model.unembed(result.final_hidden[-1:])
+            logits = logits[-1]
+            logprobs = torch.log_softmax(logits.float(), -1)
+            if self.temperature == 0:
+                token = int(torch.argmax(logits).item())
+            else:
+                if self._generator is None:
+                    self._generator = torch.Generator(device=logits.device).manual_seed(out.seed)
+                token = _sample(logits.float(), self.temperature, self.top_p, self._generator)
+            top = torch.topk(logprobs, min(self.alternatives, logprobs.shape[-1]))
+            steps = [*out._steps, (token, float(logprobs[token]), top.indices.tolist(), top.values.tolist())]
+        except BaseException:
+            self._past = restore()
+            if sampler is None:
+                self._generator = None
+            else:
+                self._generator.set_state(sampler)
+            raise
+        # the step taken, in one statement (no call an interrupt could land in)
+        self._past, out._steps, self._offset, self._pending, self._unchecked = (
+            result.past, steps, self._offset + len(self._pending), [token], True,
+        )  # fmt: skip
+        self._check_stop()
+        return True
+
+    def _check_stop(self) -> None:
+        """Whether the last token ends generation (end of sequence, ``stop``, ``max_new_tokens``)."""
+        out = self.generation
+        if out.new_token_ids[-1] in self._eos:
             out.stopped, self.done = "eos", True
         elif self._should_stop(out):
             out.stopped, self.done = "stop", True
         elif len(out) >= self.max_new_tokens:
             self.done = True
-        return True
+        self._unchecked = False
+
+
+def _checkpoint(past: object) -> Callable[[], object]:
+    """What puts the KV cache ``past`` back as it is now, after a step that was cut short. transformers' dynamic
+    caches replace their tensors when they grow (never write into them): their attributes are restored; another
+    cache is copied (None and legacy tuples are never changed)."""
+    if past is None or isinstance(past, tuple):
+        return lambda: past
+    from transformers import DynamicCache
+
+    if type(past) is DynamicCache and all(type(layer).update in _replacing() for layer in past.layers):
+        layers = list(past.layers)
+        kept = dict(vars(past)), [dict(vars(layer)) for layer in layers]
+
+        def restore() -> object:
+            for layer, attributes in zip(layers, kept[1], strict=True):
+                vars(layer).clear()
+                vars(layer).update(attributes)
+            vars(past).clear()
+            vars(past).update(kept[0])
+            past.layers = list(layers)
+            return past
+
+        return restore
+    saved = copy.deepcopy(past)
+    return lambda: saved
+
+
+@functools.cache
+def _replacing() -> frozenset:
+    """The dynamic cache layers' ``update`` methods, which replace their tensors (``torch.cat``) rather than write."""
+    from transformers import cache_utils
+
+    names = ("DynamicLayer", "DynamicSlidingWindowLayer")
+    return frozenset(getattr(cache_utils, n).update for n in names if hasattr(cache_utils, n))
 
 
 def _check_args(max_new_tokens: Any, temperature: Any, top_p: Any, seed: Any, alternatives: Any) -> None:

@@ -226,9 +226,31 @@ class LocalExecutor:
 
 def weights_version(module: nn.Module) -> int:
     """A hash of every parameter's identity, storage and in-place version counter: it changes when weights are
-    edited in place (``p.add_``, ``load_state_dict``), replaced (``p.data = ...``) or moved. (Buffers are left
-    out: some models rebuild their rotary tables during a forward pass.)"""
-    return hash(tuple((id(p), p.data_ptr(), _version(p), p.device.type) for p in module.parameters()))
+    edited in place (``p.add_``, ``load_state_dict``, an optimizer step), replaced (``p.data = ...``) or moved.
+    An edit through ``p.data`` (``p.data.mul_(2)``) bumps no counter: 8 of each parameter's values, spread over
+    it, are hashed too (read in one copy per device). (Buffers are left out: some models rebuild their rotary
+    tables during a forward pass.)"""
+    params = list(module.parameters())
+    identity = tuple((id(p), p.data_ptr(), _version(p), p.device.type) for p in params)
+    return hash((identity, _sampled(module, params)))
+
+
+#: per model: the storages its samples were taken from and the samples (views of them, by device and dtype)
+_SAMPLES: weakref.WeakKeyDictionary[nn.Module, tuple[tuple, list[list[torch.Tensor]]]] = weakref.WeakKeyDictionary()
+
+
+def _sampled(module: nn.Module, params: list[nn.Parameter]) -> tuple[float, ...]:
+    """8 values of each parameter (views made once per set of storages; each call copies them in one go)."""
+    storages = tuple((id(p), p.data_ptr()) for p in params)
+    kept = _SAMPLES.get(module)
+    if kept is None or kept[0] != storages:
+        groups: dict[tuple, list[torch.Tensor]] = {}
+        for p in params:
+            if p.device.type != "meta" and p.numel():
+                flat = p.detach().reshape(-1)
+                groups.setdefault((flat.device, flat.dtype), []).append(flat[:: max(1, flat.numel() // 8)][:8])
+        kept = _SAMPLES[module] = (storages, list(groups.values()))
+    return tuple(v for views in kept[1] for v in torch.cat(views).tolist())
 
 
 def _version(p: torch.Tensor) -> int:

@@ -19,6 +19,7 @@ class Reference:
 
     Means are read once per hook template for every layer in one batched pass over the texts and kept as
     ``[width]`` sums (never every activation); a resampled text's activation is read when asked (a few kept).
+    Both are kept for the model's weights version they were read with: after the weights change, read again.
     """
 
     def __init__(self, model: Model, token_ids: list[list[int]]) -> None:
@@ -28,10 +29,20 @@ class Reference:
         self._ids = token_ids
         self._means: dict[str, torch.Tensor] = {}
         self._resampled: OrderedDict[tuple[str, int], torch.Tensor] = OrderedDict()
+        self._version = model.weights_version()
+
+    def _current(self) -> None:
+        """Forget what was read with other weights (a training step, ``load_state_dict``, an in-place edit)."""
+        version = self._model.weights_version()
+        if version != self._version:
+            self._means.clear()
+            self._resampled.clear()
+            self._version = version
 
     def prepare(self, hooks: list[str]) -> None:
         """Read the reference texts once for every layer of each hook template not seen yet (with progress)."""
         model = self._model
+        self._current()
         templates = sorted({hook_names.parse(h)[1] for h in hooks if h not in self._means})
         if not templates:
             return
@@ -55,6 +66,7 @@ class Reference:
 
     def resample(self, hook: str, n_tokens: int, seed: int) -> torch.Tensor:
         """``[n_tokens, width]``: one reference text picked by ``seed``, position p taken mod its length."""
+        self._current()
         index = int(np.random.default_rng(seed).integers(len(self._ids)))
         key = (hook, index)
         if key not in self._resampled:

@@ -127,7 +127,7 @@ class Session:
         self.error_from = ""
         self._seqs: OrderedDict[str, int] = OrderedDict()
         self._logits: OrderedDict[tuple[int, int], torch.Tensor] = OrderedDict()
-        self._dashboards: OrderedDict[tuple[int, int], FeatureDashboard] = OrderedDict()
+        self._dashboards: OrderedDict[tuple[int, int, int], FeatureDashboard] = OrderedDict()
         self._cached: dict[str, tuple[int, Any]] = {}
         self._known: OrderedDict[str, Intervention] = OrderedDict()
         self._activations: OrderedDict[tuple[int, str], torch.Tensor] = OrderedDict()
@@ -291,10 +291,11 @@ class Session:
         return self._activations[key]
 
     def dashboard(self, sae: int, feature: int) -> FeatureDashboard:
-        """The dashboard of ``feature`` of the ``sae``-th SAE over the session's texts (the last 32 kept)."""
+        """The dashboard of ``feature`` of the ``sae``-th SAE over the session's texts (the last 32 kept, each for
+        the model's weights version it was read with)."""
         if self.texts is None:
             raise ValueError("no texts to find top contexts in; pass texts=[...] to rw.explore")
-        key = (sae, feature)
+        key = (sae, feature, self.model.weights_version())
         if key not in self._dashboards:
             self._dashboards[key] = feature_dashboard(self.model, self.saes[sae], feature, self.texts)
             if len(self._dashboards) > 32:

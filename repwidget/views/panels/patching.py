@@ -4,6 +4,7 @@ as heatmaps with the metric named; a click on a cell selects it, shift+click app
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,15 +21,18 @@ VIEW_SITES = (  # the sweeps this view offers, in the order of js/src/views/patc
     "mlp_out",
     "heads",
 )
+#: sweeps kept per explorer (each holds ``[layer, position]`` values and its cells' patches)
+KEPT = 8
 
 
 @dataclass
 class State:
     """The corrupted prompt's ids (``corrupted=``, or None: no patching view), the sweeps shown by (site, method,
-    target, foil), and the last one (which ``ex.code()`` writes)."""
+    target, foil, clean prompt, weights version; the last :data:`KEPT`), and the last one (which ``ex.code()``
+    writes)."""
 
     corrupted: list[int] | None = None
-    sweeps: dict[tuple, Any] = field(default_factory=dict)
+    sweeps: OrderedDict[tuple, Any] = field(default_factory=OrderedDict)
     swept: tuple | None = None
 
 
@@ -62,15 +66,18 @@ def _vocab(session, args: dict[str, Any]) -> int:
 
 def sweep_of(session, args: dict[str, Any]) -> patching.Sweep:
     """The sweep of ``site`` by ``method`` for the metric logit(target) - logit(foil) at the last position
-    (computed once: it does not depend on the interventions)."""
+    (computed once per prompt and weights version: it does not depend on the interventions)."""
     site, method = VIEW_SITES[args["site"]], patching.METHODS[args["method"]]
-    key = (site, method, args["target"], args["foil"])
+    clean = session.clean_run.token_ids
+    key = (site, method, args["target"], args["foil"], tuple(clean), session.model.weights_version())
     own = session.state["patching"]
     if key not in own.sweeps:
         metric = patching.logit_diff(session.model, args["target"], args["foil"])
-        clean = session.clean_run.token_ids
         own.sweeps[key] = patching.sweep(session.model, clean, own.corrupted, metric, site, method, direction="noise")
-    own.swept = key
+        while len(own.sweeps) > KEPT:
+            own.sweeps.popitem(last=False)
+    own.sweeps.move_to_end(key)
+    own.swept = key[:4]
     return own.sweeps[key]
 
 

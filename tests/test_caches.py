@@ -1,0 +1,182 @@
+"""Caches follow the weights and stay bounded: every cache of activations or statistics is read again after the
+weights change (a training step, ``load_state_dict``, an edit through ``p.data``), an interrupted generation step
+leaves its stream as it was, sweeps and remembered patch sources are counted in ``rw.options.max_capture_bytes``,
+and every ``Run`` reruns from its first intervened block."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+import repwidget as rw
+from repwidget.generation import Stream
+from repwidget.views.panels import patching as patching_panel
+
+from architectures import build, matrix_ids
+
+
+def _train_step(hf: torch.nn.Module) -> None:
+    optimizer = torch.optim.SGD(hf.parameters(), lr=0.05)
+    ids = torch.tensor([matrix_ids(10, seed=9)])
+    hf.train()
+    hf(ids, labels=ids).loss.backward()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    hf.eval()
+
+
+def _load_other(hf: torch.nn.Module) -> None:
+    hf.load_state_dict(build("llama", seed=7).state_dict())
+
+
+def _scale_data(hf: torch.nn.Module) -> None:
+    for p in hf.parameters():
+        p.data.mul_(1.3)  # bumps no version counter
+
+
+CHANGES = {"train_step": _train_step, "load_state_dict": _load_other, "data_mul": _scale_data}
+
+
+def _changed(change: str) -> tuple[rw.Model, rw.Model]:
+    """A model whose weights change (returned with ``change`` still to apply) and a fresh twin given the changed
+    weights afterwards by :func:`_twin`."""
+    return rw.Model(build("llama")), CHANGES[change]
+
+
+def _twin(model: rw.Model) -> rw.Model:
+    """A fresh model with ``model``'s current weights (nothing read with it yet)."""
+    return rw.Model(copy.deepcopy(model.hf))
+
+
+REFERENCE = [matrix_ids(9, seed=5), matrix_ids(7, seed=6)]
+
+
+@pytest.mark.parametrize("change", CHANGES)
+@pytest.mark.parametrize("mode", ["mean", "resample"])
+def test_reference_statistics_are_read_again_after_the_weights_change(change, mode):
+    model, apply = _changed(change)
+    model.set_reference(REFERENCE)
+    x = matrix_ids(8)
+    ablation = [rw.Ablate(2, head=1, mode=mode), rw.Ablate(1, neuron=3, mode=mode)]
+    before = model.run(x, ablation).logits
+    apply(model.hf)
+    after = model.run(x, ablation).logits
+    fresh = _twin(model)
+    fresh.set_reference(REFERENCE)
+    expected = fresh.run(x, ablation).logits
+    torch.testing.assert_close(after, expected, atol=1e-5, rtol=0)
+    assert not torch.allclose(before, after, atol=1e-3)
+
+
+@pytest.mark.parametrize("change", CHANGES)
+def test_patch_sources_are_read_again_after_the_weights_change(change):
+    model, apply = _changed(change)
+    clean, corrupted = matrix_ids(8, seed=1), matrix_ids(8, seed=2)
+    patch = rw.Patch("blocks.1.hook_resid_post", clean, positions=[3])
+    model.run(corrupted, patch)
+    apply(model.hf)
+    torch.testing.assert_close(
+        model.run(corrupted, patch).logits, _twin(model).run(corrupted, patch).logits, atol=1e-5, rtol=0
+    )
+
+
+def test_the_weights_version_sees_an_edit_through_data():
+    model = rw.Model(build("llama"))
+    version = model.weights_version()
+    next(model.hf.parameters()).data.mul_(2)  # no version counter moves
+    assert model.weights_version() != version
+
+
+@pytest.mark.parametrize("change", CHANGES)
+def test_the_patching_views_sweeps_are_made_again_after_the_weights_change(change):
+    model, apply = _changed(change)
+    clean, corrupted = matrix_ids(8, seed=1), matrix_ids(8, seed=2)
+    args = {"site": 0, "method": 0, "target": 5, "foil": 9}
+    ex = rw.explore(model, clean, corrupted=corrupted)
+    before = patching_panel.sweep_of(ex.session, args).values
+    apply(model.hf)
+    after = patching_panel.sweep_of(ex.session, args).values
+    expected = patching_panel.sweep_of(rw.explore(_twin(model), clean, corrupted=corrupted).session, args).values
+    torch.testing.assert_close(after, expected, atol=1e-5, rtol=0)
+    assert not torch.allclose(before, after, atol=1e-3)
+
+
+def test_the_patching_view_keeps_a_bounded_number_of_sweeps():
+    model = rw.Model(build("llama"))
+    ex = rw.explore(model, matrix_ids(6, seed=1), corrupted=matrix_ids(6, seed=2))
+    for target in range(patching_panel.KEPT + 3):
+        patching_panel.sweep_of(ex.session, {"site": 3, "method": 1, "target": target, "foil": 40})
+    assert len(ex.session.state["patching"].sweeps) == patching_panel.KEPT
+
+
+def test_feature_dashboards_are_read_again_after_the_weights_change(fresh_demo):
+    sae = rw.demo.demo_sae()
+    texts = [e.text for e in rw.demo.dataset("cycles", 12)]
+    ex = rw.explore(fresh_demo, "two days after monday is", saes=[sae], texts=texts)
+    before = ex.session.dashboard(0, 3)
+    _scale_data(fresh_demo.hf)
+    after = ex.session.dashboard(0, 3)
+    expected = rw.feature_dashboard(fresh_demo, sae, 3, texts)
+    assert after is not before and after.counts == expected.counts and after.edges == expected.edges
+
+
+# -- an interrupted generation step ------------------------------------------------------------------------------
+
+
+def _interrupting(model: rw.Model, layer: int, at: int):
+    """A forward hook on ``layer`` raising KeyboardInterrupt at its ``at``-th call (the layers before it have run)."""
+    calls = []
+
+    def hook(module, args, output):
+        calls.append(1)
+        if len(calls) == at:
+            raise KeyboardInterrupt
+
+    return model.hf.get_submodule(f"{model.arch.blocks}.{layer}").register_forward_hook(hook)
+
+
+@pytest.mark.parametrize("name", ["llama", "gpt2", "gemma2"])  # gemma2: sliding-window cache layers
+@pytest.mark.parametrize("temperature", [0.0, 0.8])
+def test_an_interrupted_stream_step_leaves_the_stream_as_it_was(name, temperature):
+    model = rw.Model(build(name))
+    prompt = matrix_ids(9)
+    steer = rw.Steer(1, torch.ones(model.d_model), scale=2.0)
+    whole = Stream(model, prompt, steer, max_new_tokens=12, temperature=temperature, seed=4)
+    while whole.step():
+        pass
+    stream = Stream(model, prompt, steer, max_new_tokens=12, temperature=temperature, seed=4)
+    for _ in range(4):
+        stream.step()
+    handle = _interrupting(model, 2, 2)  # the 6th step's pass: blocks 0-1 have written their KV cache
+    try:
+        stream.step()
+        with pytest.raises(KeyboardInterrupt):
+            stream.step()
+    finally:
+        handle.remove()
+    assert len(stream.generation) == 5
+    while stream.step():
+        pass
+    assert stream.generation.new_token_ids == whole.generation.new_token_ids
+    torch.testing.assert_close(
+        torch.tensor(stream.generation.logprobs), torch.tensor(whole.generation.logprobs), atol=1e-5, rtol=0
+    )
+
+
+def test_an_interrupt_in_the_stop_function_is_read_again_at_the_next_step():
+    model = rw.Model(build("llama"))
+    seen = []
+
+    def stop(gen):
+        seen.append(len(gen))
+        if len(seen) == 3:
+            raise KeyboardInterrupt
+        return len(gen) >= 3
+
+    stream = Stream(model, matrix_ids(6), max_new_tokens=10, stop=stop)
+    stream.step(), stream.step()
+    with pytest.raises(KeyboardInterrupt):
+        stream.step()
+    assert not stream.step() and stream.generation.stopped == "stop" and len(stream.generation) == 3
