@@ -180,3 +180,23 @@ def test_an_interrupt_in_the_stop_function_is_read_again_at_the_next_step():
     with pytest.raises(KeyboardInterrupt):
         stream.step()
     assert not stream.step() and stream.generation.stopped == "stop" and len(stream.generation) == 3
+
+
+def test_an_interrupted_click_after_the_weights_change_leaves_both_runs_as_they_were():
+    model = rw.Model(build("llama"))
+    x, ablation = matrix_ids(8), (rw.Ablate(1, head=0),)
+    ex = rw.explore(model, x)
+    ex.session.apply(ablation)
+    old = ex.session.clean_run, ex.session.run
+    _scale_data(model.hf)
+    handle = _interrupting(model, 2, 2)  # the intervened rerun, after the clean run was computed again
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            ex.session.apply(ablation)
+    finally:
+        handle.remove()
+    assert (ex.session.clean_run, ex.session.run) == old
+    ex.session.apply(ablation)
+    twin = _twin(model)
+    torch.testing.assert_close(ex.session.run.logits, twin.run(x, ablation).logits, atol=1e-5, rtol=0)
+    torch.testing.assert_close(ex.session.clean_run.logits, twin.run(x).logits, atol=1e-5, rtol=0)

@@ -329,11 +329,12 @@ class Session:
         stale = self.model.weights_version() != self.clean_run.weights_version
         if ivs == self.run.interventions and not stale:
             return
+        clean = self.model.rerun(self.clean_run, (), capture=self.capture) if stale else self.clean_run
+        run = clean.rerun(ivs, capture=self.capture) if ivs else clean
+        self._clean, self.run = clean, run  # both or neither (an interrupt above leaves the previous runs)
         if stale:
-            self._clean = self.model.rerun(self.clean_run, (), capture=self.capture)
             self._clean_memo.clear()
             log.info("the model's weights changed since this view's runs: the clean run was computed again")
-        self.run = self.clean_run.rerun(ivs, capture=self.capture) if ivs else self.clean_run
         live = {id(self.run), id(self._clean)}  # logits of runs no longer shown go (an id is unique while alive)
         for cache in (self._logits, self._activations):
             for key in [key for key in cache if key[0] not in live]:
