@@ -200,3 +200,73 @@ def test_an_interrupted_click_after_the_weights_change_leaves_both_runs_as_they_
     twin = _twin(model)
     torch.testing.assert_close(ex.session.run.logits, twin.run(x, ablation).logits, atol=1e-5, rtol=0)
     torch.testing.assert_close(ex.session.clean_run.logits, twin.run(x).logits, atol=1e-5, rtol=0)
+
+
+# -- bounded sweeps and sources ----------------------------------------------------------------------------------
+
+
+def _sweep_memory(model: rw.Model, n: int) -> tuple[int, int, int]:
+    """A heads-by-position sweep of an ``n``-token pair differing at the first token (every cell re-run): the peak
+    of Python memory it allocated (the cells' patches, each holding the prompt's ids), the most runs held at once
+    (each holding a ``[n, d_model]`` final state) and what the returned sweep holds."""
+    import tracemalloc
+
+    from repwidget.patching import sweeps
+
+    from conftest import ids
+
+    clean = ids(n)
+    corrupted = [2 + (clean[0] - 1) % 62, *clean[1:]]
+    most = []
+    original = sweeps.measure
+
+    def spy(metric, runs, chunk=256):
+        most.append(len(runs))
+        return original(metric, runs, chunk)
+
+    sweeps.measure = spy
+    tracemalloc.start()
+    try:
+        result = rw.patching.sweep(model, clean, corrupted, lambda run: 0.0, site="heads_by_pos")
+        peak = tracemalloc.get_traced_memory()[1]
+        held = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+        sweeps.measure = original
+    del result
+    return peak, max(most), held
+
+
+def test_sweep_memory_is_within_the_budget_and_linear_in_prompt_length(monkeypatch):
+    from conftest import long_context_model
+
+    model = long_context_model(n_positions=512, n_layer=2, n_head=2)
+    monkeypatch.setattr(rw.options, "max_capture_bytes", 2 << 20)
+    short, long = _sweep_memory(model, 48), _sweep_memory(model, 96)
+    cells = model.n_layers * model.n_heads * 96
+    assert long[1] <= 64 < cells  # one batch of runs at a time (were all 384 cells' runs)
+    # Python memory (the cells' patches held at once: a share of the budget) at most doubles with the length (was
+    # 384 patches holding 96 ids each: 0.65 -> 1.39 MB)
+    assert long[0] < 2 * short[0], (short, long)
+
+
+def test_a_sweep_holds_no_patch_per_cell_and_makes_each_when_asked():
+    model = rw.Model(build("llama"))
+    clean, corrupted = matrix_ids(8, seed=1), matrix_ids(8, seed=2)
+    result = rw.patching.sweep(model, clean, corrupted, lambda run: 0.0, site="heads_by_pos", method="exact")
+    assert not isinstance(result.patches, dict) and len(result.patches) == 4 * 4 * 8
+    assert result.patch(2, 1, 5) == rw.Patch("blocks.2.attn.hook_z", clean, head=1, positions=[5])
+    assert (2, 1, 5) in result.patches and (4, 0, 0) not in result.patches and (2, 1) not in result.patches
+
+
+def test_remembered_patch_sources_are_bounded_by_bytes(monkeypatch):
+    from repwidget.model import sources
+
+    model = rw.Model(build("llama"))
+    monkeypatch.setattr(rw.options, "max_capture_bytes", 64 << 10)
+    for seed in range(12):
+        clean, corrupted = matrix_ids(20, seed=seed), matrix_ids(20, seed=seed + 50)
+        rw.patching.sweep(model, clean, corrupted, lambda run: 0.0, site="heads")
+    held = sum(t.untyped_storage().nbytes() for t in model.patch_sources._kept.values())
+    assert 0 < held == model.patch_sources.nbytes <= sources.SHARE * rw.options.max_capture_bytes
+    assert len(model.patch_sources) < 12 * 4  # a count limit alone kept every one (256)

@@ -23,7 +23,7 @@ from .executor import Executor
 from .hooks import hook_width, why_missing
 from .plan import batches, first_edited_layer, plan_batch, plan_pass, stitch
 from .reference import Reference
-from .reruns import plan_reruns, reusable
+from .reruns import iter_reruns, reusable
 from .sources import Sources
 from .tokens import TokensLike
 from .twin import discover_weightless, is_weightless
@@ -240,11 +240,10 @@ class Model:
         there, on the KV cache of ``base``'s prefix (a clean ``base`` on the local executor, no captures)."""
         sets = [as_tuple(ivs) for ivs in interventions]
         names = self.expand(capture)
-        version = self.weights_version()
         runs: list[Run | None] = [None] * len(sets)
-        for batch in plan_reruns(self, base, sets, names, batch_size):
-            for i, result in zip(batch.indices, batch.stitch(self.executor.execute(batch.plan)), strict=True):
-                runs[i] = Run(self, base.token_ids, sets[i], result, 0, version)
+        for indices, batch in iter_reruns(self, base, sets, names, batch_size):
+            for i, run in zip(indices, batch, strict=True):
+                runs[i] = run
         return runs
 
     def capture(self, text_or_ids: TokensLike, hooks: str | Iterable[str]) -> dict[str, torch.Tensor]:

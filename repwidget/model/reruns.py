@@ -17,11 +17,11 @@ import torch
 
 from .. import hook_names
 from ..interventions import ActivationEdit, Intervention
+from ..run import Run
 from .execute import first_tensor, replace_first
 from .plan import Plan, Result, first_edited_layer, plan_batch, rerun_batch_size
 
 if TYPE_CHECKING:
-    from ..run import Run
     from .model import Model
 
 Sets = list[tuple[Intervention, ...]]
@@ -62,6 +62,21 @@ def reusable(model: Model, run: Run) -> bool:
         and run.weights_version == model.weights_version()
         and all(o is not None for o in run.result.block_outputs)
     )
+
+
+def iter_reruns(model: Model, base: Run, sets: Sets, names: list[str], batch_size: int | None) -> Iterator[tuple]:
+    """``(indices, runs)`` for each batch of reruns of ``base`` as it is computed (see :func:`plan_reruns`): a caller
+    that reduces each batch (a sweep's metric) holds one batch of runs at a time."""
+    version = model.weights_version()
+    for batch in plan_reruns(model, base, sets, names, batch_size):
+        results = batch.stitch(model.executor.execute(batch.plan))
+        yield (
+            batch.indices,
+            [
+                Run(model, base.token_ids, sets[i], result, 0, version)
+                for i, result in zip(batch.indices, results, strict=True)
+            ],
+        )
 
 
 def plan_reruns(model: Model, base: Run, sets: Sets, names: list[str], batch_size: int | None) -> Iterator[RerunBatch]:

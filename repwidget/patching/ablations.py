@@ -13,7 +13,7 @@ from ..analyses.attribution import _token, direct_logit_attribution
 from ..interventions import Ablate, Intervention
 from ..model.model import Model, TokensLike
 from ..run import Run
-from .sweeps import Metric, logit_diff, measure
+from .sweeps import Metric, logit_diff, measured
 
 
 @dataclass
@@ -64,10 +64,8 @@ def ablation_sweep(
         for prompt in ids:
             clean = model.run(prompt, capture=[])
             base = metric(clean)
-            runs = model.rerun_batch(
-                clean, [[Ablate(la, head=he, mode=mode, seed=seed)] for la, he in heads], batch_size=batch_size
-            )
-            effect = torch.tensor([v - base for v in measure(metric, runs)])
+            sets = [(Ablate(la, head=he, mode=mode, seed=seed),) for la, he in heads]
+            effect = torch.tensor([v - base for v in measured(model, clean, sets, metric, batch_size)])
             effects.append(effect.reshape(model.n_layers, model.n_heads))
             cleans.append(base)
     finally:
@@ -126,9 +124,9 @@ def hydra(
             clean = model.run(prompt, capture=[])
             dla = direct_logit_attribution(clean, _token(model, target), _token(model, foil), position)
             ablations: list[Intervention] = [Ablate(la, head=he, mode=mode) for la, he in heads]
-            runs = model.rerun_batch(clean, [[a] for a in ablations], batch_size=batch_size)
             m_clean = metric(clean)
-            total = torch.tensor([v - m_clean for v in measure(metric, runs)]).reshape(model.n_layers, model.n_heads)
+            effects = measured(model, clean, [(a,) for a in ablations], metric, batch_size)
+            total = torch.tensor([v - m_clean for v in effects]).reshape(model.n_layers, model.n_heads)
             direct = torch.zeros_like(total)
             n = len(prompt)
             for (layer, head), ablation in zip(heads, ablations, strict=True):

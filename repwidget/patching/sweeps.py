@@ -8,7 +8,9 @@ blocks before reused), many patches per batch.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import itertools
+import math
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +19,8 @@ import torch
 from ..analyses.attribution import _token
 from ..interventions import Patch
 from ..model.model import Model, TokensLike
+from ..model.reruns import iter_reruns
+from ..options import options
 from ..run import Run
 
 #: what a sweep patches: the hook it reads, and the axes of its result
@@ -28,6 +32,8 @@ SWEEP_SITES: dict[str, tuple[str, tuple[str, ...]]] = {
     "heads_by_pos": ("attn.hook_z", ("layer", "head", "position")),
 }
 METHODS = ("exact", "attribution")
+#: the patches of a sweep's cells held at once take at most this share of ``rw.options.max_capture_bytes``
+PATCHES_SHARE = 0.05
 
 
 @dataclass(frozen=True)
@@ -64,7 +70,7 @@ class Sweep:
     axes: tuple[str, ...]
     clean: float  #: the metric of the clean runs (mean), before normalising
     corrupted: float  #: of the corrupted runs
-    patches: dict[tuple[int, ...], Patch] = field(default_factory=dict, repr=False)
+    patches: Mapping[tuple[int, ...], Patch] = field(default_factory=dict, repr=False)
 
     def top(self, k: int = 5) -> list[tuple[tuple[int, ...], float]]:
         """The ``k`` cells with the largest absolute values, as ``(index, value)``."""
@@ -96,6 +102,16 @@ def measure(metric: Metric | Callable[[Run], float], runs: Sequence[Run], chunk:
     for i in range(0, len(runs), chunk):
         logits = Run.logits_of(runs[i : i + chunk], metric.position)
         values += [float(metric.of_logits(row.float())) for row in logits]
+    return values
+
+
+def measured(model: Model, base: Run, sets: list[tuple], metric: Metric | Callable[[Run], float], batch_size) -> list:
+    """``metric`` of ``base`` re-run with each set of interventions, read a batch at a time (one batch of runs held;
+    the batches' size fits ``rw.options.max_capture_bytes``)."""
+    values: list[float] = [0.0] * len(sets)
+    for indices, runs in iter_reruns(model, base, sets, [], batch_size):
+        for i, value in zip(indices, measure(metric, runs), strict=True):
+            values[i] = value
     return values
 
 
@@ -183,16 +199,33 @@ def sweep(
     )
 
 
-def _cells(model: Model, site: str, n: int) -> list[tuple[int, ...]]:
-    layers, heads = range(model.n_layers), range(model.n_heads)
-    if site == "heads":
-        return [(layer, head) for layer in layers for head in heads]
-    if site == "heads_by_pos":
-        return [(layer, head, p) for layer in layers for head in heads for p in range(n)]
-    return [(layer, p) for layer in layers for p in range(n)]
+class Cells(Mapping[tuple[int, ...], Patch]):
+    """Each cell's :class:`~repwidget.interventions.Patch` from ``source`` ids, made when asked: a sweep holds no
+    patch per cell (each holding the prompt's ids, that was layers x heads x positions copies of them)."""
+
+    def __init__(self, template: str, site: str, shape: tuple[int, ...], source: Sequence[int]) -> None:
+        self.template, self.site, self.shape, self.source = template, site, shape, tuple(source)
+
+    def __getitem__(self, cell: tuple[int, ...]) -> Patch:
+        if cell not in self:
+            raise KeyError(cell)
+        return _patch(self.template, self.site, tuple(cell), self.source)
+
+    def __contains__(self, cell: object) -> bool:
+        return (
+            isinstance(cell, tuple)
+            and len(cell) == len(self.shape)
+            and all(type(i) is int and 0 <= i < size for i, size in zip(cell, self.shape, strict=True))
+        )
+
+    def __iter__(self) -> Iterator[tuple[int, ...]]:
+        return itertools.product(*(range(size) for size in self.shape))
+
+    def __len__(self) -> int:
+        return math.prod(self.shape)
 
 
-def _patch(template: str, site: str, cell: tuple[int, ...], source: list[int]) -> Patch:
+def _patch(template: str, site: str, cell: tuple[int, ...], source: Sequence[int]) -> Patch:
     hook = f"blocks.{cell[0]}.{template}"
     if site == "heads":
         return Patch(hook, source, head=cell[1])
@@ -201,12 +234,19 @@ def _patch(template: str, site: str, cell: tuple[int, ...], source: list[int]) -
     return Patch(hook, source, positions=[cell[1]])
 
 
+def held_patches(n: int) -> int:
+    """How many cells' patches of an ``n``-token prompt a sweep holds at once (:data:`PATCHES_SHARE` of the
+    budget: each holds its own copy of the ids, about ``8 n`` bytes, and a few hundred more)."""
+    return max(64, int(PATCHES_SHARE * options.max_capture_bytes) // (8 * n + 512))
+
+
 def exact(model, clean_ids, corrupted_ids, metric, site, template, batch_size):
     """Every patch re-run: ``(values, m_clean, m_corrupted, patches by cell)``.
 
     On a causal model both prompts compute the same activations up to the first token where they differ, so a
     patch at a position before it changes nothing (its cell is the corrupted run's metric, with no rerun), and the
-    reruns compute only the positions from there on (``Model.rerun_batch``)."""
+    reruns compute only the positions from there on (``Model.rerun_batch``). Memory: the patches of
+    :func:`held_patches` cells and one batch of reruns at a time (each batch's metric read before the next)."""
     hooks = [f"blocks.{layer}.{template}" for layer in range(model.n_layers)]
     clean_run = model.run(clean_ids, capture=hooks)
     model.patch_sources.remember(clean_ids, clean_run)  # every patch reads the clean activations of this one pass
@@ -216,12 +256,17 @@ def exact(model, clean_ids, corrupted_ids, metric, site, template, batch_size):
     shared = 0
     if model.arch.causal:  # in an encoder every position sees the tokens after it
         shared = next((i for i, (a, b) in enumerate(zip(clean_ids, corrupted_ids, strict=True)) if a != b), n)
-    cells = _cells(model, site, n)
-    patches = {cell: _patch(template, site, cell, clean_ids) for cell in cells}
-    changing = [c for c in cells if (c[-1] >= shared if site != "heads" else shared < n)]
-    runs = model.rerun_batch(corrupted_run, [[patches[c]] for c in changing], batch_size=batch_size)
-    measured = dict(zip(changing, measure(metric, runs), strict=True))
-    values = torch.tensor([measured.get(c, m_corrupted) for c in cells]).reshape(_shape(model, site, n))
+    patches = Cells(template, site, _shape(model, site, n), clean_ids)
+    changing = [c for c in patches if (c[-1] >= shared if site != "heads" else shared < n)]
+    if site != "heads":
+        changing.sort(key=lambda c: (c[-1], c[0]))  # by position: the cells of one prefix re-run together
+    found: dict[tuple[int, ...], float] = {}
+    step = held_patches(n)
+    for start in range(0, len(changing), step):
+        part = changing[start : start + step]
+        values = measured(model, corrupted_run, [(patches[c],) for c in part], metric, batch_size)
+        found.update(zip(part, values, strict=True))
+    values = torch.tensor([found.get(c, m_corrupted) for c in patches]).reshape(patches.shape)
     return values, metric(clean_run), m_corrupted, patches
 
 
@@ -245,8 +290,7 @@ def attribution(model, clean_ids, corrupted_ids, metric: Metric, site, template,
         else:
             values.append(delta.sum(-1))  # [pos]
     m_corrupted = float(value.detach())
-    cells = _cells(model, site, n)
-    patches = {cell: _patch(template, site, cell, clean_ids) for cell in cells}
+    patches = Cells(template, site, _shape(model, site, n), clean_ids)
     estimate = m_corrupted + torch.stack(values).reshape(_shape(model, site, n))
     return estimate, metric(clean_run), m_corrupted, patches
 
