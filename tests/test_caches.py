@@ -270,3 +270,32 @@ def test_remembered_patch_sources_are_bounded_by_bytes(monkeypatch):
     held = sum(t.untyped_storage().nbytes() for t in model.patch_sources._kept.values())
     assert 0 < held == model.patch_sources.nbytes <= sources.SHARE * rw.options.max_capture_bytes
     assert len(model.patch_sources) < 12 * 4  # a count limit alone kept every one (256)
+
+
+# -- every Run reruns from its first intervened block ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("views", [None, ["attention"]])  # the attention view alone captures no residual stream
+def test_the_explorers_runs_rerun_from_their_first_intervened_block(views):
+    from repwidget.views.session import Session
+
+    model = rw.Model(build("llama"))
+    x, ablation = matrix_ids(9), [rw.Ablate(2, head=1)]
+    ex = rw.explore(model, x) if views is None else Session.of(model, x, views=views)
+    calls = []
+    handles = [  # the attention inside each block runs only when the block is computed
+        layer.self_attn.register_forward_pre_hook(lambda m, a, i=i: calls.append(i))
+        for i, layer in enumerate(model.hf.model.layers)
+    ]
+    try:
+        clean, intervened = ex.clean_run.rerun(ablation), ex.run.rerun(ablation)
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert calls == [2, 3, 2, 3]  # blocks 0 and 1 reused, in both reruns (were computed again)
+    expected = model.run(x, ablation)
+    for run in (clean, intervened):
+        torch.testing.assert_close(run.logits, expected.logits, atol=1e-5, rtol=0)
+        assert sorted(run) == sorted(expected)
+        for hook in expected:
+            torch.testing.assert_close(run[hook], expected[hook], atol=1e-5, rtol=0)

@@ -108,7 +108,7 @@ def plan_pass(
     if base is not None:
         # reuse the base's blocks before the first edit, if it has every capture they need
         start = min(first_edited_layer(interventions, model.n_layers), base.clean_prefix)
-        missing = [hook_names.parse(h, model.n_layers)[0] for h in capture if h not in base.result.cache]
+        missing = [hook_names.parse(h, model.n_layers)[0] for h in capture if held(base, h, model.n_layers) is None]
         start = min([start, *missing])
         if start > 0:
             settings = {"start": start, "reuse": base.result.block_outputs, **settings}
@@ -255,9 +255,19 @@ def stitch(plan: Plan, result: Result, base: Reusable | None, n_layers: int) -> 
     if not plan.start or base is None:
         return result
     layer_of = {h: hook_names.parse(h, n_layers)[0] for h in plan.capture}
-    cache = {h: base.result.cache[h] if layer_of[h] < plan.start else result.cache[h] for h in plan.capture}
+    cache = {h: held(base, h, n_layers) if layer_of[h] < plan.start else result.cache[h] for h in plan.capture}
     outputs = [*base.result.block_outputs[: plan.start], *result.block_outputs[plan.start :]]
     return Result(cache, outputs, result.final_hidden, result.logits)
+
+
+def held(base: Reusable, name: str, n_layers: int) -> torch.Tensor | None:
+    """``base``'s capture at ``name``, or else the same tensor under another name (block ``l``'s input,
+    ``hook_resid_pre``, is block ``l - 1``'s output, ``hook_resid_post``); None if it has neither."""
+    cache = base.result.cache
+    if name in cache:
+        return cache[name]
+    layer, template = hook_names.parse(name, n_layers)
+    return cache.get(f"blocks.{layer - 1}.hook_resid_post") if template == "hook_resid_pre" and layer else None
 
 
 def pass_bytes(model: Model, names: list[str], n: int, batch: int = 1) -> int:

@@ -19,7 +19,7 @@ from .. import hook_names
 from ..interventions import ActivationEdit, Intervention
 from ..run import Run
 from .execute import first_tensor, replace_first
-from .plan import Plan, Result, first_edited_layer, plan_batch, rerun_batch_size
+from .plan import Plan, Result, first_edited_layer, held, plan_batch, rerun_batch_size
 
 if TYPE_CHECKING:
     from .model import Model
@@ -50,7 +50,9 @@ class RerunBatch:
                 logits = None if r.logits is None else torch.cat([head.logits[: self.prefix], r.logits])
                 r = Result({}, [None] * self.base.model.n_layers, final, logits)
             if self.start:
-                r.cache.update({h: self.base[h] for h in self.names if hook_names.parse(h)[0] < self.start})
+                n_layers = self.base.model.n_layers
+                reused = [h for h in self.names if hook_names.parse(h)[0] < self.start]
+                r.cache.update({h: held(self.base, h, n_layers) for h in reused})
             out.append(r)
         return out
 
@@ -95,7 +97,8 @@ def plan_reruns(model: Model, base: Run, sets: Sets, names: list[str], batch_siz
         for chunk in (group[i : i + size] for i in range(0, len(group), size)):
             chosen = [sets[i] for i in chunk]
             start = min(first_edited_layer(s, model.n_layers) for s in chosen)
-            start = min([start, base.clean_prefix, *(hook_names.parse(h)[0] for h in names if h not in base)])
+            missing = [hook_names.parse(h)[0] for h in names if held(base, h, model.n_layers) is None]
+            start = min([start, base.clean_prefix, *missing])
             start = start if reuse else 0
             plan = _batch_plan(model, base, chosen, names, start, prefix, past)
             yield RerunBatch(chunk, plan, base, names, start, prefix)
