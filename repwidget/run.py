@@ -68,10 +68,21 @@ class Run(Mapping[str, torch.Tensor]):
         """``[pos, vocab]`` logits (None for a model without an unembedding), computed on first use (in a pass where
         the model runs, for a model whose weights are on NDIF only)."""
         if self.result.logits is None and self.result.final_hidden is not None:
+            self._current("logits")
             self.result.logits = self._model.unembed(self.result.final_hidden)
         elif self.result.logits is None and self._in_pass:
+            self._current("logits")
             self.result.logits = self._model.logits_in_pass_of(self, range(len(self._token_ids)))
         return self.result.logits
+
+    def _current(self, what: str) -> None:
+        """Refuse to compute ``what`` of this run with weights other than those it was made with (a mix of two
+        models); what was computed before the weights changed is still read."""
+        if self.weights_version != self._model.weights_version():
+            raise ValueError(
+                f"the model's weights changed since this run was made, so its {what} cannot be computed now (they "
+                "would mix both weights); run it again: model.run(run.token_ids, run.interventions)"
+            )
 
     @property
     def _in_pass(self) -> bool:
@@ -80,6 +91,8 @@ class Run(Mapping[str, torch.Tensor]):
 
     def logits_at(self, positions: int | Iterable[int]) -> torch.Tensor | None:
         """Logits at some positions only, ``[len(positions), vocab]`` (or ``[vocab]`` for one int)."""
+        if self.result.logits is None and (self.result.final_hidden is not None or self._in_pass):
+            self._current("logits")
         if self.result.logits is None and self._in_pass:
             every = range(len(self._token_ids))  # negative positions count from the end, as when indexing
             if isinstance(positions, int):
@@ -121,6 +134,7 @@ class Run(Mapping[str, torch.Tensor]):
         if name in self.result.cache:
             return self.result.cache[name]
         if layer not in self._patterns:
+            self._current("attention patterns")
             self._patterns[layer] = self._model.replay(self, layer, {}, capture=[name])[name]
             while len(self._patterns) > 2:
                 self._patterns.pop(next(iter(self._patterns)))
@@ -140,6 +154,7 @@ class Run(Mapping[str, torch.Tensor]):
                 for layer, sink in sinks.items():
                     feed(sink, self.result.cache[f"blocks.{layer}.attn.hook_pattern"][None])
             else:
+                self._current("attention summaries")
                 self._model.replay(self, min(missing), sinks)
             self._take_summaries(sinks, side)
         layers = range(self._model.n_layers)

@@ -299,3 +299,15 @@ def test_the_explorers_runs_rerun_from_their_first_intervened_block(views):
         assert sorted(run) == sorted(expected)
         for hook in expected:
             torch.testing.assert_close(run[hook], expected[hook], atol=1e-5, rtol=0)
+
+
+def test_a_run_refuses_to_compute_what_it_lacks_with_other_weights():
+    model = rw.Model(build("llama"))
+    run, kept = model.run(matrix_ids(8)), model.run(matrix_ids(8))
+    logits, pattern = kept.logits, kept.pattern(1)  # read before the change: still read after it
+    _scale_data(model.hf)
+    for read in (lambda: run.logits, lambda: run.logits_at(-1), lambda: run.pattern(1), lambda: run.summary()):
+        with pytest.raises(ValueError, match="weights changed since this run was made"):
+            read()
+    assert kept.logits is logits and kept.pattern(1) is pattern
+    assert torch.equal(run["blocks.1.hook_resid_post"], kept["blocks.1.hook_resid_post"])
