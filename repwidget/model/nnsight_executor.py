@@ -21,9 +21,9 @@ from .errors import UnsupportedOnBackendError
 from .execute import NonFiniteError, forward_inputs
 from .executor import guarded, weights_version, without_grad
 from .modes import attention_implementation, eval_mode
+from .nnsight_program import Program, build_program, compile_sink, fill_sink, reads_patterns
 from .nnsight_remote import BoundedRemoteBackend, RemoteExecutionError
 from .nnsight_results import check, expected, size
-from .nnsight_program import Program, build_program, compile_sink, fill_sink, reads_patterns
 from .nnsight_trace import run_trace
 from .plan import Plan, Result
 from .twin import is_weightless

@@ -16,7 +16,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from nnsight.intervention.backends.remote import RemoteBackend, RemoteError
@@ -37,8 +37,8 @@ class RemoteTimeout(RemoteExecutionError, TimeoutError):
 
 def decode(content: bytes, compressed: bool, limit: int, allow: tuple = ()) -> Any:
     """What ``torch.save`` wrote in ``content`` (zstd-compressed when ``compressed``), read without executing
-    anything: tensors, numbers, strings and plain containers (``torch.load(weights_only=True)``), plus the classes
-    in ``allow``. More than ``limit`` bytes, compressed or not, is refused; so is anything else."""
+    anything: tensors, numbers, strings and plain containers (the globals of :func:`_plain_globals`), plus the
+    classes in ``allow``. More than ``limit`` bytes, compressed or not, is refused; so is anything else."""
     if len(content) > limit:
         raise oversized(len(content), limit)
     if compressed:
@@ -55,18 +55,52 @@ def decode(content: bytes, compressed: bool, limit: int, allow: tuple = ()) -> A
         if not parts:
             raise RemoteExecutionError("NDIF's result is not zstd-compressed data as requested; refused")
         content = b"".join(parts)
-    try:
-        with torch.serialization.safe_globals(list(allow)):
-            return torch.load(io.BytesIO(content), map_location="cpu", weights_only=True)
+    if not content.startswith(b"PK\x03\x04"):
+        raise RemoteExecutionError("NDIF's result is not a torch.save archive; refused")
+    _Plain.allowed = {**_plain_globals(), **{f"{c.__module__}.{c.__qualname__}": c for c in allow}}
+    try:  # torch's reader of the archive, with every global the pickle names looked up in _Plain.allowed
+        return torch.load(io.BytesIO(content), map_location="cpu", weights_only=False, pickle_module=_Plain)
     except pickle.UnpicklingError as error:
-        what = next((line.strip() for line in str(error).splitlines() if "Unsupported" in line), "")
         raise RemoteExecutionError(
-            "NDIF's result holds something other than tensors and plain containers"
-            + (f" ({what[:120]})" if what else "")
-            + "; refused without running it (is nnsight.CONFIG.API.HOST the real NDIF?)"
+            f"NDIF's result holds something other than tensors and plain containers ({_line(error)[:120]}); refused "
+            "without running it (is nnsight.CONFIG.API.HOST the real NDIF?)"
         ) from None
     except Exception as error:
         raise RemoteExecutionError(f"NDIF's result could not be read: {type(error).__name__}: {_line(error)}") from None
+
+
+class _Plain:
+    """A pickle module for ``torch.load`` whose unpickler builds only tensors, dtypes and plain containers: a
+    global the pickle names is looked up in ``allowed``, anything else refused before it is called. (torch's own
+    ``weights_only=True`` reader does the same but knows only pickle protocol 2; nnsight pickles status frames with
+    protocol 4.)"""
+
+    allowed: ClassVar[dict[str, Any]] = {}
+
+    class Unpickler(pickle.Unpickler):
+        def find_class(self, module: str, name: str) -> Any:
+            value = _Plain.allowed.get(f"{module}.{name}")
+            if value is None:
+                raise pickle.UnpicklingError(f"refused {module}.{name}")
+            return value
+
+    @staticmethod
+    def load(file: Any, **kwargs: Any) -> Any:
+        return _Plain.Unpickler(file, **kwargs).load()
+
+
+def _plain_globals() -> dict[str, Any]:
+    """What a ``torch.save`` of tensors in plain containers names: tensors' rebuild, dtypes, bytes (protocol 2)."""
+    import _codecs
+    import collections
+
+    from torch import _utils
+
+    dtypes = {f"torch.{name}": value for name, value in vars(torch).items() if isinstance(value, torch.dtype)}
+    return {**dtypes, "torch._utils._rebuild_tensor_v2": _utils._rebuild_tensor_v2, "torch.Size": torch.Size,
+            "collections.OrderedDict": collections.OrderedDict, "_codecs.encode": _codecs.encode,
+            "builtins.set": set, "builtins.frozenset": frozenset, "builtins.complex": complex,
+            "builtins.bytearray": bytearray}  # fmt: skip
 
 
 def oversized(size: int, limit: int, what: str = "") -> RemoteExecutionError:
@@ -179,7 +213,6 @@ class BoundedRemoteBackend(RemoteBackend):
 
     def _post(self, request: Any, blob: bytes) -> ResponseModel:
         import httpx
-
         from nnsight.intervention.backends import remote
 
         headers = {"ndif-timestamp": repr(time.time()), "nnsight-version": remote._NNSIGHT_VERSION}

@@ -130,11 +130,16 @@ def check(value: Any, spec: Any, where: str = "result") -> None:
             _wrong(where, _what(value), f"a tensor {list(spec.shape)}")
         if not _KINDS[spec.kind](value):
             _wrong(where, f"a {value.dtype} tensor", f"a {spec.kind} tensor")
-        if value.dim() != len(spec.shape) or any(w is not None and w != s for w, s in zip(spec.shape, value.shape)):
-            _wrong(where, f"shaped {list(value.shape)}", f"{['?' if w is None else w for w in spec.shape]}")
+        shape = value.shape
+        if len(shape) != len(spec.shape) or any(w not in (None, s) for w, s in zip(spec.shape, shape, strict=True)):
+            _wrong(where, f"shaped {list(shape)}", f"{['?' if w is None else w for w in spec.shape]}")
     elif spec is BAD:
-        if not isinstance(value, (list, tuple)) or len(value) > 10_000 or not all(
-            isinstance(v, (list, tuple)) and len(v) == 3 and all(isinstance(s, str) for s in v) for v in value
+        if (
+            not isinstance(value, (list, tuple))
+            or len(value) > 10_000
+            or not all(
+                isinstance(v, (list, tuple)) and len(v) == 3 and all(isinstance(s, str) for s in v) for v in value
+            )
         ):
             _wrong(where, _what(value), "a list of (label, hook, dtype) strings")
     elif isinstance(spec, dict):
