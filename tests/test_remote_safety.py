@@ -209,3 +209,23 @@ def test_a_result_that_does_not_fit_the_plan_is_one_line(remote, tamper, match) 
     assert re.search(match, message), message
     fake.tamper = None
     assert run.logits_at(-1).shape == (remote.hf.config.vocab_size,)
+
+
+def test_the_hub_lookup_of_the_model_id_is_bounded_too(remote, monkeypatch) -> None:
+    """Before its first request nnsight checks the model's id on the Hugging Face hub, with no timeout of its own: a
+    hub that never answers ends within ``executor.timeout`` (10 s at most) in one line."""
+    import socket
+
+    from huggingface_hub import constants
+    from nnsight.modeling import huggingface
+
+    with socket.socket() as silent:  # accepts connections and never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(4)
+        monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{silent.getsockname()[1]}")
+        monkeypatch.setattr(remote.executor.lm, "repo_id", "org/not-yet-named")  # not in nnsight's cache of ids
+        assert "org/not-yet-named" not in huggingface._ID_CACHE
+        _to(remote, "http://127.0.0.1:9", timeout=1.0)
+        message, seconds = _failure(lambda: remote.run(matrix_ids(), capture=[]))
+    print(f"\n{message} ({seconds:.2f} s)")
+    assert message.startswith("could not name") and seconds < 11, (message, seconds)
