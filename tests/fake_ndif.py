@@ -78,7 +78,8 @@ class LoopbackNDIF(BaseHTTPRequestHandler):
 
     ``how``: ``"http"`` refuses the model over HTTP, ``"status"`` with an ERROR status; ``"download"`` /
     ``"frame"`` send ``result`` (a download, or a binary websocket frame as a pickled status); hostile:
-    ``"silent"`` (the websocket never sends the session id), ``"no_answer"`` (the POST is never answered),
+    ``"silent"`` (the websocket never sends the session id), ``"trickle_handshake"`` (its handshake, a byte every
+    0.2 s), ``"no_answer"`` (the POST is never answered),
     ``"no_status"`` (no status after the POST), ``"trickle"`` (the download, a byte every 0.2 s),
     ``"trickle_frame"`` (the binary frame, likewise), ``"trickle_post"`` (the POST's answer, likewise)."""
 
@@ -101,11 +102,14 @@ class LoopbackNDIF(BaseHTTPRequestHandler):
             return self._download()
         key = self.headers["Sec-WebSocket-Key"]  # the websocket handshake, then frames
         accept = base64.b64encode(hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest())
+        how = type(self).how
+        if how == "trickle_handshake":  # the 101 answer, a byte every 0.2 s
+            head = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            return self._send(f"{head}Sec-WebSocket-Accept: {accept.decode()}\r\n\r\n".encode(), slowly=True)
         self.send_response(101)
         for name, value in (("Upgrade", "websocket"), ("Connection", "Upgrade"), ("Sec-WebSocket-Accept", accept)):
             self.send_header(name, value.decode() if isinstance(value, bytes) else value)
         self.end_headers()
-        how = type(self).how
         if how != "silent":
             self._frame(json.dumps({"session_id": "s-1"}).encode())
         if how == "status":

@@ -77,10 +77,13 @@ def _blob(value, compress: bool = True) -> bytes:
     return zstandard.ZstdCompressor().compress(buffer.getvalue()) if compress else buffer.getvalue()
 
 
-@pytest.mark.parametrize("how", ["silent", "no_answer", "no_status", "trickle_post", "trickle", "trickle_frame"])
+@pytest.mark.parametrize(
+    "how", ["trickle_handshake", "silent", "no_answer", "no_status", "trickle_post", "trickle", "trickle_frame"]
+)
 def test_every_remote_wait_ends_within_the_timeout_and_the_explorer_stays_usable(remote, how) -> None:
-    """A websocket that never speaks, a request never answered, a job that never reports, and an answer or result
-    that trickles in a byte every 0.2 s: each ends in one line within about ``executor.timeout``."""
+    """A websocket that never speaks, a request never answered, a job that never reports, and a handshake, an
+    answer or a result that trickles in a byte every 0.2 s: each ends in one line within about
+    ``executor.timeout``."""
     from repwidget.interventions import to_json
 
     fake = remote.executor.backend

@@ -15,10 +15,10 @@ import pickle
 import socket
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import torch
+import websocket
 from nnsight.intervention.backends.remote import RemoteBackend, RemoteError
 from nnsight.schema.response import ResponseModel, Status
 
@@ -112,28 +112,55 @@ def oversized(size: int, limit: int, what: str = "") -> RemoteExecutionError:
 
 
 class BoundedRemoteBackend(RemoteBackend):
-    """nnsight's blocking ``RemoteBackend`` with every wait ending by ``timeout`` seconds after the call (the
-    websocket, the POST, the download: each read's own timeout is what is left, and a watchdog shuts the socket at
-    the deadline, so a host that trickles bytes cannot stretch it), at most ``limit`` bytes read from the host, and
-    results decoded by :func:`decode`. Only the saved variables named in ``names`` are pushed to the caller."""
+    """nnsight's blocking ``RemoteBackend`` with every wait ending by ``timeout`` seconds after the call, at most
+    ``limit`` bytes read from the host, and results decoded by :func:`decode`. Each read's own timeout is what is
+    left, and a watchdog shuts down every socket the pass opened (websocket, POST, download) at the deadline, so a
+    host that trickles bytes cannot stretch it. Only the saved variables named in ``names`` reach the caller."""
 
     def __init__(self, model_key: str, host: str, timeout: float, limit: int, names: tuple[str, ...]) -> None:
         super().__init__(model_key, host=host)
         self.timeout, self.limit, self.names = timeout, limit, names
         self.deadline = time.monotonic() + timeout
         self.received = 0  #: bytes read from the host in this pass (websocket frames and downloads)
+        self.sockets: list[socket.socket] = []
+        self.expired = False
 
     def __call__(self, tracer: Any = None) -> Any:
-        self.deadline, self.received = time.monotonic() + self.timeout, 0
-        return super().__call__(tracer)
+        self.deadline, self.received, self.sockets, self.expired = time.monotonic() + self.timeout, 0, [], False
+        watchdog = threading.Timer(self.timeout, self.expire)
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            return super().__call__(tracer)
+        except RemoteExecutionError:
+            raise
+        except Exception:
+            if self.expired or time.monotonic() >= self.deadline:  # a read the watchdog ended, or a read timeout
+                self.left()
+            raise
+        finally:
+            watchdog.cancel()
 
     def left(self) -> float:
         """Seconds left before the deadline; past it, :class:`RemoteTimeout`."""
         left = self.deadline - time.monotonic()
-        if left <= 0:
+        if left <= 0 or self.expired:
             raise RemoteTimeout(f"NDIF at {self.host} did not answer within {self.timeout:g} s; try again later "
                                 "(or raise executor.timeout)")  # fmt: skip
         return left
+
+    def expire(self) -> None:
+        """The deadline: shut down every socket of the pass (a read blocked in one returns at once)."""
+        self.expired = True
+        for sock in self.sockets:
+            _shutdown(sock)
+
+    def watch(self, sock: Any) -> None:
+        """Shut ``sock`` down at the deadline."""
+        if isinstance(sock, socket.socket):
+            self.sockets.append(sock)
+            if self.expired:
+                _shutdown(sock)
 
     def count(self, size: int) -> None:
         """Count ``size`` more bytes read from the host; more than the pass can produce is refused."""
@@ -141,35 +168,17 @@ class BoundedRemoteBackend(RemoteBackend):
         if self.received > self.limit:
             raise oversized(self.received, self.limit)
 
-    @contextlib.contextmanager
-    def watched(self, sock: socket.socket | None) -> Iterator[None]:
-        """Shut ``sock`` down at the deadline, so that a read blocked in it (or fed a byte at a time) returns; the
-        error it then raises is the timeout."""
-        timer = threading.Timer(max(0.0, self.deadline - time.monotonic()), _shutdown, (sock,))
-        timer.daemon = True
-        if sock is not None:
-            timer.start()
-        try:
-            yield
-        except RemoteExecutionError:
-            raise
-        except Exception:
-            if time.monotonic() >= self.deadline:
-                self.left()
-            raise
-        finally:
-            timer.cancel()
+    def _traced(self, event: str, info: dict) -> None:
+        """httpcore's trace hook: each connection's socket (plain, then TLS) is watched from when it opens."""
+        if event in ("connection.connect_tcp.complete", "connection.start_tls.complete"):
+            stream = info.get("return_value")
+            self.watch(stream.get_extra_info("socket") if stream is not None else None)
 
     def request(self, request: Any, tracer: Any) -> Any:
-        import websocket
-
         blob = self._serialize(tracer)
-        header = {"ndif-api-key": self.api_key} if self.api_key else None
-        try:
-            connection = websocket.create_connection(f"{self.ws_host}/subscribe", header=header, timeout=self.left())
-        except websocket.WebSocketTimeoutException:
-            self.left()
-            raise
+        connection = _Watched(self.watch)
+        connection.settimeout(self.left())
+        connection.connect(f"{self.ws_host}/subscribe", header={"ndif-api-key": self.api_key} if self.api_key else None)
         read = connection.frame_buffer.recv
 
         def bounded(size: int) -> bytes:
@@ -181,19 +190,14 @@ class BoundedRemoteBackend(RemoteBackend):
         connection.frame_buffer.recv = bounded
         done = False
         try:
-            with self.watched(connection.sock):
-                try:
-                    request.session_id = _session(connection.recv())
-                    self.send(request, blob)
-                    while True:
-                        response = self.parse(connection.recv())
-                        result = self.handle(response)
-                        if response.status == Status.COMPLETED:
-                            done = True
-                            return result
-                except websocket.WebSocketTimeoutException:
-                    self.left()
-                    raise
+            request.session_id = _session(connection.recv())
+            self.send(request, blob)
+            while True:
+                response = self.parse(connection.recv())
+                result = self.handle(response)
+                if response.status == Status.COMPLETED:
+                    done = True
+                    return result
         finally:
             if done:
                 connection.close(timeout=min(1.0, max(self.deadline - time.monotonic(), 0.01)))
@@ -222,7 +226,7 @@ class BoundedRemoteBackend(RemoteBackend):
             with httpx.Client(timeout=httpx.Timeout(self.left())) as client:
                 files = {"blob": ("request", blob, "application/octet-stream")}
                 with client.stream("POST", f"{self.host}/request", data={"data": request.metadata()}, files=files,
-                                   headers=headers) as response:  # fmt: skip
+                                   headers=headers, extensions={"trace": self._traced}) as response:  # fmt: skip
                     body = self._read(response, STATUS_BYTES)
         except httpx.TimeoutException:
             self.left()
@@ -242,14 +246,12 @@ class BoundedRemoteBackend(RemoteBackend):
         declared = response.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > limit:
             raise oversized(int(declared), limit, "declared")
-        stream = response.extensions.get("network_stream")
         buffer = bytearray()
-        with self.watched(stream.get_extra_info("socket") if stream is not None else None):
-            for chunk in response.iter_bytes():
-                self.left()
-                buffer += chunk
-                if len(buffer) > limit:
-                    raise oversized(len(buffer), limit)
+        for chunk in response.iter_bytes():
+            self.left()
+            buffer += chunk
+            if len(buffer) > limit:
+                raise oversized(len(buffer), limit)
         return bytes(buffer)
 
     def download_result(self, url: Any) -> Any:
@@ -262,7 +264,10 @@ class BoundedRemoteBackend(RemoteBackend):
         import httpx
 
         try:
-            with httpx.Client(timeout=httpx.Timeout(self.left())) as client, client.stream("GET", url) as response:
+            with (
+                httpx.Client(timeout=httpx.Timeout(self.left())) as client,
+                client.stream("GET", url, extensions={"trace": self._traced}) as response,
+            ):
                 if response.is_error:
                     raise RemoteError(f"downloading the result failed: HTTP {response.status_code}")
                 content = self._read(response, self.limit - self.received)
@@ -277,6 +282,24 @@ class BoundedRemoteBackend(RemoteBackend):
 
     def _push(self, result: Any, tracer: Any) -> None:
         super()._push({name: result[name] for name in self.names if name in result}, tracer)
+
+
+class _Watched(websocket.WebSocket):
+    """A websocket client that hands each socket it opens to ``watch`` before its handshake."""
+
+    def __init__(self, watch: Any, **kwargs: Any) -> None:
+        self._watch = watch
+        super().__init__(**kwargs)
+
+    @property
+    def sock(self) -> Any:
+        return self.__dict__.get("_sock")
+
+    @sock.setter
+    def sock(self, value: Any) -> None:
+        self.__dict__["_sock"] = value
+        if value is not None:
+            self._watch(value)
 
 
 def _session(message: str | bytes) -> str:
