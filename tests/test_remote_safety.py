@@ -232,3 +232,11 @@ def test_the_hub_lookup_of_the_model_id_is_bounded_too(remote, monkeypatch) -> N
         message, seconds = _failure(lambda: remote.run(matrix_ids(), capture=[]))
     print(f"\n{message} ({seconds:.2f} s)")
     assert message.startswith("could not name") and seconds < 11, (message, seconds)
+
+
+@pytest.mark.parametrize("timeout", [0, -1.0, float("inf"), float("nan"), "30", None])
+def test_a_timeout_that_bounds_nothing_is_refused_in_one_line(remote, timeout) -> None:
+    _to(remote, "http://127.0.0.1:9", timeout=timeout)
+    with pytest.raises(ValueError, match=r"^executor.timeout must be a positive number of seconds, got ") as info:
+        remote.run(matrix_ids(), capture=[])
+    assert "\n" not in str(info.value)

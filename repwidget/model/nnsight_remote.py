@@ -118,6 +118,8 @@ class BoundedRemoteBackend(RemoteBackend):
     host that trickles bytes cannot stretch it. Only the saved variables named in ``names`` reach the caller."""
 
     def __init__(self, model_key: str, host: str, timeout: float, limit: int, names: tuple[str, ...]) -> None:
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < float("inf"):
+            raise ValueError(f"executor.timeout must be a positive number of seconds, got {timeout!r:.40}")
         super().__init__(model_key, host=host)
         self.timeout, self.limit, self.names = timeout, limit, names
         self.deadline = time.monotonic() + timeout
