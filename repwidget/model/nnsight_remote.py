@@ -81,7 +81,7 @@ class _Plain:
         def find_class(self, module: str, name: str) -> Any:
             value = _Plain.allowed.get(f"{module}.{name}")
             if value is None:
-                raise pickle.UnpicklingError(f"refused {module}.{name}")
+                raise pickle.UnpicklingError(f"{module}.{name} is not allowed")
             return value
 
     @staticmethod
