@@ -15,7 +15,7 @@ import pickle
 import socket
 import threading
 import time
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 import websocket
@@ -57,9 +57,9 @@ def decode(content: bytes, compressed: bool, limit: int, allow: tuple = ()) -> A
         content = b"".join(parts)
     if not content.startswith(b"PK\x03\x04"):
         raise RemoteExecutionError("NDIF's result is not a torch.save archive; refused")
-    _Plain.allowed = {**_plain_globals(), **{f"{c.__module__}.{c.__qualname__}": c for c in allow}}
-    try:  # torch's reader of the archive, with every global the pickle names looked up in _Plain.allowed
-        return torch.load(io.BytesIO(content), map_location="cpu", weights_only=False, pickle_module=_Plain)
+    plain = _plain({**_plain_globals(), **{f"{c.__module__}.{c.__qualname__}": c for c in allow}})
+    try:  # torch's reader of the archive, with every global the pickle names looked up in the allowed ones
+        return torch.load(io.BytesIO(content), map_location="cpu", weights_only=False, pickle_module=plain)
     except pickle.UnpicklingError as error:
         raise RemoteExecutionError(
             f"NDIF's result holds something other than tensors and plain containers ({_line(error)[:120]}); refused "
@@ -69,24 +69,22 @@ def decode(content: bytes, compressed: bool, limit: int, allow: tuple = ()) -> A
         raise RemoteExecutionError(f"NDIF's result could not be read: {type(error).__name__}: {_line(error)}") from None
 
 
-class _Plain:
-    """A pickle module for ``torch.load`` whose unpickler builds only tensors, dtypes and plain containers: a
-    global the pickle names is looked up in ``allowed``, anything else refused before it is called. (torch's own
-    ``weights_only=True`` reader does the same but knows only pickle protocol 2; nnsight pickles status frames with
-    protocol 4.)"""
-
-    allowed: ClassVar[dict[str, Any]] = {}
+def _plain(allowed: dict[str, Any]) -> type:
+    """A pickle module for ``torch.load`` whose unpickler builds only what ``allowed`` names: any other global the
+    pickle names is refused before it is called. (torch's own ``weights_only=True`` reader does the same but
+    knows only pickle protocol 2; nnsight pickles status frames with protocol 4.)"""
 
     class Unpickler(pickle.Unpickler):
         def find_class(self, module: str, name: str) -> Any:
-            value = _Plain.allowed.get(f"{module}.{name}")
+            value = allowed.get(f"{module}.{name}")
             if value is None:
                 raise pickle.UnpicklingError(f"{module}.{name} is not allowed")
             return value
 
-    @staticmethod
     def load(file: Any, **kwargs: Any) -> Any:
-        return _Plain.Unpickler(file, **kwargs).load()
+        return Unpickler(file, **kwargs).load()
+
+    return type("plain_pickle", (), {"Unpickler": Unpickler, "load": staticmethod(load)})
 
 
 def _plain_globals() -> dict[str, Any]:
