@@ -54,7 +54,7 @@ class NNsightExecutor:
         import nnsight
 
         self.hf, self.arch, self.forward_kwargs, self.remote = hf, arch, forward_kwargs, remote
-        #: seconds a remote pass may wait for NDIF to answer
+        #: seconds a remote pass may take, every wait for NDIF together (the hub lookup of its id: 10 s at most)
         self.timeout = timeout
         #: an nnsight backend to run traces on instead (e.g. nnsight's LocalSimulationBackend); None: the default
         self.backend: Any = None
