@@ -5,18 +5,13 @@ tree is on the ``meta`` device (no weight is materialised in this process) and e
 :class:`FakeNDIF` serialises as nnsight's RemoteBackend would, deserialises with repwidget hidden against a
 *separate* server model holding the real weights, runs, and sends back as NDIF does (``torch.save`` + zstd). Results
 equal the hook executor's on the real weights (atol 1e-5); the bytes each way are measured. A model NDIF does not
-serve is tested against a local HTTP + websocket server on 127.0.0.1 answering as NDIF would.
+serve is tested against :class:`LoopbackNDIF`, HTTP and websocket on 127.0.0.1 answering as NDIF would.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import json
 import socket
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import torch
@@ -28,7 +23,7 @@ from repwidget.model.nnsight_executor import RemoteExecutionError, UnsupportedOn
 
 from architectures import ARCHITECTURES, build, matrix_ids
 from conftest import word_tokenizer
-from fake_ndif import FakeNDIF
+from fake_ndif import FakeNDIF, serving
 
 ATOL = 1e-5
 REPO = "org/served-model"  # the hub id NDIF would know the saved model by (no hub here: taken as given)
@@ -284,51 +279,6 @@ def _decoded(header: dict, buffers: list) -> torch.Tensor:
 
 
 # -- a model NDIF does not serve -------------------------------------------------------------------------------
-class _NDIF(BaseHTTPRequestHandler):
-    """NDIF's two endpoints as RemoteBackend uses them: a websocket at /subscribe that sends the session id (and
-    then the job's status), and POST /request, here refusing the model (``how``: over HTTP, or as an ERROR status)."""
-
-    how = "http"
-    protocol_version = "HTTP/1.1"  # what a websocket handshake answers in
-    detail = f"Model {REPO!r} is not deployed on NDIF; see https://nnsight.net/status"
-
-    def log_message(self, *args) -> None:  # quiet
-        pass
-
-    def do_GET(self) -> None:  # the websocket handshake, then frames
-        key = self.headers["Sec-WebSocket-Key"]
-        accept = base64.b64encode(hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest())
-        self.send_response(101)
-        for name, value in (("Upgrade", "websocket"), ("Connection", "Upgrade"), ("Sec-WebSocket-Accept", accept)):
-            self.send_header(name, value.decode() if isinstance(value, bytes) else value)
-        self.end_headers()
-        self._frame(json.dumps({"session_id": "s-1"}))
-        if type(self).how == "status":
-            time.sleep(0.3)  # after the POST's RECEIVED answer
-            self._frame(json.dumps({"id": "j-1", "status": "ERROR", "description": self.detail}))
-        head = self.rfile.read(2)  # the client's close frame (masked): answered, as a server does
-        if len(head) == 2:
-            self.rfile.read((head[1] & 0x7F) + 4)
-            self.wfile.write(bytes([0x88, 0]))
-
-    def _frame(self, text: str) -> None:
-        data = text.encode()
-        self.wfile.write(bytes([0x81, len(data)]) + data if len(data) < 126 else
-                         bytes([0x81, 126]) + len(data).to_bytes(2, "big") + data)  # fmt: skip
-        self.wfile.flush()
-
-    def do_POST(self) -> None:
-        self.rfile.read(int(self.headers["Content-Length"]))
-        refused = type(self).how == "http"
-        body = {"detail": self.detail} if refused else {"id": "j-1", "status": "RECEIVED", "description": ""}
-        data = json.dumps(body).encode()
-        self.send_response(400 if refused else 200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-
 @pytest.mark.parametrize("how", ["http", "status"])
 def test_a_model_ndif_does_not_serve_is_one_line_and_the_explorer_keeps_its_state(remote, how) -> None:
     from nnsight import CONFIG
@@ -337,11 +287,9 @@ def test_a_model_ndif_does_not_serve_is_one_line_and_the_explorer_keeps_its_stat
     fake = model.executor.backend
     ex = rw.explore(model, matrix_ids())  # a good state, from the "server"
     shown, logits = ex.run, ex.run.logits_at(range(20)).clone()
-    handler = type("Refusing", (_NDIF,), {"how": how})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        CONFIG.API.APIKEY, CONFIG.API.HOST = "test-key", f"http://127.0.0.1:{server.server_address[1]}"
+    detail = f"Model {REPO!r} is not deployed on NDIF; see https://nnsight.net/status"
+    with serving(how, detail=detail) as host:
+        CONFIG.API.APIKEY, CONFIG.API.HOST = "test-key", host
         model.executor.backend, model.executor.timeout = None, 5.0  # the real RemoteBackend, to the local server
         start = time.perf_counter()
         with pytest.raises(RemoteExecutionError) as info:
@@ -354,9 +302,6 @@ def test_a_model_ndif_does_not_serve_is_one_line_and_the_explorer_keeps_its_stat
         sent = _click(ex, {"type": "get", "id": "a-2", "what": "predictions", "position": 7})
         assert sent[0][0]["type"] == "error" and "is not deployed on NDIF" in ex.error and "\n" not in ex.error
         assert ex.run is shown and ex.interventions == []
-    finally:
-        server.shutdown()
-        server.server_close()
     model.executor.backend = fake  # NDIF serves it again: the state was kept and the next click works
     _close(ex.run.logits_at(range(20)), logits)
     _click(ex, {"type": "get", "id": "a-3", "what": "predictions", "position": 7})

@@ -22,14 +22,11 @@ from .execute import NonFiniteError, forward_inputs
 from .executor import guarded, weights_version, without_grad
 from .modes import attention_implementation, eval_mode
 from .nnsight_program import Program, build_program, compile_sink, fill_sink, reads_patterns
+from .nnsight_remote import BoundedRemoteBackend, RemoteExecutionError
+from .nnsight_results import check, expected, size
 from .nnsight_trace import run_trace
 from .plan import Plan, Result
 from .twin import is_weightless
-
-
-class RemoteExecutionError(RuntimeError):
-    """A remote pass failed (no API key, NDIF unreachable, a model it does not serve, a timeout): one line says
-    which."""
 
 
 class NNsightExecutor:
@@ -57,7 +54,7 @@ class NNsightExecutor:
         import nnsight
 
         self.hf, self.arch, self.forward_kwargs, self.remote = hf, arch, forward_kwargs, remote
-        #: seconds a remote pass may wait for NDIF to answer
+        #: seconds a remote pass may take, every wait for NDIF together (the hub lookup of its id: 10 s at most)
         self.timeout = timeout
         #: an nnsight backend to run traces on instead (e.g. nnsight's LocalSimulationBackend); None: the default
         self.backend: Any = None
@@ -127,11 +124,15 @@ class NNsightExecutor:
         inputs = forward_inputs(self.hf, self.arch, plan, self.forward_kwargs, bool(plan.sinks))
         sinks = {layer: sink for layer, sink in plan.sinks.items() if program["reduce"].get(layer) is None}
         feed = attention.feed if sinks else None  # sinks the body cannot reduce are fed here (never remotely)
-        backend = backend if backend is not None else self.backend
-        if backend is not None:
+        if backend is not None:  # only serialised (``request``)
             return run_trace(self.lm, inputs, program, sinks, feed, {"backend": backend})
         if not self.remote:
-            return run_trace(self.lm, inputs, program, sinks, feed, {})
+            return run_trace(self.lm, inputs, program, sinks, feed, {"backend": self.backend} if self.backend else {})
+        spec = expected(program, self.arch, program["vocab"], tuple(plan.ids.shape))
+        if self.backend is not None:  # a stand-in for NDIF: its result is held to the plan all the same
+            saved = run_trace(self.lm, inputs, program, sinks, feed, {"backend": self.backend})
+            check(saved, spec)
+            return saved
         from nnsight import CONFIG
 
         host = CONFIG.API.HOST
@@ -141,21 +142,34 @@ class NNsightExecutor:
                 "(keys from https://login.ndif.us)"
             )
         try:
-            model_key = self.lm.to_model_key()
+            model_key = self._model_key()
         except Exception as error:
             raise RemoteExecutionError(
                 f"could not name {self.lm.repo_id!r} for NDIF (its id is checked on the Hugging Face hub): "
                 f"{_one_line(error)}"
             ) from None
-        from nnsight.intervention.backends.remote import RemoteBackend
+        edits = sum(len(ops) for step in program["steps"] for *_, ops in step["hooks"]) * len(program["spans"])
+        remote = BoundedRemoteBackend(model_key, host, self.timeout, size(spec, edits), ("out",))
+        try:
+            saved = run_trace(self.lm, inputs, program, sinks, feed, {"backend": remote})
+        except RemoteExecutionError:
+            raise
+        except Exception as error:
+            raise RemoteExecutionError(_remote_failure(error, host, self.timeout, str(self.lm.repo_id))) from None
+        check(saved, spec)
+        return saved
 
-        remote = RemoteBackend(model_key, host=host)
-        with _socket_timeout(self.timeout):
-            try:
-                return run_trace(self.lm, inputs, program, sinks, feed, {"backend": remote})
-            except Exception as error:
-                failure = _remote_failure(error, host, self.timeout, str(self.lm.repo_id))
-                raise RemoteExecutionError(failure) from None
+    def _model_key(self) -> str:
+        """NDIF's name of the model; nnsight checks its id on the hub once (here within ``timeout``, 10 s at most:
+        nnsight's own lookup has no timeout)."""
+        from nnsight.modeling import huggingface
+
+        repo = getattr(self.lm, "repo_id", None)
+        if isinstance(repo, str) and repo not in huggingface._ID_CACHE:
+            from huggingface_hub import HfApi
+
+            huggingface._ID_CACHE[repo] = HfApi().model_info(repo, timeout=min(self.timeout, 10.0)).id
+        return self.lm.to_model_key()
 
     @property
     def reduces_lens(self) -> bool:
@@ -282,19 +296,6 @@ class _RequestOnly:
 
         pull_env()
         self.payload = RequestModel.serialize(tracer, compress=CONFIG.API.COMPRESS)
-
-
-@contextlib.contextmanager
-def _socket_timeout(seconds: float) -> Iterator[None]:
-    """A default timeout for the websocket nnsight opens to NDIF (it has none of its own), restored after."""
-    import websocket
-
-    before = websocket.getdefaulttimeout()
-    websocket.setdefaulttimeout(seconds)
-    try:
-        yield
-    finally:
-        websocket.setdefaulttimeout(before)
 
 
 def _one_line(error: BaseException) -> str:
