@@ -46,7 +46,7 @@ describe("SAE features view", () => {
     const listed = el.querySelector('[data-rw-feature="17"]') as HTMLElement;
     expect(listed.textContent).toBe("f17  ablated");
     expect(listed.classList.contains("rw-ablated")).toBe(true);
-    expect(el.querySelector(".rw-tokens-view .rw-legend")!.textContent).toContain("SAE feature 17 in the clean run (it is ablated)");
+    expect(el.querySelector(".rw-tokens-view .rw-legend")!.textContent).toContain("SAE feature 17 in the clean run (no interventions; it is ablated)");
     expect(el.querySelector(".rw-tokens-view .rw-legend")!.textContent).toContain("2.50");
     const other = await withFeatures();
     click(other.el.querySelector('[data-rw-feature="5"]')!, { shiftKey: true });
@@ -111,9 +111,7 @@ describe("attribution and patching cells", () => {
   it("a click on an attribution head shows its pattern (head_layer), shift+click ablates it", async () => {
     const views = ["interventions", "tokens", "attention", "attribution"];
     const { model, el, store } = setup({ views });
-    const input = el.querySelector("[data-rw-target]") as HTMLInputElement;
-    input.value = "12";
-    click(el.querySelector("[data-rw-attribute]")!);
+    store.emit("pick-target", 12); // a predicted word clicked
     const hs = heads(4);
     const zeros = { dtype: "float32", shape: [2], buffer: 1 };
     answer(model, "attribution", { heads: hs.header, attn: zeros, mlp: zeros, embed: 0, bias: 0, total: 1, position: 3, target_token: "t2", foil_token: null }, [hs.buffer, float32([0, 0])]);
