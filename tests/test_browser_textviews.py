@@ -31,6 +31,12 @@ config = LlamaConfig(vocab_size=len(model.tokenizer), hidden_size=72, intermedia
                      num_attention_heads=9, num_key_value_heads=3, max_position_embeddings=128)
 deep = rw.explore(rw.load(LlamaForCausalLM(config).eval(), tokenizer=model.tokenizer), " ".join(words[:30] * 2))
 deep""",
+    # probes whose first layers read the sentiment worst (notebook 03's case): the view opens on the best one
+    """from repwidget.demo.evaluate import prompt
+reviews = [(prompt(e, "sentiment"), e.target) for e in rw.demo.dataset("sentiment", 80)]
+probes = rw.train_probes(model, reviews, kind="mean_diff")
+px = rw.explore(model, "review : the food was great and the staff were lovely . verdict :", probes=[probes])
+px""",
 ]
 
 
@@ -38,6 +44,26 @@ deep""",
 def lab_page(lab):
     with notebook_page(lab, "textviews.ipynb", CELLS, ".rw-root >> nth=3 >> [data-rw-top-head]", height=1200) as opened:
         yield opened
+
+
+def test_the_probes_view_opens_on_the_best_layer_steering_toward_the_class_not_read(lab_page):
+    from playwright.sync_api import expect
+
+    page, kernel, errors = lab_page
+    root = page.locator(".rw-root").nth(4)
+    root.locator(".rw-probes-view").scroll_into_view_if_needed()
+    best = kernel.run("print(probes.best_layer, px.selection['layer'])").split()
+    assert best[0] == best[1], best
+    expect(root.locator(".rw-probes-view .rw-probe-layer.rw-selected")).to_have_attribute("data-rw-layer", best[0])
+    other = kernel.run(
+        "from repwidget.hook_names import hook_for\n"
+        "p = probes.logits(px.run[hook_for(probes.site, probes.best_layer)], probes.best_layer).softmax(-1)[-1]\n"
+        "print(probes.classes[int(p.argmin())], probes.classes[int(p.argmax())])"
+    ).split()
+    assert other[0] != other[1], other
+    expect(root.locator("[data-rw-probe-class]")).to_have_value(other[0], timeout=30_000)
+    expect(root.locator("[data-rw-probe-note]")).to_contain_text("push the activations off-distribution")
+    assert not errors, errors
 
 
 def _box(locator) -> dict:
@@ -128,6 +154,7 @@ def test_the_attribution_target_and_foil_are_picked_by_text_and_the_caption_name
     expect(target).to_have_value(word.inner_text().strip(), timeout=30_000)
     kernel.run("cx.interventions = [rw.Ablate(1, head=0)]")
     expect(caption).to_contain_text("in the intervened run", timeout=30_000)
+    _selected_column_in_view(root)  # the lens beside it, repainted for the intervened run
     screenshot(root, "textviews-attribution")
     kernel.run("cx.interventions = []")
     assert not errors, errors
@@ -140,9 +167,10 @@ def _selected_column_in_view(root) -> None:
     column.wait_for(timeout=60_000)
     root.page.wait_for_timeout(500)  # any scroll snapping has settled
     box, cell = _box(scroll), _box(column)
+    panel, widget = _box(root.locator(".rw-lens-view")), _box(root)
     sticky = float(scroll.get_attribute("data-rw-sticky-left") or 0)
-    visible_right = box["left"] + box["clientLeft"] + box["clientWidth"]
-    assert cell["left"] >= box["left"] + sticky - 1 and cell["right"] <= visible_right + 1, (cell, box, sticky)
+    visible_right = min(box["left"] + box["clientLeft"] + box["clientWidth"], panel["right"], widget["right"])
+    assert cell["left"] >= box["left"] + sticky - 1 and cell["right"] <= visible_right + 1, (cell, box, panel, sticky)
 
 
 def test_the_lens_keeps_a_selected_last_column_wider_than_its_header_in_view(lab_page):
@@ -213,4 +241,59 @@ def test_the_top_heads_of_a_30_by_9_grid_are_listed_and_outlined_and_an_entry_se
         head,
     ]
     screenshot(view, "textviews-top-heads")
+    assert not errors, errors
+
+
+#: the contrast of an element's border colour against the first opaque background behind it (WCAG 1.4.11: 3:1)
+BORDER_CONTRAST = """(el) => {
+  const parse = (c) => c.match(/[\\d.]+/g).map(Number);
+  const lum = (c) => {
+    const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); };
+    return 0.2126 * f(c[0]) + 0.7152 * f(c[1]) + 0.0722 * f(c[2]);
+  };
+  let bg = [255, 255, 255];
+  for (let e = el.parentElement; e; e = e.parentElement) {
+    const c = parse(getComputedStyle(e).backgroundColor);
+    if (c.length === 3 || c[3] === 1) { bg = c; break; }
+  }
+  const [a, b] = [lum(parse(getComputedStyle(el).borderTopColor)), lum(bg)];
+  return (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+}"""
+
+
+def test_what_the_text_views_add_reads_in_both_themes(lab_page):
+    from playwright.sync_api import expect
+    from ui_checks import CONTRAST, set_theme
+
+    page, _kernel, errors = lab_page
+    roots = page.locator(".rw-root")
+    try:
+        for theme in ("JupyterLab Dark", "JupyterLab Light"):
+            set_theme(page, theme)
+            target = roots.nth(1).locator("[data-rw-target]")
+            target.scroll_into_view_if_needed()
+            target.fill("")
+            target.press_sequentially("jo")
+            words = roots.nth(1).locator('[data-rw-words="target"]')
+            expect(words.locator('[data-rw-word-id][aria-selected="true"]')).to_have_count(1, timeout=30_000)
+            measured = {
+                "candidates": words.evaluate(CONTRAST),
+                "continuation": roots.nth(0).locator(".rw-continuation-view").evaluate(CONTRAST),
+                "top heads": roots.nth(3).locator("[data-rw-top-heads]").evaluate(CONTRAST),
+            }
+            low = {k: [m for m in v if m["ratio"] < 4.5] for k, v in measured.items()}
+            assert measured["candidates"] and not any(low.values()), (theme, low)
+            outlines = {
+                "top head": roots.nth(3).locator(".rw-head.rw-top").first.evaluate(BORDER_CONTRAST),
+                "first difference": roots.nth(0)
+                .locator(".rw-gen-first-diff")
+                .first.evaluate(BORDER_CONTRAST.replace("borderTopColor", "outlineColor")),
+            }
+            assert all(ratio >= 3 for ratio in outlines.values()), (theme, outlines)
+            screenshot(
+                roots.nth(1).locator(".rw-attribution-view"), f"textviews-word-search-{theme.split()[-1].lower()}"
+            )
+            target.press("Escape")
+    finally:
+        set_theme(page, "JupyterLab Light")
     assert not errors, errors
