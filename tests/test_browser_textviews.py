@@ -63,6 +63,8 @@ def test_the_probes_view_opens_on_the_best_layer_steering_toward_the_class_not_r
     assert other[0] != other[1], other
     expect(root.locator("[data-rw-probe-class]")).to_have_value(other[0], timeout=30_000)
     expect(root.locator("[data-rw-probe-note]")).to_contain_text("push the activations off-distribution")
+    expect(root.locator(".rw-probes-view .rw-token").first).to_be_visible()  # each token's p(class) at that layer
+    expect(root.locator(".rw-probes-view .rw-legend")).to_contain_text(f"p({other[0]}) at each token, layer {best[0]}")
     assert not errors, errors
 
 
