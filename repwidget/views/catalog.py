@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from . import protocol
 from .panel import Command, Key, Panel
-from .panels import PANELS, probes
+from .panels import PANELS
 
 #: every view the front end knows, in the order the explorer lays them out
 VIEWS = tuple(PANELS)
@@ -19,7 +19,10 @@ OPTIONS: dict[str, Panel] = {name: p for p in PANELS.values() for name in p.opti
 #: opens on the probes' best layer when there are probes)
 SHARED_KEYS: dict[str, Key] = {
     "token": Key(lambda s: s.n_tokens - 1, lambda s, out, given: protocol.index(out, "token", s.n_tokens, "selection")),
-    "layer": Key(probes.best_layer, lambda s, out, given: protocol.index(out, "layer", s.model.n_layers, "selection")),
+    "layer": Key(
+        lambda s: s.probes[0].best_layer if s.probes else 0,
+        lambda s, out, given: protocol.index(out, "layer", s.model.n_layers, "selection"),
+    ),
 }
 #: the selection's keys, shared and each panel's (e.g. the attention head, a neuron, an SAE's feature, the
 #: projector's lasso), in the order they are checked

@@ -3,13 +3,12 @@
 // pattern shows); shift+click, or the ablate button beside its scores, toggles its ablation. Arrow keys move
 // the selected head in the grid, and the query (the selected token) and a key cursor in the pattern. The top heads by
 // the chosen score are outlined (dashed) and listed beside the picker; an entry selects its head.
-import { at, type Tensor } from "../codec";
+import { at, type Tensor, topCells } from "../codec";
 import { maxOf, paintMatrix } from "../colour";
 import { arrowStep, colourBar, h, labelled, onResize, panel, showToken, track, wantsIntervention } from "../dom";
 import { thumbSize } from "../layout";
 import { attentionRow, cellAt, defaultScore, pixelOf, type PatternView } from "../pattern";
 import type { Store } from "../store";
-import { topCells } from "./attribution";
 
 /** Token labels along the pattern's axes up to this many rows. */
 const MAX_LABELS = 48;
@@ -97,7 +96,7 @@ export function mountAttention(el: HTMLElement, store: Store): void {
   const paintGrid = () => {
     const sel = store.selection;
     const which = overview ? overview.names.indexOf(picker.value) : -1;
-    const best = overview && which >= 0 ? topCells({ ...overview.scores, shape: [n_layers, n_heads], data: overview.scores.data.subarray(which * n_layers * n_heads, (which + 1) * n_layers * n_heads) }, TOP_HEADS) : [];
+    const best = overview && which >= 0 ? topCells(overview.scores, TOP_HEADS, which) : [];
     const ranks = new Map(best.map(([layer, head], i) => [`${layer}.${head}`, i + 1]));
     top.replaceChildren(
       ...(best.length ? [h("span", { class: "rw-axis", text: `top ${best.length}:` })] : []),
@@ -111,8 +110,9 @@ export function mountAttention(el: HTMLElement, store: Store): void {
         const ablated = store.ablated({ layer, head });
         cell.classList.toggle("rw-selected", selected);
         cell.classList.toggle("rw-ablated", ablated);
-        cell.classList.toggle("rw-top", ranks.has(`${layer}.${head}`));
-        if (ranks.has(`${layer}.${head}`)) cell.dataset.rwRank = String(ranks.get(`${layer}.${head}`));
+        const rank = ranks.get(`${layer}.${head}`);
+        cell.classList.toggle("rw-top", rank !== undefined);
+        if (rank) cell.dataset.rwRank = String(rank);
         else delete cell.dataset.rwRank;
         cell.setAttribute("aria-pressed", String(selected));
         cell.tabIndex = selected ? 0 : -1;

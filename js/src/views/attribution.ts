@@ -1,18 +1,10 @@
 // Attribution: pick a target token (and optionally a foil) by its text (a vocabulary search) or by clicking a
 // prediction; every head, layer, neuron and SAE feature ranked by its direct share of the target's logit (minus the
 // foil's) in the run shown (the caption says which), so a learner sees what to click. It sits below the predictions.
-import { at, type Tensor } from "../codec";
+import { at, type Tensor, topCells } from "../codec";
 import { css, diverging, ink } from "../colour";
 import { h, panel, showToken, wantsIntervention } from "../dom";
 import type { Reply, Store } from "../store";
-
-/** The `k` cells of a [rows, cols] tensor with the largest absolute values, as [row, col, value]. */
-export function topCells(values: Tensor, k: number): [number, number, number][] {
-  const [rows, cols] = values.shape;
-  const cells: [number, number, number][] = [];
-  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) cells.push([r, c, at(values, r, c)]);
-  return cells.sort((a, b) => Math.abs(b[2]) - Math.abs(a[2])).slice(0, k);
-}
 
 /** A text box that picks a token by its text: typing searches the vocabulary (the kernel's `vocab_search`), the
  * candidates are listed with their ids (a leading space shown as "·"), and arrow keys + Enter or a click pick one. */

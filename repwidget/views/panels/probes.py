@@ -48,12 +48,6 @@ def toward(classes: list[str], last: torch.Tensor) -> str:
     return classes[int(last.topk(min(2, len(classes))).indices[-1])]
 
 
-def best_layer(session) -> int:
-    """The layer the explorer opens on when it has probes: the first probe's best layer (where the concept becomes
-    readable), else 0."""
-    return session.probes[0].best_layer if session.probes else 0
-
-
 def steer_probe(session, content: dict[str, Any]) -> None:
     """Steer along a probe's direction (``{probe, layer, toward, strength}``), replacing an earlier vector
     steer at that layer."""
