@@ -42,8 +42,8 @@ def test_the_kernel_says_where_each_view_sits_and_what_rides_along_with_a_comman
     ex = rw.explore(demo, "the capital of france is", continuation=True)
     places = ex.shape["places"]
     assert [v for v in ex.views if places[v] == "top"] == ["interventions", "tokens", "continuation"]
-    assert [v for v in ex.views if places[v] == "side"] == ["lens", "predictions"]
-    assert places["attention"] == places["attribution"] == "main"
+    assert [v for v in ex.views if places[v] == "side"] == ["lens", "predictions", "attribution"]
+    assert places["attention"] == places["neurons"] == "main"
     assert ex.shape["then"] == {"what": "predictions", "position": "token"}
     assert "then" not in rw.TokensView(demo.run("the capital")).shape  # no predictions view: nothing rides along
 

@@ -24,7 +24,8 @@ FILES = {
         "test_depth.py", "test_exercises.py", "test_export.py", "test_geometry.py", "test_hostile_inputs.py",
         "test_lens.py", "test_loading.py", "test_magics.py", "test_probes.py", "test_projector.py",
         "test_prompts.py", "test_safety.py", "test_session.py", "test_tokens.py", "test_views.py",
-        "test_views_continuation.py", "test_views_panels.py", "test_views_workshop.py", "test_house.py",
+        "test_views_continuation.py", "test_views_panels.py", "test_views_textviews.py", "test_views_workshop.py",
+        "test_house.py",
     ],
     "engine": [
         "test_architectures.py", "test_attribution.py", "test_cli_and_notebooks.py", "test_device_map.py",
@@ -35,7 +36,7 @@ FILES = {
     "e2e": [
         "test_browser_continuation.py", "test_browser_explorer.py", "test_browser_hosts.py", "test_browser_layout.py",
         "test_browser_nnsight.py", "test_browser_notebooks.py", "test_browser_projector.py",
-        "test_browser_quickstart.py", "test_browser_saved_state.py",
+        "test_browser_quickstart.py", "test_browser_saved_state.py", "test_browser_textviews.py",
     ],
 }  # fmt: skip
 #: single tests in another tier than their file's: pages opened in Chromium

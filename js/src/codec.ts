@@ -62,3 +62,12 @@ export function at(t: Tensor, ...index: number[]): number {
   for (let d = 0; d < t.shape.length; d++) flat = flat * t.shape[d] + index[d];
   return t.data[flat];
 }
+
+/** The `k` cells of a [rows, cols] tensor (or of slice `lead` of a [n, rows, cols] one) with the largest absolute
+ * values, as [row, col, value], largest first: the heads to look at first. */
+export function topCells(values: Tensor, k: number, lead?: number): [number, number, number][] {
+  const [rows, cols] = values.shape.slice(-2);
+  const cells: [number, number, number][] = [];
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) cells.push([r, c, lead === undefined ? at(values, r, c) : at(values, lead, r, c)]);
+  return cells.sort((a, b) => Math.abs(b[2]) - Math.abs(a[2])).slice(0, k);
+}

@@ -144,11 +144,16 @@ export function keepInView(container: HTMLElement, target: HTMLElement | null): 
   const item = target.getBoundingClientRect();
   if (!box.width && !box.height) return; // not laid out (hidden, or no layout engine)
   const sticky = Number(container.dataset.rwStickyLeft ?? 0); // a frozen first column covers this much
-  if (item.left < box.left + sticky || item.right > box.right) {
-    container.scrollLeft += item.left - box.left - sticky - (box.width - sticky - item.width) / 2;
+  // what is visible: the box less its borders and scroll bars (a 30-layer lens has a vertical one)
+  const left = box.left + container.clientLeft;
+  const top = box.top + container.clientTop;
+  const width = container.clientWidth || box.width;
+  const height = container.clientHeight || box.height;
+  if (item.left < left + sticky || item.right > left + width) {
+    container.scrollLeft += item.left - left - sticky - (width - sticky - item.width) / 2;
   }
-  if (item.top < box.top || item.bottom > box.bottom) {
-    container.scrollTop += item.top - box.top - (box.height - item.height) / 2;
+  if (item.top < top || item.bottom > top + height) {
+    container.scrollTop += item.top - top - (height - item.height) / 2;
   }
 }
 

@@ -1,6 +1,6 @@
 // @vitest-environment happy-dom
 import { describe, expect, it } from "vitest";
-import { surprise } from "../src/views/continuation";
+import { firstDifference, surprise } from "../src/views/continuation";
 import { mount } from "../src/widget";
 import { FakeModel, float32, header, int32, settle, traits } from "./fake";
 
@@ -39,6 +39,13 @@ const last = <T>(list: T[]): T => list[list.length - 1];
 const click = (el: Element) => el.dispatchEvent(new MouseEvent("click", { bubbles: true }));
 
 describe("continuation view", () => {
+  it("finds where two continuations first differ (a shorter finished one differs where it ends)", () => {
+    expect(firstDifference([1, 2, 3], [1, 5, 3], false)).toBe(1);
+    expect(firstDifference([1, 2], [1, 2, 3], false)).toBeNull(); // still generating: they agree so far
+    expect(firstDifference([1, 2], [1, 2, 3], true)).toBe(2);
+    expect(firstDifference([1, 2], [1, 2], true)).toBeNull();
+  });
+
   it("streams tokens coloured by how unlikely they were, until done", async () => {
     const { model, el } = setup();
     expect(requests(model)).toHaveLength(1);

@@ -46,7 +46,7 @@ describe("SAE features view", () => {
     const listed = el.querySelector('[data-rw-feature="17"]') as HTMLElement;
     expect(listed.textContent).toBe("f17  ablated");
     expect(listed.classList.contains("rw-ablated")).toBe(true);
-    expect(el.querySelector(".rw-tokens-view .rw-legend")!.textContent).toContain("SAE feature 17 in the clean run (it is ablated)");
+    expect(el.querySelector(".rw-tokens-view .rw-legend")!.textContent).toContain("SAE feature 17 in the clean run (no interventions; it is ablated)");
     expect(el.querySelector(".rw-tokens-view .rw-legend")!.textContent).toContain("2.50");
     const other = await withFeatures();
     click(other.el.querySelector('[data-rw-feature="5"]')!, { shiftKey: true });
@@ -111,9 +111,7 @@ describe("attribution and patching cells", () => {
   it("a click on an attribution head shows its pattern (head_layer), shift+click ablates it", async () => {
     const views = ["interventions", "tokens", "attention", "attribution"];
     const { model, el, store } = setup({ views });
-    const input = el.querySelector("[data-rw-target]") as HTMLInputElement;
-    input.value = "12";
-    click(el.querySelector("[data-rw-attribute]")!);
+    store.emit("pick-target", 12); // a predicted word clicked
     const hs = heads(4);
     const zeros = { dtype: "float32", shape: [2], buffer: 1 };
     answer(model, "attribution", { heads: hs.header, attn: zeros, mlp: zeros, embed: 0, bias: 0, total: 1, position: 3, target_token: "t2", foil_token: null }, [hs.buffer, float32([0, 0])]);
@@ -141,5 +139,22 @@ describe("attribution and patching cells", () => {
     expect(model.sent.filter((m) => m.type === "apply_patch")).toHaveLength(0);
     click(cell, { shiftKey: true });
     expect(model.sent.filter((m) => m.type === "apply_patch")[0]).toMatchObject({ cell: [1, 0], target: 12, foil: 13 });
+  });
+});
+
+describe("an ablated neuron's colours", () => {
+  it("an ablated neuron colours the tokens in the run the kernel names (without its ablation, the others kept)", async () => {
+    const shape = { n_layers: 2, n_heads: 2, d_mlp: 8, n_tokens: 4, max_side: 512 };
+    const { model, el } = setup({ views: ["interventions", "tokens", "neurons"], shape });
+    answer(model, "neurons", { indices: header("int32", [1], 0), values: header("float32", [1], 1), layer: 0, position: 3 }, [int32([5]), float32([1.5])]);
+    await settle();
+    (el.querySelector('[data-rw-neuron="0.5"]') as HTMLElement).click();
+    (el.querySelector('[data-rw-ablate="neuron"]') as HTMLElement).click();
+    confirm(model, [{ type: "ablate", layer: 1, head: 0 }, { type: "ablate", layer: 0, neuron: 5 }]);
+    const label = "without its ablation (the other 1 intervention kept)";
+    answer(model, "neuron", { values: header("float32", [4], 0), clean: header("float32", [4], 1), clean_label: label, layer: 0, index: 5 }, [float32([0, 0, 0, 0]), float32([0, 1, 2, 3])], 1);
+    await settle();
+    expect(el.querySelector(".rw-tokens-view .rw-legend")!.textContent).toContain(`neuron 0.5 ${label}`);
+    expect(el.querySelector(".rw-tokens-view .rw-legend")!.textContent).toContain("3.00");
   });
 });

@@ -15,10 +15,14 @@ REQUESTS: dict[str, protocol.Request] = {r.what: r for p in PANELS.values() for 
 COMMANDS: dict[str, Command] = {name: c for p in PANELS.values() for name, c in p.commands.items()}
 #: every keyword of ``rw.explore`` a view takes, and the panel that takes it
 OPTIONS: dict[str, Panel] = {name: p for p in PANELS.values() for name in p.options}
-#: the selection's keys every view shares: the position and the layer (neurons, logit lens, probes, projector)
+#: the selection's keys every view shares: the position and the layer (neurons, logit lens, probes, projector; it
+#: opens on the probes' best layer when there are probes)
 SHARED_KEYS: dict[str, Key] = {
     "token": Key(lambda s: s.n_tokens - 1, lambda s, out, given: protocol.index(out, "token", s.n_tokens, "selection")),
-    "layer": Key(lambda s: 0, lambda s, out, given: protocol.index(out, "layer", s.model.n_layers, "selection")),
+    "layer": Key(
+        lambda s: s.probes[0].best_layer if s.probes else 0,
+        lambda s, out, given: protocol.index(out, "layer", s.model.n_layers, "selection"),
+    ),
 }
 #: the selection's keys, shared and each panel's (e.g. the attention head, a neuron, an SAE's feature, the
 #: projector's lasso), in the order they are checked

@@ -1,8 +1,9 @@
 // Attention: a layer x head grid of thumbnails with head scores (sized to the panel), and the selected head's
 // pattern as a canvas heatmap (pooled overview with zoom for long prompts). A click on a head selects it (its
 // pattern shows); shift+click, or the ablate button beside its scores, toggles its ablation. Arrow keys move
-// the selected head in the grid, and the query (the selected token) and a key cursor in the pattern.
-import { at, type Tensor } from "../codec";
+// the selected head in the grid, and the query (the selected token) and a key cursor in the pattern. The top heads by
+// the chosen score are outlined (dashed) and listed beside the picker; an entry selects its head.
+import { at, type Tensor, topCells } from "../codec";
 import { maxOf, paintMatrix } from "../colour";
 import { arrowStep, colourBar, h, labelled, onResize, panel, showToken, track, wantsIntervention } from "../dom";
 import { thumbSize } from "../layout";
@@ -13,6 +14,8 @@ import type { Store } from "../store";
 const MAX_LABELS = 48;
 /** The pattern's side at most, in pixels (smaller when the panel is narrower). */
 const PATTERN = 320;
+/** The highest-scoring heads for the chosen score: outlined in the grid and listed beside the picker. */
+export const TOP_HEADS = 5;
 
 export const SCORE_LABELS: Record<string, string> = {
   previous_token: "previous token",
@@ -75,7 +78,8 @@ export function mountAttention(el: HTMLElement, store: Store): void {
   });
   const sampled = h("div", { class: "rw-caption", data: { rwSampled: "" } });
   sampled.hidden = true;
-  body.append(h("div", { class: "rw-row" }, [labelled("score", picker)]), hint, sampled, selectedRow, h("div", { class: "rw-split" }, [grid, detail]));
+  const top = h("div", { class: "rw-row rw-top-heads", data: { rwTopHeads: "" }, attrs: { role: "group", "aria-label": "the top heads by the chosen score" } });
+  body.append(h("div", { class: "rw-row" }, [labelled("score", picker), top]), hint, sampled, selectedRow, h("div", { class: "rw-split" }, [grid, detail]));
 
   let overview: { thumbs: Tensor; scores: Tensor; names: string[] } | null = null;
   let view: PatternView | null = null;
@@ -92,12 +96,24 @@ export function mountAttention(el: HTMLElement, store: Store): void {
   const paintGrid = () => {
     const sel = store.selection;
     const which = overview ? overview.names.indexOf(picker.value) : -1;
+    const best = overview && which >= 0 ? topCells(overview.scores, TOP_HEADS, which) : [];
+    const ranks = new Map(best.map(([layer, head], i) => [`${layer}.${head}`, i + 1]));
+    top.replaceChildren(
+      ...(best.length ? [h("span", { class: "rw-axis", text: `top ${best.length}:` })] : []),
+      ...best.map(([layer, head, value], i) =>
+        h("button", { class: "rw-small rw-top-head", text: `${layer}.${head} ${value.toFixed(2)}`, data: { rwTopHead: `${layer}.${head}`, rwRank: i + 1 }, attrs: { "aria-label": `select head ${layer}.${head}, ranked ${i + 1}: ${SCORE_LABELS[picker.value] ?? picker.value} ${value.toFixed(2)}`, "aria-pressed": String(layer === sel.head_layer && head === sel.head) } }),
+      ),
+    );
     cells.forEach((row, layer) =>
       row.forEach((cell, head) => {
         const selected = layer === sel.head_layer && head === sel.head;
         const ablated = store.ablated({ layer, head });
         cell.classList.toggle("rw-selected", selected);
         cell.classList.toggle("rw-ablated", ablated);
+        const rank = ranks.get(`${layer}.${head}`);
+        cell.classList.toggle("rw-top", rank !== undefined);
+        if (rank) cell.dataset.rwRank = String(rank);
+        else delete cell.dataset.rwRank;
         cell.setAttribute("aria-pressed", String(selected));
         cell.tabIndex = selected ? 0 : -1;
         cell.setAttribute("aria-label", describe(layer, head, ablated));
@@ -257,6 +273,13 @@ export function mountAttention(el: HTMLElement, store: Store): void {
     const { head_layer: layer, head } = store.selection;
     store.toggle({ layer, head }, ablate);
   });
+  top.addEventListener("click", (event) => {
+    const b = (event.target as HTMLElement).closest("[data-rw-top-head]") as HTMLElement | null;
+    if (!b) return;
+    const [layer, head] = b.dataset.rwTopHead!.split(".").map(Number);
+    selectHead(layer, head);
+    cells[layer][head].scrollIntoView?.({ block: "nearest" });
+  });
   picker.addEventListener("change", () => {
     picked = true;
     paintGrid();
@@ -379,7 +402,8 @@ export const styles = `
 .rw-root button.rw-head { position: relative; padding: 1px; border: 2px solid transparent; background: none; display: flex;
   flex-direction: column; align-items: center; border-radius: 3px; }
 .rw-root button.rw-head:hover { border-color: var(--rw-muted); }
-.rw-root button.rw-head.rw-selected { border-color: var(--rw-select); }
+.rw-root button.rw-head.rw-top { border-style: dashed; border-color: var(--rw-fg); }
+.rw-root button.rw-head.rw-selected { border-style: solid; border-color: var(--rw-select); }
 .rw-thumb { width: var(--rw-thumb); height: var(--rw-thumb); image-rendering: pixelated; border: 1px solid var(--rw-border); display: block; }
 .rw-score { font-size: 10px; color: var(--rw-fg); font-variant-numeric: tabular-nums; }
 .rw-plot { display: grid; grid-template-columns: auto var(--rw-pattern, 320px); grid-template-rows: auto var(--rw-pattern, 320px); }

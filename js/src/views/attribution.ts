@@ -1,29 +1,125 @@
-// Attribution: pick a target token (and optionally a foil); every head, layer, neuron and SAE feature ranked
-// by its direct share of the target's logit (minus the foil's), so a learner sees what to click.
-import { at, type Tensor } from "../codec";
+// Attribution: pick a target token (and optionally a foil) by its text (a vocabulary search) or by clicking a
+// prediction; every head, layer, neuron and SAE feature ranked by its direct share of the target's logit (minus the
+// foil's) in the run shown (the caption says which), so a learner sees what to click. It sits below the predictions.
+import { at, type Tensor, topCells } from "../codec";
 import { css, diverging, ink } from "../colour";
 import { h, panel, showToken, wantsIntervention } from "../dom";
 import type { Reply, Store } from "../store";
 
-/** The `k` cells of a [rows, cols] tensor with the largest absolute values, as [row, col, value]. */
-export function topCells(values: Tensor, k: number): [number, number, number][] {
-  const [rows, cols] = values.shape;
-  const cells: [number, number, number][] = [];
-  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) cells.push([r, c, at(values, r, c)]);
-  return cells.sort((a, b) => Math.abs(b[2]) - Math.abs(a[2])).slice(0, k);
+/** A text box that picks a token by its text: typing searches the vocabulary (the kernel's `vocab_search`), the
+ * candidates are listed with their ids (a leading space shown as "·"), and arrow keys + Enter or a click pick one. */
+export interface WordBox {
+  root: HTMLElement;
+  input: HTMLInputElement;
+  /** the picked token's id, or null (nothing picked, or the text changed since) */
+  id: number | null;
+  /** show `id` (and its text, once known) as picked, without searching */
+  set(id: number | null, token?: string | null): void;
+}
+
+let boxes = 0;
+
+export function wordBox(store: Store, name: "target" | "foil", onPick: () => void): WordBox {
+  const listId = `rw-words-${name}-${++boxes}`;
+  const input = h("input", {
+    class: `rw-word rw-${name}`,
+    title: name === "target" ? "target token: type a word and pick it from the list" : "foil token (empty: the target's logit alone)",
+    data: { [name === "target" ? "rwTarget" : "rwFoil"]: "" },
+    attrs: { type: "text", role: "combobox", "aria-autocomplete": "list", "aria-expanded": "false", "aria-controls": listId, placeholder: "type a word", spellcheck: "false", autocomplete: "off" },
+  });
+  const list = h("ul", { class: "rw-word-list", data: { rwWords: name }, attrs: { id: listId, role: "listbox", "aria-label": `${name} candidates` } });
+  list.hidden = true;
+  const root = h("span", { class: "rw-word-box" }, [h("label", { text: `${name} ` }, [input]), list]);
+  let active = -1;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const box: WordBox = {
+    root,
+    input,
+    id: null,
+    set(id, token) {
+      box.id = id;
+      input.value = id === null ? "" : token != null ? showToken(token) : `#${id}`;
+      close();
+    },
+  };
+  const options = () => Array.from(list.querySelectorAll<HTMLElement>("[data-rw-word-id]"));
+  const close = () => {
+    list.hidden = true;
+    input.setAttribute("aria-expanded", "false");
+    input.removeAttribute("aria-activedescendant");
+    active = -1;
+  };
+  const highlight = (i: number) => {
+    const all = options();
+    active = all.length ? (i + all.length) % all.length : -1;
+    all.forEach((o, j) => o.setAttribute("aria-selected", String(j === active)));
+    if (active >= 0) input.setAttribute("aria-activedescendant", all[active].id);
+  };
+  const pick = (option: HTMLElement) => {
+    box.set(Number(option.dataset.rwWordId), option.dataset.rwWordText ?? null);
+    onPick();
+  };
+  const search = async () => {
+    const query = input.value.trim();
+    if (!query) return close();
+    const reply = await store.request("vocab_search", { query }, `vocab-${listId}`).catch(() => null);
+    if (!reply || input.value.trim() !== query) return;
+    const ids = reply.data.ids.data as ArrayLike<number>;
+    const tokens = reply.data.tokens as string[];
+    list.replaceChildren(
+      ...(tokens.length
+        ? tokens.map((token, i) =>
+            h("li", { class: "rw-word-option", attrs: { id: `${listId}-${i}`, role: "option", "aria-selected": "false" }, data: { rwWordId: ids[i], rwWordText: token } }, [
+              h("span", { class: "rw-word-text", text: showToken(token) }),
+              h("span", { class: "rw-word-id", text: ` #${ids[i]}` }),
+            ]),
+          )
+        : [h("li", { class: "rw-caption", text: `no token contains "${query}"` })]),
+    );
+    list.hidden = false;
+    input.setAttribute("aria-expanded", "true");
+    highlight(tokens.length ? 0 : -1);
+  };
+  input.addEventListener("input", () => {
+    box.id = null;
+    clearTimeout(timer);
+    if (!input.value.trim()) {
+      close();
+      if (name === "foil") onPick(); // an emptied foil: the target's logit alone
+      return;
+    }
+    timer = setTimeout(() => void search(), 120);
+  });
+  input.addEventListener("keydown", (event) => {
+    if (event.key === "ArrowDown" || event.key === "ArrowUp") {
+      event.preventDefault();
+      if (list.hidden) void search();
+      else highlight(active + (event.key === "ArrowDown" ? 1 : -1));
+    } else if (event.key === "Enter") {
+      event.preventDefault();
+      const all = options();
+      if (!list.hidden && all.length) pick(all[Math.max(0, active)]);
+    } else if (event.key === "Escape") close();
+  });
+  input.addEventListener("blur", () => setTimeout(close, 150));
+  list.addEventListener("mousedown", (event) => event.preventDefault()); // keep the focus in the box
+  list.addEventListener("click", (event) => {
+    const option = (event.target as HTMLElement).closest("[data-rw-word-id]") as HTMLElement | null;
+    if (option) pick(option);
+  });
+  return box;
 }
 
 export function mountAttribution(el: HTMLElement, store: Store): void {
   const { n_layers, n_heads } = store.shape;
   const { root, body } = panel("Attribution", "rw-attribution-view");
   el.appendChild(root);
-  const target = h("input", { class: "rw-target", title: "target token id", data: { rwTarget: "" } });
-  const foil = h("input", { class: "rw-foil", title: "foil token id (empty: the target's logit alone)", data: { rwFoil: "" } });
-  target.type = foil.type = "number";
-  const go = h("button", { class: "rw-small", text: "attribute", data: { rwAttribute: "" } });
+  const target = wordBox(store, "target", () => fetch());
+  const foil = wordBox(store, "foil", () => fetch());
   const caption = h("div", {
     class: "rw-caption",
-    text: "pick a target: click a predicted token (alt+click: the foil), or type token ids",
+    data: { rwDlaCaption: "" },
+    text: "pick a target: type a word, or click a predicted token (alt+click: the foil; Tab to it and Enter)",
   });
   const grid = h("div", { class: "rw-head-grid rw-dla-grid" });
   grid.style.gridTemplateColumns = `auto repeat(${n_heads}, auto)`;
@@ -32,9 +128,9 @@ export function mountAttribution(el: HTMLElement, store: Store): void {
   const neurons = h("div", { class: "rw-neuron-list rw-dla-neurons" });
   const features = h("div", { class: "rw-neuron-list rw-dla-features" });
   body.append(
-    h("div", { class: "rw-row" }, [h("label", { text: "target " }, [target]), h("label", { text: "foil " }, [foil]), go]),
+    h("div", { class: "rw-row" }, [target.root, foil.root]),
     caption,
-    h("div", { class: "rw-split" }, [grid, h("div", {}, [layers, ranked])]),
+    h("div", { class: "rw-split" }, [h("div", { class: "rw-dla-scroll" }, [grid]), h("div", {}, [layers, ranked])]),
     neurons,
     features,
   );
@@ -47,7 +143,12 @@ export function mountAttribution(el: HTMLElement, store: Store): void {
     let limit = 1e-9;
     for (const v of heads.data) limit = Math.max(limit, Math.abs(v as number));
     const vs = d.foil_token == null ? "" : ` \u2212 logit("${showToken(d.foil_token)}")`;
-    caption.textContent = `direct share of logit("${showToken(d.target_token)}")${vs} at position ${d.position}: ${Number(d.total).toFixed(2)}${d.capped ? " (before soft-capping)" : ""}; blue adds, red removes`;
+    const run = d.run === "intervened" ? "in the intervened run (with the interventions)" : "in the clean run (no interventions)";
+    caption.textContent = `direct share of logit("${showToken(d.target_token)}")${vs} at position ${d.position} ${run}: ${Number(d.total).toFixed(2)}${d.capped ? " (before soft-capping)" : ""}; blue adds, red removes`;
+    caption.dataset.rwDlaRun = d.run as string;
+    // the boxes show the words picked (an id from a click in the predictions gets its text here)
+    if (document.activeElement !== target.input && target.id === d.target) target.set(d.target as number, d.target_token as string);
+    if (document.activeElement !== foil.input && d.foil != null && foil.id === d.foil) foil.set(d.foil as number, d.foil_token as string);
     const cells: HTMLElement[] = [h("span")];
     for (let head = 0; head < n_heads; head++) cells.push(h("span", { class: "rw-axis", text: `H${head}` }));
     for (let layer = 0; layer < n_layers; layer++) {
@@ -65,11 +166,15 @@ export function mountAttribution(el: HTMLElement, store: Store): void {
     grid.replaceChildren(...cells);
     const attn = d.attn as Tensor;
     const mlp = d.mlp as Tensor;
+    const cell = (text: string, cls = "rw-num") => h("td", { class: cls, text });
     layers.replaceChildren(
       h("div", { class: "rw-caption", text: `embeddings ${Number(d.embed).toFixed(2)}, bias ${Number(d.bias).toFixed(2)}` }),
-      ...Array.from({ length: n_layers }, (_, layer) =>
-        h("div", { class: "rw-num", data: { rwLayer: layer }, text: `L${layer}: attention ${at(attn, layer).toFixed(2)}, MLP ${at(mlp, layer).toFixed(2)}` }),
-      ),
+      h("table", { class: "rw-dla-layer-table" }, [
+        h("tr", {}, [h("th", { text: "layer" }), h("th", { text: "attention" }), h("th", { text: "MLP" })]),
+        ...Array.from({ length: n_layers }, (_, layer) =>
+          h("tr", { data: { rwLayer: layer } }, [cell(`L${layer}`, "rw-num rw-axis"), cell(at(attn, layer).toFixed(2)), cell(at(mlp, layer).toFixed(2))]),
+        ),
+      ]),
     );
     ranked.replaceChildren(
       ...topCells(heads, 5).map(([layer, head, value]) =>
@@ -90,11 +195,10 @@ export function mountAttribution(el: HTMLElement, store: Store): void {
       ),
     );
   };
-  const fetch = () => {
-    const t = target.value.trim();
-    if (t === "") return;
-    const args: Record<string, unknown> = { position: store.selection.token, target: Number(t) };
-    if (foil.value.trim() !== "") args.foil = Number(foil.value);
+  function fetch() {
+    if (target.id === null) return;
+    const args: Record<string, unknown> = { position: store.selection.token, target: target.id };
+    if (foil.id !== null) args.foil = foil.id;
     store.request("attribution", args).then((r) => r && paint(r), () => undefined);
     const layer = store.selection.layer;
     store
@@ -104,7 +208,7 @@ export function mountAttribution(el: HTMLElement, store: Store): void {
       store
         .request("attribution_features", { ...args, sae: store.selection.sae ?? 0 }, "attribution-features")
         .then((r) => list(features, "SAE features by direct share: ", r, (i) => ({ rwFeature: i })), () => undefined);
-  };
+  }
   neurons.addEventListener("click", (event) => {
     const b = (event.target as HTMLElement).closest("[data-rw-neuron]") as HTMLElement | null;
     if (b) store.select({ layer: Number(b.dataset.rwLayer), neuron: Number(b.dataset.rwNeuron!.split(".")[1]) });
@@ -113,7 +217,6 @@ export function mountAttribution(el: HTMLElement, store: Store): void {
     const b = (event.target as HTMLElement).closest("[data-rw-feature]") as HTMLElement | null;
     if (b) store.select({ feature: Number(b.dataset.rwFeature) });
   });
-  go.addEventListener("click", fetch);
   const pick = (event: Event) => {
     const cell = (event.target as HTMLElement).closest("[data-rw-head]") as HTMLElement | null;
     if (!cell) return;
@@ -130,11 +233,11 @@ export function mountAttribution(el: HTMLElement, store: Store): void {
   ranked.addEventListener("click", pick);
   // a prediction's token picks the target (its id travels in the event)
   store.on("pick-target", (id: number) => {
-    target.value = String(id);
+    target.set(id);
     fetch();
   });
   store.on("pick-foil", (id: number) => {
-    foil.value = String(id);
+    foil.set(id);
     fetch();
   });
   store.watch(["token", "layer"], () => shown && fetch());
@@ -147,8 +250,17 @@ export const mount = mountAttribution;
 /** The view's own styles, after the shared ones (style.ts). */
 export const styles = `
 .rw-root[data-rw-layout="narrow"] .rw-attribution-view { order: 7; }
-.rw-attribution-view { grid-column: 1 / -1; }
+.rw-root[data-rw-layout="wide"] .rw-side:has(> .rw-attribution-view) { max-height: max(420px, calc(100vh - 140px)); overflow-y: auto; }
+.rw-dla-scroll { overflow-x: auto; max-width: 100%; }
+.rw-word-box { position: relative; display: inline-block; }
+.rw-word { width: 120px; font-family: var(--rw-mono); }
+.rw-word-list { position: absolute; z-index: 5; left: 0; top: 100%; margin: 2px 0 0; padding: 2px 0; list-style: none; min-width: 180px; max-height: 240px;
+  overflow-y: auto; background: var(--rw-bg); color: var(--rw-fg); border: 1px solid var(--rw-border); border-radius: 4px; box-shadow: 0 2px 6px rgba(0, 0, 0, 0.25); }
+.rw-word-option { padding: 1px 8px; cursor: pointer; font-family: var(--rw-mono); white-space: pre; }
+.rw-word-option[aria-selected="true"], .rw-word-option:hover { background: var(--rw-fg); color: var(--rw-bg); }
+.rw-word-id { color: inherit; opacity: 0.75; }
+.rw-dla-layer-table { border-collapse: collapse; font-size: 11px; }
+.rw-dla-layer-table td, .rw-dla-layer-table th { padding: 0 6px; text-align: right; font-variant-numeric: tabular-nums; }
 .rw-dla-cell { font: 10px var(--rw-mono); border: 1px solid transparent; padding: 2px 3px; cursor: pointer; color: var(--rw-fg); }
 .rw-dla-cell.rw-selected { outline: 2px solid var(--rw-select); }
-.rw-target, .rw-foil { width: 80px; }
 `;

@@ -1,7 +1,8 @@
 // Continuation: what the model writes after the prompt, clean and with the current interventions side by side,
 // streamed a few tokens per request and coloured by how unlikely each token was (1 - p). A stop button ends the
 // streams; after a click the intervened column is marked stale until its new continuation arrives. Clicking a
-// generated token shows the prompt and that continuation in every view, with that position selected.
+// generated token shows the prompt and that continuation in every view, with that position selected. Each column wraps
+// inside itself; the first token where the two continuations differ is outlined in both and named below them.
 import { css, ink, sequential } from "../colour";
 import { h, panel, showToken } from "../dom";
 import type { Reply, Store } from "../store";
@@ -34,12 +35,22 @@ export function renderTokens(text: HTMLElement, reply: Reply, store: Store): voi
   text.replaceChildren(...spans);
 }
 
+/** Where two continuations first differ (index into the generated tokens), or null while they agree (`done`: both
+ * finished, so a shorter one differs where it ends). */
+export function firstDifference(a: ArrayLike<number>, b: ArrayLike<number>, done: boolean): number | null {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return i;
+  return done && a.length !== b.length ? n : null;
+}
+
 interface Column {
   root: HTMLElement;
   text: HTMLElement;
   note: HTMLElement;
   running: boolean;
   stopping: boolean;
+  ids: ArrayLike<number>;
+  done: boolean;
 }
 
 export function mountContinuation(el: HTMLElement, store: Store): void {
@@ -53,10 +64,37 @@ export function mountContinuation(el: HTMLElement, store: Store): void {
     const note = h("div", { class: "rw-caption", data: { rwGenStatus: "" } });
     const head = h("div", { class: "rw-gen-head", text: which });
     const column = h("div", { class: "rw-gen-column", data: { rwColumn: which } }, [head, text, note]);
-    return { root: column, text, note, running: false, stopping: false };
+    return { root: column, text, note, running: false, stopping: false, ids: [] as number[], done: false };
   });
+  const differ = h("div", { class: "rw-caption rw-gen-differ", data: { rwFirstDiffNote: "" } });
   const legend = h("div", { class: "rw-caption", text: "greedy; colour: how unlikely each token was (1 \u2212 p). Click a token to see it in every view." });
-  body.replaceChildren(h("div", { class: "rw-columns" }, columns.map((c) => c.root)), h("div", { class: "rw-gen-bar" }, [stop, legend]));
+  body.replaceChildren(h("div", { class: "rw-columns" }, columns.map((c) => c.root)), differ, h("div", { class: "rw-gen-bar" }, [stop, legend]));
+  /** Outline the first token where the clean and the intervened continuations differ, in both columns. */
+  const markDifference = () => {
+    for (const old of Array.from(body.querySelectorAll(".rw-gen-first-diff"))) {
+      old.classList.remove("rw-gen-first-diff");
+      old.removeAttribute("data-rw-first-diff");
+    }
+    if (columns[1].root.hidden) {
+      differ.textContent = "";
+      return;
+    }
+    const k = firstDifference(columns[0].ids, columns[1].ids, columns[0].done && columns[1].done);
+    if (k === null) {
+      differ.textContent = columns[0].done && columns[1].done ? "the two continuations are the same" : "";
+      return;
+    }
+    const words: string[] = [];
+    for (const column of columns) {
+      const span = column.text.children[k] as HTMLElement | undefined;
+      if (!span) continue;
+      span.classList.add("rw-gen-first-diff");
+      span.dataset.rwFirstDiff = String(k);
+      words.push(`"${span.textContent}"`);
+    }
+    differ.textContent = `first differs at generated token ${k + 1}${words.length === 2 ? ` (${words[0]} vs ${words[1]})` : ""}, outlined`;
+    differ.dataset.rwFirstDiffNote = String(k);
+  };
   let epoch = 0;
   const refreshStop = () => {
     stop.disabled = !columns.some((c) => c.running);
@@ -72,6 +110,9 @@ export function mountContinuation(el: HTMLElement, store: Store): void {
         const reply = await store.request("continuation", { which: i, stop: column.stopping ? 1 : 0 }, `continuation-${i}`);
         if (!reply || mine !== epoch) return; // a newer stream (after a click) took over
         renderTokens(column.text, reply, store);
+        column.ids = reply.data.ids.data as ArrayLike<number>;
+        column.done = Boolean(reply.data.done);
+        markDifference();
         delete column.root.dataset.rwStale;
         column.root.title = (reply.data.labels as string[]).join("; ");
         const n = (reply.data.tokens as string[]).length;
@@ -100,6 +141,7 @@ export function mountContinuation(el: HTMLElement, store: Store): void {
     columns.forEach((column, i) => {
       column.running = false;
       column.stopping = false;
+      column.done = false;
       if (i === 1 && !intervened) return;
       void stream(i, epoch);
     });
@@ -139,8 +181,10 @@ export const styles = `
 .rw-gen-column[data-rw-stale] .rw-gen-text { opacity: 0.45; }
 .rw-gen-column[data-rw-stale] .rw-gen-head::after { content: " (stale: regenerating\u2026)"; color: var(--rw-muted); font-weight: normal; }
 .rw-gen-head { font-weight: 600; color: var(--rw-fg); }
-.rw-gen-text { font-family: var(--rw-mono); font-size: 12px; line-height: 1.9; white-space: pre-wrap; }
-.rw-gen-token { padding: 1px 1px; margin-right: 3px; border-radius: 2px; cursor: pointer; }
+.rw-gen-text { font-family: var(--rw-mono); font-size: 12px; line-height: 1.9; overflow-wrap: anywhere; }
+.rw-gen-token { display: inline-block; max-width: 100%; padding: 0 1px; margin-right: 3px; border-radius: 2px; cursor: pointer;
+  line-height: 1.5; overflow-wrap: anywhere; }
+.rw-gen-token.rw-gen-first-diff { outline: 2px dashed var(--rw-fg); outline-offset: 1px; }
 .rw-gen-token.rw-selected { outline: 2px solid var(--rw-select); }
 .rw-gen-bar { display: flex; gap: 8px; align-items: center; }
 `;

@@ -152,8 +152,11 @@ export function mountLens(el: HTMLElement, store: Store): void {
   });
   store.on("generation", () => void fetch());
   store.on("theme", paint);
-  const stop = onResize(scroll, () => keepInView(scroll, table.querySelector<HTMLElement>(`th[data-rw-token="${store.selection.token}"]`)));
-  store.on("dispose", stop);
+  // again whenever the box or the table changes size (laid out late, wider words after a click): the selected
+  // column's width is only known then
+  const follow = () => keepInView(scroll, table.querySelector<HTMLElement>(`th[data-rw-token="${store.selection.token}"]`));
+  store.on("dispose", onResize(scroll, follow));
+  store.on("dispose", onResize(table, follow));
   void fetch();
 }
 
@@ -168,6 +171,7 @@ export const styles = `
 .rw-lens-scroll { overflow: auto; max-width: 100%; max-height: 340px; scroll-snap-type: x proximity; }
 .rw-lens th.rw-lens-token { position: sticky; top: 0; z-index: 1; }
 .rw-lens td, .rw-lens th.rw-lens-token { scroll-snap-align: start; }
+.rw-lens tr > :last-child { scroll-snap-align: end; } /* the last column snaps whole into view, however wide */
 .rw-lens { border-collapse: separate; border-spacing: 0; font-family: var(--rw-mono); font-size: 11px; }
 .rw-lens td, .rw-lens th { padding: 1px 4px; white-space: pre; cursor: pointer; max-width: 78px; overflow: hidden; text-overflow: ellipsis; }
 .rw-lens th { font-weight: 600; color: var(--rw-fg); background: var(--rw-bg); }

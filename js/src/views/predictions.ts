@@ -48,7 +48,7 @@ export function renderPredictions(body: HTMLElement, reply: Reply, tokens: strin
         continue;
       }
       const tr = h("tr", { data: { rwPrediction: i } }, [
-        h("td", { class: "rw-pred-token", text: showToken(data.tokens[row][i]) }),
+        h("td", { class: "rw-pred-token", text: showToken(data.tokens[row][i]), attrs: { tabindex: 0, role: "button", "aria-label": `${showToken(data.tokens[row][i])}: Enter picks it as the attribution's target (alt+Enter: foil)` } }),
         probability(p),
       ]);
       // for the clean top tokens and for the intervened ones alike, dp and dl are intervened minus clean
@@ -108,7 +108,7 @@ export function mountPredictions(el: HTMLElement, store: Store): void {
   });
   store.on("push:predictions", paint);
   // a predicted token picks the attribution view's target (alt+click: its foil)
-  body.addEventListener("click", (event) => {
+  const pick = (event: MouseEvent | KeyboardEvent) => {
     const row = (event.target as HTMLElement).closest("[data-rw-prediction]") as HTMLElement | null;
     const column = row?.closest("[data-rw-column]") as HTMLElement | null;
     if (!row || !column || !last) return;
@@ -116,6 +116,10 @@ export function mountPredictions(el: HTMLElement, store: Store): void {
     const which = column.dataset.rwColumn === "clean" ? 0 : 1;
     const id = last.data.ids.data[which * k + Number(row.dataset.rwPrediction)] as number;
     store.emit(event.altKey ? "pick-foil" : "pick-target", id);
+  };
+  body.addEventListener("click", pick);
+  body.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && (event.target as HTMLElement).closest(".rw-pred-token")) pick(event);
   });
   fetch();
 }

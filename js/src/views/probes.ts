@@ -1,5 +1,7 @@
 // Probes: accuracy by layer (click a layer to select it), each token's probability of a class at the
-// selected layer, and steering along the probe's direction (strength in class gaps, the unit the chip shows).
+// selected layer, and steering along the probe's direction (strength in class gaps, the unit the chip shows). It opens
+// on the probe's best layer (the kernel's default selection) and steers toward the class the probe does not read at
+// the prompt's last token until the user picks one.
 import { css, ink, sequential } from "../colour";
 import { colourBar, h, labelled, panel, showToken, slider, track } from "../dom";
 import type { Reply, Store } from "../store";
@@ -25,6 +27,7 @@ export function mountProbes(el: HTMLElement, store: Store): void {
       toward.appendChild(option);
     }
     toward.value = info.classes[Math.min(1, info.classes.length - 1)];
+    let towardChosen = false; // the first answer picks the class the probe does not read (unless the user chose)
     const legend = h("div", { class: "rw-legend" });
     const near = h("div", { class: "rw-row rw-probe-near" });
     const strip = h("div", { class: "rw-token-line" });
@@ -45,8 +48,13 @@ export function mountProbes(el: HTMLElement, store: Store): void {
       data: { rwProbeProject: index },
     });
     const steerRow = h("div", { class: "rw-row" }, [labelled("toward", toward), strength, value, steer, project]);
-    if (!store.editable) steerRow.hidden = true;
-    section.append(caption, layers, steerRow, h("div", { class: "rw-row" }, [legend, colourKey]), strip, near);
+    const steerNote = h("div", {
+      class: "rw-caption",
+      data: { rwProbeNote: "" },
+      text: "steering adds the direction at the selected layer; large strengths push the activations off-distribution (the text may stop making sense)",
+    });
+    if (!store.editable) steerRow.hidden = steerNote.hidden = true;
+    section.append(caption, layers, steerRow, steerNote, h("div", { class: "rw-row" }, [legend, colourKey]), strip, near);
     body.appendChild(section);
 
     let shown: Reply | null = null;
@@ -63,6 +71,10 @@ export function mountProbes(el: HTMLElement, store: Store): void {
         b.setAttribute("aria-label", `probe at layer ${info.layers[i]}, held-out accuracy ${(100 * acc[i]).toFixed(0)}%`);
       });
       const probs = shown.data.probs;
+      if (!towardChosen && shown.data.toward) {
+        toward.value = shown.data.toward as string; // once: the class stays while the run changes under it
+        towardChosen = true;
+      }
       const c = info.classes.indexOf(toward.value);
       if (!probs) {
         legend.textContent = `no probe at layer ${layer}`;
@@ -110,7 +122,10 @@ export function mountProbes(el: HTMLElement, store: Store): void {
       const t = (event.target as HTMLElement).closest("[data-rw-token]") as HTMLElement | null;
       if (t) store.select({ token: Number(t.dataset.rwToken) });
     });
-    toward.addEventListener("change", paint);
+    toward.addEventListener("change", () => {
+      towardChosen = true;
+      paint();
+    });
     near.addEventListener("click", (event) => {
       const b = (event.target as HTMLElement).closest("[data-rw-feature]") as HTMLElement | null;
       if (b) store.select({ sae: Number(b.dataset.rwSae), feature: Number(b.dataset.rwFeature), neuron: null });

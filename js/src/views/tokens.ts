@@ -70,9 +70,9 @@ export function mountTokens(el: HTMLElement, store: Store): void {
   if (kinds[0] === "bos") body.insertBefore(h("div", { class: "rw-info rw-bos-note", text: "the first token is BOS, which the tokenizer puts before the text" }), line);
 
   let neuron: Float32Array | null = null;
-  let neuronClean = false;
+  let neuronClean = "";
   let feature: Float32Array | null = null;
-  let featureClean = false;
+  let featureClean = "";
   let effects: Effects | null = null;
   let attend: { values: ArrayLike<number>; query: number } | null = null;
 
@@ -115,10 +115,10 @@ export function mountTokens(el: HTMLElement, store: Store): void {
       text = `colour: attention of head ${sel.head_layer}.${sel.head} from position ${attend.query}`;
       bar = colourBar(palette, "sequential", "0", "1", "attention");
     } else if (feature && sel.feature != null) {
-      text = `colour: SAE feature ${sel.feature}${featureClean ? " in the clean run (it is ablated)" : ""}`;
+      text = `colour: SAE feature ${sel.feature}${featureClean && ` ${featureClean}`}`;
       bar = colourBar(palette, "diverging", signed(-scaleMax, 2), signed(scaleMax, 2), "activation", "0");
     } else if (neuron && sel.neuron !== null) {
-      text = `colour: neuron ${sel.layer}.${sel.neuron}${neuronClean ? " in the clean run (it is ablated)" : ""}`;
+      text = `colour: neuron ${sel.layer}.${sel.neuron}${neuronClean && ` ${neuronClean}`}`;
       bar = colourBar(palette, "diverging", signed(-scaleMax, 2), signed(scaleMax, 2), "activation", "0");
     } else if (change) {
       text = "colour: how the interventions changed each position's clean top prediction (its probability, intervened minus clean; hover for the word)";
@@ -129,16 +129,17 @@ export function mountTokens(el: HTMLElement, store: Store): void {
 
   /** The per-token values of `what` (null when nothing is selected); a stale answer is ignored. The clean run's
    * values when the item is ablated (its own would read 0), if the kernel sent them. */
-  const fetchValues = async (what: string, args: Record<string, unknown> | null, ablated: boolean, set: (v: Float32Array | null, clean: boolean) => void) => {
+  const fetchValues = async (what: string, args: Record<string, unknown> | null, ablated: boolean, set: (v: Float32Array | null, clean: string) => void) => {
     if (args === null) {
-      set(null, false);
+      set(null, "");
       paint();
       return;
     }
     const reply = await track(parts, store.request(what, args, `tokens-${what}`)).catch(() => null);
     if (reply) {
       const clean = ablated && reply.data.clean !== undefined;
-      set((clean ? reply.data.clean : reply.data.values).data as Float32Array, clean);
+      const label = clean ? ((reply.data.clean_label as string | undefined) ?? "in the clean run (no interventions; it is ablated)") : "";
+      set((clean ? reply.data.clean : reply.data.values).data as Float32Array, label);
       paint();
     }
   };

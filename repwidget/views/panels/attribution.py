@@ -1,5 +1,6 @@
-"""Attribution: pick a target token (and a foil); the heads, layers, neurons and SAE features ranked by their
-direct share of its logit (difference), so a learner sees what to click."""
+"""Attribution: pick a target token (and a foil) by its text, or by clicking a prediction; the heads, layers,
+neurons and SAE features ranked by their direct share of its logit (difference) in the run shown (the intervened
+one when there are interventions), so a learner sees what to click. It sits beside the predictions."""
 
 from __future__ import annotations
 
@@ -15,13 +16,46 @@ from ..panel import Panel, Request
 from ..protocol import index
 
 TOP = 10
+#: a vocabulary search lists at most this many tokens
+WORDS = 12
+#: the longest query a vocabulary search takes, in characters
+QUERY = 64
 
 
 @dataclass
 class State:
-    """The last target asked for: ``(target, foil, position)``, or None."""
+    """The last target asked for: ``(target, foil, position)``, or None; the vocabulary as text (read once, for
+    the search)."""
 
     picked: tuple[int, int | None, int] | None = None
+    vocab: list[str] | None = None
+
+
+def _query(content: dict[str, Any], args: dict[str, Any]) -> dict[str, Any]:
+    query = content.get("query")
+    if not isinstance(query, str) or not 0 < len(query.strip()) <= QUERY:
+        raise ValueError(f"vocab_search request: query must be text of 1 to {QUERY} characters, got {query!r:.40}")
+    return {"query": query.strip()}
+
+
+def search(session, args: dict[str, Any]) -> dict[str, Any]:
+    """The tokens whose text matches ``query`` (case-insensitive; the token's leading space aside), at most
+    :data:`WORDS`: the token equal to it first, then those starting with it, then those containing it, shorter
+    before longer; a query of digits also names the token with that id. ``ids`` and ``tokens`` (as read)."""
+    own = session.state["attribution"]
+    if own.vocab is None:
+        own.vocab = session.model.to_str_tokens(range(session.model.vocab_size))
+    query = args["query"].lower()
+    ranked: list[tuple[int, int, int]] = []
+    for i, token in enumerate(own.vocab):
+        text = token.strip().lower()
+        if query in text:
+            ranked.append((0 if text == query else 1 if text.startswith(query) else 2, len(text), i))
+    ids = [i for *_, i in sorted(ranked)]
+    if query.isdigit() and int(query) < len(own.vocab):
+        ids = [int(query), *(i for i in ids if i != int(query))]
+    ids = ids[:WORDS]
+    return {"ids": torch.tensor(ids, dtype=torch.int32), "tokens": [own.vocab[i] for i in ids], "query": args["query"]}
 
 
 def _vocab(session, args: dict[str, Any]) -> int:
@@ -65,6 +99,7 @@ def answer(session, args: dict[str, Any]) -> dict[str, Any]:
         "target_token": model.to_str_tokens([dla.target])[0],
         "foil_token": model.to_str_tokens([dla.foil])[0] if dla.foil is not None else None,
         "position": dla.position,
+        "run": "intervened" if session.intervened else "clean",
     }
 
 
@@ -109,13 +144,15 @@ def code(session) -> list[str]:
 
 PANEL = Panel(
     name="attribution",
-    order=110,
+    place="side",
+    order=95,  # right below the predictions, where its target is clicked
     state=lambda session, options: State(),
     code=code,
     requests=(
         Request("attribution", _TARGET, answer, extra=_foil),
         Request("attribution_neurons", (*_TARGET, ("layer", panel.layers)), neurons, extra=_foil),
         Request("attribution_features", (*_TARGET, ("sae", panel.saes)), features, extra=_foil),
+        Request("vocab_search", (), search, extra=_query),
     ),
     # direct logit attribution reads the unembedding's weights: not for a model whose weights are on NDIF only
     shown=lambda session: (

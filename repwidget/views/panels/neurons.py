@@ -7,6 +7,8 @@ from typing import Any
 
 import torch
 
+from ...interventions import Ablate, Intervention
+from ...run import Run
 from .. import panel
 from ..panel import Key, Panel, Request
 from ..protocol import index
@@ -22,14 +24,35 @@ def top_neurons(session, args: dict[str, Any]) -> dict[str, Any]:
     return {"indices": top.indices.to(torch.int32), "values": top.values, "layer": layer, "position": position}
 
 
+def _ablates(iv: Intervention, layer: int, index: int) -> bool:
+    return isinstance(iv, Ablate) and iv.sae is None and iv.layer == layer and iv.neuron == index
+
+
+def unablated(session, layer: int, index: int) -> tuple[Run, str]:
+    """The run the neuron is shown in while it is ablated (its own activation would read the ablated value): the
+    current interventions without this neuron's ablation, and how a caption names that run."""
+    others = tuple(iv for iv in session.interventions if not _ablates(iv, layer, index))
+    if not others:
+        return session.clean_run, "in the clean run (its ablation is the only intervention)"
+    named = "intervention" if len(others) == 1 else "interventions"
+    label = f"without its ablation (the other {len(others)} {named} kept)"  # a run of its own
+    key = f"unablated-{layer}.{index}"
+    run = session.cached(key)
+    if run is None:
+        run = session.model.rerun(session.clean_run, others, capture=[f"blocks.{layer}.mlp.hook_post"])
+        session.cache(key, run)
+    return run, label
+
+
 def neuron(session, args: dict[str, Any]) -> dict[str, Any]:
-    """One MLP neuron's activation at every position, ``[pos]``; with interventions, its clean activation too
-    (``clean``: what the view shows while the neuron is ablated)."""
+    """One MLP neuron's activation at every position, ``[pos]``; while it is ablated, also its activation in the
+    run without that ablation (``clean``, the other interventions kept) and ``clean_label`` naming that run."""
     layer, index = args["layer"], args["index"]
     hook = f"blocks.{layer}.mlp.hook_post"
     out = {"values": session.activation(hook)[:, index].float(), "layer": layer, "index": index}
-    if session.intervened:
-        out["clean"] = session.activation(hook, session.clean_run)[:, index].float()
+    if any(_ablates(iv, layer, index) for iv in session.interventions):
+        run, out["clean_label"] = unablated(session, layer, index)
+        out["clean"] = session.activation(hook, run)[:, index].float()
     return out
 
 

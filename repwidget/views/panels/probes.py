@@ -22,12 +22,14 @@ NEAREST = 5
 def probe(session, args: dict[str, Any]) -> dict[str, Any]:
     """Probe ``probe``'s held-out accuracy by layer and, at ``layer``, each token's probability of each class,
     and for each SAE reading the same activation, the features whose decoder directions are closest to the
-    probe's direction: ``near_sae``, ``near_features`` and ``near_cosines``."""
+    probe's direction: ``near_sae``, ``near_features`` and ``near_cosines``; ``toward``: the class steering
+    defaults to (:func:`toward`)."""
     probes, layer = session.probes[args["probe"]], args["layer"]
     out: dict[str, Any] = {"accuracy": torch.tensor(probes.accuracy), "layer": layer, "classes": probes.classes}
     if layer not in probes.layers:
         return out
     out["probs"] = probes.logits(session.run[hook_for(probes.site, layer)], layer).softmax(-1).float()
+    out["toward"] = toward(probes.classes, out["probs"][-1])
     direction = probes.direction(layer)
     near_sae, near_features, near_cosines = [], [], []
     for i, sae in enumerate(session.saes):
@@ -38,6 +40,12 @@ def probe(session, args: dict[str, Any]) -> dict[str, Any]:
             near_cosines += cosines.tolist()
     out.update(near_sae=near_sae, near_features=near_features, near_cosines=torch.tensor(near_cosines))
     return out
+
+
+def toward(classes: list[str], last: torch.Tensor) -> str:
+    """The class steering defaults to: the likeliest one the probe does *not* read at the prompt's last token
+    (``last``: its class probabilities), so that steering shows a change."""
+    return classes[int(last.topk(min(2, len(classes))).indices[-1])]
 
 
 def steer_probe(session, content: dict[str, Any]) -> None:
