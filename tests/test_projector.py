@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import repwidget as rw
+from repwidget.views.codec import encode_rows
 from repwidget.views.panels import projector
 from repwidget.views.session import Session
 
@@ -116,7 +117,9 @@ def test_the_lasso_selection_is_checked_positions_and_text_points(demo, monkeypa
         ({"points": [[2, 1]]}, "no point at text 2"),
         ({"points": [[0, 1, 2]]}, "pairs of ints"),
         ({"points": [["0", 1]]}, "pairs of ints"),
-        ({"points": {"0": 1}}, "must be a list"),
+        ({"points": 3}, "must be a list"),
+        ({"points": {"0": 1}}, 'points must be {"n": rows'),
+        ({"points": {"n": first + 2, "bits": "AA=="}}, f"among {first + 2} rows; there are {first + 1}"),
     ]:
         with pytest.raises(ValueError, match=message):
             session.check_selection(bad)
@@ -128,6 +131,37 @@ def test_the_lasso_selection_is_checked_positions_and_text_points(demo, monkeypa
     assert jx.selection["tokens"] == [2, 4] and jx.selection["points"] == [[0, 3]]
     jx.set_state({"selection": {**jx.selection, "points": [[5, 5]]}})  # refused: the kernel's value stays
     assert jx.selection["points"] == [[0, 3]]
+
+
+def test_the_lasso_travels_as_a_bitset_of_the_shown_rows(demo, monkeypatch):
+    texts = ["the film was bad .", "a fine day .", "the cat sat ."]
+    first = len(demo.to_ids(texts[0])) - 1
+    monkeypatch.setattr(projector, "MAX_POINTS", first + 3)  # text 0 whole, then 3 tokens of text 1, none of 2
+    jx = rw.explore(demo, "review : the film was superb .", points=texts)
+    shown = _get(jx.session, layer=0, colour=0)
+    pairs = list(zip(shown["text"].tolist(), shown["pos"].tolist(), strict=True))
+    # rows are the order of the projector's points (the browser's lasso reads them off its reply)
+    rows = [1, first, first + 2]
+    wire = encode_rows(rows, len(pairs))
+    sent = []
+    monkeypatch.setattr(jx, "_send", lambda msg, buffers=None: sent.append(msg))
+    jx.set_state({"selection": {**jx.selection, "tokens": [1], "points": wire}})
+    assert jx.selection["points"] == [list(pairs[r]) for r in rows] == [[0, 2], [1, 1], [1, 3]]
+    # the kernel echoes the bitset, not the pairs, and sends nothing more: its checked value is what came
+    assert [m["method"] for m in sent] == ["echo_update"] and sent[0]["state"]["selection"]["points"] == wire
+    assert jx.get_state("selection")["selection"]["points"] == wire
+    # a lasso made in Python travels the same way; an empty one as []
+    jx.select(points=[[1, 3], [0, 2]])
+    assert jx.get_state("selection")["selection"]["points"] == encode_rows([1, first + 2], len(pairs))
+    jx.select(points=[])
+    assert jx.get_state("selection")["selection"]["points"] == []
+    # a malformed bitset is refused with the kernel's value kept
+    jx.select(points=[[0, 1]])
+    for bad in ({"n": len(pairs), "bits": "***"}, {"n": len(pairs) + 1, "bits": wire["bits"]}, {"n": 3}):
+        jx.set_state({"selection": {**jx.selection, "points": bad}})
+        assert jx.selection["points"] == [[0, 1]]
+    with pytest.raises(ValueError, match="not valid base64"):
+        jx.session.check_selection({"points": {"n": len(pairs), "bits": "***"}})
 
 
 def test_colouring_by_an_sae_feature_is_the_saes_own_encoding(demo):

@@ -20,7 +20,7 @@ from ...sae.harvest import activations_at
 from ...texts import token_ids
 from .. import panel
 from ..panel import Key, Option, Panel, Request
-from ..protocol import index, short
+from ._projector_lasso import check_points, check_tokens, points_json
 from ._projector_points import PROJECTIONS, UMAP_INSTALL, Points, points_of, umap_installed
 
 #: UMAP's seed: the same texts give the same picture
@@ -98,35 +98,6 @@ def _choose(session) -> tuple[list[list[int]], list[tuple[int, int]]]:
     if not keep:
         raise ValueError("the projector's texts have no token after <bos>; give longer texts")
     return ids, keep
-
-
-def check_tokens(session, out, given) -> list[int]:
-    """The selection's ``tokens`` (the prompt positions in the projector's lasso), sorted, without repeats."""
-    tokens = out["tokens"]
-    if not isinstance(tokens, (list, tuple)):
-        raise ValueError(f"selection: tokens must be a list of positions, got {short(tokens, 40)}")
-    return sorted({index({"tokens": t}, "tokens", session.n_tokens, "selection") for t in tokens})
-
-
-def check_points(session, out, given) -> list[list[int]]:
-    """The selection's ``points`` (the texts' points in the projector's lasso): ``[text, position]`` pairs of points
-    the projector shows, sorted, without repeats."""
-    value = out["points"]
-    if not isinstance(value, (list, tuple)):
-        raise ValueError(f"selection: points must be a list of [text, position] pairs, got {short(value, 40)}")
-    if not value:
-        return []
-    if _points(session) is None:
-        raise ValueError("selection: points are the projector's; open the explorer with points=texts")
-    shown = dict(kept(session)[1])
-    out = set()
-    for pair in value:
-        if not (isinstance(pair, (list, tuple)) and len(pair) == 2 and all(type(v) is int for v in pair)):
-            raise ValueError(f"selection: points are [text, position] pairs of ints, got {short(pair, 40)}")
-        if not 1 <= pair[1] <= shown.get(pair[0], 0):
-            raise ValueError(f"selection: the projector shows no point at text {pair[0]}, position {pair[1]}")
-        out.add(tuple(pair))
-    return [list(p) for p in sorted(out)]
 
 
 def _read(session) -> dict[str, Any]:
@@ -346,7 +317,7 @@ PANEL = Panel(
     options={"points": Option(None, POINTS), "projection": Option("pca", PROJECTION)},
     state=lambda session, options: points_of(options["points"], options["projection"]),
     #: the projector's lasso: the prompt positions (``tokens``) and the texts' ``[text, position]`` pairs in it
-    selection={"tokens": Key(lambda s: [], check_tokens), "points": Key(lambda s: [], check_points)},
+    selection={"tokens": Key(lambda s: [], check_tokens), "points": Key(lambda s: [], check_points, points_json)},
     requests=(Request("projector", (("layer", panel.layers), ("colour", _colours), ("feature", _features)), answer),),
     shown=lambda session: _points(session) is not None,
     hooks=lambda session: (
