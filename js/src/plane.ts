@@ -70,13 +70,13 @@ export function insidePolygon(polygon: Pixel[], x: number, y: number): boolean {
   return inside;
 }
 
-/** The points inside a lasso drawn in pixels: the prompt's positions (`tokens`) and the texts' points as
- * [text, position] pairs (`points`). */
+/** The points inside a lasso drawn in pixels: the prompt's positions (`tokens`), and the texts' points as their rows
+ * among the texts' points (`rows`: what travels, as a bitset) and as [text, position] pairs (`points`). */
 export function lassoed(
   reply: Scattered, f: Frame, polygon: Pixel[],
-): { tokens: number[]; points: [number, number][] } {
-  const tokens: number[] = [], points: [number, number][] = [];
-  if (polygon.length < 3) return { tokens, points };
+): { tokens: number[]; rows: number[]; points: [number, number][] } {
+  const tokens: number[] = [], rows: number[] = [], points: [number, number][] = [];
+  if (polygon.length < 3) return { tokens, rows, points };
   const xs = polygon.map((p) => p[0]), ys = polygon.map((p) => p[1]);
   const [minX, maxX, minY, maxY] = [Math.min(...xs), Math.max(...xs), Math.min(...ys), Math.max(...ys)];
   for (let i = 0; i < reply.xy.shape[0]; i++) {
@@ -84,7 +84,10 @@ export function lassoed(
     if (x < minX || x > maxX || y < minY || y > maxY || !insidePolygon(polygon, x, y)) continue;
     const j = i - reply.n_prompt;
     if (j < 0) tokens.push(i);
-    else if (reply.text && reply.pos) points.push([reply.text.data[j], reply.pos.data[j]]);
+    else {
+      rows.push(j);
+      if (reply.text && reply.pos) points.push([reply.text.data[j], reply.pos.data[j]]);
+    }
   }
-  return { tokens, points };
+  return { tokens, rows, points };
 }
