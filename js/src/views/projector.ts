@@ -414,5 +414,6 @@ export const mount = mountProjector;
 
 /** The view's own styles, after the shared ones (style.ts). */
 export const styles = `
+.rw-root[data-rw-layout="wide"] .rw-side:has(.rw-projector-view) { position: static; } /* taller than a screen: scrolls */
 .rw-swatch { display: inline-block; width: 0.7em; height: 0.7em; border-radius: 50%; margin: 0 0.3em 0 0.6em; vertical-align: baseline; }
 `;

@@ -313,7 +313,9 @@ PROJECTION = (
 
 PANEL = Panel(
     name="projector",
-    order=70,
+    # asked for with points=: in the side column under the predictions, in view, not below every other main view
+    place="side",
+    order=95,
     options={"points": Option(None, POINTS), "projection": Option("pca", PROJECTION)},
     state=lambda session, options: points_of(options["points"], options["projection"]),
     #: the projector's lasso: the prompt positions (``tokens``) and the texts' ``[text, position]`` pairs in it
