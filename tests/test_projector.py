@@ -246,3 +246,52 @@ def test_umap_without_umap_learn_says_how_to_install_it(demo, monkeypatch):
     with pytest.raises(ValueError, match="give it texts with points="):
         Session.of(demo, "the film", projection="umap")
     assert Session.of(demo, "the film", points=["a fine day ."]).shape()["projector_projection"] == "PCA"
+
+
+def test_the_predictions_features_and_probes_average_over_the_lassoed_tokens(demo):
+    examples = rw.demo.dataset("sentiment", 40)
+    probes = rw.train_probes(demo, examples, layers=[1, 2], control=False)
+    sae = rw.demo.demo_sae()
+    prompt = "review : the film was superb ."
+    session = Session.of(demo, prompt, points=[e.text for e in examples[:4]], saes=[sae], probes=[probes])
+    session.apply(rw.Ablate(layer=1, head=0))
+    tokens = [4, 1, 3, 4]  # repeats and order do not matter
+    clean, now = demo.run(prompt), demo.run(prompt, interventions=[rw.Ablate(layer=1, head=0)])
+
+    def ask(what, **args):
+        (reply, _), *_ = session.handle({"type": "get", "id": 1, "what": what, "tokens": tokens, **args})
+        assert reply["type"] == "reply", reply
+        return session.answer(what, session.get({"what": what, "tokens": tokens, **args})[1])
+
+    # predictions: by hand, each position's softmax, then the mean over positions 1, 3, 4
+    rows = [1, 3, 4]
+    mean_clean = clean.logits[rows].float().softmax(-1).mean(0)
+    mean_now = now.logits[rows].float().softmax(-1).mean(0)
+    out = ask("predictions_over")
+    assert out["over"] == 3
+    top = mean_now.topk(len(out["ids"][1]))
+    assert out["ids"][1].tolist() == top.indices.tolist()
+    torch.testing.assert_close(out["probs"][1], top.values)
+    torch.testing.assert_close(out["probs"][0], mean_clean.topk(len(out["ids"][0])).values)
+    torch.testing.assert_close(out["delta_prob"][1], (mean_now - mean_clean)[top.indices])
+    logit_change = now.logits[rows].float().mean(0) - clean.logits[rows].float().mean(0)
+    torch.testing.assert_close(out["delta_logit"][1], logit_change[top.indices], atol=1e-4, rtol=1e-4)
+    assert out["tokens"][1] == demo.to_str_tokens(top.indices.tolist())
+    # features: the mean of each feature's activation over the positions, largest first
+    acts = sae.encode(now[sae.hook][rows].float()).mean(0)
+    out = ask("features_over", sae=0)
+    expected = acts.topk(len(out["indices"]))
+    assert out["indices"].tolist() == expected.indices.tolist() and out["over"] == 3
+    torch.testing.assert_close(out["values"], expected.values)
+    # probes: each class's probability averaged over the positions, at a probed layer; none at another
+    out = ask("probe_over", probe=0, layer=2)
+    by_hand = probes.logits(now["blocks.2.hook_resid_post"][rows], 2).softmax(-1).mean(0).float()
+    torch.testing.assert_close(out["mean"], by_hand)
+    assert out["classes"] == probes.classes
+    assert "mean" not in ask("probe_over", probe=0, layer=0) and out["over"] == 3
+    # bad positions are refused in one line, nothing else changes
+    n = session.n_tokens
+    refused = [([], "1..4096 prompt positions"), (3, "must be a list"), ([1, "2"], "ints"), ([n], "out of range")]
+    for bad, message in refused:
+        (reply, _), *_ = session.handle({"type": "get", "id": 2, "what": "predictions_over", "tokens": bad})
+        assert reply["type"] == "error" and message in reply["message"], (bad, reply)

@@ -91,3 +91,26 @@ def points_json(session, pairs: Any) -> Any:
     if not pairs or isinstance(pairs, dict) or not _shown(session):
         return pairs
     return encode_rows(pairs_to_rows(session, pairs), _layout(session)[2])
+
+
+#: the most positions a request over the lasso names
+MAX_LASSOED = 4096
+
+
+def lassoed_field(content: dict[str, Any], _: dict[str, Any]) -> dict[str, Any]:
+    """A request's ``tokens``: the lassoed prompt positions (a request's extra field: the predictions, features and
+    probes views average over them), sorted, without repeats; bounded by the prompt in :func:`lassoed`."""
+    tokens = content.get("tokens")
+    if not isinstance(tokens, list) or not 0 < len(tokens) <= MAX_LASSOED:
+        raise ValueError(f"tokens must be a list of 1..{MAX_LASSOED} prompt positions, got {short(tokens, 40)}")
+    if not all(type(t) is int and t >= 0 for t in tokens):
+        raise ValueError(f"tokens must be prompt positions (ints), got {short(tokens, 40)}")
+    return {"tokens": sorted(set(tokens))}
+
+
+def lassoed(session, args: dict[str, Any]) -> list[int]:
+    """The request's lassoed positions, each checked against the prompt."""
+    tokens = args["tokens"]
+    if tokens[-1] >= session.n_tokens:
+        raise ValueError(f"tokens: position {tokens[-1]} is out of range 0..{session.n_tokens - 1}")
+    return tokens
