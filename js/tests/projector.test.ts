@@ -237,4 +237,47 @@ describe("projector view", () => {
     expect(feature.value).toBe("37");
     expect(store.selection.feature).toBe(37);
   });
+
+  it("predictions, features and probes show the kernel's average over the lassoed tokens, captioned", async () => {
+    const model = new FakeModel(
+      traits(4, {
+        views: ["tokens", "predictions", "features", "probes"],
+        saes: [{ name: "demo", hook: "blocks.2.hook_resid_pre", d_sae: 512 }],
+        probes: [{ kind: "logistic", site: "resid_post", classes: ["neg", "pos"], layers: [0, 1] }],
+      }),
+    );
+    const el = document.createElement("div");
+    document.body.appendChild(el);
+    const store = mount(model, el);
+    const blocks = () => Array.from(el.querySelectorAll<HTMLElement>("[data-rw-lasso-over]"));
+    expect(blocks()).toHaveLength(3);
+    expect(blocks().every((b) => b.hidden)).toBe(true); // no lasso: nothing asked, nothing shown
+    expect(model.sent.some((m) => String(m.what).endsWith("_over"))).toBe(false);
+    store.select({ tokens: [1, 3] });
+    expect(model.sent.find((m) => m.what === "predictions_over")).toMatchObject({ tokens: [1, 3] });
+    expect(model.sent.find((m) => m.what === "features_over")).toMatchObject({ sae: 0, tokens: [1, 3] });
+    expect(model.sent.find((m) => m.what === "probe_over")).toMatchObject({ probe: 0, layer: 0, tokens: [1, 3] });
+    answer(model, "predictions_over", {
+      ids: header("int32", [2, 2], 0), probs: header("float32", [2, 2], 1), delta_prob: header("float32", [2, 2], 2),
+      delta_logit: header("float32", [2, 2], 3), tokens: [["cat", "dog"], ["cat", "dog"]], over: 2,
+    }, [int32([7, 8, 7, 8]), float32([0.6, 0.3, 0.6, 0.3]), float32([0, 0, 0, 0]), float32([0, 0, 0, 0])]);
+    answer(model, "features_over", { indices: header("int32", [2], 0), values: header("float32", [2], 1), over: 2 }, [int32([37, 5]), float32([1.5, 0.25])]);
+    answer(model, "probe_over", { layer: 0, classes: ["neg", "pos"], mean: header("float32", [2], 0), over: 2 }, [float32([0.25, 0.75])]);
+    await settle();
+    const [predictions, features, probes] = ["predictions", "features", "probes"].map(
+      (v) => el.querySelector<HTMLElement>(`.rw-${v}-view [data-rw-lasso-over]`)!,
+    );
+    expect(predictions.hidden).toBe(false);
+    expect(predictions.textContent).toContain("mean next-token probability over 2 lassoed tokens");
+    expect(predictions.textContent).toContain("60.0%");
+    expect(features.textContent).toContain("most active on average over 2 lassoed tokens");
+    (features.querySelector('[data-rw-feature="37"]') as HTMLElement).click();
+    expect(store.selection.feature).toBe(37);
+    expect(probes.textContent).toContain("layer 0: mean p(neg) 0.25 \u00b7 p(pos) 0.75 over 2 lassoed tokens");
+    // a new layer asks the probe again; clearing the lasso hides every block
+    store.select({ layer: 1 });
+    expect(model.sent.filter((m) => m.what === "probe_over").pop()).toMatchObject({ layer: 1, tokens: [1, 3] });
+    store.select({ tokens: [], points: [] });
+    expect(blocks().every((b) => b.hidden)).toBe(true);
+  });
 });
