@@ -12,6 +12,9 @@ from ..codec import decode_rows, encode_rows
 from ..protocol import index, short
 
 Pairs = list[list[int]]
+#: the session's cache entry of the last lasso seen: (its bitset, its pairs, how many), so that a selection change
+#: that keeps the lasso (a layer, a token) neither decodes it nor builds its thousands of pairs again
+LAST = "projector-lasso"
 
 
 def _layout(session) -> tuple[np.ndarray, np.ndarray, int]:
@@ -50,7 +53,12 @@ def check_points(session, out, given) -> Pairs:
     if isinstance(value, dict):
         if not _shown(session):
             raise ValueError("selection: points are the projector's; open the explorer with points=texts")
-        return rows_to_pairs(session, decode_rows(value, _layout(session)[2], "selection: points"))
+        last = session.cached(LAST)
+        if last is not None and last[0] == value:  # the lasso unchanged (e.g. a layer change): no new pairs
+            return last[1]
+        pairs = rows_to_pairs(session, decode_rows(value, _layout(session)[2], "selection: points"))
+        session.cache(LAST, ({"n": value["n"], "bits": value["bits"]}, pairs, len(pairs)))
+        return pairs
     if not isinstance(value, (list, tuple)):
         raise ValueError(f"selection: points must be a list of [text, position] pairs, got {short(value, 40)}")
     if not value:
@@ -90,7 +98,12 @@ def points_json(session, pairs: Any) -> Any:
     """``points`` as it travels: the bitset of the checked pairs (``[]`` for none)."""
     if not pairs or isinstance(pairs, dict) or not _shown(session):
         return pairs
-    return encode_rows(pairs_to_rows(session, pairs), _layout(session)[2])
+    last = session.cached(LAST)
+    if last is not None and last[1] is pairs and len(pairs) == last[2]:
+        return last[0]
+    wire = encode_rows(pairs_to_rows(session, pairs), _layout(session)[2])
+    session.cache(LAST, (wire, pairs, len(pairs)))
+    return wire
 
 
 #: the most positions a request over the lasso names
