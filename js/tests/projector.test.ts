@@ -1,10 +1,10 @@
 // @vitest-environment happy-dom
 import { describe, expect, it } from "vitest";
 import { mount } from "../src/widget";
-import { frameOf, insidePolygon, lassoed, nearestPoint, toPixel } from "../src/plane";
-import { categoryColour, colourOf, pointRadius, readable, saeOf } from "../src/views/projector";
+import { frameOf, insidePolygon, lassoed, nearestPoint, pointRadius, toPixel } from "../src/plane";
+import { categoryColour, colourOf, saeOf } from "../src/views/projector";
 import { countRows, decodeRows, encodeRows } from "../src/codec";
-import { contrast } from "../src/colour";
+import { contrast, readable } from "../src/colour";
 import { answer, FakeModel, float32, header, int32, settle, traits } from "./fake";
 
 function setup(colours = ["source", "position", "label"], extra: Record<string, unknown> = {}) {

@@ -7,11 +7,11 @@
 // faded, those inside it ringed, and its outline stays (on the layer it was drawn at) until it is cleared. The texts'
 // points are as large as the prompt's when there are a few dozen, smaller when thousands; category hues keep a
 // luminance that reads on light and dark pages. The layer is the explorer's: moving the slider here moves every view.
-import { countRows, decodeRows, encodeRows, type Tensor } from "../codec";
-import { css, luminance, type RGB, sequential } from "../colour";
+import { encodeRows, type Tensor } from "../codec";
+import { css, readable, type RGB, sequential } from "../colour";
 import { h, labelled, panel, showToken, track } from "../dom";
-import { type Frame, frameOf, lassoed, nearestPoint, type Pixel, toPixel } from "../plane";
-import type { Selection, Store } from "../store";
+import { type Frame, frameOf, lassoed, marksOf, nearestPoint, type Pixel, pointCount, pointRadius, PROMPT_RADIUS, toPixel } from "../plane";
+import type { Store } from "../store";
 
 interface ProjectorReply {
   xy: Tensor;
@@ -36,11 +36,7 @@ const CATEGORY: RGB[] = [
   [237, 201, 72], [176, 122, 161], [255, 157, 167], [156, 117, 95], [186, 176, 172],
 ]; // prettier-ignore
 const NONE: RGB = [150, 150, 150];
-/** The prompt's points' radius; the texts' points have it up to FEW of them, less (down to 1.25 px) beyond. */
-const PROMPT_RADIUS = 4.5;
-const FEW = 50;
-/** A category's luminance is kept in this band: at least 3:1 against white and against a dark page (#212121). */
-const LUMINANCE: [number, number] = [0.18, 0.27];
+
 const WIDTH = 420;
 const HEIGHT = 320;
 const PAD = 10;
@@ -51,25 +47,6 @@ export function saeOf(colouring: string | undefined): number | null {
   return m ? Number(m[1]) : null;
 }
 
-/** The radius of the texts' points when there are `count` of them: the prompt's for a few dozen, smaller for
- * thousands (1.25 px at least: 20,000 points stay a cloud, not a blot). */
-export function pointRadius(count: number): number {
-  return count <= FEW ? PROMPT_RADIUS : Math.max(1.25, PROMPT_RADIUS * (FEW / count) ** 0.35);
-}
-
-const toLinear = (v: number) => (v / 255 <= 0.03928 ? v / 255 / 12.92 : ((v / 255 + 0.055) / 1.055) ** 2.4);
-const toSRGB = (c: number) => Math.round(255 * (c <= 0.0031308 ? 12.92 * c : 1.055 * c ** (1 / 2.4) - 0.055));
-
-/** `rgb` with its luminance brought into the LUMINANCE band (darkened, or mixed with white, in linear light): its
- * hue kept, readable on a light page and a dark one (a pale yellow becomes an olive). */
-export function readable(rgb: RGB): RGB {
-  const y = luminance(rgb), [lo, hi] = LUMINANCE;
-  if (y >= lo && y <= hi) return rgb;
-  const linear = rgb.map(toLinear);
-  const out = y > hi ? linear.map((c) => (c * hi) / y) : linear.map((c) => c + ((1 - c) * (lo - y)) / (1 - y));
-  return out.map(toSRGB) as RGB;
-}
-
 /** Category `i` of `k`: Tableau 10 for up to ten, else `k` hues evenly round the colour wheel (neighbouring
  * categories get neighbouring hues: twelve months make a ring of colour); either kept readable on any theme. */
 export function categoryColour(i: number, k: number): RGB {
@@ -77,25 +54,6 @@ export function categoryColour(i: number, k: number): RGB {
   const hue = (6 * i) / k, x = 1 - Math.abs((hue % 2) - 1);
   const [r, g, b] = [[1, x, 0], [x, 1, 0], [0, 1, x], [0, x, 1], [x, 0, 1], [1, 0, x]][Math.floor(hue) % 6];
   return readable([r, g, b].map((c) => Math.round(255 * c)) as RGB);
-}
-
-/** Which of the texts' `count` points (in the reply's order) the selection's lasso holds: its bitset, or the
- * [text, position] pairs of a page saved before the bitset. */
-export function marksOf(sel: Selection, reply: Pick<ProjectorReply, "text" | "pos">, count: number): Uint8Array {
-  const points = sel.points;
-  if (!points) return new Uint8Array(count);
-  if (!Array.isArray(points)) return decodeRows(points, count);
-  const out = new Uint8Array(count);
-  if (!points.length || !reply.text || !reply.pos) return out;
-  const chosen = new Set(points.map(([t, p]) => `${t},${p}`));
-  for (let j = 0; j < count; j++) out[j] = Number(chosen.has(`${reply.text.data[j]},${reply.pos.data[j]}`));
-  return out;
-}
-
-/** How many of the texts' points the selection's lasso holds. */
-function pointCount(sel: Selection): number {
-  const points = sel.points;
-  return !points ? 0 : Array.isArray(points) ? points.length : countRows(points);
 }
 
 /** A point's colour: a category's, or a value in 0..1 on the sequential scale (-1: none, grey). */
@@ -222,16 +180,30 @@ export function mountProjector(el: HTMLElement, store: Store): void {
           ctx.fillStyle = c;
           ctx.strokeStyle = inside ? ink : halo;
           ctx.lineWidth = inside ? 1.5 : 1;
-          for (const i of list) {
-            const [x, y] = xyOf(i);
-            if (r < 2) {
+          const stroke = inside || r >= PROMPT_RADIUS; // a halo parts a few large points that overlap
+          if (r < 2) {
+            for (const i of list) {
+              const [x, y] = xyOf(i);
               ctx.fillRect(x - r, y - r, 2 * r, 2 * r);
-              continue;
             }
+          } else if (list.length > 200) {
+            // thousands of discs (a large lasso) as one path: one fill and one stroke, not one each
             ctx.beginPath();
-            ctx.arc(x, y, r, 0, 2 * Math.PI);
+            for (const i of list) {
+              const [x, y] = xyOf(i);
+              ctx.moveTo(x + r, y);
+              ctx.arc(x, y, r, 0, 2 * Math.PI);
+            }
             ctx.fill();
-            if (inside || r >= PROMPT_RADIUS) ctx.stroke(); // a halo parts a few large points that overlap
+            if (stroke) ctx.stroke();
+          } else {
+            for (const i of list) {
+              const [x, y] = xyOf(i);
+              ctx.beginPath();
+              ctx.arc(x, y, r, 0, 2 * Math.PI);
+              ctx.fill();
+              if (stroke) ctx.stroke();
+            }
           }
         }
       }
