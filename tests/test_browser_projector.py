@@ -208,7 +208,7 @@ def _contrast(a: list[int], b: list[int]) -> float:
 def test_a_dozen_months_are_large_points_beside_the_predictions_and_every_hue_reads_in_both_themes(lab_page):
     from playwright.sync_api import expect
 
-    page, _, errors = lab_page
+    page, kernel, errors = lab_page
     root = page.locator(".rw-root").nth(1)
     view = root.locator(".rw-projector-view")
     canvas = view.locator("canvas.rw-projector")
@@ -228,4 +228,22 @@ def test_a_dozen_months_are_large_points_beside_the_predictions_and_every_hue_re
             assert count >= 25, (theme, colour, count)  # a 4.5 px disc has about 60 pixels; a 2-3 px dot under 10
             assert _contrast(colour, seen["background"]) >= 3, (theme, colour, seen["background"])
         screenshot(view, f"projector-months-{theme.split()[-1].lower()}")
+    # a lasso round the left half: the months inside it are ringed, and the line counts what the kernel holds
+    box = canvas.bounding_box()
+    corners = [(4, 4), (210, 4), (210, 316), (4, 316), (4, 6)]
+    page.mouse.move(box["x"] + corners[0][0], box["y"] + corners[0][1])
+    page.mouse.down()
+    for x, y in corners[1:]:
+        page.mouse.move(box["x"] + x, box["y"] + y, steps=8)
+        page.wait_for_timeout(100)
+    page.mouse.up()
+    kernel.wait_for("print(len(px.selection['points']) > 0)", "True")
+    held = json.loads(kernel.run("print(json.dumps([len(px.selection['tokens']), len(px.selection['points'])]))"))
+    expect(canvas).to_have_attribute("data-rw-marked", f"{held[0]},{held[1]}")
+    expect(view.locator("[data-rw-projector-lasso]")).to_contain_text(
+        f"lasso: {held[0]} of the prompt's tokens, {held[1]} of the texts' points (ringed)"
+    )
+    screenshot(view, "projector-months-lasso")
+    kernel.run("px.select(tokens=[], points=[])")
+    expect(canvas).to_have_attribute("data-rw-marked", "0,0")
     assert not errors, errors

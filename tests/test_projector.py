@@ -80,7 +80,7 @@ def test_one_pass_or_two_give_the_same_points(demo, monkeypatch):
 def test_probe_colouring_and_the_point_limit(demo, monkeypatch):
     examples = rw.demo.dataset("sentiment", 60)
     probes = rw.train_probes(demo, examples, layers=[1, 2], control=False)
-    monkeypatch.setattr(projector, "MAX_POINTS", 50)
+    monkeypatch.setattr(projector.lasso, "MAX_POINTS", 50)
     session = Session.of(demo, "review : the film was superb .", points=[e.text for e in examples], probes=[probes])
     assert session.shape()["projector_colours"] == ["source", "position", "probe 0"]
     assert session.shape()["projector_colour"] == 0
@@ -97,7 +97,7 @@ def test_probe_colouring_and_the_point_limit(demo, monkeypatch):
 def test_the_lasso_selection_is_checked_positions_and_text_points(demo, monkeypatch):
     texts = ["the film was bad .", "a fine day ."]
     first = len(demo.to_ids(texts[0])) - 1
-    monkeypatch.setattr(projector, "MAX_POINTS", first + 1)  # every token of the first text, one of the second
+    monkeypatch.setattr(projector.lasso, "MAX_POINTS", first + 1)  # every token of the first text, one of the second
     session = Session.of(demo, "review : the film was superb .", points=texts)
     n = session.n_tokens
     assert session.default_selection()["tokens"] == [] and session.default_selection()["points"] == []
@@ -136,7 +136,7 @@ def test_the_lasso_selection_is_checked_positions_and_text_points(demo, monkeypa
 def test_the_lasso_travels_as_a_bitset_of_the_shown_rows(demo, monkeypatch):
     texts = ["the film was bad .", "a fine day .", "the cat sat ."]
     first = len(demo.to_ids(texts[0])) - 1
-    monkeypatch.setattr(projector, "MAX_POINTS", first + 3)  # text 0 whole, then 3 tokens of text 1, none of 2
+    monkeypatch.setattr(projector.lasso, "MAX_POINTS", first + 3)  # text 0 whole, then 3 tokens of text 1, none of 2
     jx = rw.explore(demo, "review : the film was superb .", points=texts)
     shown = _get(jx.session, layer=0, colour=0)
     pairs = list(zip(shown["text"].tolist(), shown["pos"].tolist(), strict=True))

@@ -37,6 +37,8 @@ const CATEGORY: RGB[] = [
 ]; // prettier-ignore
 const NONE: RGB = [150, 150, 150];
 
+/** Up to this many lassoed texts' points are ringed. */
+const RINGED = 300;
 const WIDTH = 420;
 const HEIGHT = 320;
 const PAD = 10;
@@ -167,7 +169,10 @@ export function mountProjector(el: HTMLElement, store: Store): void {
       // outside it first and faded, those inside it on top, larger and ringed
       for (const inside of lassoing ? [0, 1] : [0]) {
         ctx.globalAlpha = lassoing && !inside ? 0.15 : 1;
-        const r = inside ? Math.max(radius, 2.5) : radius;
+        // up to RINGED lassoed points are enlarged and ringed; thousands would merge into a blot, so they are only
+        // drawn in full over the faded rest
+        const ringed = inside && marked <= RINGED;
+        const r = ringed ? Math.max(radius, 2.5) : radius;
         const byColour = new Map<string, number[]>();
         for (let j = 0; j < m; j++) {
           if (lassoing && marks[j] !== inside) continue;
@@ -180,7 +185,7 @@ export function mountProjector(el: HTMLElement, store: Store): void {
           ctx.fillStyle = c;
           ctx.strokeStyle = inside ? ink : halo;
           ctx.lineWidth = inside ? 1.5 : 1;
-          const stroke = inside || r >= PROMPT_RADIUS; // a halo parts a few large points that overlap
+          const stroke = ringed || r >= PROMPT_RADIUS; // a halo parts a few large points that overlap
           if (r < 2) {
             for (const i of list) {
               const [x, y] = xyOf(i);
@@ -254,7 +259,7 @@ export function mountProjector(el: HTMLElement, store: Store): void {
     canvas.dataset.rwPointRadius = radius.toFixed(2);
     canvas.dataset.rwOutline = String(Boolean(outline && outline.layer === reply.layer));
     lassoInfo.textContent = lassoing
-      ? `lasso: ${tokensIn.size} of the prompt's tokens, ${marked} of the texts' points (ringed); click away from the points to clear it`
+      ? `lasso: ${tokensIn.size} of the prompt's tokens, ${marked} of the texts' points (${marked <= RINGED ? "ringed" : "the others faded"}); click away from the points to clear it`
       : "";
     root.dataset.rwLayerShown = String(reply.layer);
     root.dataset.rwPoints = String(n);

@@ -1,6 +1,7 @@
-"""The projector's lasso in the selection: ``tokens`` (prompt positions) and ``points`` (the texts' points as
-``[text, position]`` pairs in Python). On the wire ``points`` is a bitset over the rows the projector shows
-(:func:`~repwidget.views.codec.encode_rows`): a lasso of thousands of points is a few KB, not a list of pairs."""
+"""The projector's points (which of the texts' tokens it shows: :func:`kept`) and its lasso in the selection:
+``tokens`` (prompt positions) and ``points`` (the texts' points as ``[text, position]`` pairs in Python). On the
+wire ``points`` is a bitset over the rows the projector shows (:func:`~repwidget.views.codec.encode_rows`): a lasso
+of thousands of points is a few KB, not a list of pairs."""
 
 from __future__ import annotations
 
@@ -8,8 +9,12 @@ from typing import Any
 
 import numpy as np
 
+from ...texts import token_ids
 from ..codec import decode_rows, encode_rows
 from ..protocol import index, short
+
+#: the most dataset tokens the projector shows
+MAX_POINTS = 20_000
 
 Pairs = list[list[int]]
 #: the session's cache entry of the last lasso seen: (its bitset, its pairs, how many), so that a selection change
@@ -17,12 +22,31 @@ Pairs = list[list[int]]
 LAST = "projector-lasso"
 
 
+def kept(session) -> tuple[list[list[int]], list[tuple[int, int]]]:
+    """The points' token ids, and the texts whose tokens the projector shows: ``(text index, tokens after <bos>)``
+    in order, until :data:`MAX_POINTS` tokens."""
+    return session.of_clean(("projector-kept", MAX_POINTS), lambda: _choose(session))
+
+
+def _choose(session) -> tuple[list[list[int]], list[tuple[int, int]]]:
+    ids = token_ids(session.model, session.state["projector"].texts)
+    keep, total = [], 0
+    for i, x in enumerate(ids):
+        take = min(len(x) - 1, MAX_POINTS - total)
+        if take > 0:
+            keep.append((i, take))
+            total += take
+        if total >= MAX_POINTS:
+            break
+    if not keep:
+        raise ValueError("the projector's texts have no token after <bos>; give longer texts")
+    return ids, keep
+
+
 def _layout(session) -> tuple[np.ndarray, np.ndarray, int]:
     """Per text: the row of its first shown point (-1: none shown) and how many are shown; and the rows in all."""
 
     def make() -> tuple[np.ndarray, np.ndarray, int]:
-        from .projector import kept  # the projector module reads this one's checks
-
         ids, keep = kept(session)
         first, take = np.full(len(ids), -1, dtype=np.int64), np.zeros(len(ids), dtype=np.int64)
         row = 0
@@ -31,7 +55,7 @@ def _layout(session) -> tuple[np.ndarray, np.ndarray, int]:
             row += n
         return first, take, row
 
-    return session.of_clean(("projector-rows",), make)
+    return session.of_clean(("projector-rows", MAX_POINTS), make)
 
 
 def _shown(session) -> bool:
