@@ -5,7 +5,8 @@ feature's activation; a click on a prompt token's point selects it, a lasso sele
 
 The texts' tokens (at most ``_projector_lasso.MAX_POINTS``) are read once, in padded batches: each layer's mean
 and covariance, then every token's coordinates on that layer's two principal axes (from activations kept in memory
-up to :data:`HOLD_BYTES`, else from a second pass). A layer change only looks them up; the prompt's tokens (which interventions change) are projected onto the same axes at each request.
+up to :data:`HOLD_BYTES`, else from a second pass). A layer change only looks them up; the prompt's tokens (which
+interventions change) are projected onto the same axes at each request.
 """
 
 from __future__ import annotations
