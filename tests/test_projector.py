@@ -248,7 +248,7 @@ def test_umap_without_umap_learn_says_how_to_install_it(demo, monkeypatch):
     assert Session.of(demo, "the film", points=["a fine day ."]).shape()["projector_projection"] == "PCA"
 
 
-def test_the_predictions_features_and_probes_average_over_the_lassoed_tokens(demo):
+def test_the_predictions_features_and_probes_average_over_the_lassoed_tokens(demo, monkeypatch):
     examples = rw.demo.dataset("sentiment", 40)
     probes = rw.train_probes(demo, examples, layers=[1, 2], control=False)
     sae = rw.demo.demo_sae()
@@ -291,6 +291,13 @@ def test_the_predictions_features_and_probes_average_over_the_lassoed_tokens(dem
     assert "mean" not in ask("probe_over", probe=0, layer=0) and out["over"] == 3
     # bad positions are refused in one line, nothing else changes
     n = session.n_tokens
+    # a model run elsewhere (no full logits here) gets a note for the caption, not an error
+    monkeypatch.setattr(demo, "weightless", True, raising=False)
+    assert session.answer("predictions_over", {"tokens": [1]}) == {
+        "over": 1,
+        "note": "no mean next-token probability (the model runs elsewhere)",
+    }
+    monkeypatch.undo()
     refused = [([], "1..4096 prompt positions"), (3, "must be a list"), ([1, "2"], "ints"), ([n], "out of range")]
     for bad, message in refused:
         (reply, _), *_ = session.handle({"type": "get", "id": 2, "what": "predictions_over", "tokens": bad})

@@ -279,5 +279,11 @@ describe("projector view", () => {
     expect(model.sent.filter((m) => m.what === "probe_over").pop()).toMatchObject({ layer: 1, tokens: [1, 3] });
     store.select({ tokens: [], points: [] });
     expect(blocks().every((b) => b.hidden)).toBe(true);
+    // a model run elsewhere: the kernel's note is the caption
+    store.select({ tokens: [2] });
+    answer(model, "predictions_over", { over: 1, note: "no mean next-token probability (the model runs elsewhere)" });
+    await settle();
+    expect(predictions.hidden).toBe(false);
+    expect(predictions.textContent).toBe("no mean next-token probability (the model runs elsewhere) over 1 lassoed token");
   });
 });

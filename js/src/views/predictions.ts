@@ -122,6 +122,7 @@ export function mountPredictions(el: HTMLElement, store: Store): void {
   fetch();
   // the mean next-token probabilities over the projector's lasso
   overLasso(parts, store, (tokens) => store.request("predictions_over", { tokens }), (reply) => {
+    if (reply.data.note) return [lassoCaption(reply.data.note as string, reply.data.over as number)];
     const box = h("div");
     const caption = lassoCaption("mean next-token probability", reply.data.over as number);
     renderPredictions(box, reply, store.tokens, store.interventions.length > 0, caption);

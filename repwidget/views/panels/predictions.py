@@ -39,10 +39,11 @@ def _listed(model, probs: torch.Tensor, delta_logit: torch.Tensor, k: int) -> di
 
 def over_lasso(session, args: dict[str, Any]) -> dict[str, Any]:
     """The next-token probabilities averaged over the lassoed positions (``tokens``), clean and intervened, as
-    :func:`compare` lists them (``delta_logit``: the change of the mean logit); ``over``: how many positions."""
+    :func:`compare` lists them (``delta_logit``: the change of the mean logit); ``over``: how many positions (a model
+    run elsewhere, whose full logits do not come back: only ``over`` and a ``note``)."""
     tokens = lassoed(session, args)
-    if getattr(session.model, "weightless", False):
-        raise ValueError("averaging the predictions over a lasso needs the model's weights in this process")
+    if getattr(session.model, "weightless", False):  # said in the view's caption, not as an error
+        return {"over": len(tokens), "note": "no mean next-token probability (the model runs elsewhere)"}
     logits = [torch.stack([session.logits(run, p).float() for p in tokens]) for run in (session.clean_run, session.run)]
     probs = torch.stack([x.softmax(-1).mean(0) for x in logits])
     return {**_listed(session.model, probs, logits[1].mean(0) - logits[0].mean(0), TOP), "over": len(tokens)}
@@ -61,7 +62,7 @@ def answer(session, args: dict[str, Any]) -> dict[str, Any]:
 
 def _selected(session, selection) -> Iterator[dict[str, Any]]:
     yield {"what": "predictions", "position": selection["token"]}
-    if selection.get("tokens") and not getattr(session.model, "weightless", False):
+    if selection.get("tokens"):
         yield {"what": "predictions_over", "tokens": selection["tokens"]}
 
 
