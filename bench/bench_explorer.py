@@ -3,6 +3,7 @@
     python bench/bench_explorer.py bytes     # needs circuitsvis and bertviz (pip install circuitsvis bertviz)
     python bench/bench_explorer.py latency   # needs the test extras (JupyterLab, playwright) and /usr/bin/chromium
     python bench/bench_explorer.py export    # ex.save_html sizes (needs circuitsvis)
+    python bench/bench_explorer.py projector # a lasso of 5,000 points: message bytes, kernel time, layer change
 
 ``bytes``: a GPT-2-small-shaped random model (12 layers, 12 heads, d_model 768) on 256 and 512
 tokens. repwidget's first render is the widget state plus the answers to the requests the front end
@@ -216,6 +217,55 @@ def bench_export() -> None:
                 )
 
 
+def bench_projector(lassoed: int = 5_000, repeats: int = 7) -> None:
+    """A lasso of ``lassoed`` of the projector's points in the selection: the bytes of the selection message the
+    browser sends and of what the kernel sends back, the kernel's time to take it, and a layer change (the selection
+    with the lasso, then the projector's answer at the new layer). Run with ``PYTHONPATH`` at an older checkout to
+    measure it (it sends [text, position] pairs; this one also the bitset the front end now sends)."""
+    import numpy as np
+
+    import repwidget as rw
+    from repwidget.views import codec
+
+    model = rw.demo_model()
+    points = [(e.text, t) for t in ("sentiment", "ioi", "induction") for e in rw.demo.dataset(t, 400, seed=0)]
+    jx = rw.explore(model, "review : the film was superb .", points=points)
+    start = time.perf_counter()
+    first = jx.session.answer("projector", {"layer": 0, "colour": 0, "feature": 0})
+    print(f"first projector answer (reads the texts at every layer): {time.perf_counter() - start:.1f} s")
+    n = len(first["text"])
+    rng = np.random.default_rng(0)
+    lassos = [np.sort(rng.choice(n, lassoed, replace=False)) for _ in range(2)]  # two, so that each is a change
+    forms = {"pairs": [np.stack([first["text"].numpy()[r], first["pos"].numpy()[r]], 1).tolist() for r in lassos]}
+    if hasattr(codec, "encode_rows"):
+        forms["bitset"] = [codec.encode_rows(r, n) for r in lassos]
+    sent: list[dict] = []
+    jx._send = lambda msg, buffers=None: sent.append(msg)
+    print(f"{lassoed:,} of {n:,} points lassoed; medians of {repeats}")
+    print("| sent as | browser -> kernel | kernel -> browser | kernel takes a new lasso, ms | layer change, ms |")
+    print("|---|---:|---:|---:|---:|")
+    for name, (a, b) in forms.items():
+        times, layer_times, back = [], [], []
+        for i in range(repeats):
+            selection = {**jx.selection, "tokens": [1, 2], "points": a if i % 2 else b}
+            sent.clear()
+            start = time.perf_counter()
+            jx.set_state({"selection": selection})
+            times.append(1e3 * (time.perf_counter() - start))
+            back.append(sum(len(json.dumps(m, default=str)) for m in sent))
+            layer = (jx.selection["layer"] + 1) % model.n_layers  # the lasso kept, as the slider sends it
+            start = time.perf_counter()
+            jx.set_state({"selection": {**selection, "layer": layer}})
+            jx.session.handle({"type": "get", "id": i, "what": "projector", "layer": layer, "colour": 0, "feature": 0})
+            layer_times.append(1e3 * (time.perf_counter() - start))
+        assert len(jx.selection["points"]) == lassoed, "the kernel kept another lasso"
+        print(
+            f"| {name} | {len(json.dumps(selection)):,} B | {max(back):,} B | {statistics.median(times):.1f} "
+            f"| {statistics.median(layer_times):.1f} |",
+            flush=True,
+        )
+
+
 if __name__ == "__main__":
-    benches = {"bytes": bench_bytes, "latency": bench_latency, "export": bench_export}
+    benches = {"bytes": bench_bytes, "latency": bench_latency, "export": bench_export, "projector": bench_projector}
     benches[sys.argv[1] if len(sys.argv) > 1 else "bytes"]()

@@ -1,13 +1,17 @@
 """The projector in a real JupyterLab under headless Chromium, with 20,000 dataset points: move the layer from the
-view's slider, click a prompt token's point, drag a lasso, and read the selection back in the kernel."""
+view's slider, click a prompt token's point, drag a lasso (sent to the kernel as a bitset, its points marked, its
+average shown by the predictions), and read the selection back in the kernel; and notebook 04's twelve months: points
+as large as the prompt's, in the side column, every hue readable in both themes."""
 
 from __future__ import annotations
 
 import json
+import re
 import statistics
 
 import pytest
 from browser import notebook_page, screenshot
+from ui_checks import set_theme
 
 CELLS = [
     """import repwidget as rw
@@ -16,6 +20,9 @@ tasks = ("sentiment", "ioi", "induction")
 points = [(e.text, t) for seed in (0, 1) for t in tasks for e in rw.demo.dataset(t, 400, seed=seed)]
 jx = rw.explore(model, "review : the film was superb .", points=points)
 jx""",
+    """from repwidget.demo.tasks import MONTHS
+px = rw.explore(model, "two months after march is", points=[(m, m) for m in MONTHS])
+px""",
 ]
 
 
@@ -40,7 +47,7 @@ def test_the_layer_moves_the_projector_and_a_click_selects_a_token(lab_page):
     from playwright.sync_api import expect
 
     page, kernel, errors = lab_page
-    view = page.locator(".rw-projector-view")
+    view = page.locator(".rw-projector-view").first
     view.scroll_into_view_if_needed()
     n_prompt = int(kernel.run("print(len(jx.run.token_ids))"))
     assert view.get_attribute("data-rw-points") == str(20_000 + n_prompt)  # 20,000 of the texts' tokens + the prompt's
@@ -52,7 +59,7 @@ def test_the_layer_moves_the_projector_and_a_click_selects_a_token(lab_page):
         times.append(float(view.get_attribute("data-rw-paint-ms")))
     print(f"layer change to repaint, {20_000 + n_prompt} points: median {statistics.median(times):.0f} ms, all {times}")
     # every view follows the layer: the lens's selected cell is in layer 3's row
-    expect(page.locator(".rw-lens td.rw-selected")).to_have_attribute("data-rw-layer", "3")
+    expect(page.locator(".rw-root").first.locator(".rw-lens td.rw-selected")).to_have_attribute("data-rw-layer", "3")
 
     canvas = view.locator("canvas.rw-projector")
     points = json.loads(canvas.get_attribute("data-rw-prompt-points"))
@@ -93,10 +100,12 @@ def test_a_lasso_drag_selects_the_points_inside_it(lab_page):
     from playwright.sync_api import expect
 
     page, kernel, errors = lab_page
-    view = page.locator(".rw-projector-view")
+    view = page.locator(".rw-projector-view").first
     view.scroll_into_view_if_needed()
     canvas = view.locator("canvas.rw-projector")
     points = json.loads(canvas.get_attribute("data-rw-prompt-points"))
+    kernel.run(RECORD)
+    drawn = int(view.get_attribute("data-rw-layer-shown"))
     # a diamond around the prompt's point nearest the canvas's middle (where most of the texts' points are)
     cx, cy = min(points, key=lambda p: (p[0] - 210) ** 2 + (p[1] - 160) ** 2)
     poly = [[cx, cy - 40], [cx + 50, cy], [cx, cy + 40], [cx - 50, cy]]
@@ -114,11 +123,24 @@ def test_a_lasso_drag_selects_the_points_inside_it(lab_page):
     print(f"lasso: {result}")
     assert result["missing"] == 0 and result["extra"] == 0, result
     assert result["got"] >= result["want"] > 20 and result["prompt"] >= 1, result
+    # the kernel got the texts' points as a bitset over the shown rows (2,500 bytes for 20,000), not as pairs
+    raw = json.loads(kernel.run("print(_raw[-1])"))
+    assert set(raw) == {"n", "bits"} and raw["n"] == 20_000 and len(json.dumps(raw)) < 3_400, raw
     lassoed = json.loads(kernel.run("print(json.dumps(jx.selection['tokens']))"))
-    marked = page.locator(".rw-tokens-view .rw-token.rw-lassoed")
+    marked = page.locator(".rw-root").first.locator(".rw-tokens-view .rw-token.rw-lassoed")
     expect(marked).to_have_count(len(lassoed))
     assert [int(m.get_attribute("data-rw-token")) for m in marked.all()] == lassoed
-    expect(view.locator("[data-rw-projector-info]")).to_contain_text(f"lasso: {len(lassoed)} of the prompt's tokens")
+    # what is drawn emphasised is what the kernel holds, the outline stays, and the line says so
+    texts_in = result["got"] - result["prompt"]
+    expect(canvas).to_have_attribute("data-rw-marked", f"{len(lassoed)},{texts_in}")
+    expect(canvas).to_have_attribute("data-rw-outline", "true")
+    expect(view.locator("[data-rw-projector-lasso]")).to_contain_text(
+        f"lasso: {len(lassoed)} of the prompt's tokens, {texts_in} of the texts' points"
+    )
+    # the predictions average over the lassoed tokens, and say so
+    over = page.locator(".rw-predictions-view [data-rw-lasso-over]").first
+    expect(over).to_contain_text(f"mean next-token probability over {len(lassoed)} lassoed token")
+    expect(over.locator("[data-rw-column]").first).to_be_visible()
     screenshot(view, "projector-lasso")
     # the layer still moves with a lasso of thousands of points in the selection, and the lasso stays
     times = []
@@ -130,8 +152,98 @@ def test_a_lasso_drag_selects_the_points_inside_it(lab_page):
     assert json.loads(kernel.run("print(json.dumps(jx.selection['tokens']))")) == lassoed
     assert int(kernel.run("print(len(jx.selection['points']))")) == result["got"] - result["prompt"]
     print(f"layer change to repaint with {result['got']} points lassoed: {times} ms")
+    # the outline belongs to the layer it was drawn at (the points move at another; they stay marked)
+    expect(canvas).to_have_attribute("data-rw-outline", str(drawn == 3).lower())
+    expect(canvas).to_have_attribute("data-rw-marked", f"{len(lassoed)},{texts_in}")
     # from Python: clearing the lasso clears the marks
     kernel.run("jx.select(tokens=[], points=[])")
     expect(marked).to_have_count(0)
     expect(canvas).to_have_attribute("data-rw-lassoed", "0,0")
+    expect(canvas).to_have_attribute("data-rw-marked", "0,0")
+    expect(over).to_be_hidden()
+    assert not errors, errors
+
+
+# In the kernel: record what the browser sends as the lasso's points (to check that it is the compact bitset)
+RECORD = """
+import json
+_raw, _set_state = [], jx.set_state
+def _recording(sync_data):
+    if "selection" in sync_data:
+        _raw.append(json.dumps(sync_data["selection"].get("points")))
+    return _set_state(sync_data)
+jx.set_state = _recording
+"""
+
+# In the page: the canvas's pixels of each legend colour, each swatch's colour and the panel's background
+PIXELS = """(view) => {
+  const canvas = view.querySelector("canvas.rw-projector");
+  const data = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+  const rgb = (text) => text.match(/\\d+/g).slice(0, 3).map(Number);
+  const swatches = [...view.querySelectorAll(".rw-swatch")].map((s) => rgb(getComputedStyle(s).backgroundColor));
+  const counts = swatches.map(([r, g, b]) => {
+    let n = 0;
+    for (let i = 0; i < data.length; i += 4) if (data[i] === r && data[i + 1] === g && data[i + 2] === b) n++;
+    return n;
+  });
+  let el = view, background = "rgba(0, 0, 0, 0)";
+  while (el && /rgba\\(.*, 0\\)|transparent/.test(background)) {
+    background = getComputedStyle(el).backgroundColor;
+    el = el.parentElement;
+  }
+  return { swatches, counts, background: rgb(background) };
+}"""
+
+
+def _contrast(a: list[int], b: list[int]) -> float:
+    def luminance(rgb: list[int]) -> float:
+        c = [v / 255 for v in rgb]
+        c = [v / 12.92 if v <= 0.03928 else ((v + 0.055) / 1.055) ** 2.4 for v in c]
+        return 0.2126 * c[0] + 0.7152 * c[1] + 0.0722 * c[2]
+
+    hi, lo = sorted([luminance(a), luminance(b)], reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+def test_a_dozen_months_are_large_points_beside_the_predictions_and_every_hue_reads_in_both_themes(lab_page):
+    from playwright.sync_api import expect
+
+    page, kernel, errors = lab_page
+    root = page.locator(".rw-root").nth(1)
+    view = root.locator(".rw-projector-view")
+    canvas = view.locator("canvas.rw-projector")
+    expect(canvas).to_have_attribute("data-rw-prompt-points", re.compile("."), timeout=120_000)
+    # in the side column, under the predictions: near the widget's top, not below every view of the main column
+    expect(root.locator(".rw-side .rw-projector-view")).to_have_count(1)
+    top = view.evaluate("(v) => v.getBoundingClientRect().top - v.closest('.rw-root').getBoundingClientRect().top")
+    assert top < 900, top
+    # twelve points: as large as the prompt's (4.5 px radius), each month's hue a disc of pixels on the canvas
+    expect(canvas).to_have_attribute("data-rw-point-radius", "4.50")
+    for theme in ("JupyterLab Dark", "JupyterLab Light"):
+        set_theme(page, theme)
+        view.scroll_into_view_if_needed()
+        seen = view.evaluate(PIXELS)
+        assert len(seen["swatches"]) == 13, seen  # twelve months and the prompt
+        for colour, count in zip(seen["swatches"][:12], seen["counts"][:12], strict=True):
+            assert count >= 25, (theme, colour, count)  # a 4.5 px disc has about 60 pixels; a 2-3 px dot under 10
+            assert _contrast(colour, seen["background"]) >= 3, (theme, colour, seen["background"])
+        screenshot(view, f"projector-months-{theme.split()[-1].lower()}")
+    # a lasso round the left half: the months inside it are ringed, and the line counts what the kernel holds
+    box = canvas.bounding_box()
+    corners = [(4, 4), (210, 4), (210, 316), (4, 316), (4, 6)]
+    page.mouse.move(box["x"] + corners[0][0], box["y"] + corners[0][1])
+    page.mouse.down()
+    for x, y in corners[1:]:
+        page.mouse.move(box["x"] + x, box["y"] + y, steps=8)
+        page.wait_for_timeout(100)
+    page.mouse.up()
+    kernel.wait_for("print(len(px.selection['points']) > 0)", "True")
+    held = json.loads(kernel.run("print(json.dumps([len(px.selection['tokens']), len(px.selection['points'])]))"))
+    expect(canvas).to_have_attribute("data-rw-marked", f"{held[0]},{held[1]}")
+    expect(view.locator("[data-rw-projector-lasso]")).to_contain_text(
+        f"lasso: {held[0]} of the prompt's tokens, {held[1]} of the texts' points (ringed)"
+    )
+    screenshot(view, "projector-months-lasso")
+    kernel.run("px.select(tokens=[], points=[])")
+    expect(canvas).to_have_attribute("data-rw-marked", "0,0")
     assert not errors, errors

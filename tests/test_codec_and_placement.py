@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import base64
+import json
+
 import numpy as np
 import pytest
 import torch
 
 import repwidget as rw
 from repwidget.placement import like, to_host
-from repwidget.views.codec import decode, encode
+from repwidget.views.codec import decode, decode_rows, encode, encode_rows
 
 from conftest import ids
 
@@ -52,6 +55,34 @@ def test_codec_errors():
         decode({"dtype": "float32", "shape": [3], "buffer": b"\0" * 8})
     with pytest.raises(ValueError, match="dtype, shape and buffer"):
         decode({"dtype": "float32"})
+
+
+def test_a_set_of_rows_travels_as_a_bitset_and_anything_malformed_is_refused():
+    rng = np.random.default_rng(0)
+    rows = np.sort(rng.choice(20_000, 5_000, replace=False))
+    wire = encode_rows(rows, 20_000)
+    np.testing.assert_array_equal(decode_rows(wire, 20_000), rows)
+    # 5,000 points of 20,000 shown: 2,500 bytes of bits (3,336 of base64) where their [text, position] pairs as JSON
+    # were ~60 KB; the bound is the bitset's, whatever the lasso holds
+    assert len(json.dumps(wire)) <= 4 * (20_000 // 8) // 3 + 40
+    assert len(json.dumps(encode_rows(np.arange(5_000), 5_000))) <= 4 * (5_000 // 8) // 3 + 40
+    for n in (0, 1, 7, 8, 9):  # partial last bytes, and nothing at all
+        for chosen in ([], list(range(n)), list(range(0, n, 2))):
+            assert decode_rows(encode_rows(chosen, n), n).tolist() == chosen
+    good = encode_rows([1, 3], 10)
+    for bad, message in [
+        ([[0, 1]], "must be"),
+        ({"n": 10}, "must be"),
+        ({**good, "extra": 1}, "must be"),
+        ({"n": 10, "bits": 5}, "must be"),
+        ({**good, "n": 11}, "among 11 rows; there are 10"),
+        ({**good, "n": True}, "among True rows"),
+        ({**good, "bits": "!!!!"}, "not valid base64"),
+        ({**good, "bits": base64.b64encode(b"\x01").decode()}, "1 bytes of bits for 10 rows; expected 2"),
+        ({**good, "bits": base64.b64encode(b"\x00\x04").decode()}, "bits set past row 9"),  # row 10 of 10
+    ]:
+        with pytest.raises(ValueError, match=message):
+            decode_rows(bad, 10)
 
 
 def test_like_places_values_next_to_the_activation():

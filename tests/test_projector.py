@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import repwidget as rw
+from repwidget.views.codec import encode_rows
 from repwidget.views.panels import projector
 from repwidget.views.session import Session
 
@@ -79,7 +80,7 @@ def test_one_pass_or_two_give_the_same_points(demo, monkeypatch):
 def test_probe_colouring_and_the_point_limit(demo, monkeypatch):
     examples = rw.demo.dataset("sentiment", 60)
     probes = rw.train_probes(demo, examples, layers=[1, 2], control=False)
-    monkeypatch.setattr(projector, "MAX_POINTS", 50)
+    monkeypatch.setattr(projector.lasso, "MAX_POINTS", 50)
     session = Session.of(demo, "review : the film was superb .", points=[e.text for e in examples], probes=[probes])
     assert session.shape()["projector_colours"] == ["source", "position", "probe 0"]
     assert session.shape()["projector_colour"] == 0
@@ -96,7 +97,7 @@ def test_probe_colouring_and_the_point_limit(demo, monkeypatch):
 def test_the_lasso_selection_is_checked_positions_and_text_points(demo, monkeypatch):
     texts = ["the film was bad .", "a fine day ."]
     first = len(demo.to_ids(texts[0])) - 1
-    monkeypatch.setattr(projector, "MAX_POINTS", first + 1)  # every token of the first text, one of the second
+    monkeypatch.setattr(projector.lasso, "MAX_POINTS", first + 1)  # every token of the first text, one of the second
     session = Session.of(demo, "review : the film was superb .", points=texts)
     n = session.n_tokens
     assert session.default_selection()["tokens"] == [] and session.default_selection()["points"] == []
@@ -116,7 +117,9 @@ def test_the_lasso_selection_is_checked_positions_and_text_points(demo, monkeypa
         ({"points": [[2, 1]]}, "no point at text 2"),
         ({"points": [[0, 1, 2]]}, "pairs of ints"),
         ({"points": [["0", 1]]}, "pairs of ints"),
-        ({"points": {"0": 1}}, "must be a list"),
+        ({"points": 3}, "must be a list"),
+        ({"points": {"0": 1}}, 'points must be {"n": rows'),
+        ({"points": {"n": first + 2, "bits": "AA=="}}, f"among {first + 2} rows; there are {first + 1}"),
     ]:
         with pytest.raises(ValueError, match=message):
             session.check_selection(bad)
@@ -128,6 +131,37 @@ def test_the_lasso_selection_is_checked_positions_and_text_points(demo, monkeypa
     assert jx.selection["tokens"] == [2, 4] and jx.selection["points"] == [[0, 3]]
     jx.set_state({"selection": {**jx.selection, "points": [[5, 5]]}})  # refused: the kernel's value stays
     assert jx.selection["points"] == [[0, 3]]
+
+
+def test_the_lasso_travels_as_a_bitset_of_the_shown_rows(demo, monkeypatch):
+    texts = ["the film was bad .", "a fine day .", "the cat sat ."]
+    first = len(demo.to_ids(texts[0])) - 1
+    monkeypatch.setattr(projector.lasso, "MAX_POINTS", first + 3)  # text 0 whole, then 3 tokens of text 1, none of 2
+    jx = rw.explore(demo, "review : the film was superb .", points=texts)
+    shown = _get(jx.session, layer=0, colour=0)
+    pairs = list(zip(shown["text"].tolist(), shown["pos"].tolist(), strict=True))
+    # rows are the order of the projector's points (the browser's lasso reads them off its reply)
+    rows = [1, first, first + 2]
+    wire = encode_rows(rows, len(pairs))
+    sent = []
+    monkeypatch.setattr(jx, "_send", lambda msg, buffers=None: sent.append(msg))
+    jx.set_state({"selection": {**jx.selection, "tokens": [1], "points": wire}})
+    assert jx.selection["points"] == [list(pairs[r]) for r in rows] == [[0, 2], [1, 1], [1, 3]]
+    # the kernel echoes the bitset, not the pairs, and sends nothing more: its checked value is what came
+    assert [m["method"] for m in sent] == ["echo_update"] and sent[0]["state"]["selection"]["points"] == wire
+    assert jx.get_state("selection")["selection"]["points"] == wire
+    # a lasso made in Python travels the same way; an empty one as []
+    jx.select(points=[[1, 3], [0, 2]])
+    assert jx.get_state("selection")["selection"]["points"] == encode_rows([1, first + 2], len(pairs))
+    jx.select(points=[])
+    assert jx.get_state("selection")["selection"]["points"] == []
+    # a malformed bitset is refused with the kernel's value kept
+    jx.select(points=[[0, 1]])
+    for bad in ({"n": len(pairs), "bits": "***"}, {"n": len(pairs) + 1, "bits": wire["bits"]}, {"n": 3}):
+        jx.set_state({"selection": {**jx.selection, "points": bad}})
+        assert jx.selection["points"] == [[0, 1]]
+    with pytest.raises(ValueError, match="not valid base64"):
+        jx.session.check_selection({"points": {"n": len(pairs), "bits": "***"}})
 
 
 def test_colouring_by_an_sae_feature_is_the_saes_own_encoding(demo):
@@ -212,3 +246,59 @@ def test_umap_without_umap_learn_says_how_to_install_it(demo, monkeypatch):
     with pytest.raises(ValueError, match="give it texts with points="):
         Session.of(demo, "the film", projection="umap")
     assert Session.of(demo, "the film", points=["a fine day ."]).shape()["projector_projection"] == "PCA"
+
+
+def test_the_predictions_features_and_probes_average_over_the_lassoed_tokens(demo, monkeypatch):
+    examples = rw.demo.dataset("sentiment", 40)
+    probes = rw.train_probes(demo, examples, layers=[1, 2], control=False)
+    sae = rw.demo.demo_sae()
+    prompt = "review : the film was superb ."
+    session = Session.of(demo, prompt, points=[e.text for e in examples[:4]], saes=[sae], probes=[probes])
+    session.apply(rw.Ablate(layer=1, head=0))
+    tokens = [4, 1, 3, 4]  # repeats and order do not matter
+    clean, now = demo.run(prompt), demo.run(prompt, interventions=[rw.Ablate(layer=1, head=0)])
+
+    def ask(what, **args):
+        (reply, _), *_ = session.handle({"type": "get", "id": 1, "what": what, "tokens": tokens, **args})
+        assert reply["type"] == "reply", reply
+        return session.answer(what, session.get({"what": what, "tokens": tokens, **args})[1])
+
+    # predictions: by hand, each position's softmax, then the mean over positions 1, 3, 4
+    rows = [1, 3, 4]
+    mean_clean = clean.logits[rows].float().softmax(-1).mean(0)
+    mean_now = now.logits[rows].float().softmax(-1).mean(0)
+    out = ask("predictions_over")
+    assert out["over"] == 3
+    top = mean_now.topk(len(out["ids"][1]))
+    assert out["ids"][1].tolist() == top.indices.tolist()
+    torch.testing.assert_close(out["probs"][1], top.values)
+    torch.testing.assert_close(out["probs"][0], mean_clean.topk(len(out["ids"][0])).values)
+    torch.testing.assert_close(out["delta_prob"][1], (mean_now - mean_clean)[top.indices])
+    logit_change = now.logits[rows].float().mean(0) - clean.logits[rows].float().mean(0)
+    torch.testing.assert_close(out["delta_logit"][1], logit_change[top.indices], atol=1e-4, rtol=1e-4)
+    assert out["tokens"][1] == demo.to_str_tokens(top.indices.tolist())
+    # features: the mean of each feature's activation over the positions, largest first
+    acts = sae.encode(now[sae.hook][rows].float()).mean(0)
+    out = ask("features_over", sae=0)
+    expected = acts.topk(len(out["indices"]))
+    assert out["indices"].tolist() == expected.indices.tolist() and out["over"] == 3
+    torch.testing.assert_close(out["values"], expected.values)
+    # probes: each class's probability averaged over the positions, at a probed layer; none at another
+    out = ask("probe_over", probe=0, layer=2)
+    by_hand = probes.logits(now["blocks.2.hook_resid_post"][rows], 2).softmax(-1).mean(0).float()
+    torch.testing.assert_close(out["mean"], by_hand)
+    assert out["classes"] == probes.classes
+    assert "mean" not in ask("probe_over", probe=0, layer=0) and out["over"] == 3
+    # bad positions are refused in one line, nothing else changes
+    n = session.n_tokens
+    # a model run elsewhere (no full logits here) gets a note for the caption, not an error
+    monkeypatch.setattr(demo, "weightless", True, raising=False)
+    assert session.answer("predictions_over", {"tokens": [1]}) == {
+        "over": 1,
+        "note": "no mean next-token probability (the model runs elsewhere)",
+    }
+    monkeypatch.undo()
+    refused = [([], "1..4096 prompt positions"), (3, "must be a list"), ([1, "2"], "ints"), ([n], "out of range")]
+    for bad, message in refused:
+        (reply, _), *_ = session.handle({"type": "get", "id": 2, "what": "predictions_over", "tokens": bad})
+        assert reply["type"] == "error" and message in reply["message"], (bad, reply)

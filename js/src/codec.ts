@@ -71,3 +71,36 @@ export function topCells(values: Tensor, k: number, lead?: number): [number, num
   for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) cells.push([r, c, lead === undefined ? at(values, r, c) : at(values, lead, r, c)]);
   return cells.sort((a, b) => Math.abs(b[2]) - Math.abs(a[2])).slice(0, k);
 }
+
+/** A set of rows among `n` as it travels in the selection (the kernel's codec.encode_rows): a bitset (row r is bit
+ * r % 8 of byte r >> 3) in base64, ceil(n / 8) bytes whatever the set holds. */
+export interface PackedRows {
+  n: number;
+  bits: string;
+}
+
+/** Rows (each in 0..n-1) as a bitset. */
+export function encodeRows(rows: Iterable<number>, n: number): PackedRows {
+  const bytes = new Uint8Array((n + 7) >> 3);
+  for (const r of rows) bytes[r >> 3] |= 1 << (r & 7);
+  let binary = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  return { n, bits: btoa(binary) };
+}
+
+/** Which of `n` rows a bitset marks (1 or 0 per row); a bitset over another number of rows marks none. */
+export function decodeRows(packed: PackedRows, n: number): Uint8Array {
+  const out = new Uint8Array(n);
+  if (packed.n !== n) return out;
+  const binary = atob(packed.bits);
+  for (let r = 0; r < n; r++) out[r] = (binary.charCodeAt(r >> 3) >> (r & 7)) & 1;
+  return out;
+}
+
+/** How many rows a bitset marks. */
+export function countRows(packed: PackedRows): number {
+  const binary = atob(packed.bits);
+  let count = 0;
+  for (let i = 0; i < binary.length; i++) for (let c = binary.charCodeAt(i); c; c &= c - 1) count++;
+  return count;
+}

@@ -37,13 +37,29 @@ export function css(rgb: RGB): string {
   return `rgb(${rgb[0]}, ${rgb[1]}, ${rgb[2]})`;
 }
 
+/** An sRGB channel (0..255) in linear light (0..1). */
+const toLinear = (v: number) => (v / 255 <= 0.03928 ? v / 255 / 12.92 : ((v / 255 + 0.055) / 1.055) ** 2.4);
+
 /** WCAG relative luminance of an sRGB colour. */
 export function luminance(rgb: RGB): number {
-  const [r, g, b] = rgb.map((v) => {
-    const c = v / 255;
-    return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4;
-  });
+  const [r, g, b] = rgb.map(toLinear);
   return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+}
+
+/** A colour's luminance is kept in this band by `readable`: at least 3:1 against white and against a dark page
+ * (#212121). */
+const LUMINANCE: [number, number] = [0.18, 0.27];
+
+const toSRGB = (c: number) => Math.round(255 * (c <= 0.0031308 ? 12.92 * c : 1.055 * c ** (1 / 2.4) - 0.055));
+
+/** `rgb` with its luminance brought into the LUMINANCE band (darkened, or mixed with white, in linear light): its
+ * hue kept, readable on a light page and a dark one (a pale yellow becomes an olive). */
+export function readable(rgb: RGB): RGB {
+  const y = luminance(rgb), [lo, hi] = LUMINANCE;
+  if (y >= lo && y <= hi) return rgb;
+  const linear = rgb.map(toLinear);
+  const out = y > hi ? linear.map((c) => (c * hi) / y) : linear.map((c) => c + ((1 - c) * (lo - y)) / (1 - y));
+  return out.map(toSRGB) as RGB;
 }
 
 /** WCAG contrast ratio of two colours (1 to 21). */

@@ -1,5 +1,6 @@
 // Points in a plane drawn on a canvas: the frame that fits them, the point under the pointer, and a lasso's points.
-import type { Tensor } from "./codec";
+import { countRows, decodeRows, type Tensor } from "./codec";
+import type { Selection } from "./types";
 
 /** A pixel of the canvas: [x, y]. */
 export type Pixel = [number, number];
@@ -70,13 +71,13 @@ export function insidePolygon(polygon: Pixel[], x: number, y: number): boolean {
   return inside;
 }
 
-/** The points inside a lasso drawn in pixels: the prompt's positions (`tokens`) and the texts' points as
- * [text, position] pairs (`points`). */
+/** The points inside a lasso drawn in pixels: the prompt's positions (`tokens`), and the texts' points as their rows
+ * among the texts' points (`rows`: what travels, as a bitset) and as [text, position] pairs (`points`). */
 export function lassoed(
   reply: Scattered, f: Frame, polygon: Pixel[],
-): { tokens: number[]; points: [number, number][] } {
-  const tokens: number[] = [], points: [number, number][] = [];
-  if (polygon.length < 3) return { tokens, points };
+): { tokens: number[]; rows: number[]; points: [number, number][] } {
+  const tokens: number[] = [], rows: number[] = [], points: [number, number][] = [];
+  if (polygon.length < 3) return { tokens, rows, points };
   const xs = polygon.map((p) => p[0]), ys = polygon.map((p) => p[1]);
   const [minX, maxX, minY, maxY] = [Math.min(...xs), Math.max(...xs), Math.min(...ys), Math.max(...ys)];
   for (let i = 0; i < reply.xy.shape[0]; i++) {
@@ -84,7 +85,39 @@ export function lassoed(
     if (x < minX || x > maxX || y < minY || y > maxY || !insidePolygon(polygon, x, y)) continue;
     const j = i - reply.n_prompt;
     if (j < 0) tokens.push(i);
-    else if (reply.text && reply.pos) points.push([reply.text.data[j], reply.pos.data[j]]);
+    else {
+      rows.push(j);
+      if (reply.text && reply.pos) points.push([reply.text.data[j], reply.pos.data[j]]);
+    }
   }
-  return { tokens, points };
+  return { tokens, rows, points };
+}
+
+/** The prompt's points' radius; the texts' points have it up to FEW_POINTS of them, less (down to 1.25 px) beyond. */
+export const PROMPT_RADIUS = 4.5;
+const FEW_POINTS = 50;
+
+/** The radius of the texts' points when there are `count` of them: the prompt's for a few dozen, smaller for
+ * thousands (1.25 px at least: 20,000 points stay a cloud, not a blot). */
+export function pointRadius(count: number): number {
+  return count <= FEW_POINTS ? PROMPT_RADIUS : Math.max(1.25, PROMPT_RADIUS * (FEW_POINTS / count) ** 0.35);
+}
+
+/** Which of the texts' `count` points (in the reply's order) the selection's lasso holds: its bitset, or the
+ * [text, position] pairs of a page saved before the bitset. */
+export function marksOf(sel: Selection, reply: Pick<Scattered, "text" | "pos">, count: number): Uint8Array {
+  const points = sel.points;
+  if (!points) return new Uint8Array(count);
+  if (!Array.isArray(points)) return decodeRows(points, count);
+  const out = new Uint8Array(count);
+  if (!points.length || !reply.text || !reply.pos) return out;
+  const chosen = new Set(points.map(([t, p]) => `${t},${p}`));
+  for (let j = 0; j < count; j++) out[j] = Number(chosen.has(`${reply.text.data[j]},${reply.pos.data[j]}`));
+  return out;
+}
+
+/** How many of the texts' points the selection's lasso holds. */
+export function pointCount(sel: Selection): number {
+  const points = sel.points;
+  return !points ? 0 : Array.isArray(points) ? points.length : countRows(points);
 }

@@ -1,6 +1,8 @@
 // The widget's state as the kernel sends it (repwidget/views/widget.py traits, session.py traits()), and the
 // part of an anywidget model the front end uses. A leaf module: every other module may import it.
 
+import type { PackedRows } from "./codec";
+
 export interface Selection {
   token: number;
   /** the layer the neurons, the logit lens and the probes show */
@@ -12,10 +14,10 @@ export interface Selection {
   /** which of the widget's SAEs, and which of its features */
   sae: number;
   feature: number | null;
-  /** the projector's lasso: the prompt positions in it, and the texts' points as [text, position] pairs
-   * (absent in pages saved before the lasso) */
+  /** the projector's lasso: the prompt positions in it, and the texts' points: from the kernel a bitset over the
+   * projector's rows (`[]` for none), [text, position] pairs in pages saved before (absent before the lasso) */
   tokens?: number[];
-  points?: [number, number][];
+  points?: [number, number][] | PackedRows;
   /** a key another view's kernel panel adds (its `selection`), read by that view */
   [key: string]: unknown;
 }

@@ -1,8 +1,10 @@
 // @vitest-environment happy-dom
 import { describe, expect, it } from "vitest";
 import { mount } from "../src/widget";
-import { frameOf, insidePolygon, lassoed, nearestPoint, toPixel } from "../src/plane";
+import { frameOf, insidePolygon, lassoed, nearestPoint, pointRadius, toPixel } from "../src/plane";
 import { categoryColour, colourOf, saeOf } from "../src/views/projector";
+import { countRows, decodeRows, encodeRows } from "../src/codec";
+import { contrast, readable } from "../src/colour";
 import { answer, FakeModel, float32, header, int32, settle, traits } from "./fake";
 
 function setup(colours = ["source", "position", "label"], extra: Record<string, unknown> = {}) {
@@ -89,15 +91,28 @@ describe("projector view", () => {
     expect(nearestPoint(xy, f, 1, 89, 11)).toBe(1);
     expect(nearestPoint(xy, f, 1, 50, 50)).toBe(-1);
     const values = { dtype: "float32" as const, shape: [2], data: new Float32Array([1, -1]) };
-    expect(colourOf({ values, categories: ["a", "b"] }, 0)).toEqual([242, 142, 43]);
+    expect(colourOf({ values, categories: ["a", "b"] }, 0)).toEqual(readable([242, 142, 43]));
     expect(colourOf({ values, categories: [] }, 1)).toEqual([150, 150, 150]);
     // more than ten categories: hues evenly round the wheel, each its own, neighbours alike
     const ring = Array.from({ length: 13 }, (_, i) => categoryColour(i, 13));
     expect(new Set(ring.map(String)).size).toBe(13);
-    expect(ring[0]).toEqual([210, 40, 40]); // red first
+    expect(ring[0][0]).toBeGreaterThan(3 * Math.max(ring[0][1], ring[0][2])); // red first
     const gap = (a: number[], b: number[]) => Math.hypot(...a.map((v, i) => v - b[i]));
     expect(gap(ring[0], ring[1])).toBeLessThan(gap(ring[0], ring[6]));
-    expect(categoryColour(3, 10)).toEqual([118, 183, 178]); // up to ten: Tableau 10
+    expect(categoryColour(3, 10)).toEqual(readable([118, 183, 178])); // up to ten: Tableau 10
+    // every hue reads at 3:1 or more on white and on JupyterLab's dark panels, the twelve months' yellows included
+    const dark: [number, number, number] = [33, 33, 33], white: [number, number, number] = [255, 255, 255];
+    for (const k of [2, 10, 12, 13])
+      for (let i = 0; i < k; i++) {
+        const c = categoryColour(i, k);
+        expect(Math.min(contrast(c, white), contrast(c, dark)), `${i} of ${k}: ${c}`).toBeGreaterThanOrEqual(3);
+      }
+    expect(contrast([237, 201, 72], white)).toBeLessThan(2); // Tableau's yellow as it was
+    expect(readable([237, 201, 72])[2]).toBeLessThan(readable([237, 201, 72])[0]); // still a yellow, darker
+    // the texts' points: as large as the prompt's for a dozen, smaller for thousands
+    expect(pointRadius(12)).toBe(4.5);
+    expect(pointRadius(500)).toBeLessThan(2.5);
+    expect(pointRadius(20_000)).toBe(1.25);
   });
 
   it("hit-tests a lasso polygon by the even-odd rule, concave ones included", () => {
@@ -122,10 +137,10 @@ describe("projector view", () => {
     const pos = { dtype: "int32" as const, shape: [2], data: new Int32Array([2, 7]) };
     const f = frameOf(xy, 100, 100, 10); // data (0,0) at pixel (10,90), (10,10) at (90,10)
     const lower: [number, number][] = [[0, 100], [30, 100], [30, 70], [0, 70]]; // around data (0,0) and (1,1)
-    expect(lassoed({ xy, n_prompt: 2, text, pos }, f, lower)).toEqual({ tokens: [0], points: [[3, 2]] });
+    expect(lassoed({ xy, n_prompt: 2, text, pos }, f, lower)).toEqual({ tokens: [0], rows: [0], points: [[3, 2]] });
     const right: [number, number][] = [[70, 0], [100, 0], [100, 90], [70, 90]]; // around (10,10) and (9,1)
-    expect(lassoed({ xy, n_prompt: 2, text, pos }, f, right)).toEqual({ tokens: [1], points: [[5, 7]] });
-    expect(lassoed({ xy, n_prompt: 2, text, pos }, f, right.slice(0, 2))).toEqual({ tokens: [], points: [] });
+    expect(lassoed({ xy, n_prompt: 2, text, pos }, f, right)).toEqual({ tokens: [1], rows: [1], points: [[5, 7]] });
+    expect(lassoed({ xy, n_prompt: 2, text, pos }, f, right.slice(0, 2))).toEqual({ tokens: [], rows: [], points: [] });
   });
 
   it("a drag lassoes points into the selection, the tokens view marks them, a click away clears it", async () => {
@@ -146,10 +161,23 @@ describe("projector view", () => {
     mouse("mouseup", x0, y0 - 1);
     mouse("click", x0, y0 - 1); // the click a mouseup makes is not a click here
     expect(store.selection.tokens).toEqual([1]);
-    expect(store.selection.points).toEqual([[4, 2]]); // the second text point: text 4, position 2
+    // the texts' points travel as a bitset over the reply's rows: the second text point (text 4, position 2)
+    expect(store.selection.points).toEqual(encodeRows([1], 2));
+    expect(store.selection.points).toEqual({ n: 2, bits: "Ag==" });
     expect(store.selection.token).toBe(1); // the lasso's first prompt token, as the selected one was outside it
     expect(canvas.dataset.rwLassoed).toBe("1,1");
-    expect(el.querySelector("[data-rw-projector-info]")!.textContent).toContain("1 of the prompt's tokens, 1 of the texts' points");
+    expect(canvas.dataset.rwMarked).toBe("1,1"); // drawn emphasised: what the selection holds
+    expect(canvas.dataset.rwOutline).toBe("true"); // the outline stays after the mouse is up
+    const lassoInfo = el.querySelector("[data-rw-projector-lasso]")!;
+    expect(lassoInfo.textContent).toContain("lasso: 1 of the prompt's tokens, 1 of the texts' points");
+    // a lasso made in Python (the kernel's bitset, or the pairs of an older saved page) is marked the same way
+    model.change("selection", { ...store.selection, tokens: [0, 2], points: encodeRows([0, 1], 2) });
+    expect(canvas.dataset.rwMarked).toBe("2,2");
+    expect(lassoInfo.textContent).toContain("lasso: 2 of the prompt's tokens, 2 of the texts' points");
+    model.change("selection", { ...store.selection, tokens: [1], points: [[4, 2]] });
+    expect(canvas.dataset.rwMarked).toBe("1,1");
+    expect(decodeRows(encodeRows([0, 9, 17], 18), 18).reduce((a, b) => a + b, 0)).toBe(3);
+    expect(countRows(encodeRows([0, 9, 17], 18))).toBe(3);
     const marked = Array.from(el.querySelectorAll(".rw-token.rw-lassoed")).map((e) => (e as HTMLElement).dataset.rwToken);
     expect(marked).toEqual(["1"]);
     // a token selected in the tokens view rings its point here
@@ -169,6 +197,9 @@ describe("projector view", () => {
     expect(store.selection.tokens).toEqual([]);
     expect(store.selection.points).toEqual([]);
     expect(el.querySelectorAll(".rw-token.rw-lassoed")).toHaveLength(0);
+    expect(canvas.dataset.rwMarked).toBe("0,0");
+    expect(canvas.dataset.rwOutline).toBe("false");
+    expect(lassoInfo.textContent).toBe("");
   });
 
   it("starts on the colouring the kernel names (the texts' labels when they have some)", () => {
@@ -205,5 +236,54 @@ describe("projector view", () => {
     feature.dispatchEvent(new Event("change"));
     expect(feature.value).toBe("37");
     expect(store.selection.feature).toBe(37);
+  });
+
+  it("predictions, features and probes show the kernel's average over the lassoed tokens, captioned", async () => {
+    const model = new FakeModel(
+      traits(4, {
+        views: ["tokens", "predictions", "features", "probes"],
+        saes: [{ name: "demo", hook: "blocks.2.hook_resid_pre", d_sae: 512 }],
+        probes: [{ kind: "logistic", site: "resid_post", classes: ["neg", "pos"], layers: [0, 1] }],
+      }),
+    );
+    const el = document.createElement("div");
+    document.body.appendChild(el);
+    const store = mount(model, el);
+    const blocks = () => Array.from(el.querySelectorAll<HTMLElement>("[data-rw-lasso-over]"));
+    expect(blocks()).toHaveLength(3);
+    expect(blocks().every((b) => b.hidden)).toBe(true); // no lasso: nothing asked, nothing shown
+    expect(model.sent.some((m) => String(m.what).endsWith("_over"))).toBe(false);
+    store.select({ tokens: [1, 3] });
+    expect(model.sent.find((m) => m.what === "predictions_over")).toMatchObject({ tokens: [1, 3] });
+    expect(model.sent.find((m) => m.what === "features_over")).toMatchObject({ sae: 0, tokens: [1, 3] });
+    expect(model.sent.find((m) => m.what === "probe_over")).toMatchObject({ probe: 0, layer: 0, tokens: [1, 3] });
+    answer(model, "predictions_over", {
+      ids: header("int32", [2, 2], 0), probs: header("float32", [2, 2], 1), delta_prob: header("float32", [2, 2], 2),
+      delta_logit: header("float32", [2, 2], 3), tokens: [["cat", "dog"], ["cat", "dog"]], over: 2,
+    }, [int32([7, 8, 7, 8]), float32([0.6, 0.3, 0.6, 0.3]), float32([0, 0, 0, 0]), float32([0, 0, 0, 0])]);
+    answer(model, "features_over", { indices: header("int32", [2], 0), values: header("float32", [2], 1), over: 2 }, [int32([37, 5]), float32([1.5, 0.25])]);
+    answer(model, "probe_over", { layer: 0, classes: ["neg", "pos"], mean: header("float32", [2], 0), over: 2 }, [float32([0.25, 0.75])]);
+    await settle();
+    const [predictions, features, probes] = ["predictions", "features", "probes"].map(
+      (v) => el.querySelector<HTMLElement>(`.rw-${v}-view [data-rw-lasso-over]`)!,
+    );
+    expect(predictions.hidden).toBe(false);
+    expect(predictions.textContent).toContain("mean next-token probability over 2 lassoed tokens");
+    expect(predictions.textContent).toContain("60.0%");
+    expect(features.textContent).toContain("most active on average over 2 lassoed tokens");
+    (features.querySelector('[data-rw-feature="37"]') as HTMLElement).click();
+    expect(store.selection.feature).toBe(37);
+    expect(probes.textContent).toContain("layer 0: mean p(neg) 0.25 \u00b7 p(pos) 0.75 over 2 lassoed tokens");
+    // a new layer asks the probe again; clearing the lasso hides every block
+    store.select({ layer: 1 });
+    expect(model.sent.filter((m) => m.what === "probe_over").pop()).toMatchObject({ layer: 1, tokens: [1, 3] });
+    store.select({ tokens: [], points: [] });
+    expect(blocks().every((b) => b.hidden)).toBe(true);
+    // a model run elsewhere: the kernel's note is the caption
+    store.select({ tokens: [2] });
+    answer(model, "predictions_over", { over: 1, note: "no mean next-token probability (the model runs elsewhere)" });
+    await settle();
+    expect(predictions.hidden).toBe(false);
+    expect(predictions.textContent).toBe("no mean next-token probability (the model runs elsewhere) over 1 lassoed token");
   });
 });

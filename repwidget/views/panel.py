@@ -45,6 +45,8 @@ class Key:
 
     default: Callable[[Session], Any]
     check: Callable[[Session, Selection, Selection], Any]
+    #: the checked value as it travels to the front end, when not as it is (``check`` reads either form back)
+    to_json: Callable[[Session, Any], Any] | None = None
 
 
 def _nothing(*_: Any) -> Iterator[dict[str, Any]]:

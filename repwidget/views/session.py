@@ -243,6 +243,10 @@ class Session:
             out[name] = key.check(self, out, selection)
         return out
 
+    def selection_json(self, selection: Selection) -> Selection:
+        """A checked selection as it travels to the front end (e.g. the projector's lasso as a bitset)."""
+        return {k: KEYS[k].to_json(self, v) if k in KEYS and KEYS[k].to_json else v for k, v in selection.items()}
+
     # -- answers -------------------------------------------------------------------------
     def answer(self, what: str, args: dict[str, Any]) -> dict[str, Any]:
         """The payload of request ``what`` (arguments already checked), from the current run."""

@@ -36,7 +36,11 @@ class RunWidget(anywidget.AnyWidget):
     token_kinds = t.List(t.Unicode()).tag(sync=True)
     shape = t.Dict().tag(sync=True)
     #: the shared selection: ``token`` (position), ``layer``, ``head``, ``neuron`` (index in ``layer`` or None)
-    selection = t.Dict().tag(sync=True)
+    selection = t.Dict().tag(
+        sync=True,  # compact on the wire (a lasso's points as a bitset), checked when it comes back
+        to_json=lambda value, widget: widget.session.selection_json(value),
+        from_json=lambda value, widget: widget.session.check_selection(value),
+    )
     #: bumped after every new run, so the front end refetches what it shows
     generation = t.Int(0).tag(sync=True)
     editable = t.Bool(False).tag(sync=True)
@@ -133,7 +137,7 @@ class RunWidget(anywidget.AnyWidget):
         for name, value in sync_data.items():
             try:
                 if name == "selection":
-                    allowed[name] = self._session.check_selection(value)
+                    allowed[name] = self._session.selection_json(self._session.check_selection(value))
                 elif name == "mode" and value in MODES:
                     allowed[name] = value
                 elif name == "mode":

@@ -5,6 +5,7 @@ import type { Tensor } from "../codec";
 import { css, ink, sequential } from "../colour";
 import { h, labelled, panel, showToken, slider, track, wantsIntervention } from "../dom";
 import { setSteer } from "../interventions";
+import { lassoCaption, overLasso } from "../lasso";
 import type { Reply, Store } from "../store";
 
 function scaleText(value: number): string {
@@ -161,6 +162,25 @@ export function mountFeatures(el: HTMLElement, store: Store): void {
   lastFeature = `${store.selection.sae}/${store.selection.feature}`;
   void fetch();
   fetchDashboard(); // a feature may be selected already (from Python, or in a saved page)
+  // the features of the largest mean activation over the projector's lasso; a click selects one
+  const over = overLasso(parts, store, (tokens) => store.request("features_over", { sae: store.selection.sae ?? 0, tokens }), (reply) => {
+    const { indices, values, over: n } = reply.data as { indices: Tensor; values: Tensor; over: number };
+    const buttons = Array.from(indices.data, (index, i) =>
+      h("button", {
+        class: "rw-neuron rw-feature",
+        text: `f${index}  ${(values.data[i] as number).toFixed(2)}`,
+        data: { rwFeature: index },
+        attrs: { "aria-label": `SAE feature ${index}, mean activation ${(values.data[i] as number).toFixed(2)}` },
+      }),
+    );
+    const caption = lassoCaption(buttons.length ? "most active on average" : "no feature is active on average", n);
+    return [caption, h("div", { class: "rw-neuron-list" }, buttons)];
+  }, ["sae"], body);
+  body.insertBefore(over, steerRow);
+  over.addEventListener("click", (event) => {
+    const button = (event.target as HTMLElement).closest("[data-rw-feature]") as HTMLElement | null;
+    if (button) store.select({ feature: Number(button.dataset.rwFeature), neuron: null });
+  });
 }
 
 /** How the widget mounts this view (widget.ts finds it by its file name, the kernel panel's name). */

@@ -2,6 +2,7 @@
 // side (the clean table says where each clean favourite went, the intervened one how each token changed, in
 // percentage points and logits). Rows below half a percent that did not move are folded into one line.
 import { h, panel, showToken, signed, track } from "../dom";
+import { lassoCaption, overLasso } from "../lasso";
 import type { Reply, Store } from "../store";
 
 /** A row is listed when its probability or its change is at least this (at least MIN_ROWS are listed). */
@@ -24,7 +25,7 @@ function changeClass(dp: number): string {
   return Math.abs(dp) < 5e-4 ? "rw-num" : dp > 0 ? "rw-num rw-up" : "rw-num rw-down";
 }
 
-export function renderPredictions(body: HTMLElement, reply: Reply, tokens: string[], intervened: boolean): void {
+export function renderPredictions(body: HTMLElement, reply: Reply, tokens: string[], intervened: boolean, caption?: HTMLElement): void {
   const { data } = reply;
   const k = data.ids.shape[1] as number;
   const column = (row: number) => {
@@ -63,11 +64,12 @@ export function renderPredictions(body: HTMLElement, reply: Reply, tokens: strin
   };
   const position = data.position as number;
   body.replaceChildren(
-    h("div", {
-      class: "rw-caption",
-      text: `next token after position ${position} ("${showToken(tokens[position] ?? "")}")`,
-      title: "click a token: the attribution view's target; alt+click: its foil",
-    }),
+    caption ??
+      h("div", {
+        class: "rw-caption",
+        text: `next token after position ${position} ("${showToken(tokens[position] ?? "")}")`,
+        title: "click a token: the attribution view's target; alt+click: its foil",
+      }),
     h("div", { class: "rw-columns" }, intervened ? [column(0), column(1)] : [column(1)]),
   );
 }
@@ -122,6 +124,14 @@ export function mountPredictions(el: HTMLElement, store: Store): void {
     if (event.key === "Enter" && (event.target as HTMLElement).closest(".rw-pred-token")) pick(event);
   });
   fetch();
+  // the mean next-token probabilities over the projector's lasso
+  overLasso(parts, store, (tokens) => store.request("predictions_over", { tokens }), (reply) => {
+    if (reply.data.note) return [lassoCaption(reply.data.note as string, reply.data.over as number)];
+    const box = h("div");
+    const caption = lassoCaption("mean next-token probability", reply.data.over as number);
+    renderPredictions(box, reply, store.tokens, store.interventions.length > 0, caption);
+    return [box];
+  });
 }
 
 /** How the widget mounts this view (widget.ts finds it by its file name, the kernel panel's name). */

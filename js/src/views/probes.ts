@@ -4,6 +4,7 @@
 // the prompt's last token until the user picks one.
 import { css, ink, sequential } from "../colour";
 import { colourBar, h, labelled, panel, showToken, slider, track } from "../dom";
+import { lassoCaption, overLasso } from "../lasso";
 import type { Reply, Store } from "../store";
 
 export function mountProbes(el: HTMLElement, store: Store): void {
@@ -144,6 +145,15 @@ export function mountProbes(el: HTMLElement, store: Store): void {
     store.on("generation", () => void fetch());
     store.on("theme", paint);
     void fetch();
+    // each class's probability averaged over the projector's lasso, at the selected layer
+    const ask = (tokens: number[]) => store.request("probe_over", { probe: index, layer: store.selection.layer, tokens }, `probe-over-${index}`);
+    overLasso(parts, store, ask, (reply) => {
+      const mean = reply.data.mean?.data as Float32Array | undefined;
+      const n = reply.data.over as number;
+      if (!mean) return [lassoCaption(`no probe at layer ${reply.data.layer}: nothing to average`, n)];
+      const shown = info.classes.map((name, c) => `p(${name}) ${mean[c].toFixed(2)}`).join(" \u00b7 ");
+      return [lassoCaption(`layer ${reply.data.layer}: mean ${shown}`, n)];
+    }, ["layer"], section);
   });
 }
 

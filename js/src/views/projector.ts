@@ -3,12 +3,14 @@
 // or an SAE feature's activation (the feature chosen here is the explorer's). Clicking a prompt token's point selects
 // the token (every view follows); a dataset point says which text and position it is. Dragging draws a lasso: the
 // points in it become the selection's `tokens` (prompt positions) and `points` ([text, position] pairs); a click
-// away from every point clears it. The selected token's point is ringed; with a lasso, the texts' points outside it
-// are faded and the prompt's inside it ringed. The layer is the explorer's: moving the slider here moves every view.
-import type { Tensor } from "../codec";
-import { css, type RGB, sequential } from "../colour";
+// away from every point clears it. The selected token's point is ringed; with a lasso, the points outside it are
+// faded, those inside it ringed, and its outline stays (on the layer it was drawn at) until it is cleared. The texts'
+// points are as large as the prompt's when there are a few dozen, smaller when thousands; category hues keep a
+// luminance that reads on light and dark pages. The layer is the explorer's: moving the slider here moves every view.
+import { encodeRows, type Tensor } from "../codec";
+import { css, readable, type RGB, sequential } from "../colour";
 import { h, labelled, panel, showToken, track } from "../dom";
-import { type Frame, frameOf, lassoed, nearestPoint, type Pixel, toPixel } from "../plane";
+import { type Frame, frameOf, lassoed, marksOf, nearestPoint, type Pixel, pointCount, pointRadius, PROMPT_RADIUS, toPixel } from "../plane";
 import type { Store } from "../store";
 
 interface ProjectorReply {
@@ -34,6 +36,9 @@ const CATEGORY: RGB[] = [
   [237, 201, 72], [176, 122, 161], [255, 157, 167], [156, 117, 95], [186, 176, 172],
 ]; // prettier-ignore
 const NONE: RGB = [150, 150, 150];
+
+/** Up to this many lassoed texts' points are ringed. */
+const RINGED = 300;
 const WIDTH = 420;
 const HEIGHT = 320;
 const PAD = 10;
@@ -45,12 +50,12 @@ export function saeOf(colouring: string | undefined): number | null {
 }
 
 /** Category `i` of `k`: Tableau 10 for up to ten, else `k` hues evenly round the colour wheel (neighbouring
- * categories get neighbouring hues: twelve months make a ring of colour). */
+ * categories get neighbouring hues: twelve months make a ring of colour); either kept readable on any theme. */
 export function categoryColour(i: number, k: number): RGB {
-  if (k <= CATEGORY.length) return CATEGORY[i % CATEGORY.length];
+  if (k <= CATEGORY.length) return readable(CATEGORY[i % CATEGORY.length]);
   const hue = (6 * i) / k, x = 1 - Math.abs((hue % 2) - 1);
   const [r, g, b] = [[1, x, 0], [x, 1, 0], [0, 1, x], [0, x, 1], [x, 0, 1], [1, 0, x]][Math.floor(hue) % 6];
-  return [r, g, b].map((c) => Math.round(40 + 170 * c)) as RGB; // saturation and lightness readable on any theme
+  return readable([r, g, b].map((c) => Math.round(255 * c)) as RGB);
 }
 
 /** A point's colour: a category's, or a value in 0..1 on the sequential scale (-1: none, grey). */
@@ -91,17 +96,19 @@ export function mountProjector(el: HTMLElement, store: Store): void {
   canvas.style.cursor = "crosshair";
   const legend = h("div", { class: "rw-legend" });
   const info = h("div", { class: "rw-info", data: { rwProjectorInfo: "" } });
+  const lassoInfo = h("div", { class: "rw-info", data: { rwProjectorLasso: "" } });
   const projection = (store.shape as { projector_projection?: string }).projector_projection ?? "PCA";
   const caption = h("div", { class: "rw-caption", text: `${projection} of resid_post at the layer; large points: this prompt's tokens; drag to lasso points` });
   body.append(
     h("div", { class: "rw-row" }, [labelled("layer", layerInput), layerLabel, labelled("colour", colourSelect), featureLabel]),
-    caption, canvas, legend, info,
+    caption, canvas, legend, lassoInfo, info,
   );
   let shown: ProjectorReply | null = null;
   let frame: Frame | null = null;
   let asked = 0; // when the layer shown last changed (performance.now()), for the repaint time
   let lasso: Pixel[] | null = null; // the lasso being drawn, in canvas pixels
   let lassoEnded = false; // a lasso just ended: the click that follows its mouseup is not a click
+  let outline: { polygon: Pixel[]; layer: number } | null = null; // the lasso made, drawn until it is cleared
 
   const sae = () => saeOf(colours[Number(colourSelect.value)]);
   /** The feature the colouring asks for: the selected feature of its SAE, else 0. */
@@ -145,61 +152,96 @@ export function mountProjector(el: HTMLElement, store: Store): void {
     const ctx = canvas.getContext("2d");
     const hi = store.palette.hi;
     const sel = store.selection;
+    const m = n - reply.n_prompt;
+    const marks = marksOf(sel, reply, m);
+    const tokensIn = new Set(sel.tokens ?? []);
+    const lassoing = tokensIn.size > 0 || pointCount(sel) > 0;
+    if (!lassoing) outline = null;
+    const dark = store.palette.name === "dark";
+    const ink = dark ? "#eee" : "#111", halo = dark ? "#111" : "#fff";
+    const radius = pointRadius(m);
+    let marked = 0;
+    for (let j = 0; j < m; j++) marked += marks[j];
+    const xyOf = (i: number) => toPixel(frame as Frame, reply.xy.data[2 * i], reply.xy.data[2 * i + 1]);
     if (ctx) {
       ctx.clearRect(0, 0, WIDTH, HEIGHT);
-      // with a lasso, the texts' points outside it are faded and drawn first
-      const lassoing = Boolean(sel.tokens?.length || sel.points?.length);
-      const inside = new Uint8Array(n);
-      if (sel.points?.length && reply.text && reply.pos) {
-        const chosen = new Set(sel.points.map(([t, p]) => `${t},${p}`));
-        for (let j = 0; j < n - reply.n_prompt; j++) inside[j + reply.n_prompt] = Number(chosen.has(`${reply.text.data[j]},${reply.pos.data[j]}`));
-      }
-      for (const layer of lassoing ? [0, 1] : [0]) {
-        ctx.globalAlpha = lassoing && !layer ? 0.15 : 1;
-        const byColour = new Map<string, number[]>(); // one fillStyle per colour: 20,000 points in a few ms
-        for (let i = reply.n_prompt; i < n; i++) {
-          if (lassoing && inside[i] !== layer) continue;
-          const c = css(colourOf(reply, i, hi));
+      // the texts' points by colour (one fillStyle per colour: 20,000 points in a few ms); with a lasso those
+      // outside it first and faded, those inside it on top, larger and ringed
+      for (const inside of lassoing ? [0, 1] : [0]) {
+        ctx.globalAlpha = lassoing && !inside ? 0.15 : 1;
+        // up to RINGED lassoed points are enlarged and ringed; thousands would merge into a blot, so they are only
+        // drawn in full over the faded rest
+        const ringed = inside && marked <= RINGED;
+        const r = ringed ? Math.max(radius, 2.5) : radius;
+        const byColour = new Map<string, number[]>();
+        for (let j = 0; j < m; j++) {
+          if (lassoing && marks[j] !== inside) continue;
+          const c = css(colourOf(reply, reply.n_prompt + j, hi));
           const list = byColour.get(c) ?? [];
-          list.push(i);
+          list.push(reply.n_prompt + j);
           byColour.set(c, list);
         }
         for (const [c, list] of byColour) {
           ctx.fillStyle = c;
-          for (const i of list) {
-            const [x, y] = toPixel(frame, reply.xy.data[2 * i], reply.xy.data[2 * i + 1]);
-            ctx.fillRect(x - 1, y - 1, 2.5, 2.5);
+          ctx.strokeStyle = inside ? ink : halo;
+          ctx.lineWidth = inside ? 1.5 : 1;
+          const stroke = ringed || r >= PROMPT_RADIUS; // a halo parts a few large points that overlap
+          if (r < 2) {
+            for (const i of list) {
+              const [x, y] = xyOf(i);
+              ctx.fillRect(x - r, y - r, 2 * r, 2 * r);
+            }
+          } else if (list.length > 200) {
+            // thousands of discs (a large lasso) as one path: one fill and one stroke, not one each
+            ctx.beginPath();
+            for (const i of list) {
+              const [x, y] = xyOf(i);
+              ctx.moveTo(x + r, y);
+              ctx.arc(x, y, r, 0, 2 * Math.PI);
+            }
+            ctx.fill();
+            if (stroke) ctx.stroke();
+          } else {
+            for (const i of list) {
+              const [x, y] = xyOf(i);
+              ctx.beginPath();
+              ctx.arc(x, y, r, 0, 2 * Math.PI);
+              ctx.fill();
+              if (stroke) ctx.stroke();
+            }
           }
         }
       }
-      ctx.globalAlpha = 1;
       for (let i = 0; i < reply.n_prompt; i++) {
-        const [x, y] = toPixel(frame, reply.xy.data[2 * i], reply.xy.data[2 * i + 1]);
+        const [x, y] = xyOf(i);
+        ctx.globalAlpha = lassoing && !tokensIn.has(i) ? 0.35 : 1;
         ctx.beginPath();
-        ctx.arc(x, y, 4.5, 0, 2 * Math.PI);
+        ctx.arc(x, y, PROMPT_RADIUS, 0, 2 * Math.PI);
         ctx.fillStyle = css(colourOf(reply, i, hi));
         ctx.fill();
-        ctx.strokeStyle = "#222";
+        ctx.strokeStyle = ink;
         ctx.lineWidth = 1;
         ctx.stroke();
       }
-      for (const t of sel.tokens ?? []) {
+      ctx.globalAlpha = 1;
+      for (const t of tokensIn) {
         if (t >= reply.n_prompt) continue;
-        const [x, y] = toPixel(frame, reply.xy.data[2 * t], reply.xy.data[2 * t + 1]);
-        ring(ctx, x, y, 7, [["#fff", 3], ["#111", 1]]);
+        const [x, y] = xyOf(t);
+        ring(ctx, x, y, 7, [[halo, 3], [ink, 1]]);
       }
       const t = sel.token;
       if (t < reply.n_prompt) {
-        const [x, y] = toPixel(frame, reply.xy.data[2 * t], reply.xy.data[2 * t + 1]);
-        ring(ctx, x, y, 9, [["#fff", 5], ["#111", 2]]); // a dark ring on a light halo: seen on any point
+        const [x, y] = xyOf(t);
+        ring(ctx, x, y, 9, [[halo, 5], [ink, 2]]); // a dark ring on a light halo: seen on any point
       }
-      if (lasso && lasso.length > 1) {
+      const path = lasso ?? (outline && outline.layer === reply.layer ? outline.polygon : null);
+      if (path && path.length > 1) {
         ctx.beginPath();
-        ctx.moveTo(...lasso[0]);
-        for (const p of lasso.slice(1)) ctx.lineTo(...p);
+        ctx.moveTo(...path[0]);
+        for (const p of path.slice(1)) ctx.lineTo(...p);
         ctx.closePath();
         ctx.setLineDash?.([4, 3]);
-        ctx.strokeStyle = "#111";
+        ctx.strokeStyle = ink;
         ctx.lineWidth = 1;
         ctx.stroke();
         ctx.setLineDash?.([]);
@@ -211,7 +253,14 @@ export function mountProjector(el: HTMLElement, store: Store): void {
     canvas.dataset.rwPromptPoints = JSON.stringify(points);
     canvas.dataset.rwFrame = JSON.stringify({ x0: frame.x0, y0: frame.y0, scale: frame.scale });
     canvas.dataset.rwSelectedPoint = String(sel.token);
-    canvas.dataset.rwLassoed = `${(sel.tokens ?? []).length},${(sel.points ?? []).length}`;
+    canvas.dataset.rwLassoed = `${(sel.tokens ?? []).length},${pointCount(sel)}`;
+    // what is drawn emphasised: the prompt's points and the texts' inside the lasso
+    canvas.dataset.rwMarked = `${[...tokensIn].filter((t) => t < reply.n_prompt).length},${marked}`;
+    canvas.dataset.rwPointRadius = radius.toFixed(2);
+    canvas.dataset.rwOutline = String(Boolean(outline && outline.layer === reply.layer));
+    lassoInfo.textContent = lassoing
+      ? `lasso: ${tokensIn.size} of the prompt's tokens, ${marked} of the texts' points (${marked <= RINGED ? "ringed" : "the others faded"}); click away from the points to clear it`
+      : "";
     root.dataset.rwLayerShown = String(reply.layer);
     root.dataset.rwPoints = String(n);
     const which = sae();
@@ -264,9 +313,10 @@ export function mountProjector(el: HTMLElement, store: Store): void {
       return; // a click
     }
     lassoEnded = true;
-    const { tokens, points } = lassoed(shown, frame, polygon);
+    const { tokens, rows } = lassoed(shown, frame, polygon);
     const token = tokens.length && !tokens.includes(store.selection.token) ? { token: tokens[0] } : {};
-    info.textContent = `lasso: ${tokens.length} of the prompt's tokens, ${points.length} of the texts' points`;
+    outline = { polygon, layer: shown.layer };
+    const points = rows.length ? encodeRows(rows, shown.xy.shape[0] - shown.n_prompt) : [];
     store.select({ tokens, points, ...token });
     paint();
   };
@@ -288,7 +338,7 @@ export function mountProjector(el: HTMLElement, store: Store): void {
     const i = nearestPoint(shown.xy, frame, shown.n_prompt, px, py);
     if (i < 0) {
       const sel = store.selection;
-      if (sel.tokens?.length || sel.points?.length) {
+      if (sel.tokens?.length || pointCount(sel)) {
         info.textContent = "lasso cleared";
         store.select({ tokens: [], points: [] });
       }
@@ -341,5 +391,6 @@ export const mount = mountProjector;
 
 /** The view's own styles, after the shared ones (style.ts). */
 export const styles = `
+.rw-root[data-rw-layout="wide"] .rw-side:has(.rw-projector-view) { position: static; } /* taller than a screen: scrolls */
 .rw-swatch { display: inline-block; width: 0.7em; height: 0.7em; border-radius: 50%; margin: 0 0.3em 0 0.6em; vertical-align: baseline; }
 `;

@@ -11,6 +11,7 @@ import torch
 from .. import panel
 from ..panel import Key, Panel, Request
 from ..protocol import index
+from ._projector_lasso import lassoed, lassoed_field
 
 TOP = 12
 #: how many top contexts of a dashboard the view shows
@@ -24,6 +25,16 @@ def top_features(session, args: dict[str, Any]) -> dict[str, Any]:
     top = acts.topk(min(TOP, acts.numel()))
     keep = top.values > 0
     return {"indices": top.indices[keep].to(torch.int32), "values": top.values[keep], "position": args["position"]}
+
+
+def over_lasso(session, args: dict[str, Any]) -> dict[str, Any]:
+    """The :data:`TOP` features of the largest mean activation over the lassoed positions (``tokens``); ``over``:
+    how many positions."""
+    sae, tokens = session.saes[args["sae"]], lassoed(session, args)
+    acts = sae.encode(session.run[sae.hook][tokens]).float().mean(0)
+    top = acts.topk(min(TOP, acts.numel()))
+    keep = top.values > 0
+    return {"indices": top.indices[keep].to(torch.int32), "values": top.values[keep], "over": len(tokens)}
 
 
 def feature(session, args: dict[str, Any]) -> dict[str, Any]:
@@ -54,6 +65,8 @@ def dashboard(session, args: dict[str, Any]) -> dict[str, Any]:
 def _selected(session, selection) -> Iterator[dict[str, Any]]:
     sae, token = selection.get("sae", 0), selection["token"]
     yield {"what": "features", "sae": sae, "position": token}
+    if selection.get("tokens"):
+        yield {"what": "features_over", "sae": sae, "tokens": selection["tokens"]}
     if selection.get("feature") is not None:
         yield {"what": "feature", "sae": sae, "index": selection["feature"]}
         if session.texts is not None:
@@ -85,6 +98,7 @@ PANEL = Panel(
     },
     requests=(
         Request("features", (_SAE, ("position", panel.positions)), top_features),
+        Request("features_over", (_SAE,), over_lasso, extra=lassoed_field),
         Request("feature", (_SAE, _INDEX), feature),
         Request("dashboard", (_SAE, _INDEX), dashboard),
     ),

@@ -14,6 +14,7 @@ from ...interventions import Steer
 from .. import panel
 from ..panel import Panel, Request
 from ..protocol import index
+from ._projector_lasso import lassoed, lassoed_field
 
 #: how many SAE features nearest the probe's direction the view lists, per SAE
 NEAREST = 5
@@ -46,6 +47,17 @@ def toward(classes: list[str], last: torch.Tensor) -> str:
     """The class steering defaults to: the likeliest one the probe does *not* read at the prompt's last token
     (``last``: its class probabilities), so that steering shows a change."""
     return classes[int(last.topk(min(2, len(classes))).indices[-1])]
+
+
+def over_lasso(session, args: dict[str, Any]) -> dict[str, Any]:
+    """Probe ``probe``'s class probabilities at ``layer`` averaged over the lassoed positions (``tokens``):
+    ``mean`` ``[classes]`` (absent where the layer was not probed); ``over``: how many positions."""
+    probes, layer, tokens = session.probes[args["probe"]], args["layer"], lassoed(session, args)
+    out: dict[str, Any] = {"layer": layer, "classes": probes.classes, "over": len(tokens)}
+    if layer in probes.layers:
+        acts = session.run[hook_for(probes.site, layer)][tokens]
+        out["mean"] = probes.logits(acts, layer).softmax(-1).float().mean(0)
+    return out
 
 
 def steer_probe(session, content: dict[str, Any]) -> None:
@@ -82,6 +94,9 @@ def project_probe(session, content: dict[str, Any]) -> None:
 
 def _selected(session, selection) -> Iterator[dict[str, Any]]:
     yield from ({"what": "probe", "probe": i, "layer": selection["layer"]} for i in range(len(session.probes)))
+    if selection.get("tokens"):
+        over = {"what": "probe_over", "layer": selection["layer"], "tokens": selection["tokens"]}
+        yield from ({**over, "probe": i} for i in range(len(session.probes)))
 
 
 def _around(session, selection) -> Iterator[dict[str, Any]]:
@@ -89,10 +104,15 @@ def _around(session, selection) -> Iterator[dict[str, Any]]:
         yield from ({"what": "probe", "probe": i, "layer": layer} for layer in range(session.model.n_layers))
 
 
+_PROBE_LAYER = (("probe", panel.probes), ("layer", panel.layers))
+
 PANEL = Panel(
     name="probes",
     order=60,
-    requests=(Request("probe", (("probe", panel.probes), ("layer", panel.layers)), probe, frozenset({"probs"})),),
+    requests=(
+        Request("probe", _PROBE_LAYER, probe, frozenset({"probs"})),
+        Request("probe_over", _PROBE_LAYER, over_lasso, extra=lassoed_field),
+    ),
     commands={"steer_probe": steer_probe, "project_probe": project_probe},
     shown=lambda session: bool(session.probes),
     hooks=lambda session: [hook_for(p.site, layer) for p in session.probes for layer in p.layers],

@@ -3,10 +3,10 @@ prompt's tokens and the tokens of the session's ``points`` texts, coloured by a 
 feature's activation; a click on a prompt token's point selects it, a lasso selects many (the selection's
 ``tokens`` and ``points``).
 
-The texts' tokens (at most :data:`MAX_POINTS`) are read once, in padded batches: each layer's mean and covariance,
-then every token's coordinates on that layer's two principal axes (from activations kept in memory up to
-:data:`HOLD_BYTES`, else from a second pass). A layer change only looks them
-up; the prompt's tokens (which interventions change) are projected onto the same axes at each request.
+The texts' tokens (at most ``_projector_lasso.MAX_POINTS``) are read once, in padded batches: each layer's mean
+and covariance, then every token's coordinates on that layer's two principal axes (from activations kept in memory
+up to :data:`HOLD_BYTES`, else from a second pass). A layer change only looks them up; the prompt's tokens (which
+interventions change) are projected onto the same axes at each request.
 """
 
 from __future__ import annotations
@@ -17,17 +17,15 @@ from typing import Any
 import torch
 
 from ...sae.harvest import activations_at
-from ...texts import token_ids
 from .. import panel
 from ..panel import Key, Option, Panel, Request
-from ..protocol import index, short
+from . import _projector_lasso as lasso
+from ._projector_lasso import check_points, check_tokens, kept, points_json
 from ._projector_points import PROJECTIONS, UMAP_INSTALL, Points, points_of, umap_installed
 
 #: UMAP's seed: the same texts give the same picture
 UMAP_SEED = 0
 
-#: the most dataset tokens the projector shows
-MAX_POINTS = 20_000
 #: activations up to this size are kept between the two passes (one forward pass instead of two), and for UMAP
 HOLD_BYTES = 256 * 2**20
 
@@ -77,56 +75,6 @@ def dataset(session) -> dict[str, Any]:
     """The points' tokens projected at every layer (``xy[layer]`` ``[n, 2]``), with each token's text, position
     and id, each layer's mean and axes, and probe scores; kept while the clean run is."""
     return session.of_clean(("projector",), lambda: _read(session))
-
-
-def kept(session) -> tuple[list[list[int]], list[tuple[int, int]]]:
-    """The points' token ids, and the texts whose tokens the projector shows: ``(text index, tokens after <bos>)``
-    in order, until :data:`MAX_POINTS` tokens."""
-    return session.of_clean(("projector-kept", MAX_POINTS), lambda: _choose(session))
-
-
-def _choose(session) -> tuple[list[list[int]], list[tuple[int, int]]]:
-    ids = token_ids(session.model, _points(session).texts)
-    keep, total = [], 0
-    for i, x in enumerate(ids):
-        take = min(len(x) - 1, MAX_POINTS - total)
-        if take > 0:
-            keep.append((i, take))
-            total += take
-        if total >= MAX_POINTS:
-            break
-    if not keep:
-        raise ValueError("the projector's texts have no token after <bos>; give longer texts")
-    return ids, keep
-
-
-def check_tokens(session, out, given) -> list[int]:
-    """The selection's ``tokens`` (the prompt positions in the projector's lasso), sorted, without repeats."""
-    tokens = out["tokens"]
-    if not isinstance(tokens, (list, tuple)):
-        raise ValueError(f"selection: tokens must be a list of positions, got {short(tokens, 40)}")
-    return sorted({index({"tokens": t}, "tokens", session.n_tokens, "selection") for t in tokens})
-
-
-def check_points(session, out, given) -> list[list[int]]:
-    """The selection's ``points`` (the texts' points in the projector's lasso): ``[text, position]`` pairs of points
-    the projector shows, sorted, without repeats."""
-    value = out["points"]
-    if not isinstance(value, (list, tuple)):
-        raise ValueError(f"selection: points must be a list of [text, position] pairs, got {short(value, 40)}")
-    if not value:
-        return []
-    if _points(session) is None:
-        raise ValueError("selection: points are the projector's; open the explorer with points=texts")
-    shown = dict(kept(session)[1])
-    out = set()
-    for pair in value:
-        if not (isinstance(pair, (list, tuple)) and len(pair) == 2 and all(type(v) is int for v in pair)):
-            raise ValueError(f"selection: points are [text, position] pairs of ints, got {short(pair, 40)}")
-        if not 1 <= pair[1] <= shown.get(pair[0], 0):
-            raise ValueError(f"selection: the projector shows no point at text {pair[0]}, position {pair[1]}")
-        out.add(tuple(pair))
-    return [list(p) for p in sorted(out)]
 
 
 def _read(session) -> dict[str, Any]:
@@ -342,11 +290,13 @@ PROJECTION = (
 
 PANEL = Panel(
     name="projector",
-    order=70,
+    # asked for with points=: in the side column under the predictions, in view, not below every other main view
+    place="side",
+    order=95,
     options={"points": Option(None, POINTS), "projection": Option("pca", PROJECTION)},
     state=lambda session, options: points_of(options["points"], options["projection"]),
     #: the projector's lasso: the prompt positions (``tokens``) and the texts' ``[text, position]`` pairs in it
-    selection={"tokens": Key(lambda s: [], check_tokens), "points": Key(lambda s: [], check_points)},
+    selection={"tokens": Key(lambda s: [], check_tokens), "points": Key(lambda s: [], check_points, points_json)},
     requests=(Request("projector", (("layer", panel.layers), ("colour", _colours), ("feature", _features)), answer),),
     shown=lambda session: _points(session) is not None,
     hooks=lambda session: (
@@ -357,10 +307,10 @@ PANEL = Panel(
         "projector_colours": colourings(session),
         "projector_colour": default_colouring(session),
         "projector_projection": _points(session).projection.upper(),
-        "projector_max": MAX_POINTS,
+        "projector_max": lasso.MAX_POINTS,
     },
     selected=_selected,
     around=_around,
 )
 
-__all__ = ["MAX_POINTS", "PANEL", "PROJECTIONS", "UMAP_INSTALL", "UMAP_SEED", "Points", "points_of", "umap_installed"]
+__all__ = ["PANEL", "PROJECTIONS", "UMAP_INSTALL", "UMAP_SEED", "Points", "points_of", "umap_installed"]
