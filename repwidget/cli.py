@@ -23,6 +23,13 @@ def notebooks_dir() -> Path:
     return checkout if (checkout / "quickstart.ipynb").is_file() else PACKAGE / "notebooks"
 
 
+def _workshops() -> str:
+    """How many workshop notebooks there are (besides the quickstart), as a word for the help."""
+    n = sum(1 for path in notebooks_dir().glob("*.ipynb") if path.name != "quickstart.ipynb")
+    words = ["no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+    return words[n] if n < len(words) else str(n)
+
+
 def copy_notebooks(target: Path) -> list[tuple[Path, bool]]:
     """Copy the quickstart and workshop notebooks into ``target`` (made if missing), never overwriting a
     file there: each notebook's path in ``target`` and whether it was copied now (False: kept as it was)."""
@@ -165,7 +172,9 @@ def info(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="repwidget", description="See the insides of transformer models in Jupyter, and click to ablate."
+        prog="repwidget",
+        description="See the insides of transformer models in Jupyter: click selects; shift+click or the ablate "
+        "button ablates.",
     )
     parser.add_argument("--version", action="version", version=f"repwidget {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -179,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         "(default: ./repwidget-notebooks; notebooks already there are kept)",
     )  # fmt: skip
     p.set_defaults(func=demo)
-    p = sub.add_parser("notebooks", help="copy the quickstart and the four workshop notebooks into a folder")
+    p = sub.add_parser("notebooks", help=f"copy the quickstart and the {_workshops()} workshop notebooks into a folder")
     p.add_argument("folder", nargs="?", default="repwidget-notebooks", help="where (default: ./repwidget-notebooks)")
     p.set_defaults(func=notebooks)
     p = sub.add_parser("info", help="load a model (directory or hub id) and print the parts repwidget found")

@@ -76,3 +76,36 @@ def test_demo_runs_from_a_work_copy_with_news_off(tmp_path):
             server.kill()
             server.wait()
     assert "kept as you left them: quickstart.ipynb" in "".join(output)
+
+
+#: the old gesture ("click to ablate") and a hard-coded notebook count, as the README, docs and help once said
+OLD_WORDING = re.compile(
+    r"click(?:ing)?[- ]to[- ]ablate|toggles? its ablation|click a feature to ablate|four workshop", re.I
+)
+
+
+def test_readme_docstring_and_help_say_click_selects_and_shift_click_ablates(capsys):
+    import pytest
+
+    import repwidget as rw
+    from repwidget.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    top = capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["notebooks", "--help"])
+    main([])  # no command: the commands' one-line help
+    listing = capsys.readouterr().out
+    root = Path(__file__).resolve().parents[1]
+    texts = {
+        "repwidget --help": top + listing,
+        "rw.explore": rw.explore.__doc__,
+        "rw.Explorer": rw.Explorer.__doc__,
+        **{p.name: p.read_text() for p in [root / "README.md", *sorted((root / "docs").glob("*.md"))]},
+    }
+    assert {name: OLD_WORDING.findall(text) for name, text in texts.items() if OLD_WORDING.search(text)} == {}
+    for name in ("repwidget --help", "rw.explore", "README.md"):
+        assert "shift+click" in " ".join(texts[name].split()), name
+    workshops = len(NOTEBOOKS) - 1  # all but the quickstart
+    assert f"{['no', 'one', 'two', 'three', 'four', 'five', 'six'][workshops]} workshop notebooks" in listing
