@@ -43,6 +43,7 @@ def test_offline_charts_are_widgets_with_vega_inlined(restore_renderer):
     assert isinstance(widget, alt.JupyterChart)
     assert len(widget._esm) > 500_000 and "https://" not in widget._esm.split("\n", 1)[0]  # Vega itself, inlined
     assert widget.embed_options == {"renderer": "canvas", "actions": False}  # no menu linking to the Vega editor
+    assert "pageColours" in widget._esm and "followTheme" in widget._esm  # drawn in the page's colours (N8)
     assert list(widget.chart.to_dict()["datasets"].values()) == [chart.to_dict()["data"]["values"]]
 
 

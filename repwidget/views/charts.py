@@ -19,14 +19,19 @@ def offline(interactive: bool = True) -> None:
     ``interactive=True``: each chart is an ``alt.JupyterChart`` widget whose JavaScript (Vega,
     Vega-Lite, vega-embed) vl-convert inlines, drawn on a canvas: tooltips and selections work
     wherever widgets do (JupyterLab is tested); the first chart of a kernel takes a few seconds.
+    The charts follow the page's theme: a transparent background, text and axes in the page's text
+    colour (``views/chart_theme.py``).
     ``interactive=False``: static SVG rendered in the kernel by vl-convert, for exports and
     front ends without widgets. This switches altair's renderer for the whole kernel
     (``alt.renderers.enable("default")`` switches back); importing repwidget never does.
     """
     if interactive:
+        from .chart_theme import render
+
         # canvas: SVG charts on one page share gradient ids (each widget loads its own Vega), so legends
         # take another chart's colours; no actions menu: its "Open in Vega Editor" leaves for the internet
-        alt.renderers.enable("jupyter", offline=True, embed_options={"renderer": "canvas", "actions": False})
+        alt.renderers.register("repwidget", render)
+        alt.renderers.enable("repwidget", embed_options={"renderer": "canvas", "actions": False})
     else:
         alt.renderers.enable("svg")
 
