@@ -9,6 +9,9 @@ import secrets
 import socket
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 import webbrowser
 from pathlib import Path
 
@@ -68,6 +71,23 @@ def _free_port(preferred: int) -> int:
             return s.getsockname()[1]
 
 
+def _wait_until_it_answers(server: subprocess.Popen, ip: str, port: int) -> bool:
+    """Wait until JupyterLab answers HTTP on ``port`` (asked on 127.0.0.1 when it listens on every address), so that
+    the address printed next works at once; False if the server stopped first."""
+    host = "127.0.0.1" if ip in ("", "0.0.0.0", "::", "localhost") else ip
+    url = f"http://{host if ':' not in host else f'[{host}]'}:{port}/api"
+    print("Waiting for JupyterLab to answer...", flush=True)
+    while server.poll() is None:
+        try:
+            urllib.request.urlopen(url, timeout=2).close()
+            return True
+        except urllib.error.HTTPError:
+            return True  # it answered, if not with 200
+        except OSError:
+            time.sleep(0.25)
+    return False
+
+
 def demo(args: argparse.Namespace) -> int:
     """Copy the notebooks into a work folder (never overwriting one there) and start JupyterLab on its
     quickstart, news and update checks off; say where to point the browser."""
@@ -94,6 +114,16 @@ def demo(args: argparse.Namespace) -> int:
         + (f" (kept as you left them: {', '.join(kept)})" if kept else "")
     )  # fmt: skip
     server = subprocess.Popen(command, env=env)
+    try:
+        if not _wait_until_it_answers(server, args.ip, port):
+            print(
+                f"repwidget demo: JupyterLab stopped before it answered (exit status {server.returncode})",
+                file=sys.stderr,
+            )
+            return server.returncode or 1
+    except KeyboardInterrupt:
+        server.terminate()
+        return server.wait()
     opened = False
     if not args.no_browser:
         try:
