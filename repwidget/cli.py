@@ -160,6 +160,27 @@ def notebooks(args: argparse.Namespace) -> int:
     return 0
 
 
+def as_this_kernel_says(notebook: bytes) -> bytes:
+    """``notebook`` with the kernel metadata this machine's Python kernel reports (its display name, the Python
+    version): JupyterLab writes them in when the kernel starts, and a copy that already holds them does not show
+    as modified (●) on opening. Anything unreadable is copied as it is."""
+    try:
+        nb = json.loads(notebook)
+        from jupyter_client.kernelspec import KernelSpecManager
+
+        spec = nb["metadata"].get("kernelspec", {})
+        spec["display_name"] = KernelSpecManager().get_kernel_spec(spec.get("name", "python3")).display_name
+        v = sys.version_info
+        nb["metadata"]["language_info"] = {
+            "codemirror_mode": {"name": "ipython", "version": v.major}, "file_extension": ".py",
+            "mimetype": "text/x-python", "name": "python", "nbconvert_exporter": "python",
+            "pygments_lexer": f"ipython{v.major}", "version": f"{v.major}.{v.minor}.{v.micro}",
+        }  # fmt: skip
+    except Exception:  # not JSON, no such kernel, no jupyter_client: a plain copy
+        return notebook
+    return (json.dumps(nb, indent=1, ensure_ascii=False) + "\n").encode()
+
+
 def _copy_new(source: Path, destination: Path) -> bool:
     """Copy ``source`` to a new file ``destination``; False if anything (a file, a link, even a dangling one)
     is already there. Exclusive creation makes the check and the creation one step, so nothing is overwritten."""
@@ -170,7 +191,7 @@ def _copy_new(source: Path, destination: Path) -> bool:
         return False
     try:
         with os.fdopen(fd, "wb") as out:
-            out.write(source.read_bytes())
+            out.write(as_this_kernel_says(source.read_bytes()))
     except BaseException:
         destination.unlink(missing_ok=True)  # no half-written notebook left behind
         raise

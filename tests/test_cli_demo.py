@@ -102,3 +102,25 @@ def test_readme_docstring_and_help_say_click_selects_and_shift_click_ablates(cap
         assert "shift+click" in " ".join(texts[name].split()), name
     workshops = len(NOTEBOOKS) - 1  # all but the quickstart
     assert f"{['no', 'one', 'two', 'three', 'four', 'five', 'six'][workshops]} workshop notebooks" in listing
+
+
+def test_copied_notebooks_hold_what_the_kernel_reports_so_they_open_unmodified(tmp_path):
+    """JupyterLab writes the kernel's display name and language_info into a notebook when its kernel starts and
+    marks the tab modified (●) if they differ: the copies already hold them (checked in Chromium by hand)."""
+    from jupyter_client.kernelspec import KernelSpecManager
+    from jupyter_client.manager import start_new_kernel
+
+    from repwidget.cli import main
+
+    assert main(["notebooks", str(tmp_path)]) == 0
+    km, kc = start_new_kernel(kernel_name="python3")
+    try:
+        reported = kc.kernel_info(reply=True, timeout=60)["content"]["language_info"]
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+    name = KernelSpecManager().get_kernel_spec("python3").display_name
+    for path in sorted(tmp_path.glob("*.ipynb")):
+        metadata = json.loads(path.read_text())["metadata"]
+        assert metadata["language_info"] == reported, path.name
+        assert metadata["kernelspec"]["display_name"] == name, path.name
