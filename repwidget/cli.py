@@ -9,6 +9,9 @@ import secrets
 import socket
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 import webbrowser
 from pathlib import Path
 
@@ -21,6 +24,13 @@ def notebooks_dir() -> Path:
     """The quickstart and workshop notebooks: the checkout's ``notebooks/``, or the packaged copies."""
     checkout = PACKAGE.parent / "notebooks"
     return checkout if (checkout / "quickstart.ipynb").is_file() else PACKAGE / "notebooks"
+
+
+def _workshops() -> str:
+    """How many workshop notebooks there are (besides the quickstart), as a word for the help."""
+    n = sum(1 for path in notebooks_dir().glob("*.ipynb") if path.name != "quickstart.ipynb")
+    words = ["no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+    return words[n] if n < len(words) else str(n)
 
 
 def copy_notebooks(target: Path) -> list[tuple[Path, bool]]:
@@ -61,6 +71,23 @@ def _free_port(preferred: int) -> int:
             return s.getsockname()[1]
 
 
+def _wait_until_it_answers(server: subprocess.Popen, ip: str, port: int) -> bool:
+    """Wait until JupyterLab answers HTTP on ``port`` (asked on 127.0.0.1 when it listens on every address), so that
+    the address printed next works at once; False if the server stopped first."""
+    host = "127.0.0.1" if ip in ("", "0.0.0.0", "::", "localhost") else ip
+    url = f"http://{host if ':' not in host else f'[{host}]'}:{port}/api"
+    print("Waiting for JupyterLab to answer...", flush=True)
+    while server.poll() is None:
+        try:
+            urllib.request.urlopen(url, timeout=2).close()
+            return True
+        except urllib.error.HTTPError:
+            return True  # it answered, if not with 200
+        except OSError:
+            time.sleep(0.25)
+    return False
+
+
 def demo(args: argparse.Namespace) -> int:
     """Copy the notebooks into a work folder (never overwriting one there) and start JupyterLab on its
     quickstart, news and update checks off; say where to point the browser."""
@@ -87,6 +114,16 @@ def demo(args: argparse.Namespace) -> int:
         + (f" (kept as you left them: {', '.join(kept)})" if kept else "")
     )  # fmt: skip
     server = subprocess.Popen(command, env=env)
+    try:
+        if not _wait_until_it_answers(server, args.ip, port):
+            print(
+                f"repwidget demo: JupyterLab stopped before it answered (exit status {server.returncode})",
+                file=sys.stderr,
+            )
+            return server.returncode or 1
+    except KeyboardInterrupt:
+        server.terminate()
+        return server.wait()
     opened = False
     if not args.no_browser:
         try:
@@ -123,6 +160,27 @@ def notebooks(args: argparse.Namespace) -> int:
     return 0
 
 
+def as_this_kernel_says(notebook: bytes) -> bytes:
+    """``notebook`` with the kernel metadata this machine's Python kernel reports (its display name, the Python
+    version): JupyterLab writes them in when the kernel starts, and a copy that already holds them does not show
+    as modified (●) on opening. Anything unreadable is copied as it is."""
+    try:
+        nb = json.loads(notebook)
+        from jupyter_client.kernelspec import KernelSpecManager
+
+        spec = nb["metadata"].get("kernelspec", {})
+        spec["display_name"] = KernelSpecManager().get_kernel_spec(spec.get("name", "python3")).display_name
+        v = sys.version_info
+        nb["metadata"]["language_info"] = {
+            "codemirror_mode": {"name": "ipython", "version": v.major}, "file_extension": ".py",
+            "mimetype": "text/x-python", "name": "python", "nbconvert_exporter": "python",
+            "pygments_lexer": f"ipython{v.major}", "version": f"{v.major}.{v.minor}.{v.micro}",
+        }  # fmt: skip
+    except Exception:  # not JSON, no such kernel, no jupyter_client: a plain copy
+        return notebook
+    return (json.dumps(nb, indent=1, ensure_ascii=False) + "\n").encode()
+
+
 def _copy_new(source: Path, destination: Path) -> bool:
     """Copy ``source`` to a new file ``destination``; False if anything (a file, a link, even a dangling one)
     is already there. Exclusive creation makes the check and the creation one step, so nothing is overwritten."""
@@ -133,7 +191,7 @@ def _copy_new(source: Path, destination: Path) -> bool:
         return False
     try:
         with os.fdopen(fd, "wb") as out:
-            out.write(source.read_bytes())
+            out.write(as_this_kernel_says(source.read_bytes()))
     except BaseException:
         destination.unlink(missing_ok=True)  # no half-written notebook left behind
         raise
@@ -165,7 +223,9 @@ def info(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="repwidget", description="See the insides of transformer models in Jupyter, and click to ablate."
+        prog="repwidget",
+        description="See the insides of transformer models in Jupyter: click selects; shift+click or the ablate "
+        "button ablates.",
     )
     parser.add_argument("--version", action="version", version=f"repwidget {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -179,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
         "(default: ./repwidget-notebooks; notebooks already there are kept)",
     )  # fmt: skip
     p.set_defaults(func=demo)
-    p = sub.add_parser("notebooks", help="copy the quickstart and the four workshop notebooks into a folder")
+    p = sub.add_parser("notebooks", help=f"copy the quickstart and the {_workshops()} workshop notebooks into a folder")
     p.add_argument("folder", nargs="?", default="repwidget-notebooks", help="where (default: ./repwidget-notebooks)")
     p.set_defaults(func=notebooks)
     p = sub.add_parser("info", help="load a model (directory or hub id) and print the parts repwidget found")

@@ -23,7 +23,13 @@ def test_the_quickstart_clicks_break_copying_as_it_says(lab):
             kernel = Kernel(lab, open_and_run(page, lab, "quickstart-clicks.ipynb", workspace="quickstart-clicks"))
             try:
                 root = page.locator(".rw-root").first
-                root.locator(".rw-iv").first.wait_for(timeout=120_000)  # the second cell ablated head 1.0
+                root.locator(".rw-iv-list .rw-empty").wait_for(timeout=120_000)  # Run All leaves the click to us
+                page.locator(".jp-OutputArea pre", has_text="nothing ablated in the explorer yet").wait_for(
+                    timeout=120_000
+                )
+                assert kernel.run("print(ex.interventions)").strip() == "[]"
+                root.locator('[data-rw-head="1.0"]').click()  # the head the first cell names, then its button
+                root.locator('[data-rw-ablate="head"]').click()
                 assert kernel.wait_for("print(ex.interventions)", "head=0").strip() == "[rw.Ablate(layer=1, head=0)]"
                 assert float(kernel.run(LOSS)) > 0.5  # copying broken
                 # it opens where the copy matters: position 15, whose clean prediction the ablation takes away

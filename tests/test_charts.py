@@ -43,6 +43,7 @@ def test_offline_charts_are_widgets_with_vega_inlined(restore_renderer):
     assert isinstance(widget, alt.JupyterChart)
     assert len(widget._esm) > 500_000 and "https://" not in widget._esm.split("\n", 1)[0]  # Vega itself, inlined
     assert widget.embed_options == {"renderer": "canvas", "actions": False}  # no menu linking to the Vega editor
+    assert "pageColours" in widget._esm and "followTheme" in widget._esm  # drawn in the page's colours (N8)
     assert list(widget.chart.to_dict()["datasets"].values()) == [chart.to_dict()["data"]["values"]]
 
 
@@ -112,3 +113,38 @@ def test_the_probe_chart_shows_the_control_task():
     control = next(layer for layer in spec["layer"] if layer.get("name") == "control")
     assert [v["control"] for v in control["data"]["values"]] == list(_FakeProbes.control)
     assert _svg(rw.charts.probe_accuracy(_FakeProbes())).startswith("<svg")
+
+
+def _layers(spec: dict) -> list[dict]:
+    return spec.get("layer", [spec])
+
+
+@pytest.mark.parametrize("cols", [3, 30, 40])
+def test_similarity_heatmap_labels_cells_only_where_a_label_fits_and_always_has_tooltips(cols):
+    from repwidget.views import charts
+
+    matrix = torch.rand(4, cols, generator=torch.Generator().manual_seed(cols))
+    spec = rw.charts.similarity_heatmap(matrix, names=("demo layer", "SmolLM2 layer")).to_dict()
+    cell_width = spec["width"] / cols
+    texts = [layer for layer in _layers(spec) if layer["mark"]["type"] == "text"]
+    assert bool(texts) == (cell_width >= charts.LABEL_PX)  # numbers only where "0.85" fits in its cell
+    assert cols > 30 or texts  # 4 x 30 (notebook 04's SmolLM2 comparison) is widened to keep its numbers
+    rects = [layer for layer in _layers(spec) if layer["mark"]["type"] == "rect" and "tooltip" in layer["encoding"]]
+    assert [t["field"] for t in rects[0]["encoding"]["tooltip"]] == ["demo layer", "SmolLM2 layer", "similarity"]
+    best = {(v["demo layer"], v["SmolLM2 layer"]) for v in spec["data"]["values"] if v["best"]}
+    assert best == {(r, int(matrix[r].argmax())) for r in range(4)}  # each row's best, outlined (Exercise 3)
+    if texts:
+        svg = _svg(rw.charts.similarity_heatmap(matrix))
+        assert f"{float(matrix[0, 0]):.2f}" in svg
+
+
+def test_charts_name_what_they_measure():
+    grid = rw.charts.head_grid(torch.rand(2, 2), "loss increase on the repeat (nats)").to_dict()
+    assert grid["encoding"]["color"]["title"] == "loss increase on the repeat (nats)"  # not "score"
+    assert grid["encoding"]["tooltip"][2]["title"] == "loss increase on the repeat (nats)"
+    spec = rw.charts.probe_accuracy(_FakeProbes()).to_dict()
+    colours = [la["encoding"]["color"] for la in spec["layer"] if la["encoding"].get("color", {}).get("field")]
+    assert colours[0]["scale"]["domain"] == ["held-out accuracy", "control (shuffled labels)", "majority class"]
+    svg = _svg(rw.charts.probe_accuracy(_FakeProbes()))
+    assert all(name in svg for name in colours[0]["scale"]["domain"])  # the three lines have a legend
+    assert "accuracy, baseline" not in svg  # one y-axis title

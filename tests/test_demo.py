@@ -124,3 +124,21 @@ def test_the_demo_sae_script_saves_an_sae_that_loads(tmp_path):
     torch.testing.assert_close(again.W_dec.norm(dim=1), torch.ones(64))
     assert again.stats == sae.stats and 0.3 < sae.stats["explained_variance"] <= 1 and sae.stats["l0"] <= 8
     assert again.metadata["training"]["documents"] == 60
+
+
+def test_loading_the_demo_draws_no_progress_bar_and_restores_the_switch(capfd):
+    from transformers.utils import logging
+
+    import repwidget as rw
+
+    assert logging.is_progress_bar_enabled()  # transformers' default: bars on
+    rw.demo_model()
+    out, err = capfd.readouterr()
+    assert "Loading weights" not in err + out and "it/s]" not in err  # no tqdm bar above the explorer
+    assert logging.is_progress_bar_enabled()  # the user's own loads still get their bars
+    logging.disable_progress_bar()
+    try:
+        rw.demo_model()
+        assert not logging.is_progress_bar_enabled()  # a user who turned them off keeps them off
+    finally:
+        logging.enable_progress_bar()

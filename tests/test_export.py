@@ -122,6 +122,17 @@ def test_saved_page_renders_offline_in_chromium(explorer, tmp_path):
         assert "ablate head 1.2" in root.locator(".rw-interventions-view").inner_text()
         assert not root.locator("[data-rw-error]").is_visible()  # no error shown in the snapshot
         assert page.title() == "<script>alert('title')</script>"
+        # a page saved with only the selection's answers: a click on what it lacks gets a calm note, no red bar
+        page.goto(explorer.save_html(tmp_path / "small.html", max_bytes=0).as_uri())
+        page.locator("body[data-rw-ready]").wait_for(timeout=20_000)
+        page.locator(".rw-root [data-rw-head='0.0']").click()
+        notice = page.locator(".rw-root [data-rw-notice]")
+        notice.wait_for(timeout=10_000)
+        assert notice.get_attribute("role") == "status"
+        assert notice.inner_text().startswith("Not saved in this page: the pattern for this selection.")
+        assert "ex.save_html(path, max_bytes=" in notice.inner_text()  # how to save more
+        assert not page.locator(".rw-root [data-rw-error]").is_visible()
+        screenshot(page.locator(".rw-interventions-view"), "static-export-unsaved-click")
     assert not dialogs and not errors, (dialogs, errors)
     assert all(url.startswith(("file:", "blob:", "data:")) for url in requests), requests
 

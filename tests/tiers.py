@@ -35,6 +35,7 @@ FILES = {
     ],
     "e2e": [
         "test_browser_continuation.py", "test_browser_explorer.py", "test_browser_hosts.py", "test_browser_layout.py",
+        "test_browser_charts.py",
         "test_browser_nnsight.py", "test_browser_notebooks.py", "test_browser_projector.py",
         "test_browser_quickstart.py", "test_browser_saved_state.py", "test_browser_textviews.py",
     ],

@@ -32,7 +32,8 @@ export function savedAnswer(saved: SavedReply[] | undefined, request: Record<str
 type Handler = (...args: any[]) => void;
 
 /** A widget model with no kernel: the saved traits (answers in `snapshot`); whatever the store sends
- * (a request the snapshot lacks, a click that would re-run the model) gets an error that says so. */
+ * (a request the snapshot lacks, a click that would re-run the model) gets an error reply that says so, and a
+ * request the snapshot lacks a calm `notice` saying what the page saved and how to save more. */
 export class StaticModel implements WidgetModel {
   private state: Record<string, any>;
   private handlers = new Map<string, Handler[]>();
@@ -59,11 +60,12 @@ export class StaticModel implements WidgetModel {
   send(content: any): void {
     const message =
       content?.type === "get"
-        ? `this static snapshot did not save ${String(content.what)} for this selection`
+        ? `Not saved in this page: the ${String(content.what)} for this selection. ${this.state.unsaved ?? ""}`.trim()
         : "this is a static snapshot: the interventions are fixed (open the notebook to change them)";
     if (content?.type === "get") {
-      this.state.error = message;
-      (this.handlers.get("change:error") ?? []).forEach((cb) => cb());
+      // a calm note, not an error: the page holds what was saved (the state's `unsaved` says what, and how to save more)
+      this.state.notice = message;
+      (this.handlers.get("change:notice") ?? []).forEach((cb) => cb());
     }
     queueMicrotask(() => (this.handlers.get("msg:custom") ?? []).forEach((cb) => cb({ type: "error", id: content?.id, message }, [])));
   }

@@ -47,7 +47,8 @@ describe("static snapshot", () => {
     await Promise.resolve();
     expect(got.map((g) => g.msg.type)).toEqual(["error", "error"]);
     expect(got[0].msg.message).toMatch(/static snapshot/);
-    expect(model.get("error")).toMatch(/did not save pattern/);
+    expect(model.get("error")).toBeFalsy(); // no red error bar for what was not saved: a calm notice
+    expect(model.get("notice")).toMatch(/^Not saved in this page: the pattern for this selection/);
     expect(model.get("editable")).toBe(false);
   });
 

@@ -240,6 +240,17 @@ describe("views", () => {
     expect(el.querySelector(".rw-more")!.textContent).toBe("+ 2 more under 0.5%");
   });
 
+  it("list no 0.0% row above the folded ones, even among the first three", async () => {
+    const { model, el } = setup();
+    const probs = [0.993, 0.0004, 0.0003, 0.0002];
+    const one = predictions([...probs, ...probs], Array(8).fill(0), Array(8).fill(0), [["a", "b", "c", "d"], ["a", "b", "c", "d"]]);
+    answer(model, "predictions", one.data, one.buffers);
+    await settle();
+    expect(el.querySelectorAll("[data-rw-prediction]")).toHaveLength(1);
+    expect(el.querySelector('[data-rw-column="intervened"]')!.textContent).not.toContain("0.0%");
+    expect(el.querySelector(".rw-more")!.textContent).toBe("+ 3 more under 0.5%");
+  });
+
   it("show the kernel's error in the widget; dismissing hides it until another error comes", () => {
     const { model, el } = setup();
     model.change("error", "head 9 is out of range");

@@ -52,12 +52,14 @@ def demo_model(device: str | None = None):
     It comes with reference texts (:func:`reference_texts`, statistics read on first use), so mean and resample
     ablation work out of the box; ``model.set_reference(texts)`` replaces them."""
     from ..model import ModelLoadError, load
+    from ..model.loading import quiet_progress
 
     if not (MODEL_DIR / "model.safetensors").is_file():
         raise ModelLoadError(
             f"the demo model is missing from {MODEL_DIR}; rebuild it with `python -m repwidget.demo.train`"
         )
-    model = load(MODEL_DIR, device=device)
+    with quiet_progress():  # no "Loading weights" bar above every explorer
+        model = load(MODEL_DIR, device=device)
     model.source = "demo"  # so that ``ex.code()`` writes rw.demo_model()
     model.tokenizer.repwidget_source = "demo"  # so that the unknown-words warning points at vocabulary()
     model.set_reference(reference_texts())

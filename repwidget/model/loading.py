@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -217,13 +219,29 @@ def _from_gguf(path: Path, dtype: torch.dtype | None) -> tuple[nn.Module, Any]:
             f"transformers cannot read {path.name!r}: {_one_line(e).rstrip('.')}; the GGUF architectures it reads: "
             f"{readable}"
         ) from None
-    model = _auto_model(source, config, dtype or torch.float32, True, gguf_file=path.name)
+    with quiet_progress():
+        model = _auto_model(source, config, dtype or torch.float32, True, gguf_file=path.name)
     model.name_or_path = str(path)  # so that the explorer's code() says rw.load('...gguf')
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
     except Exception:
         tokenizer = None  # runs then take token ids
     return model.eval(), tokenizer
+
+
+@contextlib.contextmanager
+def quiet_progress() -> Iterator[None]:
+    """transformers' progress bars ("Loading weights", GGUF dequantizing) off inside, as they were after: the
+    demo's and the notebooks' known models load with no bar above every explorer."""
+    from transformers.utils import logging
+
+    was = logging.is_progress_bar_enabled()
+    logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was:
+            logging.enable_progress_bar()
 
 
 def _auto_model(source: str, config: Any, dtype: torch.dtype | None, local_only: bool, **extra: Any) -> nn.Module:

@@ -19,20 +19,26 @@ def offline(interactive: bool = True) -> None:
     ``interactive=True``: each chart is an ``alt.JupyterChart`` widget whose JavaScript (Vega,
     Vega-Lite, vega-embed) vl-convert inlines, drawn on a canvas: tooltips and selections work
     wherever widgets do (JupyterLab is tested); the first chart of a kernel takes a few seconds.
+    The charts follow the page's theme: a transparent background, text and axes in the page's text
+    colour (``views/chart_theme.py``).
     ``interactive=False``: static SVG rendered in the kernel by vl-convert, for exports and
     front ends without widgets. This switches altair's renderer for the whole kernel
     (``alt.renderers.enable("default")`` switches back); importing repwidget never does.
     """
     if interactive:
+        from .chart_theme import render
+
         # canvas: SVG charts on one page share gradient ids (each widget loads its own Vega), so legends
         # take another chart's colours; no actions menu: its "Open in Vega Editor" leaves for the internet
-        alt.renderers.enable("jupyter", offline=True, embed_options={"renderer": "canvas", "actions": False})
+        alt.renderers.register("repwidget", render)
+        alt.renderers.enable("repwidget", embed_options={"renderer": "canvas", "actions": False})
     else:
         alt.renderers.enable("svg")
 
 
 def head_grid(scores: torch.Tensor, title: str = "head score") -> alt.Chart:
-    """A layer x head heatmap of a ``[layer, head]`` score tensor.
+    """A layer x head heatmap of a ``[layer, head]`` score tensor; ``title`` (what is measured) heads the chart,
+    its colour legend and its tooltips.
 
     The colour scale runs from 0 to 1 (scores, probabilities), stretched to the data where it goes
     beyond (a loss in nats, a logit difference), so no value falls off the scale.
@@ -48,8 +54,8 @@ def head_grid(scores: torch.Tensor, title: str = "head score") -> alt.Chart:
         .encode(
             x=alt.X("head:O"),
             y=alt.Y("layer:O"),
-            color=alt.Color("score:Q", scale=alt.Scale(scheme="blues", domain=domain)),
-            tooltip=["layer:O", "head:O", alt.Tooltip("score:Q", format=".2f")],
+            color=alt.Color("score:Q", scale=alt.Scale(scheme="blues", domain=domain), title=title),
+            tooltip=["layer:O", "head:O", alt.Tooltip("score:Q", format=".2f", title=title)],
         )
         .properties(width=40 * heads, height=40 * layers)
     )
@@ -89,9 +95,22 @@ def probe_accuracy(probes, current: int | None = None) -> alt.LayerChart:
     data = alt.Data(values=[{"layer": layer, "accuracy": acc} for layer, acc in rows])
     select = alt.selection_point(name="layer", fields=["layer"], on="click")
     base = alt.Chart(data, title=f"{probes.kind} probe accuracy by layer ({probes.site})")
+    control = getattr(probes, "control", None)
+    names = {"accuracy": "held-out accuracy", "control": "control (shuffled labels)", "baseline": "majority class"}
+    shown = [names["accuracy"], *([names["control"]] if control else []), names["baseline"]]
+    key = alt.Scale(domain=shown, range=["#4a78b5", *(["#888"] if control else []), "grey"])
+
+    def legend(name: str) -> alt.Color:  # one legend for the three lines: what each one measures
+        return alt.Color("line:N", scale=key, legend=alt.Legend(title=None, orient="bottom"))
+
     line = (
         base.mark_line()
-        .encode(x=alt.X("layer:O"), y=alt.Y("accuracy:Q", scale=alt.Scale(domain=[0, 1])))
+        .encode(
+            x=alt.X("layer:O"),
+            y=alt.Y("accuracy:Q", scale=alt.Scale(domain=[0, 1]), title="accuracy"),
+            color=legend("accuracy"),
+        )
+        .transform_calculate(line=repr(names["accuracy"]))
         .properties(name="line")
     )
     points = (
@@ -107,8 +126,9 @@ def probe_accuracy(probes, current: int | None = None) -> alt.LayerChart:
     )
     baseline = (
         alt.Chart(alt.Data(values=[{"baseline": probes.baseline}]))
-        .mark_rule(strokeDash=[4, 4], color="grey")
-        .encode(y="baseline:Q")
+        .mark_rule(strokeDash=[4, 4])
+        .encode(y=alt.Y("baseline:Q", title="accuracy"), color=legend("baseline"))
+        .transform_calculate(line=repr(names["baseline"]))
     )
     ring_at = alt.param(name="current", value=-1 if current is None else current)
     ring = (
@@ -119,13 +139,18 @@ def probe_accuracy(probes, current: int | None = None) -> alt.LayerChart:
         .properties(name="ring")
     )
     layers = [line, points, ring, baseline]
-    control = getattr(probes, "control", None)
     if control:  # the same probes on shuffled labels: what they read without the concept
         rows = [{"layer": layer, "control": acc} for layer, acc in zip(probes.layers, control, strict=True)]
         layers.append(
             alt.Chart(alt.Data(values=rows))
-            .mark_line(strokeDash=[2, 3], color="#888", point=True)
-            .encode(x="layer:O", y="control:Q", tooltip=["layer:O", alt.Tooltip("control:Q", format=".3f")])
+            .mark_line(strokeDash=[2, 3], point=True)
+            .encode(
+                x="layer:O",
+                y=alt.Y("control:Q", title="accuracy"),
+                color=legend("control"),
+                tooltip=["layer:O", alt.Tooltip("control:Q", format=".3f")],
+            )
+            .transform_calculate(line=repr(names["control"]))
             .properties(name="control")
         )
     return alt.layer(*layers).properties(width=40 * max(4, len(probes.layers)), height=200)
@@ -182,6 +207,13 @@ def hydra_scatter(hydra) -> alt.Chart:
     return (points + diagonal).properties(width=320, height=320)
 
 
+#: the similarity heatmap's labels ("0.85"): font size, and the cell width (px) that holds one without overlap
+LABEL_FONT = 9
+LABEL_PX = 26
+#: the widest the similarity heatmap grows (px) to keep its cells labelled
+LABELLED_WIDTH = 900
+
+
 def similarity_heatmap(
     matrix: torch.Tensor,
     method: str = "cka",
@@ -189,11 +221,20 @@ def similarity_heatmap(
     current: int | None = None,
 ) -> alt.LayerChart:
     """A layers x layers similarity matrix (``rw.analyses.layer_similarity``), 0 to 1 in colour, each cell
-    labelled. Like :func:`probe_accuracy` it carries a click selection ``layer`` (the row clicked) and a
-    parameter ``current``: the row of the explorer's layer, outlined."""
+    labelled with its value where the cells are wide enough for the label (they widen up to
+    :data:`LABELLED_WIDTH` px in all to make room; wider matrices have tooltips only). Each row's
+    largest value is outlined in white. Like :func:`probe_accuracy` it carries a click selection ``layer``
+    (the row clicked) and a parameter ``current``: the row of the explorer's layer, outlined in orange."""
     rows, cols = matrix.shape
+    size = max(12, min(36, 480 // max(rows, cols)))
+    width = size if size >= LABEL_PX or LABEL_PX * cols > LABELLED_WIDTH else LABEL_PX  # room for the labels
     down, across = names
-    values = [{down: r, across: c, "similarity": float(matrix[r, c])} for r in range(rows) for c in range(cols)]
+    best = matrix.argmax(dim=1).tolist() if cols else []
+    values = [
+        {down: r, across: c, "similarity": float(matrix[r, c]), "best": c == best[r]}
+        for r in range(rows)
+        for c in range(cols)
+    ]
     select = alt.selection_point(name="layer", fields=[down], on="click")
     base = alt.Chart(alt.Data(values=values), title=f"{method} similarity between layers")
     cells = (
@@ -206,11 +247,16 @@ def similarity_heatmap(
         )
         .add_params(select)
     )
-    text = base.mark_text(fontSize=9).encode(
+    text = base.mark_text(fontSize=LABEL_FONT).encode(
         x=f"{across}:O",
         y=f"{down}:O",
         text=alt.Text("similarity:Q", format=".2f"),
         color=alt.condition("datum.similarity > 0.6", alt.value("black"), alt.value("white")),
+    )
+    best_cells = (
+        base.mark_rect(fillOpacity=0, stroke="white", strokeWidth=1.5)
+        .encode(x=f"{across}:O", y=f"{down}:O")
+        .transform_filter("datum.best")
     )
     ring_at = alt.param(name="current", value=-1 if current is None else current)
     ring = (
@@ -219,8 +265,8 @@ def similarity_heatmap(
         .transform_filter(f"datum['{down}'] == current")
         .add_params(ring_at)
     )
-    size = max(12, min(36, 480 // max(rows, cols)))
-    return (cells + text + ring).properties(width=size * cols, height=size * rows)
+    layers = [cells, best_cells, ring] if width < LABEL_PX else [cells, text, best_cells, ring]
+    return alt.layer(*layers).properties(width=width * cols, height=size * rows)
 
 
 #: the per-layer measures drawn by :func:`layer_measures`, with their titles

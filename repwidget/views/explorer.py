@@ -1,4 +1,4 @@
-"""The explorer: every view of one prompt, linked by one selection, with click-to-ablate."""
+"""The explorer: every view of one prompt, linked by one selection; click selects, shift+click ablates."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from .widget import RunWidget
 
 
 class Explorer(RunWidget):
-    """Linked views of ``model`` on one prompt. Clicking a head or a neuron toggles its ablation.
+    """Linked views of ``model`` on one prompt. Click selects; shift+click or the ablate button ablates.
 
     ``ex.interventions`` is the current list (settable from Python; the views follow),
     ``ex.run`` / ``ex.clean_run`` the intervened and clean runs, ``ex.code()`` the Python that
@@ -91,9 +91,10 @@ def explore(
     ``messages=[{"role": "user", "content": ...}]`` instead of ``text`` explores a chat model on its
     chat template's text (with the generation prompt); the tokens view marks the template's special tokens.
 
-    Click a head or a neuron to toggle its ablation (in the mode picked in the widget: zero, mean,
-    resample); the model re-runs from the earliest intervened layer and every view updates.
-    ``saes=[sae]`` adds the features view (click a feature to ablate it, or steer with it);
+    Click selects a head, neuron or feature; shift+click or the ablate button ablates it (in the mode picked
+    in the widget: zero, mean, resample); the model re-runs from the earliest intervened layer and every view
+    updates. ``saes=[sae]`` adds the features view (click a feature to select it, shift+click or its ablate
+    button to ablate it, or steer with it);
     ``texts=[...]`` is the dataset its dashboards search for a feature's top contexts.
     ``probes=[rw.train_probes(...)]`` adds the probes view: accuracy by layer, each token's class
     probability at the selected layer, and steering along the probe's direction.

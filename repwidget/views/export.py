@@ -63,6 +63,16 @@ def snapshot(session: Session, selection: Selection, max_bytes: int = 8_000_000)
     return list(saved.values())
 
 
+def unsaved(max_bytes: int) -> str:
+    """What a saved page says when a click asks for something it does not hold: what it saved, how to save more."""
+    more = f"while the file stayed under {max_bytes / 1e6:g} MB" if max_bytes >= 100_000 else "none (max_bytes=0)"
+    return (
+        f"The page holds the views as they were selected when saved, and other heads, positions and layers: {more}. "
+        "To show this one, select it in the notebook and save again (ex.save_html(path)), or save more: "
+        f"ex.save_html(path, max_bytes={2 * max(max_bytes, 4_000_000):_})."
+    )
+
+
 def _script_json(value: Any) -> str:
     """JSON that can sit inside a <script> element: with every ``<`` escaped, no ``</script>`` or
     ``<!--`` can end it early."""
@@ -114,7 +124,7 @@ def save_html(
     path = Path(path)
     selection = session.check_selection(selection if selection is not None else session.default_selection())
     code = BUNDLE.read_text(encoding="utf-8")
-    state = {**session.traits(), "selection": session.selection_json(selection), "mode": "zero", "error": ""}
+    state = {**session.traits(), "selection": session.selection_json(selection), "mode": "zero", "error": "", "unsaved": unsaved(max_bytes)}
     data = {"code": code, "state": state, "replies": snapshot(session, selection, max_bytes)}
     tokenizer, ids = session.model.tokenizer, session.run.token_ids
     prompt = tokenizer.decode(ids) if tokenizer is not None else f"{len(ids)} tokens"

@@ -29,14 +29,13 @@ def linked(explorer: Explorer, chart: Any) -> Any:
     """An ``alt.JupyterChart`` of ``chart`` linked to ``explorer``'s layer: any altair chart with a point selection
     named ``layer`` (over a field holding layer numbers) and a parameter named ``current`` (the charts of
     ``rw.charts``: probe accuracy, layer similarity, layer measures). Vega is inlined: no CDN."""
-    import altair as alt
-
     names = [getattr(p, "name", None) for p in _params(chart)]
     if "layer" not in names or "current" not in names:
         raise ValueError("a linked chart needs a point selection named 'layer' and a parameter named 'current'")
-    alt.JupyterChart.enable_offline()
+    from .chart_theme import ThemedChart
+
     # no actions menu: its "Open in Vega Editor" leaves for the internet
-    chart = alt.JupyterChart(chart, embed_options={"renderer": "svg", "actions": False})
+    chart = ThemedChart(chart, embed_options={"renderer": "svg", "actions": False})
     chart.params.current = explorer.selection["layer"]
 
     def from_chart(change: dict[str, Any]) -> None:

@@ -32,13 +32,14 @@ export function mountInterventions(el: HTMLElement, store: Store): void {
   const message = h("span", { class: "rw-error-text" });
   const dismiss = h("button", { class: "rw-small", text: "\u00d7", title: "dismiss", attrs: { "aria-label": "dismiss this error" } });
   const error = h("div", { class: "rw-error", data: { rwError: "" }, attrs: { role: "alert" } }, [message, dismiss]);
+  const notice = h("div", { class: "rw-caption rw-notice", data: { rwNotice: "" }, attrs: { role: "status" } }); // saved pages
   const list = h("ul", { class: "rw-iv-list", attrs: { "aria-label": "interventions" } });
   const hint = h("div", { class: "rw-hint", text: GESTURES, data: { rwHint: "" } });
   const frozen = store.model.get("static")
     ? h("div", { class: "rw-caption", text: "static snapshot: these interventions are fixed; open the notebook to change them", data: { rwStatic: "" } })
     : null;
   const modeField = labelled("ablation mode", mode);
-  body.append(h("div", { class: "rw-row" }, [list, clear, modeField, busy]), ...(frozen ? [frozen] : [hint]), error);
+  body.append(h("div", { class: "rw-row" }, [list, clear, modeField, busy]), ...(frozen ? [frozen] : [hint]), error, notice);
   if (!store.editable) modeField.hidden = clear.hidden = hint.hidden = true;
 
   let dismissed = "";
@@ -69,6 +70,8 @@ export function mountInterventions(el: HTMLElement, store: Store): void {
     if (text !== dismissed) dismissed = "";
     message.textContent = text;
     error.hidden = !text || text === dismissed;
+    notice.textContent = (store.model.get("notice") as string) ?? "";
+    notice.hidden = !notice.textContent;
   };
 
   dismiss.addEventListener("click", () => {
@@ -88,6 +91,7 @@ export function mountInterventions(el: HTMLElement, store: Store): void {
   });
   store.on("shape", options);
   for (const event of ["intervention_list", "busy", "error", "mode"]) store.on(event, paint);
+  store.model.on("change:notice", paint);
   paint();
 }
 

@@ -5,9 +5,11 @@ import { h, panel, showToken, signed, track } from "../dom";
 import { lassoCaption, overLasso } from "../lasso";
 import type { Reply, Store } from "../store";
 
-/** A row is listed when its probability or its change is at least this (at least MIN_ROWS are listed). */
+/** A row is listed when its probability or its change is at least this (at least MIN_ROWS are listed, unless
+ * they would read 0.0%: the top row always). */
 export const SHOWN = 0.005;
 const MIN_ROWS = 3;
+const ZERO = 0.0005; // prints as 0.0%
 
 function pct(p: number): string {
   return `${(100 * p).toFixed(1)}%`;
@@ -44,7 +46,7 @@ export function renderPredictions(body: HTMLElement, reply: Reply, tokens: strin
       const p = data.probs.data[row * k + i] as number;
       const dp = data.delta_prob.data[row * k + i] as number;
       const dl = data.delta_logit.data[row * k + i] as number;
-      if (i >= MIN_ROWS && p < SHOWN && Math.abs(dp) < SHOWN) {
+      if ((i >= MIN_ROWS || (i > 0 && p < ZERO)) && p < SHOWN && Math.abs(dp) < SHOWN) {
         folded += 1;
         continue;
       }
