@@ -124,7 +124,13 @@ def save_html(
     path = Path(path)
     selection = session.check_selection(selection if selection is not None else session.default_selection())
     code = BUNDLE.read_text(encoding="utf-8")
-    state = {**session.traits(), "selection": session.selection_json(selection), "mode": "zero", "error": "", "unsaved": unsaved(max_bytes)}
+    state = {
+        **session.traits(),
+        "selection": session.selection_json(selection),
+        "mode": "zero",
+        "error": "",
+        "unsaved": unsaved(max_bytes),
+    }
     data = {"code": code, "state": state, "replies": snapshot(session, selection, max_bytes)}
     tokenizer, ids = session.model.tokenizer, session.run.token_ids
     prompt = tokenizer.decode(ids) if tokenizer is not None else f"{len(ids)} tokens"
