@@ -48,7 +48,8 @@ def test_the_kernel_says_where_each_view_sits_and_what_rides_along_with_a_comman
     assert "then" not in rw.TokensView(demo.run("the capital")).shape  # no predictions view: nothing rides along
     # the projector, asked for with points=, goes in the side column under the predictions (not last in the main one)
     px = rw.explore(demo, "the capital of france is", points=["a fine day ."])
-    assert [v for v in px.views if px.shape["places"][v] == "side"] == ["lens", "predictions", "projector"]
+    side = [v for v in px.views if px.shape["places"][v] == "side"]
+    assert side == ["lens", "predictions", "projector", "attribution"]
 
 
 def test_unknown_options_are_refused_naming_every_views_options(demo):

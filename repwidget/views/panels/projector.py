@@ -292,7 +292,7 @@ PANEL = Panel(
     name="projector",
     # asked for with points=: in the side column under the predictions, in view, not below every other main view
     place="side",
-    order=95,
+    order=92,  # under the predictions, above the attribution: with points= it is the reason for the cell
     options={"points": Option(None, POINTS), "projection": Option("pca", PROJECTION)},
     state=lambda session, options: points_of(options["points"], options["projection"]),
     #: the projector's lasso: the prompt positions (``tokens``) and the texts' ``[text, position]`` pairs in it
