@@ -228,11 +228,13 @@ def weights_version(module: nn.Module) -> int:
     """A hash of every parameter's identity, storage and in-place version counter: it changes when weights are
     edited in place (``p.add_``, ``load_state_dict``, an optimizer step), replaced (``p.data = ...``) or moved.
     An edit through ``p.data`` (``p.data.mul_(2)``) bumps no counter: 8 of each parameter's values, spread over
-    it, are hashed too (read in one copy per device). (Buffers are left out: some models rebuild their rotary
+    it, are hashed too (read in one copy per device). Parameters offloaded by accelerate (meta tensors, reloaded at
+    every pass) count by name only. (Buffers are left out: some models rebuild their rotary
     tables during a forward pass.)"""
-    params = list(module.parameters())
-    identity = tuple((id(p), p.data_ptr(), _version(p), p.device.type) for p in params)
-    return hash((identity, _sampled(module, params)))
+    named = list(module.named_parameters())
+    # a parameter offloaded by accelerate is a meta tensor made anew at each pass: its name is all there is to hash
+    identity = tuple((n, "meta") if p.is_meta else (id(p), p.data_ptr(), _version(p), p.device.type) for n, p in named)
+    return hash((identity, _sampled(module, [p for _, p in named if not p.is_meta])))
 
 
 #: per model: the storages its samples were taken from and the samples (views of them, by device and dtype)
@@ -246,7 +248,7 @@ def _sampled(module: nn.Module, params: list[nn.Parameter]) -> tuple[float, ...]
     if kept is None or kept[0] != storages:
         groups: dict[tuple, list[torch.Tensor]] = {}
         for p in params:
-            if p.device.type != "meta" and p.numel():
+            if p.numel():
                 flat = p.detach().reshape(-1)
                 groups.setdefault((flat.device, flat.dtype), []).append(flat[:: max(1, flat.numel() // 8)][:8])
         kept = _SAMPLES[module] = (storages, list(groups.values()))

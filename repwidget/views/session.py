@@ -113,8 +113,9 @@ class Session:
             raise ValueError(f"unknown views {unknown}; the views are {', '.join(VIEWS)}")
         self.panels: list[Panel] = [PANELS[v] for v in VIEWS if v in views and PANELS[v].shown(self)]
         wanted = {hook for p in self.panels for hook in p.hooks(self)} | set(model.expand(capture) if capture else ())
-        wanted |= {"blocks.0.hook_resid_pre", *model.expand("blocks.*.hook_resid_post")}  # what run.rerun() captures
-        # by default (every residual stream, block l's input being block l - 1's output): the runs' reruns reuse blocks
+        if model.executor.reuses_blocks:  # what run.rerun() captures by default (every residual stream, block l's
+            # input being block l - 1's output): the runs' reruns reuse blocks (a remote model brings back no streams)
+            wanted |= {"blocks.0.hook_resid_pre", *model.expand("blocks.*.hook_resid_post")}
         self.capture: list[str] = [h for h in model.hook_names() if h in wanted]
         self.editable = editable
         self.text: Any = None
