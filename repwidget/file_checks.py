@@ -11,7 +11,7 @@ import json
 import math
 import struct
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -180,13 +180,17 @@ class _GGUFArray(int):
     """A metadata array, kept as its length only."""
 
 
-def check_gguf(path: Path) -> None:
-    """Check a GGUF file's header against the file's size and its tensors against its metadata, reading at most
-    the header (memory-mapped, every declared count and length bounded by the bytes that remain).
+class GGUFHeader(NamedTuple):
+    """A GGUF file's metadata (scalars and strings; an array as its length) and its tensors' shapes (ggml order)."""
 
-    Refuses, with one line: counts, strings or arrays that overrun the file, tensors whose data lies past its end,
-    and a block count, width, feed-forward width or vocabulary that the tensors do not have.
-    """
+    meta: dict[str, Any]
+    shapes: dict[str, tuple[int, ...]]
+
+
+def check_gguf(path: Path) -> GGUFHeader:
+    """A GGUF file's header, checked against the file's size: read memory-mapped, every declared count and length
+    bounded by the bytes that remain, nothing else read. Refuses, with one line, counts, strings or arrays that
+    overrun the file and tensors whose data lies past its end (:func:`check_gguf_metadata` checks the rest)."""
     import mmap
 
     import gguf
@@ -231,11 +235,13 @@ def check_gguf(path: Path) -> None:
                     f"{path.name}: tensor {name!r} ({'x'.join(map(str, dims))}) declares {nbytes:,} bytes at offset "
                     f"{start + offset:,}, past the end of the {len(data):,}-byte file (truncated or corrupt)"
                 )
-    _check_gguf_metadata(path, meta, {name: dims for name, (dims, _, _) in tensors.items()})
+    return GGUFHeader(meta, {name: dims for name, (dims, _, _) in tensors.items()})
 
 
-def _check_gguf_metadata(path: Path, meta: dict[str, Any], shapes: dict[str, tuple[int, ...]]) -> None:
-    """The sizes that the model is built with (blocks, width, feed-forward width, vocabulary) against its tensors."""
+def check_gguf_metadata(path: Path, header: GGUFHeader) -> None:
+    """The sizes a model is built with (blocks, width, feed-forward width, vocabulary) against its tensors, so
+    that a file declaring 100,000 blocks is refused before they are built."""
+    meta, shapes = header
     arch = meta.get("general.architecture")
     if not isinstance(arch, str):
         return  # transformers says which architectures it reads

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..file_checks import FileFormatError, check_gguf
+from ..file_checks import FileFormatError, check_gguf, check_gguf_metadata
 from .backends import BACKENDS
 from .errors import ModelLoadError, check_materialised
 from .model import Model
@@ -207,7 +207,7 @@ def _from_gguf(path: Path, dtype: torch.dtype | None) -> tuple[nn.Module, Any]:
     except ImportError:
         raise ModelLoadError(f"reading {path.name!r} needs the gguf package: pip install gguf") from None
     try:
-        check_gguf(path)  # declared sizes against the file's, before transformers builds anything
+        header = check_gguf(path)  # declared sizes against the file's, before transformers reads anything
     except FileFormatError as e:
         raise ModelLoadError(f"cannot load {e}") from None
     from transformers import AutoConfig, AutoTokenizer
@@ -222,6 +222,10 @@ def _from_gguf(path: Path, dtype: torch.dtype | None) -> tuple[nn.Module, Any]:
             f"transformers cannot read {path.name!r}: {_one_line(e).rstrip('.')}; the GGUF architectures it reads: "
             f"{readable}"
         ) from None
+    try:
+        check_gguf_metadata(path, header)  # the sizes the model is built with against its tensors
+    except FileFormatError as e:
+        raise ModelLoadError(f"cannot load {e}") from None
     try:
         model = _auto_model(source, config, dtype or torch.float32, True, gguf_file=path.name)
     except (RuntimeError, ValueError, KeyError, IndexError) as e:
