@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import struct
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -245,7 +246,7 @@ def check_gguf_metadata(path: Path, header: GGUFHeader) -> None:
     arch = meta.get("general.architecture")
     if not isinstance(arch, str):
         return  # transformers says which architectures it reads
-    blocks = {int(name.split(".")[1]) for name in shapes if name.startswith("blk.") and name.split(".")[1].isdigit()}
+    blocks = {int(m.group(1)) for name in shapes if (m := re.search(r"(?:^|\.)blk\.(\d+)\.", name))}  # T5: enc.blk.N
     held = max(blocks) + 1 if blocks else 0
     embed, up = shapes.get("token_embd.weight", ()), shapes.get("blk.0.ffn_up.weight", ())
     vocab_key = f"{arch}.vocab_size" if f"{arch}.vocab_size" in meta else "tokenizer.ggml.tokens"  # its length
@@ -258,7 +259,10 @@ def check_gguf_metadata(path: Path, header: GGUFHeader) -> None:
     ]  # fmt: skip
     for key, declared, actual, what in checks:
         actual = actual if isinstance(actual, int) else (actual[0] if actual else None)
-        if isinstance(declared, int) and not isinstance(declared, bool) and actual is not None and declared != actual:
+        if not isinstance(declared, int) or isinstance(declared, bool) or actual is None:
+            continue
+        fused = key.endswith(".feed_forward_length") and actual == 2 * declared  # gate and up in ffn_up (Phi-3)
+        if declared != actual and not fused:
             raise FileFormatError(
                 f"{path.name}: its metadata says {key} = {declared:,} but {what} is {actual:,}: "
                 "the tensors do not match the metadata (a corrupt or hand-edited file)"

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import repwidget as rw
-from repwidget.file_checks import GGUF_MAX_STRING, check_gguf
+from repwidget.file_checks import GGUF_MAX_STRING, check_gguf, check_gguf_metadata
 from repwidget.model import loading
 
 DESCRIPTION = "a tiny llama written by the test"
@@ -138,6 +138,9 @@ def test_tensors_whose_shapes_disagree_with_the_metadata(tmp_path, never_built):
     path = _tiny(tmp_path / "ffn.gguf")
     _patch(path, _after(path, b"llama.feed_forward_length") + 4, 64, "<I")  # after the value type: a uint32
     _refused(path, r"llama.feed_forward_length = 64 but blk.0.ffn_up's width is 16")
+    path = _tiny(tmp_path / "fused.gguf")  # Phi-3 fuses the gate and up projections: ffn_up is twice as wide
+    _patch(path, _after(path, b"llama.feed_forward_length") + 4, 8, "<I")
+    check_gguf_metadata(path, check_gguf(path))
     path = _tiny(tmp_path / "vocab.gguf")
     _patch(path, _after(path, b"llama.vocab_size") + 4, 50_000, "<I")
     _refused(path, r"llama.vocab_size = 50,000 but token_embd's number of rows is 6")
