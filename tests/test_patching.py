@@ -387,7 +387,8 @@ def test_string_tokens_are_resolved_after_each_prompt_and_named_by_id(demo):
     sweep = rw.patching.sweep(model, CLEAN, CORRUPTED, rw.patching.logit_diff(model, "mary", "john"), site="heads")
     assert sweep.metric == f"logit_diff('mary'#{mary} - 'john'#{john})"
     assert rw.patching.logit_diff(model, mary, john).name == sweep.metric
-    for word, problem in (("Mary", "an unknown token"), ("mary john", r"2 tokens there \('mary', 'john'\)")):
+    refused = {"Mary": "an unknown token to this tokenizer", "mary john": r"2 tokens there \('mary', 'john'\)"}
+    for word, problem in refused.items():
         with pytest.raises(ValueError, match=f"after the prompt is {problem}: give one token"):
             rw.patching.sweep(model, CLEAN, CORRUPTED, rw.patching.logit_diff(model, word, "john"), site="heads")
     with pytest.raises(ValueError, match="outside the 15 tokens of this prompt"):
