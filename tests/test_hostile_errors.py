@@ -1,5 +1,6 @@
 """Clear errors instead of raw ones (issue 28, item 9): each bad input is one actionable line, not an IndexError,
-a "does not require grad", nan probabilities, an AttributeError or a TypeError from deep inside."""
+a "does not require grad", nan probabilities, an AttributeError or a TypeError from deep inside (``%explore
+--texts`` given a number: tests/test_magics.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import json
 
 import pytest
 import torch
-from IPython.core.error import UsageError
 
 import repwidget as rw
 from repwidget.file_checks import FileFormatError
@@ -72,33 +72,6 @@ def test_an_sae_file_whose_training_metadata_has_the_wrong_type(tmp_path, traini
     with pytest.raises(FileFormatError, match=field) as error:
         rw.SAE.load(tmp_path / "sae")
     assert "cfg.json" in _one_line(error)
-
-
-@pytest.fixture(scope="module")
-def ip():
-    from IPython.testing.globalipapp import start_ipython
-
-    shell = start_ipython()
-    shell.run_line_magic("load_ext", "repwidget")
-    yield shell
-    shell.run_line_magic("unload_ext", "repwidget")
-
-
-def test_explore_texts_given_a_number(ip, demo):
-    """Was a TypeError ('int' object is not iterable); a string variable was split into characters."""
-    ip.user_ns.update(model=demo, n=5, words="the cat sat", mixed=["the cat", 3])
-    try:
-        with pytest.raises(UsageError, match=r"%explore --texts n: n holds int 5; give a variable holding a list"):
-            ip.run_line_magic("explore", "--texts n the cat")
-        with pytest.raises(UsageError, match=r"--texts 5: no variable '5'"):
-            ip.run_line_magic("explore", "--texts 5 the cat")
-        with pytest.raises(UsageError, match=r"mixed holds a list with non-strings in it"):
-            ip.run_line_magic("explore", "--texts mixed the cat")
-        explorer = ip.run_line_magic("explore", "--texts words the cat")
-        assert explorer.session.texts == ["the cat sat"]
-    finally:
-        for name in ("model", "n", "words", "mixed"):
-            ip.user_ns.pop(name, None)
 
 
 def test_save_html_with_a_title_that_is_not_a_string(demo, tmp_path):
