@@ -269,10 +269,8 @@ def check_probe_layer(probes, answer: Any, threshold: float = 0.95) -> Verdict:
 def verdict_flips(model, intervention: Any, toward: str = "negative", n: int = 40) -> float:
     """The share of held-out reviews of the other class whose top verdict becomes ``toward``."""
     other = [(text, label) for text, label in sentiment_examples(n * 2, seed=5) if label != toward][:n]
-    flipped = []
-    for text, _ in other:
-        run = model.run(text, [intervention])
-        flipped.append(run.logits_at(-1).argmax().item() == resolve_token(model, toward, run.token_ids))
+    runs = (model.run(text, [intervention]) for text, _ in other)  # one run alive at a time
+    flipped = [run.logits_at(-1).argmax().item() == resolve_token(model, toward, run.token_ids) for run in runs]
     return sum(flipped) / len(flipped)
 
 
