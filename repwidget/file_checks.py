@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import struct
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -112,3 +114,156 @@ def tensor_field(
 def _names(tensors: dict[str, torch.Tensor]) -> str:
     names = sorted(tensors)
     return ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "") if names else "nothing"
+
+
+# -- GGUF headers, read bounded before anything is built ---------------------------------------
+#: GGUF metadata value types: struct formats of the scalars; 8 is a string, 9 an array
+_GGUF_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
+_GGUF_STRING, _GGUF_ARRAY = 8, 9
+#: the longest metadata string accepted (real ones, chat templates included, are far shorter; transformers
+#: parses strings byte by byte, about 1.3 s per MiB)
+GGUF_MAX_STRING = 1 << 20
+#: ggml's most dimensions of a tensor
+_GGML_MAX_DIMS = 4
+
+
+class _Reader:
+    """Little-endian values at a moving offset of a memory-mapped file, every length checked against its size."""
+
+    def __init__(self, data: Any, where: Path) -> None:
+        self.data, self.pos, self.where = data, 0, where
+
+    def need(self, n: int, what: str) -> None:
+        if n > len(self.data) - self.pos:
+            raise FileFormatError(
+                f"{self.where.name}: {what} declares {n:,} bytes at offset {self.pos:,}, past the end of the "
+                f"{len(self.data):,}-byte file (truncated or corrupt)"
+            )
+
+    def scalar(self, fmt: str, what: str) -> Any:
+        size = struct.calcsize(fmt)
+        self.need(size, what)
+        (value,) = struct.unpack_from(fmt, self.data, self.pos)
+        self.pos += size
+        return value
+
+    def string(self, what: str) -> bytes:
+        n = self.scalar("<Q", what)
+        if n > GGUF_MAX_STRING:
+            raise FileFormatError(
+                f"{self.where.name}: {what} declares a string of {n:,} bytes (at most {GGUF_MAX_STRING:,})"
+            )
+        self.need(n, what)
+        self.pos += n
+        return bytes(self.data[self.pos - n : self.pos])
+
+    def value(self, kind: int, what: str) -> Any:
+        if kind in _GGUF_SCALARS:
+            return self.scalar(_GGUF_SCALARS[kind], what)
+        if kind == _GGUF_STRING:
+            return self.string(what).decode("utf-8", "replace")
+        if kind != _GGUF_ARRAY:
+            raise FileFormatError(f"{self.where.name}: {what} has unknown value type {kind}")
+        item, count = self.scalar("<I", what), self.scalar("<Q", what)
+        if item in _GGUF_SCALARS:
+            self.need(count * struct.calcsize(_GGUF_SCALARS[item]), what)
+            self.pos += count * struct.calcsize(_GGUF_SCALARS[item])
+        elif item == _GGUF_STRING:
+            self.need(count * 8, what)  # each string has at least its 8-byte length
+            for _ in range(count):
+                self.string(what)
+        else:
+            raise FileFormatError(f"{self.where.name}: {what} is an array of unsupported type {item}")
+        return _GGUFArray(count)
+
+
+class _GGUFArray(int):
+    """A metadata array, kept as its length only."""
+
+
+class GGUFHeader(NamedTuple):
+    """A GGUF file's metadata (scalars and strings; an array as its length) and its tensors' shapes (ggml order)."""
+
+    meta: dict[str, Any]
+    shapes: dict[str, tuple[int, ...]]
+
+
+def check_gguf(path: Path) -> GGUFHeader:
+    """A GGUF file's header, checked against the file's size: read memory-mapped, every declared count and length
+    bounded by the bytes that remain, nothing else read. Refuses, with one line, counts, strings or arrays that
+    overrun the file and tensors whose data lies past its end (:func:`check_gguf_metadata` checks the rest)."""
+    import mmap
+
+    import gguf
+
+    with path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        r = _Reader(data, path)
+        r.need(24, "the header")
+        r.pos = 4  # after the magic
+        version = r.scalar("<I", "the version")
+        if version not in (2, 3):
+            raise FileFormatError(f"{path.name}: GGUF version {version} is not supported (2 and 3 are)")
+        n_tensors, n_kv = r.scalar("<Q", "the tensor count"), r.scalar("<Q", "the metadata count")
+        r.need(n_kv * 13, f"its metadata count ({n_kv:,} entries)")  # a key, a type and a value: 13 bytes at least
+        meta: dict[str, Any] = {}
+        for i in range(n_kv):
+            key = r.string(f"metadata entry {i}'s key").decode("utf-8", "replace")
+            meta[key] = r.value(r.scalar("<I", f"metadata {key!r}"), f"metadata {key!r}")
+        r.need(n_tensors * 24, f"its tensor count ({n_tensors:,} tensors)")  # name, dims, type, offset: 24 bytes
+        tensors: dict[str, tuple[tuple[int, ...], int, int]] = {}
+        for i in range(n_tensors):
+            name = r.string(f"tensor {i}'s name").decode("utf-8", "replace")
+            n_dims = r.scalar("<I", f"tensor {name!r}")
+            if not 1 <= n_dims <= _GGML_MAX_DIMS:
+                raise FileFormatError(f"{path.name}: tensor {name!r} has {n_dims} dimensions (1 to 4)")
+            dims = tuple(r.scalar("<Q", f"tensor {name!r}") for _ in range(n_dims))
+            kind, offset = r.scalar("<I", f"tensor {name!r}"), r.scalar("<Q", f"tensor {name!r}")
+            tensors[name] = (dims, kind, offset)
+        alignment = meta.get("general.alignment", 32)
+        if not isinstance(alignment, int) or alignment <= 0 or alignment & (alignment - 1):
+            raise FileFormatError(f"{path.name}: general.alignment must be a power of two, got {alignment!r}")
+        start = -(-r.pos // alignment) * alignment
+        for name, (dims, kind, offset) in tensors.items():
+            try:
+                block, size = gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType(kind)]
+            except (ValueError, KeyError):
+                raise FileFormatError(f"{path.name}: tensor {name!r} has unknown type {kind}") from None
+            if dims[0] % block:
+                raise FileFormatError(f"{path.name}: tensor {name!r}'s rows ({dims[0]}) are not blocks of {block}")
+            nbytes = math.prod(dims) // block * size
+            if start + offset + nbytes > len(data):
+                raise FileFormatError(
+                    f"{path.name}: tensor {name!r} ({'x'.join(map(str, dims))}) declares {nbytes:,} bytes at offset "
+                    f"{start + offset:,}, past the end of the {len(data):,}-byte file (truncated or corrupt)"
+                )
+    return GGUFHeader(meta, {name: dims for name, (dims, _, _) in tensors.items()})
+
+
+def check_gguf_metadata(path: Path, header: GGUFHeader) -> None:
+    """The sizes a model is built with (blocks, width, feed-forward width, vocabulary) against its tensors, so
+    that a file declaring 100,000 blocks is refused before they are built."""
+    meta, shapes = header
+    arch = meta.get("general.architecture")
+    if not isinstance(arch, str):
+        return  # transformers says which architectures it reads
+    blocks = {int(m.group(1)) for name in shapes if (m := re.search(r"(?:^|\.)blk\.(\d+)\.", name))}  # T5: enc.blk.N
+    held = max(blocks) + 1 if blocks else 0
+    embed, up = shapes.get("token_embd.weight", ()), shapes.get("blk.0.ffn_up.weight", ())
+    vocab_key = f"{arch}.vocab_size" if f"{arch}.vocab_size" in meta else "tokenizer.ggml.tokens"  # its length
+    checks = [
+        (f"{arch}.block_count", meta.get(f"{arch}.block_count"), held, "the number of tensor blocks (blk.N)"),
+        (f"{arch}.embedding_length", meta.get(f"{arch}.embedding_length"), embed[:1], "token_embd's width"),
+        (f"{arch}.feed_forward_length", meta.get(f"{arch}.feed_forward_length"), up[1:2] if len(up) == 2 else (),
+         "blk.0.ffn_up's width"),
+        (vocab_key, meta.get(vocab_key), embed[1:2] if len(embed) == 2 else (), "token_embd's number of rows"),
+    ]  # fmt: skip
+    for key, declared, actual, what in checks:
+        actual = actual if isinstance(actual, int) else (actual[0] if actual else None)
+        if not isinstance(declared, int) or isinstance(declared, bool) or actual is None:
+            continue
+        fused = key.endswith(".feed_forward_length") and actual == 2 * declared  # gate and up in ffn_up (Phi-3)
+        if declared != actual and not fused:
+            raise FileFormatError(
+                f"{path.name}: its metadata says {key} = {declared:,} but {what} is {actual:,}: "
+                "the tensors do not match the metadata (a corrupt or hand-edited file)"
+            )

@@ -288,6 +288,10 @@ def _replacing() -> frozenset:
     return frozenset(getattr(cache_utils, n).update for n in names if hasattr(cache_utils, n))
 
 
+#: the smallest temperature sampled at (smaller ones overflow the logits; 0 is greedy decoding)
+MIN_TEMPERATURE = 1e-6
+
+
 def _check_args(max_new_tokens: Any, temperature: Any, top_p: Any, seed: Any, alternatives: Any) -> None:
     if type(max_new_tokens) is not int or max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be a positive int, got {max_new_tokens!r:.40}")
@@ -295,6 +299,8 @@ def _check_args(max_new_tokens: Any, temperature: Any, top_p: Any, seed: Any, al
         raise ValueError(f"temperature must be a number >= 0 (0: greedy), got {temperature!r:.40}")
     if not math.isfinite(temperature):
         raise ValueError(f"temperature must be finite, got {temperature!r}")
+    if 0 < temperature < MIN_TEMPERATURE:  # logits / temperature would overflow to inf, the probabilities to nan
+        raise ValueError(f"temperature must be 0 (greedy) or at least {MIN_TEMPERATURE:g}, got {temperature!r}")
     if isinstance(top_p, bool) or not isinstance(top_p, (int, float)) or not 0 < top_p <= 1:
         raise ValueError(f"top_p must be a number in (0, 1], got {top_p!r:.40}")
     if seed is not None and type(seed) is not int:

@@ -64,7 +64,7 @@ class ExploreMagics(Magics):
         if args.probes:
             options["probes"] = _as_list(self._value(args.probes, "--probes"))
         if args.texts:
-            options["texts"] = list(self._value(args.texts, "--texts"))
+            options["texts"] = _texts(self._value(args.texts, "--texts"), args.texts)
         interventions = self._eval(args.interventions) if args.interventions else ()
         from .views import explore
 
@@ -128,6 +128,17 @@ def _split(line: str) -> list[str]:
         return shlex.split(re.sub(r"(?<=\w)'(?=\w)", "\\\\'", line))
     except ValueError as error:
         raise UsageError(f"%explore: {error} in {line!r}; quote the prompt") from None
+
+
+def _texts(value: Any, name: str) -> list[str]:
+    """``--texts``: a variable holding a list (or tuple) of strings, or one string."""
+    if isinstance(value, str):
+        return [value]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(t, str) for t in value):
+        held = f"{type(value).__name__} {value!r:.30}"
+        held = "a list with non-strings in it" if isinstance(value, (list, tuple)) else held
+        raise UsageError(f"%explore --texts {name}: {name} holds {held}; give a variable holding a list of texts")
+    return list(value)
 
 
 def _as_list(value: Any) -> list[Any]:

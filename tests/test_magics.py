@@ -153,3 +153,16 @@ def test_pickles_and_meta_models_are_usage_errors(ip, ns, tmp_path):
         ns["empty"] = T.GPT2LMHeadModel(config)
     with pytest.raises(UsageError, match=r"%explore -m empty: .*meta device"):
         ip.run_line_magic("explore", "-m empty one two")
+
+
+def test_explore_texts_given_a_number(ip, ns, demo):
+    """Was a TypeError ('int' object is not iterable); a string variable was split into characters (issue 28)."""
+    ns.update(model=demo, n=5, words="the cat sat", mixed=["the cat", 3])
+    with pytest.raises(UsageError, match=r"%explore --texts n: n holds int 5; give a variable holding a list"):
+        ip.run_line_magic("explore", "--texts n the cat")
+    with pytest.raises(UsageError, match=r"--texts 5: no variable '5'"):
+        ip.run_line_magic("explore", "--texts 5 the cat")
+    with pytest.raises(UsageError, match=r"mixed holds a list with non-strings in it"):
+        ip.run_line_magic("explore", "--texts mixed the cat")
+    explorer = ip.run_line_magic("explore", "--texts words the cat")
+    assert explorer.session.texts == ["the cat sat"]

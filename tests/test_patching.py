@@ -377,3 +377,19 @@ def test_the_logits_of_many_runs_unembedded_together_equal_each_runs_own():
     torch.testing.assert_close(together, torch.stack([r.logits[-1] for r in runs]), atol=1e-5, rtol=1e-5)
     metric = raw_diff(model)
     assert rw.patching.measure(metric, runs, chunk=3) == pytest.approx([metric(r) for r in runs], abs=1e-5)
+
+
+def test_string_tokens_are_resolved_after_each_prompt_and_named_by_id(demo):
+    """The demo's word-level tokenizer: "mary" follows the prompt as itself; a word it does not know, or two
+    words, are refused in one line; the sweep's metric name gives the ids it used."""
+    model = demo
+    mary, john = model.tokenizer.convert_tokens_to_ids(["mary", "john"])
+    sweep = rw.patching.sweep(model, CLEAN, CORRUPTED, rw.patching.logit_diff(model, "mary", "john"), site="heads")
+    assert sweep.metric == f"logit_diff('mary'#{mary} - 'john'#{john})"
+    assert rw.patching.logit_diff(model, mary, john).name == sweep.metric
+    refused = {"Mary": "an unknown token to this tokenizer", "mary john": r"2 tokens there \('mary', 'john'\)"}
+    for word, problem in refused.items():
+        with pytest.raises(ValueError, match=f"after the prompt is {problem}: give one token"):
+            rw.patching.sweep(model, CLEAN, CORRUPTED, rw.patching.logit_diff(model, word, "john"), site="heads")
+    with pytest.raises(ValueError, match="outside the 15 tokens of this prompt"):
+        rw.patching.sweep(model, CLEAN, CORRUPTED, rw.patching.logit_diff(model, mary, john, position=20))

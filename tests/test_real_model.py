@@ -165,3 +165,29 @@ def test_notebook_05_runs_through_without_smollm2():
     NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(root)}}).execute()
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert rw.demo.SMOLLM2_INSTALL in text and "Error" not in text
+
+
+@real
+def test_a_string_target_is_the_token_that_follows_the_prompt(model):
+    """``logit_diff(model, "Mary", "John")`` on byte-level BPE scores " Mary" and " John" (the words after "to"),
+    not the no-space tokens "Mary" and "John"; its name says so; DLA and sweeps resolve the same way."""
+    prompt, io, subject = IOI[0]
+    run = model.run(prompt, capture=[])
+    logits = run.logits[-1]
+    expected = float(logits[_token(model, io)] - logits[_token(model, subject)])
+    metric = rw.patching.logit_diff(model, "Mary", "John")
+    assert metric(run) == pytest.approx(expected, abs=1e-5)
+    no_space = float(logits[_token(model, "Mary")] - logits[_token(model, "John")])
+    assert abs(no_space - expected) > 0.5  # what the metric scored before: a plausible, wrong number
+    on = metric.for_prompt(run.token_ids)
+    assert on.name == f"logit_diff(' Mary'#{_token(model, io)} - ' John'#{_token(model, subject)})"
+    assert rw.patching.logit_diff(model, " Mary", " John").for_prompt(run.token_ids).name == on.name
+    dla = rw.analyses.direct_logit_attribution(run, "Mary", "John")
+    assert (dla.target, dla.foil) == (_token(model, io), _token(model, subject))
+    with pytest.raises(ValueError, match=r"' Marylebone' after the prompt is 3 tokens there \(' Mary', 'le', 'bone'\)"):
+        metric = rw.patching.logit_diff(model, "Marylebone", "John")
+        metric(run)
+    corrupted = "When Mary and John went to the store, Mary gave a drink to"
+    sweep = rw.patching.sweep(model, prompt, corrupted, rw.patching.logit_diff(model, "Mary", "John"), site="heads",
+                              method="attribution")  # fmt: skip
+    assert sweep.metric == on.name

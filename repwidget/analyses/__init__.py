@@ -2,7 +2,7 @@
 over texts (``layer_measures``, ``layer_similarity``), which run the passes they need. Analyses that intervene
 and compare runs have their own public homes: ``rw.patching`` and ``rw.steering``."""
 
-from .attribution import Attribution, direct_logit_attribution
+from .attribution import Attribution, direct_logit_attribution, resolve_token
 from .depth import LayerMeasures, layer_measures
 from .directions import logit_effects, nearest
 from .geometry import layer_similarity, similarity, similarity_matrix
@@ -23,6 +23,7 @@ __all__ = [
     "logit_effects",
     "logit_lens",
     "nearest",
+    "resolve_token",
     "similarity",
     "similarity_matrix",
     "token_losses",

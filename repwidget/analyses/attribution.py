@@ -10,6 +10,7 @@ also with its scale frozen), so ``heads.sum(-1) == attn - attn_bias``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -148,11 +149,12 @@ def _captured(run: Run, hooks: list[str]) -> dict[str, torch.Tensor]:
 def direct_logit_attribution(
     run: Run, target: int | str, foil: int | str | None = None, position: int = -1
 ) -> Attribution:
-    """Each component's direct share of the logit of ``target`` (a token id, or a string of one token), or of
-    ``target`` minus ``foil``, at ``position``: embeddings, every attention output and head, every MLP output
-    (``.neurons(layer)`` for one layer's neurons), and the bias no component owns. The final norm's scale (and
-    any post-attention or post-MLP norm's) is frozen at its value in this run, so the shares add up to the logit
-    exactly. On a model that soft-caps its logits, ``total`` is the logit before the cap (``capped``)."""
+    """Each component's direct share of the logit of ``target`` (a token id, or a string: the one token that
+    would follow the prompt up to ``position``, see :func:`resolve_token`), or of ``target`` minus ``foil``, at
+    ``position``: embeddings, every attention output and head, every MLP output (``.neurons(layer)`` for one
+    layer's neurons), and the bias no component owns. The final norm's scale (and any post-attention or post-MLP
+    norm's) is frozen at its value in this run, so the shares add up to the logit exactly. On a model that
+    soft-caps its logits, ``total`` is the logit before the cap (``capped``)."""
     model = run.model
     arch = model.arch
     if not model.has_unembed:
@@ -164,9 +166,10 @@ def direct_logit_attribution(
             "direct logit attribution reads the final norm's and the unembedding's weights, which are on NDIF only "
             "for this model; load the weights (remote=False)"
         )
-    n = len(run.token_ids)
-    position = position % n if -n <= position < n else _raise_position(position, n)
-    target, foil = _token(model, target), None if foil is None else _token(model, foil)
+    position = check_position(position, len(run.token_ids))
+    prompt = run.token_ids[: position + 1]  # a string target is the token that would follow it
+    target = resolve_token(model, target, prompt)
+    foil = None if foil is None else resolve_token(model, foil, prompt)
     layers = range(model.n_layers)
     hooks = ["blocks.0.hook_resid_pre", f"blocks.{model.n_layers - 1}.hook_resid_post"]
     hooks += [f"blocks.{layer}.{t}" for layer in layers for t in ("attn.hook_z", "hook_attn_out", "hook_mlp_out")]
@@ -231,18 +234,52 @@ def _final_resid(run: Run, position: int) -> torch.Tensor:
     return _captured(run, [hook])[hook][position].float()
 
 
-def _token(model: Model, token: int | str) -> int:
-    if isinstance(token, str):
-        ids = model.tokenizer.encode(token, add_special_tokens=False) if model.tokenizer is not None else []
-        if len(ids) != 1:
-            raise ValueError(f"{token!r} is {len(ids)} tokens; give one token (or its id)")
-        return ids[0]
-    if isinstance(token, bool) or not isinstance(token, int) or not 0 <= token < model.vocab_size:
-        raise ValueError(
-            f"token must be a token id in 0..{model.vocab_size - 1} or a string of one token, got {token!r:.40}"
-        )
-    return token
+def resolve_token(model: Model, token: int | str, prompt: Sequence[int]) -> int:
+    """The id of ``token``: a token id, or a string read as the token that would follow ``prompt`` (token ids).
+
+    A string is appended to the prompt's text, after a space unless it starts with one or the prompt ends with
+    one, and the new token is taken: ``"Mary"`` after ``"... gave a drink to"`` is ``" Mary"`` on a byte-level
+    BPE tokenizer (SmolLM2, GPT-2) and ``"mary"`` on a word-level one. Refused, with the tokens it makes, when that
+    is more than one token, an unknown token, or merges with the prompt's last token. One resolver for every
+    string target: logit differences, direct logit attribution, Hydra.
+    """
+    if not isinstance(token, str):
+        if isinstance(token, bool) or not isinstance(token, int) or not 0 <= token < model.vocab_size:
+            raise ValueError(
+                f"token must be a token id in 0..{model.vocab_size - 1} or a string of one token, got {token!r:.40}"
+            )
+        return token
+    tokenizer = model.tokenizer
+    if tokenizer is None:
+        raise ValueError(f"{token!r} is a string and this model has no tokenizer: give its token id")
+    if not token:
+        raise ValueError("an empty string is no token: give a token (such as ' Mary') or its id")
+    text = tokenizer.decode(list(prompt))
+    space = "" if token[0].isspace() or not text or text[-1].isspace() else " "
+    base = tokenizer.encode(text, add_special_tokens=False)
+    full = tokenizer.encode(text + space + token, add_special_tokens=False)
+    new = full[len(base) :]
+    pieces = ", ".join(repr(tokenizer.decode([i])) for i in new[:6])
+    unknown = getattr(tokenizer, "unk_token_id", None)
+    if full[: len(base)] != base:
+        problem = "merges with the prompt's last token"
+    elif len(new) != 1:
+        problem = f"is {len(new)} tokens there ({pieces})"
+    elif new[0] == unknown and token.strip() != tokenizer.unk_token:
+        problem = "is an unknown token to this tokenizer"
+    else:
+        return new[0]
+    raise ValueError(f"{space + token!r} after the prompt {problem}: give one token (or its id)")
 
 
-def _raise_position(position: int, n: int) -> int:
-    raise ValueError(f"position {position} is outside the {n} tokens of this run")
+def token_label(model: Model, token: int) -> str:
+    """``' Mary'#5329``: a token id with its text, as metric names show it."""
+    text = model.tokenizer.decode([token]) if model.tokenizer is not None else ""
+    return f"{text!r}#{token}" if text else f"#{token}"
+
+
+def check_position(position: int, n: int) -> int:
+    """``position`` (negative from the end) as an index into ``n`` tokens, or a one-line error."""
+    if not isinstance(position, int) or isinstance(position, bool) or not -n <= position < n:
+        raise ValueError(f"position {position!r:.20} is outside the {n} tokens of this prompt (use 0..{n - 1} or -1)")
+    return position % n

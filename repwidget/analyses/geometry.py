@@ -83,8 +83,13 @@ def layer_similarity(
     """``[layers, layers]`` :func:`similarity` between every pair of layers of ``model`` (or, with
     ``other_model``, ``[layers of model, layers of other_model]``; widths may differ), read at ``hook``
     (``resid_post``, ``resid_pre``, ``attn_out``, ``mlp_out``, ``mlp.hook_post``) over ``texts`` in padded
-    batches. ``unit="token"``: every token after ``<bos>`` is a sample (two models must tokenise each text
+    batches. ``unit="token"``: every token after the first is a sample (two models must tokenise each text
     into as many tokens); ``unit="text"``: each text's mean over those tokens is one.
+
+    The first token of every text is dropped (``<bos>``, or the text's first token where the tokenizer adds
+    none): it sees no context, so it says nothing about how a layer represents text, and as the attention sink its
+    residual stream's norm is often tens of times the others', which would dominate the similarity (CKA's Gram
+    matrices) and make every layer look alike.
     """
     if unit not in ("token", "text"):
         raise ValueError(f'unit must be "token" or "text", got {unit!r:.40}')

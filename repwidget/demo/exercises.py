@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from ..analyses.attribution import resolve_token
 from . import tasks
 from .evaluate import prompt
 
@@ -178,7 +179,7 @@ def logit_difference(
 
     ``runs`` (from :func:`ioi_runs`) are re-run from the first intervened layer instead of running every prompt again.
     """
-    tok, ivs = model.tokenizer, list(interventions)
+    ivs = list(interventions)
     if runs is None:
         runs = ioi_runs(model, n, ivs, capture=())
     else:
@@ -186,7 +187,8 @@ def logit_difference(
     diffs = []
     for run, io, subject in runs:
         logits = run.logits_at(-1).float()
-        diffs.append(logits[tok.convert_tokens_to_ids(io)] - logits[tok.convert_tokens_to_ids(subject)])
+        ids = run.token_ids
+        diffs.append(logits[resolve_token(model, io, ids)] - logits[resolve_token(model, subject, ids)])
     return float(torch.stack(diffs).mean())
 
 
@@ -221,13 +223,12 @@ def lens_layer(model, n: int = 40) -> int:
     """The first layer after which the logit lens ranks the indirect object first on most IOI prompts."""
     from ..analyses import logit_lens
 
-    tok = model.tokenizer
     hits = torch.zeros(model.n_layers)
     for text, io, _ in ioi_examples(n):
         run = model.run(text)
         last = len(run.token_ids) - 1
         lens = logit_lens(run, positions=range(last, last + 1))
-        hits += (lens.ids[:, 0, 0] == tok.convert_tokens_to_ids(io)).float()
+        hits += (lens.ids[:, 0, 0] == resolve_token(model, io, run.token_ids)).float()
     return int(next((layer for layer in range(model.n_layers) if hits[layer] > n / 2), model.n_layers - 1))
 
 
@@ -267,10 +268,9 @@ def check_probe_layer(probes, answer: Any, threshold: float = 0.95) -> Verdict:
 
 def verdict_flips(model, intervention: Any, toward: str = "negative", n: int = 40) -> float:
     """The share of held-out reviews of the other class whose top verdict becomes ``toward``."""
-    tok = model.tokenizer
-    target = tok.convert_tokens_to_ids(toward)
     other = [(text, label) for text, label in sentiment_examples(n * 2, seed=5) if label != toward][:n]
-    flipped = [model.run(text, [intervention]).logits_at(-1).argmax().item() == target for text, _ in other]
+    runs = (model.run(text, [intervention]) for text, _ in other)  # one run alive at a time
+    flipped = [run.logits_at(-1).argmax().item() == resolve_token(model, toward, run.token_ids) for run in runs]
     return sum(flipped) / len(flipped)
 
 

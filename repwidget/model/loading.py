@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..file_checks import FileFormatError, check_gguf, check_gguf_metadata
 from .backends import BACKENDS
 from .errors import ModelLoadError, check_materialised
 from .model import Model
@@ -207,6 +208,10 @@ def _from_gguf(path: Path, dtype: torch.dtype | None) -> tuple[nn.Module, Any]:
         import gguf  # noqa: F401  (transformers reads GGUF files with it)
     except ImportError:
         raise ModelLoadError(f"reading {path.name!r} needs the gguf package: pip install gguf") from None
+    try:
+        header = check_gguf(path)  # declared sizes against the file's, before transformers reads anything
+    except FileFormatError as e:
+        raise ModelLoadError(f"cannot load {e}") from None
     from transformers import AutoConfig, AutoTokenizer
     from transformers.modeling_gguf_pytorch_utils import GGUF_SUPPORTED_ARCHITECTURES
 
@@ -219,8 +224,20 @@ def _from_gguf(path: Path, dtype: torch.dtype | None) -> tuple[nn.Module, Any]:
             f"transformers cannot read {path.name!r}: {_one_line(e).rstrip('.')}; the GGUF architectures it reads: "
             f"{readable}"
         ) from None
-    with quiet_progress():
-        model = _auto_model(source, config, dtype or torch.float32, True, gguf_file=path.name)
+    try:
+        check_gguf_metadata(path, header)  # the sizes the model is built with against its tensors
+    except FileFormatError as e:
+        raise ModelLoadError(f"cannot load {e}") from None
+    try:
+        with quiet_progress():
+            model = _auto_model(source, config, dtype or torch.float32, True, gguf_file=path.name)
+    except (RuntimeError, ValueError, KeyError, IndexError) as e:
+        if isinstance(e, ModelLoadError):
+            raise
+        raise ModelLoadError(
+            f"transformers could not build a model from {path.name!r}: its tensors do not fit its metadata "
+            f"({_one_line(e)[:200]})"
+        ) from None
     model.name_or_path = str(path)  # so that the explorer's code() says rw.load('...gguf')
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)

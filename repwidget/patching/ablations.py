@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..analyses.attribution import _token, direct_logit_attribution
+from ..analyses.attribution import direct_logit_attribution
 from ..interventions import Ablate, Intervention
 from ..model.model import Model, TokensLike
 from ..run import Run
@@ -122,7 +122,7 @@ def hydra(
         heads = [(layer, head) for layer in range(model.n_layers) for head in range(model.n_heads)]
         for prompt in ids:
             clean = model.run(prompt, capture=[])
-            dla = direct_logit_attribution(clean, _token(model, target), _token(model, foil), position)
+            dla = direct_logit_attribution(clean, target, foil, position)
             ablations: list[Intervention] = [Ablate(la, head=he, mode=mode) for la, he in heads]
             m_clean = metric(clean)
             effects = measured(model, clean, [(a,) for a in ablations], metric, batch_size)

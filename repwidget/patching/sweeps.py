@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from ..analyses.attribution import _token
+from ..analyses.attribution import check_position, resolve_token, token_label
 from ..interventions import Patch
 from ..model.model import Model, TokensLike
 from ..model.reruns import iter_reruns
@@ -40,21 +40,66 @@ PATCHES_SHARE = 0.05
 class Metric:
     """A number read off a run's logits at ``position``, differentiable in them (so attribution patching can
     take its gradient). ``normalized``: sweeps report ``(m - m_corrupted) / (m_clean - m_corrupted)``, so the
-    clean run scores 1 and the corrupted 0."""
+    clean run scores 1 and the corrupted 0. ``resolve``: for a metric of string tokens, the metric with their ids
+    resolved after a prompt (``for_prompt``); calling the metric on a run resolves them after its prompt."""
 
     name: str
     of_logits: Callable[[torch.Tensor], torch.Tensor]
     position: int = -1
     normalized: bool = True
+    resolve: Callable[[tuple[int, ...]], Metric] | None = field(default=None, repr=False, compare=False)
+
+    def for_prompt(self, ids: Sequence[int]) -> Metric:
+        """This metric on prompt ``ids``: its string tokens resolved as what follows the prompt up to ``position``
+        (itself when it has none); a position outside the prompt is a one-line error."""
+        position = check_position(self.position, len(ids))
+        return self if self.resolve is None else self.resolve(tuple(ids[: position + 1]))
 
     def __call__(self, run: Run) -> float:
-        return float(self.of_logits(run.logits_at(self.position).float()))
+        metric = self.for_prompt(run.token_ids)
+        return float(metric.of_logits(run.logits_at(self.position).float()))
 
 
 def logit_diff(model: Model, target: int | str, foil: int | str, position: int = -1) -> Metric:
-    """The logit of ``target`` minus that of ``foil`` at ``position`` (normalised: clean 1, corrupted 0)."""
-    t, f = _token(model, target), _token(model, foil)
-    return Metric(f"logit({target!r}) - logit({foil!r})", lambda logits: logits[t] - logits[f], position)
+    """The logit of ``target`` minus that of ``foil`` at ``position`` (normalised: clean 1, corrupted 0).
+
+    A token id, or a string: the one token that would follow the prompt (``"Mary"`` after ``"... to"`` is
+    ``" Mary"`` on a byte-level BPE tokenizer; :func:`rw.analyses.resolve_token`), resolved on each prompt and
+    refused when it is several tokens. The name says the ids used: ``logit_diff(' Mary'#5329 - ' John'#3117)``.
+    """
+
+    def of(t: int, f: int) -> Metric:
+        name = f"logit_diff({token_label(model, t)} - {token_label(model, f)})"
+        return Metric(name, lambda logits: logits[t] - logits[f], position)
+
+    if not isinstance(target, str) and not isinstance(foil, str):
+        return of(resolve_token(model, target, ()), resolve_token(model, foil, ()))
+    for token in (target, foil):
+        if isinstance(token, str) and (model.tokenizer is None or not token):
+            resolve_token(model, token, ())  # its one-line error, now rather than at the first prompt
+    resolved: dict[tuple[int, ...], Metric] = {}
+
+    def resolve(prompt: tuple[int, ...]) -> Metric:
+        if prompt not in resolved:
+            if len(resolved) >= 64:
+                resolved.clear()
+            resolved[prompt] = of(resolve_token(model, target, prompt), resolve_token(model, foil, prompt))
+        return resolved[prompt]
+
+    def unresolved(logits: torch.Tensor) -> torch.Tensor:
+        raise ValueError("this metric's tokens are strings, read after a prompt: use metric.for_prompt(ids)")
+
+    return Metric(f"logit_diff({target!r} - {foil!r})", unresolved, position, resolve=resolve)
+
+
+def _on_prompts(metric: Metric | Callable[[Run], float], prompts: Sequence[Sequence[int]]) -> Any:
+    """``metric`` resolved on every prompt of a sweep: the same tokens on each, or a one-line error."""
+    if not isinstance(metric, Metric):
+        return metric
+    found = {m.name: m for m in (metric.for_prompt(ids) for ids in prompts)}
+    if len(found) > 1:
+        raise ValueError(f"{metric.name} names different tokens on these prompts ({', '.join(found)}): give token ids")
+    return next(iter(found.values()))
 
 
 @dataclass
@@ -100,8 +145,9 @@ def measure(metric: Metric | Callable[[Run], float], runs: Sequence[Run], chunk:
         return [float(metric(r)) for r in runs]
     values = []
     for i in range(0, len(runs), chunk):
+        on = [metric.for_prompt(run.token_ids) for run in runs[i : i + chunk]]  # its tokens after each prompt
         logits = Run.logits_of(runs[i : i + chunk], metric.position)
-        values += [float(metric.of_logits(row.float())) for row in logits]
+        values += [float(m.of_logits(row.float())) for m, row in zip(on, logits, strict=True)]
     return values
 
 
@@ -168,6 +214,7 @@ def sweep(
             raise ValueError(
                 f"pair {i}: the clean prompt has {len(a)} tokens and the corrupted {len(b)}; patch equal lengths"
             )
+    metric = _on_prompts(metric, [ids for pair in pairs for ids in pair])
     template, axes = SWEEP_SITES[site]
     results, cleans, corrupts, patches = [], [], [], {}
     for number, (clean_ids, corrupted_ids) in enumerate(pairs):
@@ -278,6 +325,12 @@ def attribution(model, clean_ids, corrupted_ids, metric: Metric, site, template,
     cache, logits = model.with_graph(corrupted_ids, hooks, position=metric.position)
     with torch.enable_grad():  # the metric joins the graph even where the caller turned gradients off
         value = metric.of_logits(logits.float())
+        if not isinstance(value, torch.Tensor) or value.numel() != 1 or not value.requires_grad:
+            raise ValueError(
+                f"attribution patching takes the gradient of the metric ({metric.name}) in the logits, and it does not "
+                "depend on them (a constant, or computed outside torch): return a tensor of the logits, or use "
+                "method='exact'"
+            )
         grads = torch.autograd.grad(value, [cache[h] for h in hooks])
     n = len(corrupted_ids)
     values = []

@@ -267,6 +267,10 @@ def _read(path: Path) -> dict[str, Any]:
     if norm not in (None, "none"):
         raise FileFormatError(f"{where}: normalize_activations={norm!r} is not supported yet; only 'none'")
     metadata = json_field(cfg, "metadata", "dict", where, {})
+    training = json_field({"metadata.training": metadata.get("training")}, "metadata.training", "dict", where, {})
+    stats = json_field({"metadata.training.stats": training.get("stats")}, "metadata.training.stats", "dict", where, {})
+    for key, value in stats.items():
+        json_field({f"metadata.training.stats.{key}": value}, f"metadata.training.stats.{key}", "number", where)
     hook = json_field(metadata, "hook_name", "str", where, None) or json_field(cfg, "hook_name", "str", where, None)
     if hook is not None:
         try:

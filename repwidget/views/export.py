@@ -121,6 +121,8 @@ def save_html(
     max_bytes: int = 8_000_000,
 ) -> Path:
     """Write the views of ``session`` as one self-contained HTML file at ``path``; return the path."""
+    if title is not None and not isinstance(title, str):
+        raise TypeError(f"title must be a string (the page's title), got {type(title).__name__} {title!r:.40}")
     path = Path(path)
     selection = session.check_selection(selection if selection is not None else session.default_selection())
     code = BUNDLE.read_text(encoding="utf-8")
