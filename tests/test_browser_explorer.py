@@ -112,7 +112,9 @@ def test_a_click_selects_a_head_and_shift_click_ablates_it_in_the_kernel(lab_pag
     assert clean_row[0] == "paris" and float(clean_row[2].rstrip("%")) < float(clean_row[1].rstrip("%"))  # p -> now
     assert not intervened.inner_text().split("\n")[1].startswith("paris")  # paris lost its place
     assert "pp" in intervened.inner_text()  # changes in percentage points
-    expect(root.locator('[data-rw-head="0.0"]')).to_have_class("rw-head rw-selected rw-ablated")
+    expect(root.locator('[data-rw-head="0.0"]')).to_have_class(
+        re.compile(r"^(?=.*\brw-selected\b)(?=.*\brw-ablated\b)rw-head\b")
+    )
     expect(root.locator('[data-rw-head="0.0"]')).to_have_attribute("aria-label", re.compile(r", ablated$"))
     expect(root.locator(".rw-iv")).to_contain_text("ablate head 0.0 (zero)")
     paris = "model.tokenizer.convert_tokens_to_ids('paris')"
@@ -146,7 +148,8 @@ def test_the_ablate_button_beside_a_selected_neuron_and_a_python_assignment_reac
     assert expected in kernel.wait_for("print(ex.interventions)", expected)
     listed = root.locator(f'[data-rw-neuron="{layer}.{index}"]')  # still listed, marked
     expect(listed).to_have_class(re.compile("rw-ablated"), timeout=30_000)
-    expect(root.locator(".rw-tokens-view .rw-legend")).to_contain_text("in the clean run (it is ablated)")
+    # shown in the run without its own ablation: here the clean run, its ablation being the only intervention
+    expect(root.locator(".rw-tokens-view .rw-legend")).to_contain_text("in the clean run (its ablation is the only")
     kernel.run("ex.interventions = [rw.Ablate(2, head=1)]")
     expect(root.locator(".rw-iv")).to_have_text(["ablate head 2.1 (zero)\u00d7"], timeout=30_000)
     expect(root.locator('[data-rw-head="2.1"]')).to_have_class(re.compile("rw-ablated"))
@@ -267,7 +270,8 @@ def test_a_click_selects_an_sae_feature_its_button_ablates_it_and_the_slider_ste
     expect(root.locator(f'.rw-features-view [data-rw-feature="{index}"]')).to_have_class(
         re.compile("rw-ablated"), timeout=30_000
     )
-    expect(root.locator(".rw-tokens-view .rw-legend")).to_contain_text("in the clean run (it is ablated)")
+    legend = root.locator(".rw-tokens-view .rw-legend")
+    expect(legend).to_contain_text("in the clean run (no interventions; it is ablated)")
     root.locator("[data-rw-steer]").fill("-8")
     expect(root.locator("[data-rw-steer] + .rw-num")).to_have_text("\u00d7 -8")
     root.locator("[data-rw-steer-apply]").click()
@@ -355,7 +359,9 @@ def test_one_explorer_shown_twice_answers_each_view_and_takes_clicks_from_both(l
     assert state.strip() == "[rw.Ablate(layer=1, head=0), rw.Ablate(layer=2, head=3)]"
     for view in (first, second):  # each view shows the selected head's pattern, neither stays busy
         expect(view.locator("canvas[data-rw-pattern='2.3']")).to_have_count(1, timeout=30_000)
-        expect(view.locator('[data-rw-head="1.0"]')).to_have_class("rw-head rw-ablated")
+        expect(view.locator('[data-rw-head="1.0"]')).to_have_class(
+            re.compile(r"^(?!.*\brw-selected\b)rw-head\b.*\brw-ablated\b")
+        )
         expect(view).not_to_have_attribute("data-rw-busy", "", timeout=30_000)
         expect(view.locator(".rw-iv")).to_have_count(2)
     expect(second.locator(".rw-lens-view td").first).to_be_visible()

@@ -50,7 +50,8 @@ def test_the_layer_moves_the_projector_and_a_click_selects_a_token(lab_page):
     view = page.locator(".rw-projector-view").first
     view.scroll_into_view_if_needed()
     n_prompt = int(kernel.run("print(len(jx.run.token_ids))"))
-    assert view.get_attribute("data-rw-points") == str(20_000 + n_prompt)  # 20,000 of the texts' tokens + the prompt's
+    # 20,000 of the texts' tokens + the prompt's (waited for: under load the view may still be repainting)
+    expect(view).to_have_attribute("data-rw-points", str(20_000 + n_prompt), timeout=120_000)
     times = []
     for layer in (1, 2, 3, 0, 2, 1, 3):
         view.locator("[data-rw-projector-layer]").fill(str(layer))
@@ -62,6 +63,7 @@ def test_the_layer_moves_the_projector_and_a_click_selects_a_token(lab_page):
     expect(page.locator(".rw-root").first.locator(".rw-lens td.rw-selected")).to_have_attribute("data-rw-layer", "3")
 
     canvas = view.locator("canvas.rw-projector")
+    expect(canvas).to_have_attribute("data-rw-prompt-points", re.compile("."), timeout=120_000)
     points = json.loads(canvas.get_attribute("data-rw-prompt-points"))
     target = _separated(points)
     if target == json.loads(kernel.run("print(jx.selection['token'])")):
@@ -103,6 +105,7 @@ def test_a_lasso_drag_selects_the_points_inside_it(lab_page):
     view = page.locator(".rw-projector-view").first
     view.scroll_into_view_if_needed()
     canvas = view.locator("canvas.rw-projector")
+    expect(canvas).to_have_attribute("data-rw-prompt-points", re.compile("."), timeout=120_000)
     points = json.loads(canvas.get_attribute("data-rw-prompt-points"))
     kernel.run(RECORD)
     drawn = int(view.get_attribute("data-rw-layer-shown"))
@@ -238,7 +241,8 @@ def test_a_dozen_months_are_large_points_beside_the_predictions_and_every_hue_re
         page.wait_for_timeout(100)
     page.mouse.up()
     kernel.wait_for("print(len(px.selection['points']) > 0)", "True")
-    held = json.loads(kernel.run("print(json.dumps([len(px.selection['tokens']), len(px.selection['points'])]))"))
+    held = kernel.run("import json; print(json.dumps([len(px.selection['tokens']), len(px.selection['points'])]))")
+    held = json.loads(held)
     expect(canvas).to_have_attribute("data-rw-marked", f"{held[0]},{held[1]}")
     expect(view.locator("[data-rw-projector-lasso]")).to_contain_text(
         f"lasso: {held[0]} of the prompt's tokens, {held[1]} of the texts' points (ringed)"
