@@ -311,3 +311,23 @@ def test_a_run_refuses_to_compute_what_it_lacks_with_other_weights():
             read()
     assert kept.logits is logits and kept.pattern(1) is pattern
     assert torch.equal(run["blocks.1.hook_resid_post"], kept["blocks.1.hook_resid_post"])
+
+
+@pytest.mark.parametrize("change", CHANGES)
+def test_the_explorers_next_message_after_the_weights_change_answers_from_the_new_weights(change):
+    """A click after a training step (no intervention changed) makes both runs again and tells every view
+    (a new generation), rather than answering from the old weights or refusing."""
+    model, apply = _changed(change)
+    ids = matrix_ids(8, seed=3)
+    ex = rw.explore(model, ids, interventions=[rw.Ablate(1, head=0)])
+    generation = ex.generation
+    apply(model.hf)
+    sent = []
+    ex.send = lambda reply, buffers=None: sent.append(reply)
+    ex._on_message(ex, {"type": "get", "id": 1, "what": "predictions", "position": 7}, [])
+    assert sent and sent[-1]["type"] == "reply", sent
+    assert ex.clean_run.weights_version == ex.run.weights_version == model.weights_version()
+    assert ex.generation > generation
+    twin = _twin(model)
+    torch.testing.assert_close(ex.run.logits, twin.run(ids, [rw.Ablate(1, head=0)]).logits, atol=1e-5, rtol=0)
+    torch.testing.assert_close(ex.clean_run.logits, twin.run(ids).logits, atol=1e-5, rtol=0)

@@ -29,6 +29,9 @@ def handle(session: Session, content: Any) -> list[Message]:
             raise ValueError(f"a message must be a dict with an int or short string id, got {protocol.short(content)}")
         kind = content.get("type")
         if kind == "get":
+            if session.model.weights_version() != session.clean_run.weights_version:
+                session.apply(session.run.interventions)  # weights changed since the runs: both made again, views
+                # told (a command's own apply does the same)
             return [session.reply(request_id, *session.get(content))]
         if kind not in COMMANDS:
             raise ValueError(f"unknown message type {protocol.short(kind, 40)}")
