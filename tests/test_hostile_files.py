@@ -6,6 +6,7 @@ Each file is written here with the ``gguf`` package's writer, then hand-edited. 
 
 from __future__ import annotations
 
+import functools
 import struct
 from pathlib import Path
 
@@ -81,6 +82,20 @@ def never_built(monkeypatch):
         raise AssertionError("the model was built: the file should have been refused before")
 
     monkeypatch.setattr(loading, "_auto_model", trap)
+
+
+def test_a_gguf_file_loads_with_no_progress_bar_and_the_bars_switch_restored(tmp_path, capfd):
+    from transformers.utils import logging
+
+    path = _tiny(tmp_path / "tiny.gguf")
+    capfd.readouterr()
+    rw.load(path)
+    out, err = capfd.readouterr()
+    assert "de-quantizing" not in err + out and "it/s]" not in err + out  # no tqdm bar above the explorer
+    assert logging.is_progress_bar_enabled()
+    from transformers import modeling_gguf_pytorch_utils as gguf_utils
+
+    assert not isinstance(gguf_utils.tqdm, functools.partial)  # the reader's own bar put back
 
 
 def test_a_small_valid_gguf_file_passes_the_checks_and_loads(tmp_path):

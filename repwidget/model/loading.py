@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import pickle
 from collections.abc import Iterator
@@ -252,11 +253,20 @@ def quiet_progress() -> Iterator[None]:
     demo's and the notebooks' known models load with no bar above every explorer."""
     from transformers.utils import logging
 
+    try:  # the GGUF reader's bar is tqdm's own, not behind transformers' switch
+        from transformers import modeling_gguf_pytorch_utils as gguf_utils
+    except ImportError:
+        gguf_utils = None
+    bar = getattr(gguf_utils, "tqdm", None)
     was = logging.is_progress_bar_enabled()
     logging.disable_progress_bar()
+    if bar is not None:
+        gguf_utils.tqdm = functools.partial(bar, disable=True)
     try:
         yield
     finally:
+        if bar is not None:
+            gguf_utils.tqdm = bar
         if was:
             logging.enable_progress_bar()
 
