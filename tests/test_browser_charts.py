@@ -4,7 +4,7 @@ background is the page's) and its text at WCAG AA contrast (4.5:1) against it, a
 from __future__ import annotations
 
 from browser import notebook_page, screenshot
-from ui_checks import set_theme
+from ui_checks import ratio, set_theme
 
 CELLS = [
     """import torch
@@ -37,16 +37,6 @@ PAINTED = """(embed) => {
 }"""
 
 
-def _ratio(a: list[float], b: list[float]) -> float:
-    def lum(c: list[float]) -> float:
-        f = [v / 255 for v in c[:3]]
-        f = [v / 12.92 if v <= 0.03928 else ((v + 0.055) / 1.055) ** 2.4 for v in f]
-        return 0.2126 * f[0] + 0.7152 * f[1] + 0.0722 * f[2]
-
-    hi, lo = sorted((lum(a), lum(b)), reverse=True)
-    return (hi + 0.05) / (lo + 0.05)
-
-
 def test_charts_follow_the_page_theme_with_readable_text(lab):
     with notebook_page(lab, "chart_theme.ipynb", CELLS, ".vega-embed canvas", 900) as (page, _, errors):
         embed = page.locator(".jp-OutputArea-output .vega-embed").first
@@ -58,8 +48,8 @@ def test_charts_follow_the_page_theme_with_readable_text(lab):
                 assert painted["corner"][3] == 0, (theme, painted)  # transparent: the page shows, no white box
                 screenshot(embed, f"chart-{theme.split()[-1].lower()}")
                 assert painted["ink"] is not None, painted
-                ratio = _ratio(painted["ink"], painted["page"])
-                assert ratio >= 4.5, (theme, painted, ratio)
+                measured = ratio(painted["ink"], painted["page"])
+                assert measured >= 4.5, (theme, painted, measured)
         finally:
             set_theme(page, "JupyterLab Light")
         assert not errors, errors

@@ -11,7 +11,7 @@ import statistics
 
 import pytest
 from browser import notebook_page, screenshot
-from ui_checks import set_theme
+from ui_checks import ratio, set_theme
 
 CELLS = [
     """import repwidget as rw
@@ -198,16 +198,6 @@ PIXELS = """(view) => {
 }"""
 
 
-def _contrast(a: list[int], b: list[int]) -> float:
-    def luminance(rgb: list[int]) -> float:
-        c = [v / 255 for v in rgb]
-        c = [v / 12.92 if v <= 0.03928 else ((v + 0.055) / 1.055) ** 2.4 for v in c]
-        return 0.2126 * c[0] + 0.7152 * c[1] + 0.0722 * c[2]
-
-    hi, lo = sorted([luminance(a), luminance(b)], reverse=True)
-    return (hi + 0.05) / (lo + 0.05)
-
-
 def test_a_dozen_months_are_large_points_beside_the_predictions_and_every_hue_reads_in_both_themes(lab_page):
     from playwright.sync_api import expect
 
@@ -229,7 +219,7 @@ def test_a_dozen_months_are_large_points_beside_the_predictions_and_every_hue_re
         assert len(seen["swatches"]) == 13, seen  # twelve months and the prompt
         for colour, count in zip(seen["swatches"][:12], seen["counts"][:12], strict=True):
             assert count >= 25, (theme, colour, count)  # a 4.5 px disc has about 60 pixels; a 2-3 px dot under 10
-            assert _contrast(colour, seen["background"]) >= 3, (theme, colour, seen["background"])
+            assert ratio(colour, seen["background"]) >= 3, (theme, colour, seen["background"])
         screenshot(view, f"projector-months-{theme.split()[-1].lower()}")
     # a lasso round the left half: the months inside it are ringed, and the line counts what the kernel holds
     box = canvas.bounding_box()

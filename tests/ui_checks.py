@@ -76,6 +76,18 @@ def settled(locator, timeout: float = 60_000) -> None:
     locator.page.wait_for_timeout(500)
 
 
+def ratio(a: list[float], b: list[float]) -> float:
+    """WCAG 2 contrast ratio of two sRGB colours (0-255 each; an alpha channel, if any, is ignored)."""
+
+    def luminance(c: list[float]) -> float:
+        f = [v / 255 for v in c[:3]]
+        f = [v / 12.92 if v <= 0.03928 else ((v + 0.055) / 1.055) ** 2.4 for v in f]
+        return 0.2126 * f[0] + 0.7152 * f[1] + 0.0722 * f[2]
+
+    hi, lo = sorted((luminance(a), luminance(b)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
 def contrast(locator) -> list[dict]:
     """The contrast of every text in the element ``locator`` finds (see :data:`CONTRAST`), once it has settled."""
     settled(locator)
