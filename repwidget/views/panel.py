@@ -133,6 +133,11 @@ def neurons(session: Session, _: dict[str, Any]) -> int:
     return session.model.d_mlp
 
 
+def vocab(session: Session, _: dict[str, Any]) -> int:
+    """Token ids: 0..vocab_size - 1."""
+    return session.model.vocab_size
+
+
 def features(session: Session, args: dict[str, Any]) -> int:
     """Features of the SAE chosen by the ``sae`` field (parsed before)."""
     return session.saes[args["sae"]].d_sae

@@ -58,10 +58,6 @@ def search(session, args: dict[str, Any]) -> dict[str, Any]:
     return {"ids": torch.tensor(ids, dtype=torch.int32), "tokens": [own.vocab[i] for i in ids], "query": args["query"]}
 
 
-def _vocab(session, args: dict[str, Any]) -> int:
-    return session.model.vocab_size
-
-
 def _foil(content: dict[str, Any], args: dict[str, Any]) -> dict[str, Any]:
     """``foil``: a token id, or absent / null for the target's logit alone."""
     foil = content.get("foil")
@@ -123,7 +119,7 @@ def features(session, args: dict[str, Any]) -> dict[str, Any]:
     return {"indices": top.to(torch.int32), "values": shares[top].float(), "sae": args["sae"]}
 
 
-_TARGET = (("position", panel.positions), ("target", _vocab))
+_TARGET = (("position", panel.positions), ("target", panel.vocab))
 
 
 def _selected(session, selection) -> Iterator[dict[str, Any]]:

@@ -12,7 +12,7 @@ import torch
 
 from ... import patching
 from ...interventions import Patch
-from ..panel import Option, Panel, Request
+from ..panel import Option, Panel, Request, vocab
 from ..protocol import index
 
 VIEW_SITES = (  # the sweeps this view offers, in the order of js/src/views/patching.ts
@@ -58,10 +58,6 @@ def _sites(session, args: dict[str, Any]) -> int:
 
 def _methods(session, args: dict[str, Any]) -> int:
     return len(patching.METHODS)
-
-
-def _vocab(session, args: dict[str, Any]) -> int:
-    return session.model.vocab_size
 
 
 def sweep_of(session, args: dict[str, Any]) -> patching.Sweep:
@@ -157,7 +153,7 @@ PANEL = Panel(
     check_prompt=check_prompt,
     code=code,
     requests=(
-        Request("sweep", (("site", _sites), ("method", _methods), ("target", _vocab), ("foil", _vocab)), answer),
+        Request("sweep", (("site", _sites), ("method", _methods), ("target", vocab), ("foil", vocab)), answer),
         Request("sweep_defaults", (), defaults),
     ),
     commands={"apply_patch": apply_patch},
