@@ -277,6 +277,7 @@ def test_what_the_text_views_add_reads_in_both_themes(lab_page):
             target.fill("")
             target.press_sequentially("jo")
             words = roots.nth(1).locator('[data-rw-words="target"]')
+            expect(words).to_be_visible(timeout=30_000)  # this theme's search, not the list the last one closed
             expect(words.locator('[data-rw-word-id][aria-selected="true"]')).to_have_count(1, timeout=30_000)
             measured = {
                 "candidates": words.evaluate(CONTRAST),

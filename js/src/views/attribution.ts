@@ -47,6 +47,7 @@ export function wordBox(store: Store, name: "target" | "foil", onPick: () => voi
     list.hidden = true;
     input.setAttribute("aria-expanded", "false");
     input.removeAttribute("aria-activedescendant");
+    options().forEach((o) => o.setAttribute("aria-selected", "false")); // a closed list selects nothing
     active = -1;
   };
   const highlight = (i: number) => {
