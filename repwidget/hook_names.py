@@ -147,3 +147,33 @@ def hook_for(site: str, layer: int) -> str:
 def same_activation(hook: str, site: str, layer: int) -> bool:
     """Whether ``hook`` reads the activation ``site`` names at ``layer`` (resid_post L is resid_pre L+1)."""
     return hook == hook_for(site, layer) or (site == "resid_post" and hook == f"blocks.{layer + 1}.hook_resid_pre")
+
+
+#: the hook family of a CNN's stages, beside ``blocks``: ``stages.{stage}.hook_out`` is a stage's output feature map
+#: ``[channels, h, w]`` (interventions see it as ``[h * w positions, channels]``)
+STAGE_TEMPLATES: tuple[str, ...] = ("hook_out",)
+_STAGE_NAME = re.compile(r"stages\.(0|[1-9][0-9]*)\.([a-z_.]+)", re.ASCII)
+
+
+def parse_stage(name: str, n_stages: int | None = None) -> int:
+    """The stage of ``stages.{stage}.hook_out`` (a CNN's hook), or raise HookNameError listing the valid names."""
+    m = _STAGE_NAME.fullmatch(name) if isinstance(name, str) else None
+    if m is None or m.group(2) not in STAGE_TEMPLATES or (n_stages is not None and int(m.group(1)) >= n_stages):
+        stages = f" with stage in 0..{n_stages - 1}" if n_stages is not None else ""
+        raise HookNameError(
+            f"unknown hook name {name!r}. A CNN's hooks are stages.{{stage}}.{{hook}}{stages} and hook one of: "
+            f"{', '.join(STAGE_TEMPLATES)}"
+        )
+    return int(m.group(1))
+
+
+def parse_any(name: str, n_layers: int | None = None) -> tuple[int, str]:
+    """``(layer, template)`` of a block hook (:func:`parse`) or a CNN stage hook (``stages.L.hook_out``)."""
+    if isinstance(name, str) and name.startswith("stages."):
+        return parse_stage(name, n_layers), STAGE_TEMPLATES[0]
+    return parse(name, n_layers)
+
+
+def stage_names(n_stages: int) -> list[str]:
+    """Every hook name of a CNN with ``n_stages`` stages, in execution order."""
+    return [f"stages.{stage}.{t}" for stage in range(n_stages) for t in STAGE_TEMPLATES]

@@ -46,6 +46,8 @@ class Ablate(Intervention):
     ``layer``: in zero mode its component is projected out (``x - (x.u)u``, ``u = v/|v|``); in mean
     and resample modes the component is set to the reference texts'. ``probes.projection(layer)``
     builds one from a probe. ``positions=[...]`` ablates at those token positions only.
+    ``Ablate(stage, channel=c)`` ablates a CNN's channel at ``stages.{stage}.hook_out`` (``positions``: pixels of
+    that feature map, ``y * w + x``; the mean is over the reference images and pixels).
     """
 
     layer: int | None = None
@@ -57,18 +59,22 @@ class Ablate(Intervention):
     feature: int | None = None
     direction: tuple[float, ...] = ()
     positions: tuple[int, ...] | None = None
+    channel: int | None = None
 
     kernel_only: ClassVar[tuple[str, ...]] = ("direction",)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "head", _int(self.head, "head", optional=True))
         object.__setattr__(self, "neuron", _int(self.neuron, "neuron", optional=True))
+        object.__setattr__(self, "channel", _int(self.channel, "channel", optional=True))
         object.__setattr__(self, "seed", _int(self.seed, "seed"))
         object.__setattr__(self, "positions", _positions(self.positions))
         if self.mode not in MODES:
             raise ValueError(f"Ablate mode must be one of {', '.join(MODES)}, got {self.mode!r:.40}")
         if self.sae is not None or self.feature is not None:
-            if self.head is not None or self.neuron is not None or len(_as_list(self.direction)):
+            if self.head is not None or self.neuron is not None or self.channel is not None or len(
+                _as_list(self.direction)
+            ):
                 raise ValueError("Ablate takes an SAE feature, a head, a neuron or a direction, not several")
             object.__setattr__(self, "direction", ())
             if self.sae is None or self.feature is None:
@@ -80,11 +86,11 @@ class Ablate(Intervention):
         if self.layer is None:
             raise TypeError("Ablate needs a layer (or sae= and feature=)")
         object.__setattr__(self, "layer", _int(self.layer, "layer"))
-        if self.head is not None and self.neuron is not None:
-            raise ValueError("Ablate takes a head or a neuron, not both")
+        if sum(x is not None for x in (self.head, self.neuron, self.channel)) > 1:
+            raise ValueError("Ablate takes one of a head, a neuron or a channel")
         if len(_as_list(self.direction)):
-            if self.head is not None or self.neuron is not None:
-                raise ValueError("Ablate takes a direction, a head or a neuron, not several")
+            if self.head is not None or self.neuron is not None or self.channel is not None:
+                raise ValueError("Ablate takes a direction, a head, a neuron or a channel, not several")
             direction = _floats(self.direction, "direction")
             if not any(direction):
                 raise ValueError("direction is the zero vector; it has no direction to ablate")
@@ -94,9 +100,12 @@ class Ablate(Intervention):
 
     @property
     def target(self) -> str:
-        """What is ablated: ``"feature"``, ``"head"``, ``"neuron"``, ``"direction"`` or ``"attention"``."""
+        """What is ablated: ``"feature"``, ``"head"``, ``"neuron"``, ``"channel"``, ``"direction"`` or
+        ``"attention"``."""
         if self.sae is not None:
             return "feature"
+        if self.channel is not None:
+            return "channel"
         if self.head is not None:
             return "head"
         if self.neuron is not None:
@@ -114,6 +123,8 @@ class Ablate(Intervention):
         }
         if self.target == "feature":
             return self.sae.require_hook()
+        if self.target == "channel":
+            return f"stages.{self.layer}.hook_out"
         return f"blocks.{self.layer}.{site[self.target]}"
 
     def label(self) -> str:
@@ -123,7 +134,11 @@ class Ablate(Intervention):
             return f"ablate feature {self.feature} of {self.sae.name}{at}"
         if target == "direction":
             return f"project out a direction at layer {self.layer} ({self.mode}){at}"
-        what = {"head": f"head {self.layer}.{self.head}", "neuron": f"neuron {self.layer}.{self.neuron}"}
+        what = {
+            "head": f"head {self.layer}.{self.head}",
+            "neuron": f"neuron {self.layer}.{self.neuron}",
+            "channel": f"channel {self.layer}.{self.channel}",
+        }
         return f"ablate {what.get(target, f'attention {self.layer}')} ({self.mode}){at}"
 
     def check(self, model: Model, n_tokens: int) -> None:
@@ -132,6 +147,8 @@ class Ablate(Intervention):
         super().check(model, n_tokens)
         _check_index(self, "head", self.head, model.n_heads, "this model has heads")
         _check_index(self, "neuron", self.neuron, model.d_mlp, "the MLP has neurons")
+        if self.channel is not None:
+            _check_index(self, "channel", self.channel, model.channels(self.layer), "this stage has channels")
         _check_reference(self, model)
         _check_positions(self, self.positions, n_tokens)
         if self.direction and len(self.direction) != model.d_model:
@@ -147,6 +164,7 @@ class Ablate(Intervention):
         cols = {
             "head": lambda: _columns(self.head * model.d_head, model.d_head),
             "neuron": lambda: _columns(self.neuron, 1),
+            "channel": lambda: _columns(self.channel, 1),
             "attention": lambda: slice(None),
         }[self.target]()
         if self.mode == "zero":

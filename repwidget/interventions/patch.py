@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..hook_names import HookNameError, parse
+from ..hook_names import HookNameError, parse_any
 from .base import (
     Intervention,
     _as_list,
@@ -28,7 +28,8 @@ if TYPE_CHECKING:
 @_register("patch")
 @dataclass(frozen=True, repr=False)
 class Patch(Intervention):
-    """Activation patching: take the activation at ``hook`` from a run on ``source`` token ids.
+    """Activation patching: take the activation at ``hook`` from a run on ``source`` token ids (of a vision
+    model: ``source`` names an image it ran, ``Patch.from_run(image_run, hook)``).
 
     ``head`` restricts a ``attn.hook_z`` patch to one head; ``positions`` to some positions
     (all by default, in which case source and target must have the same length).
@@ -46,7 +47,7 @@ class Patch(Intervention):
         if not isinstance(self.hook, str):
             raise TypeError(f"hook must be a hook name (str), got {self.hook!r:.80}")
         try:
-            template = parse(self.hook)[1]
+            template = parse_any(self.hook)[1]
         except HookNameError as e:
             raise ValueError(str(e)) from None
         if template == "attn.hook_pattern":
@@ -73,7 +74,7 @@ class Patch(Intervention):
 
     @property
     def layer(self) -> int:
-        return parse(self.hook)[0]
+        return parse_any(self.hook)[0]
 
     @property
     def by_position(self) -> bool:

@@ -150,7 +150,7 @@ class _Trace:
         self.clock += 1
 
 
-def _trace(model: nn.Module, ids: torch.Tensor, extra: dict) -> tuple[_Trace, object]:
+def _trace(model: nn.Module, inputs: dict, extra: dict) -> tuple[_Trace, object]:
     trace = _Trace(model)
     with ExitStack() as stack, torch.inference_mode():
         stack.enter_context(eager_attention(model))
@@ -159,7 +159,7 @@ def _trace(model: nn.Module, ids: torch.Tensor, extra: dict) -> tuple[_Trace, ob
             stack.callback(module.register_forward_pre_hook(trace.enter, with_kwargs=True).remove)
             stack.callback(module.register_forward_hook(trace.leave, with_kwargs=True).remove)
         kwargs = {"use_cache": False} if getattr(model.config, "use_cache", None) is not None else {}
-        out = model(input_ids=ids, **kwargs, **extra)
+        out = model(**inputs, **kwargs, **extra)
     return trace, out
 
 
@@ -171,8 +171,11 @@ def _flat(x: object, d_model: int, n: int) -> torch.Tensor | None:
     return t.detach().reshape(n, d_model).float()
 
 
-def discover(model: nn.Module, vocab_size: int) -> Architecture:
-    """Trace one forward pass of a few tokens (eager attention) and read off the model's parts."""
+def discover(model: nn.Module, vocab_size: int, inputs: dict | None = None) -> Architecture:
+    """Trace one forward pass of a few tokens (eager attention) and read off the model's parts.
+
+    ``inputs`` replaces the token ids (a vision transformer's ``{"pixel_values": ...}``: its patches are the
+    tokens)."""
     config = model.config
     n_layers = _n_layers(config)
     blocks_path = find_blocks(model, n_layers)
@@ -183,18 +186,19 @@ def discover(model: nn.Module, vocab_size: int) -> Architecture:
             f"{type(model).__name__} has no attention heads in its config: repwidget reads transformer models "
             "with attention (state-space and recurrent models are not supported)"
         )
-    n = TRACE_TOKENS
-    pad = getattr(config, "pad_token_id", None)
-    ids = torch.tensor([[i for i in range(1, n + 3) if i != pad][:n]], device=input_device(model))
-    ids = ids.remainder(max(vocab_size, 1))
+    if inputs is None:
+        pad = getattr(config, "pad_token_id", None)
+        ids = torch.tensor([[i for i in range(1, TRACE_TOKENS + 3) if i != pad][:TRACE_TOKENS]])
+        inputs = {"input_ids": ids.remainder(max(vocab_size, 1)).to(input_device(model))}
 
     extra: dict = {}
-    trace, out = _trace(model, ids, extra)
+    trace, out = _trace(model, inputs, extra)
     prefix = f"{blocks_path}.0."
+    n = _tokens(trace, prefix, d_model)
     pattern = _find_pattern(trace, prefix, n_heads, n)
     if pattern is None and "output_attentions" in inspect.signature(model.forward).parameters:
         extra = {"output_attentions": True}  # older implementations return probabilities only when asked
-        trace, out = _trace(model, ids, extra)
+        trace, out = _trace(model, inputs, extra)
         pattern = _find_pattern(trace, prefix, n_heads, n)
     if pattern is None:
         raise UnsupportedModelError(
@@ -269,6 +273,14 @@ def discover(model: nn.Module, vocab_size: int) -> Architecture:
         pattern_kwargs=extra,
         block_output=0 if isinstance(block_call.output, torch.Tensor) else len(block_call.output),
     )
+
+
+def _tokens(trace: _Trace, prefix: str, d_model: int) -> int:
+    """How many tokens the traced pass had: the first block's input is ``[1, tokens, d_model]``."""
+    x = next((c.input for c in trace.calls if c.path == prefix[:-1]), None)
+    if x is None or x.dim() != 3 or x.shape[-1] != d_model:
+        raise UnsupportedModelError(f"the blocks at {prefix[:-1]!r} do not read [batch, tokens, {d_model}] activations")
+    return int(x.shape[1])
 
 
 def _find_pattern(trace: _Trace, prefix: str, n_heads: int, n: int):
