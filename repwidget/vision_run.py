@@ -17,8 +17,8 @@ if TYPE_CHECKING:
 
 class ImageRun(Mapping[str, torch.Tensor]):
     """The result of ``model.run(image)`` for an image classifier. ``run.logits`` are the class logits ``[classes]``;
-    index it by hook name: ``run["stages.1.hook_out"]`` ``[channels, h, w]`` (a CNN), ``run["blocks.2.hook_resid_post"]``
-    ``[tokens, d_model]`` or ``run["blocks.2.attn.hook_pattern"]`` ``[head, query, key]`` over CLS + patches (a ViT;
+    index it by hook name: ``run["stages.1.hook_out"]`` ``[channels, h, w]`` (a CNN),
+    ``run["blocks.2.hook_resid_post"]`` ``[tokens, d_model]`` or ``run["blocks.2.attn.hook_pattern"]`` ``[head, query, key]`` over CLS + patches (a ViT;
     patterns are computed when first read)."""
 
     def __init__(
@@ -101,6 +101,6 @@ class ImageRun(Mapping[str, torch.Tensor]):
         return name in self.result.cache
 
     def __repr__(self) -> str:
-        (i, name, p), *_ = self.top_classes(1)
+        (_, name, p), *_ = self.top_classes(1)
         ivs = f", {len(self._interventions)} intervention(s)" if self._interventions else ""
         return f"<rw.ImageRun: top class {name!r} ({p:.1%}){ivs}, {len(self.result.cache)} activations>"

@@ -10,11 +10,14 @@ from .heads import head_scores
 from .lens import Lens, lens_kl, logit_lens
 from .losses import token_losses
 from .predictions import top_tokens
+from .vision import Saliency, channel_attribution, saliency
 
 __all__ = [
     "Attribution",
     "LayerMeasures",
     "Lens",
+    "Saliency",
+    "channel_attribution",
     "direct_logit_attribution",
     "head_scores",
     "layer_measures",
@@ -24,6 +27,7 @@ __all__ = [
     "logit_lens",
     "nearest",
     "resolve_token",
+    "saliency",
     "similarity",
     "similarity_matrix",
     "token_losses",

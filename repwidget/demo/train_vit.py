@@ -83,7 +83,8 @@ def train(steps: int = 3000, batch: int = 128, lr: float = 2e-3, seed: int = 0, 
         opt.step()
         schedule.step()
         if step % 500 == 0 or step == steps - 1:
-            tqdm.write(f"step {step}: loss {loss.item():.3f}, held-out accuracy {accuracy(model.eval(), test_x, test_y):.3f}")
+            held_out = accuracy(model.eval(), test_x, test_y)
+            tqdm.write(f"step {step}: loss {loss.item():.3f}, held-out accuracy {held_out:.3f}")
             model.train()
     model.eval()
     acc = accuracy(model, test_x, test_y)

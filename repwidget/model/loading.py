@@ -17,6 +17,8 @@ from ..file_checks import FileFormatError, check_gguf, check_gguf_metadata
 from .backends import BACKENDS
 from .errors import ModelLoadError, check_materialised
 from .model import Model
+from .vision import is_image_model
+from .vision_model import VisionModel
 
 _WHAT_INSTEAD = (
     "Pass a model you have loaded (rw.load(AutoModelForCausalLM.from_pretrained(...), tokenizer)), "
@@ -75,6 +77,9 @@ def load(
     elif isinstance(model_or_path_or_name, (str, os.PathLike)):
         hf, found_tokenizer = _from_pretrained(str(model_or_path_or_name), dtype)
         tokenizer = tokenizer if tokenizer is not None else found_tokenizer
+        if is_image_model(hf):  # an image classifier's directory: its image processor is its preprocessing
+            return VisionModel(hf.to(device=device) if device is not None else hf, preprocess=found_tokenizer)
+        # (for an image classifier, _from_pretrained found its image processor, or None)
     else:
         raise TypeError(
             f"rw.load takes a Hugging Face model, a directory or a hub id, got {type(model_or_path_or_name).__name__}"
@@ -83,6 +88,8 @@ def load(
     if getattr(hf, "hf_device_map", None) is None and (device is not None or dtype is not None):
         hf.to(device=device, dtype=dtype)
     # a model passed in keeps its train/eval state: each pass runs in eval mode
+    if is_image_model(hf):
+        return VisionModel(hf, preprocess=tokenizer)
     return Model(hf, tokenizer, backend=backend, remote=remote)
 
 
@@ -128,7 +135,7 @@ def _from_pretrained(name: str, dtype: torch.dtype | None) -> tuple[nn.Module, A
     source, local_only = _resolve(name)
     config = _config(name, source, local_only)
     model = _auto_model(source, config, dtype, local_only)
-    return model.eval(), _tokenizer(source)
+    return model.eval(), (_image_processor(source) if is_image_model(model) else _tokenizer(source))
 
 
 def _resolve(name: str) -> tuple[str, bool]:
@@ -277,7 +284,9 @@ def _auto_model(source: str, config: Any, dtype: torch.dtype | None, local_only:
     kwargs: dict[str, Any] = {"local_files_only": local_only, "weights_only": True, **extra}  # only tensors
     if dtype is not None:
         kwargs["dtype"] = dtype
-    for auto in (AutoModelForCausalLM, AutoModelForMaskedLM, AutoModel):
+    from transformers import AutoModelForImageClassification
+
+    for auto in (AutoModelForCausalLM, AutoModelForMaskedLM, AutoModelForImageClassification, AutoModel):
         if type(config) in auto._model_mapping:
             try:
                 return auto.from_pretrained(source, config=config, **kwargs)
@@ -318,6 +327,16 @@ def _pickle_error(source: str, error: BaseException) -> ModelLoadError | None:
             "Download or save it again, preferably as safetensors (save_pretrained writes model.safetensors)."
         )
     return None
+
+
+def _image_processor(source: str) -> Any:
+    """An image classifier's image processor saved beside it (the PIL one: torchvision is not needed), or None."""
+    from transformers import AutoImageProcessor
+
+    try:
+        return AutoImageProcessor.from_pretrained(source, local_files_only=True, backend="pil")
+    except Exception:
+        return None
 
 
 def _tokenizer(source: str) -> Any:

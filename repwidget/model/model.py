@@ -42,6 +42,15 @@ class Model:
     nnsight trace with ``backend="nnsight"`` (on NDIF with ``remote=True``).
     """
 
+    def __new__(cls, hf_model: nn.Module | None = None, *args: Any, **kwargs: Any):
+        """An image classifier is a ``VisionModel``: ``rw.Model(net, preprocess=f, classes=[...], input_shape=...)``."""
+        from .vision import is_image_model
+        from .vision_model import VisionModel
+
+        if cls is Model and isinstance(hf_model, nn.Module) and is_image_model(hf_model):
+            return VisionModel(hf_model, *args, **kwargs)
+        return super().__new__(cls)
+
     def __init__(
         self,
         hf_model: nn.Module,
@@ -96,9 +105,7 @@ class Model:
     def d_mlp(self) -> int:
         return self.arch.d_mlp
 
-    @property
-    def has_unembed(self) -> bool:
-        return self.arch.unembed is not None
+    has_unembed = property(lambda self: self.arch.unembed is not None)
 
     @property
     def max_tokens(self) -> int | None:

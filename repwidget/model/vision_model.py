@@ -13,7 +13,7 @@ from torch import nn
 from .. import hook_names
 from ..interventions import Intervention, Patch, as_tuple
 from ..interventions.base import _check_index, _short
-from .images import ImageLike, default_preprocess, to_pixels
+from .images import ImageLike, default_preprocess, hf_preprocess, to_pixels
 from .vision import VisionArch, discover_vision, hf_input_shape
 from .vision_pass import VisionResult, run_pass, to_rows
 
@@ -36,6 +36,8 @@ class VisionModel:
             raise TypeError(f"expected a torch nn.Module image classifier, got {type(net).__name__}")
         if preprocess is not None and not callable(preprocess):
             raise TypeError(f"preprocess must be a function of an image returning a tensor, got {preprocess!r:.60}")
+        if preprocess is not None and hasattr(preprocess, "model_input_names") and hasattr(preprocess, "preprocess"):
+            preprocess = hf_preprocess(preprocess)  # a Hugging Face image processor
         shape = tuple(input_shape) if input_shape is not None else hf_input_shape(net)
         if shape is None or len(shape) != 3 or not all(isinstance(s, int) and s > 0 for s in shape):
             raise ValueError(
@@ -176,7 +178,7 @@ class VisionModel:
             edits.setdefault(iv.hook, []).append(iv.edit(self, self.positions(iv.hook)))
         result = run_pass(self.hf, self.arch, pixels, edits, names, start, base_outputs, grad)
         for name in names:
-            if name.endswith("attn.hook_z"):
+            if name.endswith("attn.hook_z") and not grad:
                 result.cache[name] = result.cache[name].reshape(-1, self.n_heads, self.d_head)
         return result
 
@@ -203,22 +205,25 @@ class VisionModel:
         return key
 
     def with_graph(self, image: ImageLike | torch.Tensor, hooks: Sequence[str] = (), interventions=()):
-        """One pass with autograd on: ``(pixels, {hook: activation}, logits)``, all in the graph (pixels require
-        grad), for gradients of a class logit (saliency, channel attribution)."""
+        """One pass with autograd on: ``(pixels, {hook: activation [1, ...]}, logits)``, all in the graph (pixels
+        require grad), for gradients of a class logit (saliency, channel attribution)."""
         pixels = self.to_pixels(image).detach().requires_grad_(True)
         result = self._execute(pixels, as_tuple(interventions), list(hooks), 0, None, grad=True)
         return pixels, result.cache, result.logits
 
+    #: the class lens is read here from captured residual streams (``rw.analyses.logit_lens``)
+    lens_in_pass = False
+
     def logits_from_resid(self, resid: torch.Tensor) -> torch.Tensor:
-        """A ViT's class logits if ``resid`` ``[..., tokens, d_model]`` were its last block's output: the final norm
-        and the classifier on the CLS token. The class lens."""
+        """A ViT's class logits if ``resid`` ``[..., d_model]``, CLS rows, were its last block's output there: the
+        final norm and the classifier. The class lens (``rw.analyses.logit_lens(run)``: position 0 is CLS)."""
         if self.arch.classifier is None:
             raise ValueError("this model's logits are not its classifier on the CLS token, so it has no class lens")
         with torch.inference_mode():
             x = resid.to(self.device)
             if self.arch.final_norm is not None:
                 x = self.hf.get_submodule(self.arch.final_norm)(x)
-            return self.hf.get_submodule(self.arch.classifier)(x[..., 0, :])
+            return self.hf.get_submodule(self.arch.classifier)(x)
 
     def set_reference(self, images: Iterable[ImageLike]) -> None:
         """Images whose activations give the statistics of ``mode="mean"`` and ``"resample"`` ablations."""

@@ -33,6 +33,7 @@ class VisionResult:
     logits: torch.Tensor
     cache: dict[str, torch.Tensor] = field(default_factory=dict)
     outputs: dict[int, object] = field(default_factory=dict)
+    batch_logits: torch.Tensor | None = None  #: ``[batch, classes]`` when a batch of images ran (saliency)
 
 
 def to_rows(x: torch.Tensor, cnn: bool) -> torch.Tensor:
@@ -65,8 +66,8 @@ def run_pass(
     base_outputs: dict[int, object] | None = None,
     grad: bool = False,
 ) -> VisionResult:
-    """The pass. ``edits`` by hook name; ``capture`` hook names (kept in the graph when ``grad``); from stage
-    ``start`` on, the stages before taken from ``base_outputs``."""
+    """The pass. ``edits`` by hook name; ``capture`` hook names (with ``grad``: batched and in the graph); from
+    stage ``start`` on, the stages before taken from ``base_outputs``."""
     edits = dict(edits or {})
     wanted = set(capture) | set(edits)
     cnn = arch.kind == "cnn"
@@ -82,8 +83,8 @@ def run_pass(
             for edit in edits[name]:
                 rows = edit(rows)
             x = from_rows(rows / scale if scale != 1.0 else rows, x, cnn)
-        if name in capture:
-            result.cache[name] = keep(x[0] * scale)
+        if name in capture:  # with grad: the batched tensor the pass goes on with, so gradients reach it
+            result.cache[name] = x if grad and scale == 1.0 else keep(x[0] * scale)
         return x
 
     def tag(fn):
@@ -139,7 +140,8 @@ def run_pass(
                 _block_hooks(arch, wanted, start, edited, add_hook)
             _skip_prefix(model, arch, start, base_outputs or {}, calls, changes)
             output = call_model(model, pixels)
-        result.logits = keep(logits_of(output)[0])
+        logits = keep(logits_of(output))
+        result.logits, result.batch_logits = logits[0], logits
         if base_outputs:
             for layer in range(start):
                 result.outputs.setdefault(layer, base_outputs[layer])
@@ -194,7 +196,8 @@ def _block_hooks(arch: VisionArch, wanted: set[str], start: int, edited, add_hoo
         if name("mlp.hook_post") in wanted and blocks.mlp_down is not None:
             add_hook(f"{prefix}.{blocks.mlp_down}", True, _pre(name("mlp.hook_post"), edited))
         if name("attn.hook_pattern") in wanted:
-            add_hook(f"{prefix}.{blocks.attn}", False, _pattern(name("attn.hook_pattern"), blocks.pattern_index, edited))
+            pattern = _pattern(name("attn.hook_pattern"), blocks.pattern_index, edited)
+            add_hook(f"{prefix}.{blocks.attn}", False, pattern)
         if name("hook_attn_out") in wanted:
             add_hook(f"{prefix}.{blocks.attn_end}", False, _post(name("hook_attn_out"), edited, blocks.attn_scale))
         if name("hook_mlp_out") in wanted:
