@@ -18,8 +18,8 @@ if TYPE_CHECKING:
 class ImageRun(Mapping[str, torch.Tensor]):
     """The result of ``model.run(image)`` for an image classifier. ``run.logits`` are the class logits ``[classes]``;
     index it by hook name: ``run["stages.1.hook_out"]`` ``[channels, h, w]`` (a CNN),
-    ``run["blocks.2.hook_resid_post"]`` ``[tokens, d_model]`` or ``run["blocks.2.attn.hook_pattern"]`` ``[head, query, key]`` over CLS + patches (a ViT;
-    patterns are computed when first read)."""
+    ``run["blocks.2.hook_resid_post"]`` ``[tokens, d_model]`` or ``run["blocks.2.attn.hook_pattern"]``
+    ``[head, query, key]`` over CLS + patches (a ViT; patterns are computed when first read)."""
 
     def __init__(
         self,

@@ -75,9 +75,10 @@ def train(steps: int = 3000, batch: int = 128, lr: float = 2e-3, seed: int = 0, 
         with torch.no_grad():
             soft = F.softmax(teacher(x) / 2.0, -1)
         logits = model(pixel_values=x).logits
-        loss = 0.5 * F.cross_entropy(logits, train_y[idx]) + 0.5 * F.kl_div(
-            F.log_softmax(logits / 2.0, -1), soft, reduction="batchmean"
-        ) * 4.0
+        loss = (
+            0.5 * F.cross_entropy(logits, train_y[idx])
+            + 0.5 * F.kl_div(F.log_softmax(logits / 2.0, -1), soft, reduction="batchmean") * 4.0
+        )
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -72,8 +72,11 @@ class Ablate(Intervention):
         if self.mode not in MODES:
             raise ValueError(f"Ablate mode must be one of {', '.join(MODES)}, got {self.mode!r:.40}")
         if self.sae is not None or self.feature is not None:
-            if self.head is not None or self.neuron is not None or self.channel is not None or len(
-                _as_list(self.direction)
+            if (
+                self.head is not None
+                or self.neuron is not None
+                or self.channel is not None
+                or len(_as_list(self.direction))
             ):
                 raise ValueError("Ablate takes an SAE feature, a head, a neuron or a direction, not several")
             object.__setattr__(self, "direction", ())

@@ -87,8 +87,7 @@ def to_pixels(image: ImageLike, preprocess: Callable[[Any], torch.Tensor], shape
         x = x[None] if x.dim() == len(shape) else x
     if x.dim() != len(shape) + 1 or x.shape[0] != 1 or x.shape[1] != shape[0]:
         raise ValueError(
-            f"the model takes one image [1, {shape[0]}, H, W] (after preprocessing), got {tuple(x.shape)}; give "
-            f"{_WHAT}"
+            f"the model takes one image [1, {shape[0]}, H, W] (after preprocessing), got {tuple(x.shape)}; give {_WHAT}"
         )
     if not x.is_floating_point():
         raise TypeError(f"a tensor image must hold floats (preprocessed pixels), got {x.dtype}")
