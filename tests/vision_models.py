@@ -34,9 +34,7 @@ def build(name: str, seed: int = 0) -> nn.Module:
             tf.MobileNetV2Config(image_size=32, depth_multiplier=0.25, **small)
         ),
         "efficientnet": lambda: tf.EfficientNetForImageClassification(
-            tf.EfficientNetConfig(
-                image_size=32, width_coefficient=0.25, depth_coefficient=0.3, hidden_dim=320, **small
-            )
+            tf.EfficientNetConfig(image_size=32, width_coefficient=0.25, depth_coefficient=0.3, hidden_dim=320, **small)
         ),
         "convnext": lambda: tf.ConvNextForImageClassification(
             tf.ConvNextConfig(image_size=32, hidden_sizes=[8, 16], depths=[1, 1], num_stages=2, **small)
