@@ -169,3 +169,24 @@ def test_swin_and_shapeless_modules_are_refused_in_one_line():
         rw.Model(swin)
     with pytest.raises(ValueError, match="input_shape"):
         rw.Model(torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.Flatten()))
+
+
+def test_an_interrupt_inside_a_rerun_leaves_the_model_as_it_was():
+    model = _model("vgg")
+    net, x = model.hf, _image(model, 5)
+    base = model.run(x)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+
+    def interrupt(module, args, output):
+        raise KeyboardInterrupt
+
+    handle = net[-1].register_forward_hook(interrupt)  # the classifier, after the stages a rerun replaced
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            base.rerun(rw.Ablate(2, channel=3))
+    finally:
+        handle.remove()
+    for module in net.modules():
+        assert not module._forward_hooks and not module._forward_pre_hooks and "forward" not in module.__dict__
+    assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items()) and not net.training
+    assert _close(base.rerun(rw.Ablate(2, channel=3)).logits, model.run(x, rw.Ablate(2, channel=3)).logits)
