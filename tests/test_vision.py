@@ -58,7 +58,7 @@ def test_bad_images_and_hooks_are_refused_in_one_line(vit, cnn, digits, demo):
         cnn.run(digits[0][0], capture="stages.3.hook_out")
     with pytest.raises(ValueError, match=r"channel 64 is out of range; this stage has channels 0\.\.63"):
         cnn.run(digits[0][0], rw.Ablate(1, channel=64))
-    with pytest.raises(ValueError, match="one of a head, a neuron or a channel"):
+    with pytest.raises(ValueError, match="not both head and channel"):
         rw.Ablate(1, channel=1, head=0)
     with pytest.raises(ValueError, match=r"unknown hook name 'stages\.1\.hook_out'"):
         demo.run([1, 2, 3], rw.Ablate(1, channel=0))  # a language model has no stages

@@ -89,8 +89,9 @@ class Ablate(Intervention):
         if self.layer is None:
             raise TypeError("Ablate needs a layer (or sae= and feature=)")
         object.__setattr__(self, "layer", _int(self.layer, "layer"))
-        if sum(x is not None for x in (self.head, self.neuron, self.channel)) > 1:
-            raise ValueError("Ablate takes one of a head, a neuron or a channel")
+        given = [name for name in ("head", "neuron", "channel") if getattr(self, name) is not None]
+        if len(given) > 1:
+            raise ValueError(f"Ablate takes a head, a neuron or a channel, not both {' and '.join(given)}")
         if len(_as_list(self.direction)):
             if self.head is not None or self.neuron is not None or self.channel is not None:
                 raise ValueError("Ablate takes a direction, a head, a neuron or a channel, not several")
