@@ -25,6 +25,7 @@ class ImageRun(Mapping[str, torch.Tensor]):
         self,
         model: VisionModel,
         key: int,
+        pixels: torch.Tensor,
         interventions: tuple[Intervention, ...],
         result: VisionResult,
         names: list[str],
@@ -32,6 +33,7 @@ class ImageRun(Mapping[str, torch.Tensor]):
         self._model = model
         #: the image's content key in ``model.images`` (what a Patch from this run names as its source)
         self.key = key
+        self._pixels = pixels
         self._interventions = interventions
         self.result = result
         self._names = list(names)
@@ -47,7 +49,7 @@ class ImageRun(Mapping[str, torch.Tensor]):
     @property
     def pixels(self) -> torch.Tensor:
         """The preprocessed image ``[1, C, H, W]``."""
-        return self._model.images[self.key]
+        return self._pixels
 
     @property
     def token_ids(self) -> list[int]:

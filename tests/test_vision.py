@@ -146,3 +146,19 @@ def test_train_vit_writes_a_model_rw_load_reads(tmp_path):
     train(steps=2, batch=8, out=tmp_path)
     model = rw.load(str(tmp_path))
     assert model.kind == "vit" and model.run(np.zeros((28, 28), np.uint8)).logits.shape == (10,)
+
+
+def test_a_model_keeps_only_its_last_images_for_patches_and_runs_keep_their_own(cnn, digits):
+    from repwidget.model.vision_model import KEPT_IMAGES
+
+    first = cnn.run(digits[0][0])
+    patch = rw.Patch.from_run(first, "stages.0.hook_out")
+    for i in range(KEPT_IMAGES):
+        cnn.run(torch.full((1, 28, 28), float(i)))
+    assert len(cnn.images) == KEPT_IMAGES and first.key not in cnn.images
+    with pytest.raises(ValueError, match="last 64 images"):
+        cnn.run(digits[0][1], patch)
+    assert torch.equal(
+        first.rerun(rw.Ablate(0, channel=1)).logits, cnn.run(digits[0][0], rw.Ablate(0, channel=1)).logits
+    )
+    assert torch.equal(cnn.run(digits[0][1], patch).logits, first.logits)  # the rerun brought it back

@@ -17,6 +17,8 @@ from .images import ImageLike, default_preprocess, hf_preprocess, to_pixels
 from .vision import VisionArch, discover_vision, hf_input_shape
 from .vision_pass import VisionResult, run_pass, to_rows
 
+#: how many images a model keeps for patches to name (the oldest forgotten first)
+KEPT_IMAGES = 64
 #: the hook templates a vision transformer's runs have (no hook_resid_mid: read hook_resid_pre + hook_attn_out)
 VIT_TEMPLATES = tuple(t for t in hook_names.HOOK_TEMPLATES if t != "hook_resid_mid")
 
@@ -55,7 +57,8 @@ class VisionModel:
         if self.classes is not None and len(self.classes) != n:
             raise ValueError(f"classes has {len(self.classes)} names; the model has {n} classes")
         self.classes = self.classes or [str(i) for i in range(n)]
-        #: images this model ran, by content key (what ``rw.Patch.from_run(image_run, hook)`` names as its source)
+        #: the last :data:`KEPT_IMAGES` images this model ran, by content key (what ``rw.Patch.from_run(image_run,
+        #: hook)`` names as its source); a run keeps its own image
         self.images: dict[int, torch.Tensor] = {}
         self.reference: ImageReference | None = None
         self.patch_sources = _ImageSources(self)
@@ -151,7 +154,7 @@ class VisionModel:
         ivs = as_tuple(interventions)
         names = self.expand(capture)
         key = self._remember(pixels)
-        return ImageRun(self, key, ivs, self._execute(pixels, ivs, names, 0, None), names)
+        return ImageRun(self, key, pixels, ivs, self._execute(pixels, ivs, names, 0, None), names)
 
     def rerun(self, base, interventions: Intervention | Iterable[Intervention] = (), capture=None):
         """``base``'s image re-run with ``interventions``, from the first stage they edit (the stages before reused
@@ -167,9 +170,10 @@ class VisionModel:
         start = min(start, self.n_layers - 1)
         reused = [n for n in names if self.check_hook(n)[0] < start]
         later = [n for n in names if n not in reused]
-        result = self._execute(self.images[base.key], ivs, later, start, base.result.outputs if start else None)
+        result = self._execute(base.pixels, ivs, later, start, base.result.outputs if start else None)
         result.cache = {n: base.result.cache[n] if n in reused else result.cache[n] for n in names}
-        return ImageRun(self, base.key, ivs, result, names)
+        self._remember(base.pixels)
+        return ImageRun(self, base.key, base.pixels, ivs, result, names)
 
     def _execute(self, pixels, ivs, names, start: int, base_outputs, grad: bool = False) -> VisionResult:
         edits: dict[str, list] = {}
@@ -191,7 +195,10 @@ class VisionModel:
         except hook_names.HookNameError as error:
             raise ValueError(f"{_short(iv)}: {error}") from None
         if len(iv.source) != 1 or iv.source[0] not in self.images:
-            raise ValueError(f"{_short(iv)}: its source is not an image this model ran; use rw.Patch.from_run(run)")
+            raise ValueError(
+                f"{_short(iv)}: its source is not one of the last {KEPT_IMAGES} images this model ran; run the source "
+                "image again and use rw.Patch.from_run(that_run, hook)"
+            )
         _check_index(iv, "head", iv.head, self.n_heads, "this model has heads")
         n = self.positions(iv.hook)
         for p in iv.positions or ():
@@ -201,7 +208,10 @@ class VisionModel:
     def _remember(self, pixels: torch.Tensor) -> int:
         digest = hashlib.sha1(pixels.detach().float().cpu().contiguous().numpy().tobytes()).digest()
         key = int.from_bytes(digest[:7], "big")
+        self.images.pop(key, None)  # newest last
         self.images[key] = pixels.detach()
+        while len(self.images) > KEPT_IMAGES:
+            self.images.pop(next(iter(self.images)))
         return key
 
     def with_graph(self, image: ImageLike | torch.Tensor, hooks: Sequence[str] = (), interventions=()):
