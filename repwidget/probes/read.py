@@ -1,4 +1,5 @@
-"""Activations for probes: one row per text, at one site of each layer, read at a position or averaged."""
+"""Activations for probes: one row per text, at one site of each layer (or at any hooks), read at a position or
+averaged."""
 
 from __future__ import annotations
 
@@ -17,7 +18,12 @@ def read_activations(
     """``[n, len(layers), d]`` activations at ``site`` of each layer, read at ``position`` (or ``"mean"``
     over the tokens after ``<bos>``), in padded batches with progress. Every text is tokenised and
     checked (and ``position`` checked against it) before the first pass."""
-    hooks = [hook_for(site, layer) for layer in layers]
+    return read_at_hooks(model, texts, [hook_for(site, layer) for layer in layers], position)
+
+
+def read_at_hooks(model: Any, texts: Sequence[Any], hooks: Sequence[str], position: int | str = -1) -> torch.Tensor:
+    """:func:`read_activations` at any hooks: ``[n, len(hooks), width]`` (``attn.hook_z`` flattened over heads)."""
+    hooks = list(hooks)
     for hook in hooks:
         parse(hook, model.n_layers)
     texts = list(texts) if not isinstance(texts, (str, bytes)) else texts
@@ -32,10 +38,9 @@ def read_activations(
                 )
     rows: list[torch.Tensor | None] = [None] * len(ids)
     for index, cache in model.iter_capture(ids, hooks):  # padded batches, each pass ending at the last hook
+        acts = [cache[h].reshape(len(cache[h]), -1) for h in hooks]
         if position == "mean":
-            rows[index] = torch.stack(
-                [cache[h][1:].float().mean(0) if len(cache[h]) > 1 else cache[h][0].float() for h in hooks]
-            )
+            rows[index] = torch.stack([a[1:].float().mean(0) if len(a) > 1 else a[0].float() for a in acts])
         else:
-            rows[index] = torch.stack([cache[h][position].float() for h in hooks])
+            rows[index] = torch.stack([a[position].float() for a in acts])
     return torch.stack(rows).cpu()
