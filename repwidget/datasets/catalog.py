@@ -6,7 +6,7 @@ from __future__ import annotations
 import difflib
 import functools
 import importlib.util
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .dataset import Dataset, count_rows, normalise_labels, read_bytes, read_rows
@@ -20,12 +20,12 @@ class Task:
     """One task of the catalogue: ``name`` for :func:`load`, ``kind``, ``size`` (examples) and ``has_ood``."""
 
     name: str
-    number: int
     kind: str
     size: int
     has_ood: bool
-    file: Path
-    ood_file: Path | None
+    number: int = field(repr=False)
+    file: Path = field(repr=False)
+    ood_file: Path | None = field(repr=False)
 
 
 def data_dir() -> Path:
@@ -52,7 +52,7 @@ def _catalogue() -> dict[str, Task]:
         number, _, name = stem.partition("_")
         ood = data / "OOD data" / f"{stem}_OOD.csv.zst"
         size = count_rows(read_bytes(file))
-        tasks[name] = Task(name, int(number), kind, size, ood.is_file(), file, ood if ood.is_file() else None)
+        tasks[name] = Task(name, kind, size, ood.is_file(), int(number), file, ood if ood.is_file() else None)
     return dict(sorted(tasks.items(), key=lambda item: item[1].number))
 
 
