@@ -26,7 +26,9 @@ def logistic(x: torch.Tensor, y: torch.Tensor, n_classes: int, l2: float = 1.0, 
         l2 = 2 * l2
     xb = torch.cat([x, torch.ones(n, 1, dtype=x.dtype)], 1)
     w = torch.zeros(d + 1, n_classes, dtype=x.dtype, requires_grad=True)
-    optimizer = torch.optim.LBFGS([w], lr=1, max_iter=iters, tolerance_grad=1e-6, line_search_fn="strong_wolfe")
+    # stop as scikit-learn's lbfgs does (gtol = tol = 1e-4 on its objective, the mean loss: here summed, so n times)
+    tolerance = 1e-4 * n
+    optimizer = torch.optim.LBFGS([w], lr=1, max_iter=iters, tolerance_grad=tolerance, line_search_fn="strong_wolfe")
 
     def closure() -> torch.Tensor:
         optimizer.zero_grad()
