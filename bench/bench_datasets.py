@@ -18,6 +18,7 @@ import time
 import torch
 
 import repwidget as rw
+from repwidget.probes import fit
 from repwidget.probes.read import read_at_hooks
 from repwidget.probes.sparse import KS, sparse_curve
 
@@ -90,18 +91,20 @@ def run(model, data: rw.datasets.Dataset, layers: list[int], neuron_layer: int, 
     print(f"\ntop neurons: {ranking[:8].tolist()}")
 
 
-def regression(model, data: rw.datasets.Dataset, layers: list[int]) -> None:
+def regression(model, data: rw.datasets.Dataset, layers: list[int], penalties=(10.0, 100.0, 1000.0, 10000.0)) -> None:
     start = time.perf_counter()
     acts = rw.probes.read_activations(model, data.texts, layers, "resid_post")
     read_s = time.perf_counter() - start
-    start = time.perf_counter()
-    probes = rw.probes.fit_regression(acts, torch.tensor(data.labels), layers, l2=10.0, test_fraction=0.2)
-    fit_s = time.perf_counter() - start
-    print(f"\n### ridge probes: {data.name}, {len(data)} texts (read {read_s:.1f} s, fit {fit_s:.2f} s, l2 = 10)\n")
-    print("| layer | train R^2 | test R^2 | control R^2 |")
-    print("|---:|---:|---:|---:|")
-    for i, layer in enumerate(layers):
-        print(f"| {layer} | {probes.train_r2[i]:.3f} | {probes.r2[i]:.3f} | {probes.control[i]:.3f} |")
+    print(f"\n### ridge probes: {data.name}, {len(data)} texts (read {read_s:.1f} s); held-out R^2 by layer and l2\n")
+    print("| l2 | fit, s | " + " | ".join(str(layer) for layer in layers) + " | control (best layer) |")
+    print("|---:|---:|" + "---:|" * (len(layers) + 1))
+    for l2 in penalties:
+        start = time.perf_counter()
+        probes = rw.probes.fit_regression(acts, torch.tensor(data.labels), layers, l2=l2, test_fraction=0.2)
+        fit_s = time.perf_counter() - start
+        best = probes.layers.index(probes.best_layer)
+        row = " | ".join(f"{r:.3f}" for r in probes.r2)
+        print(f"| {l2:g} | {fit_s:.2f} | {row} | {probes.control[best]:.3f} |")
 
 
 def demo_texts(n: int) -> list[str]:
@@ -122,12 +125,14 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("model", choices=["demo", "smollm2"])
     parser.add_argument("--n", type=int, default=0)
-    parser.add_argument("--task", nargs="+", default=["glue_sst2"])
+    parser.add_argument("--task", nargs="*", default=["glue_sst2"])
     parser.add_argument("--regression", default="world_latitude", help="a continuous task, or '' for none")
     parser.add_argument("--every", type=int, default=3)
+    parser.add_argument("--n-regression", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    fit.logistic(torch.randn(8, 2), torch.arange(8) % 2, 2)  # torch.optim's first step imports for seconds
     if args.model == "demo":
         model = rw.demo_model()
         texts = demo_texts(args.n or 2000)
@@ -144,7 +149,7 @@ def main() -> None:
         data = rw.datasets.load(task).sample(args.n or 600, seed=0)  # the OOD variant, if any, comes along
         run(model, data, layers, model.n_layers // 2, "SmolLM2-135M")
     if args.regression:
-        regression(model, rw.datasets.load(args.regression).sample(args.n or 600, seed=0), layers)
+        regression(model, rw.datasets.load(args.regression).sample(args.n_regression, seed=0), layers)
 
 
 if __name__ == "__main__":
