@@ -10,6 +10,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from ..texts import preview
 from .split import held_out
 
@@ -77,8 +79,6 @@ class Dataset:
         """A seeded random ``n`` of the examples (all of them, shuffled, if there are fewer)."""
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"n must be a positive number of examples, got {n!r:.40}")
-        import torch
-
         order = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:n]
         return self.subset(order.tolist())
 
