@@ -166,6 +166,8 @@ def test_probe_accuracy_equals_scikit_learn_and_ood_accuracy_reads_the_ood_texts
     assert scores == [pytest.approx(np.mean([a == b for a, b in zip(expected, ood.labels, strict=True)]), abs=1e-6)]
     with pytest.raises(ValueError, match="not one of these probes' classes"):
         trained.evaluate(demo, [("a b", "medium")])
+    grouped = replace(length_task, groups=[len(t.split()) % 5 for t in length_task.texts])  # its groups held out
+    assert rw.train_probes(demo, grouped, layers=[0], control=False).grouped
 
 
 def test_regression_r2_equals_numpy_least_squares(demo):
