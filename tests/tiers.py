@@ -20,7 +20,8 @@ HERE = Path(__file__).resolve().parent
 #: each test file's tier
 FILES = {
     "unit": [
-        "test_analyses.py", "test_charts.py", "test_cli_demo.py", "test_codec_and_placement.py", "test_demo.py",
+        "test_analyses.py", "test_charts.py", "test_cli_demo.py", "test_codec_and_placement.py", "test_datasets.py",
+        "test_demo.py",
         "test_depth.py", "test_exercises.py", "test_export.py", "test_geometry.py", "test_hostile_files.py",
         "test_hostile_errors.py", "test_hostile_inputs.py",
         "test_lens.py", "test_loading.py", "test_magics.py", "test_probes.py", "test_projector.py",

@@ -11,6 +11,8 @@ from typing import Any
 
 import torch
 
+from ..datasets.dataset import Dataset
+from ..datasets.split import held_out
 from . import fit
 from .files import read_fields
 from .read import read_activations
@@ -113,6 +115,13 @@ class Probes:
             raise ValueError(f"projecting out edits the residual stream after a block; these probes read {self.site}")
         return Ablate(layer, direction=self.direction(layer, toward).tolist())
 
+    def evaluate(self, model: Any, examples: Any, labels: Sequence[Any] | None = None) -> list[float]:
+        """Accuracy by layer on other examples (a held-out or OOD ``rw.datasets.Dataset``, pairs, or texts with
+        ``labels=``), read from ``model`` at these probes' site and position in batched passes."""
+        from .evaluate import accuracy_by_layer
+
+        return accuracy_by_layer(self, model, *_examples(examples, labels))
+
     def chart(self):
         """Held-out accuracy by layer, with the majority-class baseline (altair; see ``rw.charts.offline()``)."""
         from ..views.charts import probe_accuracy
@@ -165,6 +174,11 @@ class Probes:
 
 
 def _examples(examples: Sequence[Any], labels: Sequence[Any] | None) -> tuple[list[Any], list[str]]:
+    if isinstance(examples, Dataset):
+        if examples.kind == "continuous":
+            raise ValueError(f"{examples.name} has a continuous target; train regression probes on it with "
+                             "rw.probes.train_regression(model, dataset)")  # fmt: skip
+        examples, labels = examples.texts, examples.labels
     if labels is not None:
         texts = list(examples)
         labels = list(labels)
@@ -249,11 +263,12 @@ def train_probes(
 ) -> Probes:
     """Train one probe per layer to read the labels of ``examples`` from the model's activations.
 
-    ``examples``: ``(text, label)`` pairs or ``rw.demo.Example`` (for example ``rw.demo.dataset("sentiment")``),
-    or texts with ``labels=``. The options (``kind``, ``site``, ``position``, ``k``, ``test_fraction``,
-    ``seed``, ``l2``, ``groups``, ``control``, ``tolerance``) are :class:`ProbeConfig`'s: a ``logistic``
-    probe by default, read at ``site="resid_post"`` of the last token, ``accuracy`` measured on a held-out
-    quarter of the examples.
+    ``examples``: ``(text, label)`` pairs, ``rw.demo.Example`` (for example ``rw.demo.dataset("sentiment")``),
+    a ``rw.datasets.Dataset`` (its groups held out whole, if it has any), or texts with ``labels=``. The
+    options (``kind``, ``site``, ``position``, ``k``, ``test_fraction``, ``seed``, ``l2``, ``groups``,
+    ``control``, ``tolerance``) are :class:`ProbeConfig`'s: a ``logistic`` probe by default, read at
+    ``site="resid_post"`` of the last token, ``accuracy`` measured on a held-out quarter of the examples.
+    ``probes.evaluate(model, other)`` measures them on other examples (a test split, an OOD set).
 
     Probes flatter when the held-out texts share words with the training ones: give ``groups=`` (one
     hashable per example, e.g. its noun or template) to hold out whole groups instead. ``control``
@@ -262,6 +277,8 @@ def train_probes(
     ``tolerance`` of the best accuracy.
     """
     config = ProbeConfig.of(config, options, "train_probes")
+    if isinstance(examples, Dataset) and examples.groups is not None and config.groups is None:
+        config = replace(config, groups=examples.groups)
     texts, names = _examples(examples, labels)
     classes = sorted(set(names))
     if len(classes) < 2:
@@ -339,31 +356,8 @@ def _accuracy(x: torch.Tensor, y: torch.Tensor, test: torch.Tensor, w, mean, std
 def _split(
     y: torch.Tensor, n_classes: int, test_fraction: float, seed: int, groups: Sequence[Any] | None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Held-out and training indices: a seeded ``test_fraction`` of the examples, or (``groups``) of whole
-    groups, shuffled, until the held-out part reaches ``test_fraction`` of the examples."""
-    n = len(y)
-    generator = torch.Generator().manual_seed(seed)
-    if groups is None:
-        order = torch.randperm(n, generator=generator)
-        n_test = max(n_classes, round(n * test_fraction))
-        return order[:n_test], order[n_test:]
-    groups = list(groups)
-    if len(groups) != n:
-        raise ValueError(f"{len(groups)} groups for {n} examples; give one group per example")
-    names = list(dict.fromkeys(groups))
-    if len(names) < 2:
-        raise ValueError(f"groups= holds {len(names)} group; holding groups out needs two or more")
-    held: set[Any] = set()
-    count = 0
-    for g in torch.randperm(len(names), generator=generator).tolist():
-        if count >= n * test_fraction:
-            break
-        held.add(names[g])
-        count += groups.count(names[g])
-    test = torch.tensor([i for i in range(n) if groups[i] in held])
-    train = torch.tensor([i for i in range(n) if groups[i] not in held])
-    if len(train) == 0:
-        raise ValueError(f"holding out whole groups left no training example; lower test_fraction ({test_fraction})")
+    """Held-out and training indices (:func:`repwidget.datasets.held_out`), with every class left to train on."""
+    test, train = held_out(len(y), test_fraction, seed, groups, least=n_classes)
     missing = sorted(set(range(n_classes)) - set(y[train].tolist()))
     if missing:
         raise ValueError(f"held-out groups take every example of class index {missing[0]}; give more groups per class")

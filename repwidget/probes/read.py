@@ -1,4 +1,5 @@
-"""Activations for probes: one row per text, at one site of each layer, read at a position or averaged."""
+"""Activations for probes: one row per text, at one site of each layer (or at any hooks), read at a position or
+averaged."""
 
 from __future__ import annotations
 
@@ -18,6 +19,16 @@ def read_activations(
     over the tokens after ``<bos>``), in padded batches with progress. Every text is tokenised and
     checked (and ``position`` checked against it) before the first pass."""
     hooks = [hook_for(site, layer) for layer in layers]
+    acts = read_at_hooks(model, texts, hooks, position)
+    return torch.stack([acts[hook] for hook in hooks], 1)
+
+
+def read_at_hooks(
+    model: Any, texts: Sequence[Any], hooks: Sequence[str], position: int | str = -1
+) -> dict[str, torch.Tensor]:
+    """:func:`read_activations` at any hooks, of any widths, in the same passes: ``{hook: [n, width]}``
+    (``attn.hook_z`` flattened over heads)."""
+    hooks = list(hooks)
     for hook in hooks:
         parse(hook, model.n_layers)
     texts = list(texts) if not isinstance(texts, (str, bytes)) else texts
@@ -30,12 +41,12 @@ def read_activations(
                 raise ValueError(
                     f"text {index} ({preview(texts[index])}): position {position} is outside its {len(text_ids)} tokens"
                 )
-    rows: list[torch.Tensor | None] = [None] * len(ids)
+    rows: dict[str, list[Any]] = {hook: [None] * len(ids) for hook in hooks}
     for index, cache in model.iter_capture(ids, hooks):  # padded batches, each pass ending at the last hook
-        if position == "mean":
-            rows[index] = torch.stack(
-                [cache[h][1:].float().mean(0) if len(cache[h]) > 1 else cache[h][0].float() for h in hooks]
-            )
-        else:
-            rows[index] = torch.stack([cache[h][position].float() for h in hooks])
-    return torch.stack(rows).cpu()
+        for hook in hooks:
+            a = cache[hook].reshape(len(cache[hook]), -1)
+            if position == "mean":
+                rows[hook][index] = a[1:].float().mean(0) if len(a) > 1 else a[0].float()
+            else:
+                rows[hook][index] = a[position].float()
+    return {hook: torch.stack(rows[hook]).cpu() for hook in hooks}

@@ -313,3 +313,35 @@ def layer_measures(measures, current: int | None = None) -> alt.FacetChart:
         .facet(facet=alt.Facet("measure:N", title=None, sort=list(MEASURES.values())), columns=3)
         .resolve_scale(y="independent")
     )
+
+
+def sparse_probing(result) -> alt.LayerChart:
+    """A sparse-probing curve (``rw.probes.sparse_probing``): held-out accuracy of the probe on the top k units
+    against k (log scale), with the dense probe on all units and the majority-class baseline as rules."""
+    unit = "neurons" if result.over == "neurons" else "SAE features"
+    rows = [{"k": k, "accuracy": acc} for k, acc in zip(result.ks, result.accuracy, strict=True)]
+    names = {"sparse": f"top-k {unit}", "dense": f"dense (all {result.n_units})", "baseline": "majority class"}
+    key = alt.Scale(domain=list(names.values()), range=["#4a78b5", "#e67e22", "grey"])
+
+    def legend() -> alt.Color:
+        return alt.Color("line:N", scale=key, legend=alt.Legend(title=None, orient="bottom"))
+
+    curve = (
+        alt.Chart(alt.Data(values=rows), title=f"sparse probing over {unit} ({result.hook})")
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("k:Q", scale=alt.Scale(type="log", base=2), title="k (units read)"),
+            y=alt.Y("accuracy:Q", scale=alt.Scale(domain=[0, 1]), title="held-out accuracy"),
+            color=legend(),
+            tooltip=["k:Q", alt.Tooltip("accuracy:Q", format=".3f")],
+        )
+        .transform_calculate(line=repr(names["sparse"]))
+    )
+    rules = [
+        alt.Chart(alt.Data(values=[{"accuracy": value}]))
+        .mark_rule(strokeDash=dash)
+        .encode(y="accuracy:Q", color=legend(), tooltip=[alt.Tooltip("accuracy:Q", format=".3f")])
+        .transform_calculate(line=repr(names[name]))
+        for name, value, dash in (("dense", result.dense, [6, 3]), ("baseline", result.baseline, [2, 3]))
+    ]
+    return alt.layer(curve, *rules).properties(width=320, height=200)
