@@ -32,10 +32,13 @@ def read_activations(
                 )
     rows: list[torch.Tensor | None] = [None] * len(ids)
     for index, cache in model.iter_capture(ids, hooks):  # padded batches, each pass ending at the last hook
-        if position == "mean":
-            rows[index] = torch.stack(
-                [cache[h][1:].float().mean(0) if len(cache[h]) > 1 else cache[h][0].float() for h in hooks]
-            )
-        else:
-            rows[index] = torch.stack([cache[h][position].float() for h in hooks])
+        rows[index] = torch.stack([reading(cache[h], position) for h in hooks])
     return torch.stack(rows).cpu()
+
+
+def reading(acts: torch.Tensor, position: int | str) -> torch.Tensor:
+    """The row a probe reads from one text's activations ``[pos, d]``: at ``position``, or ``"mean"`` over the
+    tokens after ``<bos>`` (the only token of a one-token text)."""
+    if position == "mean":
+        return acts[1:].float().mean(0) if len(acts) > 1 else acts[0].float()
+    return acts[position].float()
