@@ -149,3 +149,24 @@ def test_saved_top_examples_load_back_and_bad_files_fail_in_one_line(demo, tmp_p
     (tmp_path / "ex" / "top_examples.json").write_text(meta.replace('"per_text": true', '"per_text": "yes"'))
     with pytest.raises(FileFormatError, match="per_text must be true or false"):
         rw.TopExamples.load(tmp_path / "ex")
+
+
+def _contexts(ex, layer: int, index: int) -> dict:
+    reply = ex.session.handle({"type": "get", "id": "v-1", "what": "neuron_examples", "layer": layer, "index": index})
+    return reply[0][0]["data"]
+
+
+def test_the_explorer_shows_a_neurons_top_contexts_from_texts_or_given_examples(demo):
+    top = rw.top_examples(demo, TEXTS, rw.units.neurons(2, range(demo.d_mlp)), k=5, progress=False)
+    ex = rw.explore(demo, "two days after monday is", texts=TEXTS)
+    assert ex.session.shape()["neuron_examples"] is True
+    for index in (5, 300):
+        data, expected = _contexts(ex, 2, index), top.examples(index)
+        assert data["tokens"] == [e.tokens for e in expected] and data["texts"] == [e.text_index for e in expected]
+        assert data["peaks"] == [e.peak for e in expected]
+    given = rw.explore(demo, "two days after monday is", examples=top)  # no texts: the given examples only
+    assert _contexts(given, 2, 7)["tokens"] == [e.tokens for e in top.examples(7)]
+    assert _contexts(given, 1, 7)["tokens"] == []  # a neuron the examples do not hold
+    assert rw.explore(demo, "one two", views=["neurons"]).session.shape()["neuron_examples"] is False
+    with pytest.raises(TypeError, match="examples must be a rw.TopExamples"):
+        rw.explore(demo, "one two", examples=TEXTS)
