@@ -196,6 +196,8 @@ class Reader:
         kind, model = key[0], self.model
         if kind == "neuron":
             columns = torch.tensor([u.index for u in units])
+            if torch.equal(columns, torch.arange(model.d_mlp)):  # every neuron in order: no gather
+                return lambda acts: acts.float()
             return lambda acts: acts[:, columns.to(acts.device)].float()
         if kind == "direction":
             matrix = torch.stack([u.vector for u in units], 1)  # [width, units]
@@ -225,6 +227,8 @@ class Reader:
     def values(self, cache: dict[str, torch.Tensor]) -> torch.Tensor:
         """``[pos, units]`` float32 (on the captures' device) from one text's captures ``{hook: activations}``."""
         first = cache[self.hooks[0]]
+        if len(self._groups) == 1:  # one hook, one kind: its columns are the units in order
+            return self._groups[0][2](first.reshape(len(first), -1))
         out = torch.empty(len(first), len(self.units), dtype=torch.float32, device=first.device)
         for key, cols, read in self._groups:
             acts = cache[key[1]]

@@ -130,7 +130,7 @@ def test_the_budget_and_bad_units_refuse_in_one_line(demo):
         rw.top_examples(demo, TEXTS, Neuron(0, 512))
     with pytest.raises(TypeError, match="a unit is"):
         rw.top_examples(demo, TEXTS, ("neurons", 0, 1))
-    with pytest.raises(ValueError, match="k must be a positive int"):
+    with pytest.raises(ValueError, match="k must be an int in 1..100000"):
         rw.top_examples(demo, TEXTS, Neuron(0, 1), k=0)
     with pytest.raises(ValueError, match="is 3 wide"):
         rw.top_examples(demo, TEXTS, Direction(torch.ones(3), "blocks.0.hook_resid_post"))

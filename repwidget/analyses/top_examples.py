@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from ..model import readings
 from ..model.plan import CaptureBudgetError, batch_fitting, pass_bytes, size
 from ..options import options
 from ..texts import token_ids
@@ -25,7 +26,8 @@ if TYPE_CHECKING:
 __all__ = ["Example", "TopExamples", "harvest", "top_examples"]
 
 _LOW = 1 << 32
-_NONE = torch.iinfo(torch.int64).min  # below every real key: an empty slot
+_NONE = torch.iinfo(torch.int64).min  # no candidate: below every key
+_EMPTY = _NONE + (1 << 24)  # empty slots hold _NONE + 1 + slot (distinct, below every real key)
 
 
 def top_examples(
@@ -51,8 +53,8 @@ def top_examples(
 
 
 def _check(k: Any, context: Any) -> tuple[int, int] | None:
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"k must be a positive int (how many examples per unit), got {k!r:.40}")
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= 100_000:
+        raise ValueError(f"k must be an int in 1..100000 (how many examples per unit), got {k!r:.40}")
     if context is None:
         return None
     ok = isinstance(context, (tuple, list)) and len(context) == 2
@@ -88,20 +90,19 @@ def harvest(
     n_units = len(reader.units)
     size_ = _batch(model, reader, int(lengths.max()), n_units * k * width * 16, batch_size)
     device = model.device
-    keys = torch.full((n_units, k), _NONE, dtype=torch.int64, device=device)
+    keys = (_NONE + 1 + torch.arange(k, device=device)).repeat(n_units, 1)
     win_ids = torch.full((n_units, k, width), -1, dtype=torch.int64, device=device)
     win_values = torch.zeros((n_units, k, width), dtype=torch.float32, device=device)
     chunk: list[tuple[int, dict[str, torch.Tensor]]] = []
     n_tokens = 0
 
     def flush() -> None:
-        nonlocal keys, win_ids, win_values, n_tokens
-        keys, win_ids, win_values, n = _merge(reader, chunk, ids, offsets, keys, win_ids, win_values, context, per_text,
-                                              above, observe)  # fmt: skip
-        n_tokens += n
+        nonlocal n_tokens
+        n_tokens += _merge(reader, chunk, ids, offsets, keys, win_ids, win_values, context, per_text, above, observe)
         chunk.clear()
 
-    for index, cache in model.iter_capture(ids, reader.hooks, batch_size=size_, progress=progress):
+    hooks = model.expand(reader.hooks)
+    for index, cache in readings.captures(model, ids, hooks, size_, progress):  # ids checked above, once
         chunk.append((index, cache))
         if len(chunk) == size_:
             flush()
@@ -151,58 +152,62 @@ def _decode(keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _merge(reader, chunk, ids, offsets, keys, win_ids, win_values, context, per_text, above, observe):
-    """One batch's candidates merged into the kept top ``k`` (and their windows); also how many tokens it read."""
-    device = keys.device
-    texts = [i for i, _ in chunk]
-    lengths = torch.tensor([len(ids[i]) for i in texts], device=device)
+    """One batch's candidates merged into the kept top ``k`` (and their windows, written in place; the slots are
+    unordered: an entry keeps its slot until a better one takes it); also how many tokens the batch read."""
+    device, k = keys.device, keys.shape[1]
+    texts = torch.tensor([i for i, _ in chunk], device=device)
+    lengths = torch.tensor([len(ids[i]) for i, _ in chunk], device=device)
     starts = torch.cumsum(lengths, 0) - lengths  # each text's first row in the batch
     cache = {h: torch.cat([c[h].reshape(len(c[h]), -1) for _, c in chunk]).to(device) for h in reader.hooks}
-    values = reader.values(cache)  # [rows, units]
-    ids_rows = torch.tensor([t for i in texts for t in ids[i]], device=device)
+    values = torch.nan_to_num(reader.values(cache), nan=float("-inf"))  # [rows, units]
     text_of_row = torch.repeat_interleave(torch.arange(len(texts), device=device), lengths)
     pos_of_row = torch.arange(len(values), device=device) - starts[text_of_row]
     usable = pos_of_row > 0  # position 0 (the <bos> sink) is never a context
-    values = torch.nan_to_num(values, nan=float("-inf"))
     if observe is not None:
         observe(values[usable])
-    counted = values.masked_fill(~usable[:, None], float("-inf"))
-    if per_text:  # each text's peak: its first position of the largest value
-        padded = torch.full((len(texts), int(lengths.max()), values.shape[1]), float("-inf"), device=device)
-        padded[text_of_row, pos_of_row] = counted
-        best, at = padded.max(1)  # [texts, units]; max gives the first of equal values
-        cand_values, cand_text = best.T, torch.arange(len(texts), device=device)[None].expand(len(best.T), -1)
-        cand_pos = at.T
-    else:
-        cand_values, cand_text = counted.T, text_of_row[None].expand(values.shape[1], -1)
-        cand_pos = pos_of_row[None].expand(values.shape[1], -1)
-    corpus_text = torch.tensor(texts, device=device)[cand_text]
-    order = offsets.to(device)[corpus_text] + cand_pos
-    valid = torch.isfinite(cand_values) if above is None else cand_values > above
-    cand_keys = torch.where(valid, _keys(cand_values, order), _NONE)
-    merged = torch.cat([keys, cand_keys], 1)
-    top = merged.topk(keys.shape[1], dim=1)
-    new = top.indices >= keys.shape[1]
-    c = (top.indices - keys.shape[1]).clamp_min(0)
-    old = top.indices.clamp_max(keys.shape[1] - 1)
+    lowest = keys.min(1).values
+    floor = torch.where(lowest > _EMPTY, _decode(lowest)[0], float("-inf"))  # what a value must reach to enter
+    valid = usable[:, None] & (values >= floor) & (torch.isfinite(values) if above is None else values > above)
+    row, unit = valid.nonzero(as_tuple=True)  # few once the kept values are high
+    if not len(row):
+        return int(usable.sum())
+    order = offsets.to(device)[texts][text_of_row] + pos_of_row  # each row's place in the corpus
+    found = _keys(values[row, unit], order[row])
+    n_units = values.shape[1]
+    where = (text_of_row[row] if per_text else row) * n_units + unit
+    size_ = (len(texts) if per_text else len(values)) * n_units
+    # per text: its peak, the largest key of its rows (the largest value, then the first position)
+    cand = torch.full((size_,), _NONE, device=device).scatter_reduce_(0, where, found, "amax").view(-1, n_units).T
+    kth = torch.cat([keys, cand], 1).topk(k, dim=1).values[:, -1:]
+    freed_unit, freed_slot = (keys < kth).nonzero(as_tuple=True)  # row-major: both sorted by unit, the same
+    new_unit, new_c = (cand >= kth).nonzero(as_tuple=True)  # number per unit (keys are unique above _NONE)
+    if not len(new_unit):
+        return int(usable.sum())
+    new = cand[new_unit, new_c]
+    keys[freed_unit, freed_slot] = new
+    corpus = _decode(new)[1]
+    text = torch.searchsorted(offsets.to(device), corpus, right=True) - 1
+    by_text = texts.argsort()
+    local = by_text[torch.searchsorted(texts[by_text], text)]  # the text's index in this batch
+    pos = corpus - offsets.to(device)[text]
     width = win_ids.shape[2]
-    text, pos = cand_text.gather(1, c), cand_pos.gather(1, c)  # [units, k]: the batch's text and position
     first = pos - context[0] if context is not None else torch.zeros_like(pos)
-    at = first[..., None] + torch.arange(width, device=device)  # [units, k, width]: text positions of the window
-    inside = (at >= 0) & (at < lengths[text][..., None])
-    rows = (starts[text][..., None] + at).clamp(0, len(values) - 1)
-    got_values = values.T.contiguous().gather(1, rows.reshape(len(rows), -1)).reshape(rows.shape)
-    got_values = torch.where(inside, got_values.clamp(min=-3.0e38), 0.0)
-    got_ids = torch.where(inside, ids_rows[rows], -1)
-    keep_ids = win_ids.gather(1, old[..., None].expand(-1, -1, width))
-    keep_values = win_values.gather(1, old[..., None].expand(-1, -1, width))
-    win_ids = torch.where(new[..., None], got_ids, keep_ids)
-    win_values = torch.where(new[..., None], got_values, keep_values)
-    return top.values, win_ids, win_values, int(usable.sum())
+    at = first[:, None] + torch.arange(width, device=device)  # [new, width]: text positions of each window
+    inside = (at >= 0) & (at < lengths[local][:, None])
+    rows = (starts[local][:, None] + at).clamp(0, len(values) - 1)
+    ids_rows = torch.tensor([t for i, _ in chunk for t in ids[i]], device=device)
+    got = values[rows, new_unit[:, None]].clamp(min=-3.0e38)
+    win_values[freed_unit, freed_slot] = torch.where(inside, got, 0.0)
+    win_ids[freed_unit, freed_slot] = torch.where(inside, ids_rows[rows], -1)
+    return int(usable.sum())
 
 
 def _result(model, reader, ids, offsets, keys, win_ids, win_values, context, per_text, n_tokens) -> TopExamples:
-    keys, win_ids, win_values = keys.cpu(), win_ids.cpu(), win_values.cpu()
-    found = keys != _NONE
+    keys, slots = keys.cpu().sort(1, descending=True)  # best first
+    width = win_ids.shape[2]
+    win_ids = win_ids.cpu().gather(1, slots[..., None].expand(-1, -1, width))
+    win_values = win_values.cpu().gather(1, slots[..., None].expand(-1, -1, width))
+    found = keys > _EMPTY
     values, order = _decode(keys)
     text = (torch.searchsorted(offsets, order, right=True) - 1).clamp_min(0)
     position = order - offsets[text]
