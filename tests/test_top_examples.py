@@ -130,10 +130,14 @@ def test_the_budget_and_bad_units_refuse_in_one_line(demo):
         rw.top_examples(demo, TEXTS, Neuron(0, 512))
     with pytest.raises(TypeError, match="a unit is"):
         rw.top_examples(demo, TEXTS, ("neurons", 0, 1))
-    with pytest.raises(ValueError, match="k must be an int in 1..100000"):
+    with pytest.raises(ValueError, match=r"k must be an int in 1\.\.100000"):
         rw.top_examples(demo, TEXTS, Neuron(0, 1), k=0)
     with pytest.raises(ValueError, match="is 3 wide"):
         rw.top_examples(demo, TEXTS, Direction(torch.ones(3), "blocks.0.hook_resid_post"))
+    with pytest.raises(ValueError, match="finite numbers"):
+        Direction(torch.tensor([1.0, float("nan")]), "blocks.0.hook_resid_post")
+    with pytest.raises(ValueError, match="score must be one of out_norm, z_norm"):
+        Head(0, 1, score="pattern")
 
 
 def test_saved_top_examples_load_back_and_bad_files_fail_in_one_line(demo, tmp_path):
@@ -168,5 +172,5 @@ def test_the_explorer_shows_a_neurons_top_contexts_from_texts_or_given_examples(
     assert _contexts(given, 2, 7)["tokens"] == [e.tokens for e in top.examples(7)]
     assert _contexts(given, 1, 7)["tokens"] == []  # a neuron the examples do not hold
     assert rw.explore(demo, "one two", views=["neurons"]).session.shape()["neuron_examples"] is False
-    with pytest.raises(TypeError, match="examples must be a rw.TopExamples"):
+    with pytest.raises(TypeError, match=r"examples must be a rw\.TopExamples"):
         rw.explore(demo, "one two", examples=TEXTS)
