@@ -1,7 +1,8 @@
 """repwidget: the insides of neural networks, visible and clickable in Jupyter."""
 
-from . import analyses, datasets, demo, patching, probes, steering
+from . import analyses, datasets, demo, patching, probes, steering, units
 from ._version import __version__
+from .analyses.top_examples import TopExamples, top_examples
 from .demo import demo_model
 from .generation import Generation
 from .hook_names import HookNameError
@@ -66,6 +67,7 @@ __all__ = [
     "Skip",
     "Steer",
     "TokensView",
+    "TopExamples",
     "__version__",
     "analyses",
     "charts",
@@ -80,7 +82,9 @@ __all__ = [
     "patching",
     "probes",
     "steering",
+    "top_examples",
     "train_probes",
     "train_sae",
+    "units",
     "views",
 ]

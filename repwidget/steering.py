@@ -1,16 +1,19 @@
 """Steering vectors from prompts, each a :class:`repwidget.Steer`: contrastive activation addition (the difference
 of mean activations between two sets of prompts) and function vectors (the mean output of chosen heads over
-in-context-learning prompts)."""
+in-context-learning prompts); and a steer judged over a dataset (:func:`evaluate`: loss and probe verdicts)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from .analyses.attribution import _weight
-from .interventions import Steer
+from .hook_names import hook_for
+from .interventions import Steer, as_tuple
+from .probes.read import reading
 
 if TYPE_CHECKING:
     from .model.model import Model
@@ -120,3 +123,125 @@ def _mean(model: Model, prompts: Sequence[Any], hook: str, position: int | str) 
         acts = cache[hook][_index(position, len(cache[hook]))].double().cpu()
         total += acts.mean(0) if position == "mean" else acts
     return (total / len(prompts)).float()
+
+
+# -- steering judged over a dataset ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TextEffect:
+    """One text's mean next-token loss and probe verdict without (``clean_*``) and with the steer."""
+
+    clean_loss: float
+    loss: float
+    clean_verdict: str | None = None
+    verdict: str | None = None
+    label: str | None = None
+
+
+@dataclass
+class SteeringEvaluation:
+    """What :func:`evaluate` measured: per text (``texts``) and over all of them."""
+
+    texts: list[TextEffect]
+    toward: str | None
+    probe_layer: int | None
+
+    @property
+    def clean_loss(self) -> float:
+        """The mean over texts of each text's mean next-token loss (nats) without the steer."""
+        return sum(t.clean_loss for t in self.texts) / len(self.texts)
+
+    @property
+    def loss(self) -> float:
+        """The same with the steer."""
+        return sum(t.loss for t in self.texts) / len(self.texts)
+
+    @property
+    def flipped(self) -> float:
+        """The fraction of texts whose probe verdict flips to the target class (not it without the steer, it with)."""
+        self._need_probe()
+        return sum(t.clean_verdict != self.toward and t.verdict == self.toward for t in self.texts) / len(self.texts)
+
+    @property
+    def target_rate(self) -> tuple[float, float]:
+        """The fraction of texts the probe reads as the target class, without and with the steer."""
+        self._need_probe()
+        n = len(self.texts)
+        return sum(t.clean_verdict == self.toward for t in self.texts) / n, sum(
+            t.verdict == self.toward for t in self.texts
+        ) / n
+
+    @property
+    def accuracy(self) -> tuple[float, float]:
+        """The probe's accuracy against the labels, without and with the steer."""
+        self._need_probe()
+        if self.texts[0].label is None:
+            raise ValueError("no labels were given: pass labels= to rw.steering.evaluate for the probe's accuracy")
+        n = len(self.texts)
+        return sum(t.clean_verdict == t.label for t in self.texts) / n, sum(
+            t.verdict == t.label for t in self.texts
+        ) / n
+
+    def _need_probe(self) -> None:
+        if self.toward is None:
+            raise ValueError("no probe was given: pass probe= to rw.steering.evaluate for its verdicts")
+
+    def __repr__(self) -> str:
+        line = f"<SteeringEvaluation over {len(self.texts)} texts: loss {self.clean_loss:.3f} -> {self.loss:.3f} nats"
+        if self.toward is not None:
+            line += f"; reads {self.toward!r}: {self.target_rate[0]:.0%} -> {self.target_rate[1]:.0%}"
+        return line + ">"
+
+
+def evaluate(
+    model: Model,
+    steer: Any,
+    texts: Any,
+    probe: Any = None,
+    labels: Sequence[Any] | None = None,
+    toward: str | None = None,
+    probe_layer: int | None = None,
+    batch_size: int = 32,
+) -> SteeringEvaluation:
+    """The effect of ``steer`` (a ``rw.Steer``: a probe's, a contrastive vector, an SAE feature; or any interventions)
+    over ``texts`` (a list, or a dataset with ``.texts`` and ``.labels``), each read without and with it in padded
+    batches (``model.run_batch``): every text's mean next-token loss and, with ``probe`` (``rw.Probes``), the probe's
+    verdict at ``probe_layer`` (default its last layer) against the target class ``toward`` (default the probe's second
+    class) and, with ``labels``, its accuracy."""
+    if labels is None and hasattr(texts, "texts"):
+        labels = getattr(texts, "labels", None)
+    texts = list(getattr(texts, "texts", texts))
+    _check_prompts(texts)
+    if labels is not None and len(labels) != len(texts):
+        raise ValueError(f"labels must be one per text: got {len(labels)} labels for {len(texts)} texts")
+    ivs = as_tuple(steer)
+    capture: list[str] = []
+    if probe is not None:
+        probe_layer = probe.layers[-1] if probe_layer is None else probe_layer
+        probe._check_layer(probe_layer)
+        toward = probe.classes[min(1, len(probe.classes) - 1)] if toward is None else toward
+        if toward not in probe.classes:
+            raise ValueError(f"toward must be one of the probe's classes {probe.classes}, got {toward!r:.40}")
+        capture = [hook_for(probe.site, probe_layer)]
+    out: list[TextEffect] = []
+    for start in range(0, len(texts), batch_size):
+        part = texts[start : start + batch_size]
+        clean = model.run_batch(part, capture=capture)
+        steered = model.run_batch(part, ivs, capture=capture)
+        for i, (a, b) in enumerate(zip(clean, steered, strict=True)):
+            verdicts = [_verdict(probe, r, capture, probe_layer) for r in (a, b)] if probe is not None else [None, None]
+            label = None if labels is None else str(labels[start + i])
+            out.append(TextEffect(_mean_loss(a), _mean_loss(b), verdicts[0], verdicts[1], label))
+    return SteeringEvaluation(out, toward, probe_layer if probe is not None else None)
+
+
+def _verdict(probe: Any, run: Any, capture: list[str], layer: int) -> str:
+    return probe.predict(reading(run[capture[0]], probe.position)[None], layer)[0]
+
+
+def _mean_loss(run: Any) -> float:
+    from .analyses.losses import token_losses
+
+    losses = token_losses(run)
+    if not len(losses):
+        raise ValueError("a text of one token has no next-token loss; give texts of two tokens or more")
+    return float(losses.double().mean())

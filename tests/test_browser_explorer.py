@@ -282,6 +282,27 @@ def test_a_click_selects_an_sae_feature_its_button_ablates_it_and_the_slider_ste
     kernel.run("fx.interventions = []")
 
 
+def test_a_selected_neuron_shows_its_top_contexts_over_the_explorers_texts(lab_page):
+    from playwright.sync_api import expect
+
+    page, kernel, _ = lab_page
+    root = _explorer(page, 3)  # fx: given texts=
+    neuron = root.locator(".rw-neurons-view [data-rw-neuron]").first
+    neuron.wait_for()
+    layer, index = neuron.get_attribute("data-rw-neuron").split(".")
+    neuron.click()
+    lines = root.locator(".rw-neuron-examples .rw-example")
+    expect(lines).to_have_count(5, timeout=60_000)
+    shown = [lines.nth(i).get_attribute("title") for i in range(5)]
+    expected = kernel.run(
+        f"top = rw.top_examples(model, fx.session.texts, rw.units.Neuron({layer}, {index}), k=5, progress=False)\n"
+        "print([f'text {e.text_index}' for e in top.examples(0)])"
+    )
+    assert expected.strip() == str(shown)
+    assert kernel.run("print(fx.interventions)").strip() == "[]"  # looking is not ablating
+    screenshot(root, "explorer-neuron-examples")
+
+
 def test_a_click_on_a_probe_layer_and_the_steer_button_reach_python(lab_page):
     from playwright.sync_api import expect
 

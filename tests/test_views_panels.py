@@ -28,6 +28,7 @@ def test_the_tables_are_built_from_the_panels_found_in_their_order():
     assert list(PANELS) == list(catalog.VIEWS) == sorted(PANELS, key=lambda name: PANELS[name].order)
     assert catalog.VIEWS[:3] == ("interventions", "tokens", "attention")  # the explorer's layout order
     assert {name: p.name for name, p in catalog.OPTIONS.items()} == {
+        "examples": "neurons",
         "points": "projector",
         "projection": "projector",
         "continuation": "continuation",

@@ -52,6 +52,8 @@ export interface Shape {
   max_side?: number;
   lens_width?: number;
   dashboards?: boolean;
+  /** whether the neurons view can show a neuron's top contexts (the explorer was given examples or texts) */
+  neuron_examples?: boolean;
   modes?: ModeInfo[];
   /** whether the tokens view can ask how each position's prediction changed (`effects`), and over how many */
   effects?: boolean;

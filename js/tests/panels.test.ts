@@ -86,6 +86,26 @@ describe("neurons view", () => {
   });
 });
 
+describe("a neuron's top contexts", () => {
+  it("selecting a neuron asks for its top contexts and shows them as text, the peak marked", async () => {
+    const shape = { n_layers: 2, n_heads: 2, d_mlp: 8, n_tokens: 4, max_side: 512, neuron_examples: true };
+    const { model, el } = setup({ views: ["interventions", "tokens", "neurons"], shape });
+    answer(model, "neurons", { indices: header("int32", [1], 0), values: header("float32", [1], 1), layer: 0, position: 3 }, [int32([5]), float32([1.5])]);
+    await settle();
+    click(el.querySelector('[data-rw-neuron="0.5"]')!);
+    expect(model.sent.find((m) => m.what === "neuron_examples")).toMatchObject({ layer: 0, index: 5 });
+    const tokens = [["<b>x</b>", "a"], ["b"]];
+    answer(model, "neuron_examples", { tokens, peaks: [0, 0], values: header("float32", [3], 0), texts: [4, 9], layer: 0, index: 5 }, [float32([2, 1, 0.5])]);
+    await settle();
+    const lines = el.querySelectorAll(".rw-neuron-examples .rw-example");
+    expect(lines).toHaveLength(2);
+    expect(lines[0].textContent).toContain("<b>x</b>"); // set as text, never parsed
+    expect(lines[0].querySelector("b")).toBeNull();
+    expect(lines[0].querySelector(".rw-ctx-peak")!.getAttribute("title")).toBe("2.000");
+    expect(lines[1].getAttribute("title")).toBe("text 9");
+  });
+});
+
 describe("probes view", () => {
   it("selects a layer from its buttons and sends a steer_probe command in class gaps, the chip's unit", () => {
     const { model, el, store } = setup({

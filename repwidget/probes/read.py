@@ -44,9 +44,13 @@ def read_at_hooks(
     rows: dict[str, list[Any]] = {hook: [None] * len(ids) for hook in hooks}
     for index, cache in model.iter_capture(ids, hooks):  # padded batches, each pass ending at the last hook
         for hook in hooks:
-            a = cache[hook].reshape(len(cache[hook]), -1)
-            if position == "mean":
-                rows[hook][index] = a[1:].float().mean(0) if len(a) > 1 else a[0].float()
-            else:
-                rows[hook][index] = a[position].float()
+            rows[hook][index] = reading(cache[hook].reshape(len(cache[hook]), -1), position)
     return {hook: torch.stack(rows[hook]).cpu() for hook in hooks}
+
+
+def reading(acts: torch.Tensor, position: int | str) -> torch.Tensor:
+    """The row a probe reads from one text's activations ``[pos, d]``: at ``position``, or ``"mean"`` over the
+    tokens after ``<bos>`` (the only token of a one-token text)."""
+    if position == "mean":
+        return acts[1:].float().mean(0) if len(acts) > 1 else acts[0].float()
+    return acts[position].float()

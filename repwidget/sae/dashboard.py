@@ -3,7 +3,6 @@ the output tokens its decoder direction boosts and suppresses."""
 
 from __future__ import annotations
 
-import heapq
 import html
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -12,8 +11,6 @@ from typing import Any
 import torch
 
 from ..analyses.directions import logit_effects
-from ..texts import token_ids
-from . import harvest
 from .model import SAE
 
 
@@ -67,7 +64,8 @@ def feature_dashboards(
     model: Any, sae: SAE, features: Iterable[int], texts: Iterable[Any], k: int = 10, bins: int = 30
 ) -> dict[int, FeatureDashboard]:
     """The dashboards of many ``features`` of ``sae`` from one harvest of ``texts`` (each text read once,
-    in padded batches): ``{feature: dashboard}``."""
+    in padded batches; the top contexts are :func:`repwidget.top_examples`' with whole texts): ``{feature:
+    dashboard}``."""
     sae.check_fits(model)
     hook = sae.hook
     features = list(dict.fromkeys(int(f) for f in features))
@@ -76,35 +74,27 @@ def feature_dashboards(
     for feature in features:
         if not 0 <= feature < sae.d_sae:
             raise ValueError(f"feature {feature} is out of range; {sae.name} has features 0..{sae.d_sae - 1}")
-    ids = token_ids(model, texts)  # every text checked before the first pass
-    columns = torch.tensor(features)
-    tops: dict[int, list[tuple[float, int, list[float]]]] = {f: [] for f in features}  # min-heaps
+    from ..analyses.top_examples import harvest  # here: it plans passes, and the planner imports the SAEs
+    from ..units import Feature
+
     active: dict[int, list[torch.Tensor]] = {f: [] for f in features}
-    n_tokens = 0
-    for index, acts in harvest.activations(model, hook, ids, skip_first=False):
-        chosen = sae.encode(acts)[:, columns].cpu()  # [pos, features]
-        chosen[0] = 0  # <bos> is not a context
-        n_tokens += len(chosen) - 1
+
+    def observe(values: torch.Tensor) -> None:  # [tokens, features], <bos> left out
         for j, feature in enumerate(features):
-            values = chosen[:, j]
-            active[feature].append(values[values > 0])
-            peak = float(values.max())
-            top = tops[feature]
-            if peak > 0 and (len(top) < k or peak > top[0][0]):
-                item = (peak, index, values.tolist())
-                heapq.heappush(top, item) if len(top) < k else heapq.heapreplace(top, item)
+            column = values[:, j]
+            active[feature].append(column[column > 0].cpu())
+
+    tops = harvest(model, texts, [Feature(sae, f) for f in features], k, None, True, above=0.0, observe=observe)
     out = {}
-    for feature in features:
-        contexts = []
-        for peak, index, values in sorted(tops[feature], key=lambda item: (-item[0], item[1])):
-            contexts.append(Context(model.to_str_tokens(ids[index]), values, values.index(peak), index))
+    for j, feature in enumerate(features):
+        contexts = [Context(e.tokens, e.values, e.peak, e.text_index) for e in tops.examples(j)]
         values = torch.cat(active[feature]) if active[feature] else torch.zeros(0)
         high = float(values.max()) if len(values) else 1.0
         counts = torch.histc(values, bins=bins, min=0.0, max=high).long().tolist() if len(values) else [0] * bins
         edges = torch.linspace(0, high, bins + 1).tolist()
         boosted, suppressed = output_tokens(model, sae, feature)
         out[feature] = FeatureDashboard(
-            feature, sae.name, hook, contexts, counts, edges, n_tokens, len(values), boosted, suppressed
+            feature, sae.name, hook, contexts, counts, edges, tops.n_tokens, len(values), boosted, suppressed
         )
     return out
 

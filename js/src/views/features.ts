@@ -2,7 +2,7 @@
 // the tokens, its top contexts show below); shift+click or the ablate button toggles its ablation, and the
 // slider steers with it (the scale multiplies its decoder vector, as in the chip). Ablated features stay listed.
 import type { Tensor } from "../codec";
-import { css, ink, sequential } from "../colour";
+import { contextLines } from "../contexts";
 import { h, labelled, panel, showToken, slider, track, wantsIntervention } from "../dom";
 import { setSteer } from "../interventions";
 import { lassoCaption, overLasso } from "../lasso";
@@ -89,21 +89,7 @@ export function mountFeatures(el: HTMLElement, store: Store): void {
   const showDashboard = (reply: Reply | null) => {
     if (!reply) return;
     const d = reply.data;
-    const values = d.values.data as Float32Array;
-    let offset = 0;
-    const rows = (d.tokens as string[][]).map((tokens, c) => {
-      const peak = Math.max(1e-9, values[offset + d.peaks[c]]);
-      const line = h("div", { class: "rw-context" });
-      tokens.forEach((token, i) => {
-        const span = h("span", { class: "rw-ctx-token", text: showToken(token), title: values[offset + i].toFixed(3) });
-        const rgb = sequential(Math.max(0, values[offset + i]) / peak, store.palette);
-        span.style.background = css(rgb);
-        span.style.color = ink(rgb);
-        line.appendChild(span);
-      });
-      offset += tokens.length;
-      return line;
-    });
+    const rows = contextLines(d.tokens as string[][], d.values.data as Float32Array, d.peaks, store.palette);
     const shown: Node[] = [
       h("div", { class: "rw-caption", text: `feature ${d.index}: active on ${(100 * d.density).toFixed(2)}% of tokens; top contexts:` }),
       ...rows,

@@ -1,8 +1,10 @@
 // Neurons: pick a layer; the MLP neurons most active at the selected token. A click selects one (its activation
-// colours the tokens); shift+click or the ablate button toggles its ablation. Ablated neurons stay listed.
+// colours the tokens, its top contexts over the explorer's corpus show below); shift+click or the ablate button
+// toggles its ablation. Ablated neurons stay listed.
 import type { Tensor } from "../codec";
+import { contextLines } from "../contexts";
 import { h, panel, track, wantsIntervention } from "../dom";
-import type { Store } from "../store";
+import type { Reply, Store } from "../store";
 
 /** The ablated neurons of `layer` in an interventions list. */
 export function ablatedNeurons(store: Store, layer: number): number[] {
@@ -27,7 +29,8 @@ export function mountNeurons(el: HTMLElement, store: Store): void {
   const list = h("div", { class: "rw-neuron-list", attrs: { role: "group", "aria-label": "neurons" } });
   const ablate = h("button", { class: "rw-small rw-ablate-button", data: { rwAblate: "neuron" } });
   const selectedRow = h("div", { class: "rw-selected-head" }, [ablate]);
-  body.append(layers, caption, list, selectedRow);
+  const examples = h("div", { class: "rw-neuron-examples", attrs: { "aria-label": "the neuron's top contexts" } });
+  body.append(layers, caption, list, selectedRow, examples);
 
   let top: { indices: Tensor; values: Tensor; layer: number; position: number } | null = null;
 
@@ -78,6 +81,30 @@ export function mountNeurons(el: HTMLElement, store: Store): void {
     paint();
   };
 
+  const showExamples = (reply: Reply | null) => {
+    if (!reply) return;
+    const d = reply.data;
+    const { layer, neuron } = store.selection;
+    if (d.layer !== layer || d.index !== neuron) return; // an answer for a neuron no longer selected
+    const lines = contextLines(d.tokens as string[][], d.values.data as Float32Array, d.peaks, store.palette, "rw-example");
+    lines.forEach((line, c) => line.setAttribute("title", `text ${d.texts[c]}`));
+    const caption = lines.length ? `neuron ${d.layer}.${d.index}: top contexts` : `neuron ${d.layer}.${d.index}: not among the top examples given`;
+    examples.replaceChildren(h("div", { class: "rw-caption", text: caption }), ...lines);
+  };
+
+  let shownExamples = "";
+  const fetchExamples = () => {
+    const { layer, neuron } = store.selection;
+    const now = neuron == null || !store.shape.neuron_examples ? "" : `${layer}.${neuron}`;
+    if (now === shownExamples) return;
+    shownExamples = now;
+    if (!now) {
+      examples.replaceChildren();
+      return;
+    }
+    track(parts, store.request("neuron_examples", { layer, index: neuron })).then(showExamples, () => undefined);
+  };
+
   layers.addEventListener("click", (event) => {
     const button = (event.target as HTMLElement).closest("[data-rw-layer]") as HTMLElement | null;
     if (button) store.select({ layer: Number(button.dataset.rwLayer), neuron: null });
@@ -100,12 +127,14 @@ export function mountNeurons(el: HTMLElement, store: Store): void {
       last = now;
       void fetch();
     }
+    fetchExamples();
     paint();
   });
   store.on("intervention_list", paint);
   store.on("generation", () => void fetch());
   last = `${store.selection.layer}/${store.selection.token}`;
   void fetch();
+  fetchExamples();
 }
 
 /** How the widget mounts this view (widget.ts finds it by its file name, the kernel panel's name). */
@@ -114,4 +143,6 @@ export const mount = mountNeurons;
 /** The view's own styles, after the shared ones (style.ts). */
 export const styles = `
 .rw-root[data-rw-layout="narrow"] .rw-neurons-view { order: 4; }
+.rw-example { font-family: var(--rw-mono); font-size: 11px; margin: 1px 0; white-space: pre-wrap; }
+.rw-ctx-peak { outline: 1px solid currentColor; }
 `;
