@@ -2,6 +2,7 @@
 
 from . import analyses, demo, patching, steering
 from ._version import __version__
+from .analyses.tuned_lens import TunedLens
 from .demo import demo_model
 from .generation import Generation
 from .hook_names import HookNameError
@@ -66,6 +67,7 @@ __all__ = [
     "Skip",
     "Steer",
     "TokensView",
+    "TunedLens",
     "__version__",
     "analyses",
     "charts",

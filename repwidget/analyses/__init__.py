@@ -7,16 +7,19 @@ from .depth import LayerMeasures, layer_measures
 from .directions import logit_effects, nearest
 from .geometry import layer_similarity, similarity, similarity_matrix
 from .heads import head_scores
-from .lens import Lens, lens_kl, logit_lens
+from .lens import Lens, kl_to_final, lens_kl, logit_lens
 from .losses import token_losses
 from .predictions import top_tokens
+from .tuned_lens import TunedLens
 
 __all__ = [
     "Attribution",
     "LayerMeasures",
     "Lens",
+    "TunedLens",
     "direct_logit_attribution",
     "head_scores",
+    "kl_to_final",
     "layer_measures",
     "layer_similarity",
     "lens_kl",
