@@ -149,3 +149,48 @@ def test_chart_draws_both_curves(shipped):
     assert [r["kl"] for r in rows if r["lens"] == "tuned lens"] == tuned
     with pytest.raises(ValueError, match="one value per layer"):
         rw.charts.lens_kl(logit, tuned[:-1])
+
+
+def test_explorer_lens_view_answers_through_the_chosen_lens(demo, shipped):
+    from repwidget.views import export
+
+    ex = rw.explore(demo, TEXT, tuned_lens=shipped)
+    session = ex.session
+    assert session.shape()["tuned_lens"] is True
+    _, args = session.get({"what": "lens", "start": 2, "stop": 10, "lens": "tuned"})
+    tuned = session.answer("lens", args)
+    want = rw.analyses.logit_lens(ex.run, range(2, 10), lens=shipped)
+    assert tuned["lens"] == "tuned" and torch.equal(tuned["ids"], want.ids[..., 0].to(torch.int32))
+    torch.testing.assert_close(tuned["probs"], want.probs[..., 0])
+    _, args = session.get({"what": "lens", "start": 2, "stop": 10})  # the logit lens unless asked
+    plain = session.answer("lens", args)
+    assert torch.equal(plain["ids"], rw.analyses.logit_lens(ex.run, range(2, 10)).ids[..., 0].to(torch.int32))
+    assert not torch.equal(plain["probs"], tuned["probs"])
+    # with an intervention the clean run's tuned lens rides along
+    session.apply([rw.Ablate(1, head=0)])
+    _, args = session.get({"what": "lens", "start": 2, "stop": 10, "lens": "tuned"})
+    both = session.answer("lens", args)
+    clean = rw.analyses.logit_lens(ex.clean_run, range(2, 10), lens=shipped)
+    assert torch.equal(both["clean_ids"], clean.ids[..., 0].to(torch.int32))
+    # the selection says which lens the view shows; a saved page carries both lenses' answers
+    ex.set_state({"selection": {**ex.selection, "lens_kind": "tuned"}})
+    assert ex.selection["lens_kind"] == "tuned"
+    saved = {
+        (a["request"].get("lens"), a["request"]["start"])
+        for a in export.snapshot(session, ex.selection)
+        if a["request"]["what"] == "lens"
+    }
+    assert {kind for kind, _ in saved} == {"logit", "tuned"}
+
+
+def test_explorer_without_a_tuned_lens_refuses_the_tuned_one(demo):
+    ex = rw.explore(demo, TEXT)
+    assert ex.session.shape()["tuned_lens"] is False
+    with pytest.raises(ValueError, match="no tuned lens"):
+        ex.session.answer("lens", ex.session.get({"what": "lens", "start": 0, "stop": 4, "lens": "tuned"})[1])
+    with pytest.raises(ValueError, match="lens must be one of logit, tuned"):
+        ex.session.get({"what": "lens", "start": 0, "stop": 4, "lens": "jacobian"})
+    ex.set_state({"selection": {**ex.selection, "lens_kind": "tuned"}})
+    assert ex.selection["lens_kind"] == "logit"  # refused: there is none
+    with pytest.raises(TypeError, match=r"tuned_lens must be a rw\.TunedLens"):
+        rw.explore(demo, TEXT, tuned_lens="lens.safetensors")
