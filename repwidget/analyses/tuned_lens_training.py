@@ -64,7 +64,7 @@ def train(
     else:
         weight, bias = torch.zeros(n - 1, d, d), torch.zeros(n - 1, d)
     start = Affine(weight, bias)
-    weight, bias = weight.to(device).requires_grad_(), bias.to(device).requires_grad_()
+    weight, bias = weight.to(device, copy=True).requires_grad_(), bias.to(device, copy=True).requires_grad_()
     optimizer = torch.optim.Adam([weight, bias], lr=lr)
     bar = tqdm(range(steps), desc="training a tuned lens", disable=not progress or steps == 0)
     for _ in bar:

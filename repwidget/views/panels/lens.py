@@ -35,6 +35,8 @@ def tuned_of(session, options: dict[str, Any]):
         raise TypeError(
             f"tuned_lens must be a rw.TunedLens (rw.TunedLens.load(path, model)), got {type(lens).__name__}"
         )
+    if getattr(session.model, "weightless", False):
+        raise ValueError("tuned_lens needs the model's weights here (its final norm and unembedding read it)")
     lens.check_fits(session.model)
     return lens
 
@@ -175,8 +177,8 @@ PANEL = Panel(
     ),
     shown=lambda session: session.model.has_unembed,
     hooks=lambda session: (
-        []  # the executor reads the lens where the model runs: no residual stream is brought back per click
-        if session.model.lens_in_pass
+        []  # the executor reads the logit lens where the model runs: no residual stream is brought back per click
+        if session.model.lens_in_pass and session.state["lens"] is None
         else [f"blocks.{layer}.hook_resid_post" for layer in range(session.model.n_layers)]
     ),
     shape=lambda session: {"lens_width": LENS_WIDTH, "tuned_lens": session.state["lens"] is not None},
