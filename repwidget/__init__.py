@@ -3,6 +3,7 @@
 from . import analyses, datasets, demo, patching, probes, steering, units
 from ._version import __version__
 from .analyses.top_examples import TopExamples, top_examples
+from .analyses.tuned_lens import TunedLens
 from .demo import demo_model
 from .generation import Generation
 from .hook_names import HookNameError
@@ -68,6 +69,7 @@ __all__ = [
     "Steer",
     "TokensView",
     "TopExamples",
+    "TunedLens",
     "__version__",
     "analyses",
     "charts",

@@ -11,7 +11,7 @@ from browser import Kernel, chromium, end_sessions, notebook, open_and_run, scre
 CELLS = [
     """import repwidget as rw
 model = rw.demo_model()
-ex = rw.explore(model, "the capital of france is")
+ex = rw.explore(model, "the capital of france is", tuned_lens=rw.demo.tuned_lens(model))
 ex""",
     # a byte-level BPE tokenizer (like GPT-2's) that keeps markup as text, and a random model taking 2,048 tokens
     """import random, torch
@@ -171,6 +171,38 @@ def test_choosing_a_neuron_layer_or_a_lens_cell_leaves_the_attention_head_alone(
     assert (selection["token"], selection["layer"], selection["head_layer"], selection["head"]) == (2, 0, 1, 3)
     expect(root.locator("canvas[data-rw-pattern='1.3']")).to_have_count(1)
     kernel.run("ex.select(token=5)")
+
+
+def test_the_lens_toggle_reads_through_the_tuned_lens_in_the_kernel(lab_page):
+    from playwright.sync_api import expect
+
+    page, kernel, _ = lab_page
+    view = _explorer(page, 0).locator(".rw-lens-view")
+    cells = view.locator("td.rw-lens-cell")
+    cells.first.wait_for()
+    expect(view.locator('[data-rw-lens-kind="logit"]')).to_have_attribute("aria-pressed", "true")
+    titles = "els => els.map(e => e.title).join('|')"
+    before = cells.evaluate_all(titles)
+    view.locator('[data-rw-lens-kind="tuned"]').click()
+    assert kernel.wait_for("print(ex.selection['lens_kind'])", "tuned").strip() == "tuned"
+    expect(view.locator('[data-rw-lens-kind="tuned"]')).to_have_attribute("aria-pressed", "true")
+    for _ in range(150):  # the cells repaint from the kernel's tuned answer
+        if cells.evaluate_all(titles) != before:
+            break
+        page.wait_for_timeout(100)
+    # layer 0 at the selected token, as the tuned lens reads it in the kernel
+    want = kernel.run(
+        "t = ex.selection['token']\n"
+        "tl = rw.analyses.logit_lens(ex.run, range(t, t + 1), lens=ex.session.state['lens'])\n"
+        "print(t, model.to_str_tokens([int(tl.ids[0, 0, 0])])[0], float(tl.probs[0, 0, 0]))"
+    ).split()
+    title = view.locator(f'td[data-rw-layer="0"][data-rw-token="{want[0]}"]').get_attribute("title")
+    word, p = re.search(r'"(.*)" p=([0-9.]+)', title).groups()
+    assert word == want[1] and abs(float(p) - float(want[2])) < 2e-3, (title, want)  # float16 on the wire
+    assert cells.evaluate_all(titles) != before
+    view.locator('[data-rw-lens-kind="logit"]').click()
+    assert kernel.wait_for("print(ex.selection['lens_kind'])", "logit").strip() == "logit"
+    expect(cells.first).to_have_attribute("title", before.split("|")[0], timeout=30_000)
 
 
 def test_modes_that_cannot_run_are_disabled_with_the_reason_and_a_refused_click_shows_an_error(lab_page):

@@ -7,9 +7,10 @@ from .depth import LayerMeasures, layer_measures
 from .directions import logit_effects, nearest
 from .geometry import layer_similarity, similarity, similarity_matrix
 from .heads import head_scores
-from .lens import Lens, lens_kl, logit_lens
+from .lens import Lens, kl_to_final, lens_kl, logit_lens
 from .losses import token_losses
 from .predictions import top_tokens
+from .tuned_lens import TunedLens
 from .vision import Saliency, channel_attribution, saliency
 
 __all__ = [
@@ -17,9 +18,11 @@ __all__ = [
     "LayerMeasures",
     "Lens",
     "Saliency",
+    "TunedLens",
     "channel_attribution",
     "direct_logit_attribution",
     "head_scores",
+    "kl_to_final",
     "layer_measures",
     "layer_similarity",
     "lens_kl",

@@ -11,7 +11,7 @@ import torch
 
 from ..interventions import Skip
 from ..texts import token_ids
-from .lens import lens_kl
+from .lens import kl_to_final
 from .losses import token_losses
 
 
@@ -75,7 +75,7 @@ def layer_measures(model: Any, texts: Sequence[Any], skip: bool = True) -> Layer
         prompts += 1
         if lens:
             resids = [cache[h] for h in post]
-            sums["kl"] += lens_kl(model, [r[1:] for r in resids]).double().sum(1)
+            sums["kl"] += kl_to_final(model, [r[1:] for r in resids]).double().sum(1)
             logits = model.logits_from_resid(resids[-1]).float()
             target = torch.tensor(ids[index][1:], device=logits.device)
             losses.append(torch.nn.functional.cross_entropy(logits[:-1], target, reduction="sum").cpu())

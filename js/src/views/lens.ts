@@ -1,7 +1,8 @@
 // Logit lens: for positions around the selected token, the top next token after every layer (the top row is the
 // model's output). With interventions it shows the intervened run or, toggled, the clean one; cells whose top token
 // differs between the two are underlined. The selected position's column is always scrolled into view; arrow keys
-// move the selection (left/right: position, up/down: layer).
+// move the selection (left/right: position, up/down: layer). Given a tuned lens (the kernel's `shape.tuned_lens`), a
+// logit / tuned toggle reads the same positions through it (the shared selection's `lens_kind`).
 import { at, type Tensor } from "../codec";
 import { css, ink, sequential } from "../colour";
 import { arrowStep, colourBar, h, keepInView, onResize, panel, showToken, track } from "../dom";
@@ -16,6 +17,15 @@ export function lensWindow(token: number, n: number, width = LENS_WIDTH): [numbe
   return [Math.max(0, start), Math.min(n, Math.max(0, start) + width)];
 }
 
+/** The lenses the view reads through (`data-rw-lens-kind`). */
+export const LENS_KINDS = ["logit", "tuned"] as const;
+export type LensKind = (typeof LENS_KINDS)[number];
+
+/** The lens the view shows: the selection's `lens_kind` when the kernel has a tuned lens, else the logit lens. */
+export function lensKind(selection: { [key: string]: unknown }, tuned: boolean): LensKind {
+  return tuned && selection.lens_kind === "tuned" ? "tuned" : "logit";
+}
+
 interface LensReply {
   ids: Tensor;
   probs: Tensor;
@@ -26,7 +36,7 @@ interface LensReply {
 }
 
 export function mountLens(el: HTMLElement, store: Store): void {
-  const { n_layers, n_tokens, lens_width = LENS_WIDTH } = store.shape;
+  const { n_layers, n_tokens, lens_width = LENS_WIDTH, tuned_lens = false } = store.shape;
   const parts = panel("Logit lens", "rw-lens-view", store);
   const { root, body } = parts;
   el.appendChild(root);
@@ -40,9 +50,14 @@ export function mountLens(el: HTMLElement, store: Store): void {
     h("button", { text: run, data: { rwLensRun: run }, attrs: { "aria-pressed": String(run === showing.run) } }),
   );
   const toggle = h("span", { class: "rw-toggle", attrs: { role: "group", "aria-label": "which run the lens shows" } }, buttons);
+  const kindButtons = LENS_KINDS.map((kind) =>
+    h("button", { text: kind, data: { rwLensKind: kind }, title: kind === "tuned" ? "read through the tuned lens's translators" : "read through the final norm and unembedding alone" }),
+  );
+  const kinds = h("span", { class: "rw-toggle", attrs: { role: "group", "aria-label": "which lens: logit or tuned" } }, kindButtons);
+  kinds.hidden = !tuned_lens;
   const bar = h("span");
   const caption = h("div", { class: "rw-caption", text: "top next token after each layer (the top row is the model's output); colour: its probability" });
-  body.append(h("div", { class: "rw-row" }, [caption, toggle, bar]), scroll);
+  body.append(h("div", { class: "rw-row" }, [caption, kinds, toggle, bar]), scroll);
   let shown: LensReply | null = null;
 
   const paint = () => {
@@ -52,6 +67,8 @@ export function mountLens(el: HTMLElement, store: Store): void {
     const tokens = store.tokens;
     const width = shown.ids.shape[1];
     const both = shown.clean_ids !== undefined;
+    const kind = lensKind(store.selection, Boolean(tuned_lens));
+    kindButtons.forEach((b) => b.setAttribute("aria-pressed", String(b.dataset.rwLensKind === kind)));
     toggle.hidden = !both;
     if (!both) showing.run = "intervened";
     buttons.forEach((b) => b.setAttribute("aria-pressed", String(b.dataset.rwLensRun === showing.run)));
@@ -113,7 +130,8 @@ export function mountLens(el: HTMLElement, store: Store): void {
 
   const fetch = async () => {
     const [start, stop] = lensWindow(store.selection.token, n_tokens, lens_width);
-    const reply = await track(parts, store.request("lens", { start, stop })).catch(() => null);
+    const lens = lensKind(store.selection, Boolean(tuned_lens));
+    const reply = await track(parts, store.request("lens", { start, stop, lens })).catch(() => null);
     if (!reply) return;
     shown = reply.data as LensReply;
     paint();
@@ -142,9 +160,15 @@ export function mountLens(el: HTMLElement, store: Store): void {
     showing.run = button.dataset.rwLensRun as "intervened" | "clean";
     paint();
   });
-  let window = lensWindow(store.selection.token, n_tokens, lens_width).join();
+  kinds.addEventListener("click", (event) => {
+    const button = (event.target as HTMLElement).closest("[data-rw-lens-kind]") as HTMLElement | null;
+    if (button) store.select({ lens_kind: button.dataset.rwLensKind as LensKind });
+  });
+  // what is fetched: the window of positions and the lens read through
+  const wanted = () => [...lensWindow(store.selection.token, n_tokens, lens_width), lensKind(store.selection, Boolean(tuned_lens))].join();
+  let window = wanted();
   store.on("selection", () => {
-    const now = lensWindow(store.selection.token, n_tokens, lens_width).join();
+    const now = wanted();
     if (now !== window) {
       window = now;
       void fetch();
