@@ -85,6 +85,9 @@ class Transcoder:
         self.k = _check_k(k, d_tc, threshold)
         self.input_hook = _check_template(input_hook, "input_hook")
         self.output_hook = _check_template(output_hook, "output_hook")
+        #: quality measured on held-back tokens when trained (explained variance, l0, dead fraction)
+        self.stats: dict[str, float] = {}
+        self.metadata: dict[str, Any] = {}
 
     # -- shape ---------------------------------------------------------------------------
     @property
