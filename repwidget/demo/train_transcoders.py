@@ -2,9 +2,10 @@
 
     python -m repwidget.demo.train_transcoders [--steps 1200] [--out repwidget/demo/transcoders]
 
-Deterministic given ``--seed``, CPU at one thread, about 90 s of CPU (training and measuring). Saves in circuit-tracer's layout
-(``config.yaml`` and ``layer_{i}.safetensors``, float16; loading upcasts), loadable with ``rw.demo.transcoders()``,
-``rw.TranscoderSet.load`` and circuit-tracer's own loader; prints each layer's quality on held-out texts.
+Deterministic given ``--seed``, CPU at one thread, about 90 s of CPU (training and measuring). Saves in
+circuit-tracer's layout (``config.yaml`` and ``layer_{i}.safetensors``, float16; loading upcasts), loadable with
+``rw.demo.transcoders()``, ``rw.TranscoderSet.load`` and circuit-tracer's own loader; prints each layer's quality on
+held-out texts.
 """
 
 from __future__ import annotations
