@@ -3,7 +3,7 @@ that ships with repwidget: the paragraphs of its README, DEVELOPERS.md, docs/*.m
 held out).
 
     python scripts/train_smollm2_transcoders.py [--layers all|0,1,2] [--d-tc 2304] [--k 32] [--steps 1000]
-                                                [--max-tokens 60000] [--out smollm2-transcoders]
+                                                [--max-tokens 60000] [--eval-texts 40] [--out smollm2-transcoders]
 
 Saves in circuit-tracer's layout when every layer is trained (``rw.TranscoderSet.load(out)``), and prints each
 trained layer's quality on the held-out paragraphs (explained variance of the MLP output, the loss with that MLP
@@ -54,6 +54,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--batch-size", type=int, default=1024)
     parser.add_argument("--max-tokens", type=int, default=60_000)
+    parser.add_argument("--eval-texts", type=int, default=40, help="held-out paragraphs to measure quality on")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path("smollm2-transcoders"))
     args = parser.parse_args()
@@ -75,7 +76,8 @@ def main() -> None:
         trained.save(args.out)
         print(f"saved to {args.out}")
     start = time.process_time()
-    print(rw.transcoders.quality(model, trained if isinstance(trained, (list, rw.TranscoderSet)) else [trained], held))
+    measured = trained if isinstance(trained, (list, rw.TranscoderSet)) else [trained]
+    print(rw.transcoders.quality(model, measured, held[: args.eval_texts]))
     print(f"quality measured in {time.process_time() - start:.0f} s of CPU")
 
 

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ..placement import input_device
-from .fit import branch_scale, rounding_equal, short_decimal
+from .fit import branch_scale, mlp_input, rounding_equal, short_decimal
 from .modes import eager_attention, eval_mode
 
 #: tokens in the tracing pass (a prime, so that no reshape of the activations is ambiguous)
@@ -239,7 +239,7 @@ def discover(model: nn.Module, vocab_size: int) -> Architecture:
         or any(_has_experts(c.module) for c in in_mlp)
     )
     mlp_down = None if moe else downs[0]
-    mlp_in = _mlp_input(in_mlp, d_model, n)
+    mlp_in = mlp_input(in_mlp, lambda call: _flat(call.input, d_model, n))
     d_mlp = 0 if mlp_down is None else mlp_down.input.numel() // n
 
     final_norm, unembed_path = _head(model, trace, blocks_path, n_layers)
@@ -284,27 +284,6 @@ def _find_pattern(trace: _Trace, prefix: str, n_heads: int, n: int):
                 if _is_pattern(o, n_heads, n):
                     return call, i, o
     return None
-
-
-def _mlp_input(in_mlp: list[_Call], d_model: int, n: int) -> _Call | None:
-    """The module whose input is the MLP's input (``mlp.hook_in``): the first weight matrix of the MLP branch
-    (its up projection, or a mixture's router) reads a value ``v`` of the stream's width; the outermost call of the
-    branch reading ``v`` is the MLP, if it holds every weight matrix reading ``v`` (the MLP module; OPT's ``fc1``).
-    None when no one call holds them all."""
-    flat = [(c, _flat(c.input, d_model, n)) for c in sorted(in_mlp, key=lambda c: c.enter)]
-    v = next((x for c, x in flat if x is not None and _has_matrix(c.module)), None)
-    if v is None:
-        return None
-    same = [c for c, x in flat if x is not None and torch.equal(x, v)]
-    outer = same[0]
-    held = all(outer.enter <= c.enter and c.exit <= outer.exit for c in same if _has_matrix(c.module))
-    return outer if held else None
-
-
-def _has_matrix(module: nn.Module) -> bool:
-    """Whether a module has a weight matrix of its own (a linear layer, GPT-2's Conv1D, a router)."""
-    weight = getattr(module, "weight", None)
-    return isinstance(weight, torch.Tensor) and weight.dim() == 2 and not isinstance(module, nn.Embedding)
 
 
 def _has_experts(module: nn.Module) -> bool:

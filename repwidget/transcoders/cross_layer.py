@@ -9,7 +9,9 @@ from typing import Any
 
 import torch
 
+from ..file_checks import FileFormatError
 from ..sae.model import sparse_activation
+from . import files
 from .model import INPUT_HOOK, OUTPUT_HOOK, _check_k, _check_model, _check_template, _float
 
 
@@ -139,17 +141,17 @@ class CrossLayerTranscoder:
 
     def save(self, path: str | Path, format: str = "circuit-tracer", dtype: torch.dtype = torch.float32) -> Path:
         """Save in circuit-tracer's CLT layout (``W_enc_{l}.safetensors``, ``W_dec_{l}.safetensors``, config)."""
-        from .files import save
-
-        return save(self, path, format, dtype)
+        return files.save(self, path, format, dtype)
 
     @classmethod
     def load(cls, path: str | Path, model: Any = None) -> CrossLayerTranscoder:
-        from .files import load
-
-        loaded = load(path)
-        if not isinstance(loaded, cls):
-            raise ValueError(f"{path} holds a {type(loaded).__name__}, not a CrossLayerTranscoder")
+        kind, data = files.load(path)
+        if kind != "cross_layer_transcoder":
+            raise ValueError(f"{path} holds a {kind.replace('_', ' ')}: load it with rw.TranscoderSet.load")
+        try:
+            loaded = cls(**data)
+        except ValueError as e:
+            raise FileFormatError(f"{data['path']}: {e}") from None
         if model is not None:
             loaded.check_fits(model)
         return loaded

@@ -27,8 +27,6 @@ import torch
 
 from ..file_checks import FileFormatError, json_field, read_json, read_tensors, tensor_field
 from ..hook_names import parse
-from .cross_layer import CrossLayerTranscoder
-from .model import Transcoder, TranscoderSet
 
 FORMATS = ("circuit-tracer", "saelens")
 CONFIG, SAE_CONFIG, SAE_WEIGHTS = "config.yaml", "cfg.json", "sae_weights.safetensors"
@@ -49,8 +47,7 @@ _SAELENS = {("relu", False): "transcoder", ("relu", True): "skip_transcoder", ("
 _LAYER_FILE = re.compile(r"layer_(0|[1-9][0-9]*)(\.safetensors)?")
 
 
-def save(coder: TranscoderSet | CrossLayerTranscoder, path: str | Path, format: str = "circuit-tracer",
-         dtype: torch.dtype = torch.float32) -> Path:  # fmt: skip
+def save(coder: Any, path: str | Path, format: str = "circuit-tracer", dtype: torch.dtype = torch.float32) -> Path:
     """Write ``coder`` to the directory ``path`` in ``format`` (see the module's docstring), tensors as ``dtype``."""
     from safetensors.torch import save_file
 
@@ -61,7 +58,7 @@ def save(coder: TranscoderSet | CrossLayerTranscoder, path: str | Path, format: 
     cast = lambda t: t.detach().to("cpu", dtype).contiguous()  # noqa: E731
     ours = {"activation": coder.activation_name, "k": coder.k, "input_hook": coder.input_hook,
             "output_hook": coder.output_hook, "metadata": {**coder.metadata, "stats": coder.stats}}  # fmt: skip
-    if isinstance(coder, CrossLayerTranscoder):
+    if hasattr(coder, "decode_to"):  # a cross-layer transcoder
         if format != "circuit-tracer" or coder.W_skip is not None:
             raise ValueError("a cross-layer transcoder saves in circuit-tracer's layout only, without a skip")
         for layer in range(coder.n_layers):
@@ -96,7 +93,7 @@ def _write_config(path: Path, kind: str, coder: Any, ours: dict) -> None:
     (path / CONFIG).write_text(yaml.safe_dump(config, sort_keys=False))
 
 
-def _save_saelens(t: Transcoder, path: Path, cast, dtype: torch.dtype, metadata: dict) -> None:
+def _save_saelens(t: Any, path: Path, cast, dtype: torch.dtype, metadata: dict) -> None:
     from safetensors.torch import save_file
 
     path.mkdir(parents=True, exist_ok=True)
@@ -124,8 +121,10 @@ def _save_saelens(t: Transcoder, path: Path, cast, dtype: torch.dtype, metadata:
     (path / SAE_CONFIG).write_text(json.dumps(cfg, indent=2) + "\n")
 
 
-def load(path: str | Path) -> TranscoderSet | CrossLayerTranscoder:
-    """A transcoder set or cross-layer transcoder from a directory in either format, found from its files."""
+def load(path: str | Path) -> tuple[str, dict[str, Any]]:
+    """What a directory in either format holds (found from its files), checked: ``("transcoder_set", {"transcoders":
+    [each layer's Transcoder arguments], "scan", "metadata", "path"})`` or ``("cross_layer_transcoder", the
+    CrossLayerTranscoder's arguments)``; the classes build themselves from it (``TranscoderSet.load``)."""
     path = Path(path).expanduser().resolve()
     if not path.is_dir():
         raise FileNotFoundError(f"no transcoder directory at {path}")
@@ -195,7 +194,7 @@ def _ours(config: dict, where: Path) -> dict[str, Any]:
     return checked
 
 
-def _load_circuit_tracer(path: Path) -> TranscoderSet | CrossLayerTranscoder:
+def _load_circuit_tracer(path: Path) -> tuple[str, dict[str, Any]]:
     where = path / CONFIG
     config = _read_yaml(where)
     kind = json_field(config, "model_kind", "str", where)
@@ -216,9 +215,9 @@ def _load_circuit_tracer(path: Path) -> TranscoderSet | CrossLayerTranscoder:
             raise FileFormatError(f"{file}: unexpected tensors {sorted(set(weights) - known)} (known: {sorted(known)})")
         w_enc = tensor_field(weights, "W_enc", file, (None, None))
         d_tc, d_model = w_enc.shape
-        first = transcoders[0] if transcoders else None
-        if first is not None and (d_tc, d_model) != (first.d_tc, first.d_model):
-            raise FileFormatError(f"{file}: W_enc is {d_tc}x{d_model} but layer 0's is {first.d_tc}x{first.d_model}")
+        first = tuple(transcoders[0]["W_enc"].shape) if transcoders else (d_tc, d_model)
+        if (d_tc, d_model) != first:
+            raise FileFormatError(f"{file}: W_enc is {d_tc}x{d_model} but layer 0's is {first[0]}x{first[1]}")
         threshold = weights.get("activation_function.threshold")
         if threshold is not None and ours["k"] is not None:
             raise FileFormatError(f"{file}: a threshold in a set the config calls topk")
@@ -227,16 +226,12 @@ def _load_circuit_tracer(path: Path) -> TranscoderSet | CrossLayerTranscoder:
         skip = tensor_field(weights, "W_skip", file, (d_model, d_model)) if "W_skip" in weights else None
         b_enc, b_dec = tensor_field(weights, "b_enc", file, (d_tc,)), tensor_field(weights, "b_dec", file, (d_model,))
         w_dec = tensor_field(weights, "W_dec", file, (d_tc, d_model))
-        transcoders.append(
-            Transcoder(layer, w_enc, b_enc, w_dec, b_dec, threshold=threshold, W_skip=skip, k=ours["k"], **hooks)
-        )
-    try:
-        return TranscoderSet(transcoders, scan=scan, metadata=ours["metadata"], path=path)
-    except ValueError as e:
-        raise FileFormatError(f"{path}: {e}") from None
+        transcoders.append(dict(layer=layer, W_enc=w_enc, b_enc=b_enc, W_dec=w_dec, b_dec=b_dec, threshold=threshold,
+                                W_skip=skip, k=ours["k"], **hooks))  # fmt: skip
+    return "transcoder_set", {"transcoders": transcoders, "scan": scan, "metadata": ours["metadata"], "path": path}
 
 
-def _load_clt(path: Path, hooks: dict, scan: str | None, ours: dict) -> CrossLayerTranscoder:
+def _load_clt(path: Path, hooks: dict, scan: str | None, ours: dict) -> tuple[str, dict[str, Any]]:
     n = 0
     while (path / f"W_enc_{n}.safetensors").is_file():
         n += 1
@@ -261,13 +256,13 @@ def _load_clt(path: Path, hooks: dict, scan: str | None, ours: dict) -> CrossLay
     if parts["threshold"] and len(parts["threshold"]) != n:
         raise FileFormatError(f"{path}: some layers have a threshold and some do not")
     threshold = torch.stack([t.float() for t in parts["threshold"]]) if parts["threshold"] else None
-    return CrossLayerTranscoder(
-        torch.stack([t.float() for t in parts["W_enc"]]), torch.stack([t.float() for t in parts["b_enc"]]),
-        parts["W_dec"], torch.stack([t.float() for t in parts["b_dec"]]), threshold=threshold, k=ours["k"],
-        scan=scan, metadata=ours["metadata"], path=path, **hooks)  # fmt: skip
+    stack = lambda key: torch.stack([t.float() for t in parts[key]])  # noqa: E731
+    return "cross_layer_transcoder", dict(W_enc=stack("W_enc"), b_enc=stack("b_enc"), W_dec=parts["W_dec"],
+                                          b_dec=stack("b_dec"), threshold=threshold, k=ours["k"], scan=scan,
+                                          metadata=ours["metadata"], path=path, **hooks)  # fmt: skip
 
 
-def _load_saelens(path: Path) -> TranscoderSet:
+def _load_saelens(path: Path) -> tuple[str, dict[str, Any]]:
     by_name = {v: k for k, v in _SAELENS.items()}
     layers = sorted(int(m.group(1)) for p in path.iterdir() if (m := _LAYER_FILE.fullmatch(p.name)) and p.is_dir())
     missing = sorted(set(range(layers[-1] + 1)) - set(layers))
@@ -296,12 +291,12 @@ def _load_saelens(path: Path) -> TranscoderSet:
                 raise FileFormatError(f"{where}: {key} is {declared} but the weights have {value} ({file.name})")
         b_enc, b_dec = tensor_field(weights, "b_enc", file, (d_tc,)), tensor_field(weights, "b_dec", file, (d_model,))
         transcoders.append(
-            Transcoder(
-                layer,
-                w_enc.T,
-                b_enc,
-                tensor_field(weights, "W_dec", file, (d_tc, d_model)),
-                b_dec,
+            dict(
+                layer=layer,
+                W_enc=w_enc.T,
+                b_enc=b_enc,
+                W_dec=tensor_field(weights, "W_dec", file, (d_tc, d_model)),
+                b_dec=b_dec,
                 threshold=tensor_field(weights, "threshold", file, (d_tc,)) if activation == "jumprelu" else None,
                 k=json_field(cfg, "k", "+int", where) if activation == "topk" else None,
                 W_skip=tensor_field(weights, "W_skip", file, (d_model, d_model)) if skip else None,
@@ -310,10 +305,7 @@ def _load_saelens(path: Path) -> TranscoderSet:
             )
         )
     metadata = {k: v for k, v in metadata.items() if k not in ("hook_name", "hook_layer")}
-    try:
-        return TranscoderSet(transcoders, metadata=metadata, path=path)
-    except ValueError as e:
-        raise FileFormatError(f"{path}: {e}") from None
+    return "transcoder_set", {"transcoders": transcoders, "scan": None, "metadata": metadata, "path": path}
 
 
 def _parse(hook: str, where: Path) -> tuple[int, str]:

@@ -15,8 +15,10 @@ from typing import Any
 
 import torch
 
+from ..file_checks import FileFormatError
 from ..hook_names import HOOK_TEMPLATES, HookNameError
 from ..sae.model import sparse_activation
+from . import files
 
 #: the hook templates a transcoder reads and writes, by default
 INPUT_HOOK, OUTPUT_HOOK = "mlp.hook_in", "hook_mlp_out"
@@ -269,18 +271,18 @@ class TranscoderSet(Sequence):
         """Save as circuit-tracer's transcoder set (a directory of ``layer_{i}.safetensors`` + ``config.yaml``) or
         as SAELens directories (``layer_{i}/cfg.json`` + ``sae_weights.safetensors``), tensors as ``dtype`` (loading
         upcasts to float32). See :mod:`repwidget.transcoders.files`."""
-        from .files import save
-
-        return save(self, path, format, dtype)
+        return files.save(self, path, format, dtype)
 
     @classmethod
     def load(cls, path: str | Path, model: Any = None) -> TranscoderSet:
         """Load either format (found from the files), checked field by field; with ``model``, checked to fit it."""
-        from .files import load
-
-        loaded = load(path)
-        if not isinstance(loaded, cls):
-            raise ValueError(f"{path} holds a {type(loaded).__name__}, not a TranscoderSet")
+        kind, data = files.load(path)
+        if kind != "transcoder_set":
+            raise ValueError(f"{path} holds a {kind.replace('_', ' ')}: load it with rw.CrossLayerTranscoder.load")
+        try:
+            loaded = cls([Transcoder(**kw) for kw in data.pop("transcoders")], **data)
+        except ValueError as e:
+            raise FileFormatError(f"{data['path']}: {e}") from None
         if model is not None:
             loaded.check_fits(model)
         return loaded
