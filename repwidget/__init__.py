@@ -1,18 +1,19 @@
 """repwidget: the insides of neural networks, visible and clickable in Jupyter."""
 
-from . import analyses, datasets, demo, patching, probes, steering, units
+from . import analyses, datasets, demo, patching, probes, steering, transcoders, units
 from ._version import __version__
 from .analyses.top_examples import TopExamples, top_examples
 from .analyses.tuned_lens import TunedLens
 from .demo import demo_model
 from .generation import Generation
 from .hook_names import HookNameError
-from .interventions import Ablate, Knockout, Patch, Skip, Steer
+from .interventions import Ablate, Knockout, Patch, Replace, Skip, Steer
 from .model import CaptureBudgetError, Model, ModelLoadError, load
 from .options import options
 from .probes import Probes, train_probes
 from .run import Run
 from .sae import SAE, feature_dashboard, feature_dashboards, train_sae
+from .transcoders import CrossLayerTranscoder, Transcoder, TranscoderSet, train_transcoder
 
 #: imported on first use: altair for charts, anywidget/ipywidgets for the views (name -> the module it is, or is in)
 _LAZY = {
@@ -54,6 +55,7 @@ __all__ = [
     "Ablate",
     "AttentionView",
     "CaptureBudgetError",
+    "CrossLayerTranscoder",
     "Explorer",
     "Generation",
     "HookNameError",
@@ -64,11 +66,14 @@ __all__ = [
     "Patch",
     "PredictionsView",
     "Probes",
+    "Replace",
     "Run",
     "Skip",
     "Steer",
     "TokensView",
     "TopExamples",
+    "Transcoder",
+    "TranscoderSet",
     "TunedLens",
     "__version__",
     "analyses",
@@ -87,6 +92,8 @@ __all__ = [
     "top_examples",
     "train_probes",
     "train_sae",
+    "train_transcoder",
+    "transcoders",
     "units",
     "views",
 ]

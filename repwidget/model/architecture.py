@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ..placement import input_device
-from .fit import branch_scale, rounding_equal, short_decimal
+from .fit import branch_scale, has_experts, is_linear, is_pattern, mlp_input, rounding_equal, short_decimal
 from .modes import eager_attention, eval_mode
 
 #: tokens in the tracing pass (a prime, so that no reshape of the activations is ambiguous)
@@ -62,20 +62,13 @@ class Architecture:
     moe: bool = False
     #: the attention is causal (a decoder)
     causal: bool = True
+    #: in a block: the module whose input is the MLP's (normalised) input, mlp.hook_in; None when no one module
+    #: receives all of it (the MLP's projections are the block's own children)
+    mlp_in: str | None = None
     #: extra keyword arguments the forward pass needs for attention probabilities to exist
     pattern_kwargs: dict = field(default_factory=dict)
     #: what a block returns: 0 for a tensor, else the length of its tuple (the hidden state first)
     block_output: int = 0
-
-
-def _is_linear(module: nn.Module) -> bool:
-    weight = getattr(module, "weight", None)
-    return (
-        isinstance(weight, torch.Tensor)
-        and weight.dim() == 2
-        and not isinstance(module, nn.Embedding)
-        and ("linear" in type(module).__name__.lower() or type(module).__name__ == "Conv1D")
-    )
 
 
 def _first_tensor(x: object) -> torch.Tensor | None:
@@ -220,7 +213,7 @@ def discover(model: nn.Module, vocab_size: int, inputs: dict | None = None) -> A
     parts = _branches(r0, r2, inner, outputs, attn_call, d_model, n, eps)
     attn_end, attn_scale, mlp_end, mlp_scale, parallel, additive, mid_enter = parts
 
-    linears = [c for c in inner if _is_linear(c.module) and _first_tensor(c.output) is not None]
+    linears = [c for c in inner if is_linear(c.module) and _first_tensor(c.output) is not None]
     to_model = [c for c in linears if _first_tensor(c.output).shape[-1] == d_model]
     attn_proj = next(
         (c for c in reversed(to_model) if attn_call.enter <= c.enter and c.exit <= attn_end.exit), None
@@ -237,9 +230,10 @@ def discover(model: nn.Module, vocab_size: int, inputs: dict | None = None) -> A
         len(downs) != 1
         or downs[0].input is None
         or downs[0].input.numel() % n != 0
-        or any(_has_experts(c.module) for c in in_mlp)
+        or any(has_experts(c.module) for c in in_mlp)
     )
     mlp_down = None if moe else downs[0]
+    mlp_in = mlp_input(in_mlp, lambda call: _flat(call.input, d_model, n))
     d_mlp = 0 if mlp_down is None else mlp_down.input.numel() // n
 
     final_norm, unembed_path = _head(model, trace, blocks_path, n_layers)
@@ -270,6 +264,7 @@ def discover(model: nn.Module, vocab_size: int, inputs: dict | None = None) -> A
         additive=additive,
         moe=bool(moe),
         causal=causal,
+        mlp_in=None if mlp_in is None else rel(mlp_in),
         pattern_kwargs=extra,
         block_output=0 if isinstance(block_call.output, torch.Tensor) else len(block_call.output),
     )
@@ -288,16 +283,9 @@ def _find_pattern(trace: _Trace, prefix: str, n_heads: int, n: int):
     for call in sorted((c for c in trace.calls if c.path.startswith(prefix) and c.exit >= 0), key=lambda c: c.exit):
         if isinstance(call.output, (tuple, list)):
             for i, o in enumerate(call.output):
-                if _is_pattern(o, n_heads, n):
+                if is_pattern(o, n_heads, n):
                     return call, i, o
     return None
-
-
-def _has_experts(module: nn.Module) -> bool:
-    """Whether a module is or holds experts of a mixture (a router picks some for each token)."""
-    return "expert" in type(module).__name__.lower() or any(
-        isinstance(m, nn.ModuleList) and len(m) > 1 and "expert" in name for name, m in module.named_children()
-    )
 
 
 def _branches(r0, r2, inner, outputs, attn_call, d_model: int, n: int, eps: float):
@@ -327,7 +315,7 @@ def _branches(r0, r2, inner, outputs, attn_call, d_model: int, n: int, eps: floa
             mlp_end, mlp_scale = max(mlp_ends, key=lambda e: e[0].exit)
             return attn_end, attn_scale, mlp_end, mlp_scale, False, True, call.enter
         # post-norm blocks (BERT): the MLP's output is normalised with the sum; hook_mlp_out is its last projection
-        later = [(c, y) for c, y in outputs if c.enter > call.enter and _is_linear(c.module)]
+        later = [(c, y) for c, y in outputs if c.enter > call.enter and is_linear(c.module)]
         if later:
             return attn_end, attn_scale, later[-1][0], 1.0, False, False, call.enter
         break
@@ -388,10 +376,3 @@ def _plain_head(model, trace, out, blocks_path, n_layers, final_norm, unembed_pa
     eps = torch.finfo(logits.dtype).eps if logits.is_floating_point() else 1e-7
     readout = plain and read.shape == logits.shape and rounding_equal(read.float(), logits.float(), eps)
     return plain, bool(readout)
-
-
-def _is_pattern(x: object, n_heads: int, n_tokens: int) -> bool:
-    if not (isinstance(x, torch.Tensor) and x.dim() == 4 and tuple(x.shape[1:]) == (n_heads, n_tokens, n_tokens)):
-        return False
-    atol = 1e-3 if x.dtype in (torch.float32, torch.float64) else 3e-2  # rows of half-precision probabilities
-    return torch.allclose(x.float().sum(-1), torch.ones((), device=x.device), atol=atol)

@@ -18,6 +18,11 @@ def why_missing(arch: Architecture, name: str) -> str | None:
             "this model's MLP is a mixture of experts, so it has no single layer of neurons (mlp.hook_post, "
             "neuron ablation); use hook_mlp_out, what the MLP adds to the residual stream"
         )
+    if template == "mlp.hook_in" and arch.mlp_in is None:
+        return (
+            "no one module of this model's blocks receives the MLP's whole input (its projections are the block's "
+            "own children), so there is no mlp.hook_in; use hook_resid_mid or hook_mlp_out"
+        )
     return None
 
 

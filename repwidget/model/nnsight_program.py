@@ -134,14 +134,20 @@ def build_program(
         site["hooks"].append(template)
     for layer in {parse(h, arch.n_layers)[0] for h in names if h.endswith("hook_resid_mid")}:
         path = arch.blocks + f".{layer}"
-        sites.setdefault((layer, "block", "pre"), {"path": path, "when": "pre", "rank": 0, "hooks": []})
+        sites.setdefault(
+            (layer, "block", "pre"), {"path": path, "when": "pre", "rank": SITE_OF["hook_resid_pre"].rank, "hooks": []}
+        )
     for layer in plan.sinks:
         path = arch.blocks + f".{layer}." + arch.attn
-        sites.setdefault((layer, "attn", "pattern"), {"path": path, "when": "pattern", "rank": 2, "hooks": []})
+        sites.setdefault(
+            (layer, "attn", "pattern"),
+            {"path": path, "when": "pattern", "rank": SITE_OF["attn.hook_pattern"].rank, "hooks": []},
+        )
     if lens is not None:  # every block's output, reduced to the lens's top tokens where it is computed
         for layer in range(arch.n_layers):
             path = arch.blocks + f".{layer}"
-            sites.setdefault((layer, "block", "post"), {"path": path, "when": "post", "rank": 6, "hooks": []})
+            rank = SITE_OF["hook_resid_post"].rank
+            sites.setdefault((layer, "block", "post"), {"path": path, "when": "post", "rank": rank, "hooks": []})
     if not arch.attn_proj.startswith(arch.attn + "."):  # the projection runs after the attention returns (BERT)
         for (_, where, _), site in sites.items():
             if where == "attn":

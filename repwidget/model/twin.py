@@ -102,8 +102,7 @@ def discover_weightless(model: nn.Module) -> Architecture:
     if blocks != arch.blocks:
         raise UnsupportedModelError(f"the twin's blocks ({arch.blocks}) are not the model's ({blocks})")
     paths = {"attn": arch.attn, "attn_proj": arch.attn_proj, "attn_end": arch.attn_end, "mlp_end": arch.mlp_end}
-    if arch.mlp_down is not None:
-        paths["mlp_down"] = arch.mlp_down
+    paths.update({part: getattr(arch, part) for part in ("mlp_down", "mlp_in") if getattr(arch, part) is not None})
     block, twin_block = model.get_submodule(f"{blocks}.0"), twin.get_submodule(f"{blocks}.0")
     for part, path in paths.items():
         mine = _submodule(block, path)

@@ -11,6 +11,9 @@ import altair as alt
 import torch
 
 from ..run import Run
+from .charts_fits import lens_kl as lens_kl  # re-exported: rw.charts.lens_kl
+from .charts_fits import sparse_probing as sparse_probing
+from .charts_fits import transcoder_quality as transcoder_quality
 
 
 def offline(interactive: bool = True) -> None:
@@ -312,61 +315,4 @@ def layer_measures(measures, current: int | None = None) -> alt.FacetChart:
         .properties(width=max(160, 24 * n), height=110)
         .facet(facet=alt.Facet("measure:N", title=None, sort=list(MEASURES.values())), columns=3)
         .resolve_scale(y="independent")
-    )
-
-
-def sparse_probing(result) -> alt.LayerChart:
-    """A sparse-probing curve (``rw.probes.sparse_probing``): held-out accuracy of the probe on the top k units
-    against k (log scale), with the dense probe on all units and the majority-class baseline as rules."""
-    unit = "neurons" if result.over == "neurons" else "SAE features"
-    rows = [{"k": k, "accuracy": acc} for k, acc in zip(result.ks, result.accuracy, strict=True)]
-    names = {"sparse": f"top-k {unit}", "dense": f"dense (all {result.n_units})", "baseline": "majority class"}
-    key = alt.Scale(domain=list(names.values()), range=["#4a78b5", "#e67e22", "grey"])
-
-    def legend() -> alt.Color:
-        return alt.Color("line:N", scale=key, legend=alt.Legend(title=None, orient="bottom"))
-
-    curve = (
-        alt.Chart(alt.Data(values=rows), title=f"sparse probing over {unit} ({result.hook})")
-        .mark_line(point=True)
-        .encode(
-            x=alt.X("k:Q", scale=alt.Scale(type="log", base=2), title="k (units read)"),
-            y=alt.Y("accuracy:Q", scale=alt.Scale(domain=[0, 1]), title="held-out accuracy"),
-            color=legend(),
-            tooltip=["k:Q", alt.Tooltip("accuracy:Q", format=".3f")],
-        )
-        .transform_calculate(line=repr(names["sparse"]))
-    )
-    rules = [
-        alt.Chart(alt.Data(values=[{"accuracy": value}]))
-        .mark_rule(strokeDash=dash)
-        .encode(y="accuracy:Q", color=legend(), tooltip=[alt.Tooltip("accuracy:Q", format=".3f")])
-        .transform_calculate(line=repr(names[name]))
-        for name, value, dash in (("dense", result.dense, [6, 3]), ("baseline", result.baseline, [2, 3]))
-    ]
-    return alt.layer(curve, *rules).properties(width=320, height=200)
-
-
-def lens_kl(logit, tuned=None) -> alt.Chart:
-    """The mean KL to the model's output per layer (``rw.analyses.lens_kl``) of the logit lens and, given, of the
-    tuned lens: one line each against depth, with the values in the tooltip."""
-    curves = {"logit lens": logit} if tuned is None else {"logit lens": logit, "tuned lens": tuned}
-    lengths = {len(values) for values in curves.values()}
-    if len(lengths) != 1:
-        raise ValueError(f"the logit and tuned curves must have one value per layer each, got {sorted(lengths)}")
-    values = [
-        {"lens": name, "layer": layer, "kl": float(v)}
-        for name, series in curves.items()
-        for layer, v in enumerate(series)
-    ]
-    return (
-        alt.Chart(alt.Data(values=values))
-        .mark_line(point=alt.OverlayMarkDef(filled=True, size=50))
-        .encode(
-            x=alt.X("layer:O"),
-            y=alt.Y("kl:Q", title="KL to the output (nats)"),
-            color=alt.Color("lens:N", title=None, sort=list(curves)),
-            tooltip=["lens:N", "layer:O", alt.Tooltip("kl:Q", format=".4f")],
-        )
-        .properties(width=max(160, 28 * lengths.pop()), height=180)
     )
