@@ -4,6 +4,7 @@ from . import analyses, demo, patching, steering
 from ._version import __version__
 from .demo import demo_model
 from .generation import Generation
+from .graphs import Graph, attribution_graph
 from .hook_names import HookNameError
 from .interventions import Ablate, Knockout, Patch, Skip, Steer
 from .model import CaptureBudgetError, Model, ModelLoadError, load
@@ -54,6 +55,7 @@ __all__ = [
     "CaptureBudgetError",
     "Explorer",
     "Generation",
+    "Graph",
     "HookNameError",
     "Knockout",
     "LogitLensView",
@@ -68,6 +70,7 @@ __all__ = [
     "TokensView",
     "__version__",
     "analyses",
+    "attribution_graph",
     "charts",
     "demo",
     "demo_model",

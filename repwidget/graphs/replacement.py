@@ -1,0 +1,194 @@
+"""The replacement model of one prompt: every MLP replaced by its transcoder plus an error node per (layer, position),
+attention patterns and norm scales frozen from the real run of the prompt (``freeze.py``), so the map from feature
+activations, error vectors and token embeddings to the logits is affine. With nothing changed it gives the real
+model's logits.
+
+Each pass is one pass of the model through its executor (captures, edits, attention sinks: ``model/execute.py``);
+the edits are the replacement itself: ``mlp.hook_in`` is read, ``hook_mlp_out`` becomes
+``sum_f a_f W_dec[f] + b_dec + skip(mlp.hook_in) + error + c`` (``c``: what the graph leaves to no node, the
+features and error of a BOS position, as circuit-tracer zeroes them, and rounding). Gradients flow only through
+the frozen linear paths: the error and feature writes are constants, the MLP's own computation is not used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from ..model.plan import EditStep, plan_pass
+from .freeze import FrozenNorms, FrozenPattern
+
+if TYPE_CHECKING:
+    from ..model.model import Model
+    from ..model.tokens import TokensLike
+
+IN, OUT = "mlp.hook_in", "hook_mlp_out"
+
+
+@dataclass
+class ReplacementPass:
+    """One pass of the replacement model: per layer the MLP input ``x_in`` and output ``mlp_out`` ``[pos, d]``,
+    the first block's input ``resid_pre`` and the unembedding's input ``final`` (in the autograd graph when asked)."""
+
+    x_in: list[torch.Tensor]
+    mlp_out: list[torch.Tensor]
+    resid_pre: torch.Tensor
+    final: torch.Tensor
+
+
+def check_transcoders(model: Model, transcoders: Any) -> None:
+    """One transcoder per layer, reading and writing the model's width, or a one-line error."""
+    n = model.n_layers
+    if not hasattr(transcoders, "__getitem__") or not hasattr(transcoders, "__len__") or len(transcoders) != n:
+        raise TypeError(f"transcoders must be a TranscoderSet with one transcoder for each of the model's {n} layers")
+    for layer in range(n):
+        tc = transcoders[layer]
+        if tuple(tc.W_dec.shape[1:]) != (model.d_model,) or tuple(tc.W_enc.shape[1:]) != (model.d_model,):
+            raise ValueError(
+                f"the transcoder of layer {layer} is {tuple(tc.W_enc.shape)} (features x width); the model's residual "
+                f"stream is {model.d_model} wide"
+            )
+        if getattr(tc, "layer", layer) != layer:
+            raise ValueError(f"transcoders[{layer}] says it is layer {tc.layer}'s")
+
+
+class ReplacementModel:
+    """The replacement model of ``text`` (see the module): built from one real pass, then :meth:`run` with any
+    feature activations, error vectors and token embeddings.
+
+    ``features`` ``[n, 3]`` (layer, position, feature) are the active features, ``activations`` ``[n]`` their
+    values; ``errors`` ``[layers, pos, d]``; ``tokens`` ``[pos, d]`` the token embeddings; ``logits`` the real pass's.
+    """
+
+    def __init__(self, model: Model, text: TokensLike, transcoders: Any) -> None:
+        from ..model.executor import LocalExecutor
+
+        if not isinstance(model.executor, LocalExecutor) or not model.executor.interface:
+            raise ValueError(
+                "the replacement model freezes attention in repwidget's attention implementation: it needs the "
+                "local backend and a model whose attention goes through transformers' attention interface"
+            )
+        if not model.arch.plain_logits or model.arch.unembed is None:
+            raise ValueError("the replacement model needs logits == unembedding(final hidden) (no soft-capping)")
+        if not model.arch.additive or model.arch.parallel:
+            raise ValueError(
+                "the replacement model needs sequential pre-norm blocks (resid_post = resid_mid + mlp_out)"
+            )
+        check_transcoders(model, transcoders)
+        self.model, self.transcoders = model, transcoders
+        self.ids = model.to_ids(text)
+        hf, n_layers = model.hf, model.n_layers
+        self.patterns = {layer: FrozenPattern() for layer in range(n_layers)}
+        self.norms = FrozenNorms(hf, model.arch)
+        with self.norms.recording():
+            real = self._pass({}, grad=False)
+        self.logits = model.unembed(real.final).detach().float()
+        bos = getattr(model.tokenizer, "bos_token_id", None)
+        #: positions whose features and errors are zeroed (left to the bias), as circuit-tracer: a BOS at 0
+        self.zeroed = 1 if bos is not None and self.ids[0] == bos else 0
+        features, values, errors, corrections = [], [], [], []
+        for layer in range(n_layers):
+            tc = transcoders[layer]
+            x, out = real.x_in[layer].detach(), real.mlp_out[layer].detach()
+            with torch.no_grad():
+                acts = tc.encode(x.to(tc.W_enc.dtype)).float()
+                acts[: self.zeroed] = 0
+                error = out.float() - tc.decode(acts.to(tc.W_dec.dtype), x.to(tc.W_dec.dtype)).float()
+                error[: self.zeroed] = 0
+            pos, feat = acts.nonzero(as_tuple=True)
+            features.append(torch.stack([torch.full_like(pos, layer), pos, feat], 1))
+            values.append(acts[pos, feat])
+            errors.append(error)
+        self.features = torch.cat(features)
+        self.activations = torch.cat(values)
+        self.errors = torch.stack(errors)
+        self.tokens = hf.get_input_embeddings()(torch.tensor([self.ids], device=model.device))[0].detach().float()
+        for layer in range(n_layers):  # c: the rest of the real output, exactly
+            out = real.mlp_out[layer].detach().float()
+            corrections.append(out - self.mlp_write(layer, self.activations, real.x_in[layer].detach()) - errors[layer])
+        self.corrections = torch.stack(corrections)
+        self.real_logits = self.logits
+
+    @property
+    def n_layers(self) -> int:
+        return self.model.n_layers
+
+    def decoder_rows(self, index: torch.Tensor) -> torch.Tensor:
+        """``W_dec[f]`` ``[len(index), d]`` of the active features ``index``."""
+        rows = [self.transcoders[int(layer)].W_dec[int(f)] for layer, _, f in self.features[index].tolist()]
+        return torch.stack(rows).float() if rows else torch.zeros(0, self.model.d_model)
+
+    def encoder_rows(self, index: torch.Tensor) -> torch.Tensor:
+        """``W_enc[f]`` ``[len(index), d]`` of the active features ``index``: what a feature's pre-activation reads."""
+        rows = [self.transcoders[int(layer)].W_enc[int(f)] for layer, _, f in self.features[index].tolist()]
+        return torch.stack(rows).float() if rows else torch.zeros(0, self.model.d_model)
+
+    def mlp_write(self, layer: int, activations: torch.Tensor, x_in: torch.Tensor) -> torch.Tensor:
+        """The transcoder's output at ``layer`` ``[pos, d]``: the active features' writes with ``activations``, its
+        decoder bias and skip connection (on ``x_in``, in the graph)."""
+        tc = self.transcoders[layer]
+        at = (self.features[:, 0] == layer).nonzero(as_tuple=True)[0]
+        out = torch.zeros(len(self.ids), self.model.d_model, device=x_in.device)
+        if len(at):
+            rows = tc.W_dec[self.features[at, 2]].float() * activations[at, None].to(x_in.device)
+            out = out.index_add(0, self.features[at, 1].to(x_in.device), rows)
+        out = out + tc.b_dec.float()
+        if getattr(tc, "W_skip", None) is not None:
+            out = out + x_in.float() @ tc.W_skip.float().T
+        return out
+
+    def run(
+        self,
+        activations: torch.Tensor | None = None,
+        errors: torch.Tensor | None = None,
+        tokens: torch.Tensor | None = None,
+        grad: bool = False,
+    ) -> ReplacementPass:
+        """A pass of the replacement model with these feature ``activations`` ``[n]``, ``errors`` and token embeddings
+        ``tokens`` (each the real run's when None); ``grad``: every tensor returned is in the autograd graph."""
+        activations = self.activations if activations is None else activations
+        errors = self.errors if errors is None else errors
+        seen: dict[int, torch.Tensor] = {}
+        edits: dict[str, list[EditStep]] = {}
+        for layer in range(self.n_layers):
+
+            def read(x: torch.Tensor, layer: int = layer) -> torch.Tensor:
+                seen[layer] = x
+                return x
+
+            def write(y: torch.Tensor, layer: int = layer) -> torch.Tensor:
+                out = self.mlp_write(layer, activations, seen[layer][0]) + errors[layer] + self.corrections[layer]
+                out = out[None].to(y.dtype)
+                # without a skip connection the output is a constant: a leaf, so gradients can be read at it
+                return out.requires_grad_() if torch.is_grad_enabled() and not out.requires_grad else out
+
+            edits[f"blocks.{layer}.{IN}"] = [EditStep("replacement model: MLP input", [read])]
+            edits[f"blocks.{layer}.{OUT}"] = [EditStep("replacement model: transcoder + error", [write])]
+        if tokens is not None:
+            delta = (tokens - self.tokens)[None]
+            edits["blocks.0.hook_resid_pre"] = [
+                EditStep("replacement model: tokens", [lambda x: x + delta.to(x.dtype)])
+            ]
+        with self.norms.frozen():
+            return self._pass(edits, grad)
+
+    def logits_of(self, result: ReplacementPass) -> torch.Tensor:
+        """The logits ``[pos, vocab]`` of a pass (in the graph if the pass is)."""
+        return self.model.executor.unembed_in_graph(result.final).float()
+
+    def _pass(self, edits: dict[str, list[EditStep]], grad: bool) -> ReplacementPass:
+        n = self.n_layers
+        names = [f"blocks.{layer}.{site}" for layer in range(n) for site in (IN, OUT)] + ["blocks.0.hook_resid_pre"]
+        plan = plan_pass(self.model, self.ids, (), names, None, grad=grad, record=False, sinks=dict(self.patterns))
+        plan = replace(plan, edits=edits)
+        with torch.set_grad_enabled(grad):
+            result = self.model.executor.execute(plan)[0]
+        cache = result.cache
+        return ReplacementPass(
+            x_in=[cache[f"blocks.{layer}.{IN}"] for layer in range(n)],
+            mlp_out=[cache[f"blocks.{layer}.{OUT}"] for layer in range(n)],
+            resid_pre=cache["blocks.0.hook_resid_pre"],
+            final=result.final_hidden,
+        )
