@@ -217,7 +217,7 @@ class Graph:
             return float(logits[token] - logits.mean())
 
         with torch.no_grad():
-            clean = demeaned(r.logits_of(r.run())[-1])
+            clean = demeaned(r.clean_logits()[-1])
             replaced = demeaned(r.logits_of(r.run(values))[-1])
         layer, pos, _ = self.active_features[i].tolist()
         write = (r.decoder_rows(torch.tensor([i]))[0] * r.activations[i]).tolist()

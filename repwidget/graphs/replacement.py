@@ -110,6 +110,7 @@ class ReplacementModel:
             corrections.append(out - self.mlp_write(layer, self.activations, real.x_in[layer].detach()) - errors[layer])
         self.corrections = torch.stack(corrections)
         self.real_logits = self.logits
+        self._clean: torch.Tensor | None = None
 
     @property
     def n_layers(self) -> int:
@@ -173,6 +174,13 @@ class ReplacementModel:
             ]
         with self.norms.frozen():
             return self._pass(edits, grad)
+
+    def clean_logits(self) -> torch.Tensor:
+        """The logits of the replacement model with nothing changed (the real ones, to rounding), computed once."""
+        if self._clean is None:
+            with torch.no_grad():
+                self._clean = self.logits_of(self.run())
+        return self._clean
 
     def logits_of(self, result: ReplacementPass) -> torch.Tensor:
         """The logits ``[pos, vocab]`` of a pass (in the graph if the pass is)."""
