@@ -164,7 +164,7 @@ def test_influence_matches_a_matrix_inverse_and_pruning_keeps_what_it_says(graph
     assert torch.allclose(influence(graph.adjacency, graph._logit_weights()).double(), reference, atol=1e-6)
     nodes, edges, cumulative = graph.prune(0.8, 0.98)
     n_kept = graph.n_pos + graph.n_logits
-    assert bool(nodes[-n_kept:].all()) and 0 < int(nodes[: -n_kept].sum()) < len(nodes) - n_kept
+    assert bool(nodes[-n_kept:].all()) and 0 < int(nodes[:-n_kept].sum()) < len(nodes) - n_kept
     assert not bool(edges[~nodes].any()) and not bool(edges[:, ~nodes].any())
     assert float(cumulative.max()) == pytest.approx(1.0) and float(cumulative.min()) > 0
     loose, _, _ = graph.prune(0.99, 0.999)
