@@ -1,6 +1,6 @@
 """repwidget: the insides of neural networks, visible and clickable in Jupyter."""
 
-from . import analyses, demo, patching, steering
+from . import analyses, demo, patching, steering, transcoders
 from ._version import __version__
 from .demo import demo_model
 from .generation import Generation
@@ -12,6 +12,7 @@ from .options import options
 from .probes import Probes, train_probes
 from .run import Run
 from .sae import SAE, feature_dashboard, feature_dashboards, train_sae
+from .transcoders import CrossLayerTranscoder, Transcoder, TranscoderSet
 
 #: imported on first use: altair for charts, anywidget/ipywidgets for the views (name -> the module it is, or is in)
 _LAZY = {
@@ -53,6 +54,7 @@ __all__ = [
     "Ablate",
     "AttentionView",
     "CaptureBudgetError",
+    "CrossLayerTranscoder",
     "Explorer",
     "Generation",
     "Graph",
@@ -68,6 +70,8 @@ __all__ = [
     "Skip",
     "Steer",
     "TokensView",
+    "Transcoder",
+    "TranscoderSet",
     "__version__",
     "analyses",
     "attribution_graph",
@@ -83,5 +87,6 @@ __all__ = [
     "steering",
     "train_probes",
     "train_sae",
+    "transcoders",
     "views",
 ]

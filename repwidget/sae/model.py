@@ -20,6 +20,19 @@ CONFIG = "cfg.json"
 _LOADED: weakref.WeakValueDictionary[tuple, SAE] = weakref.WeakValueDictionary()
 
 
+def sparse_activation(pre: torch.Tensor, k: int | None = None, threshold: torch.Tensor | None = None) -> torch.Tensor:
+    """The sparse activation of SAEs and transcoders: ReLU; with ``k``, TopK (the ``k`` largest, then ReLU); with
+    ``threshold``, JumpReLU (``relu(pre) * (pre > threshold)``: SAELens's, and circuit-tracer's for thresholds
+    >= 0)."""
+    if k is not None:
+        top = pre.topk(k, dim=-1, sorted=False)
+        return torch.zeros_like(pre).scatter(-1, top.indices, top.values.relu())
+    feats = pre.relu()
+    if threshold is not None:
+        feats = feats * (pre > threshold.to(pre.device))
+    return feats
+
+
 class SAE:
     """A sparse autoencoder on one hook of a model: ``encode`` activations into features, ``decode`` back.
 
@@ -144,13 +157,8 @@ class SAE:
     def encode(self, acts: torch.Tensor) -> torch.Tensor:
         """Feature activations ``[..., d_sae]`` of activations ``[..., d_in]``."""
         pre = self.pre_activations(acts)
-        if self.architecture == "topk":
-            top = pre.topk(self.k, dim=-1, sorted=False)
-            return torch.zeros_like(pre).scatter(-1, top.indices, top.values.relu())
-        feats = pre.relu()
-        if self.architecture == "jumprelu":
-            feats = feats * (pre > self.threshold.to(pre.device))
-        return feats
+        k = self.k if self.architecture == "topk" else None
+        return sparse_activation(pre, k, self.threshold if self.architecture == "jumprelu" else None)
 
     def rows_per_block(self, budget: int = 32 << 20) -> int:
         """How many activations to encode at once so that their features take about ``budget`` bytes."""
