@@ -8,7 +8,6 @@ by least squares on the demo model's MLP inputs and outputs, so features are rea
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 
 import pytest
 import torch
@@ -20,26 +19,7 @@ from repwidget.graphs import Graph, GraphBudgetError, ReplacementModel, estimate
 PROMPT_TASK = ("induction", 1)
 
 
-@dataclass
-class LeastSquaresTranscoder:
-    """The transcoder contract (layer, W_enc, b_enc, W_dec, b_dec, W_skip, encode, decode): ReLU features."""
-
-    layer: int
-    W_enc: torch.Tensor
-    b_enc: torch.Tensor
-    W_dec: torch.Tensor
-    b_dec: torch.Tensor
-    W_skip: torch.Tensor | None = None
-
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.relu(x @ self.W_enc.T + self.b_enc)
-
-    def decode(self, acts: torch.Tensor, x: torch.Tensor | None = None) -> torch.Tensor:
-        y = acts @ self.W_dec + self.b_dec
-        return y if self.W_skip is None else y + x @ self.W_skip.T
-
-
-def fit_transcoders(model, d_tc: int = 48, skip: bool = False) -> list[LeastSquaresTranscoder]:
+def fit_transcoders(model, d_tc: int = 48, skip: bool = False) -> rw.TranscoderSet:
     texts = [e.text for task in ("induction", "ioi", "facts") for e in rw.demo.tasks.dataset(task, 12)]
     names = [f"blocks.{layer}.{h}" for layer in range(model.n_layers) for h in ("mlp.hook_in", "hook_mlp_out")]
     caps = model.capture_batch(texts, names, progress=False)
@@ -53,8 +33,8 @@ def fit_transcoders(model, d_tc: int = 48, skip: bool = False) -> list[LeastSqua
         parts = [torch.relu(pre + b_enc), torch.ones(len(x), 1)] + ([x] if skip else [])
         sol = torch.linalg.lstsq(torch.cat(parts, 1), y).solution
         w_skip = sol[d_tc + 1 :].T.contiguous() if skip else None
-        out.append(LeastSquaresTranscoder(layer, w_enc, b_enc, sol[:d_tc].contiguous(), sol[d_tc], w_skip))
-    return out
+        out.append(rw.Transcoder(layer, w_enc, b_enc, sol[:d_tc].contiguous(), sol[d_tc], W_skip=w_skip))
+    return rw.TranscoderSet(out, scan="least-squares")
 
 
 @pytest.fixture(scope="module")
@@ -226,7 +206,7 @@ def test_the_estimate_refuses_a_graph_too_large(demo, prompt, transcoders, monke
     with pytest.raises(ValueError, match="batch_size"):
         rw.attribution_graph(demo, prompt, transcoders, batch_size=0)
     with pytest.raises(TypeError, match="one transcoder for each"):
-        rw.attribution_graph(demo, prompt, transcoders[:2])
+        rw.attribution_graph(demo, prompt, list(transcoders)[:2])
 
 
 def test_a_norm_of_another_kind_is_named():

@@ -39,12 +39,26 @@ class ReplacementPass:
 
 
 def check_transcoders(model: Model, transcoders: Any) -> None:
-    """One transcoder per layer, reading and writing the model's width, or a one-line error."""
+    """One transcoder per layer (an ``rw.TranscoderSet``, or a list following its contract), reading ``mlp.hook_in``
+    and writing ``hook_mlp_out`` at the model's width, or a one-line error."""
+    from ..transcoders import CrossLayerTranscoder
+
     n = model.n_layers
+    if isinstance(transcoders, CrossLayerTranscoder):
+        raise TypeError(
+            "attribution graphs take per-layer transcoders (rw.TranscoderSet); cross-layer ones are not done"
+        )
     if not hasattr(transcoders, "__getitem__") or not hasattr(transcoders, "__len__") or len(transcoders) != n:
         raise TypeError(f"transcoders must be a TranscoderSet with one transcoder for each of the model's {n} layers")
+    if hasattr(transcoders, "check_fits"):
+        transcoders.check_fits(model)
     for layer in range(n):
         tc = transcoders[layer]
+        hooks = (getattr(tc, "input_hook", IN), getattr(tc, "output_hook", OUT))
+        if hooks != (IN, OUT):
+            raise ValueError(
+                f"the replacement model replaces {IN} -> {OUT}; the transcoder of layer {layer} maps {hooks}"
+            )
         if tuple(tc.W_dec.shape[1:]) != (model.d_model,) or tuple(tc.W_enc.shape[1:]) != (model.d_model,):
             raise ValueError(
                 f"the transcoder of layer {layer} is {tuple(tc.W_enc.shape)} (features x width); the model's residual "
