@@ -219,3 +219,15 @@ def test_a_norm_of_another_kind_is_named():
     x = torch.randn(1, 3, 8)
     with pytest.raises(ValueError, match="WeirdNorm is neither a LayerNorm nor an RMSNorm"):
         _FrozenCall(WeirdNorm(), x, torch.tanh(x))
+
+
+def test_the_induction_copy_shows_as_the_strongest_token_edge(graph, demo):
+    """On a repeated sequence the top logit is the word that followed the current one before; with attention frozen
+    the induction head's copy is a direct path from that earlier token's embedding to the logit: the strongest
+    token edge into it. (The previous-token head acts on the induction head's keys, which the graph freezes.)"""
+    predicted = demo.to_str_tokens([int(graph.logit_ids[0])])[0]
+    first = graph.n_features + graph.n_layers * graph.n_pos
+    token_edges = graph.adjacency[_logit_rows(graph)][0, first : first + graph.n_pos]
+    strongest = int(token_edges.abs().argmax())
+    assert graph.tokens[strongest] == predicted and strongest < graph.n_pos - 1
+    assert float(token_edges[strongest]) > 0
