@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from ..model.tokens import TokensLike
 
 IN, OUT = "mlp.hook_in", "hook_mlp_out"
+_WEIGHTS = ("W_enc", "W_dec", "b_dec", "W_skip")
 
 
 @dataclass
@@ -102,6 +103,12 @@ class ReplacementModel:
         bos = getattr(model.tokenizer, "bos_token_id", None)
         #: positions whose features and errors are zeroed (left to the bias), as circuit-tracer: a BOS at 0
         self.zeroed = 1 if bos is not None and self.ids[0] == bos else 0
+        dev = model.device
+        #: each layer's transcoder weights, float32 on the model's device
+        self.weights = [
+            {k: None if getattr(tc, k, None) is None else getattr(tc, k).detach().float().to(dev) for k in _WEIGHTS}
+            for tc in transcoders
+        ]
         features, values, errors, corrections = [], [], [], []
         for layer in range(n_layers):
             tc = transcoders[layer]
@@ -109,8 +116,9 @@ class ReplacementModel:
             with torch.no_grad():
                 acts = tc.encode(x.to(tc.W_enc.dtype)).float()
                 acts[: self.zeroed] = 0
-                error = out.float() - tc.decode(acts.to(tc.W_dec.dtype), x.to(tc.W_dec.dtype)).float()
+                error = out.float() - tc.decode(acts.to(tc.W_dec.dtype), x.to(tc.W_dec.dtype)).float().to(dev)
                 error[: self.zeroed] = 0
+            acts = acts.cpu()
             pos, feat = acts.nonzero(as_tuple=True)
             features.append(torch.stack([torch.full_like(pos, layer), pos, feat], 1))
             values.append(acts[pos, feat])
@@ -131,27 +139,29 @@ class ReplacementModel:
         return self.model.n_layers
 
     def decoder_rows(self, index: torch.Tensor) -> torch.Tensor:
-        """``W_dec[f]`` ``[len(index), d]`` of the active features ``index``."""
-        rows = [self.transcoders[int(layer)].W_dec[int(f)] for layer, _, f in self.features[index].tolist()]
-        return torch.stack(rows).float() if rows else torch.zeros(0, self.model.d_model)
+        """``W_dec[f]`` ``[len(index), d]`` of the active features ``index`` (on the CPU)."""
+        return self._rows("W_dec", index)
 
     def encoder_rows(self, index: torch.Tensor) -> torch.Tensor:
         """``W_enc[f]`` ``[len(index), d]`` of the active features ``index``: what a feature's pre-activation reads."""
-        rows = [self.transcoders[int(layer)].W_enc[int(f)] for layer, _, f in self.features[index].tolist()]
-        return torch.stack(rows).float() if rows else torch.zeros(0, self.model.d_model)
+        return self._rows("W_enc", index)
+
+    def _rows(self, name: str, index: torch.Tensor) -> torch.Tensor:
+        rows = [self.weights[layer][name][f] for layer, _, f in self.features[index].tolist()]
+        return torch.stack(rows).cpu() if rows else torch.zeros(0, self.model.d_model)
 
     def mlp_write(self, layer: int, activations: torch.Tensor, x_in: torch.Tensor) -> torch.Tensor:
         """The transcoder's output at ``layer`` ``[pos, d]``: the active features' writes with ``activations``, its
         decoder bias and skip connection (on ``x_in``, in the graph)."""
-        tc = self.transcoders[layer]
+        w, dev = self.weights[layer], x_in.device
         at = (self.features[:, 0] == layer).nonzero(as_tuple=True)[0]
-        out = torch.zeros(len(self.ids), self.model.d_model, device=x_in.device)
+        out = torch.zeros(len(self.ids), self.model.d_model, device=dev)
         if len(at):
-            rows = tc.W_dec[self.features[at, 2]].float() * activations[at, None].to(x_in.device)
-            out = out.index_add(0, self.features[at, 1].to(x_in.device), rows)
-        out = out + tc.b_dec.float()
-        if getattr(tc, "W_skip", None) is not None:
-            out = out + x_in.float() @ tc.W_skip.float().T
+            rows = w["W_dec"][self.features[at, 2].to(dev)] * activations[at, None].to(dev)
+            out = out.index_add(0, self.features[at, 1].to(dev), rows)
+        out = out + w["b_dec"]
+        if w["W_skip"] is not None:
+            out = out + x_in.float() @ w["W_skip"].T
         return out
 
     def run(
