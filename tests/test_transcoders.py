@@ -3,6 +3,8 @@ formats (round trips, a circuit-tracer directory written by hand, bad files), tr
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -80,3 +82,140 @@ def test_check_fits_the_demo_model(demo) -> None:
     narrow = rw.TranscoderSet([_weights(i, layer=i) for i in range(4)])
     with pytest.raises(ValueError, match="reads width 8 but the model's d_model is 128"):
         narrow.check_fits(demo)
+
+
+def _set(**extra) -> rw.TranscoderSet:
+    return rw.TranscoderSet([_weights(10 + i, layer=i, **extra) for i in range(N)])
+
+
+def _same(a, b, atol: float = 0.0) -> None:
+    x = torch.randn(6, D, generator=torch.Generator().manual_seed(5))
+    assert type(a) is type(b) and len(a) == len(b)
+    for ta, tb in zip(a, b, strict=True):
+        assert (ta.layer, ta.k, ta.input_hook, ta.output_hook) == (tb.layer, tb.k, tb.input_hook, tb.output_hook)
+        assert tb.dtype == torch.float32
+        torch.testing.assert_close(tb(x), ta(x), atol=atol, rtol=atol)
+
+
+@pytest.mark.parametrize("fmt", ["circuit-tracer", "saelens"])
+def test_round_trips(tmp_path, fmt: str) -> None:
+    skip = {"W_skip": torch.randn(D, D, generator=torch.Generator().manual_seed(3))}
+    for name, ts in {"relu_skip": _set(**skip), "jumprelu": _set(threshold=torch.full((F,), 0.3)),
+                     "topk": _set(k=4)}.items():  # fmt: skip
+        ts.stats = {"explained_variance": [0.5, 0.6, 0.7]}
+        loaded = rw.TranscoderSet.load(ts.save(tmp_path / fmt / name, format=fmt))
+        _same(ts, loaded)
+        assert loaded.stats == ts.stats and loaded.path == (tmp_path / fmt / name).resolve()
+    half = rw.TranscoderSet.load(_set().save(tmp_path / fmt / "half", format=fmt, dtype=torch.float16))
+    _same(_set(), half, atol=2e-2)  # float16 files load as float32
+
+
+def test_a_circuit_tracer_directory_written_by_hand_loads(tmp_path) -> None:
+    """The layout circuit-tracer 0.5 reads (``load_relu_transcoder``: per-layer safetensors, JumpReLU when a
+    threshold is present; its config names TransformerLens hooks), written with safetensors directly."""
+    from safetensors.torch import save_file
+
+    g = torch.Generator().manual_seed(7)
+    raw = []
+    for layer in range(N):
+        tensors = {"W_enc": torch.randn(F, D, generator=g), "W_dec": torch.randn(F, D, generator=g),
+                   "b_enc": torch.randn(F, generator=g), "b_dec": torch.randn(D, generator=g),
+                   "activation_function.threshold": torch.rand(F, generator=g)}  # fmt: skip
+        save_file({k: v.to(torch.bfloat16) for k, v in tensors.items()}, tmp_path / f"layer_{layer}.safetensors")
+        raw.append({k: v.to(torch.bfloat16).float() for k, v in tensors.items()})
+    config = "model_kind: transcoder_set\nfeature_input_hook: mlp.hook_in\nfeature_output_hook: mlp.hook_out\n"
+    (tmp_path / "config.yaml").write_text(config + "scan: hand/test\n")
+    ts = rw.TranscoderSet.load(tmp_path)
+    assert ts.scan == "hand/test" and ts.input_hook == "mlp.hook_in" and ts.output_hook == "hook_mlp_out"
+    x = torch.randn(4, D, generator=g)
+    for t, w in zip(ts, raw, strict=True):  # circuit-tracer's JumpReLU: pre * (pre > threshold)
+        pre = x @ w["W_enc"].T + w["b_enc"]
+        torch.testing.assert_close(t(x), (pre * (pre > w["activation_function.threshold"])) @ w["W_dec"] + w["b_dec"])
+    listed = [f"layer_{i}.safetensors" for i in reversed(range(N))]  # a `transcoders` list is followed, in order
+    (tmp_path / "config.yaml").write_text(config + "scan: x\ntranscoders: [" + ", ".join(listed) + "]\n")
+    swapped = rw.TranscoderSet.load(tmp_path)
+    torch.testing.assert_close(swapped[0].W_enc, raw[N - 1]["W_enc"])
+
+
+def test_cross_layer_transcoder_files(tmp_path) -> None:
+    from safetensors.torch import save_file
+
+    g = torch.Generator().manual_seed(8)
+    for layer in range(N):  # circuit-tracer's CLT layout, by hand
+        enc = {f"W_enc_{layer}": torch.randn(F, D, generator=g), f"b_enc_{layer}": torch.randn(F, generator=g)}
+        enc.update({f"b_dec_{layer}": torch.randn(D, generator=g), f"threshold_{layer}": torch.rand(F, generator=g)})
+        save_file(enc, tmp_path / f"W_enc_{layer}.safetensors")
+        save_file(
+            {f"W_dec_{layer}": torch.randn(F, N - layer, D, generator=g)}, tmp_path / f"W_dec_{layer}.safetensors"
+        )
+    text = "model_kind: cross_layer_transcoder\nfeature_input_hook: mlp.hook_in\nfeature_output_hook: mlp.hook_out\n"
+    (tmp_path / "config.yaml").write_text(text)
+    clt = rw.CrossLayerTranscoder.load(tmp_path)
+    assert clt.n_layers == N and clt.threshold.shape == (N, F)
+    again = rw.CrossLayerTranscoder.load(clt.save(tmp_path / "again"))
+    xs = [torch.randn(3, D, generator=g) for _ in range(N)]
+    for a, b in zip(clt(xs), again(xs), strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_bad_files_are_one_line_errors(tmp_path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    from repwidget.file_checks import FileFormatError
+
+    def broken(name: str, change) -> Path:
+        path = _set().save(tmp_path / name)
+        change(path)
+        return path
+
+    missing = broken("missing", lambda p: (p / "layer_1.safetensors").unlink())
+    with pytest.raises(FileFormatError, match=r"no layer_1\.safetensors .* needs every layer"):
+        rw.TranscoderSet.load(missing)
+
+    def widen(p: Path) -> None:
+        tensors = load_file(p / "layer_2.safetensors")
+        save_file({**tensors, "b_dec": torch.zeros(D + 1)}, p / "layer_2.safetensors")
+
+    with pytest.raises(FileFormatError, match=r"layer_2\.safetensors: tensor b_dec has shape \(9,\), expected 8"):
+        rw.TranscoderSet.load(broken("wide", widen))
+
+    def integers(p: Path) -> None:
+        tensors = load_file(p / "layer_0.safetensors")
+        save_file({**tensors, "W_enc": tensors["W_enc"].to(torch.int32)}, p / "layer_0.safetensors")
+
+    with pytest.raises(FileFormatError, match=r"tensor W_enc must be floating point, got torch\.int32"):
+        rw.TranscoderSet.load(broken("dtype", integers))
+
+    def hook(p: Path) -> None:
+        (p / "config.yaml").write_text((p / "config.yaml").read_text().replace("mlp.hook_in", "blocks.hook_x"))
+
+    with pytest.raises(FileFormatError, match=r"feature_input_hook 'blocks\.hook_x' is not a hook repwidget knows"):
+        rw.TranscoderSet.load(broken("hook", hook))
+    with pytest.raises(FileNotFoundError, match="neither circuit-tracer transcoders"):
+        rw.TranscoderSet.load(tmp_path)
+
+
+def test_circuit_tracer_reads_our_files_the_same(tmp_path) -> None:
+    """circuit-tracer's own loaders on our files give our outputs (runs where circuit-tracer is importable, e.g.
+    ``PYTHONPATH`` holding its unpacked wheel: it pins transformers < 4.58, so it is not in the test venv)."""
+    slt = pytest.importorskip("circuit_tracer.transcoder.single_layer_transcoder")
+    clt_module = pytest.importorskip("circuit_tracer.transcoder.cross_layer_transcoder")
+    cpu = torch.device("cpu")
+    ts = _set(threshold=torch.full((F,), 0.2), W_skip=torch.randn(D, D, generator=torch.Generator().manual_seed(1)))
+    path = ts.save(tmp_path / "set")
+    theirs = slt.load_transcoder_set({i: str(path / f"layer_{i}.safetensors") for i in range(N)}, scan="x",
+                                     feature_input_hook="mlp.hook_in", feature_output_hook="mlp.hook_out",
+                                     device=cpu, lazy_encoder=False, lazy_decoder=False)  # fmt: skip
+    x = torch.randn(5, D, generator=torch.Generator().manual_seed(2))
+    for layer in range(N):
+        torch.testing.assert_close(theirs[layer](x), ts[layer](x))
+    g = torch.Generator().manual_seed(3)
+    clt = rw.CrossLayerTranscoder(torch.randn(N, F, D, generator=g), torch.randn(N, F, generator=g),
+                                  [torch.randn(F, N - s, D, generator=g) for s in range(N)],
+                                  torch.randn(N, D, generator=g), threshold=torch.rand(N, F, generator=g))  # fmt: skip
+    theirs = clt_module.load_clt(str(clt.save(tmp_path / "clt")), scan="x", feature_input_hook="mlp.hook_in",
+                                 feature_output_hook="mlp.hook_out", lazy_decoder=False, lazy_encoder=False,
+                                 device=cpu, dtype=torch.float32)  # fmt: skip
+    xs = torch.randn(N, 5, D, generator=g)
+    for a, b in zip(theirs(xs), clt(list(xs)), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)

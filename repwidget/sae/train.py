@@ -12,10 +12,15 @@ from . import harvest
 from .model import SAE
 
 
+def variance_explained(target: torch.Tensor, reconstruction: torch.Tensor) -> float:
+    """1 - (squared error) / (variance of ``target``), over ``[tokens, width]`` (SAEs and transcoders)."""
+    residual = target - reconstruction
+    return 1 - (residual.pow(2).sum() / (target - target.mean(0)).pow(2).sum().clamp_min(1e-30)).item()
+
+
 def explained_variance(sae: SAE, acts: torch.Tensor) -> float:
     """1 - (reconstruction error) / (variance of the activations), over ``[tokens, d_in]``."""
-    residual = acts - sae.decode(sae.encode(acts))
-    return 1 - (residual.pow(2).sum() / (acts - acts.mean(0)).pow(2).sum()).item()
+    return variance_explained(acts, sae.decode(sae.encode(acts)))
 
 
 def sae_stats(sae: SAE, acts: torch.Tensor) -> dict[str, float]:

@@ -1,5 +1,8 @@
-"""Transcoders (MLP input -> MLP output through sparse features): the contract, circuit-tracer and SAELens files."""
+"""Transcoders (MLP input -> MLP output through sparse features): the contract, circuit-tracer and SAELens files,
+training."""
 
-from .model import CrossLayerTranscoder, Transcoder, TranscoderSet
+from .cross_layer import CrossLayerTranscoder
+from .model import Transcoder, TranscoderSet
+from .train import train_transcoder
 
-__all__ = ["CrossLayerTranscoder", "Transcoder", "TranscoderSet"]
+__all__ = ["CrossLayerTranscoder", "Transcoder", "TranscoderSet", "train_transcoder"]
