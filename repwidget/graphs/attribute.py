@@ -121,10 +121,11 @@ def attribution_graph(
     adjacency[n_nodes - n_logits :, : len(columns)] = rows[order[keep:]][:, columns]
     with torch.no_grad():
         bias = _logit_bias(replacement, logit_ids)
+    tokens = model.to_str_tokens(replacement.ids)
     graph = Graph(
-        prompt=text if isinstance(text, str) else "",
+        prompt=text if isinstance(text, str) else "".join(tokens),
         ids=torch.tensor(replacement.ids),
-        tokens=model.to_str_tokens(replacement.ids),
+        tokens=tokens,
         n_layers=n_layers,
         active_features=replacement.features.cpu(),
         activations=replacement.activations.cpu(),
