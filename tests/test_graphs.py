@@ -231,3 +231,40 @@ def test_the_induction_copy_shows_as_the_strongest_token_edge(graph, demo):
     strongest = int(token_edges.abs().argmax())
     assert graph.tokens[strongest] == predicted and strongest < graph.n_pos - 1
     assert float(token_edges[strongest]) > 0
+
+
+@pytest.mark.parametrize("name", ["llama", "qwen3", "gemma", "opt"])
+def test_the_replacement_model_and_completeness_on_other_architectures(name):
+    """RMSNorm with grouped-query and rotary attention (Llama), query/key norms (Qwen3), (1 + weight) norms and scaled
+    embeddings (Gemma), LayerNorm and learned positions (OPT): random ReLU transcoders, the real logits reproduced
+    and every logit node's inputs summing to its demeaned logit."""
+    from architectures import build, matrix_ids
+
+    model = rw.load(build(name))
+    g = torch.Generator().manual_seed(0)
+    d = model.d_model
+    w_enc = [torch.nn.functional.normalize(torch.randn(6, d, generator=g), dim=1) for _ in range(model.n_layers)]
+    w_dec = [0.1 * torch.randn(6, d, generator=g) for _ in range(model.n_layers)]
+    zeros = torch.zeros(d)
+    tcs = rw.TranscoderSet([rw.Transcoder(i, w_enc[i], torch.zeros(6), w_dec[i], zeros) for i in range(model.n_layers)])
+    ids = matrix_ids(8)
+    graph = rw.attribution_graph(model, ids, tcs, progress=False)
+    r = graph._replacement
+    with torch.no_grad():
+        plain = model.hf(torch.tensor([ids])).logits[0].float()
+    assert float((r.clean_logits() - plain).abs().max()) <= 1e-5 * float(plain.abs().max())
+    total = graph.adjacency[_logit_rows(graph)].sum(1) + graph.logit_bias
+    assert graph.n_features > 0
+    assert torch.allclose(total, graph.logit_values, rtol=1e-4, atol=1e-4 * float(graph.logit_values.abs().max()))
+
+
+def test_soft_capped_logits_are_refused():
+    from architectures import build
+
+    model = rw.load(build("gemma2"))
+    d, zero = model.d_model, torch.zeros(4)
+    tcs = rw.TranscoderSet(
+        [rw.Transcoder(i, torch.ones(4, d), zero, torch.ones(4, d), torch.zeros(d)) for i in range(2)]
+    )
+    with pytest.raises(ValueError, match="soft-capping"):
+        rw.attribution_graph(model, [3, 4, 5], tcs, progress=False)

@@ -126,7 +126,7 @@ class ReplacementModel:
         self.features = torch.cat(features)
         self.activations = torch.cat(values)
         self.errors = torch.stack(errors)
-        self.tokens = hf.get_input_embeddings()(torch.tensor([self.ids], device=model.device))[0].detach().float()
+        self.tokens = _token_vectors(hf, self.ids, real.resid_pre.detach().float(), model.device)
         for layer in range(n_layers):  # c: the rest of the real output, exactly
             out = real.mlp_out[layer].detach().float()
             corrections.append(out - self.mlp_write(layer, self.activations, real.x_in[layer].detach()) - errors[layer])
@@ -224,3 +224,14 @@ class ReplacementModel:
             resid_pre=cache["blocks.0.hook_resid_pre"],
             final=result.final_hidden,
         )
+
+
+def _token_vectors(hf, ids: list[int], resid_pre: torch.Tensor, device) -> torch.Tensor:
+    """What each token's embedding adds to the first block's input ``[pos, d]``: the embedding module's output, or
+    that times the scale the model applies after it (Gemma's sqrt(d_model)), found by fitting the block's input."""
+    with torch.no_grad():
+        emb = hf.get_input_embeddings()(torch.tensor([ids], device=device))[0].float()
+    scale = float((resid_pre * emb).sum() / (emb * emb).sum().clamp(min=1e-30))
+    if abs(scale - 1) > 1e-6 and torch.allclose(resid_pre, scale * emb, rtol=1e-4, atol=1e-6):
+        return scale * emb
+    return emb
