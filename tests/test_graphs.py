@@ -268,3 +268,14 @@ def test_soft_capped_logits_are_refused():
     )
     with pytest.raises(ValueError, match="soft-capping"):
         rw.attribution_graph(model, [3, 4, 5], tcs, progress=False)
+
+
+def test_a_special_token_is_put_first_as_circuit_tracer_does():
+    from types import SimpleNamespace
+
+    from repwidget.graphs.replacement import special_first
+
+    tokenizer = SimpleNamespace(all_special_ids=[0, 2, 7], bos_token_id=None, pad_token_id=7, eos_token_id=2)
+    assert special_first(tokenizer, [5, 6]) == [7, 5, 6]  # no BOS: the pad token, as circuit-tracer's order
+    assert special_first(tokenizer, [2, 6]) == [2, 6]  # a special token first already
+    assert special_first(None, [5, 6]) == [5, 6]  # ids alone: nothing to prepend

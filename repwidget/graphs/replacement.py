@@ -93,16 +93,15 @@ class ReplacementModel:
             )
         check_transcoders(model, transcoders)
         self.model, self.transcoders = model, transcoders
-        self.ids = model.to_ids(text)
+        self.ids = special_first(model.tokenizer, model.to_ids(text))
         hf, n_layers = model.hf, model.n_layers
         self.patterns = {layer: FrozenPattern() for layer in range(n_layers)}
         self.norms = FrozenNorms(hf, model.arch)
         with self.norms.recording():
             real = self._pass({}, grad=False)
         self.logits = model.unembed(real.final).detach().float()
-        bos = getattr(model.tokenizer, "bos_token_id", None)
-        #: positions whose features and errors are zeroed (left to the bias), as circuit-tracer: a BOS at 0
-        self.zeroed = 1 if bos is not None and self.ids[0] == bos else 0
+        #: positions whose features and errors are zeroed (left to the bias), as circuit-tracer: a special token at 0
+        self.zeroed = 1 if self.ids[0] in _special_ids(model.tokenizer) else 0
         dev = model.device
         #: each layer's transcoder weights, float32 on the model's device
         self.weights = [
@@ -235,3 +234,19 @@ def _token_vectors(hf, ids: list[int], resid_pre: torch.Tensor, device) -> torch
     if abs(scale - 1) > 1e-6 and torch.allclose(resid_pre, scale * emb, rtol=1e-4, atol=1e-6):
         return scale * emb
     return emb
+
+
+def _special_ids(tokenizer) -> set[int]:
+    return set(getattr(tokenizer, "all_special_ids", None) or ())
+
+
+def special_first(tokenizer, ids: list[int]) -> list[int]:
+    """``ids`` with a special token first, as circuit-tracer makes every prompt (position 0's unusual norms and
+    features are then left out of the graph): unchanged when one is there, else the BOS (or pad, EOS, any special
+    token) prepended. Without a tokenizer, or one with no special token, unchanged."""
+    specials = _special_ids(tokenizer)
+    if not specials or ids[0] in specials:
+        return ids
+    names = ("bos_token_id", "pad_token_id", "eos_token_id")
+    first = next(t for t in [*(getattr(tokenizer, n, None) for n in names), *specials] if t is not None)
+    return [first, *ids]
