@@ -279,3 +279,22 @@ def test_a_special_token_is_put_first_as_circuit_tracer_does():
     assert special_first(tokenizer, [5, 6]) == [7, 5, 6]  # no BOS: the pad token, as circuit-tracer's order
     assert special_first(tokenizer, [2, 6]) == [2, 6]  # a special token first already
     assert special_first(None, [5, 6]) == [5, 6]  # ids alone: nothing to prepend
+
+
+def test_an_interrupt_mid_graph_leaves_the_model_as_it_was(demo, prompt, transcoders, monkeypatch):
+    """Ctrl-C inside a frozen norm (in the replacement model's pass, hooks of both the executor and the norms in
+    place): every hook is gone, and the next graph is the same (the shared ``demo`` fixture checks weights too)."""
+    from repwidget.graphs import freeze
+
+    before = rw.attribution_graph(demo, prompt, transcoders, max_feature_nodes=5, progress=False)
+
+    def interrupted(self, x, like):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(freeze._FrozenCall, "__call__", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        rw.attribution_graph(demo, prompt, transcoders, progress=False)
+    monkeypatch.undo()
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in demo.hf.modules())
+    after = rw.attribution_graph(demo, prompt, transcoders, max_feature_nodes=5, progress=False)
+    assert torch.equal(before.adjacency, after.adjacency)
