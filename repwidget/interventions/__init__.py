@@ -13,6 +13,7 @@ from .steer import Steer  # isort: skip
 from .patch import Patch  # isort: skip
 from .knockout import Knockout  # isort: skip
 from .skip import Skip  # isort: skip
+from .replace import Replace  # isort: skip
 from .json import from_json, to_json  # isort: skip
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "Knockout",
     "Patch",
     "Project",
+    "Replace",
     "ScoreMask",
     "SetRows",
     "Skip",

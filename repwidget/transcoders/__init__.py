@@ -3,6 +3,7 @@ training."""
 
 from .cross_layer import CrossLayerTranscoder
 from .model import Transcoder, TranscoderSet
+from .quality import Quality, quality
 from .train import train_transcoder
 
-__all__ = ["CrossLayerTranscoder", "Transcoder", "TranscoderSet", "train_transcoder"]
+__all__ = ["CrossLayerTranscoder", "Quality", "Transcoder", "TranscoderSet", "quality", "train_transcoder"]

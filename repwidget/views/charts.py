@@ -7,6 +7,8 @@ every altair chart, repwidget's or your own, is drawn with Vega inlined from vl-
 
 from __future__ import annotations
 
+import math
+
 import altair as alt
 import torch
 
@@ -311,5 +313,42 @@ def layer_measures(measures, current: int | None = None) -> alt.FacetChart:
         alt.layer(line, points, rule, data=alt.Data(values=values))
         .properties(width=max(160, 24 * n), height=110)
         .facet(facet=alt.Facet("measure:N", title=None, sort=list(MEASURES.values())), columns=3)
+        .resolve_scale(y="independent")
+    )
+
+
+def transcoder_quality(quality) -> alt.FacetChart:
+    """``rw.transcoders.quality``'s per-layer numbers against depth, one panel each: the MLP output's explained
+    variance, the loss with that layer's MLP replaced (dashed rules at the clean loss and with every MLP replaced)
+    and the error's share of the final logit."""
+    names = {
+        "explained_variance": "explained variance of the MLP output",
+        "loss_replaced": "loss, this MLP replaced (nats)",
+        "error_fraction": "error share of the final logit",
+    }
+    values = [
+        {"measure": names[k], "layer": row["layer"], "value": float(row[k]), "line": None}
+        for row in quality.rows()
+        for k in names
+        if math.isfinite(row[k])
+    ]
+    for line, value in (("clean", quality.loss_clean), ("every MLP replaced", quality.loss_all_replaced)):
+        values.append({"measure": names["loss_replaced"], "layer": None, "value": float(value), "line": line})
+    tooltip = ["measure:N", "layer:O", alt.Tooltip("value:Q", format=".4f")]
+    base = alt.Chart()
+    points = (
+        base.mark_line(point=True)
+        .encode(x=alt.X("layer:O"), y=alt.Y("value:Q", title=None, scale=alt.Scale(zero=False)), tooltip=tooltip)
+        .transform_filter("datum.layer != null")
+    )
+    rules = (
+        base.mark_rule(strokeDash=[4, 3])
+        .encode(y="value:Q", color=alt.Color("line:N", title=None), tooltip=["line:N", "value:Q"])
+        .transform_filter("datum.line != null")
+    )
+    return (
+        alt.layer(points, rules, data=alt.Data(values=values))
+        .properties(width=max(160, 24 * len(quality.layers)), height=130)
+        .facet(facet=alt.Facet("measure:N", title=None, sort=list(names.values())), columns=3)
         .resolve_scale(y="independent")
     )
