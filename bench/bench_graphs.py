@@ -61,7 +61,7 @@ def case(name: str, n_tokens: int) -> dict:
     replacement, completeness = graph.scores()
     return {
         "model": name,
-        "tokens": len(ids),
+        "tokens": graph.n_pos,  # with the special token put first
         "active_features": graph.stats["active_features"],
         "feature_nodes": graph.n_features,
         "nodes": len(graph.adjacency),
