@@ -221,6 +221,7 @@ def test_a_norm_of_another_kind_is_named():
         _FrozenCall(WeirdNorm(), x, torch.tanh(x))
 
 
+@pytest.mark.parametrize("name", ["llama", "qwen3", "gemma", "opt"])
 def test_the_replacement_model_and_completeness_on_other_architectures(name):
     """RMSNorm with grouped-query and rotary attention (Llama), query/key norms (Qwen3), (1 + weight) norms and scaled
     embeddings (Gemma), LayerNorm and learned positions (OPT): random ReLU transcoders, the real logits reproduced
