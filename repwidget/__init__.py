@@ -6,6 +6,7 @@ from .analyses.top_examples import TopExamples, top_examples
 from .analyses.tuned_lens import TunedLens
 from .demo import demo_model
 from .generation import Generation
+from .graphs import Graph, attribution_graph
 from .hook_names import HookNameError
 from .interventions import Ablate, Knockout, Patch, Replace, Skip, Steer
 from .model import CaptureBudgetError, Model, ModelLoadError, load
@@ -58,6 +59,7 @@ __all__ = [
     "CrossLayerTranscoder",
     "Explorer",
     "Generation",
+    "Graph",
     "HookNameError",
     "Knockout",
     "LogitLensView",
@@ -77,6 +79,7 @@ __all__ = [
     "TunedLens",
     "__version__",
     "analyses",
+    "attribution_graph",
     "charts",
     "datasets",
     "demo",

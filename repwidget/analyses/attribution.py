@@ -28,7 +28,7 @@ class Frozen:
     comparing the module's output on ``x`` with each kind's formula."""
 
     def __init__(self, module: nn.Module | None, x: torch.Tensor) -> None:
-        self.center, self.scale, self.weight, self.bias = False, torch.ones(()), None, None
+        self.center, self.scale, self.weight, self.bias, self.eps = False, torch.ones(()), None, None, 0.0
         if module is None:
             return
         x = x.float()
@@ -49,7 +49,7 @@ class Frozen:
         for center, scale, w in kinds.values():
             form = w * ((centred if center else x) / scale) + (bias if center else 0)
             if torch.allclose(form, y, atol=1e-4 * (1 + float(y.abs().max())), rtol=1e-3):
-                self.center, self.scale, self.weight = center, scale, w
+                self.center, self.scale, self.weight, self.eps = center, scale, w, eps
                 self.bias = bias if center else torch.zeros_like(x)
                 return
         raise ValueError(
@@ -65,6 +65,12 @@ class Frozen:
         if self.center:
             c = c - c.mean(-1, keepdim=True)
         return self.weight * c / self.scale
+
+    def scales(self, x: torch.Tensor) -> torch.Tensor:
+        """The norm's scale on each row of ``x`` ``[..., d]`` (``[..., 1]``), by the formula of its kind."""
+        x = x.float()
+        c = x - x.mean(-1, keepdim=True) if self.center else x
+        return (c.pow(2).mean(-1, keepdim=True) + self.eps).sqrt()
 
     def offset(self, d: int) -> torch.Tensor:
         return torch.zeros(d) if self.bias is None else self.bias

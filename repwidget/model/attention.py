@@ -65,6 +65,11 @@ class Sink:
     def finish(self, n_queries: int) -> None:
         self.filled = True
 
+    def queries_keys(self, query: torch.Tensor, key: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The query and key the layer's probabilities are computed from: these by default; a sink that freezes
+        the pattern (the replacement model's, ``graphs/freeze.py``) returns those of the pass it recorded."""
+        return query, key
+
 
 class Sinks(Sink):
     """Several sinks fed the same rows."""
@@ -293,6 +298,8 @@ def _attention(module: nn.Module, query, key, value, attention_mask, *args: Any,
     if layer is None or eager is None:
         function = eager if loaded == "eager" and eager is not None else ALL_ATTENTION_FUNCTIONS[loaded]
         return function(module, query, key, value, attention_mask, *args, **kwargs)
+    if layer.sink is not None:
+        query, key = layer.sink.queries_keys(query, key)
     n_q, n_k = query.shape[2], key.shape[2]
     step = chunk_rows(query.shape[1] * query.shape[0], n_k)
     stride = layer.sink.stride if layer.sink is not None and not layer.knock else 1
