@@ -3,6 +3,7 @@ direct effects between its features, error nodes, tokens and logits (the method 
 
 from .attribute import GraphBudgetError, attribution_graph, estimate_bytes
 from .graph import Graph, Node, PruneResult
+from .qk import QKAttribution, QKKey, QKNode, qk_attribution
 from .replacement import ReplacementModel
 
 __all__ = [
@@ -10,7 +11,11 @@ __all__ = [
     "GraphBudgetError",
     "Node",
     "PruneResult",
+    "QKAttribution",
+    "QKKey",
+    "QKNode",
     "ReplacementModel",
     "attribution_graph",
     "estimate_bytes",
+    "qk_attribution",
 ]

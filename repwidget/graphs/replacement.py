@@ -37,6 +37,8 @@ class ReplacementPass:
     mlp_out: list[torch.Tensor]
     resid_pre: torch.Tensor
     final: torch.Tensor
+    #: the other hook points the pass was asked for (``extra``), by name
+    extra: dict[str, torch.Tensor] | None = None
 
 
 def check_transcoders(model: Model, transcoders: Any) -> None:
@@ -169,9 +171,11 @@ class ReplacementModel:
         errors: torch.Tensor | None = None,
         tokens: torch.Tensor | None = None,
         grad: bool = False,
+        extra: tuple[str, ...] = (),
     ) -> ReplacementPass:
         """A pass of the replacement model with these feature ``activations`` ``[n]``, ``errors`` and token embeddings
-        ``tokens`` (each the real run's when None); ``grad``: every tensor returned is in the autograd graph."""
+        ``tokens`` (each the real run's when None); ``grad``: every tensor returned is in the autograd graph;
+        ``extra``: other hook points to return (``ReplacementPass.extra``)."""
         activations = self.activations if activations is None else activations
         errors = self.errors if errors is None else errors
         seen: dict[int, torch.Tensor] = {}
@@ -196,7 +200,7 @@ class ReplacementModel:
                 EditStep("replacement model: tokens", [lambda x: x + delta.to(x.dtype)])
             ]
         with self.norms.frozen():
-            return self._pass(edits, grad)
+            return self._pass(edits, grad, extra)
 
     def clean_logits(self) -> torch.Tensor:
         """The logits of the replacement model with nothing changed (the real ones, to rounding), computed once."""
@@ -209,9 +213,10 @@ class ReplacementModel:
         """The logits ``[pos, vocab]`` of a pass (in the graph if the pass is)."""
         return self.model.executor.unembed_in_graph(result.final).float()
 
-    def _pass(self, edits: dict[str, list[EditStep]], grad: bool) -> ReplacementPass:
+    def _pass(self, edits: dict[str, list[EditStep]], grad: bool, extra: tuple[str, ...] = ()) -> ReplacementPass:
         n = self.n_layers
         names = [f"blocks.{layer}.{site}" for layer in range(n) for site in (IN, OUT)] + ["blocks.0.hook_resid_pre"]
+        names += [name for name in extra if name not in names]
         plan = plan_pass(self.model, self.ids, (), names, None, grad=grad, record=False, sinks=dict(self.patterns))
         plan = replace(plan, edits=edits)
         with torch.set_grad_enabled(grad):
@@ -222,6 +227,7 @@ class ReplacementModel:
             mlp_out=[cache[f"blocks.{layer}.{OUT}"] for layer in range(n)],
             resid_pre=cache["blocks.0.hook_resid_pre"],
             final=result.final_hidden,
+            extra={name: cache[name] for name in extra},
         )
 
 
