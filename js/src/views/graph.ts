@@ -21,29 +21,41 @@ export interface GraphNode {
   y: number;
 }
 
-/** Where each node goes: rows by layer (tokens at the bottom, logits on top), columns by position, the nodes sharing a
- * cell side by side; logit nodes spread across the top row. */
-export function layout(nodes: Tensor, nPos: number, nLayers: number, width: number, rowHeight: number): GraphNode[] {
+/** Where each node goes: rows by layer (tokens at the bottom, logits on top), columns by position (each wide enough for
+ * its most crowded cell, `spacing` per node), the nodes sharing a cell side by side; logit nodes spread across the top
+ * row. Returns the nodes placed and the picture's width. */
+export function layout(nodes: Tensor, nPos: number, nLayers: number, rowHeight: number, spacing = 16): { placed: GraphNode[]; width: number } {
   const out: GraphNode[] = [];
   const n = nodes.shape[0];
   for (let i = 0; i < n; i++) {
     const v = (j: number) => nodes.data[i * 5 + j] as number;
     out.push({ index: v(0), kind: KINDS[v(1)], layer: v(2), position: v(3), feature: v(4), x: 0, y: 0 });
   }
-  const column = width / Math.max(1, nPos);
   const cells = new Map<string, GraphNode[]>();
   for (const node of out) {
     const key = node.kind === "logit" ? "logit" : `${node.layer}.${node.position}`;
     cells.set(key, [...(cells.get(key) ?? []), node]);
   }
+  // each position's column is as wide as its most crowded cell needs
+  const crowd = new Array<number>(Math.max(1, nPos)).fill(2);
+  for (const [key, group] of cells) if (key !== "logit") crowd[group[0].position] = Math.max(crowd[group[0].position], group.length);
+  const left: number[] = [];
+  let total = 0;
+  for (const c of crowd) {
+    left.push(total);
+    total += (c + 1) * spacing;
+  }
+  const width = Math.max(total, (cells.get("logit")?.length ?? 0) * 56);
+  const scale = width / total;
   for (const [key, group] of cells) {
     group.forEach((node, k) => {
       const row = node.layer + 1; // tokens -1 -> 0, logits n_layers -> n_layers + 1
       node.y = (nLayers + 1 - row) * rowHeight + rowHeight / 2;
-      node.x = key === "logit" ? ((k + 0.5) / group.length) * width : node.position * column + ((k + 1) / (group.length + 1)) * column;
+      const column = (crowd[node.position] + 1) * spacing * scale;
+      node.x = key === "logit" ? ((k + 0.5) / group.length) * width : left[node.position] * scale + ((k + 1) / (group.length + 1)) * column;
     });
   }
-  return out;
+  return { placed: out, width };
 }
 
 function svg<K extends keyof SVGElementTagNameMap>(tag: K, attrs: Record<string, string | number>): SVGElementTagNameMap[K] {
@@ -57,7 +69,8 @@ export function mountGraph(el: HTMLElement, store: Store): void {
   el.appendChild(parts.root);
   const caption = h("div", { class: "rw-caption", data: { rwGraphCaption: "" }, text: "click a node to see it; shift+click a feature to remove it from the real model" });
   const picture = svg("svg", { class: "rw-graph", role: "group", "aria-label": "attribution graph" });
-  parts.body.append(picture, caption);
+  parts.body.append(h("div", { class: "rw-graph-scroll" }, []), caption);
+  parts.body.firstElementChild!.appendChild(picture);
   let reply: Reply | null = null;
 
   const paint = (r: Reply) => {
@@ -66,13 +79,12 @@ export function mountGraph(el: HTMLElement, store: Store): void {
     const tokens = d.tokens as string[];
     const logits = d.logit_tokens as string[];
     const nLayers = d.n_layers as number;
-    const width = Math.max(360, tokens.length * 64);
     const rowHeight = 44;
+    const { placed: nodes, width } = layout(d.nodes as Tensor, tokens.length, nLayers, rowHeight);
     const height = (nLayers + 2) * rowHeight + 16;
     picture.setAttribute("viewBox", `0 0 ${width} ${height}`);
     picture.setAttribute("width", String(width));
     picture.setAttribute("height", String(height));
-    const nodes = layout(d.nodes as Tensor, tokens.length, nLayers, width, rowHeight);
     const at = new Map(nodes.map((n) => [n.index, n]));
     const source = d.edge_source as Tensor;
     const target = d.edge_target as Tensor;
@@ -123,7 +135,10 @@ export function mountGraph(el: HTMLElement, store: Store): void {
   };
 
   const fetch = () => {
-    track(parts, store.request("graph")).then((r) => r && paint(r), () => undefined);
+    const failed = (error: unknown) => {
+      caption.textContent = `the graph could not be shown: ${error instanceof Error ? error.message : String(error)}`;
+    };
+    track(parts, store.request("graph")).then((r) => r && paint(r), failed);
     const node = store.selection.graph_node as number | null | undefined;
     if (node != null) store.request("graph_node", { node }).then((r) => r && describe(r), () => undefined);
   };
@@ -144,7 +159,7 @@ export function mountGraph(el: HTMLElement, store: Store): void {
 export const mount = mountGraph;
 
 export const styles = `
-.rw-graph-view svg.rw-graph { max-width: 100%; height: auto; }
+.rw-graph-scroll { overflow-x: auto; max-width: 100%; }
 .rw-graph-node { cursor: pointer; }
 .rw-graph-node circle, .rw-graph-node rect { fill: var(--rw-bg); stroke: var(--rw-fg); stroke-width: 1.5; }
 .rw-graph-feature circle { fill: #f5c542; }
