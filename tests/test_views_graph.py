@@ -95,3 +95,5 @@ def test_the_view_refuses_what_does_not_fit_in_one_line(demo, transcoders):
         {"type": "graph_ablate", "id": "c", "view": "v", "seq": 1, "node": other.n_features}
     )
     assert error["type"] == "error" and "not a feature node" in error["message"]
+    (error, _), *_ = rw.explore(demo, TEXT).session.handle({"type": "get", "id": "g", "what": "graph"})
+    assert error["type"] == "error" and "pass transcoders=ts" in error["message"]

@@ -71,7 +71,9 @@ def _check_prompt(session, ids: list[int]) -> None:
 
 def graph_of(session) -> tuple[Graph, Any]:
     """The clean run's graph and its pruning, computed once per (weights version, prompt)."""
-    own: State = session.state["graph"]
+    own: State | None = session.state["graph"]
+    if own is None:
+        raise ValueError("this explorer has no graph; pass transcoders=ts (or graph=g) to rw.explore")
     ids = list(session.clean_run.token_ids)
     key = (session.model.weights_version(), tuple(ids))
     if own.key != key:
@@ -205,8 +207,6 @@ def n_logit_row(graph: Graph) -> int:
 def _graph_node(session, out: dict[str, Any], given: dict[str, Any]) -> int | None:
     if out.get("graph_node") is None:
         return None
-    if session.state.get("graph") is None:
-        raise ValueError("selection: graph_node needs the graph view (rw.explore(..., transcoders=ts))")
     return index(out, "graph_node", n_nodes(session, {}), "selection")
 
 
