@@ -1,5 +1,6 @@
 """Attribution and patching in a real JupyterLab under headless Chromium: pick a target from the predictions, see
-the heads ranked, then select and apply a patch from the corrupted prompt; the kernel's state read back."""
+the heads ranked, then select and apply a patch from the corrupted prompt; click a node of the attribution graph and
+shift+click it to ablate its feature; the kernel's state read back."""
 
 from __future__ import annotations
 
@@ -15,6 +16,9 @@ model = rw.demo_model()
 cx = rw.explore(model, "when mary and john went to the store , john gave a drink to",
                 corrupted="when mary and john went to the store , mary gave a drink to")
 cx""",
+    # the attribution graph of a prompt under the demo's transcoders
+    """gx = rw.explore(model, "the cat . the cat", transcoders=rw.demo.transcoders())
+gx""",
 ]
 
 
@@ -72,3 +76,29 @@ def test_pick_a_target_see_heads_ranked_then_patch_a_cell_from_the_corrupted_pro
     screenshot(patching, "explorer-patching")
     assert not [d for d in dialogs if d.startswith("page error")], dialogs
     kernel.run("cx.interventions = []")
+
+
+def test_a_graph_node_click_selects_it_and_shift_click_ablates_its_feature(lab_page):
+    from playwright.sync_api import expect
+
+    page, kernel, dialogs = lab_page
+    view = page.locator(".rw-root").nth(1).locator(".rw-graph-view")
+    view.scroll_into_view_if_needed()
+    # run alone, the kernel answers the patching view's sweep first
+    expect(view.locator('[data-rw-graph-node^="feature."]').first).to_be_attached(timeout=120_000)
+    top = kernel.run("print(gx.session.state['graph'].graph.top_nodes(1)[0].index)").strip()
+    node = view.locator(f'[data-rw-graph-node^="feature."][data-rw-graph-node$=".{top}"]')
+    node.click()
+    assert kernel.wait_for("print(gx.selection['graph_node'])", top).strip() == top
+    caption = view.locator("[data-rw-graph-caption]")
+    expect(caption).to_contain_text("predicted by the graph", timeout=30_000)
+    node.click(modifiers=["Shift"])
+    state = kernel.wait_for("print(gx.interventions)", "rw.Steer(")
+    assert "scale=-1.0" in state and "positions=[" in state, state[-200:]
+    expect(caption).to_contain_text("measured", timeout=30_000)
+    measured = float(caption.get_attribute("data-rw-graph-measured"))
+    real = kernel.run(f"print(gx.session.state['graph'].graph.ablation_effect({top})['real'])")
+    assert abs(measured - float(real)) < 1e-4, (measured, real)
+    screenshot(view, "explorer-graph")
+    assert not [d for d in dialogs if d.startswith("page error")], dialogs
+    kernel.run("gx.interventions = []")

@@ -29,13 +29,16 @@ def test_the_tables_are_built_from_the_panels_found_in_their_order():
     assert catalog.VIEWS[:3] == ("interventions", "tokens", "attention")  # the explorer's layout order
     assert {name: p.name for name, p in catalog.OPTIONS.items()} == {
         "examples": "neurons",
+        "transcoders": "graph",
+        "graph": "graph",
         "tuned_lens": "lens",
         "points": "projector",
         "projection": "projector",
         "continuation": "continuation",
         "corrupted": "patching",
     }
-    keys = ("token", "layer", "head_layer", "head", "neuron", "sae", "feature", "lens_kind", "tokens", "points")
+    keys = ("token", "layer", "head_layer", "head", "neuron", "sae", "feature", "graph_node", "lens_kind", "tokens")
+    keys += ("points",)
     assert keys == catalog.SELECTION_KEYS
     assert discover() == PANELS  # found again, the same
 
