@@ -10,6 +10,7 @@ from .heads import head_scores
 from .lens import Lens, kl_to_final, lens_kl, logit_lens
 from .losses import token_losses
 from .predictions import top_tokens
+from .tcav import TCAVResult, tcav
 from .tuned_lens import TunedLens
 from .vision import Saliency, channel_attribution, saliency
 
@@ -18,6 +19,7 @@ __all__ = [
     "LayerMeasures",
     "Lens",
     "Saliency",
+    "TCAVResult",
     "TunedLens",
     "channel_attribution",
     "direct_logit_attribution",
@@ -33,6 +35,7 @@ __all__ = [
     "saliency",
     "similarity",
     "similarity_matrix",
+    "tcav",
     "token_losses",
     "top_tokens",
 ]

@@ -32,9 +32,14 @@ class Saliency:
 
 
 def _target(run, target: int | str | None) -> int:
-    classes = run.model.classes
     if target is None:
         return int(run.logits.argmax())
+    return class_index(run.model, target)
+
+
+def class_index(model, target: int | str) -> int:
+    """The index of class ``target`` of an image classifier: an index, or a class name."""
+    classes = model.classes
     if isinstance(target, str):
         if target not in classes:
             raise ValueError(f"unknown class {target!r:.40}; the classes are {', '.join(classes[:20])}")
