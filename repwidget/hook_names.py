@@ -132,7 +132,7 @@ def expand(patterns: str | Iterable[str] | None, n_layers: int, names: list[str]
                 )
             chosen.update(hits)
         else:
-            parse(pattern, n_layers)
+            parse_any(pattern, n_layers)  # a block's hook, or a CNN stage's
             chosen.add(pattern)
     return [n for n in names if n in chosen]
 

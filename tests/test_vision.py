@@ -56,6 +56,8 @@ def test_bad_images_and_hooks_are_refused_in_one_line(vit, cnn, digits, demo):
         vit.run(torch.zeros(3, 28, 28))
     with pytest.raises(rw.HookNameError, match=r"stages\.\{stage\}\.\{hook\} with stage in 0\.\.2"):
         cnn.run(digits[0][0], capture="stages.3.hook_out")
+    captured = cnn.run(digits[0][0], capture="stages.1.hook_out")  # a stage's exact name is a valid capture
+    assert torch.equal(captured["stages.1.hook_out"], cnn.run(digits[0][0])["stages.1.hook_out"])
     with pytest.raises(ValueError, match=r"channel 64 is out of range; this stage has channels 0\.\.63"):
         cnn.run(digits[0][0], rw.Ablate(1, channel=64))
     with pytest.raises(ValueError, match="not both head and channel"):
