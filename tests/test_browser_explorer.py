@@ -69,7 +69,9 @@ def lab_page(lab):
         page.on("pageerror", lambda e: dialogs.append(f"page error: {e}"))
         try:
             kernel_id = open_and_run(page, lab, "explorer.ipynb", workspace="explorer")
-            page.locator(".rw-root").nth(4).locator(".rw-probes-view .rw-token").first.wait_for(timeout=180_000)
+            # the notebook's cells run before this view fills: 47 s idle, 110 s in a loaded whole-suite run; 180 s
+            # ran out when several other jobs shared the 2 cores
+            page.locator(".rw-root").nth(4).locator(".rw-probes-view .rw-token").first.wait_for(timeout=300_000)
             page.locator(".rw-root").nth(7).wait_for(timeout=60_000)
             page.locator(".vega-embed svg").first.wait_for(timeout=60_000)
             kernel = Kernel(lab, kernel_id)
