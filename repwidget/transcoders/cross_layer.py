@@ -12,7 +12,7 @@ import torch
 from ..file_checks import FileFormatError
 from ..sae.model import sparse_activation
 from . import files
-from .model import INPUT_HOOK, OUTPUT_HOOK, _check_k, _check_model, _check_template, _float
+from .model import INPUT_HOOK, OUTPUT_HOOK, _check_k, _check_model, _check_template, _float, activation_name
 
 
 class CrossLayerTranscoder:
@@ -82,7 +82,7 @@ class CrossLayerTranscoder:
 
     @property
     def activation_name(self) -> str:
-        return "topk" if self.k is not None else "jumprelu" if self.threshold is not None else "relu"
+        return activation_name(self.k, self.threshold)
 
     def __len__(self) -> int:
         return self.n_layers

@@ -32,6 +32,11 @@ def _float(name: str, t: Any, shape: tuple[int, ...], dtype: torch.dtype | None,
     return t.detach().to(device=device, dtype=dtype or torch.float32)
 
 
+def activation_name(k: int | None, threshold: torch.Tensor | None) -> str:
+    """The sparse activation a transcoder's ``k`` and ``threshold`` make: ``"topk"``, ``"jumprelu"`` or ``"relu"``."""
+    return "topk" if k is not None else "jumprelu" if threshold is not None else "relu"
+
+
 def _check_k(k: Any, d_tc: int, threshold: Any) -> int | None:
     if k is None:
         return None
@@ -103,7 +108,7 @@ class Transcoder:
     @property
     def activation_name(self) -> str:
         """``"topk"``, ``"jumprelu"`` or ``"relu"``."""
-        return "topk" if self.k is not None else "jumprelu" if self.threshold is not None else "relu"
+        return activation_name(self.k, self.threshold)
 
     @property
     def hook_in(self) -> str:
