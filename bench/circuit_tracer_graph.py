@@ -11,7 +11,8 @@ special token first, so that both tools see the same tokens). The file holds ``a
 ``[n, 3]`` (layer, position, feature), ``activations``, ``selected_features``, ``logit_ids``,
 ``logit_probabilities``, ``ids``, ``seconds`` (the ``attribute`` call alone), and what circuit-tracer's
 ``prune_graph(graph, 0.8, 0.98)`` keeps (``node_mask``, ``edge_mask``, ``cumulative_scores``) and its
-``compute_graph_scores`` (``replacement_score``, ``completeness_score``).
+``compute_graph_scores`` (``replacement_score``, ``completeness_score``). ``--json DIR``: also its graph JSON
+(``create_graph_files``, slug ``graph``) into ``DIR``.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ def main() -> None:
     parser.add_argument("--max-logits", type=int, default=10)
     parser.add_argument("--logit-probability", type=float, default=0.95)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--json", default=None, help="a directory for circuit-tracer's graph JSON")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     from circuit_tracer import attribute
@@ -70,6 +72,10 @@ def main() -> None:
 
     pruned = prune_graph(graph, node_threshold=0.8, edge_threshold=0.98)
     replacement_score, completeness_score = compute_graph_scores(graph)
+    if args.json:
+        from circuit_tracer.utils.create_graph_files import create_graph_files
+
+        create_graph_files(graph, slug="graph", output_path=args.json, node_threshold=0.8, edge_threshold=0.98)
     torch.save(
         {
             "adjacency": graph.adjacency_matrix.float().cpu(),

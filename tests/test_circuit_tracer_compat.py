@@ -82,11 +82,16 @@ def both(tmp_path_factory):
     )
     ids = ",".join(str(i) for i in ours.ids.tolist())
     command = [str(python), str(SCRIPT), str(tmp / "model"), str(tmp / "transcoders"), ids, str(tmp / "theirs.pt"),
-               "--max-feature-nodes", str(MAX_FEATURES), "--batch-size", str(BATCH)]  # fmt: skip
+               "--max-feature-nodes", str(MAX_FEATURES), "--batch-size", str(BATCH),
+               "--json", str(tmp / "json")]  # fmt: skip
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONPATH": ""}
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    return ours, torch.load(tmp / "theirs.pt")
+    theirs = torch.load(tmp / "theirs.pt")
+    theirs["json"] = json.loads((tmp / "json" / "graph.json").read_text())
+    ours.to_circuit_tracer_json(tmp / "ours.json", slug="graph", tokenizer=model.tokenizer)
+    ours.json = json.loads((tmp / "ours.json").read_text())
+    return ours, theirs
 
 
 def our_keys(graph) -> list[tuple]:
@@ -142,3 +147,24 @@ def test_same_pruning_and_scores(both):
     replacement, completeness = ours.scores()
     assert replacement == pytest.approx(theirs["replacement_score"], abs=1e-4)
     assert completeness == pytest.approx(theirs["completeness_score"], abs=1e-4)
+
+
+def test_same_graph_json(both):
+    """``Graph.to_circuit_tracer_json`` against circuit-tracer's ``create_graph_files`` on the same graph: the same
+    nodes (ids and fields) and links."""
+    ours, theirs = both
+    mine, their = ours.json, theirs["json"]
+    assert mine["metadata"]["prompt_tokens"] == their["metadata"]["prompt_tokens"]
+    nodes = {n["node_id"]: n for n in mine["nodes"]}
+    their_nodes = {n["node_id"]: n for n in their["nodes"]}
+    assert nodes.keys() == their_nodes.keys() and len(nodes) > 20
+    for node_id, node in their_nodes.items():
+        for key, value in node.items():
+            if isinstance(value, float):
+                assert nodes[node_id][key] == pytest.approx(value, rel=1e-4, abs=1e-6), (node_id, key)
+            else:
+                assert nodes[node_id][key] == value, (node_id, key)
+    links = {(x["source"], x["target"]): x["weight"] for x in mine["links"]}
+    their_links = {(x["source"], x["target"]): x["weight"] for x in their["links"]}
+    assert links.keys() == their_links.keys()
+    assert max(abs(links[k] - w) for k, w in their_links.items()) < 1e-3 * max(abs(w) for w in their_links.values())
