@@ -4,7 +4,7 @@ same token ids, the same settings (``max_feature_nodes=500``, ``batch_size=64``,
 thread, each run in a fresh process; results in ``docs/graphs.md``.
 
 Both tools load the dequantised model from one local Hugging Face directory and the transcoders from one directory.
-Reported: the graph call's seconds, the whole process's wall time and peak resident memory (``os.wait4``'s
+Reported: the graph call's seconds, the whole process's wall and CPU time and peak resident memory (``os.wait4``'s
 ``ru_maxrss``), and how far the two graphs' adjacencies differ (relative to the largest edge). circuit-tracer runs
 in ``.venv-ct`` (``scripts/setup_circuit_tracer.sh``) through ``circuit_tracer_graph.py``.
 
@@ -73,35 +73,37 @@ def ours(n_tokens: int, out: str) -> None:
     model = rw.load(WORK / "model")
     transcoders = rw.TranscoderSet.load(WORK / "transcoders")
     ids = json.loads((WORK / "ids.json").read_text())[:n_tokens]
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     graph = rw.attribution_graph(model, ids, transcoders, max_feature_nodes=MAX_FEATURES, batch_size=BATCH,
                                  progress=False)  # fmt: skip
-    seconds = time.perf_counter() - start
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     torch.save({"adjacency": graph.adjacency, "active_features": graph.active_features, "ids": graph.ids,
                 "selected_features": graph.selected_features, "logit_ids": graph.logit_ids, "seconds": seconds,
+                "cpu_seconds": cpu_seconds,
                 "stats": graph.stats}, out)  # fmt: skip
 
 
-def measured(command: list[str], log: Path) -> tuple[float, float]:
-    """Run ``command`` at nice 10; its wall seconds and peak RSS in MiB (``os.wait4``: this child's own)."""
+def measured(command: list[str], log: Path) -> tuple[float, float, float]:
+    """Run ``command`` at nice 10; its wall seconds, CPU seconds (user + system: what other sessions' load changes
+    least) and peak RSS in MiB (``os.wait4``: this child's own)."""
     start = time.perf_counter()
     with open(log, "w") as f:
         child = subprocess.Popen(["nice", "-n", "10", *command], stdout=f, stderr=subprocess.STDOUT)
         _, status, usage = os.wait4(child.pid, 0)
     if status:
         raise RuntimeError(f"{command[:3]} failed; see {log}")
-    return time.perf_counter() - start, usage.ru_maxrss / 1024
+    return time.perf_counter() - start, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
 
 
 def compare(n_tokens: int) -> dict:
     ids = json.loads((WORK / "ids.json").read_text())[:n_tokens]
     ours_out, theirs_out = WORK / f"ours_{n_tokens}.pt", WORK / f"theirs_{n_tokens}.pt"
-    ours_wall, ours_rss = measured([sys.executable, __file__, "--ours", str(n_tokens), str(ours_out)],
+    ours_wall, ours_cpu, ours_rss = measured([sys.executable, __file__, "--ours", str(n_tokens), str(ours_out)],
                                    WORK / f"ours_{n_tokens}.log")  # fmt: skip
     theirs_cmd = [str(VENV_CT / "bin" / "python"), str(HERE / "circuit_tracer_graph.py"), str(WORK / "model"),
                   str(WORK / "transcoders"), ",".join(map(str, ids)), str(theirs_out),
                   "--max-feature-nodes", str(MAX_FEATURES), "--batch-size", str(BATCH)]  # fmt: skip
-    theirs_wall, theirs_rss = measured(theirs_cmd, WORK / f"theirs_{n_tokens}.log")
+    theirs_wall, theirs_cpu, theirs_rss = measured(theirs_cmd, WORK / f"theirs_{n_tokens}.log")
     a, b = torch.load(ours_out), torch.load(theirs_out)
     same = torch.equal(a["selected_features"], b["selected_features"]) and a["adjacency"].shape == b["adjacency"].shape
     diff = float((a["adjacency"] - b["adjacency"]).abs().max() / b["adjacency"].abs().max()) if same else None
@@ -114,11 +116,16 @@ def compare(n_tokens: int) -> dict:
         "adjacency_relative_difference": diff,
         "ours_graph_s": round(a["seconds"], 1),
         "theirs_graph_s": round(b["seconds"], 1),
+        "ours_graph_cpu_s": round(a.get("cpu_seconds", float("nan")), 1),
+        "theirs_graph_cpu_s": round(b.get("cpu_seconds", float("nan")), 1),
         "ours_process_s": round(ours_wall, 1),
         "theirs_process_s": round(theirs_wall, 1),
+        "ours_process_cpu_s": round(ours_cpu, 1),
+        "theirs_process_cpu_s": round(theirs_cpu, 1),
         "ours_peak_rss_MiB": round(ours_rss),
         "theirs_peak_rss_MiB": round(theirs_rss),
         "time_ratio": round(a["seconds"] / b["seconds"], 2),
+        "cpu_ratio": round(a.get("cpu_seconds", float("nan")) / b.get("cpu_seconds", float("nan")), 2),
         "rss_ratio": round(ours_rss / theirs_rss, 2),
         "load_average": os.getloadavg()[0],
     }

@@ -2,15 +2,15 @@
 (``scripts/setup_circuit_tracer.sh``), never imported by repwidget.
 
     .venv-ct/bin/python bench/circuit_tracer_graph.py MODEL_DIR TRANSCODERS_DIR IDS OUT.pt [--max-feature-nodes N]
-        [--batch-size B] [--max-logits K] [--logit-probability P]
+        [--batch-size B] [--max-logits K] [--logit-probability P] [--threads T] [--json DIR]
 
 ``MODEL_DIR``: a local Hugging Face model directory (an architecture circuit-tracer's nnsight backend maps: Llama,
 Qwen3, Gemma 2/3, GPT-OSS); ``TRANSCODERS_DIR``: a transcoder set in circuit-tracer's layout (what
-``rw.transcoders.save(..., format="circuit-tracer")`` writes); ``IDS``: the prompt's token ids, comma-separated (a
+``rw.TranscoderSet.save`` writes by default); ``IDS``: the prompt's token ids, comma-separated (a
 special token first, so that both tools see the same tokens). The file holds ``adjacency``, ``active_features``
 ``[n, 3]`` (layer, position, feature), ``activations``, ``selected_features``, ``logit_ids``,
-``logit_probabilities``, ``ids``, ``seconds`` (the ``attribute`` call alone), and what circuit-tracer's
-``prune_graph(graph, 0.8, 0.98)`` keeps (``node_mask``, ``edge_mask``, ``cumulative_scores``) and its
+``logit_probabilities``, ``ids``, ``seconds`` and ``cpu_seconds`` (the ``attribute`` call alone), and what
+circuit-tracer's ``prune_graph(graph, 0.8, 0.98)`` keeps (``node_mask``, ``edge_mask``, ``cumulative_scores``) and its
 ``compute_graph_scores`` (``replacement_score``, ``completeness_score``). ``--json DIR``: also its graph JSON
 (``create_graph_files``, slug ``graph``) into ``DIR``.
 """
@@ -58,7 +58,7 @@ def main() -> None:
 
     model = load(args.model_dir, args.transcoders_dir)
     ids = [int(x) for x in args.ids.split(",")]
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     graph = attribute(
         torch.tensor(ids),
         model,
@@ -67,7 +67,7 @@ def main() -> None:
         batch_size=args.batch_size,
         max_feature_nodes=args.max_feature_nodes,
     )
-    seconds = time.perf_counter() - start
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     from circuit_tracer.graph import compute_graph_scores, prune_graph
 
     pruned = prune_graph(graph, node_threshold=0.8, edge_threshold=0.98)
@@ -86,6 +86,7 @@ def main() -> None:
             "logit_probabilities": graph.logit_probabilities.float().cpu(),
             "ids": graph.input_tokens.long().cpu(),
             "seconds": seconds,
+            "cpu_seconds": cpu_seconds,
             "node_mask": pruned.node_mask.cpu(),
             "edge_mask": pruned.edge_mask.cpu(),
             "cumulative_scores": pruned.cumulative_scores.float().cpu(),
