@@ -43,13 +43,14 @@ def tiny_llama_dir(path: Path) -> Path:
     """A 2-layer random Llama with the demo tokenizer, as a local HF directory both transformers 4 and 5 load."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    torch.manual_seed(0)
     config = LlamaConfig(
         vocab_size=276, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
         num_key_value_heads=2, max_position_embeddings=64, bos_token_id=1, eos_token_id=1, pad_token_id=0,
         initializer_range=0.2, tie_word_embeddings=False,
     )  # fmt: skip
-    LlamaForCausalLM(config).eval().save_pretrained(path)
+    with torch.random.fork_rng():  # the same weights every time, the other tests' random state untouched
+        torch.manual_seed(0)
+        LlamaForCausalLM(config).eval().save_pretrained(path)
     demo = Path(rw.demo.__file__).parent / "model"
     (path / "tokenizer.json").write_bytes((demo / "tokenizer.json").read_bytes())
     tokenizer_config = {"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "<bos>", "pad_token": "<pad>",
