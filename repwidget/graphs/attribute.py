@@ -155,9 +155,13 @@ class _Backward:
 
     def __init__(self, replacement: ReplacementModel, forward, n_sources: int) -> None:
         self.r, self.forward, self.n_sources = replacement, forward, n_sources
-        features = replacement.features
-        self.by_layer = [(features[:, 0] == layer).nonzero(as_tuple=True)[0] for layer in range(replacement.n_layers)]
-        self.writes = [replacement.decoder_rows(i) * replacement.activations[i, None] for i in self.by_layer]
+        features, coders = replacement.features, replacement.coders
+        #: per MLP output: the active features writing to it (a cross-layer transcoder's from every earlier layer)
+        self.by_layer = [coders.writers(features, layer) for layer in range(replacement.n_layers)]
+        self.writes = [
+            replacement.decoder_rows(i, layer) * replacement.activations[i, None]
+            for layer, i in enumerate(self.by_layer)
+        ]
 
     def logits(self, vectors: torch.Tensor) -> torch.Tensor:
         final = self.forward.final
@@ -194,7 +198,7 @@ class _Backward:
             index = self.by_layer[layer]
             if len(index):
                 at = g[:, r.features[index, 1]]  # [batch, n, d]
-                rows[:, index] = torch.einsum("bnd,nd->bn", at, self.writes[layer])
+                rows[:, index] += torch.einsum("bnd,nd->bn", at, self.writes[layer])
             start = n_feat + layer * n_pos
             rows[:, start : start + n_pos] = torch.einsum("bpd,pd->bp", g, r.errors[layer].cpu())
         start = n_feat + r.n_layers * n_pos

@@ -198,8 +198,9 @@ class Graph:
     def ablation_effect(self, node: int, logit: int = 0, model=None, transcoders=None) -> dict[str, float]:
         """Removing feature node ``node``'s write, the change of logit node ``logit``'s demeaned logit: as the graph
         predicts it (minus the edge), measured in the replacement model (attention, norms and every other MLP
-        output frozen: the direct effect) and in the real model (its write subtracted at its layer and position:
-        ``rw.Steer`` after its block, everything downstream free). ``model``/``transcoders`` are needed for a
+        output frozen: the direct effect) and in the real model (its write subtracted at its position after its
+        block, and after every later block it writes to for a cross-layer transcoder: ``rw.Steer``, everything
+        downstream free). ``model``/``transcoders`` are needed for a
         loaded graph (one made in this session keeps its replacement model)."""
         from ..interventions import Steer
 
@@ -219,9 +220,9 @@ class Graph:
         with torch.no_grad():
             clean = demeaned(r.clean_logits()[-1])
             replaced = demeaned(r.logits_of(r.run(values))[-1])
-        layer, pos, _ = self.active_features[i].tolist()
-        write = (r.decoder_rows(torch.tensor([i]))[0] * r.activations[i]).tolist()
-        run = r.model.run(r.ids, Steer(layer=layer, vector=write, scale=-1.0, positions=(pos,)))
+        pos = int(self.active_features[i, 1])
+        steers = [Steer(layer=t, vector=w.tolist(), scale=-1.0, positions=(pos,)) for t, w in r.feature_writes(i)]
+        run = r.model.run(r.ids, steers)
         real = demeaned(run.logits_at(-1).float()) - demeaned(r.real_logits[-1])
         predicted = -float(self.adjacency[self.n_features + (self.n_layers + 1) * self.n_pos + logit, node])
         return {"predicted": predicted, "replacement": replaced - clean, "real": real}
