@@ -63,7 +63,7 @@ def test_the_cross_layer_replacement_model_gives_the_real_logits_and_decode_to(d
     with torch.no_grad():
         plain = demo.hf(torch.tensor([r.ids])).logits[0].float()
         result = r.run()
-        replaced = r.logits_of(result)
+        replaced = r.logits_of(result).detach()
     assert float((replaced - plain).abs().max()) <= 1e-5 * float(plain.abs().max())
     # the replacement's MLP writes against the transcoder's own decode_to, from dense activations
     dense = [clt.encode(layer, x.detach()) for layer, x in enumerate(result.x_in)]
@@ -123,3 +123,15 @@ def test_a_cross_layer_transcoder_for_another_model_is_refused(demo):
     )
     with pytest.raises(ValueError, match="2 layers"):
         rw.attribution_graph(demo, "a b c", other, progress=False)
+
+
+def test_qk_attribution_with_a_cross_layer_transcoder(demo, prompt, clt):
+    """A head of layer 2 (its input written by layer 0's features at MLP outputs 0 and 1): the nodes' backward-pass
+    sums equal the forward totals and the split makes the score."""
+    qk = rw.graphs.qk_attribution(demo, prompt, clt, 2, 1, top=5, keys=3, progress=False)
+    for i, key in enumerate(qk.keys):
+        assert float(qk.query_contributions[i].sum()) == pytest.approx(key.query_total, rel=1e-4, abs=1e-5)
+        assert float(qk.key_contributions[i].sum()) == pytest.approx(key.key_total, rel=1e-4, abs=1e-5)
+        split = key.query_total + key.key_total + key.bias - key.cross
+        assert split == pytest.approx(key.score, rel=1e-4, abs=1e-5)
+    assert {n[1] for n in qk.nodes if n[0] == "feature"} == {0, 1}
