@@ -135,3 +135,19 @@ def test_qk_attribution_with_a_cross_layer_transcoder(demo, prompt, clt):
         split = key.query_total + key.key_total + key.bias - key.cross
         assert split == pytest.approx(key.score, rel=1e-4, abs=1e-5)
     assert {n[1] for n in qk.nodes if n[0] == "feature"} == {0, 1}
+
+
+def test_the_estimate_counts_every_cross_layer_write(demo, prompt, clt, graph, monkeypatch):
+    """A layer-l feature keeps n_layers - l writes for the backward passes; the estimate counts them, and a budget
+    between the per-layer count and the cross-layer one refuses the graph."""
+    from repwidget.graphs import GraphBudgetError, estimate_bytes
+
+    layers = graph.active_features[:, 0]
+    n_writes = int((graph.n_layers - layers).sum())
+    assert n_writes > len(layers)
+    args = (graph.n_layers, graph.n_pos, demo.d_model, graph.n_features, graph.n_logits, 64)
+    low, high = estimate_bytes(*args, len(layers)), estimate_bytes(*args, n_writes)
+    assert high - low == (n_writes - len(layers)) * demo.d_model * 4
+    monkeypatch.setattr(rw.options, "max_capture_bytes", (low + high) // 2, raising=False)
+    with pytest.raises(GraphBudgetError, match="max_capture_bytes"):
+        rw.attribution_graph(demo, prompt, clt, batch_size=64, progress=False)
