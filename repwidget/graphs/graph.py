@@ -237,8 +237,8 @@ class Graph:
         predicts it (minus the edge), measured in the replacement model (attention, norms and every other MLP
         output frozen: the direct effect) and in the real model (its write subtracted at its position after its
         block, and after every later block it writes to for a cross-layer transcoder: ``rw.Steer``, everything
-        downstream free). ``model``/``transcoders`` are needed for a
-        loaded graph (one made in this session keeps its replacement model)."""
+        downstream free). ``model``/``transcoders`` are needed for a loaded graph (one made in this session keeps
+        its replacement model)."""
         from ..interventions import Steer
 
         if not 0 <= node < self.n_features:

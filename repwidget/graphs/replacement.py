@@ -157,8 +157,11 @@ class ReplacementModel:
         feats = self.features[index]
         if target is not None:
             return self.coders.decoder_rows(feats, target).cpu()
-        rows = [self.coders.decoder_rows(feats[i : i + 1], int(feats[i, 0])) for i in range(len(feats))]
-        return torch.cat(rows).cpu() if rows else torch.zeros(0, self.model.d_model)
+        out = torch.zeros(len(feats), self.model.d_model)
+        for source in feats[:, 0].unique().tolist():
+            at = (feats[:, 0] == source).nonzero(as_tuple=True)[0]
+            out[at] = self.coders.decoder_rows(feats[at], source).cpu()
+        return out
 
     def encoder_rows(self, index: torch.Tensor) -> torch.Tensor:
         """``W_enc[f]`` ``[len(index), d]`` of the active features ``index``: what a feature's pre-activation reads."""
