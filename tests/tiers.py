@@ -37,6 +37,7 @@ FILES = {
         "test_remote_safety.py", "test_sae.py", "test_skip.py", "test_steering.py", "test_caches.py",
         "test_vision.py", "test_vision_architectures.py",
         "test_mlp_hook_in.py", "test_graphs.py", "test_tcav.py", "test_transcoders.py", "test_transcoder_training.py",
+        "test_workshop_notebooks.py",
     ],
     "e2e": [
         "test_browser_continuation.py", "test_browser_explorer.py", "test_browser_hosts.py", "test_browser_layout.py",
