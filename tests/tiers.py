@@ -29,7 +29,6 @@ FILES = {
         "test_views_continuation.py", "test_views_graph.py", "test_views_panels.py", "test_views_textviews.py",
         "test_views_workshop.py",
         "test_house.py", "test_top_examples.py", "test_steering_dataset.py", "test_tuned_lens.py", "test_qk.py",
-        "test_exercises_advanced.py",
     ],
     "engine": [
         "test_architectures.py", "test_attribution.py", "test_cli_and_notebooks.py", "test_device_map.py",
@@ -38,7 +37,7 @@ FILES = {
         "test_remote_safety.py", "test_sae.py", "test_skip.py", "test_steering.py", "test_caches.py",
         "test_vision.py", "test_vision_architectures.py",
         "test_mlp_hook_in.py", "test_graphs.py", "test_tcav.py", "test_transcoders.py", "test_transcoder_training.py",
-        "test_workshop_notebooks.py",
+        "test_workshop_notebooks.py", "test_exercises_advanced.py",
     ],
     "e2e": [
         "test_browser_continuation.py", "test_browser_explorer.py", "test_browser_hosts.py", "test_browser_layout.py",
