@@ -38,6 +38,7 @@ FILES = {
         "test_vision.py", "test_vision_architectures.py",
         "test_mlp_hook_in.py", "test_graphs.py", "test_tcav.py", "test_transcoders.py", "test_transcoder_training.py",
         "test_graphs_clt.py", "test_graph_circuits.py",
+        "test_workshop_notebooks.py", "test_exercises_advanced.py",
     ],
     "e2e": [
         "test_browser_continuation.py", "test_browser_explorer.py", "test_browser_hosts.py", "test_browser_layout.py",
