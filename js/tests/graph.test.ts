@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { linkedSelection, toggled } from "../src/views/_graph_nodes";
 import { layout } from "../src/views/graph";
 
 describe("graph layout", () => {
@@ -24,5 +25,20 @@ describe("graph layout", () => {
     for (const i of [0, 1, 5, 9]) expect(by.get(i)!.x).toBeGreaterThan(width / 2); // position 1: the right column
     for (const i of [2, 8]) expect(by.get(i)!.x).toBeLessThan(width / 2);
     expect(by.get(5)!.kind).toBe("error");
+  });
+});
+
+describe("graph nodes", () => {
+  it("ctrl+click adds a feature to the group, a second one takes it out", () => {
+    expect(toggled([], 4)).toEqual([4]);
+    expect(toggled([4, 7], 9)).toEqual([4, 7, 9]);
+    expect(toggled([4, 7, 9], 7)).toEqual([4, 9]);
+  });
+  it("a node selects its prompt position and, for features and errors, its layer", () => {
+    expect(linkedSelection({ index: 3, kind: "feature", layer: 2, position: 4 }, 1, 5)).toEqual({ graph_node: 3, token: 3, layer: 2 });
+    expect(linkedSelection({ index: 9, kind: "error", layer: 0, position: 1 }, 0, 5)).toEqual({ graph_node: 9, token: 1, layer: 0 });
+    expect(linkedSelection({ index: 12, kind: "token", layer: -1, position: 2 }, 0, 5)).toEqual({ graph_node: 12, token: 2 });
+    expect(linkedSelection({ index: 3, kind: "feature", layer: 1, position: 0 }, 1, 5)).toEqual({ graph_node: 3, layer: 1 }); // the BOS the graph added
+    expect(linkedSelection({ index: 20, kind: "logit", layer: 4, position: 4 }, 0, 5)).toEqual({ graph_node: 20 });
   });
 });

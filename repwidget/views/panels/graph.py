@@ -1,8 +1,10 @@
 """Graph: the attribution graph of the clean run's next token (``rw.attribution_graph``), pruned, drawn by layer (up)
-and position (across). A click on a feature node selects it (``graph_node``: its layer, position, activation and
-output tokens); shift+click subtracts that feature's write from the *real* model after its block (a ``rw.Steer``,
-an entry of the explorer's interventions, so every view reruns) and the caption shows, for the top logit, the
-effect the graph predicts beside the one measured in the run shown.
+and position (across). A click on a feature node selects it (``graph_node``: its layer, position, activation,
+output tokens and top activating contexts; its position and layer become the shared ``token`` and ``layer``);
+shift+click subtracts that feature's write from the *real* model after its block (a ``rw.Steer``, an entry of the
+explorer's interventions, so every view reruns) and the caption shows, for the logit picked (``graph_logit``: a
+click on a logit node), the effect the graph predicts beside the one measured in the run shown. Ctrl/cmd+click
+groups feature nodes (``graph_group``, named ones in ``graph_groups``), ablated together (``_graph_nodes.py``).
 
 Shown when the explorer gets ``transcoders=`` (the graph is computed once per prompt and weights version) or a
 precomputed ``graph=`` of the same prompt.
@@ -10,6 +12,7 @@ precomputed ``graph=`` of the same prompt.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +25,7 @@ from ...graphs.replacement import check_transcoders
 from ...interventions import Steer
 from ..panel import Key, Option, Panel, Request
 from ..protocol import index
+from . import _graph_nodes as nodes
 
 #: the strongest edges sent (by |weight|) after pruning
 MAX_EDGES = 300
@@ -41,6 +45,10 @@ class State:
     key: tuple | None = None
     graph: Graph | None = None
     pruned: Any = field(default=None, repr=False)
+    #: top examples of every feature of a layer, by (layer, weights version, transcoders), a few kept
+    harvested: OrderedDict = field(default_factory=OrderedDict, repr=False)
+    #: the node whose position and layer the selection last followed
+    linked: int | None = None
 
 
 def _state(session, options: dict[str, Any]) -> State | None:
@@ -171,13 +179,14 @@ def demeaned(logits: torch.Tensor, token: int) -> float:
 
 def node_info(session, args: dict[str, Any]) -> dict[str, Any]:
     """One node: its kind, layer, position, feature and activation; a feature's top output tokens (its decoder row
-    through the unembedding) and, for the top logit, the graph's predicted effect of removing it (minus its edge)
-    beside the effect measured in the run shown when it is ablated there."""
+    through the unembedding) and, for logit node ``logit``, the graph's predicted effect of removing it (minus its
+    edge) beside the effect measured in the run shown when it is ablated there."""
     graph, _ = graph_of(session)
-    node = graph.node(args["node"], graph.node_influence())
+    node, logit = graph.node(args["node"], graph.node_influence()), nodes.checked_logit(session, args, "graph_node")
+    token = int(graph.logit_ids[logit])
     out: dict[str, Any] = {"node": node.index, "kind": node.kind, "layer": node.layer, "position": node.position,
                            "feature": node.feature, "influence": node.influence, "activation": node.activation,
-                           "target_token": session.model.to_str_tokens([int(graph.logit_ids[0])])[0]}  # fmt: skip
+                           "logit": logit, "target_token": session.model.to_str_tokens([token])[0]}  # fmt: skip
     if node.kind != "feature":
         return out
     has_writes = graph._replacement is not None or session.state["graph"].transcoders is not None
@@ -188,32 +197,36 @@ def node_info(session, args: dict[str, Any]) -> dict[str, Any]:
         )
         out["top_tokens"] = [t for t, _ in up[:TOP_TOKENS]]
         out["top_effects"] = torch.tensor([v for _, v in up[:TOP_TOKENS]], dtype=torch.float32)
-    target = n_logit_row(graph)
-    out["predicted"] = -float(graph.adjacency[target, node.index])
+    out["predicted"] = -float(graph.adjacency[logit_row(graph, logit), node.index])
     ablated = r is not None and feature_steer(session, node.index) in session.interventions
     out["ablated"] = ablated
     if ablated:
-        token = int(graph.logit_ids[0])
-        out["measured"] = demeaned(session.run.logits_at(-1), token) - demeaned(session.clean_run.logits_at(-1), token)
+        out["measured"] = nodes.demeaned_change(session, token)
         out["alone"] = len(session.interventions) == 1
     return out
 
 
-def n_logit_row(graph: Graph) -> int:
-    """The adjacency row of the top logit node."""
-    return graph.n_features + (graph.n_layers + 1) * graph.n_pos
+def logit_row(graph: Graph, logit: int = 0) -> int:
+    """The adjacency row of logit node ``logit`` (0: the top one)."""
+    return graph.n_features + (graph.n_layers + 1) * graph.n_pos + logit
 
 
 def _graph_node(session, out: dict[str, Any], given: dict[str, Any]) -> int | None:
     if out.get("graph_node") is None:
         return None
-    return index(out, "graph_node", n_nodes(session, {}), "selection")
+    node = index(out, "graph_node", n_nodes(session, {}), "selection")
+    nodes.link(session, out, node)
+    return node
 
 
 def _selected(session, selection) -> Iterator[dict[str, Any]]:
     yield {"what": "graph"}
+    logit = selection.get("graph_logit") or 0
     if selection.get("graph_node") is not None:
-        yield {"what": "graph_node", "node": selection["graph_node"]}
+        yield {"what": "graph_node", "node": selection["graph_node"], "logit": logit}
+        yield {"what": "graph_examples", "node": selection["graph_node"]}
+    if selection.get("graph_group"):
+        yield {"what": "graph_group", "nodes": list(selection["graph_group"]), "logit": logit}
 
 
 def code(session) -> list[str]:
@@ -232,10 +245,20 @@ PANEL = Panel(
     },
     state=_state,
     check_prompt=_check_prompt,
-    selection={"graph_node": Key(lambda s: None, _graph_node)},
+    selection={
+        "graph_node": Key(lambda s: None, _graph_node),
+        "graph_logit": Key(lambda s: 0, nodes.check_logit),
+        "graph_group": Key(lambda s: [], nodes.check_group),
+        "graph_groups": Key(lambda s: {}, nodes.check_groups),
+    },
     code=code,
-    requests=(Request("graph", (), answer), Request("graph_node", (("node", n_nodes),), node_info)),
-    commands={"graph_ablate": ablate},
+    requests=(
+        Request("graph", (), answer),
+        Request("graph_node", (("node", n_nodes),), node_info, extra=nodes.logit_field),
+        Request("graph_examples", (("node", n_nodes),), nodes.feature_examples),
+        Request("graph_group", (), nodes.group_effect, extra=nodes.group_field),
+    ),
+    commands={"graph_ablate": ablate, "graph_ablate_group": nodes.ablate_group},
     shown=lambda session: session.state.get("graph") is not None,
     selected=_selected,
 )
