@@ -12,6 +12,7 @@ import torch
 from ...analyses.top_examples import top_examples
 from ...units import transcoder_features
 from ..protocol import index
+from ._graph_state import _offset, _replacement, demeaned, feature_steer, graph_of, logit_row
 
 #: how many top contexts of a feature node the view shows
 CONTEXTS = 5
@@ -37,8 +38,6 @@ def feature_examples(session, args: dict[str, Any]) -> dict[str, Any]:
     feature of its layer in one set of passes, kept per layer and weights version): each window's tokens, the
     feature's activation on each, the peak's index in it and the text it is from; empty without texts or
     transcoders."""
-    from .graph import graph_of
-
     graph, _ = graph_of(session)
     node = graph.node(args["node"])
     out: dict[str, Any] = {"node": node.index, "layer": node.layer, "feature": node.feature, "source": ""}
@@ -63,15 +62,11 @@ def feature_examples(session, args: dict[str, Any]) -> dict[str, Any]:
 
 
 def n_logits(session, _: dict[str, Any]) -> int:
-    from .graph import graph_of
-
     return graph_of(session)[0].n_logits
 
 
 def checked_nodes(session, value: Any, what: str) -> list[int]:
     """``value`` as a list of distinct feature nodes of the graph shown, in the order given; ValueError else."""
-    from .graph import graph_of
-
     if not isinstance(value, (list, tuple)) or len(value) > MAX_GROUP:
         raise ValueError(f"{what} must be a list of at most {MAX_GROUP} feature nodes, got {str(value)[:60]}")
     if not value:
@@ -100,8 +95,6 @@ def checked_logit(session, args: dict[str, Any], what: str) -> int:
 
 def demeaned_change(session, token: int) -> float:
     """The current run's demeaned logit of ``token`` at the last position minus the clean run's."""
-    from .graph import demeaned
-
     return demeaned(session.run.logits_at(-1), token) - demeaned(session.clean_run.logits_at(-1), token)
 
 
@@ -111,8 +104,6 @@ def group_effect(session, args: dict[str, Any]) -> dict[str, Any]:
     replacement model (``replacement``: their activations zeroed together, attention, norms and every other node
     frozen; linear, so equal to ``predicted``), and, when all their Steers are applied, ``measured`` in the run
     shown (``alone``: no other intervention)."""
-    from .graph import _replacement, feature_steer, graph_of, logit_row
-
     graph, _ = graph_of(session)
     nodes = checked_nodes(session, args["nodes"], "graph_group: nodes")
     logit = checked_logit(session, args, "graph_group")
@@ -137,8 +128,6 @@ def group_effect(session, args: dict[str, Any]) -> dict[str, Any]:
 
 def ablate_group(session, content: dict[str, Any]) -> dict[str, Any]:
     """Toggle the group's Steers together: all applied when any is missing, else all removed; selects the group."""
-    from .graph import feature_steer
-
     nodes = checked_nodes(session, content.get("nodes"), "graph_ablate_group: nodes")
     if not nodes:
         raise ValueError("graph_ablate_group: nodes is empty; ctrl+click (cmd+click) feature nodes to group them")
@@ -172,8 +161,6 @@ def check_groups(session, out: dict[str, Any], _: dict[str, Any]) -> dict[str, l
 def link(session, out: dict[str, Any], node: int | None) -> None:
     """When the selected node changes, select its position (``token``, when it is in the prompt) and its layer
     (features and error nodes) in ``out``, so the views of the shared selection follow."""
-    from .graph import _offset, graph_of
-
     own = session.state.get("graph")
     if own is None or node is None or node == own.linked:
         return
