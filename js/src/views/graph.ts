@@ -139,8 +139,8 @@ export function mountGraph(el: HTMLElement, store: Store): void {
     const d = r.data;
     let text = d.kind === "feature" ? `feature ${d.feature} of layer ${d.layer} at position ${d.position}: activation ${Number(d.activation).toFixed(2)}` : `${d.kind} node, layer ${d.layer}, position ${d.position}`;
     text += `; influence ${Number(d.influence).toFixed(3)}`;
-    if (d.top_tokens) text += `; raises ${(d.top_tokens as string[]).map((t) => `"${showToken(t)}"`).join(", ")}`;
-    if (d.top_tokens) text += ` (top logits ${Array.from((d.top_effects as Tensor).data as Float32Array, (v) => signed(v, 3)).join(", ")})`;
+    const effects = d.top_effects ? ((d.top_effects as Tensor).data as Float32Array) : null;
+    if (d.top_tokens) text += `; raises ${(d.top_tokens as string[]).map((t, i) => `"${showToken(t)}"${effects ? ` ${signed(effects[i], 3)}` : ""}`).join(", ")}`;
     if (d.predicted !== undefined) {
       text += `. On logit("${showToken(d.target_token as string)}"): predicted by the graph ${signed(d.predicted as number, 3)}`;
       text += d.ablated ? `, measured ${signed(d.measured as number, 3)}${d.alone ? "" : " (with the other interventions)"}` : " (shift+click to measure)";
@@ -153,11 +153,11 @@ export function mountGraph(el: HTMLElement, store: Store): void {
     const failed = (error: unknown) => {
       caption.textContent = `the graph could not be shown: ${error instanceof Error ? error.message : String(error)}`;
     };
-    track(parts, store.request("graph")).then((r) => r && paint(r), failed);
     const node = store.selection.graph_node as number | null | undefined;
+    const selectedFeature = () => (node != null && placedAt.get(node)?.kind === "feature" ? node : null);
+    track(parts, store.request("graph")).then((r) => r && (paint(r), side.update(selectedFeature())), failed);
     const logit = (store.selection.graph_logit as number | undefined) ?? 0;
     if (node != null) store.request("graph_node", { node, logit }).then((r) => r && describe(r), () => undefined);
-    side.update(node != null && placedAt.get(node)?.kind === "feature" ? node : null);
   };
   const nodeOf = (event: Event) => {
     const g = (event.target as Element).closest("[data-rw-graph-node]");
