@@ -1,4 +1,8 @@
+// @vitest-environment happy-dom
 import { describe, expect, it } from "vitest";
+import { mount } from "../src/widget";
+import { answer, FakeModel, float32, header, int32, settle, traits } from "./fake";
+import { click } from "./mounted";
 import { linkedSelection, toggled } from "../src/views/_graph_nodes";
 import { layout } from "../src/views/graph";
 
@@ -40,5 +44,61 @@ describe("graph nodes", () => {
     expect(linkedSelection({ index: 12, kind: "token", layer: -1, position: 2 }, 0, 5)).toEqual({ graph_node: 12, token: 2 });
     expect(linkedSelection({ index: 3, kind: "feature", layer: 1, position: 0 }, 1, 5)).toEqual({ graph_node: 3, layer: 1 }); // the BOS the graph added
     expect(linkedSelection({ index: 20, kind: "logit", layer: 4, position: 4 }, 0, 5)).toEqual({ graph_node: 20 });
+  });
+});
+
+describe("graph view, mounted", () => {
+  // two features (layer 0 and 1, position 1), the two token nodes and two logit nodes; one edge
+  const rows = [
+    [0, 0, 0, 1, 7],
+    [1, 0, 1, 1, 9],
+    [6, 2, -1, 0, 11],
+    [7, 2, -1, 1, 12],
+    [8, 3, 2, 1, 40],
+    [9, 3, 2, 1, 41],
+  ];
+  const graph = {
+    nodes: header("int32", [rows.length, 5], 0),
+    influence: header("float32", [rows.length], 1),
+    activation: header("float32", [rows.length], 2),
+    edge_source: header("int32", [1], 3),
+    edge_target: header("int32", [1], 4),
+    edge_weight: header("float32", [1], 5),
+    tokens: ["t0", "t1"],
+    logit_tokens: ["a", "b"],
+    logit_probabilities: header("float32", [2], 6),
+    n_layers: 2,
+    offset: 0,
+  };
+  const buffers = () => [int32(rows.flat()), float32(rows.map(() => 0.1)), float32(rows.map(() => 1)), int32([0]), int32([8]), float32([0.5]), float32([0.6, 0.3])];
+  const selection = { token: 1, layer: 1, head_layer: 0, head: 0, neuron: null, sae: 0, feature: null, graph_node: null, graph_logit: 0, graph_group: [], graph_groups: {} };
+
+  it("click selects a node with its token and layer, ctrl+click groups, a logit node is picked, the group is ablated", async () => {
+    const model = new FakeModel(traits(2, { views: ["tokens", "graph"], selection }));
+    const el = document.createElement("div");
+    document.body.appendChild(el);
+    const store = mount(model, el);
+    answer(model, "graph", graph, buffers());
+    await settle();
+    const node = (i: number) => el.querySelector(`[data-rw-graph-node$=".${i}"] circle`)!;
+    click(node(0));
+    expect(store.selection).toMatchObject({ graph_node: 0, token: 1, layer: 0 });
+    answer(model, "graph", graph, buffers());
+    await settle();
+    expect(model.sent.find((m) => m.what === "graph_examples")).toMatchObject({ node: 0 });
+    answer(model, "graph_examples", { node: 0, layer: 0, feature: 7, source: "texts=", tokens: [["x", "y"]], peaks: [1], values: header("float32", [2], 0), texts: [3] }, [float32([0.5, 2])]);
+    await settle();
+    expect(el.querySelectorAll("[data-rw-graph-contexts] .rw-example")).toHaveLength(1);
+    click(node(0), { ctrlKey: true });
+    click(node(1), { metaKey: true });
+    expect(store.selection.graph_group).toEqual([0, 1]);
+    click(node(9));
+    expect(store.selection.graph_logit).toBe(1);
+    answer(model, "graph", graph, buffers());
+    await settle();
+    expect([...model.sent].reverse().find((m) => m.what === "graph_group")).toMatchObject({ nodes: [0, 1], logit: 1 });
+    click(el.querySelector("[data-rw-graph-ablate-group]")!);
+    expect(model.sent.find((m) => m.type === "graph_ablate_group")).toMatchObject({ nodes: [0, 1] });
+    expect(model.sent.some((m) => m.type === "graph_ablate")).toBe(false);
   });
 });
