@@ -41,7 +41,7 @@ def demeaned(logits: torch.Tensor, token: int) -> float:
     return float(logits[token] - logits.mean())
 
 
-def test_a_transcoder_feature_is_a_unit_read_through_the_encoder(demo, transcoders):
+def test_a_transcoder_feature_is_a_unit_read_through_the_encoder(demo, transcoders, tmp_path):
     texts = WORDS[:2]
     unit = TranscoderFeature(transcoders, 1, 7)
     assert unit.hook() == "blocks.1.mlp.hook_in" and rw.units.as_unit(("transcoder_feature", transcoders, 1, 7)) == unit
@@ -55,6 +55,12 @@ def test_a_transcoder_feature_is_a_unit_read_through_the_encoder(demo, transcode
         torch.testing.assert_close(values[:, 1], run["blocks.1.mlp.hook_post"][:, 3].float())
     with pytest.raises(ValueError, match=r"index must be an int in 0\.\.511"):
         rw.units.Reader(demo, [TranscoderFeature(transcoders, 1, 512)])
+    # harvested and saved like any unit; loaded back as its spec (the transcoders are not saved)
+    units = rw.units.transcoder_features(transcoders, 1, [7, 9])
+    found = rw.top_examples(demo, texts, units, k=2, progress=False)
+    loaded = rw.TopExamples.load(found.save(tmp_path / "top"))
+    assert loaded.labels == found.labels == ["transcoder feature 1.7", "transcoder feature 1.9"]
+    assert loaded.examples(units[1].spec()) == found.examples(units[1])
 
 
 def test_a_feature_nodes_contexts_equal_a_brute_force_scan_of_the_texts(demo, transcoders, explored):
@@ -79,6 +85,8 @@ def test_a_feature_nodes_contexts_equal_a_brute_force_scan_of_the_texts(demo, tr
         values = [next(flat) for _ in tokens]
         assert tokens[peak] == word and values[peak] == pytest.approx(-value, rel=1e-5)
     assert get(ex.session, what="graph_examples", node=graph.n_features)["tokens"] == []  # an error node has none
+    loaded = get(rw.explore(demo, TEXT, graph=graph).session, what="graph_examples", node=node.index)
+    assert loaded["tokens"] == [] and loaded["missing"] == "transcoders="  # a graph alone: no encoder to read
 
 
 def test_the_logit_picked_sets_the_target_of_predicted_and_measured(demo, explored):

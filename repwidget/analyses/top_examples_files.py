@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from ..file_checks import FileFormatError, json_field, read_json, read_tensors, tensor_field
-from ..units import Direction, Feature, Head, Neuron
+from ..units import Direction, Feature, Head, Neuron, TranscoderFeature
 
 FORMAT = "repwidget.top_examples"
 
@@ -197,7 +197,13 @@ class TopExamples:
                    window_values, {int(k): v for k, v in tokens.items()}, ctx, per_text, n_texts, n_tokens)  # fmt: skip
 
 
-_KINDS = {"neuron": Neuron, "head": Head, "feature": Feature, "direction": Direction}
+_KINDS = {
+    "neuron": Neuron,
+    "head": Head,
+    "feature": Feature,
+    "direction": Direction,
+    "transcoder_feature": TranscoderFeature,
+}
 
 
 def _unit(spec: dict[str, Any], j: int, tensors: dict[str, torch.Tensor], file: Path) -> Any:

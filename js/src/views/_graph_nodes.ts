@@ -50,7 +50,7 @@ export function mountNodePanel(body: HTMLElement, store: Store, parts: Parameter
       const what = `feature ${d.feature} of layer ${d.layer}${hovered ? " (hovered)" : ""}`;
       const lines = contextLines(tokens, (d.values as Tensor).data as Float32Array, d.peaks as number[], store.palette, "rw-example");
       lines.forEach((line, c) => line.setAttribute("title", `text ${(d.texts as number[])[c]}`));
-      const text = lines.length ? `${what}: top contexts over ${d.source}` : d.source ? `${what}: no contexts` : `${what}: no texts to find contexts in (pass texts= to rw.explore)`;
+      const text = lines.length ? `${what}: top contexts over ${d.source}` : d.missing ? `${what}: pass ${d.missing} to rw.explore to see its top contexts` : `${what}: no contexts`;
       contexts.replaceChildren(h("div", { class: "rw-caption", text }), ...lines);
       contexts.dataset.rwGraphContexts = String(d.node);
     }, () => undefined);

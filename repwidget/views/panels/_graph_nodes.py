@@ -37,12 +37,14 @@ def feature_examples(session, args: dict[str, Any]) -> dict[str, Any]:
     """Feature node ``node``'s top :data:`CONTEXTS` contexts over :func:`example_texts`, harvested lazily (every
     feature of its layer in one set of passes, kept per layer and weights version): each window's tokens, the
     feature's activation on each, the peak's index in it and the text it is from; empty without texts or
-    transcoders."""
+    transcoders (``missing`` says which to pass)."""
     graph, _ = graph_of(session)
     node = graph.node(args["node"])
     out: dict[str, Any] = {"node": node.index, "layer": node.layer, "feature": node.feature, "source": ""}
     own, found = session.state["graph"], example_texts(session)
     shown = []
+    if node.kind == "feature" and (own.transcoders is None or found is None):
+        out["missing"] = "transcoders=" if own.transcoders is None else "texts="
     if node.kind == "feature" and own.transcoders is not None and found is not None:
         texts, out["source"] = found
         key = (node.layer, session.model.weights_version(), id(own.transcoders))
