@@ -37,7 +37,7 @@ def explored(demo, transcoders):
 
 
 def demeaned(logits: torch.Tensor, token: int) -> float:
-    logits = logits.float()
+    logits = logits.detach().float()
     return float(logits[token] - logits.mean())
 
 
@@ -89,13 +89,14 @@ def test_a_feature_nodes_contexts_equal_a_brute_force_scan_of_the_texts(demo, tr
     assert loaded["tokens"] == [] and loaded["missing"] == "transcoders="  # a graph alone: no encoder to read
 
 
-def test_the_logit_picked_sets_the_target_of_predicted_and_measured(demo, explored):
+def test_the_logit_picked_sets_the_target_of_predicted_and_measured(demo, transcoders, explored):
     ex, graph = explored
     assert graph.n_logits >= 2
-    node = graph.top_nodes(1)[0].index
+    node = next(n.index for n in graph.top_nodes(60) if n.layer < 2)  # an early node: paths through later ones
     for logit in range(2):
         data = get(ex.session, what="graph_node", node=node, logit=logit)
         assert data["predicted"] == pytest.approx(graph.ablation_effect(node, logit)["predicted"], abs=1e-6)
+        assert data["predicted_total"] == pytest.approx(linearised(graph, transcoders, [node], logit), abs=1e-4)
         assert data["target_token"] == demo.to_str_tokens([int(graph.logit_ids[logit])])[0]
     ex.select(graph_logit=1)
     assert ex.selection["graph_logit"] == 1
@@ -104,16 +105,39 @@ def test_the_logit_picked_sets_the_target_of_predicted_and_measured(demo, explor
     ex.select(graph_logit=0)
 
 
+def linearised(graph, transcoders, nodes: list[int], logit: int) -> float:
+    """The demeaned logit's change in the replacement model when ``nodes`` are zeroed and every other feature node
+    is set to its pre-activation in the pass before, repeated once per layer (and one more), error nodes frozen."""
+    r = graph._replacement
+    values = r.activations.clone()
+    values[graph.selected_features[nodes]] = 0
+    free = torch.tensor([int(i) for k, i in enumerate(graph.selected_features) if k not in nodes])
+    layer, pos, feature = r.features[free].T
+    token = int(graph.logit_ids[logit])
+    with torch.no_grad():
+        for _ in range(graph.n_layers + 1):
+            x_in = r.run(values).x_in
+            pre = torch.stack([transcoders[k].pre(x_in[k].float()) for k in range(graph.n_layers)])
+            values[free] = pre[layer, pos, feature]
+        out, clean = r.logits_of(r.run(values))[-1].float(), r.clean_logits()[-1].float()
+    return demeaned(out, token) - demeaned(clean, token)
+
+
 def test_a_group_is_ablated_together_and_its_effect_equals_the_steers_by_hand(demo, transcoders, explored):
     ex, graph = explored
     session = ex.session
-    nodes = [n.index for n in graph.top_nodes(3)]
+    early = [n.index for n in graph.top_nodes(60) if n.layer < 2][:2]
+    nodes = [*early, graph.top_nodes(1)[0].index]  # two early nodes and the top (late) one
     logit = 1
     before = get(session, what="graph_group", nodes=nodes, logit=logit)
     row = graph.n_features + (graph.n_layers + 1) * graph.n_pos + logit
     assert before["predicted"] == pytest.approx(-float(graph.adjacency[row, nodes].sum()), abs=1e-6)
     assert before["replacement"] == pytest.approx(before["predicted"], abs=1e-4)  # linear when all else is frozen
     assert before["ablated"] is False
+    # through every path: the replacement model with the other nodes' activations following their pre-activations
+    # (read by the encoders from its MLP inputs, the active set kept), passes repeated until nothing changes
+    assert before["predicted_total"] == pytest.approx(linearised(graph, transcoders, nodes, logit), abs=1e-4)
+    assert abs(before["predicted_total"] - before["predicted"]) > 0.05  # the early nodes act through later ones
     (applied, _), *_ = session.handle({"type": "graph_ablate_group", "id": "c", "view": "v", "seq": 1, "nodes": nodes})
     assert applied["type"] == "applied" and session.select_after == {"graph_group": nodes}
     assert len(session.interventions) == 3 and all(isinstance(s, rw.Steer) for s in session.interventions)

@@ -59,8 +59,8 @@ export function mountNodePanel(body: HTMLElement, store: Store, parts: Parameter
   const describeGroup = (r: Reply | null) => {
     if (!r) return;
     const d = r.data;
-    let text = `group of ${(d.nodes as number[]).length} on logit("${showToken(d.target_token as string)}"): predicted by the graph ${signed(d.predicted as number, 3)} (the sum of their direct effects`;
-    text += d.replacement !== undefined ? `; replacement model, ablated together: ${signed(d.replacement as number, 3)})` : ")";
+    let text = `group of ${(d.nodes as number[]).length} on logit("${showToken(d.target_token as string)}"): predicted by the graph ${signed(d.predicted as number, 3)} direct, ${signed(d.predicted_total as number, 3)} through every path`;
+    text += d.replacement !== undefined ? ` (replacement model, ablated together with all else frozen: ${signed(d.replacement as number, 3)})` : "";
     text += d.ablated ? `, measured ${signed(d.measured as number, 3)}${d.alone ? "" : " (with the other interventions)"}` : " (ablate group to measure)";
     groupCaption.textContent = text;
     groupCaption.dataset.rwGraphGroupMeasured = d.ablated ? String(d.measured) : "";

@@ -142,7 +142,7 @@ export function mountGraph(el: HTMLElement, store: Store): void {
     const effects = d.top_effects ? ((d.top_effects as Tensor).data as Float32Array) : null;
     if (d.top_tokens) text += `; raises ${(d.top_tokens as string[]).map((t, i) => `"${showToken(t)}"${effects ? ` ${signed(effects[i], 3)}` : ""}`).join(", ")}`;
     if (d.predicted !== undefined) {
-      text += `. On logit("${showToken(d.target_token as string)}"): predicted by the graph ${signed(d.predicted as number, 3)}`;
+      text += `. On logit("${showToken(d.target_token as string)}"): predicted by the graph ${signed(d.predicted as number, 3)} direct, ${signed(d.predicted_total as number, 3)} through every path`;
       text += d.ablated ? `, measured ${signed(d.measured as number, 3)}${d.alone ? "" : " (with the other interventions)"}` : " (shift+click to measure)";
     }
     caption.textContent = text;

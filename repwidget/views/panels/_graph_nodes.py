@@ -100,9 +100,28 @@ def demeaned_change(session, token: int) -> float:
     return demeaned(session.run.logits_at(-1), token) - demeaned(session.clean_run.logits_at(-1), token)
 
 
+def total_effect(graph: Any, nodes: list[int], logit: int) -> float:
+    """Feature nodes ``nodes`` removed, the change of logit node ``logit``'s demeaned logit through every path of the
+    graph: the other feature nodes' activations follow their changed pre-activations (edges per unit of the source's
+    activation, the active set kept: the replacement model linearised), error and token nodes stay."""
+    n_f = graph.n_features
+    acts = graph.activations[graph.selected_features].double()
+    adjacency = graph.adjacency.double()
+    per_unit = adjacency[:n_f, :n_f] / acts[None, :]
+    group = torch.zeros(n_f, dtype=torch.bool)
+    group[nodes] = True
+    change = torch.where(group, -acts, torch.zeros_like(acts))
+    free = ~group
+    driven = per_unit[free][:, group] @ change[group]
+    system = torch.eye(int(free.sum()), dtype=torch.float64) - per_unit[free][:, free]
+    change[free] = torch.linalg.solve(system, driven)  # the graph is acyclic: I - W is invertible
+    return float((adjacency[logit_row(graph, logit), :n_f] / acts) @ change)
+
+
 def group_effect(session, args: dict[str, Any]) -> dict[str, Any]:
     """Feature nodes ``nodes`` removed together, the change of logit node ``logit``'s demeaned logit: as the graph
-    predicts it (``predicted``: minus the sum of the nodes' edges into the logit, their direct effects), in the
+    predicts it (``predicted``: minus the sum of the nodes' edges into the logit, their direct effects;
+    ``predicted_total``: through every path, :func:`total_effect`), in the
     replacement model (``replacement``: their activations zeroed together, attention, norms and every other node
     frozen; linear, so equal to ``predicted``), and, when all their Steers are applied, ``measured`` in the run
     shown (``alone``: no other intervention)."""
@@ -112,6 +131,7 @@ def group_effect(session, args: dict[str, Any]) -> dict[str, Any]:
     token = int(graph.logit_ids[logit])
     out: dict[str, Any] = {"nodes": nodes, "logit": logit, "target_token": session.model.to_str_tokens([token])[0]}
     out["predicted"] = -float(graph.adjacency[logit_row(graph, logit), nodes].sum()) if nodes else 0.0
+    out["predicted_total"] = total_effect(graph, nodes, logit) if nodes else 0.0
     if not nodes or (session.state["graph"].transcoders is None and graph._replacement is None):
         return out
     r = _replacement(session, graph)

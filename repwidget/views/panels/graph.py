@@ -114,6 +114,7 @@ def node_info(session, args: dict[str, Any]) -> dict[str, Any]:
         out["top_tokens"] = [t for t, _ in up[:TOP_TOKENS]]
         out["top_effects"] = torch.tensor([v for _, v in up[:TOP_TOKENS]], dtype=torch.float32)
     out["predicted"] = -float(graph.adjacency[logit_row(graph, logit), node.index])
+    out["predicted_total"] = nodes.total_effect(graph, [node.index], logit)
     ablated = r is not None and feature_steer(session, node.index) in session.interventions
     out["ablated"] = ablated
     if ablated:
