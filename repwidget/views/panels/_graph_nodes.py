@@ -122,10 +122,9 @@ def total_effect(graph: Any, nodes: list[int], logit: int) -> float:
 def group_effect(session, args: dict[str, Any]) -> dict[str, Any]:
     """Feature nodes ``nodes`` removed together, the change of logit node ``logit``'s demeaned logit: as the graph
     predicts it (``predicted``: minus the sum of the nodes' edges into the logit, their direct effects;
-    ``predicted_total``: through every path, :func:`total_effect`), in the
-    replacement model (``replacement``: their activations zeroed together, attention, norms and every other node
-    frozen; linear, so equal to ``predicted``), and, when all their Steers are applied, ``measured`` in the run
-    shown (``alone``: no other intervention)."""
+    ``predicted_total``: through every path, :func:`total_effect`), in the replacement model (``replacement``: their
+    activations zeroed together, attention, norms and every other node frozen; linear, so equal to ``predicted``),
+    and, when all their Steers are applied, ``measured`` in the run shown (``alone``: no other intervention)."""
     graph, _ = graph_of(session)
     nodes = checked_nodes(session, args["nodes"], "graph_group: nodes")
     logit = checked_logit(session, args, "graph_group")
