@@ -101,4 +101,21 @@ describe("graph view, mounted", () => {
     expect(model.sent.find((m) => m.type === "graph_ablate_group")).toMatchObject({ nodes: [0, 1] });
     expect(model.sent.some((m) => m.type === "graph_ablate")).toBe(false);
   });
+
+  it("hovering a feature asks for its contexts after a pause, and leaving the graph shows the selected node's again", async () => {
+    const model = new FakeModel(traits(2, { views: ["tokens", "graph"], selection: { ...selection, graph_node: 0 } }));
+    const el = document.createElement("div");
+    document.body.appendChild(el);
+    mount(model, el);
+    answer(model, "graph", graph, buffers());
+    await settle();
+    const asked = () => model.sent.filter((m) => m.what === "graph_examples").map((m) => m.node);
+    expect(asked()).toEqual([0]); // the selected feature's
+    el.querySelector('[data-rw-graph-node$=".1"] circle')!.dispatchEvent(new MouseEvent("mouseover", { bubbles: true }));
+    expect(asked()).toEqual([0]); // not yet: a pause first
+    await new Promise((resolve) => setTimeout(resolve, 250));
+    expect(asked()).toEqual([0, 1]);
+    el.querySelector("svg.rw-graph")!.dispatchEvent(new MouseEvent("mouseleave"));
+    expect(asked()).toEqual([0, 1, 0]);
+  });
 });
