@@ -37,8 +37,8 @@ def test_the_tables_are_built_from_the_panels_found_in_their_order():
         "continuation": "continuation",
         "corrupted": "patching",
     }
-    keys = ("token", "layer", "head_layer", "head", "neuron", "sae", "feature", "graph_node", "lens_kind", "tokens")
-    keys += ("points",)
+    keys = ("token", "layer", "head_layer", "head", "neuron", "sae", "feature", "graph_node", "graph_logit")
+    keys += ("graph_group", "graph_groups", "lens_kind", "tokens", "points")
     assert keys == catalog.SELECTION_KEYS
     assert discover() == PANELS  # found again, the same
 
