@@ -59,7 +59,7 @@ def compare(name: str, acts: torch.Tensor, y: torch.Tensor, classes: list[str]) 
 
 
 def main() -> None:
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)
     g = torch.Generator().manual_seed(0)
     n, layers, d = 10_000, 12, 768
     y = torch.randint(0, 2, (n,), generator=g)

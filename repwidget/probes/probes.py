@@ -315,7 +315,7 @@ def fit_probes(
     weights, means, stds, neurons, accuracy, class_means, controls = {}, {}, {}, {}, [], {}, []
     for i, layer in enumerate(layers):
         x = acts[:, i].float()
-        class_means[layer] = torch.stack([x[train][y[train] == k].mean(0) for k in range(len(classes))])
+        class_means[layer] = fit.class_means(x[train], y[train], len(classes))
         probe = _fit(x, y, train, len(classes), c.kind, c.k, c.l2)
         accuracy.append(_accuracy(x, y, test, *probe))
         w, mean, std, columns = probe
@@ -335,21 +335,23 @@ Fitted = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]  #
 
 def _fit(x: torch.Tensor, y: torch.Tensor, train: torch.Tensor, n_classes: int, kind: str, k: int, l2: float) -> Fitted:
     """One probe of ``kind`` on the ``train`` rows of ``x``: weights on the standardised (chosen) columns."""
-    columns = fit.best_neurons(x[train], y[train], n_classes, k) if kind == "sparse" else None
+    x, y = x[train], y[train]
+    columns = fit.best_neurons(x, y, n_classes, k) if kind == "sparse" else None
     if columns is not None:
         x = x[:, columns]
     if kind == "mean_diff":
         mean, std = torch.zeros(x.shape[1], dtype=x.dtype), torch.ones(x.shape[1], dtype=x.dtype)
-        return fit.mean_difference(x[train], y[train], n_classes), mean, std, columns
-    mean, std = fit.standardise(x[train])
-    return fit.logistic((x[train] - mean) / std, y[train], n_classes, l2=l2), mean, std, columns
+        return fit.mean_difference(x, y, n_classes), mean, std, columns
+    mean, std = fit.standardise(x)
+    return fit.logistic(x, y, n_classes, l2=l2, mean=mean, std=std), mean, std, columns
 
 
 def _accuracy(x: torch.Tensor, y: torch.Tensor, test: torch.Tensor, w, mean, std, columns) -> float:
     """Accuracy on the ``test`` rows of a probe from :func:`_fit`."""
     if columns is not None:
         x = x[:, columns]
-    predicted = (((x[test] - mean) / std) @ w[:-1] + w[-1]).argmax(-1)
+    u = w[:-1] / std[:, None]  # the standardisation folded into the weights
+    predicted = (x[test] @ u + (w[-1] - mean @ u)).argmax(-1)
     return (predicted == y[test]).float().mean().item()
 
 

@@ -387,8 +387,8 @@ export function mountAttention(el: HTMLElement, store: Store): void {
     if (now !== head) {
       head = now;
       window = null;
+      fetchExamples(); // before the pattern: a saved page's note names the last request it lacks, the pattern
       void fetchPattern();
-      fetchExamples();
       alignDetail();
     }
     paintGrid();
