@@ -132,3 +132,17 @@ def mean_difference_ranking(x: torch.Tensor, positive: torch.Tensor) -> torch.Te
     Kantamneni et al. 2025), ties broken by column index."""
     difference = (x[positive].double().mean(0) - x[~positive].double().mean(0)).abs()
     return torch.sort(-difference, stable=True).indices
+
+
+def one_vs_rest_ranking(x: torch.Tensor, y: torch.Tensor, n_classes: int) -> torch.Tensor:
+    """Every column of ``x`` ``[n, d]``, best first by its largest one-vs-rest gap over the classes ``y``: the
+    absolute difference of its mean over one class's rows and over the others', maximised over classes (for two
+    classes exactly :func:`mean_difference_ranking`), ties broken by column index."""
+    if n_classes == 2:
+        return mean_difference_ranking(x, y == 1)
+    x64 = x.double()
+    onehot = torch.nn.functional.one_hot(y, n_classes).double()  # [n, classes]
+    counts = onehot.sum(0)[:, None]
+    sums = onehot.T @ x64  # [classes, d]
+    gaps = (sums / counts.clamp_min(1) - (x64.sum(0) - sums) / (len(x) - counts).clamp_min(1)).abs()
+    return torch.sort(-gaps.max(0).values, stable=True).indices
