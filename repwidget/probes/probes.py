@@ -315,15 +315,17 @@ def fit_probes(
     weights, means, stds, neurons, accuracy, class_means, controls = {}, {}, {}, {}, [], {}, []
     for i, layer in enumerate(layers):
         x = acts[:, i].float()
-        class_means[layer] = fit.class_means(x[train], y[train], len(classes))
-        probe = _fit(x, y, train, len(classes), c.kind, c.k, c.l2)
+        x_train = x[train]  # gathered once per layer: the class means, the probe and its control read it
+        class_means[layer] = fit.class_means(x_train, y[train], len(classes))
+        probe = _fit(x_train, y[train], len(classes), c.kind, c.k, c.l2)
         accuracy.append(_accuracy(x, y, test, *probe))
         w, mean, std, columns = probe
         weights[layer], means[layer], stds[layer] = w.float(), mean.float(), std.float()
         if columns is not None:
             neurons[layer] = columns
         if shuffled is not None:
-            controls.append(_accuracy(x, shuffled, test, *_fit(x, shuffled, train, len(classes), c.kind, c.k, c.l2)))
+            control = _fit(x_train, shuffled[train], len(classes), c.kind, c.k, c.l2)
+            controls.append(_accuracy(x, shuffled, test, *control))
     return Probes(
         c.kind, c.site, c.position, list(layers), classes, accuracy, baseline, weights, means, stds, neurons,
         acts.shape[-1], class_means, controls, float(c.tolerance), c.groups is not None,
@@ -333,9 +335,8 @@ def fit_probes(
 Fitted = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]  # weights, mean, std, columns
 
 
-def _fit(x: torch.Tensor, y: torch.Tensor, train: torch.Tensor, n_classes: int, kind: str, k: int, l2: float) -> Fitted:
-    """One probe of ``kind`` on the ``train`` rows of ``x``: weights on the standardised (chosen) columns."""
-    x, y = x[train], y[train]
+def _fit(x: torch.Tensor, y: torch.Tensor, n_classes: int, kind: str, k: int, l2: float) -> Fitted:
+    """One probe of ``kind`` on the training rows ``x``, ``y``: weights on the standardised (chosen) columns."""
     columns = fit.best_neurons(x, y, n_classes, k) if kind == "sparse" else None
     if columns is not None:
         x = x[:, columns]
