@@ -7,7 +7,8 @@
    a label-dependent shift along a random direction), so accuracy varies by layer. Both fit a
    standardised, L2-regularised (C = 1) logistic regression per layer on the same 75% split and
    score the same 25%.
-2. Real activations: the demo model's sentiment task (rw.demo.dataset("sentiment", 1000)), every
+2. The same shape with 4 classes (3 layers), each class shifted along its own random direction: the multinomial fit.
+3. Real activations: the demo model's sentiment task (rw.demo.dataset("sentiment", 1000)), every
    layer, read at the last token.
 
 Results: ``docs/bench_probes.md``.
@@ -78,6 +79,13 @@ def main() -> None:
     strength = torch.linspace(0.02, 1.0, layers)
     acts = torch.randn(n, layers, d, generator=g) + (2 * y - 1)[:, None, None] * strength[None, :, None] * direction
     compare("synthetic, GPT-2-small shape", acts.float(), y, ["a", "b"])
+
+    classes, layers = ["a", "b", "c", "d"], 3  # more than two classes: the multinomial fit, one direction per class
+    y4 = torch.randint(0, len(classes), (n,), generator=g)
+    directions = torch.randn(len(classes), d, generator=g)
+    directions /= directions.norm(dim=1, keepdim=True)
+    shift = torch.linspace(0.1, 0.6, layers)[None, :, None] * directions[y4][:, None, :]
+    compare("synthetic, 4 classes", torch.randn(n, layers, d, generator=g) + shift, y4, classes)
 
     model = rw.demo_model()
     examples = rw.demo.dataset("sentiment", 1000)
