@@ -30,6 +30,7 @@ FILES = {
         "test_views_graph_nodes.py",
         "test_views_workshop.py",
         "test_house.py", "test_top_examples.py", "test_steering_dataset.py", "test_tuned_lens.py", "test_qk.py",
+        "test_linked_examples.py", "test_sparse_multiclass.py",
     ],
     "engine": [
         "test_architectures.py", "test_attribution.py", "test_cli_and_notebooks.py", "test_device_map.py",

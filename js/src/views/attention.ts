@@ -5,6 +5,7 @@
 // the chosen score are outlined (dashed) and listed beside the picker; an entry selects its head.
 import { at, type Tensor, topCells } from "../codec";
 import { maxOf, paintMatrix } from "../colour";
+import { topContexts } from "../contexts";
 import { arrowStep, colourBar, h, labelled, onResize, panel, showToken, track, wantsIntervention } from "../dom";
 import { thumbSize } from "../layout";
 import { attentionRow, cellAt, defaultScore, pixelOf, type PatternView } from "../pattern";
@@ -79,7 +80,8 @@ export function mountAttention(el: HTMLElement, store: Store): void {
   const sampled = h("div", { class: "rw-caption", data: { rwSampled: "" } });
   sampled.hidden = true;
   const top = h("div", { class: "rw-row rw-top-heads", data: { rwTopHeads: "" }, attrs: { role: "group", "aria-label": "the top heads by the chosen score" } });
-  body.append(h("div", { class: "rw-row" }, [labelled("score", picker), top]), hint, sampled, selectedRow, h("div", { class: "rw-split" }, [grid, detail]));
+  const examples = h("div", { class: "rw-head-examples", attrs: { "aria-label": "the head's top contexts" } });
+  body.append(h("div", { class: "rw-row" }, [labelled("score", picker), top]), hint, sampled, selectedRow, h("div", { class: "rw-split" }, [grid, detail]), examples);
 
   let overview: { thumbs: Tensor; scores: Tensor; names: string[] } | null = null;
   let view: PatternView | null = null;
@@ -368,12 +370,24 @@ export function mountAttention(el: HTMLElement, store: Store): void {
   }));
   fit();
 
+  // the selected head's top contexts over the corpus, by its output norm (examples= or texts=)
+  const fetchExamples = () => {
+    const { head_layer: layer, head } = store.selection;
+    if (!store.shape.head_examples) return;
+    track(parts, store.request("head_examples", { layer, head })).then((reply) => {
+      if (!reply) return;
+      const d = reply.data;
+      if (d.layer !== store.selection.head_layer || d.head !== store.selection.head) return; // no longer selected
+      examples.replaceChildren(...topContexts(d, store.palette, `head ${d.layer}.${d.head}: not among the top examples given`));
+    }, () => undefined);
+  };
   let head = `${store.selection.head_layer}.${store.selection.head}`;
   store.on("selection", () => {
     const now = `${store.selection.head_layer}.${store.selection.head}`;
     if (now !== head) {
       head = now;
       window = null;
+      fetchExamples(); // before the pattern: a saved page's note names the last request it lacks, the pattern
       void fetchPattern();
       alignDetail();
     }
@@ -391,6 +405,7 @@ export function mountAttention(el: HTMLElement, store: Store): void {
   });
   void fetchOverview();
   void fetchPattern();
+  fetchExamples();
 }
 
 /** How the widget mounts this view (widget.ts finds it by its file name, the kernel panel's name). */
