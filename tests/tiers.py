@@ -27,7 +27,7 @@ FILES = {
         "test_lens.py", "test_loading.py", "test_magics.py", "test_probes.py", "test_projector.py",
         "test_prompts.py", "test_safety.py", "test_session.py", "test_tokens.py", "test_views.py",
         "test_views_continuation.py", "test_views_graph.py", "test_views_panels.py", "test_views_textviews.py",
-        "test_views_workshop.py",
+        "test_views_workshop.py", "test_views_vit.py",
         "test_house.py", "test_top_examples.py", "test_steering_dataset.py", "test_tuned_lens.py", "test_qk.py",
     ],
     "engine": [
