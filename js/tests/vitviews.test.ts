@@ -80,7 +80,7 @@ describe("the saliency view", () => {
     }, [float32([1, -0.5, 0, 0.25])]);
     await settle();
     expect(el.querySelector("[data-rw-saliency-caption]")!.textContent).toBe(
-      "integrated gradients of class 1's logit, 64 steps: attributions sum to the logit's change from a black image (+4.50) within 0.12%",
+      "integrated gradients of class 1's logit, 64 steps: completeness error 0.12% (the attributions sum to the logit's change from the zero baseline, +4.50)",
     );
     click(el.querySelector('[data-rw-saliency-method="0"]')!);
     expect(store.selection.saliency_method).toBe(0);

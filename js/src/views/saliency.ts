@@ -1,6 +1,6 @@
 // Saliency over the image (a CNN or a ViT): the gradient or integrated gradients of a class's logit to each input
-// pixel, summed over channels, as a signed heat map over the image (the palette's colour: raises the logit; its
-// negative colour: lowers it). Integrated gradients' completeness error is in the caption.
+// pixel, summed over channels, as a signed heat map over the image (the palette's colour raises the logit, its
+// negative colour lowers it). Integrated gradients' completeness error is in the caption.
 import { h, panel, track } from "../dom";
 import { overlay, overlayStyles } from "../overlay";
 import type { Data, Store } from "../store";
@@ -12,7 +12,8 @@ export function saliencyCaption(d: Data): string {
   const what = `${NAMES[d.method as string] ?? d.method} of class ${d.target_name}'s logit`;
   if (d.completeness_error == null) return `${what} (largest |gradient| ${Number(d.scale).toPrecision(2)})`;
   const error = 100 * (d.completeness_error as number);
-  return `${what}, ${d.steps} steps: attributions sum to the logit's change from a black image (${signed(d.delta as number)}) within ${error < 0.01 ? "<0.01" : error.toFixed(2)}%`;
+  const shown = error < 0.01 ? "<0.01" : error.toFixed(2);
+  return `${what}, ${d.steps} steps: completeness error ${shown}% (the attributions sum to the logit's change from the zero baseline, ${signed(d.delta as number)})`;
 }
 
 function signed(v: number): string {
