@@ -53,6 +53,19 @@ describe("the ViT attention view", () => {
   });
 });
 
+describe("the image under the overlays", () => {
+  it("is asked for by each view under its own key, so one view's request does not drop another's", async () => {
+    const { el, model } = vit();
+    const asked = model.sent.filter((m) => m.what === "image");
+    expect(asked.length).toBe(2);
+    for (const request of asked)
+      model.deliver({ type: "reply", id: request.id, what: "image", gen: 0, data: { pixels: header("uint8", [28, 28, 1], 0) } }, [new Uint8Array(784).buffer]);
+    await settle();
+    const images = Array.from(el.querySelectorAll(".rw-overlay-image")) as HTMLCanvasElement[];
+    expect(images.map((c) => c.width)).toEqual([28, 28]);
+  });
+});
+
 describe("the class lens view", () => {
   it("draws a layer x class table, clean and intervened side by side, each row's top class marked", async () => {
     const { el, model } = vit({ intervention_list: [{ type: "ablate", layer: 0, head: 1, label: "x", key: "k0" }] });

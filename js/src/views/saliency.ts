@@ -50,7 +50,7 @@ export function mountSaliency(el: HTMLElement, store: Store): void {
     caption.textContent = saliencyCaption(d);
     root.dataset.rwShown = `${d.method}.${d.target}`;
   };
-  store.request("image").then((reply) => {
+  store.request("image", {}, "saliency-image").then((reply) => {
     if (!reply) return;
     const [height, width, channels] = reply.data.pixels.shape as number[];
     picture.paintImage(reply.data.pixels.data, height, width, channels);

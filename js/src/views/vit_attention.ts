@@ -112,7 +112,7 @@ export function mountVitAttention(el: HTMLElement, store: Store): void {
     if (pattern) attention = pattern;
     paint();
   };
-  store.request("image").then((reply) => {
+  store.request("image", {}, "vit_attention-image").then((reply) => {
     if (!reply) return;
     const [height, width, channels] = reply.data.pixels.shape as number[];
     picture.paintImage(reply.data.pixels.data, height, width, channels);
