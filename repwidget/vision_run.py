@@ -37,6 +37,8 @@ class ImageRun(Mapping[str, torch.Tensor]):
         self._interventions = interventions
         self.result = result
         self._names = list(names)
+        #: the model's weights version when this run was made (a rerun after the weights changed starts afresh)
+        self.weights_version = model.weights_version()
 
     @property
     def model(self) -> VisionModel:

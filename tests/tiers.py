@@ -29,6 +29,7 @@ FILES = {
         "test_views_continuation.py", "test_views_graph.py", "test_views_panels.py", "test_views_textviews.py",
         "test_views_workshop.py", "test_views_vit.py",
         "test_house.py", "test_top_examples.py", "test_steering_dataset.py", "test_tuned_lens.py", "test_qk.py",
+        "test_image_explorer.py",
     ],
     "engine": [
         "test_architectures.py", "test_attribution.py", "test_cli_and_notebooks.py", "test_device_map.py",

@@ -30,6 +30,16 @@ KEYS: dict[str, Key] = {**SHARED_KEYS, **{name: key for p in PANELS.values() for
 SELECTION_KEYS = tuple(KEYS)
 
 
+def panels_of(kind: str) -> dict[str, Panel]:
+    """The panels serving models of ``kind`` (``"text"``, ``"cnn"``, ``"vit"``: each panel's ``kinds``), in order."""
+    return {name: p for name, p in PANELS.items() if kind in p.kinds}
+
+
+def keys_of(kind: str) -> dict[str, Key]:
+    """The selection's keys of a session of ``kind``: the shared ones, then those of its kind's panels."""
+    return {**SHARED_KEYS, **{name: key for p in panels_of(kind).values() for name, key in p.selection.items()}}
+
+
 def options_doc() -> str:
     """The views' options of ``rw.explore``, one paragraph each (from the panels that take them)."""
     return "\n".join(p.options[name].doc for name, p in OPTIONS.items() if p.options[name].doc)

@@ -1,0 +1,28 @@
+// Pictures from the kernel's uint8 tensors (views/panels/_image_maps.py: values over min..max as 0..255): the input
+// image in grey or RGB, drawn one canvas pixel per image pixel and scaled up by CSS (pixelated).
+
+/** Paint a row-major `[rows, cols, channels]` uint8 image (1 channel: grey; 3: RGB) into `canvas`. */
+export function paintPicture(canvas: HTMLCanvasElement, values: ArrayLike<number>, rows: number, cols: number, channels: number): void {
+  canvas.width = cols;
+  canvas.height = rows;
+  const ctx = canvas.getContext("2d");
+  if (!ctx) return; // no canvas support (unit tests): the data attributes still describe the view
+  const image = ctx.createImageData(cols, rows);
+  for (let i = 0; i < rows * cols; i++) {
+    for (let c = 0; c < 3; c++) image.data[i * 4 + c] = values[i * channels + (channels === 3 ? c : 0)];
+    image.data[i * 4 + 3] = 255;
+  }
+  ctx.putImageData(image, 0, 0);
+}
+
+/** Show `canvas` `side` CSS pixels on its longer side, keeping its aspect ratio. */
+export function sizePicture(canvas: HTMLCanvasElement, side: number): void {
+  const longer = Math.max(canvas.width, canvas.height, 1);
+  canvas.style.width = `${Math.round((side * canvas.width) / longer)}px`;
+  canvas.style.height = `${Math.round((side * canvas.height) / longer)}px`;
+}
+
+/** The shared style of pictures: square pixels, no smoothing. */
+export const PICTURE_STYLES = `
+.rw-picture { image-rendering: pixelated; border: 1px solid var(--rw-border, #ccc); display: block; }
+`;
