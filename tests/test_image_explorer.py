@@ -73,7 +73,7 @@ def _scaled(values: torch.Tensor, lo: float, hi: float) -> np.ndarray:
 
 def test_the_feature_maps_sent_are_the_plain_networks_stages_scaled_per_stage(cnn, digit):
     ex = rw.explore(cnn, digit)
-    assert ex.views == ["interventions", "image", "classes", "feature_maps"]
+    assert ex.views == ["interventions", "image", "classes", "feature_maps", "saliency"]
     assert ex.shape["stages"] == [[32, 14, 14], [64, 7, 7], [128, 3, 3]]
     plain, _ = _plain(cnn, digit)
     for stage, expected in enumerate(plain):
@@ -167,7 +167,7 @@ def test_mean_mode_and_the_code_of_a_vit_explorer(digit, tmp_path):
     path = tmp_path / "digit.png"
     Image.fromarray(digit).save(path)
     ex = rw.explore(vit, path)
-    assert ex.views == ["interventions", "image", "classes"]
+    assert ex.views == ["interventions", "image", "classes", "class_lens", "vit_attention", "saliency"]
     assert [m["available"] for m in ex.shape["modes"]] == [True, False, False]
     assert ex.shape["modes"][1]["hint"] == "model.set_reference(images)"
     images, _ = mnist_digits("train")

@@ -28,8 +28,9 @@ def test_the_tables_are_built_from_the_panels_found_in_their_order():
     assert list(PANELS) == list(catalog.VIEWS) == sorted(PANELS, key=lambda name: PANELS[name].order)
     assert tuple(catalog.panels_of("text"))[:3] == ("interventions", "tokens", "attention")  # the layout order
     # an image classifier's sessions have the image views (the interventions list serves every kind)
-    assert tuple(catalog.panels_of("cnn")) == ("interventions", "image", "classes", "feature_maps")
-    assert tuple(catalog.panels_of("vit")) == ("interventions", "image", "classes")
+    assert tuple(catalog.panels_of("cnn")) == ("interventions", "image", "classes", "feature_maps", "saliency")
+    vit = ("interventions", "image", "classes", "class_lens", "vit_attention", "saliency")
+    assert tuple(catalog.panels_of("vit")) == vit
     assert {name: p.name for name, p in catalog.OPTIONS.items()} == {
         "examples": "neurons",
         "transcoders": "graph",
@@ -42,9 +43,11 @@ def test_the_tables_are_built_from_the_panels_found_in_their_order():
     }
     keys = ("token", "layer", "head_layer", "head", "neuron", "sae", "feature", "graph_node", "lens_kind", "tokens")
     keys += ("points",)
-    assert (*keys, "channel") == tuple(sorted(catalog.SELECTION_KEYS, key=lambda k: k == "channel"))
+    image = ("channel", "vit_head", "query", "saliency_class", "saliency_method")
+    assert (*keys, *image) == tuple(sorted(catalog.SELECTION_KEYS, key=lambda k: k in image))
     assert tuple(catalog.keys_of("text")) == keys
-    assert tuple(catalog.keys_of("cnn")) == ("token", "layer", "channel")
+    assert tuple(catalog.keys_of("cnn")) == ("token", "layer", "channel", "saliency_class", "saliency_method")
+    assert tuple(catalog.keys_of("vit")) == ("token", "layer", "vit_head", "query", "saliency_class", "saliency_method")
     assert discover() == PANELS  # found again, the same
 
 

@@ -142,3 +142,43 @@ def test_saliency_overlay_equals_plain_torch_gradients_and_ig_is_complete(vit, d
         saliency_overlay(run, c, "smoothgrad")
     with pytest.raises(ValueError, match="unknown class"):
         saliency_overlay(run, "cat")
+
+
+def _get(ex, **content):
+    """The decoded answer to a get message (tensors as numpy), or the error message."""
+    from repwidget.views import codec
+
+    (reply, buffers), *_ = ex.session.handle({"type": "get", "id": 1, **content})
+    if reply["type"] == "error":
+        return reply["message"]
+    data = reply["data"]
+    return {k: codec.decode({**v, "buffer": buffers[v["buffer"]]}) if isinstance(v, dict) and "dtype" in v else v
+            for k, v in data.items()}  # fmt: skip
+
+
+def test_the_vit_explorer_serves_the_views_and_shift_clicks_ablate_heads_and_positions(vit, digit):
+    ex = rw.explore(vit, digit[0])
+    assert {"vit_attention", "class_lens", "saliency"} <= set(ex.views)
+    assert ex.shape["patch_grid"] == {"prefix": 1, "rows": 4, "cols": 4}
+    assert ex.selection["saliency_class"] == digit[1] and ex.selection["query"] == 0
+    plain = _plain(vit, ex.run.pixels).attentions
+    sent = _get(ex, what="vit_attention", layer=1, head=1, query=6)
+    np.testing.assert_allclose(sent["grid"].reshape(-1), plain[1][0, 1, 6, 1:].numpy(), atol=1e-5)
+    for bad, words in [({"layer": 4, "head": 0, "query": 0}, "layer 4 is out of range 0..3"),
+                       ({"layer": 0, "head": 0, "query": 17}, "query 17 is out of range 0..16")]:  # fmt: skip
+        message = _get(ex, what="vit_attention", **bad)
+        assert isinstance(message, str) and words in message and "\n" not in message
+    click = {"type": "set", "id": 2, "view": "vit_attention-1", "seq": 0, "then": {"what": "classes"}}
+    ivs = [{"type": "ablate", "layer": 2, "head": 1, "mode": "zero"}, {"type": "ablate", "layer": 0, "positions": [6]}]
+    replies = ex.session.handle({**click, "interventions": ivs})
+    assert replies[0][0]["type"] == "applied"
+    assert ex.interventions == [rw.Ablate(2, head=1), rw.Ablate(0, positions=[6])]
+    rerun = ex.clean_run.rerun([rw.Ablate(2, head=1), rw.Ablate(0, positions=[6])])
+    torch.testing.assert_close(ex.run.logits, rerun.logits)
+    lens = _get(ex, what="class_lens")
+    np.testing.assert_allclose(lens["probs"][1, -1], rerun.probs[lens["classes"].astype(np.int64)].numpy(), atol=1e-4)
+    heads = _get(ex, what="vit_heads", query=0)
+    assert heads["entropy"].shape == (4, 4)
+    sal = _get(ex, what="saliency", target=digit[1], method=1)
+    assert sal["method"] == "integrated_gradients" and sal["completeness_error"] < 0.01
+    assert "saliency" in ex.code() or "logit_lens" in ex.code()

@@ -47,6 +47,7 @@ describe("the ViT attention view", () => {
     expect((el.querySelector("[data-rw-vit-image]") as HTMLElement).dataset.rwGrid).toBe("4x4");
     click(el.querySelector('[data-rw-head="0.1"]')!);
     expect(store.selection).toMatchObject({ layer: 0, vit_head: 1 });
+    expect("head_layer" in model.traits.selection).toBe(false); // an image session refuses keys it does not know
     expect(last(model.sent, "vit_attention")).toMatchObject({ layer: 0, head: 1, query: 0 });
     click(el.querySelector('[data-rw-head="1.0"]')!, { shiftKey: true });
     expect(sets(model).slice(-1)[0].interventions).toEqual([{ type: "ablate", layer: 1, head: 0, mode: "zero" }]);
