@@ -179,3 +179,31 @@ def test_mean_mode_and_the_code_of_a_vit_explorer(digit, tmp_path):
     scope: dict = {}
     exec(ex.code(), scope)  # the shipped ViT, the image's path and the interventions: the same run
     torch.testing.assert_close(scope["run"].logits, ex.run.logits)
+
+
+def test_after_the_weights_change_both_runs_are_made_again_from_the_pixels(digit):
+    cnn = rw.Model(digit_cnn(), input_shape=(1, 28, 28), preprocess=lambda im: normalise(np.asarray(im)[None]))
+    ex = rw.explore(cnn, digit)
+    with torch.no_grad():
+        cnn.hf.conv_layers[0].weight.mul_(0.5)  # an in-place edit: the stages before a click's are stale too
+    ex.interventions = [rw.Ablate(2, channel=4)]
+    torch.testing.assert_close(ex.clean_run.logits, _plain(cnn, digit)[1], atol=1e-5, rtol=0)
+    torch.testing.assert_close(ex.run.logits, _plain(cnn, digit, zero=(2, 4))[1], atol=1e-5, rtol=0)
+    assert "computed again" in ex.session.error
+
+
+def test_panels_of_different_kinds_may_share_a_selection_key_and_panels_of_one_kind_may_not(tmp_path, monkeypatch):
+    from repwidget.views.panels import discover
+
+    package = tmp_path / "kind_panels"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    panel = "from repwidget.views.panel import Key, Panel\nPANEL = Panel(name={name!r}, kinds={kinds!r}, "
+    panel += "selection={{'head': Key(lambda s: 0, lambda s, out, given: 0)}})\n"
+    (package / "text_heads.py").write_text(panel.format(name="text_heads", kinds=("text",)))
+    (package / "vit_heads.py").write_text(panel.format(name="vit_heads", kinds=("vit",)))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert list(discover("kind_panels", [str(package)])) == ["text_heads", "vit_heads"]
+    (package / "more_heads.py").write_text(panel.format(name="more_heads", kinds=("cnn", "vit")))
+    with pytest.raises(ValueError, match="panels more_heads and vit_heads both declare the selection 'head'"):
+        discover("kind_panels", [str(package)])

@@ -44,6 +44,7 @@ FILES = {
         "test_browser_charts.py",
         "test_browser_nnsight.py", "test_browser_notebooks.py", "test_browser_projector.py",
         "test_browser_quickstart.py", "test_browser_saved_state.py", "test_browser_textviews.py",
+        "test_browser_images.py",
     ],
 }  # fmt: skip
 #: single tests in another tier than their file's: pages opened in Chromium

@@ -25,7 +25,7 @@ SHARED_KEYS: dict[str, Key] = {
     ),
 }
 #: the selection's keys, shared and each panel's (e.g. the attention head, a neuron, an SAE's feature, the
-#: projector's lasso), in the order they are checked
+#: projector's lasso), in the order they are checked; a session checks its own kind's (:func:`keys_of`)
 KEYS: dict[str, Key] = {**SHARED_KEYS, **{name: key for p in PANELS.values() for name, key in p.selection.items()}}
 SELECTION_KEYS = tuple(KEYS)
 

@@ -39,4 +39,5 @@ PANEL = Panel(
     then={"what": "classes"},
     requests=(Request("classes", (), answer),),
     code=lambda session: ["run.top_classes(5)  # (index, name, probability)"],
+    selected=lambda session, selection: iter([{"what": "classes"}]),
 )

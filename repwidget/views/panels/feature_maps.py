@@ -6,6 +6,7 @@ that channel (``rw.Ablate(layer, channel=c)``, the interventions' ``set`` comman
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -68,6 +69,24 @@ def _channel(session, out: dict[str, Any], given: dict[str, Any]) -> int | None:
     return index(out, "channel", n, "selection")
 
 
+def selected(session, selection: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """What a saved page always holds: every stage's first thumbnails and the selected channel enlarged."""
+    for layer in range(session.model.n_layers):
+        yield {"what": "feature_maps", "layer": layer, "start": 0}
+    if selection.get("channel") is not None:
+        yield {"what": "channel_map", "layer": selection["layer"], "channel": selection["channel"]}
+
+
+def around(session, selection: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Then, while they fit: every stage's further thumbnails, then every channel enlarged, stage by stage."""
+    for layer in range(session.model.n_layers):
+        for start in range(MAX_CHANNELS, session.model.channels(layer), MAX_CHANNELS):
+            yield {"what": "feature_maps", "layer": layer, "start": start}
+    for layer in range(session.model.n_layers):
+        for channel in range(session.model.channels(layer)):
+            yield {"what": "channel_map", "layer": layer, "channel": channel}
+
+
 PANEL = Panel(
     name="feature_maps",
     place="main",
@@ -84,4 +103,6 @@ PANEL = Panel(
         "max_channels": MAX_CHANNELS,
     },
     code=lambda session: [f'run["{_hook(0)}"]  # [channels, h, w]: stage 0\'s feature maps'],
+    selected=selected,
+    around=around,
 )

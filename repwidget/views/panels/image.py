@@ -22,4 +22,5 @@ PANEL = Panel(
     kinds=("cnn", "vit"),
     requests=(Request("image", (), answer),),
     shape=lambda session: {"kind": session.kind, "input_shape": list(session.model.arch.input_shape)},
+    selected=lambda session, selection: iter([{"what": "image"}]),
 )
