@@ -22,6 +22,10 @@ from repwidget.demo.digits import digit_cnn, mnist_digits, normalise
 cnn = rw.Model(digit_cnn(), input_shape=(1, 28, 28), preprocess=lambda im: normalise(np.asarray(im)[None]))
 ix = rw.explore(cnn, mnist_digits("test")[0][7])
 ix""",
+    # the shipped ViT on a held-out seven: attention over the image, the class lens, saliency
+    """vit = rw.demo.vision_model()
+vx = rw.explore(vit, mnist_digits("test")[0][705])
+vx""",
 ]
 
 BLOCKED: list[str] = []
@@ -49,7 +53,8 @@ def test_a_channel_clicked_is_enlarged_and_shift_clicked_is_ablated_in_the_kerne
     expect(root.locator(".rw-classes-view")).to_have_attribute("data-rw-top", top, timeout=30_000)
     channel = root.locator('[data-rw-channel="1.9"]')
     channel.click()  # selects it: the image view shows it enlarged
-    assert kernel.wait_for("print(ix.selection)", "'channel': 9").strip() == "{'token': 0, 'layer': 1, 'channel': 9}"
+    shown = "print({k: ix.selection[k] for k in ('token', 'layer', 'channel')})"  # the saliency view adds its own
+    assert kernel.wait_for(shown, "'channel': 9").strip() == "{'token': 0, 'layer': 1, 'channel': 9}"
     expect(root.locator('canvas[data-rw-channel-map="1.9"]')).to_be_visible(timeout=30_000)
     assert kernel.run("print(ix.interventions)").strip() == "[]"
     channel.click(modifiers=["Shift"])
@@ -65,3 +70,31 @@ def test_a_channel_clicked_is_enlarged_and_shift_clicked_is_ablated_in_the_kerne
     assert not errors, errors
     assert BLOCKED == [], BLOCKED
     kernel.run("ix.interventions = []")
+
+
+def test_vit_shift_click_a_head_ablates_it_and_the_kernel_lists_it(lab_page):
+    from playwright.sync_api import expect
+
+    page, kernel, errors = lab_page
+    root = page.locator(".rw-root").filter(has=page.locator(".rw-vit-attention-view")).first
+    root.scroll_into_view_if_needed()
+    view = root.locator(".rw-vit-attention-view")
+    expect(view).to_have_attribute("data-rw-shown", "0.0.0", timeout=60_000)  # block 0, head 0, from CLS
+    view.locator('[data-rw-head="1.1"]').click()
+    expect(view).to_have_attribute("data-rw-shown", "1.1.0", timeout=30_000)
+    view.locator("[data-rw-vit-image]").click(position={"x": 60, "y": 100})  # patch (2, 1) of the 4x4 grid: token 10
+    expect(view).to_have_attribute("data-rw-shown", "1.1.10", timeout=30_000)
+    selected = kernel.run("print(vx.selection['query'], vx.selection['layer'], vx.selection['vit_head'])")
+    assert selected.split() == ["10", "1", "1"], selected
+    view.locator('[data-rw-head="2.3"]').click(modifiers=["Shift"])
+    state = kernel.wait_for("print(vx.interventions)", "Ablate")
+    assert state.strip() == "[rw.Ablate(layer=2, head=3)]", state
+    expect(view.locator('[data-rw-head="2.3"]')).to_have_class(re.compile("rw-ablated"), timeout=30_000)
+    expect(root.locator(".rw-class-lens")).to_have_count(2, timeout=30_000)  # clean and intervened
+    view.locator("[data-rw-vit-image]").click(position={"x": 60, "y": 100}, modifiers=["Shift"])  # at block 2 now
+    state = kernel.wait_for("print(vx.interventions)", "positions")
+    assert state.strip() == "[rw.Ablate(layer=2, head=3), rw.Ablate(layer=2, positions=[10])]", state
+    expect(root.locator("[data-rw-saliency-caption]")).to_contain_text("gradient of class 7", timeout=30_000)
+    screenshot(root, "explorer-vit")
+    assert not errors, errors
+    kernel.run("vx.interventions = []")
