@@ -108,7 +108,7 @@ def explore(
     An image classifier (``rw.load`` / ``rw.Model`` of a CNN or ViT) is explored on an image instead of a text
     (a path, a PIL image, a numpy array or a tensor, as ``model.run`` takes): the input image, the top classes
     clean vs intervened and, for a CNN, every stage's feature maps (click one to enlarge it beside the image,
-    shift+click to ablate that channel: ``rw.Ablate(stage, channel=c)``).
+    shift+click one ablates that channel: ``rw.Ablate(stage, channel=c)``).
 
     The views' own options (each declared by its panel, ``views/panels/<name>.py``):
 
