@@ -70,6 +70,8 @@ export interface Overlay {
   paintHeat(values: ArrayLike<number>, rows: number, cols: number, options?: OverlayOptions): void;
   /** the heat grid's cell under a pointer event, or null outside it */
   cellAt(event: MouseEvent): [number, number] | null;
+  /** outline these cells of the heat grid (e.g. ablated patches), replacing the earlier outlines */
+  mark(cells: [number, number][], title?: string): void;
 }
 
 /** The grid cell `[row, col]` of a point `(x, y)` inside a `width` x `height` box cut into `rows` x `cols`. */
@@ -99,6 +101,18 @@ export function overlay(doc: Document, size: number, smooth = false): Overlay {
       box.dataset.rwGrid = `${rows}x${cols}`;
       put(heat, heatRGBA(values, rows, cols, options), rows, cols);
     },
+    mark: (cells, title = "") => {
+      for (const old of Array.from(box.querySelectorAll(".rw-overlay-mark"))) old.remove();
+      const [rows, cols] = grid;
+      for (const [row, col] of cells) {
+        const mark = doc.createElement("div");
+        mark.className = "rw-overlay-mark";
+        mark.dataset.rwMarked = `${row}.${col}`;
+        if (title) mark.title = title;
+        Object.assign(mark.style, { left: `${(100 * col) / cols}%`, top: `${(100 * row) / rows}%`, width: `${100 / cols}%`, height: `${100 / rows}%` });
+        box.appendChild(mark);
+      }
+    },
     cellAt: (event) => {
       const rect = box.getBoundingClientRect();
       const width = rect.width || size, height = rect.height || size;
@@ -112,4 +126,5 @@ export const overlayStyles = `
 .rw-overlay { position: relative; flex: none; }
 .rw-overlay canvas { position: absolute; inset: 0; width: 100%; height: 100%; }
 .rw-overlay .rw-pixelated, .rw-overlay-image { image-rendering: pixelated; }
+.rw-overlay-mark { position: absolute; box-sizing: border-box; border: 2px dashed var(--rw-down, #d63027); pointer-events: none; }
 `;

@@ -50,5 +50,10 @@ describe("the heat grid over an image", () => {
     expect(o.box.dataset.rwGrid).toBe("4x4");
     expect(o.box.style.width).toBe("140px");
     expect(Array.from(o.box.children)).toEqual([o.image, o.heat]);
+    o.mark([[2, 1], [0, 3]]);
+    o.mark([[2, 1]]); // replaces the earlier outlines
+    const marks = Array.from(o.box.querySelectorAll("[data-rw-marked]")) as HTMLElement[];
+    expect(marks.map((m) => m.dataset.rwMarked)).toEqual(["2.1"]);
+    expect([marks[0].style.left, marks[0].style.top, marks[0].style.width]).toEqual(["25%", "50%", "25%"]);
   });
 });

@@ -54,6 +54,21 @@ describe("the ViT attention view", () => {
   });
 });
 
+describe("ablated patches", () => {
+  it("are outlined on the image at the selected layer, and a shift+click on one restores it", async () => {
+    const listed = [{ type: "ablate", layer: 1, positions: [6], mode: "zero", label: "x", key: "k0" }];
+    const { el, model } = vit({ intervention_list: listed });
+    answer(model, "vit_attention", { grid: header("float32", [4, 4], 0), prefix: header("float32", [1], 1), layer: 1, head: 2, query: 0, rows: 4, cols: 4 }, [
+      float32(new Array(16).fill(0.05)),
+      float32([0.2]),
+    ]);
+    await settle();
+    const marks = Array.from(el.querySelectorAll("[data-rw-marked]")) as HTMLElement[];
+    expect(marks.map((m) => m.dataset.rwMarked)).toEqual(["1.1"]); // token 6: patch (1, 1)
+    expect(el.querySelector("[data-rw-vit-caption]")!.textContent).toContain("ablated at L1: patch (1, 1)");
+  });
+});
+
 describe("the image under the overlays", () => {
   it("is asked for by each view under its own key, so one view's request does not drop another's", async () => {
     const { el, model } = vit();

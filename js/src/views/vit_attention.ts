@@ -97,6 +97,8 @@ export function mountVitAttention(el: HTMLElement, store: Store): void {
     if (!attention) return;
     const d = attention.data;
     picture.paintHeat(d.grid.data, d.rows, d.cols, { palette: store.palette });
+    const patches = ablated.filter((p) => p >= grid.prefix).map((p) => p - grid.prefix);
+    picture.mark(patches.map((p) => [Math.floor(p / grid.cols), p % grid.cols]), `ablated at block ${layer}: shift+click to restore`);
     const onPrefix = Array.from(d.prefix.data as Float32Array).reduce((a, b) => a + b, 0);
     const cut = ablated.length ? ` · ablated at L${layer}: ${ablated.map((p) => positionName(grid, p)).join(", ")}` : "";
     caption.textContent = `head ${d.layer}.${d.head} from ${positionName(grid, d.query)}: ${(100 * onPrefix).toFixed(0)}% on CLS${cut}`;
