@@ -58,6 +58,7 @@ describe("ablated patches", () => {
   it("are outlined on the image at the selected layer, and a shift+click on one restores it", async () => {
     const listed = [{ type: "ablate", layer: 1, positions: [6], mode: "zero", label: "x", key: "k0" }];
     const { el, model } = vit({ intervention_list: listed });
+    answer(model, "vit_heads", { entropy: header("float32", [2, 3], 0), query: 0 }, [float32([1, 1, 1, 1, 1, 1])]);
     answer(model, "vit_attention", { grid: header("float32", [4, 4], 0), prefix: header("float32", [1], 1), layer: 1, head: 2, query: 0, rows: 4, cols: 4 }, [
       float32(new Array(16).fill(0.05)),
       float32([0.2]),
@@ -66,6 +67,8 @@ describe("ablated patches", () => {
     const marks = Array.from(el.querySelectorAll("[data-rw-marked]")) as HTMLElement[];
     expect(marks.map((m) => m.dataset.rwMarked)).toEqual(["1.1"]); // token 6: patch (1, 1)
     expect(el.querySelector("[data-rw-vit-caption]")!.textContent).toContain("ablated at L1: patch (1, 1)");
+    click(el.querySelector("[data-rw-vit-image]")!, { shiftKey: true, clientX: 63, clientY: 63 }); // 168 px: 42 a patch
+    expect(sets(model).slice(-1)[0].interventions).toEqual([]);
   });
 });
 
