@@ -94,6 +94,7 @@ def test_vit_shift_click_a_head_ablates_it_and_the_kernel_lists_it(lab_page):
     view.locator("[data-rw-vit-image]").click(position={"x": 60, "y": 100}, modifiers=["Shift"])  # at block 2 now
     state = kernel.wait_for("print(vx.interventions)", "positions")
     assert state.strip() == "[rw.Ablate(layer=2, head=3), rw.Ablate(layer=2, positions=[10])]", state
+    expect(view.locator('[data-rw-marked="2.1"]')).to_have_count(1, timeout=30_000)  # the ablated patch, outlined
     expect(root.locator("[data-rw-saliency-caption]")).to_contain_text("gradient of class 7", timeout=30_000)
     screenshot(root, "explorer-vit")
     assert not errors, errors
