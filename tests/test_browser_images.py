@@ -51,6 +51,9 @@ def test_a_channel_clicked_is_enlarged_and_shift_clicked_is_ablated_in_the_kerne
     channel.click()  # selects it: the image view shows it enlarged
     assert kernel.wait_for("print(ix.selection)", "'channel': 9").strip() == "{'token': 0, 'layer': 1, 'channel': 9}"
     expect(root.locator('canvas[data-rw-channel-map="1.9"]')).to_be_visible(timeout=30_000)
+    root.locator("[data-rw-overlay-toggle]").check()  # laid over the image too
+    expect(root.locator('canvas[data-rw-overlay="1.9"]')).to_be_visible()
+    screenshot(root.locator(".rw-image-view"), "explorer-images-overlay")
     assert kernel.run("print(ix.interventions)").strip() == "[]"
     channel.click(modifiers=["Shift"])
     state = kernel.wait_for("print(ix.interventions)", "rw.Ablate(")
