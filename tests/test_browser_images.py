@@ -56,6 +56,9 @@ def test_a_channel_clicked_is_enlarged_and_shift_clicked_is_ablated_in_the_kerne
     shown = "print({k: ix.selection[k] for k in ('token', 'layer', 'channel')})"  # the saliency view adds its own
     assert kernel.wait_for(shown, "'channel': 9").strip() == "{'token': 0, 'layer': 1, 'channel': 9}"
     expect(root.locator('canvas[data-rw-channel-map="1.9"]')).to_be_visible(timeout=30_000)
+    root.locator("[data-rw-overlay-toggle]").check()  # laid over the image too
+    expect(root.locator('canvas[data-rw-overlay="1.9"]')).to_be_visible()
+    screenshot(root.locator(".rw-image-view"), "explorer-images-overlay")
     assert kernel.run("print(ix.interventions)").strip() == "[]"
     channel.click(modifiers=["Shift"])
     state = kernel.wait_for("print(ix.interventions)", "rw.Ablate(")

@@ -207,3 +207,18 @@ def test_panels_of_different_kinds_may_share_a_selection_key_and_panels_of_one_k
     (package / "more_heads.py").write_text(panel.format(name="more_heads", kinds=("cnn", "vit")))
     with pytest.raises(ValueError, match="panels more_heads and vit_heads both declare the selection 'head'"):
         discover("kind_panels", [str(package)])
+
+
+def test_a_saved_page_holds_the_selection_always_and_the_other_channels_while_they_fit(cnn, digit, tmp_path):
+    from repwidget.views.export import snapshot
+
+    ex = rw.explore(cnn, digit, rw.Ablate(1, channel=3))
+    ex.select(layer=1, channel=3)
+    small = [s["request"] for s in snapshot(ex.session, ex.selection, max_bytes=0)]
+    stages = [{"what": "feature_maps", "layer": layer, "start": 0} for layer in range(3)]
+    assert small == [{"what": "image"}, {"what": "classes"}, *stages, {"what": "channel_map", "layer": 1, "channel": 3}]
+    whole = [s["request"] for s in snapshot(ex.session, ex.selection)]
+    assert {"what": "feature_maps", "layer": 2, "start": 64} in whole
+    assert sum(r["what"] == "channel_map" for r in whole) == 32 + 64 + 128
+    path = ex.save_html(tmp_path / "digit.html")
+    assert "0&#x27; predicted for an image</title>" in path.read_text()

@@ -15,6 +15,21 @@ export function paintPicture(canvas: HTMLCanvasElement, values: ArrayLike<number
   ctx.putImageData(image, 0, 0);
 }
 
+/** Paint a row-major `[rows, cols]` uint8 map as `rgb` whose opacity is the value (0: clear, 255: opaque), to lay
+ * over a picture of the same aspect (a feature map over the image; an attention map over its patches). */
+export function paintHeat(canvas: HTMLCanvasElement, values: ArrayLike<number>, rows: number, cols: number, rgb: [number, number, number]): void {
+  canvas.width = cols;
+  canvas.height = rows;
+  const ctx = canvas.getContext("2d");
+  if (!ctx) return;
+  const image = ctx.createImageData(cols, rows);
+  for (let i = 0; i < rows * cols; i++) {
+    for (let c = 0; c < 3; c++) image.data[i * 4 + c] = rgb[c];
+    image.data[i * 4 + 3] = values[i];
+  }
+  ctx.putImageData(image, 0, 0);
+}
+
 /** Show `canvas` `side` CSS pixels on its longer side, keeping its aspect ratio. */
 export function sizePicture(canvas: HTMLCanvasElement, side: number): void {
   const longer = Math.max(canvas.width, canvas.height, 1);
@@ -25,4 +40,6 @@ export function sizePicture(canvas: HTMLCanvasElement, side: number): void {
 /** The shared style of pictures: square pixels, no smoothing. */
 export const PICTURE_STYLES = `
 .rw-picture { image-rendering: pixelated; border: 1px solid var(--rw-border, #ccc); display: block; }
+.rw-over { position: relative; display: inline-block; line-height: 0; }
+.rw-over canvas.rw-overlay { position: absolute; left: 0; top: 0; border-color: transparent; pointer-events: none; }
 `;

@@ -57,7 +57,18 @@ describe("image explorer", () => {
     const thumbnail = el.querySelector('[data-rw-channel="0.1"]')!;
     click(thumbnail);
     expect(model.get("selection")).toEqual({ token: 0, layer: 0, channel: 1 }); // no keys the kernel would refuse
-    expect(last(model.sent.filter((m) => m.what === "channel_map"))).toMatchObject({ layer: 0, channel: 1 });
+    const asked1 = last(model.sent.filter((m) => m.what === "channel_map"));
+    expect(asked1).toMatchObject({ layer: 0, channel: 1 });
+    reply(model, asked1, { map: header("uint8", [2, 2], 0), layer: 0, channel: 1, lo: 0, hi: 1, min: 0, max: 1 }, [uint8([0, 9, 99, 255])]);
+    await settle();
+    expect(el.querySelector("canvas[data-rw-channel-map]")!.getAttribute("data-rw-channel-map")).toBe("0.1");
+    const overlay = el.querySelector("canvas[data-rw-overlay]") as HTMLCanvasElement;
+    expect(overlay.getAttribute("data-rw-overlay")).toBe("0.1");
+    expect(overlay.hidden).toBe(true); // until asked for
+    const toggle = el.querySelector("[data-rw-overlay-toggle]") as HTMLInputElement;
+    toggle.checked = true;
+    toggle.dispatchEvent(new Event("change"));
+    expect(overlay.hidden).toBe(false);
     click(thumbnail, { shiftKey: true });
     expect(last(sets(model)).interventions).toEqual([{ type: "ablate", layer: 0, channel: 1, mode: "zero" }]);
     confirm(model, [{ type: "ablate", layer: 0, channel: 1, mode: "zero" }]);

@@ -1,10 +1,10 @@
 // The input image: the preprocessed pixels the model read (each image over its own min..max). For a CNN, the
 // selected channel's feature map (the feature-maps view's selection: stage `layer`, `channel`) enlarged beside it,
-// over its stage's min..max as its thumbnail is.
+// over its stage's min..max as its thumbnail is, and (a checkbox) laid over the image.
 import type { Tensor } from "../codec";
 import { paintMatrix } from "../colour";
 import { h, panel, track } from "../dom";
-import { PICTURE_STYLES, paintPicture, sizePicture } from "../picture";
+import { PICTURE_STYLES, paintHeat, paintPicture, sizePicture } from "../picture";
 import type { Store } from "../store";
 
 /** CSS pixels on the longer side of the image and of the enlarged map */
@@ -20,7 +20,17 @@ export function mountImage(el: HTMLElement, store: Store): void {
   const mapFigure = h("figure", { class: "rw-figure" }, [enlarged, mapCaption]);
   mapFigure.hidden = true;
   const inputCaption = h("figcaption", { class: "rw-caption", text: "input (as the model read it)" });
-  body.append(h("div", { class: "rw-figures" }, [h("figure", { class: "rw-figure" }, [input, inputCaption]), mapFigure]));
+  // the selected channel laid over the image too (its value as the opacity of the highlight colour)
+  const overlay = h("canvas", { class: "rw-picture rw-overlay", data: { rwOverlay: "" } });
+  const toggle = h("input", { data: { rwOverlayToggle: "" }, attrs: { type: "checkbox", "aria-label": "show the selected channel over the image" } });
+  const toggleLabel = h("label", { class: "rw-caption", text: " over the image" });
+  toggleLabel.prepend(toggle);
+  toggleLabel.hidden = overlay.hidden = true;
+  const over = h("div", { class: "rw-over" }, [input, overlay]);
+  body.append(h("div", { class: "rw-figures" }, [h("figure", { class: "rw-figure" }, [over, inputCaption, toggleLabel]), mapFigure]));
+  toggle.addEventListener("change", () => {
+    overlay.hidden = !toggle.checked || mapFigure.hidden;
+  });
 
   track(parts, store.request("image")).then((reply) => {
     if (!reply) return;
@@ -34,7 +44,7 @@ export function mountImage(el: HTMLElement, store: Store): void {
   const fetchMap = () => {
     const { layer, channel } = store.selection;
     if (channel === null || channel === undefined) {
-      mapFigure.hidden = true;
+      mapFigure.hidden = overlay.hidden = toggleLabel.hidden = true;
       return;
     }
     track(parts, store.request("channel_map", { layer, channel })).then((reply) => {
@@ -46,7 +56,11 @@ export function mountImage(el: HTMLElement, store: Store): void {
       enlarged.dataset.rwChannelMap = `${reply.data.layer}.${reply.data.channel}`;
       const range = `${Number(reply.data.min).toFixed(2)}..${Number(reply.data.max).toFixed(2)}`;
       mapCaption.textContent = `channel ${reply.data.layer}.${reply.data.channel} (${rows}\u00d7${cols}), values ${range}`;
-      mapFigure.hidden = false;
+      mapFigure.hidden = toggleLabel.hidden = false;
+      paintHeat(overlay, map.data, rows, cols, store.palette.neg);
+      sizePicture(overlay, SIDE);
+      overlay.dataset.rwOverlay = enlarged.dataset.rwChannelMap;
+      overlay.hidden = !toggle.checked;
     }, () => undefined);
   };
   // only a CNN's sessions have a channel (the feature-maps panel's selection key)
