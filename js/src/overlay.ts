@@ -1,7 +1,9 @@
 // A heat grid laid translucently over an image: a ViT head's attention on the patch grid, a saliency map on the
 // pixels. The image and the heat are two stacked canvases of the same on-screen size, each at its own resolution
-// (the image at its pixels, the heat at its cells), so a 4x4 attention grid covers a 28x28 digit cell for patch.
+// (the image at its pixels, drawn by picture.ts, the heat at its cells), so a 4x4 attention grid covers a 28x28
+// digit cell for patch.
 import { type Palette, type RGB, LIGHT } from "./colour";
+import { paintPicture } from "./picture";
 
 export interface OverlayOptions {
   /** the values' magnitude drawn strongest (default: their largest magnitude) */
@@ -39,18 +41,6 @@ export function heatRGBA(values: ArrayLike<number>, rows: number, cols: number, 
   return out;
 }
 
-/** RGBA bytes of an image given as uint8 `[height, width, channels]` (1 channel: grey; 3: RGB), opaque. */
-export function imageRGBA(pixels: ArrayLike<number>, height: number, width: number, channels: number): Uint8ClampedArray {
-  if (channels !== 1 && channels !== 3) throw new Error(`an image has 1 or 3 channels, got ${channels}`);
-  if (pixels.length !== height * width * channels) throw new Error(`a ${height}x${width}x${channels} image needs ${height * width * channels} values, got ${pixels.length}`);
-  const out = new Uint8ClampedArray(height * width * 4);
-  for (let i = 0; i < height * width; i++) {
-    const [r, g, b] = channels === 1 ? [pixels[i], pixels[i], pixels[i]] : [pixels[i * 3], pixels[i * 3 + 1], pixels[i * 3 + 2]];
-    out.set([r, g, b, 255], i * 4);
-  }
-  return out;
-}
-
 function put(canvas: HTMLCanvasElement, rgba: Uint8ClampedArray, rows: number, cols: number): void {
   canvas.width = cols;
   canvas.height = rows;
@@ -83,30 +73,30 @@ export function cellOf(x: number, y: number, width: number, height: number, rows
 /** Two stacked canvases `size` CSS pixels a side: the image (smoothed) under the heat grid (`smooth` or blocky). */
 export function overlay(doc: Document, size: number, smooth = false): Overlay {
   const box = doc.createElement("div");
-  box.className = "rw-overlay";
+  box.className = "rw-image-overlay";
   box.style.width = box.style.height = `${size}px`;
   const image = doc.createElement("canvas");
-  image.className = "rw-overlay-image";
+  image.className = "rw-image-overlay-image";
   const heat = doc.createElement("canvas");
-  heat.className = smooth ? "rw-overlay-heat" : "rw-overlay-heat rw-pixelated";
+  heat.className = smooth ? "rw-image-overlay-heat" : "rw-image-overlay-heat rw-pixelated";
   box.append(image, heat);
   let grid: [number, number] = [1, 1];
   return {
     box,
     image,
     heat,
-    paintImage: (pixels, height, width, channels) => put(image, imageRGBA(pixels, height, width, channels), height, width),
+    paintImage: (pixels, height, width, channels) => paintPicture(image, pixels, height, width, channels),
     paintHeat: (values, rows, cols, options) => {
       grid = [rows, cols];
       box.dataset.rwGrid = `${rows}x${cols}`;
       put(heat, heatRGBA(values, rows, cols, options), rows, cols);
     },
     mark: (cells, title = "") => {
-      for (const old of Array.from(box.querySelectorAll(".rw-overlay-mark"))) old.remove();
+      for (const old of Array.from(box.querySelectorAll(".rw-image-overlay-mark"))) old.remove();
       const [rows, cols] = grid;
       for (const [row, col] of cells) {
         const mark = doc.createElement("div");
-        mark.className = "rw-overlay-mark";
+        mark.className = "rw-image-overlay-mark";
         mark.dataset.rwMarked = `${row}.${col}`;
         if (title) mark.title = title;
         Object.assign(mark.style, { left: `${(100 * col) / cols}%`, top: `${(100 * row) / rows}%`, width: `${100 / cols}%`, height: `${100 / rows}%` });
@@ -123,8 +113,8 @@ export function overlay(doc: Document, size: number, smooth = false): Overlay {
 
 /** The overlay's styles (each view that uses it appends them to its own). */
 export const overlayStyles = `
-.rw-overlay { position: relative; flex: none; }
-.rw-overlay canvas { position: absolute; inset: 0; width: 100%; height: 100%; }
-.rw-overlay .rw-pixelated, .rw-overlay-image { image-rendering: pixelated; }
-.rw-overlay-mark { position: absolute; box-sizing: border-box; border: 2px dashed var(--rw-down, #d63027); pointer-events: none; }
+.rw-image-overlay { position: relative; flex: none; }
+.rw-image-overlay canvas { position: absolute; inset: 0; width: 100%; height: 100%; }
+.rw-image-overlay .rw-pixelated, .rw-image-overlay-image { image-rendering: pixelated; }
+.rw-image-overlay-mark { position: absolute; box-sizing: border-box; border: 2px dashed var(--rw-down, #d63027); pointer-events: none; }
 `;

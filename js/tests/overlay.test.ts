@@ -1,7 +1,7 @@
 // @vitest-environment happy-dom
 import { describe, expect, it } from "vitest";
 import { DARK, LIGHT } from "../src/colour";
-import { cellOf, heatRGBA, imageRGBA, magnitude, overlay } from "../src/overlay";
+import { cellOf, heatRGBA, magnitude, overlay } from "../src/overlay";
 
 const alphaOf = (rgba: Uint8ClampedArray) => Array.from(rgba.filter((_, i) => i % 4 === 3));
 
@@ -26,12 +26,6 @@ describe("the heat grid over an image", () => {
     expect(magnitude([0, 0])).toBe(1);
     expect(magnitude([0.5, -3, Number.NaN])).toBe(3);
     expect(alphaOf(heatRGBA([0, Number.NaN], 1, 2))).toEqual([0, 0]);
-  });
-
-  it("draws grey and RGB images opaque", () => {
-    expect(Array.from(imageRGBA([7, 200], 1, 2, 1))).toEqual([7, 7, 7, 255, 200, 200, 200, 255]);
-    expect(Array.from(imageRGBA([1, 2, 3], 1, 1, 3))).toEqual([1, 2, 3, 255]);
-    expect(() => imageRGBA([1, 2], 1, 1, 2)).toThrow("1 or 3 channels");
   });
 
   it("finds the cell under a point: a 4x4 patch grid on a 140-pixel image", () => {

@@ -80,7 +80,7 @@ describe("the image under the overlays", () => {
     for (const request of asked)
       model.deliver({ type: "reply", id: request.id, what: "image", gen: 0, data: { pixels: header("uint8", [28, 28, 1], 0) } }, [new Uint8Array(784).buffer]);
     await settle();
-    const images = Array.from(el.querySelectorAll(".rw-overlay-image")) as HTMLCanvasElement[];
+    const images = Array.from(el.querySelectorAll(".rw-image-overlay-image")) as HTMLCanvasElement[];
     expect(images.map((c) => c.width)).toEqual([28, 28]);
   });
 });

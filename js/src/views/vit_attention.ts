@@ -151,5 +151,5 @@ export const styles = `${overlayStyles}
 .rw-vit-head { font-size: 10px; padding: 2px 0; border: 1px solid var(--rw-border, #ccc); cursor: pointer; color: inherit; }
 .rw-vit-head.rw-selected { outline: 2px solid var(--rw-fg); }
 .rw-vit-head.rw-ablated { text-decoration: line-through; opacity: .45; }
-.rw-vit-attention-view .rw-overlay { cursor: crosshair; }
+.rw-vit-attention-view .rw-image-overlay { cursor: crosshair; }
 `;
