@@ -216,7 +216,9 @@ def test_a_saved_page_holds_the_selection_always_and_the_other_channels_while_th
     ex.select(layer=1, channel=3)
     small = [s["request"] for s in snapshot(ex.session, ex.selection, max_bytes=0)]
     stages = [{"what": "feature_maps", "layer": layer, "start": 0} for layer in range(3)]
-    assert small == [{"what": "image"}, {"what": "classes"}, *stages, {"what": "channel_map", "layer": 1, "channel": 3}]
+    saliency = {"what": "saliency", "target": ex.selection["saliency_class"], "method": 0}  # the saliency view's
+    channel = {"what": "channel_map", "layer": 1, "channel": 3}
+    assert small == [{"what": "image"}, {"what": "classes"}, *stages, channel, saliency]
     whole = [s["request"] for s in snapshot(ex.session, ex.selection)]
     assert {"what": "feature_maps", "layer": 2, "start": 64} in whole
     assert sum(r["what"] == "channel_map" for r in whole) == 32 + 64 + 128
