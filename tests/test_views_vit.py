@@ -132,7 +132,8 @@ def test_saliency_overlay_equals_plain_torch_gradients_and_ig_is_complete(vit, d
     expected = _torch_ig(model.hf, run.pixels, c, call, 8)
     assert torch.allclose(ig["map"] * ig["scale"], expected, atol=1e-4 * ig["scale"])
     sent = _get(rw.explore(model, digit[0]), what="saliency", target=c, method=0)  # the explorer's view, CNN or ViT
-    np.testing.assert_allclose(sent["map"], grad["map"].numpy(), atol=1e-6)
+    assert sent["map"].dtype == np.float16  # on the wire: in -1..1, where the eye cannot tell
+    np.testing.assert_allclose(sent["map"], grad["map"].numpy(), atol=1e-3)
     if kind == "vit":  # the ViT's completeness at 64 steps is tests/test_vision.py's (a few seconds)
         return
     full = saliency_overlay(run, None, "integrated_gradients")  # 64 steps, the top class

@@ -50,7 +50,7 @@ PANEL = Panel(
         "saliency_class": Key(_target, _check_class),
         "saliency_method": Key(lambda s: 0, _check_method),
     },
-    requests=(Request("saliency", (("target", _classes), ("method", _methods)), answer),),
+    requests=(Request("saliency", (("target", _classes), ("method", _methods)), answer, frozenset({"map"})),),
     shape=lambda session: {"saliency_methods": list(METHODS), "class_names": list(session.model.classes)},
     code=lambda s: [f'rw.analyses.saliency(run, method="integrated_gradients", steps={IG_STEPS})  # the top class'],
     selected=_selected,
