@@ -15,9 +15,11 @@ export function paintPicture(canvas: HTMLCanvasElement, values: ArrayLike<number
   ctx.putImageData(image, 0, 0);
 }
 
-/** Paint a row-major `[rows, cols]` uint8 map as `rgb` whose opacity is the value (0: clear, 255: opaque), to lay
- * over a picture of the same aspect (a feature map over the image; an attention map over its patches). */
+/** Paint a row-major `[rows, cols]` map as `rgb` whose opacity follows the value (0: clear, the map's largest value:
+ * 80% opaque), to lay over a picture of the same aspect (a feature map over the image; attention over patches). */
 export function paintHeat(canvas: HTMLCanvasElement, values: ArrayLike<number>, rows: number, cols: number, rgb: [number, number, number]): void {
+  let top = 0;
+  for (let i = 0; i < rows * cols; i++) top = Math.max(top, values[i]);
   canvas.width = cols;
   canvas.height = rows;
   const ctx = canvas.getContext("2d");
@@ -25,7 +27,7 @@ export function paintHeat(canvas: HTMLCanvasElement, values: ArrayLike<number>, 
   const image = ctx.createImageData(cols, rows);
   for (let i = 0; i < rows * cols; i++) {
     for (let c = 0; c < 3; c++) image.data[i * 4 + c] = rgb[c];
-    image.data[i * 4 + 3] = values[i];
+    image.data[i * 4 + 3] = top > 0 ? Math.round((204 * Math.max(0, values[i])) / top) : 0;
   }
   ctx.putImageData(image, 0, 0);
 }

@@ -9,6 +9,8 @@ import type { Store } from "../store";
 
 /** CSS pixels on the longer side of the image and of the enlarged map */
 const SIDE = 168;
+/** the selected channel's colour over the image (amber: seen on black digits' backgrounds and on photos alike) */
+const HIGHLIGHT: [number, number, number] = [255, 176, 0];
 
 export function mountImage(el: HTMLElement, store: Store): void {
   const parts = panel("Image", "rw-image-view", store);
@@ -57,7 +59,7 @@ export function mountImage(el: HTMLElement, store: Store): void {
       const range = `${Number(reply.data.min).toFixed(2)}..${Number(reply.data.max).toFixed(2)}`;
       mapCaption.textContent = `channel ${reply.data.layer}.${reply.data.channel} (${rows}\u00d7${cols}), values ${range}`;
       mapFigure.hidden = toggleLabel.hidden = false;
-      paintHeat(overlay, map.data, rows, cols, store.palette.neg);
+      paintHeat(overlay, map.data, rows, cols, HIGHLIGHT);
       sizePicture(overlay, SIDE);
       overlay.dataset.rwOverlay = enlarged.dataset.rwChannelMap;
       overlay.hidden = !toggle.checked;
