@@ -28,9 +28,9 @@ FILES = {
         "test_prompts.py", "test_safety.py", "test_session.py", "test_tokens.py", "test_views.py",
         "test_views_continuation.py", "test_views_graph.py", "test_views_panels.py", "test_views_textviews.py",
         "test_views_graph_nodes.py",
-        "test_views_workshop.py",
+        "test_views_workshop.py", "test_views_vit.py",
         "test_house.py", "test_top_examples.py", "test_steering_dataset.py", "test_tuned_lens.py", "test_qk.py",
-        "test_linked_examples.py", "test_sparse_multiclass.py",
+        "test_linked_examples.py", "test_sparse_multiclass.py", "test_image_explorer.py",
     ],
     "engine": [
         "test_architectures.py", "test_attribution.py", "test_cli_and_notebooks.py", "test_device_map.py",
@@ -47,6 +47,7 @@ FILES = {
         "test_browser_charts.py",
         "test_browser_nnsight.py", "test_browser_notebooks.py", "test_browser_projector.py",
         "test_browser_quickstart.py", "test_browser_saved_state.py", "test_browser_textviews.py",
+        "test_browser_images.py",
     ],
 }  # fmt: skip
 #: single tests in another tier than their file's: pages opened in Chromium
