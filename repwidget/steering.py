@@ -205,8 +205,8 @@ def evaluate(
     """The effect of ``steer`` (a ``rw.Steer``: a probe's, a contrastive vector, an SAE feature; or any interventions)
     over ``texts`` (a list, or a dataset with ``.texts`` and ``.labels``), each read without and with it in padded
     batches (``model.run_batch``): every text's mean next-token loss and, with ``probe`` (``rw.Probes``), the probe's
-    verdict at ``probe_layer`` (default its last layer) against the target class ``toward`` (default the probe's second
-    class) and, with ``labels``, its accuracy."""
+    verdict at ``probe_layer`` (default its last layer) against the target class ``toward`` (default the class the
+    steer moved the most texts to) and, with ``labels``, its accuracy."""
     if labels is None and hasattr(texts, "texts"):
         labels = getattr(texts, "labels", None)
     texts = list(getattr(texts, "texts", texts))
@@ -218,8 +218,7 @@ def evaluate(
     if probe is not None:
         probe_layer = probe.layers[-1] if probe_layer is None else probe_layer
         probe._check_layer(probe_layer)
-        toward = probe.classes[min(1, len(probe.classes) - 1)] if toward is None else toward
-        if toward not in probe.classes:
+        if toward is not None and toward not in probe.classes:
             raise ValueError(f"toward must be one of the probe's classes {probe.classes}, got {toward!r:.40}")
         capture = [hook_for(probe.site, probe_layer)]
     out: list[TextEffect] = []
@@ -231,7 +230,18 @@ def evaluate(
             verdicts = [_verdict(probe, r, capture, probe_layer) for r in (a, b)] if probe is not None else [None, None]
             label = None if labels is None else str(labels[start + i])
             out.append(TextEffect(_mean_loss(a), _mean_loss(b), verdicts[0], verdicts[1], label))
+    if probe is not None and toward is None:
+        toward = _moved_toward(probe.classes, out)
     return SteeringEvaluation(out, toward, probe_layer if probe is not None else None)
+
+
+def _moved_toward(classes: Sequence[str], effects: list[TextEffect]) -> str:
+    """The class the steer moved the most texts to (its verdict count's largest rise); on a tie the probe's second
+    class (the first one's opposite in a binary probe), e.g. when the steer changes no verdict."""
+    rise = {c: sum(e.verdict == c for e in effects) - sum(e.clean_verdict == c for e in effects) for c in classes}
+    default = classes[min(1, len(classes) - 1)]
+    best = max(rise.values())
+    return default if rise[default] == best else next(c for c in classes if rise[c] == best)
 
 
 def _verdict(probe: Any, run: Any, capture: list[str], layer: int) -> str:

@@ -118,7 +118,34 @@ class Direction:
         return {"kind": "direction", "hook": self.hook_name, "name": self.name}
 
 
-Unit = Neuron | Head | Feature | Direction
+@dataclass(frozen=True)
+class TranscoderFeature:
+    """Feature ``index`` of layer ``layer`` of ``transcoders`` (an ``rw.TranscoderSet`` or
+    ``rw.CrossLayerTranscoder``): its encoder read at that layer's MLP input (``blocks.{layer}.mlp.hook_in``)."""
+
+    transcoders: Any = field(repr=False)
+    layer: int
+    index: int
+
+    def hook(self) -> str:
+        return f"blocks.{self.layer}.{self.transcoders.input_hook}"
+
+    @property
+    def label(self) -> str:
+        return f"transcoder feature {self.layer}.{self.index}"
+
+    def spec(self) -> dict[str, Any]:
+        return {"kind": "transcoder_feature", "layer": self.layer, "index": self.index, "hook": self.hook()}
+
+    def encode(self, acts: torch.Tensor) -> torch.Tensor:
+        """This layer's every feature activation ``[pos, d_tc]`` of MLP inputs ``acts`` ``[pos, d_model]``."""
+        ts = self.transcoders
+        one = ts[self.layer] if hasattr(ts, "__getitem__") else ts  # a set's layer, or the cross-layer transcoder
+        x = acts.to(one.device, one.dtype)
+        return one.encode(x) if one is not ts else ts.encode(self.layer, x)
+
+
+Unit = Neuron | Head | Feature | Direction | TranscoderFeature
 
 
 def neurons(layer: int, indices: Sequence[int] | range) -> list[Neuron]:
@@ -131,12 +158,19 @@ def features(sae: Any, indices: Sequence[int] | range | None = None) -> list[Fea
     return [Feature(sae, int(i)) for i in (range(sae.d_sae) if indices is None else indices)]
 
 
+def transcoder_features(transcoders: Any, layer: int, indices: Sequence[int] | range | None = None) -> list[Any]:
+    """``TranscoderFeature(transcoders, layer, i)`` for each of ``indices`` (default every feature of the layer)."""
+    indices = range(transcoders.d_tc) if indices is None else indices
+    return [TranscoderFeature(transcoders, layer, int(i)) for i in indices]
+
+
 def as_unit(value: Any) -> Unit:
     """A unit from itself or a tuple: ``("neuron", layer, index)``, ``("head", layer, head[, score])``,
-    ``("feature", sae, index)``, ``("direction", vector, hook)``."""
-    if isinstance(value, (Neuron, Head, Feature, Direction)):
+    ``("feature", sae, index)``, ``("direction", vector, hook)``, ``("transcoder_feature", transcoders, layer, i)``."""
+    if isinstance(value, (Neuron, Head, Feature, Direction, TranscoderFeature)):
         return value
-    kinds = {"neuron": Neuron, "head": Head, "feature": Feature, "direction": Direction}
+    kinds = {"neuron": Neuron, "head": Head, "feature": Feature, "direction": Direction,
+             "transcoder_feature": TranscoderFeature}  # fmt: skip
     if isinstance(value, tuple) and value and value[0] in kinds:
         try:
             return kinds[value[0]](*value[1:])
@@ -183,6 +217,11 @@ class Reader:
             unit.sae.check_fits(model)
             _int(unit.index, f"{unit.label}: index", unit.sae.d_sae)
             return ("feature", hook, id(unit.sae))
+        if isinstance(unit, TranscoderFeature):
+            unit.transcoders.check_fits(model)
+            _int(unit.layer, f"{unit.label}: layer", unit.transcoders.n_layers)
+            _int(unit.index, f"{unit.label}: index", unit.transcoders.d_tc)
+            return ("transcoder", hook, id(unit.transcoders))
         if len(unit.vector) != width:
             raise ValueError(f"{unit.label} is {len(unit.vector)} wide, but {hook} of this model is {width} wide")
         return ("direction", hook)
@@ -190,6 +229,8 @@ class Reader:
     def _extra_width(self, key: tuple) -> int:
         if key[0] == "feature":
             return next(u.sae.d_sae for u in self.units if isinstance(u, Feature) and id(u.sae) == key[2])
+        if key[0] == "transcoder":
+            return next(u.transcoders.d_tc for u in self.units if isinstance(u, TranscoderFeature))
         return self.model.n_heads * self.model.d_model if key[0] == "head" else 0
 
     def _reader(self, key: tuple, units: list[Unit]) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -206,6 +247,15 @@ class Reader:
             sae = units[0].sae
             columns = torch.tensor([u.index for u in units])
             return lambda acts: _encoded(sae, acts, columns)
+        if kind == "transcoder":
+            columns = torch.tensor([u.index for u in units])
+            first = units[0]
+
+            def transcoded(acts: torch.Tensor) -> torch.Tensor:
+                encoded = first.encode(acts)
+                return encoded[:, columns.to(encoded.device)].float().to(acts.device)
+
+            return transcoded
         heads = torch.tensor([u.head for u in units])
         n_heads, d_head = model.n_heads, model.d_head
         if key[2] == "z_norm":

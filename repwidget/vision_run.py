@@ -29,6 +29,7 @@ class ImageRun(Mapping[str, torch.Tensor]):
         interventions: tuple[Intervention, ...],
         result: VisionResult,
         names: list[str],
+        weights_version: int | None = None,
     ) -> None:
         self._model = model
         #: the image's content key in ``model.images`` (what a Patch from this run names as its source)
@@ -37,6 +38,8 @@ class ImageRun(Mapping[str, torch.Tensor]):
         self._interventions = interventions
         self.result = result
         self._names = list(names)
+        #: the model's weights version when this run was made (a rerun after the weights changed starts afresh)
+        self.weights_version = model.weights_version() if weights_version is None else weights_version
 
     @property
     def model(self) -> VisionModel:

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -268,14 +269,32 @@ def open_and_run(page, lab: Lab, name: str, workspace: str | None = None) -> str
 
 
 @contextmanager
-def notebook_page(lab: Lab, name: str, cells: list[str], ready: str, height: int, timeout: float = 180_000) -> Iterator:
+def notebook_page(
+    lab: Lab,
+    name: str,
+    cells: list[str],
+    ready: str,
+    height: int,
+    timeout: float = 180_000,
+    blocked: list | None = None,
+) -> Iterator:
     """Notebook ``name`` of ``cells`` opened in ``lab`` (the session's, ``tests/conftest.py``) in its own workspace
     and run in Chromium (1400 px wide, ``height`` high); once the CSS selector ``ready`` shows, yields
     ``(page, kernel, errors)``: the page, a client on its kernel and the page errors seen. Its kernel and page are
-    closed afterwards."""
+    closed afterwards. With ``blocked`` (a list), every request not to 127.0.0.1 is aborted and its URL put there."""
     (lab.root / name).write_text(json.dumps(notebook(cells)))
     with chromium() as browser:
         page = browser.new_page(viewport={"width": 1400, "height": height})
+        if blocked is not None:
+
+            def only_loopback(route) -> None:
+                if urllib.parse.urlparse(route.request.url).hostname == "127.0.0.1":
+                    route.continue_()
+                else:
+                    blocked.append(route.request.url)
+                    route.abort()
+
+            page.route("**/*", only_loopback)
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(f"page error: {e}"))
         try:

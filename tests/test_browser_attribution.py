@@ -1,6 +1,6 @@
 """Attribution and patching in a real JupyterLab under headless Chromium: pick a target from the predictions, see
 the heads ranked, then select and apply a patch from the corrupted prompt; click a node of the attribution graph and
-shift+click it to ablate its feature; the kernel's state read back."""
+shift+click it to ablate its feature, ctrl+click two and ablate them as a group; the kernel's state read back."""
 
 from __future__ import annotations
 
@@ -99,6 +99,18 @@ def test_a_graph_node_click_selects_it_and_shift_click_ablates_its_feature(lab_p
     measured = float(caption.get_attribute("data-rw-graph-measured"))
     real = kernel.run(f"print(gx.session.state['graph'].graph.ablation_effect({top})['real'])")
     assert abs(measured - float(real)) < 1e-4, (measured, real)
+    expect(view.locator("[data-rw-graph-contexts] .rw-example").first).to_be_attached(timeout=30_000)  # its contexts
+    kernel.run("gx.interventions = []")
+    # a supernode: ctrl+click two features, ablate them together; the group and its Steers read back
+    second = kernel.run("print(gx.session.state['graph'].graph.top_nodes(2)[1].index)").strip()
+    node.click(modifiers=["Control"])
+    view.locator(f'[data-rw-graph-node^="feature."][data-rw-graph-node$=".{second}"]').click(modifiers=["Control"])
+    group = kernel.wait_for("print(gx.selection['graph_group'])", f"[{top}, {second}]")
+    assert group.strip() == f"[{top}, {second}]", group
+    view.locator("[data-rw-graph-ablate-group]").click()
+    state = kernel.wait_for("print(len(gx.interventions), gx.interventions)", "2 [rw.Steer(")
+    assert state.count("scale=-1.0") == 2, state[-300:]
+    expect(view.locator("[data-rw-graph-group-caption]")).to_contain_text("measured", timeout=30_000)
     screenshot(view, "explorer-graph")
     assert not [d for d in dialogs if d.startswith("page error")], dialogs
     kernel.run("gx.interventions = []")

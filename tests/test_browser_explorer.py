@@ -335,6 +335,17 @@ def test_a_selected_neuron_shows_its_top_contexts_over_the_explorers_texts(lab_p
     assert expected.strip() == str(shown)
     assert kernel.run("print(fx.interventions)").strip() == "[]"  # looking is not ablating
     screenshot(root, "explorer-neuron-examples")
+    # a head selected in the attention view: its top contexts by output norm, as the kernel computes them
+    root.locator('.rw-attention-view [data-rw-head="1.2"]').click()
+    head_lines = root.locator(".rw-head-examples .rw-example")
+    caption = root.locator(".rw-head-examples .rw-caption")
+    expect(caption).to_have_text("head 1.2 (out_norm): top contexts", timeout=60_000)
+    expect(head_lines).to_have_count(5)
+    expected = kernel.run(
+        "top = rw.top_examples(model, fx.session.texts, rw.units.Head(1, 2), k=5, progress=False)\n"
+        "print([f'text {e.text_index}' for e in top.examples(0)])"
+    )
+    assert expected.strip() == str([head_lines.nth(i).get_attribute("title") for i in range(5)])
 
 
 def test_a_click_on_a_probe_layer_and_the_steer_button_reach_python(lab_page):

@@ -1,8 +1,9 @@
-"""Every shipped notebook run once, in JupyterLab in headless Chromium with the network cut, then checked three
-ways on that one run: its outputs (no error, the insights it promises, every exercise's check on its blank answer),
-its charts drawn (Vega inlined, no CDN) with nothing but 127.0.0.1 asked for and no console error, and every widget
-read as a workshop room sees it: light and dark, on a 1366x768 laptop and a 1920x1080 screen, every text at WCAG AA
-contrast (4.5:1), each screenshotted (artifacts/e2e/ui-*.png)."""
+"""Every shipped notebook (but workshops 6-8: nbclient, tests/test_workshop_notebooks.py) run once, in JupyterLab
+in headless Chromium with the network cut, then checked three ways on that one run: its outputs (no error, the
+insights it promises, every exercise's check on its blank answer), its charts drawn (Vega inlined, no CDN) with
+nothing but 127.0.0.1 asked for and no console error, and every widget read as a workshop room sees it: light and
+dark, on a 1366x768 laptop and a 1920x1080 screen, every text at WCAG AA contrast (4.5:1), each screenshotted
+(artifacts/e2e/ui-*.png)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from urllib.parse import urlparse
 
 import pytest
 from browser import ARTIFACTS, Kernel, Lab, chromium, end_sessions, notebook, open_and_run, screenshot
-from notebook_outputs import NOTEBOOKS, check_outputs, committed_without_outputs
+from notebook_outputs import IN_BROWSER, check_outputs, committed_without_outputs
 from ui_checks import contrast, scroll_to_top, set_theme, worst
 
 #: the notebooks that draw altair charts (the quickstart and 05, on the real model, show widgets and tables only)
@@ -85,7 +86,7 @@ def offline(lab):
         yield context, blocked
 
 
-@pytest.fixture(scope="module", params=NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+@pytest.fixture(scope="module", params=IN_BROWSER, ids=[p.stem for p in IN_BROWSER])
 def ran(request, lab, offline) -> Ran:
     """Each shipped notebook run once (pytest runs every test of one notebook before the next one starts)."""
     path: Path = request.param

@@ -26,7 +26,7 @@ def test_notebooks_are_copied_and_never_overwritten(tmp_path):
     out = _repwidget("notebooks", str(tmp_path / "nb"))
     assert out.returncode == 0, out.stderr
     copied = sorted(p.name for p in (tmp_path / "nb").glob("*.ipynb"))
-    assert copied == [p.name for p in NOTEBOOKS] and len(copied) == 6
+    assert copied == [p.name for p in NOTEBOOKS] and len(copied) == 9
     (tmp_path / "nb" / "quickstart.ipynb").write_text("mine")
     again = _repwidget("notebooks", str(tmp_path / "nb"))
     assert "kept" in again.stdout and (tmp_path / "nb" / "quickstart.ipynb").read_text() == "mine"

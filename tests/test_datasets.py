@@ -230,5 +230,5 @@ def test_sparse_probing_picks_the_hand_ranked_units_and_reads_the_sae(demo, plai
     assert "sparse probing over SAE features" in str(chart) and len(chart["layer"]) == 3 and features.ks == [8]
     with pytest.raises(ValueError, match='over="sae" needs sae='):
         rw.probes.sparse_probing(demo, length_task, over="sae")
-    with pytest.raises(ValueError, match="binary task"):
-        rw.probes.sparse_probing(demo, [("a", "x"), ("b", "y"), ("c", "z")], layer=0)
+    with pytest.raises(ValueError, match=r"two classes or more.*train_regression"):
+        rw.probes.sparse_probing(demo, [("a", 0.5), ("b", 1.5), ("c", 2.25)], layer=0)  # continuous

@@ -1,6 +1,6 @@
 """House rules that hold for the whole package: no import loop between its modules (imports inside functions
 and a package's imports of its own submodules included; only ``if TYPE_CHECKING`` imports are exempt), and no
-module over 400 lines."""
+module over 400 lines, Python or the front end's TypeScript."""
 
 from __future__ import annotations
 
@@ -11,10 +11,23 @@ from pathlib import Path
 import repwidget as rw
 
 PACKAGE = Path(rw.__file__).parent
+#: the front end's TypeScript sources (js/src, views and helpers included)
+FRONT_END = Path(__file__).resolve().parents[1] / "js" / "src"
 #: the most lines a module may have
 MAX_LINES = 400
-#: modules allowed to be longer: the demo's training data (word lists and templates)
+#: modules allowed to be longer (paths under their source root): the demo's training data (word lists and templates)
 LONG_DATA = {"demo/tasks.py"}
+
+
+def long_modules(root: Path, pattern: str) -> dict[str, int]:
+    """The files under ``root`` matching ``pattern`` (e.g. ``**/*.ts``) with more than ``MAX_LINES`` lines, by their
+    path under ``root``, with their line counts; ``LONG_DATA`` exempt."""
+    long = {}
+    for path in sorted(root.glob(pattern)):
+        lines = len(path.read_text(encoding="utf-8").splitlines())
+        if lines > MAX_LINES and path.relative_to(root).as_posix() not in LONG_DATA:
+            long[path.relative_to(root).as_posix()] = lines
+    return long
 
 
 def _name(path: Path, root: Path) -> str:
@@ -117,9 +130,19 @@ def test_no_import_loops_between_modules_except_type_only_ones():
 
 
 def test_no_module_is_over_400_lines():
-    long = {}
-    for path in sorted(PACKAGE.rglob("*.py")):
-        lines = len(path.read_text(encoding="utf-8").splitlines())
-        if lines > MAX_LINES and path.relative_to(PACKAGE).as_posix() not in LONG_DATA:
-            long[path.relative_to(PACKAGE).as_posix()] = lines
+    long = long_modules(PACKAGE, "**/*.py")
     assert not long, f"modules over {MAX_LINES} lines: {long}"
+
+
+def test_no_typescript_module_is_over_400_lines():
+    assert len(list(FRONT_END.glob("views/*.ts"))) > 10, f"the front end's sources are not at {FRONT_END}"
+    long = long_modules(FRONT_END, "**/*.ts")
+    assert not long, f"TypeScript modules over {MAX_LINES} lines (split them as views/_graph_nodes.ts does): {long}"
+
+
+def test_the_line_count_sees_nested_typescript_modules(tmp_path):
+    (tmp_path / "views").mkdir()
+    (tmp_path / "views" / "big.ts").write_text("const a = 1;\n" * (MAX_LINES + 1))
+    (tmp_path / "views" / "_helper.ts").write_text("const a = 1;\n" * MAX_LINES)
+    (tmp_path / "small.ts").write_text("const a = 1;\n")
+    assert long_modules(tmp_path, "**/*.ts") == {"views/big.ts": MAX_LINES + 1}

@@ -46,6 +46,8 @@ def test_evaluate_equals_a_hand_loop_of_single_runs(demo, probes):
     accuracy = sum(c == lab for (_, c, _, _), lab in zip(hand, labels, strict=True)) / len(hand)
     assert ev.accuracy[0] == accuracy and ev.accuracy[1] < accuracy
     assert ev.loss > ev.clean_loss and "SteeringEvaluation over 24 texts" in repr(ev)
+    unnamed = rw.steering.evaluate(demo, steer, texts, probe=probes, batch_size=24)  # toward: where the steer went
+    assert unnamed.toward == "negative" and unnamed.flipped == flips
 
 
 def test_a_zero_scale_steer_changes_nothing_and_datasets_work_by_duck_typing(demo, probes):

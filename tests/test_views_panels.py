@@ -26,7 +26,11 @@ def demo():
 
 def test_the_tables_are_built_from_the_panels_found_in_their_order():
     assert list(PANELS) == list(catalog.VIEWS) == sorted(PANELS, key=lambda name: PANELS[name].order)
-    assert catalog.VIEWS[:3] == ("interventions", "tokens", "attention")  # the explorer's layout order
+    assert tuple(catalog.panels_of("text"))[:3] == ("interventions", "tokens", "attention")  # the layout order
+    # an image classifier's sessions have the image views (the interventions list serves every kind)
+    assert tuple(catalog.panels_of("cnn")) == ("interventions", "image", "classes", "feature_maps", "saliency")
+    vit = ("interventions", "image", "classes", "class_lens", "vit_attention", "saliency")
+    assert tuple(catalog.panels_of("vit")) == vit
     assert {name: p.name for name, p in catalog.OPTIONS.items()} == {
         "examples": "neurons",
         "transcoders": "graph",
@@ -37,9 +41,13 @@ def test_the_tables_are_built_from_the_panels_found_in_their_order():
         "continuation": "continuation",
         "corrupted": "patching",
     }
-    keys = ("token", "layer", "head_layer", "head", "neuron", "sae", "feature", "graph_node", "lens_kind", "tokens")
-    keys += ("points",)
-    assert keys == catalog.SELECTION_KEYS
+    keys = ("token", "layer", "head_layer", "head", "neuron", "sae", "feature", "graph_node", "graph_logit")
+    keys += ("graph_group", "graph_groups", "lens_kind", "tokens", "points")
+    image = ("channel", "vit_head", "query", "saliency_class", "saliency_method")
+    assert (*keys, *image) == tuple(sorted(catalog.SELECTION_KEYS, key=lambda k: k in image))
+    assert tuple(catalog.keys_of("text")) == keys
+    assert tuple(catalog.keys_of("cnn")) == ("token", "layer", "channel", "saliency_class", "saliency_method")
+    assert tuple(catalog.keys_of("vit")) == ("token", "layer", "vit_head", "query", "saliency_class", "saliency_method")
     assert discover() == PANELS  # found again, the same
 
 
@@ -67,7 +75,7 @@ def test_unknown_options_are_refused_naming_every_views_options(demo):
 def test_the_panels_state_lives_on_the_session_by_panel(demo):
     ex = rw.explore(demo, "the capital of france is")
     state = ex.session.state
-    assert set(state) == set(PANELS)
+    assert set(state) == set(catalog.panels_of("text"))
     assert state["patching"].corrupted is None and state["projector"] is None
     assert state["continuation"].wanted is False and state["attribution"].picked is None
     assert not any(hasattr(ex.session, name) for name in ("points", "corrupted", "sweeps", "picked", "streams"))

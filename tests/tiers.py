@@ -27,8 +27,10 @@ FILES = {
         "test_lens.py", "test_loading.py", "test_magics.py", "test_probes.py", "test_projector.py",
         "test_prompts.py", "test_safety.py", "test_session.py", "test_tokens.py", "test_views.py",
         "test_views_continuation.py", "test_views_graph.py", "test_views_panels.py", "test_views_textviews.py",
-        "test_views_workshop.py",
+        "test_views_graph_nodes.py",
+        "test_views_workshop.py", "test_views_vit.py",
         "test_house.py", "test_top_examples.py", "test_steering_dataset.py", "test_tuned_lens.py", "test_qk.py",
+        "test_linked_examples.py", "test_sparse_multiclass.py", "test_image_explorer.py",
     ],
     "engine": [
         "test_architectures.py", "test_attribution.py", "test_cli_and_notebooks.py", "test_device_map.py",
@@ -37,13 +39,15 @@ FILES = {
         "test_remote_safety.py", "test_sae.py", "test_skip.py", "test_steering.py", "test_caches.py",
         "test_vision.py", "test_vision_architectures.py",
         "test_mlp_hook_in.py", "test_graphs.py", "test_tcav.py", "test_transcoders.py", "test_transcoder_training.py",
-        "test_circuit_tracer_compat.py",
+        "test_graphs_clt.py", "test_graph_circuits.py",
+        "test_workshop_notebooks.py", "test_exercises_advanced.py", "test_circuit_tracer_compat.py",
     ],
     "e2e": [
         "test_browser_continuation.py", "test_browser_explorer.py", "test_browser_hosts.py", "test_browser_layout.py",
         "test_browser_charts.py",
         "test_browser_nnsight.py", "test_browser_notebooks.py", "test_browser_projector.py",
         "test_browser_quickstart.py", "test_browser_saved_state.py", "test_browser_textviews.py",
+        "test_browser_images.py",
     ],
 }  # fmt: skip
 #: single tests in another tier than their file's: pages opened in Chromium

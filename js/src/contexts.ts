@@ -23,3 +23,12 @@ export function contextLines(tokens: string[][], values: Float32Array, peaks: nu
     return row;
   });
 }
+
+/** A unit's top contexts as a reply gives them (`tokens`, `values`, `peaks`, `texts`, `label`): a caption naming
+ * the unit (or saying no examples hold it: `missing`) and one line per context, titled with its text's index. */
+export function topContexts(data: Record<string, any>, palette: Palette, missing: string): HTMLElement[] {
+  const lines = contextLines(data.tokens as string[][], data.values.data as Float32Array, data.peaks, palette, "rw-example");
+  lines.forEach((line, c) => line.setAttribute("title", `text ${data.texts[c]}`));
+  const caption = lines.length ? `${data.label}: top contexts` : missing;
+  return [h("div", { class: "rw-caption", text: caption }), ...lines];
+}

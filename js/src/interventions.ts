@@ -2,7 +2,7 @@
 // a new one carries only the fields it needs. Labels come from the kernel.
 import type { InterventionJSON } from "./types";
 
-export type Target = { layer: number; head?: number; neuron?: number } | { sae: number; feature: number };
+export type Target = { layer: number; head?: number; neuron?: number; channel?: number } | { sae: number; feature: number };
 
 function same(iv: InterventionJSON, target: Target): boolean {
   if (iv.type !== "ablate") return false;
@@ -11,7 +11,8 @@ function same(iv: InterventionJSON, target: Target): boolean {
     iv.sae == null &&
     iv.layer === target.layer &&
     (iv.head ?? null) === (target.head ?? null) &&
-    (iv.neuron ?? null) === (target.neuron ?? null)
+    (iv.neuron ?? null) === (target.neuron ?? null) &&
+    (iv.channel ?? null) === (target.channel ?? null)
   );
 }
 
@@ -20,13 +21,14 @@ export function isAblated(list: InterventionJSON[], target: Target): boolean {
   return list.some((iv) => same(iv, target));
 }
 
-/** Toggle one ablation (same layer and head/neuron, or same SAE feature) in a list of interventions, in `mode`. */
+/** Toggle one ablation (same layer and head/neuron/channel, or same SAE feature) in a list of interventions, in `mode`. */
 export function toggleAblation(list: InterventionJSON[], target: Target, mode: string): InterventionJSON[] {
   if (isAblated(list, target)) return list.filter((iv) => !same(iv, target));
   if ("sae" in target) return [...list, { type: "ablate", sae: target.sae, feature: target.feature }];
   const item: InterventionJSON = { type: "ablate", layer: target.layer, mode };
   if (target.head !== undefined) item.head = target.head;
   if (target.neuron !== undefined) item.neuron = target.neuron;
+  if (target.channel !== undefined) item.channel = target.channel;
   return [...list, item];
 }
 

@@ -108,8 +108,10 @@ export class Store {
   // -- state read from the kernel's traits -------------------------------------------
   get selection(): Selection {
     const selection = this.model.get("selection") as Selection;
-    // a page saved before heads had their own layer: the head's layer was the shared one
-    return selection.head_layer === undefined ? { ...selection, head_layer: selection.layer } : selection;
+    // a page saved before heads had their own layer: the head's layer was the shared one (an image explorer's
+    // selection has no head: nothing to add, the kernel would refuse the key)
+    const old = selection.head_layer === undefined && selection.head !== undefined;
+    return old ? { ...selection, head_layer: selection.layer } : selection;
   }
   get shape(): Shape {
     return this.model.get("shape") as Shape;

@@ -75,6 +75,8 @@ export interface InterventionJSON {
   layer?: number | null;
   head?: number | null;
   neuron?: number | null;
+  /** a CNN stage's channel (`layer` is the stage) */
+  channel?: number | null;
   mode?: string;
   /** an index into the widget's SAEs */
   sae?: number | null;

@@ -106,6 +106,35 @@ describe("a neuron's top contexts", () => {
   });
 });
 
+describe("a head's and a probe direction's top contexts", () => {
+  const tokens = [["a", "<i>b</i>"], ["c"]];
+  const values = header("float32", [3], 0);
+  it("the attention view asks for the selected head's contexts and shows them as text", async () => {
+    const shape = { n_layers: 2, n_heads: 2, d_mlp: 8, n_tokens: 4, max_side: 512, head_examples: true };
+    const { model, el } = setup({ views: ["attention"], shape });
+    expect(model.sent.find((m) => m.what === "head_examples")).toMatchObject({ layer: 0, head: 0 });
+    answer(model, "head_examples", { tokens, peaks: [1, 0], values, texts: [3, 7], label: "head 0.0 (out_norm)", layer: 0, head: 0 }, [float32([0.5, 2, 1])]);
+    await settle();
+    const lines = el.querySelectorAll(".rw-head-examples .rw-example");
+    expect(lines).toHaveLength(2);
+    expect(lines[0].querySelector("i")).toBeNull(); // set as text, never parsed
+    expect(lines[0].querySelector(".rw-ctx-peak")!.textContent).toContain("<i>b</i>");
+    expect(el.querySelector(".rw-head-examples .rw-caption")!.textContent).toBe("head 0.0 (out_norm): top contexts");
+  });
+  it("the probes view asks for its direction's contexts at the selected layer", async () => {
+    const { model, el } = setup({
+      views: ["probes"],
+      shape: { n_layers: 2, n_heads: 2, d_mlp: 8, n_tokens: 4, max_side: 512, probe_examples: true },
+      probes: [{ kind: "mean_diff", site: "resid_post", classes: ["negative", "positive"], layers: [0, 1] }],
+    });
+    expect(model.sent.find((m) => m.what === "probe_examples")).toMatchObject({ probe: 0, layer: 0 });
+    answer(model, "probe_examples", { tokens, peaks: [1, 0], values, texts: [3, 7], label: "probe toward positive at layer 0", probe: 0, layer: 0 }, [float32([0.5, 2, 1])]);
+    await settle();
+    expect(el.querySelectorAll(".rw-probe-examples .rw-example")).toHaveLength(2);
+    expect(el.querySelector(".rw-probe-examples .rw-caption")!.textContent).toContain("probe toward positive at layer 0");
+  });
+});
+
 describe("probes view", () => {
   it("selects a layer from its buttons and sends a steer_probe command in class gaps, the chip's unit", () => {
     const { model, el, store } = setup({

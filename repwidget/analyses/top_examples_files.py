@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from ..file_checks import FileFormatError, json_field, read_json, read_tensors, tensor_field
-from ..units import Direction, Feature, Head, Neuron
+from ..units import Direction, Feature, Head, Neuron, TranscoderFeature
 
 FORMAT = "repwidget.top_examples"
 
@@ -197,7 +197,13 @@ class TopExamples:
                    window_values, {int(k): v for k, v in tokens.items()}, ctx, per_text, n_texts, n_tokens)  # fmt: skip
 
 
-_KINDS = {"neuron": Neuron, "head": Head, "feature": Feature, "direction": Direction}
+_KINDS = {
+    "neuron": Neuron,
+    "head": Head,
+    "feature": Feature,
+    "direction": Direction,
+    "transcoder_feature": TranscoderFeature,
+}
 
 
 def _unit(spec: dict[str, Any], j: int, tensors: dict[str, torch.Tensor], file: Path) -> Any:
@@ -214,6 +220,9 @@ def _unit(spec: dict[str, Any], j: int, tensors: dict[str, torch.Tensor], file: 
     except ValueError as e:
         raise FileFormatError(f"{where}: {e}") from None
     _checked(spec, "index", where)
+    if spec.get("kind") == "transcoder_feature":  # its transcoders are not saved either
+        _checked(spec, "layer", where)
+        return dict(spec)
     if not isinstance(spec.get("sae"), str) or not isinstance(spec.get("hook"), str):
         raise FileFormatError(f"{where}: a feature names its sae and hook (strings)")
     return dict(spec)
@@ -235,6 +244,8 @@ def _label(unit: Any) -> str:
         return unit.label
     if isinstance(unit, dict) and unit.get("kind") == "feature":
         return f"feature {unit.get('index')} of {unit.get('sae')}"
+    if isinstance(unit, dict) and unit.get("kind") == "transcoder_feature":
+        return f"transcoder feature {unit.get('layer')}.{unit.get('index')}"
     return repr(unit)[:60]
 
 

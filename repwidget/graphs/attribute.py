@@ -34,14 +34,18 @@ class GraphBudgetError(ValueError):
     """A graph would need more memory than ``rw.options.max_capture_bytes``; raised before its backward passes."""
 
 
-def estimate_bytes(n_layers: int, n_pos: int, d_model: int, n_features: int, n_logits: int, batch_size: int) -> int:
+def estimate_bytes(
+    n_layers: int, n_pos: int, d_model: int, n_features: int, n_logits: int, batch_size: int, n_writes: int = 0
+) -> int:
     """Bytes the graph's largest tensors take at once: the edge rows (float32), one batch of gradients at every
-    MLP output, and the replacement pass's autograd graph (about 24 stream-wide values per layer and position)."""
+    MLP output, the replacement pass's autograd graph (about 24 stream-wide values per layer and position) and the
+    ``n_writes`` feature writes kept for the backward passes (one per active feature and MLP output it writes to:
+    a cross-layer transcoder's feature of layer ``l`` has ``n_layers - l``)."""
     n_sources = n_features + (n_layers + 1) * n_pos
     rows = (n_features + n_logits) * (n_sources + n_logits) * 4 * 2  # the rows, then the square adjacency
     grads = batch_size * (n_layers + 2) * n_pos * d_model * 4 * 2
     graph = n_layers * n_pos * d_model * 4 * 24
-    return rows + grads + graph
+    return rows + grads + graph + n_writes * d_model * 4
 
 
 def attribution_graph(
@@ -75,7 +79,9 @@ def attribution_graph(
     top_p, top_i = probs.topk(min(max_logits, len(probs)))
     n_logits = min(int(torch.searchsorted(top_p.cumsum(0), torch.tensor(logit_probability))) + 1, len(top_p))
     logit_ids, logit_p = top_i[:n_logits], top_p[:n_logits]
-    needed = estimate_bytes(n_layers, n_pos, model.d_model, keep, n_logits, batch_size)
+    sources = replacement.features[:, 0]
+    n_writes = int((n_layers - sources).sum()) if replacement.cross_layer else len(sources)
+    needed = estimate_bytes(n_layers, n_pos, model.d_model, keep, n_logits, batch_size, n_writes)
     if needed > options.max_capture_bytes:
         raise GraphBudgetError(
             f"this graph ({keep} features, {n_pos} tokens) needs about {needed / 2**30:.2f} GiB, over "
@@ -155,9 +161,13 @@ class _Backward:
 
     def __init__(self, replacement: ReplacementModel, forward, n_sources: int) -> None:
         self.r, self.forward, self.n_sources = replacement, forward, n_sources
-        features = replacement.features
-        self.by_layer = [(features[:, 0] == layer).nonzero(as_tuple=True)[0] for layer in range(replacement.n_layers)]
-        self.writes = [replacement.decoder_rows(i) * replacement.activations[i, None] for i in self.by_layer]
+        features, coders = replacement.features, replacement.coders
+        #: per MLP output: the active features writing to it (a cross-layer transcoder's from every earlier layer)
+        self.by_layer = [coders.writers(features, layer) for layer in range(replacement.n_layers)]
+        self.writes = [
+            replacement.decoder_rows(i, layer) * replacement.activations[i, None]
+            for layer, i in enumerate(self.by_layer)
+        ]
 
     def logits(self, vectors: torch.Tensor) -> torch.Tensor:
         final = self.forward.final
@@ -194,7 +204,7 @@ class _Backward:
             index = self.by_layer[layer]
             if len(index):
                 at = g[:, r.features[index, 1]]  # [batch, n, d]
-                rows[:, index] = torch.einsum("bnd,nd->bn", at, self.writes[layer])
+                rows[:, index] += torch.einsum("bnd,nd->bn", at, self.writes[layer])
             start = n_feat + layer * n_pos
             rows[:, start : start + n_pos] = torch.einsum("bpd,pd->bp", g, r.errors[layer].cpu())
         start = n_feat + r.n_layers * n_pos

@@ -151,6 +151,43 @@ class Graph:
         found = [self.node(i, inf) for i in order]
         return [x for x in found if x.kind in kinds][:n]
 
+    def top_path(self, logit: int = 0, start: tuple[str, ...] = ("token", "error")) -> list[Node]:
+        """The path from a node of ``start`` kinds (``"token"``, ``"error"``: the nodes with no inputs) to logit node
+        ``logit`` whose product of row-normalised ``|edge|`` weights is largest: the largest single term of the
+        sources' influence on that logit (influence sums these products over every path). Listed from the source
+        to the logit."""
+        if not 0 <= logit < self.n_logits:
+            raise ValueError(f"logit must be a logit node, 0..{self.n_logits - 1}, got {logit}")
+        if not start or not set(start) <= {"token", "error"}:
+            raise ValueError(f"start must name 'token' and/or 'error' (the nodes with no inputs), got {start!r}")
+        a = _normalized(self.adjacency)
+        n = len(a)
+        target = n - self.n_logits + logit
+        best = torch.zeros(n)
+        best[target] = 1.0
+        step = torch.full((n,), -1, dtype=torch.long)  # each node's next node on its best path
+        for _ in range(n):  # a DAG: at most one pass per node on the longest path
+            through, via = (a * best[:, None]).max(0)
+            better = through > best
+            if not better.any():
+                break
+            best = torch.where(better, through, best)
+            step = torch.where(better, via, step)
+        first_token = self.n_features + self.n_layers * self.n_pos
+        roots = torch.arange(
+            self.n_features if "error" in start else first_token, first_token if "token" not in start else target
+        )
+        roots = roots[roots < n - self.n_logits]
+        node = int(roots[best[roots].argmax()])
+        if float(best[node]) == 0:
+            raise ValueError(f"no token or error node has a path to logit node {logit}")
+        inf = self.node_influence()
+        path = [self.node(node, inf)]
+        while node != target:
+            node = int(step[node])
+            path.append(self.node(node, inf))
+        return path
+
     def prune(self, node_threshold: float | None = None, edge_threshold: float | None = None) -> PruneResult:
         """Keep the nodes holding ``node_threshold`` of the influence on the logits (tokens and logits always),
         then the edges holding ``edge_threshold`` of it, then drop features and errors left without an edge out
@@ -198,9 +235,10 @@ class Graph:
     def ablation_effect(self, node: int, logit: int = 0, model=None, transcoders=None) -> dict[str, float]:
         """Removing feature node ``node``'s write, the change of logit node ``logit``'s demeaned logit: as the graph
         predicts it (minus the edge), measured in the replacement model (attention, norms and every other MLP
-        output frozen: the direct effect) and in the real model (its write subtracted at its layer and position:
-        ``rw.Steer`` after its block, everything downstream free). ``model``/``transcoders`` are needed for a
-        loaded graph (one made in this session keeps its replacement model)."""
+        output frozen: the direct effect) and in the real model (its write subtracted at its position after its
+        block, and after every later block it writes to for a cross-layer transcoder: ``rw.Steer``, everything
+        downstream free). ``model``/``transcoders`` are needed for a loaded graph (one made in this session keeps
+        its replacement model)."""
         from ..interventions import Steer
 
         if not 0 <= node < self.n_features:
@@ -219,9 +257,9 @@ class Graph:
         with torch.no_grad():
             clean = demeaned(r.clean_logits()[-1])
             replaced = demeaned(r.logits_of(r.run(values))[-1])
-        layer, pos, _ = self.active_features[i].tolist()
-        write = (r.decoder_rows(torch.tensor([i]))[0] * r.activations[i]).tolist()
-        run = r.model.run(r.ids, Steer(layer=layer, vector=write, scale=-1.0, positions=(pos,)))
+        pos = int(self.active_features[i, 1])
+        steers = [Steer(layer=t, vector=w.tolist(), scale=-1.0, positions=(pos,)) for t, w in r.feature_writes(i)]
+        run = r.model.run(r.ids, steers)
         real = demeaned(run.logits_at(-1).float()) - demeaned(r.real_logits[-1])
         predicted = -float(self.adjacency[self.n_features + (self.n_layers + 1) * self.n_pos + logit, node])
         return {"predicted": predicted, "replacement": replaced - clean, "real": real}

@@ -6,7 +6,9 @@ model's logits.
 Each pass is one pass of the model through its executor (captures, edits, attention sinks: ``model/execute.py``);
 the edits are the replacement itself: ``mlp.hook_in`` is read, ``hook_mlp_out`` becomes
 ``sum_f a_f W_dec[f] + b_dec + skip(mlp.hook_in) + error + c`` (``c``: what the graph leaves to no node, the
-features and error of a BOS position, as circuit-tracer zeroes them, and rounding). Gradients flow only through
+features and error of a BOS position, as circuit-tracer zeroes them). With a cross-layer transcoder the sum runs
+over the active features of this layer and of every earlier one, each with its decoder row for this layer
+(``coders.py``). Gradients flow only through
 the frozen linear paths: the error and feature writes are constants, the MLP's own computation is not used.
 """
 
@@ -18,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..model.plan import EditStep, plan_pass
+from .coders import Coders
 from .freeze import FrozenNorms, FrozenPattern
 
 if TYPE_CHECKING:
@@ -25,7 +28,6 @@ if TYPE_CHECKING:
     from ..model.tokens import TokensLike
 
 IN, OUT = "mlp.hook_in", "hook_mlp_out"
-_WEIGHTS = ("W_enc", "W_dec", "b_dec", "W_skip")
 
 
 @dataclass
@@ -42,17 +44,27 @@ class ReplacementPass:
 
 
 def check_transcoders(model: Model, transcoders: Any) -> None:
-    """One transcoder per layer (an ``rw.TranscoderSet``, or a list following its contract), reading ``mlp.hook_in``
-    and writing ``hook_mlp_out`` at the model's width, or a one-line error."""
+    """One transcoder per layer (an ``rw.TranscoderSet``, or a list following its contract) or one
+    ``rw.CrossLayerTranscoder``, reading ``mlp.hook_in`` and writing ``hook_mlp_out`` at the model's width, or a
+    one-line error."""
     from ..transcoders import CrossLayerTranscoder
 
     n = model.n_layers
     if isinstance(transcoders, CrossLayerTranscoder):
-        raise TypeError(
-            "attribution graphs take per-layer transcoders (rw.TranscoderSet); cross-layer ones are not done"
-        )
+        if transcoders.n_layers != n:
+            raise ValueError(f"this cross-layer transcoder has {transcoders.n_layers} layers, the model {n}")
+        if (transcoders.input_hook, transcoders.output_hook) != (IN, OUT):
+            raise ValueError(
+                f"the replacement model replaces {IN} -> {OUT}; this cross-layer transcoder maps "
+                f"{(transcoders.input_hook, transcoders.output_hook)}"
+            )
+        transcoders.check_fits(model)
+        return
     if not hasattr(transcoders, "__getitem__") or not hasattr(transcoders, "__len__") or len(transcoders) != n:
-        raise TypeError(f"transcoders must be a TranscoderSet with one transcoder for each of the model's {n} layers")
+        raise TypeError(
+            f"transcoders must be a TranscoderSet with one transcoder for each of the model's {n} layers, or a "
+            "CrossLayerTranscoder"
+        )
     if hasattr(transcoders, "check_fits"):
         transcoders.check_fits(model)
     for layer in range(n):
@@ -104,34 +116,30 @@ class ReplacementModel:
         self.logits = model.unembed(real.final).detach().float()
         #: positions whose features and errors are zeroed (left to the bias), as circuit-tracer: a special token at 0
         self.zeroed = 1 if self.ids[0] in _special_ids(model.tokenizer) else 0
-        dev = model.device
-        #: each layer's transcoder weights, float32 on the model's device
-        self.weights = [
-            {k: None if getattr(tc, k, None) is None else getattr(tc, k).detach().float().to(dev) for k in _WEIGHTS}
-            for tc in transcoders
-        ]
-        features, values, errors, corrections = [], [], [], []
+        #: the transcoders' weights, float32 on the model's device, per-layer and cross-layer alike
+        self.coders = Coders(transcoders, model.device)
+        features, values = [], []
         for layer in range(n_layers):
-            tc = transcoders[layer]
-            x, out = real.x_in[layer].detach(), real.mlp_out[layer].detach()
             with torch.no_grad():
-                acts = tc.encode(x.to(tc.W_enc.dtype)).float()
-                acts[: self.zeroed] = 0
-                error = out.float() - tc.decode(acts.to(tc.W_dec.dtype), x.to(tc.W_dec.dtype)).float().to(dev)
-                error[: self.zeroed] = 0
-            acts = acts.cpu()
+                acts = self.coders.encode(layer, real.x_in[layer].detach()).cpu()
+            acts[: self.zeroed] = 0
             pos, feat = acts.nonzero(as_tuple=True)
             features.append(torch.stack([torch.full_like(pos, layer), pos, feat], 1))
             values.append(acts[pos, feat])
-            errors.append(error)
         self.features = torch.cat(features)
         self.activations = torch.cat(values)
-        self.errors = torch.stack(errors)
-        self.tokens = _token_vectors(hf, self.ids, real.resid_pre.detach().float(), model.device)
-        for layer in range(n_layers):  # c: the rest of the real output, exactly
+        errors, corrections = [], []
+        for layer in range(n_layers):  # error: the rest of the real output; c: what position 0's error leaves
             out = real.mlp_out[layer].detach().float()
-            corrections.append(out - self.mlp_write(layer, self.activations, real.x_in[layer].detach()) - errors[layer])
+            with torch.no_grad():
+                rest = out - self.mlp_write(layer, self.activations, real.x_in[layer].detach())
+            error = rest.clone()
+            error[: self.zeroed] = 0
+            errors.append(error)
+            corrections.append(rest - error)
+        self.errors = torch.stack(errors)
         self.corrections = torch.stack(corrections)
+        self.tokens = _token_vectors(hf, self.ids, real.resid_pre.detach().float(), model.device)
         self.real_logits = self.logits
         self._clean: torch.Tensor | None = None
 
@@ -139,31 +147,41 @@ class ReplacementModel:
     def n_layers(self) -> int:
         return self.model.n_layers
 
-    def decoder_rows(self, index: torch.Tensor) -> torch.Tensor:
-        """``W_dec[f]`` ``[len(index), d]`` of the active features ``index`` (on the CPU)."""
-        return self._rows("W_dec", index)
+    @property
+    def cross_layer(self) -> bool:
+        return self.coders.cross_layer
+
+    def decoder_rows(self, index: torch.Tensor, target: int | None = None) -> torch.Tensor:
+        """The decoder rows ``[len(index), d]`` (on the CPU) with which the active features ``index`` write to layer
+        ``target``'s MLP output (default: each its own layer's; a per-layer transcoder's ``W_dec[f]``)."""
+        feats = self.features[index]
+        if target is not None:
+            return self.coders.decoder_rows(feats, target).cpu()
+        out = torch.zeros(len(feats), self.model.d_model)
+        for source in feats[:, 0].unique().tolist():
+            at = (feats[:, 0] == source).nonzero(as_tuple=True)[0]
+            out[at] = self.coders.decoder_rows(feats[at], source).cpu()
+        return out
 
     def encoder_rows(self, index: torch.Tensor) -> torch.Tensor:
         """``W_enc[f]`` ``[len(index), d]`` of the active features ``index``: what a feature's pre-activation reads."""
-        return self._rows("W_enc", index)
+        return self.coders.encoder_rows(self.features[index])
 
-    def _rows(self, name: str, index: torch.Tensor) -> torch.Tensor:
-        rows = [self.weights[layer][name][f] for layer, _, f in self.features[index].tolist()]
-        return torch.stack(rows).cpu() if rows else torch.zeros(0, self.model.d_model)
+    def feature_writes(self, i: int) -> list[tuple[int, torch.Tensor]]:
+        """Active feature ``i``'s writes (activation x decoder row, CPU) as ``(layer, vector)``, one per MLP output
+        it writes to: its own layer's for a per-layer transcoder, its own and every later one for a cross-layer one."""
+        source = int(self.features[i, 0])
+        index = torch.tensor([i])
+        return [
+            (t, self.decoder_rows(index, t)[0] * self.activations[i])
+            for t in range(source, self.coders.reach(source) + 1)
+        ]
 
     def mlp_write(self, layer: int, activations: torch.Tensor, x_in: torch.Tensor) -> torch.Tensor:
-        """The transcoder's output at ``layer`` ``[pos, d]``: the active features' writes with ``activations``, its
-        decoder bias and skip connection (on ``x_in``, in the graph)."""
-        w, dev = self.weights[layer], x_in.device
-        at = (self.features[:, 0] == layer).nonzero(as_tuple=True)[0]
-        out = torch.zeros(len(self.ids), self.model.d_model, device=dev)
-        if len(at):
-            rows = w["W_dec"][self.features[at, 2].to(dev)] * activations[at, None].to(dev)
-            out = out.index_add(0, self.features[at, 1].to(dev), rows)
-        out = out + w["b_dec"]
-        if w["W_skip"] is not None:
-            out = out + x_in.float() @ w["W_skip"].T
-        return out
+        """The transcoder's output at ``layer`` ``[pos, d]``: the active features' writes with ``activations`` (for
+        a cross-layer transcoder, those of every layer up to ``layer``), its decoder bias and skip connection (on
+        ``x_in``, in the graph)."""
+        return self.coders.write(layer, self.features, activations, x_in)
 
     def run(
         self,

@@ -94,6 +94,12 @@ class VisionModel:
         """Channels of stage ``layer``'s output (a CNN; 0 for a ViT)."""
         return self.arch.shapes[layer][0] if self.kind == "cnn" else 0
 
+    def weights_version(self) -> int:
+        """A number that changes whenever the network's weights do (a run of other weights is not reused)."""
+        from .executor import weights_version
+
+        return weights_version(self.hf)
+
     @property
     def device(self) -> torch.device:
         return next(self.hf.parameters()).device
@@ -165,7 +171,9 @@ class VisionModel:
             raise ValueError("rerun takes a run of this model")
         ivs = as_tuple(interventions)
         names = self.expand(capture)
-        start = 0 if base.interventions else min((iv.layer for iv in ivs), default=self.n_layers)
+        version = self.weights_version()
+        fresh = not base.interventions and base.weights_version == version
+        start = min((iv.layer for iv in ivs), default=self.n_layers) if fresh else 0
         start = min([start] + [self.check_hook(n)[0] for n in names if n not in base.result.cache])
         start = min(start, self.n_layers - 1)
         reused = [n for n in names if self.check_hook(n)[0] < start]
@@ -173,7 +181,7 @@ class VisionModel:
         result = self._execute(base.pixels, ivs, later, start, base.result.outputs if start else None)
         result.cache = {n: base.result.cache[n] if n in reused else result.cache[n] for n in names}
         self._remember(base.pixels)
-        return ImageRun(self, base.key, base.pixels, ivs, result, names)
+        return ImageRun(self, base.key, base.pixels, ivs, result, names, version)
 
     def _execute(self, pixels, ivs, names, start: int, base_outputs, grad: bool = False) -> VisionResult:
         edits: dict[str, list] = {}

@@ -315,15 +315,17 @@ def fit_probes(
     weights, means, stds, neurons, accuracy, class_means, controls = {}, {}, {}, {}, [], {}, []
     for i, layer in enumerate(layers):
         x = acts[:, i].float()
-        class_means[layer] = torch.stack([x[train][y[train] == k].mean(0) for k in range(len(classes))])
-        probe = _fit(x, y, train, len(classes), c.kind, c.k, c.l2)
+        x_train = x[train]  # gathered once per layer: the class means, the probe and its control read it
+        class_means[layer] = fit.class_means(x_train, y[train], len(classes))
+        probe = _fit(x_train, y[train], len(classes), c.kind, c.k, c.l2)
         accuracy.append(_accuracy(x, y, test, *probe))
         w, mean, std, columns = probe
         weights[layer], means[layer], stds[layer] = w.float(), mean.float(), std.float()
         if columns is not None:
             neurons[layer] = columns
         if shuffled is not None:
-            controls.append(_accuracy(x, shuffled, test, *_fit(x, shuffled, train, len(classes), c.kind, c.k, c.l2)))
+            control = _fit(x_train, shuffled[train], len(classes), c.kind, c.k, c.l2)
+            controls.append(_accuracy(x, shuffled, test, *control))
     return Probes(
         c.kind, c.site, c.position, list(layers), classes, accuracy, baseline, weights, means, stds, neurons,
         acts.shape[-1], class_means, controls, float(c.tolerance), c.groups is not None,
@@ -333,23 +335,24 @@ def fit_probes(
 Fitted = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]  # weights, mean, std, columns
 
 
-def _fit(x: torch.Tensor, y: torch.Tensor, train: torch.Tensor, n_classes: int, kind: str, k: int, l2: float) -> Fitted:
-    """One probe of ``kind`` on the ``train`` rows of ``x``: weights on the standardised (chosen) columns."""
-    columns = fit.best_neurons(x[train], y[train], n_classes, k) if kind == "sparse" else None
+def _fit(x: torch.Tensor, y: torch.Tensor, n_classes: int, kind: str, k: int, l2: float) -> Fitted:
+    """One probe of ``kind`` on the training rows ``x``, ``y``: weights on the standardised (chosen) columns."""
+    columns = fit.best_neurons(x, y, n_classes, k) if kind == "sparse" else None
     if columns is not None:
         x = x[:, columns]
     if kind == "mean_diff":
         mean, std = torch.zeros(x.shape[1], dtype=x.dtype), torch.ones(x.shape[1], dtype=x.dtype)
-        return fit.mean_difference(x[train], y[train], n_classes), mean, std, columns
-    mean, std = fit.standardise(x[train])
-    return fit.logistic((x[train] - mean) / std, y[train], n_classes, l2=l2), mean, std, columns
+        return fit.mean_difference(x, y, n_classes), mean, std, columns
+    mean, std = fit.standardise(x)
+    return fit.logistic(x, y, n_classes, l2=l2, mean=mean, std=std), mean, std, columns
 
 
 def _accuracy(x: torch.Tensor, y: torch.Tensor, test: torch.Tensor, w, mean, std, columns) -> float:
     """Accuracy on the ``test`` rows of a probe from :func:`_fit`."""
     if columns is not None:
         x = x[:, columns]
-    predicted = (((x[test] - mean) / std) @ w[:-1] + w[-1]).argmax(-1)
+    u = w[:-1] / std[:, None]  # the standardisation folded into the weights
+    predicted = (x[test] @ u + (w[-1] - mean @ u)).argmax(-1)
     return (predicted == y[test]).float().mean().item()
 
 

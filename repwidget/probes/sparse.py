@@ -1,5 +1,6 @@
-"""Sparse probing: how well the best k neurons (or SAE features) alone read a binary concept, against the dense
-probe on all of them -- the comparison of "Are Sparse Autoencoders Useful?" (Kantamneni et al. 2025) as one call."""
+"""Sparse probing: how well the best k neurons (or SAE features) alone read a concept (two classes or more), against
+the dense probe on all of them -- the comparison of "Are Sparse Autoencoders Useful?" (Kantamneni et al. 2025) as one
+call."""
 
 from __future__ import annotations
 
@@ -47,15 +48,16 @@ class SparseProbing:
 def sparse_curve(
     x: torch.Tensor, y: torch.Tensor, train: torch.Tensor, test: torch.Tensor, ks: Sequence[int], l2: float = 1.0
 ) -> tuple[list[float], float, torch.Tensor]:
-    """On features ``x`` ``[n, units]`` with classes ``y`` in {0, 1}: the held-out accuracy of a logistic probe
-    (standardised, L2 ``l2``) on the top-k units by :func:`fit.mean_difference_ranking` of the training rows,
-    for each k; the dense probe's accuracy; the ranking."""
-    ranking = fit.mean_difference_ranking(x[train], y[train] == 1)
+    """On features ``x`` ``[n, units]`` with class indices ``y``: the held-out accuracy of a logistic probe
+    (standardised, L2 ``l2``; multinomial for more than two classes) on the top-k units by
+    :func:`fit.one_vs_rest_ranking` of the training rows, for each k; the dense probe's accuracy; the ranking."""
+    n_classes = max(2, int(y.max()) + 1)
+    ranking = fit.one_vs_rest_ranking(x[train], y[train], n_classes)
 
     def accuracy(columns: torch.Tensor) -> float:
         part = x[:, columns].float()
         mean, std = fit.standardise(part[train])
-        w = fit.logistic((part[train] - mean) / std, y[train], 2, l2=l2)
+        w = fit.logistic(part[train], y[train], n_classes, l2=l2, mean=mean, std=std)
         predicted = (((part[test] - mean) / std) @ w[:-1] + w[-1]).argmax(-1)
         return (predicted == y[test]).float().mean().item()
 
@@ -74,12 +76,14 @@ def sparse_probing(
     seed: int = 0,
     l2: float = 1.0,
 ) -> SparseProbing:
-    """Probes on the best ``k`` units of a binary task, for each k of ``ks``, against the dense probe.
+    """Probes on the best ``k`` units of a classification task, for each k of ``ks``, against the dense probe.
 
     ``over="neurons"``: the MLP neurons of ``layer`` (``blocks.{layer}.mlp.hook_post``); ``over="sae"``: the
     features of ``sae`` (an ``rw.SAE``) at its own hook. Units are ranked on the training split by the absolute
     difference between their mean activation on the two classes (the ranking of Gurnee et al. 2023 and of
-    Kantamneni et al. 2025); each probe is the standardised L2 logistic regression of ``rw.train_probes``. The
+    Kantamneni et al. 2025); with more than two classes, by the largest such one-vs-rest gap over the classes, and
+    each probe is one multinomial (softmax) probe over every class, not one per class. Each probe is the
+    standardised L2 logistic regression of ``rw.train_probes`` (scikit-learn's objective at ``C = 1 / l2``). The
     activations are read once at ``position`` (last token by default, or ``"mean"``), and a seeded ``test``
     fraction of ``dataset`` (whole groups, if it has any) is held out.
     """
@@ -90,8 +94,11 @@ def sparse_probing(
         from ..datasets import from_pairs
 
         data = from_pairs(dataset, name="pairs")
-    if data.kind == "continuous" or len(data.classes) != 2:
-        raise ValueError(f"sparse probing reads a binary task; {data.name} has classes {data.classes[:5]}")
+    if data.kind == "continuous" or len(data.classes) < 2:
+        raise ValueError(
+            f"sparse probing reads a task of two classes or more; {data.name} has classes {data.classes[:5]} "
+            "(a continuous target: rw.probes.train_regression)"
+        )
     if over == "sae":
         if sae is None:
             raise ValueError('over="sae" needs sae= (an rw.SAE, e.g. rw.demo.demo_sae())')
@@ -112,8 +119,8 @@ def sparse_probing(
             acts = sae.encode(acts.to(sae.W_enc.dtype)).float().cpu()
     ks = [k for k in ks if k < acts.shape[1]] or [acts.shape[1]]
     y = torch.tensor([data.classes.index(label) for label in data.labels])
-    test_rows, train_rows = held_out(len(data), test, seed, data.groups, least=2)
+    test_rows, train_rows = held_out(len(data), test, seed, data.groups, least=len(data.classes))
     accuracy, dense, ranking = sparse_curve(acts, y, train_rows, test_rows, ks, l2)
-    majority = int(torch.bincount(y[train_rows], minlength=2).argmax())
+    majority = int(torch.bincount(y[train_rows], minlength=len(data.classes)).argmax())
     baseline = (y[test_rows] == majority).float().mean().item()
     return SparseProbing(over, hook, data.classes, ks, accuracy, dense, acts.shape[1], baseline, ranking)

@@ -25,9 +25,19 @@ SHARED_KEYS: dict[str, Key] = {
     ),
 }
 #: the selection's keys, shared and each panel's (e.g. the attention head, a neuron, an SAE's feature, the
-#: projector's lasso), in the order they are checked
+#: projector's lasso), in the order they are checked; a session checks its own kind's (:func:`keys_of`)
 KEYS: dict[str, Key] = {**SHARED_KEYS, **{name: key for p in PANELS.values() for name, key in p.selection.items()}}
 SELECTION_KEYS = tuple(KEYS)
+
+
+def panels_of(kind: str) -> dict[str, Panel]:
+    """The panels serving models of ``kind`` (``"text"``, ``"cnn"``, ``"vit"``: each panel's ``kinds``), in order."""
+    return {name: p for name, p in PANELS.items() if kind in p.kinds}
+
+
+def keys_of(kind: str) -> dict[str, Key]:
+    """The selection's keys of a session of ``kind``: the shared ones, then those of its kind's panels."""
+    return {**SHARED_KEYS, **{name: key for p in panels_of(kind).values() for name, key in p.selection.items()}}
 
 
 def options_doc() -> str:

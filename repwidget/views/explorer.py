@@ -11,12 +11,14 @@ from ..model.model import Model, TokensLike
 from ..probes import Probes
 from ..sae import SAE
 from .catalog import OPTIONS, options_doc, options_list
+from .image_session import ImageSession
 from .session import Session
 from .widget import RunWidget
 
 
 class Explorer(RunWidget):
-    """Linked views of ``model`` on one prompt. Click selects; shift+click or the ablate button ablates.
+    """Linked views of ``model`` on one prompt (or, for an image classifier, one image: ``ImageSession``). Click
+    selects; shift+click or the ablate button ablates.
 
     ``ex.interventions`` is the current list (settable from Python; the views follow),
     ``ex.run`` / ``ex.clean_run`` the intervened and clean runs, ``ex.code()`` the Python that
@@ -40,7 +42,8 @@ class Explorer(RunWidget):
         unknown = [name for name in options if not self.class_traits().get(name)]
         if unknown:  # a widget's own traits (e.g. layout=) go to the widget
             raise TypeError(f"rw.explore got unknown options {unknown}; the views take {options_list()}")
-        session = Session.of(
+        sessions = Session if getattr(model, "kind", "text") == "text" else ImageSession
+        session = sessions.of(
             model, text, interventions, saes=saes, texts=texts, probes=probes, editable=True, capture=capture,
             messages=messages, **views,
         )  # fmt: skip
@@ -100,7 +103,14 @@ def explore(
     probability at the selected layer, and steering along the probe's direction.
     ``capture=[...]`` keeps more hooks in ``ex.run`` (names or globs), counted in the budget.
     The attribution view ranks heads, layers, neurons and features by their direct share of a target token's
-    logit. The views' own options (each declared by its panel, ``views/panels/<name>.py``):
+    logit.
+
+    An image classifier (``rw.load`` / ``rw.Model`` of a CNN or ViT) is explored on an image instead of a text
+    (a path, a PIL image, a numpy array or a tensor, as ``model.run`` takes): the input image, the top classes
+    clean vs intervened and, for a CNN, every stage's feature maps (click one to enlarge it beside the image,
+    shift+click one ablates that channel: ``rw.Ablate(stage, channel=c)``).
+
+    The views' own options (each declared by its panel, ``views/panels/<name>.py``):
 
     """
     return Explorer(model, text, interventions, **options)

@@ -134,8 +134,10 @@ def save_html(
         "unsaved": unsaved(max_bytes),
     }
     data = {"code": code, "state": state, "replies": snapshot(session, selection, max_bytes)}
-    tokenizer, ids = session.model.tokenizer, session.run.token_ids
+    tokenizer, ids = getattr(session.model, "tokenizer", None), session.run.token_ids
     prompt = tokenizer.decode(ids) if tokenizer is not None else f"{len(ids)} tokens"
+    if session.kind != "text":  # an image explorer's: the image's path, if it was one
+        prompt = f"{session.run.top_classes(1)[0][1]!r} predicted for {session.text or 'an image'}"
     title = title or f"repwidget: {prompt[:60]}{'…' if len(prompt) > 60 else ''}"
     page = PAGE.format(
         version=__version__,

@@ -25,6 +25,8 @@ Selection = dict[str, Any]
 Command = Callable[["Session", dict[str, Any]], "Selection | None"]
 #: where a view sits: across the top, in the main column, or in the side column beside it
 PLACES = ("top", "main", "side")
+#: the kinds of model a view can serve: a language model, a CNN image classifier, a vision transformer
+KINDS = ("text", "cnn", "vit")
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,9 @@ class Panel:
     place: str = "main"
     #: the views are laid out (and their panels found) in this order, smallest first
     order: int = 1000
+    #: the kinds of model (:data:`KINDS`) whose sessions have this view: a session takes the state, selection keys,
+    #: requests and views of its model's kind's panels only (the image explorer's panels say ``("cnn", "vit")``)
+    kinds: tuple[str, ...] = ("text",)
     #: the keywords of ``rw.explore`` this view takes, by name
     options: dict[str, Option] = field(default_factory=dict)
     #: the view's state (``session.state[name]``), made from its options (each given or its default), which it
@@ -97,6 +102,8 @@ class Panel:
     def __post_init__(self) -> None:
         if self.place not in PLACES:
             raise ValueError(f"panel {self.name}: place must be one of {', '.join(PLACES)}, got {self.place!r}")
+        if not self.kinds or any(kind not in KINDS for kind in self.kinds):
+            raise ValueError(f"panel {self.name}: kinds must be some of {', '.join(KINDS)}, got {self.kinds!r}")
 
 
 # -- bounds of request fields -------------------------------------------------------------
@@ -143,4 +150,4 @@ def features(session: Session, args: dict[str, Any]) -> int:
     return session.saes[args["sae"]].d_sae
 
 
-__all__ = ["PLACES", "Bound", "Command", "Key", "Option", "Panel", "Request", "Selection"]
+__all__ = ["KINDS", "PLACES", "Bound", "Command", "Key", "Option", "Panel", "Request", "Selection"]

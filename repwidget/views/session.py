@@ -21,7 +21,7 @@ from ..prompts import unknown_words_note
 from ..run import Run
 from ..sae import SAE, FeatureDashboard, feature_dashboard
 from . import messages, protocol
-from .catalog import KEYS, OPTIONS, REQUESTS, SELECTION_KEYS, VIEWS, options_list
+from .catalog import OPTIONS, REQUESTS, VIEWS, keys_of, options_list, panels_of
 from .code import rebuild
 from .inputs import check_probes, check_saes
 from .messages import Message
@@ -95,6 +95,11 @@ class Session:
 
     def _setup(self, model, views, saes, texts, probes, editable: bool, capture=(), options=None) -> None:
         self.model = model
+        #: the kind of model (``"text"``, or a vision model's ``"cnn"`` / ``"vit"``): which panels serve the session
+        self.kind: str = getattr(model, "kind", "text")
+        self.kind_panels: dict[str, Panel] = panels_of(self.kind)
+        self.keys = keys_of(self.kind)
+        self.requests = {r.what: r for p in self.kind_panels.values() for r in p.requests}
         options = dict(options or {})
         unknown = [name for name in options if name not in OPTIONS]
         if unknown:
@@ -102,7 +107,7 @@ class Session:
         #: each view's state (``state[name]``), made from the options that view takes
         self.state: dict[str, Any] = {
             name: p.state(self, {key: options.get(key, option.default) for key, option in p.options.items()})
-            for name, p in PANELS.items()
+            for name, p in self.kind_panels.items()
         }
         self.saes: list[SAE] = check_saes(model, saes)
         self.probes: list[Probes] = check_probes(model, probes)
@@ -111,9 +116,11 @@ class Session:
         unknown = [v for v in views if v not in PANELS]
         if unknown:
             raise ValueError(f"unknown views {unknown}; the views are {', '.join(VIEWS)}")
-        self.panels: list[Panel] = [PANELS[v] for v in VIEWS if v in views and PANELS[v].shown(self)]
+        self.panels: list[Panel] = [p for v, p in self.kind_panels.items() if v in views and p.shown(self)]
         wanted = {hook for p in self.panels for hook in p.hooks(self)} | set(model.expand(capture) if capture else ())
-        if model.executor.reuses_blocks:  # what run.rerun() captures by default (every residual stream, block l's
+        if (
+            self.kind == "text" and model.executor.reuses_blocks
+        ):  # what run.rerun() captures by default (every residual stream, block l's
             # input being block l - 1's output): the runs' reruns reuse blocks (a remote model brings back no streams)
             wanted |= {"blocks.0.hook_resid_pre", *model.expand("blocks.*.hook_resid_post")}
         self.capture: list[str] = [h for h in model.hook_names() if h in wanted]
@@ -143,7 +150,7 @@ class Session:
         return max((p.summary for p in self.panels if p.summary), default=None)
 
     def _check_prompt(self, ids: list[int]) -> None:
-        for p in PANELS.values():
+        for p in self.kind_panels.values():
             p.check_prompt(self, list(ids))
 
     def _with_captures(self, run: Run) -> Run:
@@ -215,9 +222,7 @@ class Session:
         """The widget state the kernel owns (the browser may change only the selection and the mode)."""
         return {
             "views": self.views,
-            "tokens": self.run.tokens,
-            "token_ids": self.run.token_ids,
-            "token_kinds": token_kinds(self.model.tokenizer, self.run.token_ids),
+            **self.prompt_traits(),
             "shape": self.shape(),
             "editable": self.editable,
             "generation": self.generation,
@@ -228,25 +233,31 @@ class Session:
             "probes": [{"kind": p.kind, "site": p.site, "classes": p.classes, "layers": p.layers} for p in self.probes],
         }
 
+    def prompt_traits(self) -> dict[str, Any]:
+        """The prompt's tokens, their ids and kinds, as the widget's traits."""
+        ids = self.run.token_ids
+        return {"tokens": self.run.tokens, "token_ids": ids, "token_kinds": token_kinds(self.model.tokenizer, ids)}
+
     def default_selection(self) -> Selection:
-        return {name: key.default(self) for name, key in KEYS.items()}
+        return {name: key.default(self) for name, key in self.keys.items()}
 
     def check_selection(self, selection: Any) -> Selection:
-        """``selection`` checked key by key, each by the panel that adds it (:data:`KEYS`); missing keys get their
+        """``selection`` checked key by key, each by the panel that adds it (``keys``); missing keys get their
         defaults."""
         if not isinstance(selection, dict):
             raise ValueError(f"a selection is a dict, got {protocol.short(selection, 80)}")
-        unknown = set(selection) - set(SELECTION_KEYS)
+        unknown = set(selection) - set(self.keys)
         if unknown:
-            raise ValueError(f"unknown selection keys {sorted(map(str, unknown))[:6]}; use {', '.join(SELECTION_KEYS)}")
+            raise ValueError(f"unknown selection keys {sorted(map(str, unknown))[:6]}; use {', '.join(self.keys)}")
         out = {**self.default_selection(), **selection}
-        for name, key in KEYS.items():
+        for name, key in self.keys.items():
             out[name] = key.check(self, out, selection)
         return out
 
     def selection_json(self, selection: Selection) -> Selection:
         """A checked selection as it travels to the front end (e.g. the projector's lasso as a bitset)."""
-        return {k: KEYS[k].to_json(self, v) if k in KEYS and KEYS[k].to_json else v for k, v in selection.items()}
+        keys = self.keys
+        return {k: keys[k].to_json(self, v) if k in keys and keys[k].to_json else v for k, v in selection.items()}
 
     # -- answers -------------------------------------------------------------------------
     def answer(self, what: str, args: dict[str, Any]) -> dict[str, Any]:
@@ -255,7 +266,7 @@ class Session:
 
     def get(self, content: dict[str, Any]) -> tuple[protocol.Request, dict[str, Any]]:
         """The request and arguments of a "get" message, checked."""
-        return protocol.parse_get(content, REQUESTS, self)
+        return protocol.parse_get(content, self.requests, self)
 
     def reply(self, request_id: Any, request: protocol.Request, args: dict[str, Any]) -> Message:
         """The reply message to one checked request."""

@@ -102,7 +102,7 @@ class RunWidget(anywidget.AnyWidget):
 
         ``token`` (a position), ``layer`` (of the neurons, the logit lens and the probes), ``head`` (the attention
         head shown: ``head=(layer, head)``, or ``layer=..., head=...`` together), ``neuron`` (of ``layer``),
-        ``sae`` and ``feature``.
+        ``sae`` and ``feature``. An image explorer's: ``layer`` (the stage) and, for a CNN, ``channel``.
         """
         head = changes.get("head")
         if isinstance(head, (tuple, list)):

@@ -1,19 +1,17 @@
 // Attention: a layer x head grid of thumbnails with head scores (sized to the panel), and the selected head's
-// pattern as a canvas heatmap (pooled overview with zoom for long prompts). A click on a head selects it (its
-// pattern shows); shift+click, or the ablate button beside its scores, toggles its ablation. Arrow keys move
-// the selected head in the grid, and the query (the selected token) and a key cursor in the pattern. The top heads by
-// the chosen score are outlined (dashed) and listed beside the picker; an entry selects its head.
+// pattern as a canvas heatmap (pooled overview with zoom for long prompts; the pane is _attention_pattern.ts). A click
+// on a head selects it (its pattern shows); shift+click, or the ablate button beside its scores, toggles its
+// ablation. Arrow keys move the selected head in the grid, and the query (the selected token) and a key cursor in the
+// pattern. The top heads by the chosen score are outlined (dashed) and listed beside the picker; an entry selects it.
 import { at, type Tensor, topCells } from "../codec";
 import { maxOf, paintMatrix } from "../colour";
-import { arrowStep, colourBar, h, labelled, onResize, panel, showToken, track, wantsIntervention } from "../dom";
+import { topContexts } from "../contexts";
+import { arrowStep, h, labelled, onResize, panel, track, wantsIntervention } from "../dom";
 import { thumbSize } from "../layout";
-import { attentionRow, cellAt, defaultScore, pixelOf, type PatternView } from "../pattern";
+import { defaultScore } from "../pattern";
 import type { Store } from "../store";
+import { mountPatternPane } from "./_attention_pattern";
 
-/** Token labels along the pattern's axes up to this many rows. */
-const MAX_LABELS = 48;
-/** The pattern's side at most, in pixels (smaller when the panel is narrower). */
-const PATTERN = 320;
 /** The highest-scoring heads for the chosen score: outlined in the grid and listed beside the picker. */
 export const TOP_HEADS = 5;
 
@@ -25,7 +23,7 @@ export const SCORE_LABELS: Record<string, string> = {
 };
 
 export function mountAttention(el: HTMLElement, store: Store): void {
-  const { n_layers, n_heads, n_tokens, max_side = 512 } = store.shape;
+  const { n_layers, n_heads } = store.shape;
   const parts = panel("Attention", "rw-attention-view", store);
   const { root, body } = parts;
   el.appendChild(root);
@@ -58,20 +56,8 @@ export function mountAttention(el: HTMLElement, store: Store): void {
   const headInfo = h("span", { class: "rw-caption", data: { rwHeadInfo: "" } });
   const ablate = h("button", { class: "rw-small rw-ablate-button", data: { rwAblate: "head" } });
   const selectedRow = h("div", { class: "rw-selected-head" }, [headInfo, ablate]);
-  const title = h("div", { class: "rw-caption", data: { rwPatternTitle: "" } });
-  const canvas = h("canvas", { class: "rw-pattern", data: { rwPattern: "" }, attrs: { tabindex: 0, role: "img" } });
-  const cursor = h("div", { class: "rw-pattern-cursor" });
-  const queryRow = h("div", { class: "rw-pattern-row" });
-  cursor.hidden = queryRow.hidden = true;
-  const box = h("div", { class: "rw-pattern-box" }, [canvas, queryRow, cursor]);
-  const keyLabels = h("div", { class: "rw-key-labels", attrs: { "aria-hidden": "true" } });
-  const queryLabels = h("div", { class: "rw-query-labels", attrs: { "aria-hidden": "true" } });
-  const plot = h("div", { class: "rw-plot" }, [h("span", { class: "rw-axis", text: "query \u2193 key \u2192" }), keyLabels, queryLabels, box]);
-  const info = h("div", { class: "rw-info", text: "hover the pattern (or focus it and use the arrow keys): query \u2192 key", attrs: { "aria-live": "polite" } });
-  const key = h("span");
-  const reset = h("button", { class: "rw-small", text: "whole pattern" });
-  reset.hidden = true;
-  const detail = h("div", { class: "rw-detail" }, [title, plot, h("div", { class: "rw-row" }, [key, reset]), info]);
+  const pattern = mountPatternPane(store, parts);
+  const { detail } = pattern;
   const hint = h("div", {
     class: "rw-hint",
     text: store.editable ? "click a head to see its pattern; shift+click (or the ablate button) ablates it" : "click a head to see its pattern",
@@ -79,13 +65,10 @@ export function mountAttention(el: HTMLElement, store: Store): void {
   const sampled = h("div", { class: "rw-caption", data: { rwSampled: "" } });
   sampled.hidden = true;
   const top = h("div", { class: "rw-row rw-top-heads", data: { rwTopHeads: "" }, attrs: { role: "group", "aria-label": "the top heads by the chosen score" } });
-  body.append(h("div", { class: "rw-row" }, [labelled("score", picker), top]), hint, sampled, selectedRow, h("div", { class: "rw-split" }, [grid, detail]));
+  const examples = h("div", { class: "rw-head-examples", attrs: { "aria-label": "the head's top contexts" } });
+  body.append(h("div", { class: "rw-row" }, [labelled("score", picker), top]), hint, sampled, selectedRow, h("div", { class: "rw-split" }, [grid, detail]), examples);
 
   let overview: { thumbs: Tensor; scores: Tensor; names: string[] } | null = null;
-  let view: PatternView | null = null;
-  let scale = 1;
-  let window: [number, number, number, number] | null = null;
-  let keyCursor: number | null = null;
 
   const describe = (layer: number, head: number, ablated: boolean) => {
     const which = overview ? overview.names.indexOf(picker.value) : -1;
@@ -158,90 +141,6 @@ export function mountAttention(el: HTMLElement, store: Store): void {
     paintGrid();
   };
 
-  /** The selected query's row and the key cursor drawn over the pattern. */
-  const paintMarks = () => {
-    if (!view) return;
-    const [rows, cols] = view.values.shape;
-    const query = store.selection.token;
-    const mark = pixelOf(view, query, view.window[2]);
-    queryRow.hidden = mark === null;
-    if (mark) {
-      queryRow.style.top = `${(100 * mark.row) / rows}%`;
-      queryRow.style.height = `${100 / rows}%`;
-    }
-    const spot = keyCursor === null ? null : pixelOf(view, query, keyCursor);
-    cursor.hidden = spot === null;
-    if (spot) {
-      cursor.style.top = `${(100 * spot.row) / rows}%`;
-      cursor.style.left = `${(100 * spot.col) / cols}%`;
-      cursor.style.width = `${100 / cols}%`;
-      cursor.style.height = `${100 / rows}%`;
-    }
-    queryLabels.querySelectorAll<HTMLElement>("[data-rw-token]").forEach((l) => l.classList.toggle("rw-selected", Number(l.dataset.rwToken) === query));
-  };
-
-  const paintPattern = () => {
-    if (!view) return;
-    const [rows, cols] = view.values.shape;
-    paintMatrix(canvas, view.values.data, rows, cols, scale, store.palette);
-    key.replaceChildren(colourBar(store.palette, "sequential", "0", scale.toFixed(2), "attention"));
-    paintMarks();
-  };
-
-  const fetchPattern = async () => {
-    const { head_layer: layer, head } = store.selection;
-    const args: Record<string, unknown> = { layer, head };
-    if (window) args.window = window;
-    const reply = await track(parts, store.request("pattern", args)).catch(() => null);
-    if (!reply) return;
-    const values = reply.data.pattern as Tensor;
-    view = { values, window: reply.data.window };
-    scale = maxOf(values.data);
-    const [rows, cols] = values.shape;
-    const [q0, q1, k0, k1] = view.window;
-    labels(q0, k0, rows, cols, !reply.data.pooled);
-    paintPattern();
-    const part = window ? `queries ${q0}-${q1 - 1}, keys ${k0}-${k1 - 1}` : `${n_tokens} x ${n_tokens}`;
-    title.textContent = `pattern of head ${layer}.${head}: ${part}${reply.data.pooled ? " (pooled; click to zoom)" : ""}`;
-    canvas.dataset.rwPattern = `${layer}.${head}`;
-    canvas.setAttribute("aria-label", `attention pattern of head ${layer}.${head}, ${part}: up and down move the query (the selected token), left and right the key`);
-    reset.hidden = window === null;
-  };
-
-  /** Query labels down the left, key labels along the top, where there is room for one per row. */
-  const labels = (q0: number, k0: number, rows: number, cols: number, exact: boolean) => {
-    const tokens = store.tokens;
-    const show = exact && rows <= MAX_LABELS && cols <= MAX_LABELS;
-    const make = (start: number, count: number, axis: string) =>
-      show
-        ? Array.from({ length: count }, (_, i) =>
-            h("span", { class: "rw-label", text: showToken(tokens[start + i] ?? ""), title: `${axis} ${start + i}`, data: { rwToken: start + i } }),
-          )
-        : [];
-    queryLabels.replaceChildren(...make(q0, rows, "query"));
-    keyLabels.replaceChildren(...make(k0, cols, "key"));
-  };
-  const clickLabel = (event: Event) => {
-    const label = (event.target as HTMLElement).closest("[data-rw-token]") as HTMLElement | null;
-    if (label) store.select({ token: Number(label.dataset.rwToken) });
-  };
-  queryLabels.addEventListener("click", clickLabel);
-  keyLabels.addEventListener("click", clickLabel);
-
-  const pixel = (event: MouseEvent) => {
-    const rect = canvas.getBoundingClientRect();
-    if (!view || rect.width === 0) return null;
-    const [rows, cols] = view.values.shape;
-    const row = Math.floor(((event.clientY - rect.top) / rect.height) * rows);
-    const col = Math.floor(((event.clientX - rect.left) / rect.width) * cols);
-    if (row < 0 || col < 0 || row >= rows || col >= cols) return null;
-    return { row, col, ...cellAt(view, row, col) };
-  };
-  const readout = (query: number, keyPos: number, value: number) => {
-    const tokens = store.tokens;
-    info.textContent = `query ${query} "${showToken(tokens[query] ?? "")}" \u2192 key ${keyPos} "${showToken(tokens[keyPos] ?? "")}": ${value.toFixed(3)}`;
-  };
-
   const selectHead = (layer: number, head: number) => store.select({ head_layer: layer, head });
   grid.addEventListener("click", (event) => {
     const cell = (event.target as HTMLElement).closest("[data-rw-head]") as HTMLElement | null;
@@ -284,54 +183,6 @@ export function mountAttention(el: HTMLElement, store: Store): void {
     picked = true;
     paintGrid();
   });
-  canvas.addEventListener("mousemove", (event) => {
-    const p = pixel(event);
-    if (!p || !view) return;
-    readout(p.query, p.key, at(view.values, p.row, p.col));
-    const values = attentionRow(view, p.query, n_tokens);
-    if (values) store.emit("attend-row", { values, query: p.query });
-  });
-  canvas.addEventListener("mouseleave", () => store.emit("attend-row", null));
-  canvas.addEventListener("click", (event) => {
-    const p = pixel(event);
-    if (!p) return;
-    if (n_tokens <= max_side) {
-      store.select({ token: p.query }); // the query's predictions, lens and neurons
-      return;
-    }
-    const side = Math.min(256, max_side);
-    const start = (i: number) => Math.max(0, Math.min(n_tokens - side, i - side / 2));
-    const q0 = start(p.query);
-    const k0 = start(p.key);
-    window = [q0, q0 + side, k0, k0 + side];
-    void fetchPattern();
-  });
-  canvas.addEventListener("keydown", (event) => {
-    const step = arrowStep(event);
-    if (!step || !view) return;
-    event.preventDefault();
-    const query = step.home ? 0 : step.end ? n_tokens - 1 : Math.max(0, Math.min(n_tokens - 1, store.selection.token + step.dy));
-    keyCursor = Math.max(0, Math.min(n_tokens - 1, (keyCursor ?? query) + step.dx));
-    if (query !== store.selection.token) store.select({ token: query });
-    const spot = pixelOf(view, query, keyCursor);
-    if (spot) readout(query, keyCursor, at(view.values, spot.row, spot.col));
-    const values = attentionRow(view, query, n_tokens);
-    store.emit("attend-row", values ? { values, query } : null);
-    paintMarks();
-  });
-  canvas.addEventListener("blur", () => {
-    keyCursor = null;
-    paintMarks();
-    store.emit("attend-row", null);
-  });
-  reset.addEventListener("click", () => {
-    window = null;
-    void fetchPattern();
-  });
-  store.on("hover-query", (query: number | null) => {
-    const values = query === null || !view ? null : attentionRow(view, query, n_tokens);
-    store.emit("attend-row", values ? { values, query } : null);
-  });
 
   /** Thumbnails and the pattern sized to the panel: a 12 x 12 or 30 x 9 model's grid fits its width. */
   const fit = () => {
@@ -340,8 +191,7 @@ export function mountAttention(el: HTMLElement, store: Store): void {
     const { side, scores } = thumbSize(width, n_heads, n_layers);
     grid.style.setProperty("--rw-thumb", `${side}px`);
     grid.dataset.rwScores = scores ? "on" : "off";
-    const labelRoom = n_tokens <= MAX_LABELS ? 70 : 10;
-    plot.style.setProperty("--rw-pattern", `${Math.max(160, Math.min(PATTERN, width - labelRoom))}px`);
+    pattern.fit(width);
   };
   /** Beside a tall grid (30 layers), the pattern moves down to the selected head's row: the head clicked and its
    * pattern share a screen. Wrapped below the grid (narrow), it stays where it is. */
@@ -368,29 +218,41 @@ export function mountAttention(el: HTMLElement, store: Store): void {
   }));
   fit();
 
+  // the selected head's top contexts over the corpus, by its output norm (examples= or texts=)
+  const fetchExamples = () => {
+    const { head_layer: layer, head } = store.selection;
+    if (!store.shape.head_examples) return;
+    track(parts, store.request("head_examples", { layer, head })).then((reply) => {
+      if (!reply) return;
+      const d = reply.data;
+      if (d.layer !== store.selection.head_layer || d.head !== store.selection.head) return; // no longer selected
+      examples.replaceChildren(...topContexts(d, store.palette, `head ${d.layer}.${d.head}: not among the top examples given`));
+    }, () => undefined);
+  };
   let head = `${store.selection.head_layer}.${store.selection.head}`;
   store.on("selection", () => {
     const now = `${store.selection.head_layer}.${store.selection.head}`;
     if (now !== head) {
       head = now;
-      window = null;
-      void fetchPattern();
+      fetchExamples(); // before the pattern: a saved page's note names the last request it lacks, the pattern
+      void pattern.showHead();
       alignDetail();
     }
     paintGrid();
-    paintMarks();
+    pattern.paintMarks();
   });
   store.on("intervention_list", paintGrid);
   store.on("generation", () => {
     void fetchOverview();
-    void fetchPattern();
+    void pattern.fetch();
   });
   store.on("theme", () => {
     paintThumbs();
-    paintPattern();
+    pattern.paint();
   });
   void fetchOverview();
-  void fetchPattern();
+  void pattern.fetch();
+  fetchExamples();
 }
 
 /** How the widget mounts this view (widget.ts finds it by its file name, the kernel panel's name). */

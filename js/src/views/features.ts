@@ -90,10 +90,11 @@ export function mountFeatures(el: HTMLElement, store: Store): void {
     if (!reply) return;
     const d = reply.data;
     const rows = contextLines(d.tokens as string[][], d.values.data as Float32Array, d.peaks, store.palette);
-    const shown: Node[] = [
-      h("div", { class: "rw-caption", text: `feature ${d.index}: active on ${(100 * d.density).toFixed(2)}% of tokens; top contexts:` }),
-      ...rows,
-    ];
+    // density is null where the contexts come from the top examples given (examples=), which do not count activity
+    const about = d.density == null
+      ? rows.length ? `feature ${d.index}: top contexts (from the examples given):` : `feature ${d.index}: not among the top examples given`
+      : `feature ${d.index}: active on ${(100 * d.density).toFixed(2)}% of tokens; top contexts:`;
+    const shown: Node[] = [h("div", { class: "rw-caption", text: about }), ...rows];
     if (d.boosted.length) shown.push(h("div", { class: "rw-caption", text: `boosts: ${d.boosted.map(showToken).join(" ")}` }));
     if (d.suppressed.length) shown.push(h("div", { class: "rw-caption", text: `suppresses: ${d.suppressed.map(showToken).join(" ")}` }));
     dashboard.replaceChildren(...shown);

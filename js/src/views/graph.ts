@@ -1,12 +1,14 @@
 // Graph: the prompt's attribution graph (pruned), nodes by layer (up) and position (across): token embeddings at the
 // bottom, features (circles) and error nodes (squares) by layer, the logit nodes on top; the strongest edges, blue
-// adding and red removing, as wide as their weight. A click selects a node (its layer, position, activation and
-// output tokens in the caption); shift+click on a feature subtracts its write in the real model (an intervention),
-// and the caption shows the graph's predicted effect on the top logit beside the measured one.
+// adding and red removing, as wide as their weight. A click selects a node (its layer, position, activation, output
+// tokens and top contexts; the shared token and layer follow); a click on a logit node picks the logit the effects
+// are read on; shift+click on a feature subtracts its write in the real model (an intervention), and the caption
+// shows the graph's predicted effect beside the measured one; ctrl/cmd+click groups features (_graph_nodes.ts).
 import type { Tensor } from "../codec";
 import { css, diverging } from "../colour";
 import { h, panel, showToken, signed, track, wantsIntervention } from "../dom";
 import type { Reply, Store } from "../store";
+import { groupOf, linkedSelection, mountNodePanel, toggled } from "./_graph_nodes";
 
 const KINDS = ["feature", "error", "token", "logit"] as const;
 const SVG = "http://www.w3.org/2000/svg";
@@ -67,11 +69,14 @@ function svg<K extends keyof SVGElementTagNameMap>(tag: K, attrs: Record<string,
 export function mountGraph(el: HTMLElement, store: Store): void {
   const parts = panel("Attribution graph", "rw-graph-view", store);
   el.appendChild(parts.root);
-  const caption = h("div", { class: "rw-caption", data: { rwGraphCaption: "" }, text: "click a node to see it; shift+click a feature to remove it from the real model" });
+  const caption = h("div", { class: "rw-caption", data: { rwGraphCaption: "" }, text: "click a node to see it, a logit to pick it; shift+click a feature to remove it from the real model" });
   const picture = svg("svg", { class: "rw-graph", role: "group", "aria-label": "attribution graph" });
   parts.body.append(h("div", { class: "rw-graph-scroll" }, []), caption);
   parts.body.firstElementChild!.appendChild(picture);
+  const side = mountNodePanel(parts.body, store, parts);
   let reply: Reply | null = null;
+  let placedAt = new Map<number, GraphNode>();
+  let logitOrder: number[] = []; // the logit nodes' indices, in the order of logit_tokens
 
   const paint = (r: Reply) => {
     reply = r;
@@ -86,6 +91,8 @@ export function mountGraph(el: HTMLElement, store: Store): void {
     picture.setAttribute("width", String(width));
     picture.setAttribute("height", String(height));
     const at = new Map(nodes.map((n) => [n.index, n]));
+    placedAt = at;
+    logitOrder = nodes.filter((n) => n.kind === "logit").map((n) => n.index);
     const source = d.edge_source as Tensor;
     const target = d.edge_target as Tensor;
     const weight = d.edge_weight as Tensor;
@@ -101,6 +108,8 @@ export function mountGraph(el: HTMLElement, store: Store): void {
     }
     const group = svg("g", { class: "rw-graph-nodes" });
     const selected = store.selection.graph_node as number | null | undefined;
+    const grouped = new Set(groupOf(store));
+    const picked = (store.selection.graph_logit as number | undefined) ?? 0;
     let logit = 0; // every logit node is kept, in the order of logit_tokens
     for (const node of nodes) {
       const word = node.kind === "logit" ? showToken(logits[logit++] ?? "") : showToken(tokens[node.position] ?? "");
@@ -116,6 +125,11 @@ export function mountGraph(el: HTMLElement, store: Store): void {
         g.appendChild(label);
       }
       g.classList.toggle("rw-selected", node.index === selected);
+      g.classList.toggle("rw-graph-grouped", grouped.has(node.index));
+      if (node.kind === "logit") {
+        g.setAttribute("data-rw-graph-logit", String(logit - 1));
+        g.classList.toggle("rw-graph-picked", logit - 1 === picked);
+      }
       group.appendChild(g);
     }
     picture.replaceChildren(edges, group);
@@ -125,9 +139,10 @@ export function mountGraph(el: HTMLElement, store: Store): void {
     const d = r.data;
     let text = d.kind === "feature" ? `feature ${d.feature} of layer ${d.layer} at position ${d.position}: activation ${Number(d.activation).toFixed(2)}` : `${d.kind} node, layer ${d.layer}, position ${d.position}`;
     text += `; influence ${Number(d.influence).toFixed(3)}`;
-    if (d.top_tokens) text += `; raises ${(d.top_tokens as string[]).map((t) => `"${showToken(t)}"`).join(", ")}`;
+    const effects = d.top_effects ? ((d.top_effects as Tensor).data as Float32Array) : null;
+    if (d.top_tokens) text += `; raises ${(d.top_tokens as string[]).map((t, i) => `"${showToken(t)}"${effects ? ` ${signed(effects[i], 3)}` : ""}`).join(", ")}`;
     if (d.predicted !== undefined) {
-      text += `. On logit("${showToken(d.target_token as string)}"): predicted by the graph ${signed(d.predicted as number, 3)}`;
+      text += `. On logit("${showToken(d.target_token as string)}"): predicted by the graph ${signed(d.predicted as number, 3)} direct, ${signed(d.predicted_total as number, 3)} through every path`;
       text += d.ablated ? `, measured ${signed(d.measured as number, 3)}${d.alone ? "" : " (with the other interventions)"}` : " (shift+click to measure)";
     }
     caption.textContent = text;
@@ -138,20 +153,39 @@ export function mountGraph(el: HTMLElement, store: Store): void {
     const failed = (error: unknown) => {
       caption.textContent = `the graph could not be shown: ${error instanceof Error ? error.message : String(error)}`;
     };
-    track(parts, store.request("graph")).then((r) => r && paint(r), failed);
     const node = store.selection.graph_node as number | null | undefined;
-    if (node != null) store.request("graph_node", { node }).then((r) => r && describe(r), () => undefined);
+    const selectedFeature = () => (node != null && placedAt.get(node)?.kind === "feature" ? node : null);
+    track(parts, store.request("graph")).then((r) => r && (paint(r), side.update(selectedFeature())), failed);
+    const logit = (store.selection.graph_logit as number | undefined) ?? 0;
+    if (node != null) store.request("graph_node", { node, logit }).then((r) => r && describe(r), () => undefined);
+  };
+  const nodeOf = (event: Event) => {
+    const g = (event.target as Element).closest("[data-rw-graph-node]");
+    return g ? placedAt.get(Number(g.getAttribute("data-rw-graph-node")!.split(".")[3])) : undefined;
   };
   picture.addEventListener("click", (event) => {
-    const g = (event.target as Element).closest("[data-rw-graph-node]");
-    if (!g) return;
-    const [kind, , , index] = g.getAttribute("data-rw-graph-node")!.split(".");
-    const node = Number(index);
-    if (kind === "feature" && store.editable && wantsIntervention(event)) store.command({ type: "graph_ablate", node }, parts.root);
-    else store.select({ graph_node: node });
+    const node = nodeOf(event);
+    if (!node || !reply) return;
+    const tokens = (reply.data.tokens as string[]).length;
+    if (node.kind === "logit") store.select({ graph_logit: logitOrder.indexOf(node.index) });
+    else if (node.kind === "feature" && (event.ctrlKey || event.metaKey)) store.select({ graph_group: toggled(groupOf(store), node.index) });
+    else if (node.kind === "feature" && store.editable && wantsIntervention(event)) store.command({ type: "graph_ablate", node: node.index }, parts.root);
+    else store.select(linkedSelection(node, reply.data.offset as number, tokens - (reply.data.offset as number)));
   });
-  store.watch(["graph_node"], () => reply && fetch());
-  store.on("generation", () => fetch());
+  // hover: a feature's contexts after a short pause, the selected node's again on leaving
+  let pause: ReturnType<typeof setTimeout> | undefined;
+  picture.addEventListener("mouseover", (event) => {
+    const node = nodeOf(event);
+    clearTimeout(pause);
+    if (node?.kind === "feature") pause = setTimeout(() => side.showContexts(node.index, true), 200);
+  });
+  picture.addEventListener("mouseleave", () => {
+    clearTimeout(pause);
+    const node = store.selection.graph_node as number | null | undefined;
+    side.showContexts(node != null && placedAt.get(node)?.kind === "feature" ? node : null, false);
+  });
+  store.watch(["graph_node", "graph_logit", "graph_group", "graph_groups"], () => reply && (paint(reply), fetch()));
+  store.on("generation", () => (side.reset(), fetch()));
   fetch();
 }
 
@@ -166,4 +200,8 @@ export const styles = `
 .rw-graph-error rect { fill: #aaa; }
 .rw-graph-node text { font: 11px var(--rw-mono); fill: var(--rw-fg); }
 .rw-graph-node.rw-selected circle, .rw-graph-node.rw-selected rect { stroke: var(--rw-select); stroke-width: 3; }
+.rw-graph-node.rw-graph-grouped circle { fill: #e07b39; }
+.rw-graph-logit.rw-graph-picked circle { stroke: var(--rw-select); stroke-width: 3; }
+.rw-graph-group { display: flex; gap: 6px; align-items: center; flex-wrap: wrap; margin: 4px 0; font-size: 12px; }
+.rw-graph-chip { font-size: 11px; }
 `;

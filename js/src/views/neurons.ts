@@ -2,7 +2,7 @@
 // colours the tokens, its top contexts over the explorer's corpus show below); shift+click or the ablate button
 // toggles its ablation. Ablated neurons stay listed.
 import type { Tensor } from "../codec";
-import { contextLines } from "../contexts";
+import { topContexts } from "../contexts";
 import { h, panel, track, wantsIntervention } from "../dom";
 import type { Reply, Store } from "../store";
 
@@ -86,10 +86,7 @@ export function mountNeurons(el: HTMLElement, store: Store): void {
     const d = reply.data;
     const { layer, neuron } = store.selection;
     if (d.layer !== layer || d.index !== neuron) return; // an answer for a neuron no longer selected
-    const lines = contextLines(d.tokens as string[][], d.values.data as Float32Array, d.peaks, store.palette, "rw-example");
-    lines.forEach((line, c) => line.setAttribute("title", `text ${d.texts[c]}`));
-    const caption = lines.length ? `neuron ${d.layer}.${d.index}: top contexts` : `neuron ${d.layer}.${d.index}: not among the top examples given`;
-    examples.replaceChildren(h("div", { class: "rw-caption", text: caption }), ...lines);
+    examples.replaceChildren(...topContexts(d, store.palette, `neuron ${d.layer}.${d.index}: not among the top examples given`));
   };
 
   let shownExamples = "";

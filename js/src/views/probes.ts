@@ -3,6 +3,7 @@
 // on the probe's best layer (the kernel's default selection) and steers toward the class the probe does not read at
 // the prompt's last token until the user picks one.
 import { css, ink, sequential } from "../colour";
+import { topContexts } from "../contexts";
 import { colourBar, h, labelled, panel, showToken, slider, track } from "../dom";
 import { lassoCaption, overLasso } from "../lasso";
 import type { Reply, Store } from "../store";
@@ -55,7 +56,8 @@ export function mountProbes(el: HTMLElement, store: Store): void {
       text: "steering adds the direction at the selected layer; large strengths push the activations off-distribution (the text may stop making sense)",
     });
     if (!store.editable) steerRow.hidden = steerNote.hidden = true;
-    section.append(caption, layers, steerRow, steerNote, h("div", { class: "rw-row" }, [legend, colourKey]), strip, near);
+    const examples = h("div", { class: "rw-probe-examples", attrs: { "aria-label": "the probe direction's top contexts" } });
+    section.append(caption, layers, steerRow, steerNote, h("div", { class: "rw-row" }, [legend, colourKey]), strip, near, examples);
     body.appendChild(section);
 
     let shown: Reply | null = null;
@@ -115,6 +117,17 @@ export function mountProbes(el: HTMLElement, store: Store): void {
         paint();
       }
     };
+    // the direction's top contexts over the corpus at the selected layer (examples= or texts=)
+    const fetchExamples = () => {
+      if (!store.shape.probe_examples) return;
+      track(parts, store.request("probe_examples", { probe: index, layer: store.selection.layer }, `probe-examples-${index}`)).then((reply) => {
+        if (!reply) return;
+        const d = reply.data;
+        if (d.layer !== store.selection.layer) return;
+        const missing = info.layers.includes(d.layer) ? `the direction at layer ${d.layer}: not among the top examples given` : "";
+        examples.replaceChildren(...(missing || d.tokens.length ? topContexts(d, store.palette, missing) : []));
+      }, () => undefined);
+    };
     layers.addEventListener("click", (event) => {
       const b = (event.target as HTMLElement).closest("[data-rw-layer]") as HTMLElement | null;
       if (b) store.select({ layer: Number(b.dataset.rwLayer) });
@@ -140,11 +153,13 @@ export function mountProbes(el: HTMLElement, store: Store): void {
       if (store.selection.layer !== layer) {
         layer = store.selection.layer;
         void fetch();
+        fetchExamples();
       } else paint();
     });
     store.on("generation", () => void fetch());
     store.on("theme", paint);
     void fetch();
+    fetchExamples();
     // each class's probability averaged over the projector's lasso, at the selected layer
     const ask = (tokens: number[]) => store.request("probe_over", { probe: index, layer: store.selection.layer, tokens }, `probe-over-${index}`);
     overLasso(parts, store, ask, (reply) => {

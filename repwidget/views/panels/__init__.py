@@ -13,7 +13,9 @@ from ..panel import Panel
 
 def discover(package: str = __name__, path: Iterable[str] = __path__) -> dict[str, Panel]:
     """The panels of the modules in ``package`` (at ``path``), by name, ordered by their ``order``; a module's
-    ``PANEL`` must be named after the module, and no two panels may share a name or an option."""
+    ``PANEL`` must be named after the module, and no two panels may share a name or an option, nor two panels of
+    the same kind of model (``Panel.kinds``) a selection key (a ViT's panel may declare ``head`` as the text
+    attention panel does)."""
     found: list[Panel] = []
     for info in pkgutil.iter_modules(list(path)):
         if info.name.startswith("_"):
@@ -25,12 +27,14 @@ def discover(package: str = __name__, path: Iterable[str] = __path__) -> dict[st
             raise ValueError(f"{package}.{info.name}: its panel is named {panel.name!r}, not after its module")
         found.append(panel)
     for what in ("options", "selection"):
-        owner: dict[str, str] = {}
+        owner: dict[tuple[str, str], str] = {}
         for panel in found:
             for name in getattr(panel, what):
-                if name in owner:
-                    raise ValueError(f"panels {owner[name]} and {panel.name} both declare the {what} {name!r}")
-                owner[name] = panel.name
+                for kind in panel.kinds if what == "selection" else ("any",):
+                    if (kind, name) in owner:
+                        first = owner[kind, name]
+                        raise ValueError(f"panels {first} and {panel.name} both declare the {what} {name!r}")
+                    owner[kind, name] = panel.name
     return {panel.name: panel for panel in sorted(found, key=lambda p: (p.order, p.name))}
 
 

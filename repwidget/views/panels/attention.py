@@ -1,4 +1,5 @@
-"""Attention: every head as a thumbnail with its scores, and one head's pattern (whole, pooled, or a window)."""
+"""Attention: every head as a thumbnail with its scores, one head's pattern (whole, pooled, or a window), and its
+top contexts over a corpus by its output norm (``examples=`` or ``texts=``)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ import torch
 import torch.nn.functional as F
 
 from ...model.attention import SCORES, Pooled, summary_stride
+from ...units import Head
 from .. import panel
 from ..panel import Key, Panel, Request
 from ..protocol import index
+from . import _examples
 
 #: thumbnails in the attention grid are at most this many pixels a side
 THUMB = 24
@@ -69,6 +72,19 @@ def head_pattern(run, layer: int, head: int, window: tuple[int, int, int, int] |
     return {"pattern": shown.float(), "window": [q0, q1, k0, k1], "pooled": pooled_view}
 
 
+def head_examples(session, args: dict[str, Any]) -> dict[str, Any]:
+    """A head's top contexts by its output norm (:func:`_examples.contexts`: from the examples given when they hold
+    it, else every head of the layer harvested from the session's texts in one pass; empty with neither)."""
+    layer, head = args["layer"], args["head"]
+    found = _examples.of_unit(
+        session,
+        _examples.is_head(layer, head),
+        ("heads", layer),
+        lambda: [Head(layer, h) for h in range(session.model.n_heads)],
+    )
+    return {**_examples.contexts(found), "layer": layer, "head": head}
+
+
 def _window(content: dict[str, Any], args: dict[str, Any]) -> dict[str, Any]:
     window = content.get("window")
     if window is None:
@@ -81,6 +97,8 @@ def _window(content: dict[str, Any], args: dict[str, Any]) -> dict[str, Any]:
 def _selected(session, selection) -> Iterator[dict[str, Any]]:
     yield {"what": "overview"}
     yield {"what": "pattern", "layer": selection["head_layer"], "head": selection["head"]}
+    if _examples.available(session):
+        yield {"what": "head_examples", "layer": selection["head_layer"], "head": selection["head"]}
 
 
 def _around(session, selection) -> Iterator[dict[str, Any]]:
@@ -109,9 +127,10 @@ PANEL = Panel(
     requests=(
         Request("overview", (), overview),
         Request("pattern", (("layer", panel.layers), ("head", panel.heads)), pattern, frozenset({"pattern"}), _window),
+        Request("head_examples", (("layer", panel.layers), ("head", panel.heads)), head_examples),
     ),
     summary=THUMB,
-    shape=lambda session: {"max_side": MAX_SIDE},
+    shape=lambda session: {"max_side": MAX_SIDE, "head_examples": _examples.available(session)},
     selected=_selected,
     around=_around,
 )

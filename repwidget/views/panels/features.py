@@ -1,5 +1,6 @@
 """SAE features: the features most active at the selected token, one feature at every position, and a
-feature's dashboard over the explorer's texts."""
+feature's top contexts: from the top examples given (``examples=``) when they hold it, else its dashboard over the
+explorer's texts."""
 
 from __future__ import annotations
 
@@ -8,14 +9,16 @@ from typing import Any
 
 import torch
 
+from ...sae.dashboard import output_tokens
 from .. import panel
 from ..panel import Key, Panel, Request
 from ..protocol import index
+from . import _examples
 from ._projector_lasso import lassoed, lassoed_field
 
 TOP = 12
 #: how many top contexts of a dashboard the view shows
-CONTEXTS = 5
+CONTEXTS = _examples.CONTEXTS
 
 
 def top_features(session, args: dict[str, Any]) -> dict[str, Any]:
@@ -48,8 +51,17 @@ def feature(session, args: dict[str, Any]) -> dict[str, Any]:
 
 
 def dashboard(session, args: dict[str, Any]) -> dict[str, Any]:
-    """A feature dashboard's top contexts (tokens, activations, peak) and its output tokens."""
-    dash = session.dashboard(args["sae"], args["index"])
+    """A feature's top contexts (tokens, activations, peak) and its output tokens: from the top examples given
+    (``examples=``) when they hold the feature (``density`` then None: they do not count activity), else the
+    feature's dashboard over the session's texts."""
+    sae, index = session.saes[args["sae"]], args["index"]
+    found = _examples.find(_examples.given(session), _examples.is_feature(sae, index))
+    if found is not None or session.texts is None:
+        boosted, suppressed = output_tokens(session.model, sae, index)
+        shown = _examples.contexts(found)
+        return {**shown, "boosted": [t for t, _ in boosted], "suppressed": [t for t, _ in suppressed],
+                "density": None, "index": index}  # fmt: skip
+    dash = session.dashboard(args["sae"], index)
     contexts = dash.contexts[:CONTEXTS]
     return {
         "tokens": [c.tokens for c in contexts],
@@ -69,7 +81,7 @@ def _selected(session, selection) -> Iterator[dict[str, Any]]:
         yield {"what": "features_over", "sae": sae, "tokens": selection["tokens"]}
     if selection.get("feature") is not None:
         yield {"what": "feature", "sae": sae, "index": selection["feature"]}
-        if session.texts is not None:
+        if _examples.available(session):
             yield {"what": "dashboard", "sae": sae, "index": selection["feature"]}
 
 
@@ -104,7 +116,7 @@ PANEL = Panel(
     ),
     shown=lambda session: bool(session.saes),
     hooks=lambda session: [sae.hook for sae in session.saes],
-    shape=lambda session: {"dashboards": session.texts is not None},
+    shape=lambda session: {"dashboards": _examples.available(session)},
     selected=_selected,
     around=_around,
 )

@@ -1,8 +1,10 @@
 """Graph: the attribution graph of the clean run's next token (``rw.attribution_graph``), pruned, drawn by layer (up)
-and position (across). A click on a feature node selects it (``graph_node``: its layer, position, activation and
-output tokens); shift+click subtracts that feature's write from the *real* model after its block (a ``rw.Steer``,
-an entry of the explorer's interventions, so every view reruns) and the caption shows, for the top logit, the
-effect the graph predicts beside the one measured in the run shown.
+and position (across). A click on a feature node selects it (``graph_node``: its layer, position, activation,
+output tokens and top activating contexts; its position and layer become the shared ``token`` and ``layer``);
+shift+click subtracts that feature's write from the *real* model after its block (a ``rw.Steer``, an entry of the
+explorer's interventions, so every view reruns) and the caption shows, for the logit picked (``graph_logit``: a
+click on a logit node), the effect the graph predicts beside the one measured in the run shown. Ctrl/cmd+click
+groups feature nodes (``graph_group``, named ones in ``graph_groups``), ablated together (``_graph_nodes.py``).
 
 Shown when the explorer gets ``transcoders=`` (the graph is computed once per prompt and weights version) or a
 precomputed ``graph=`` of the same prompt.
@@ -11,7 +13,6 @@ precomputed ``graph=`` of the same prompt.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -19,9 +20,10 @@ import torch
 from ...analyses.directions import logit_effects
 from ...graphs.graph import Graph
 from ...graphs.replacement import check_transcoders
-from ...interventions import Steer
 from ..panel import Key, Option, Panel, Request
 from ..protocol import index
+from . import _graph_nodes as nodes
+from ._graph_state import State, _offset, _replacement, feature_steer, graph_of, logit_row, n_nodes
 
 #: the strongest edges sent (by |weight|) after pruning
 MAX_EDGES = 300
@@ -29,18 +31,6 @@ MAX_EDGES = 300
 KINDS = ("feature", "error", "token", "logit")
 #: output tokens shown for a selected feature
 TOP_TOKENS = 5
-
-
-@dataclass
-class State:
-    """The explorer's transcoders and/or precomputed graph; the graph of the prompt shown, keyed on the weights
-    version and the token ids (one kept)."""
-
-    transcoders: Any = None
-    given: Graph | None = None
-    key: tuple | None = None
-    graph: Graph | None = None
-    pruned: Any = field(default=None, repr=False)
 
 
 def _state(session, options: dict[str, Any]) -> State | None:
@@ -54,45 +44,10 @@ def _state(session, options: dict[str, Any]) -> State | None:
     return State(transcoders, given)
 
 
-def _offset(graph: Graph, ids: list[int]) -> int:
-    """How many tokens the graph put before the prompt (a BOS circuit-tracer adds), or ValueError if it is not
-    this prompt's graph."""
-    offset = len(graph.ids) - len(ids)
-    if offset < 0 or graph.ids[offset:].tolist() != list(ids):
-        raise ValueError("graph= is the graph of another prompt; pass the prompt it was made of, or transcoders=")
-    return offset
-
-
 def _check_prompt(session, ids: list[int]) -> None:
     own: State | None = session.state["graph"]
     if own is not None and own.transcoders is None:
         _offset(own.given, ids)
-
-
-def graph_of(session) -> tuple[Graph, Any]:
-    """The clean run's graph and its pruning, computed once per (weights version, prompt)."""
-    own: State | None = session.state["graph"]
-    if own is None:
-        raise ValueError("this explorer has no graph; pass transcoders=ts (or graph=g) to rw.explore")
-    ids = list(session.clean_run.token_ids)
-    key = (session.model.weights_version(), tuple(ids))
-    if own.key != key:
-        graph = own.given
-        if graph is not None and own.transcoders is not None:
-            try:
-                _offset(graph, ids)
-            except ValueError:
-                graph = None  # another prompt shown: the transcoders make its graph
-        if graph is None:
-            from ...graphs import attribution_graph
-
-            graph = attribution_graph(session.model, ids, own.transcoders, progress=False)
-        own.key, own.graph, own.pruned = key, graph, graph.prune()
-    return own.graph, own.pruned
-
-
-def n_nodes(session, _: dict[str, Any]) -> int:
-    return graph_of(session)[0].adjacency.shape[0]
 
 
 def kept_edges(graph: Graph, pruned: Any, limit: int = MAX_EDGES) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -129,22 +84,6 @@ def answer(session, args: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def feature_steer(session, node: int) -> Steer:
-    """Feature node ``node``'s write (activation x decoder row) subtracted after its block at its position: the
-    intervention :meth:`Graph.ablation_effect` measures in the real model."""
-    graph = graph_of(session)[0]
-    if not 0 <= node < graph.n_features:
-        raise ValueError(f"graph_ablate: node {node} is not a feature node (0..{graph.n_features - 1})")
-    r = _replacement(session, graph)
-    i = int(graph.selected_features[node])
-    layer, pos, feature = graph.active_features[i].tolist()
-    write = (r.decoder_rows(torch.tensor([i]))[0] * r.activations[i]).tolist()
-    position = pos - _offset(graph, list(session.clean_run.token_ids))
-    if position < 0:
-        raise ValueError(f"graph_ablate: node {node} sits on the token the graph added before the prompt")
-    return Steer(layer=layer, vector=write, scale=-1.0, positions=(position,), name=f"graph L{layer}.{pos} f{feature}")
-
-
 def ablate(session, content: dict[str, Any]) -> dict[str, Any]:
     """Toggle subtracting feature node ``node``'s write in the real model; selects the node."""
     node = index(content, "node", n_nodes(session, {}), "graph_ablate")
@@ -154,30 +93,16 @@ def ablate(session, content: dict[str, Any]) -> dict[str, Any]:
     return {"graph_node": node}
 
 
-def _replacement(session, graph: Graph) -> Any:
-    """The graph's replacement model (rebuilt from the explorer's transcoders for a loaded graph)."""
-    if graph._replacement is None:
-        transcoders = session.state["graph"].transcoders
-        if transcoders is None:
-            raise ValueError("this graph was loaded: pass transcoders= to rw.explore too, to read its features' writes")
-        graph._replacement_model(session.model, transcoders)
-    return graph._replacement
-
-
-def demeaned(logits: torch.Tensor, token: int) -> float:
-    logits = logits.float()
-    return float(logits[token] - logits.mean())
-
-
 def node_info(session, args: dict[str, Any]) -> dict[str, Any]:
     """One node: its kind, layer, position, feature and activation; a feature's top output tokens (its decoder row
-    through the unembedding) and, for the top logit, the graph's predicted effect of removing it (minus its edge)
-    beside the effect measured in the run shown when it is ablated there."""
+    through the unembedding) and, for logit node ``logit``, the graph's predicted effect of removing it (minus its
+    edge) beside the effect measured in the run shown when it is ablated there."""
     graph, _ = graph_of(session)
-    node = graph.node(args["node"], graph.node_influence())
+    node, logit = graph.node(args["node"], graph.node_influence()), nodes.checked_logit(session, args, "graph_node")
+    token = int(graph.logit_ids[logit])
     out: dict[str, Any] = {"node": node.index, "kind": node.kind, "layer": node.layer, "position": node.position,
                            "feature": node.feature, "influence": node.influence, "activation": node.activation,
-                           "target_token": session.model.to_str_tokens([int(graph.logit_ids[0])])[0]}  # fmt: skip
+                           "logit": logit, "target_token": session.model.to_str_tokens([token])[0]}  # fmt: skip
     if node.kind != "feature":
         return out
     has_writes = graph._replacement is not None or session.state["graph"].transcoders is not None
@@ -188,32 +113,32 @@ def node_info(session, args: dict[str, Any]) -> dict[str, Any]:
         )
         out["top_tokens"] = [t for t, _ in up[:TOP_TOKENS]]
         out["top_effects"] = torch.tensor([v for _, v in up[:TOP_TOKENS]], dtype=torch.float32)
-    target = n_logit_row(graph)
-    out["predicted"] = -float(graph.adjacency[target, node.index])
+    out["predicted"] = -float(graph.adjacency[logit_row(graph, logit), node.index])
+    out["predicted_total"] = nodes.total_effect(graph, [node.index], logit)
     ablated = r is not None and feature_steer(session, node.index) in session.interventions
     out["ablated"] = ablated
     if ablated:
-        token = int(graph.logit_ids[0])
-        out["measured"] = demeaned(session.run.logits_at(-1), token) - demeaned(session.clean_run.logits_at(-1), token)
+        out["measured"] = nodes.demeaned_change(session, token)
         out["alone"] = len(session.interventions) == 1
     return out
-
-
-def n_logit_row(graph: Graph) -> int:
-    """The adjacency row of the top logit node."""
-    return graph.n_features + (graph.n_layers + 1) * graph.n_pos
 
 
 def _graph_node(session, out: dict[str, Any], given: dict[str, Any]) -> int | None:
     if out.get("graph_node") is None:
         return None
-    return index(out, "graph_node", n_nodes(session, {}), "selection")
+    node = index(out, "graph_node", n_nodes(session, {}), "selection")
+    nodes.link(session, out, node)
+    return node
 
 
 def _selected(session, selection) -> Iterator[dict[str, Any]]:
     yield {"what": "graph"}
+    logit = selection.get("graph_logit") or 0
     if selection.get("graph_node") is not None:
-        yield {"what": "graph_node", "node": selection["graph_node"]}
+        yield {"what": "graph_node", "node": selection["graph_node"], "logit": logit}
+        yield {"what": "graph_examples", "node": selection["graph_node"]}
+    if selection.get("graph_group"):
+        yield {"what": "graph_group", "nodes": list(selection["graph_group"]), "logit": logit}
 
 
 def code(session) -> list[str]:
@@ -232,10 +157,20 @@ PANEL = Panel(
     },
     state=_state,
     check_prompt=_check_prompt,
-    selection={"graph_node": Key(lambda s: None, _graph_node)},
+    selection={
+        "graph_node": Key(lambda s: None, _graph_node),
+        "graph_logit": Key(lambda s: 0, nodes.check_logit),
+        "graph_group": Key(lambda s: [], nodes.check_group),
+        "graph_groups": Key(lambda s: {}, nodes.check_groups),
+    },
     code=code,
-    requests=(Request("graph", (), answer), Request("graph_node", (("node", n_nodes),), node_info)),
-    commands={"graph_ablate": ablate},
+    requests=(
+        Request("graph", (), answer),
+        Request("graph_node", (("node", n_nodes),), node_info, extra=nodes.logit_field),
+        Request("graph_examples", (("node", n_nodes),), nodes.feature_examples),
+        Request("graph_group", (), nodes.group_effect, extra=nodes.group_field),
+    ),
+    commands={"graph_ablate": ablate, "graph_ablate_group": nodes.ablate_group},
     shown=lambda session: session.state.get("graph") is not None,
     selected=_selected,
 )

@@ -32,9 +32,10 @@ def _item(session, item: Any) -> Intervention:
 def modes(session) -> list[dict[str, Any]]:
     """The ablation modes, each with whether it can run now and, if not, why and what to do."""
     ready = session.model.reference is not None
+    what = "texts" if session.kind == "text" else "images"
+    why = {"reason": f"needs reference {what}", "hint": f"model.set_reference({what})"}
     return [
-        {"name": mode, "available": mode == "zero" or ready}
-        | ({} if mode == "zero" or ready else {"reason": "needs reference texts", "hint": "model.set_reference(texts)"})
+        {"name": mode, "available": mode == "zero" or ready} | ({} if mode == "zero" or ready else why)
         for mode in MODES
     ]
 
@@ -43,6 +44,7 @@ PANEL = Panel(
     name="interventions",
     place="top",
     order=10,
+    kinds=("text", "cnn", "vit"),
     commands={"set": set_interventions},
     shape=lambda session: {"modes": modes(session)},
 )

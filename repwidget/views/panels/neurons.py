@@ -1,80 +1,32 @@
 """Neurons: the MLP neurons of a layer most active at the selected token, one neuron at every position, and a
-neuron's top contexts over a corpus (``examples=``: a ``rw.TopExamples``, or harvested from ``texts=``)."""
+neuron's top contexts over a corpus (``examples=``, see ``_examples``)."""
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from ...analyses.top_examples import TopExamples, top_examples
 from ...interventions import Ablate, Intervention
 from ...run import Run
-from ...units import Neuron, neurons
+from ...units import neurons
 from .. import panel
 from ..panel import Key, Option, Panel, Request
 from ..protocol import index
+from . import _examples
 
 TOP = 12
-#: how many top contexts of a neuron the view shows
-CONTEXTS = 5
-EXAMPLES = (
-    "``examples=rw.top_examples(model, texts, rw.units.neurons(layer, range(model.d_mlp)))`` (a ``rw.TopExamples``) "
-    "shows a selected neuron's top contexts; with ``texts=`` alone they are harvested from those texts, a layer at "
-    "a time."
-)
-
-
-@dataclass
-class Examples:
-    """The top examples given (``examples=``), and those harvested from the session's texts by (layer, weights
-    version), the last four layers kept."""
-
-    given: TopExamples | None = None
-    harvested: OrderedDict[tuple[int, int], TopExamples] = field(default_factory=OrderedDict)
-
-
-def state(session, options: dict[str, Any]) -> Examples:
-    given = options["examples"]
-    if given is not None and not isinstance(given, TopExamples):
-        raise TypeError(f"examples must be a rw.TopExamples (from rw.top_examples), got {type(given).__name__}")
-    return Examples(given)
-
-
-def examples_of(session, layer: int, index: int) -> tuple[TopExamples, int] | None:
-    """The top examples holding neuron ``index`` of ``layer`` and its row there: the given ones if they hold it, else
-    every neuron of the layer harvested from the session's texts (one pass), or None with neither."""
-    kept: Examples = session.state["neurons"]
-    if kept.given is not None and Neuron(layer, index) in kept.given:
-        return kept.given, kept.given.index(Neuron(layer, index))
-    if session.texts is None:
-        return None
-    key = (layer, session.model.weights_version())
-    if key not in kept.harvested:
-        units = neurons(layer, range(session.model.d_mlp))
-        kept.harvested[key] = top_examples(session.model, session.texts, units, k=CONTEXTS, progress=False)
-        while len(kept.harvested) > 4:
-            kept.harvested.popitem(last=False)
-    return kept.harvested[key], index
 
 
 def neuron_examples(session, args: dict[str, Any]) -> dict[str, Any]:
-    """A neuron's top :data:`CONTEXTS` contexts over the corpus: each window's tokens, the neuron's value on each,
-    the peak's index in it, and the text it is from (empty where no examples hold the neuron)."""
+    """A neuron's top contexts over the corpus (:func:`_examples.contexts`: from the examples given when they hold
+    it, else every neuron of the layer harvested from the session's texts in one pass; empty with neither)."""
     layer, index = args["layer"], args["index"]
-    found = examples_of(session, layer, index)
-    shown = found[0].examples(found[1])[:CONTEXTS] if found is not None else []
-    return {
-        "tokens": [e.tokens for e in shown],
-        "peaks": [e.peak for e in shown],
-        "values": torch.tensor([v for e in shown for v in e.values], dtype=torch.float32),
-        "texts": [e.text_index for e in shown],
-        "layer": layer,
-        "index": index,
-    }
+    every = range(session.model.d_mlp)
+    matches = _examples.is_neuron(layer, index)
+    found = _examples.of_unit(session, matches, ("neurons", layer), lambda: neurons(layer, every))
+    return {**_examples.contexts(found), "layer": layer, "index": index}
 
 
 def top_neurons(session, args: dict[str, Any]) -> dict[str, Any]:
@@ -121,12 +73,8 @@ def _selected(session, selection) -> Iterator[dict[str, Any]]:
     yield {"what": "neurons", "layer": selection["layer"], "position": selection["token"]}
     if selection.get("neuron") is not None:
         yield {"what": "neuron", "layer": selection["layer"], "index": selection["neuron"]}
-        if _has_examples(session):
+        if _examples.available(session):
             yield {"what": "neuron_examples", "layer": selection["layer"], "index": selection["neuron"]}
-
-
-def _has_examples(session) -> bool:
-    return session.state["neurons"].given is not None or session.texts is not None
 
 
 def _around(session, selection) -> Iterator[dict[str, Any]]:
@@ -143,8 +91,8 @@ def _neuron(session, out, given) -> int | None:
 PANEL = Panel(
     name="neurons",
     order=40,
-    options={"examples": Option(None, EXAMPLES)},
-    state=state,
+    options={"examples": Option(None, _examples.DOC)},
+    state=_examples.state,
     #: a neuron of the selected layer, or None
     selection={"neuron": Key(lambda s: None, _neuron)},
     requests=(
@@ -152,7 +100,7 @@ PANEL = Panel(
         Request("neuron", (("layer", panel.layers), ("index", panel.neurons)), neuron),
         Request("neuron_examples", (("layer", panel.layers), ("index", panel.neurons)), neuron_examples),
     ),
-    shape=lambda session: {"neuron_examples": _has_examples(session)},
+    shape=lambda session: {"neuron_examples": _examples.available(session)},
     shown=lambda session: not session.model.arch.moe,  # a mixture of experts has no single layer of neurons
     selected=_selected,
     around=_around,

@@ -1,5 +1,6 @@
 """Probes: accuracy by layer, each token's class probabilities at the selected layer, the SAE features
-nearest the probe's direction, and two commands: steer along the direction, or project it out."""
+nearest the probe's direction, the direction's top contexts over a corpus (``examples=`` or ``texts=``), and two
+commands: steer along the direction, or project it out."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ import torch
 from ... import analyses
 from ...hook_names import hook_for, same_activation
 from ...interventions import Steer
+from ...units import Direction
 from .. import panel
 from ..panel import Panel, Request
 from ..protocol import index
+from . import _examples
 from ._projector_lasso import lassoed, lassoed_field
 
 #: how many SAE features nearest the probe's direction the view lists, per SAE
@@ -60,6 +63,24 @@ def over_lasso(session, args: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def probe_examples(session, args: dict[str, Any]) -> dict[str, Any]:
+    """The top contexts of probe ``probe``'s direction at ``layer`` (``Direction.of_probe``, toward its default
+    class): from the examples given when they hold that direction, else every probed layer's direction harvested
+    from the session's texts in one pass; empty with neither, or where the layer was not probed."""
+    number, layer = args["probe"], args["layer"]
+    probes = session.probes[number]
+    found = None
+    if layer in probes.layers:
+        direction = Direction.of_probe(probes, layer)
+        found = _examples.of_unit(
+            session,
+            _examples.is_direction(direction.hook_name, direction.vector),
+            ("probe", number),
+            lambda: [Direction.of_probe(probes, probed) for probed in probes.layers],
+        )
+    return {**_examples.contexts(found), "probe": number, "layer": layer}
+
+
 def steer_probe(session, content: dict[str, Any]) -> None:
     """Steer along a probe's direction (``{probe, layer, toward, strength}``), replacing an earlier vector
     steer at that layer."""
@@ -97,6 +118,9 @@ def _selected(session, selection) -> Iterator[dict[str, Any]]:
     if selection.get("tokens"):
         over = {"what": "probe_over", "layer": selection["layer"], "tokens": selection["tokens"]}
         yield from ({**over, "probe": i} for i in range(len(session.probes)))
+    if _examples.available(session):
+        layer = selection["layer"]
+        yield from ({"what": "probe_examples", "probe": i, "layer": layer} for i in range(len(session.probes)))
 
 
 def _around(session, selection) -> Iterator[dict[str, Any]]:
@@ -112,10 +136,12 @@ PANEL = Panel(
     requests=(
         Request("probe", _PROBE_LAYER, probe, frozenset({"probs"})),
         Request("probe_over", _PROBE_LAYER, over_lasso, extra=lassoed_field),
+        Request("probe_examples", _PROBE_LAYER, probe_examples),
     ),
     commands={"steer_probe": steer_probe, "project_probe": project_probe},
     shown=lambda session: bool(session.probes),
     hooks=lambda session: [hook_for(p.site, layer) for p in session.probes for layer in p.layers],
+    shape=lambda session: {"probe_examples": _examples.available(session)},
     selected=_selected,
     around=_around,
 )
