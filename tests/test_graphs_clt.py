@@ -162,7 +162,7 @@ def test_the_explorers_shift_click_subtracts_every_write_of_a_cross_layer_featur
     (applied, _), *_ = session.handle(command)
     assert applied["type"] == "applied", applied
     assert [s.layer for s in session.interventions] == list(range(layer, demo.n_layers))  # its own and every later
-    (answer, buffers), *_ = session.handle({"type": "get", "id": "g", "what": "graph_node", "node": node})
+    (answer, _), *_ = session.handle({"type": "get", "id": "g", "what": "graph_node", "node": node})
     assert answer["data"]["ablated"] is True
     assert answer["data"]["measured"] == pytest.approx(graph.ablation_effect(node)["real"], abs=1e-5)
     session.handle({**command, "id": "c-2", "seq": 2})  # the same click removes them all
