@@ -151,3 +151,19 @@ def test_the_estimate_counts_every_cross_layer_write(demo, prompt, clt, graph, m
     monkeypatch.setattr(rw.options, "max_capture_bytes", (low + high) // 2, raising=False)
     with pytest.raises(GraphBudgetError, match="max_capture_bytes"):
         rw.attribution_graph(demo, prompt, clt, batch_size=64, progress=False)
+
+
+def test_the_explorers_shift_click_subtracts_every_write_of_a_cross_layer_feature(demo, prompt, clt, graph):
+    ex = rw.explore(demo, prompt, graph=graph, transcoders=clt)
+    session = ex.session
+    node = next(n.index for n in graph.top_nodes(40) if n.kind == "feature" and n.layer < demo.n_layers - 1)
+    layer = int(graph.active_features[int(graph.selected_features[node]), 0])
+    command = {"type": "graph_ablate", "id": "c-1", "view": "v", "seq": 1, "node": node}
+    (applied, _), *_ = session.handle(command)
+    assert applied["type"] == "applied", applied
+    assert [s.layer for s in session.interventions] == list(range(layer, demo.n_layers))  # its own and every later
+    (answer, _), *_ = session.handle({"type": "get", "id": "g", "what": "graph_node", "node": node})
+    assert answer["data"]["ablated"] is True
+    assert answer["data"]["measured"] == pytest.approx(graph.ablation_effect(node)["real"], abs=1e-5)
+    session.handle({**command, "id": "c-2", "seq": 2})  # the same click removes them all
+    assert session.interventions == ()

@@ -12,7 +12,7 @@ const vit = (extra: Record<string, unknown> = {}) =>
     tokens: [],
     token_ids: [],
     shape: {
-      ...traits().shape, n_layers: 2, n_heads: 3, n_tokens: 1, patch_grid: grid,
+      ...traits().shape, n_layers: 2, n_heads: 3, n_tokens: 1, patch_grid: grid, kind: "vit",
       saliency_methods: ["gradient", "integrated_gradients"], class_names: ["0", "1", "2"],
     },
     selection: { token: 0, layer: 1, vit_head: 2, query: 0, saliency_class: 1, saliency_method: 1 },
@@ -43,6 +43,7 @@ describe("the ViT attention view", () => {
     await settle();
     const view = el.querySelector(".rw-vit-attention-view") as HTMLElement;
     expect(view.dataset.rwShown).toBe("1.2.0");
+    expect(el.querySelector("[data-rw-hint]")!.textContent).toBe("click a head or a patch to select it; shift+click it to ablate it");
     expect(el.querySelector("[data-rw-vit-caption]")!.textContent).toBe("head 1.2 from CLS: 20% on CLS");
     expect((el.querySelector("[data-rw-vit-image]") as HTMLElement).dataset.rwGrid).toBe("4x4");
     click(el.querySelector('[data-rw-head="0.1"]')!);

@@ -7,8 +7,12 @@ import type { ModeInfo } from "../types";
 
 /** What the view says about the gestures (clicks select; shift+click or the ablate buttons intervene). */
 export const GESTURES = "click a head, neuron or feature to select it; shift+click it, or press its ablate button, to ablate it";
-/** The same for an image explorer's views (a CNN's channels; `shape.kind` names the model's kind). */
-export const IMAGE_GESTURES = "click a channel to select it; shift+click it to ablate it";
+/** The same for an image explorer's views, by the model's kind (`shape.kind`): a CNN's channels, a ViT's heads and
+ * patches. */
+export const IMAGE_GESTURES: Record<string, string> = {
+  cnn: "click a channel to select it; shift+click it to ablate it",
+  vit: "click a head or a patch to select it; shift+click it to ablate it",
+};
 
 export function mountInterventions(el: HTMLElement, store: Store): void {
   const { root, body } = panel("Interventions", "rw-interventions-view", store, false);
@@ -36,7 +40,7 @@ export function mountInterventions(el: HTMLElement, store: Store): void {
   const error = h("div", { class: "rw-error", data: { rwError: "" }, attrs: { role: "alert" } }, [message, dismiss]);
   const notice = h("div", { class: "rw-caption rw-notice", data: { rwNotice: "" }, attrs: { role: "status" } }); // saved pages
   const list = h("ul", { class: "rw-iv-list", attrs: { "aria-label": "interventions" } });
-  const gestures = store.shape.kind === "cnn" ? IMAGE_GESTURES : GESTURES;
+  const gestures = IMAGE_GESTURES[store.shape.kind as string] ?? GESTURES;
   const hint = h("div", { class: "rw-hint", text: gestures, data: { rwHint: "" } });
   const frozen = store.model.get("static")
     ? h("div", { class: "rw-caption", text: "static snapshot: these interventions are fixed; open the notebook to change them", data: { rwStatic: "" } })

@@ -12,7 +12,7 @@ import torch
 from ...analyses.top_examples import top_examples
 from ...units import transcoder_features
 from ..protocol import index
-from ._graph_state import _offset, _replacement, demeaned, feature_steer, graph_of, logit_row
+from ._graph_state import _offset, _replacement, demeaned, feature_steers, graph_of, logit_row
 
 #: how many top contexts of a feature node the view shows
 CONTEXTS = 5
@@ -140,7 +140,7 @@ def group_effect(session, args: dict[str, Any]) -> dict[str, Any]:
     with torch.no_grad():
         clean, removed = r.clean_logits()[-1].detach().float(), r.logits_of(r.run(values))[-1].detach().float()
     out["replacement"] = float((removed[token] - removed.mean()) - (clean[token] - clean.mean()))
-    steers = [feature_steer(session, n) for n in nodes]
+    steers = [s for n in nodes for s in feature_steers(session, n)]
     out["ablated"] = all(s in session.interventions for s in steers)
     if out["ablated"]:
         out["measured"] = demeaned_change(session, token)
@@ -153,7 +153,7 @@ def ablate_group(session, content: dict[str, Any]) -> dict[str, Any]:
     nodes = checked_nodes(session, content.get("nodes"), "graph_ablate_group: nodes")
     if not nodes:
         raise ValueError("graph_ablate_group: nodes is empty; ctrl+click (cmd+click) feature nodes to group them")
-    steers = [feature_steer(session, n) for n in nodes]
+    steers = [s for n in nodes for s in feature_steers(session, n)]
     current = session.interventions
     if all(s in current for s in steers):
         session.apply(tuple(iv for iv in current if iv not in steers))

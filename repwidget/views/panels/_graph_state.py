@@ -75,20 +75,31 @@ def _replacement(session, graph: Graph) -> Any:
     return graph._replacement
 
 
-def feature_steer(session, node: int) -> Steer:
-    """Feature node ``node``'s write (activation x decoder row) subtracted after its block at its position: the
-    intervention :meth:`Graph.ablation_effect` measures in the real model."""
+def feature_steers(session, node: int) -> tuple[Steer, ...]:
+    """Feature node ``node``'s writes (activation x decoder row) subtracted at its position after its block, and
+    after every later block it writes to for a cross-layer transcoder: the interventions
+    :meth:`Graph.ablation_effect` measures in the real model, applied and removed together."""
     graph = graph_of(session)[0]
     if not 0 <= node < graph.n_features:
         raise ValueError(f"graph_ablate: node {node} is not a feature node (0..{graph.n_features - 1})")
     r = _replacement(session, graph)
     i = int(graph.selected_features[node])
     layer, pos, feature = graph.active_features[i].tolist()
-    write = (r.decoder_rows(torch.tensor([i]))[0] * r.activations[i]).tolist()
     position = pos - _offset(graph, list(session.clean_run.token_ids))
     if position < 0:
         raise ValueError(f"graph_ablate: node {node} sits on the token the graph added before the prompt")
-    return Steer(layer=layer, vector=write, scale=-1.0, positions=(position,), name=f"graph L{layer}.{pos} f{feature}")
+    name = f"graph L{layer}.{pos} f{feature}"
+    writes = r.feature_writes(i)
+    return tuple(
+        Steer(
+            layer=t,
+            vector=w.tolist(),
+            scale=-1.0,
+            positions=(position,),
+            name=name + (f" to L{t}" if t != layer else ""),
+        )
+        for t, w in writes
+    )
 
 
 def demeaned(logits: torch.Tensor, token: int) -> float:

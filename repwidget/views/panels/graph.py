@@ -23,7 +23,7 @@ from ...graphs.replacement import check_transcoders
 from ..panel import Key, Option, Panel, Request
 from ..protocol import index
 from . import _graph_nodes as nodes
-from ._graph_state import State, _offset, _replacement, feature_steer, graph_of, logit_row, n_nodes
+from ._graph_state import State, _offset, _replacement, feature_steers, graph_of, logit_row, n_nodes
 
 #: the strongest edges sent (by |weight|) after pruning
 MAX_EDGES = 300
@@ -87,9 +87,9 @@ def answer(session, args: dict[str, Any]) -> dict[str, Any]:
 def ablate(session, content: dict[str, Any]) -> dict[str, Any]:
     """Toggle subtracting feature node ``node``'s write in the real model; selects the node."""
     node = index(content, "node", n_nodes(session, {}), "graph_ablate")
-    steer = feature_steer(session, node)
-    current = session.interventions
-    session.apply(tuple(iv for iv in current if iv != steer) if steer in current else (*current, steer))
+    steers, current = feature_steers(session, node), session.interventions
+    applied = all(s in current for s in steers)
+    session.apply(tuple(iv for iv in current if iv not in steers) if applied else (*current, *steers))
     return {"graph_node": node}
 
 
@@ -115,7 +115,7 @@ def node_info(session, args: dict[str, Any]) -> dict[str, Any]:
         out["top_effects"] = torch.tensor([v for _, v in up[:TOP_TOKENS]], dtype=torch.float32)
     out["predicted"] = -float(graph.adjacency[logit_row(graph, logit), node.index])
     out["predicted_total"] = nodes.total_effect(graph, [node.index], logit)
-    ablated = r is not None and feature_steer(session, node.index) in session.interventions
+    ablated = r is not None and all(s in session.interventions for s in feature_steers(session, node.index))
     out["ablated"] = ablated
     if ablated:
         out["measured"] = nodes.demeaned_change(session, token)
