@@ -159,14 +159,87 @@ def test_vit_head_ablation_steer_and_patch_reruns_equal_full_passes(name):
     assert _close(run.rerun(patch).logits, source.logits) and _close(model.run(x, patch).logits, source.logits)
 
 
-def test_swin_and_shapeless_modules_are_refused_in_one_line():
-    from transformers import SwinConfig, SwinForImageClassification
+def _swin():
+    if "swin" not in _MODELS:
+        from transformers import SwinConfig, SwinForImageClassification
 
-    swin = SwinForImageClassification(
-        SwinConfig(image_size=32, patch_size=4, embed_dim=8, depths=[1, 1], num_heads=[2, 2], window_size=4)
-    )
-    with pytest.raises(ValueError, match="Swin"):
-        rw.Model(swin)
+        torch.manual_seed(0)  # 3 stages (8x8, 4x4, 4x4 patches; patch merging after the first two), shifted windows
+        config = SwinConfig(
+            image_size=32, patch_size=2, embed_dim=8, depths=[2, 2, 2], num_heads=[2, 2, 2], window_size=4, num_labels=5
+        )
+        _MODELS["swin"] = rw.Model(SwinForImageClassification(config).eval())
+    return _MODELS["swin"]
+
+
+def _stage_tokens(net, layer: int, change=None, taken: dict | None = None):
+    """A hook of this test's own on Swin stage ``layer``: ``change`` (and keep) its tokens [batch, h*w, C]."""
+
+    def hook(module, args, output):
+        tokens = change(output[0].clone()) if change is not None else output[0]
+        if taken is not None:
+            taken["x"] = tokens
+        return (tokens, *output[1:]) if change is not None else None
+
+    return net.swin.encoder.layers[layer].register_forward_hook(hook)
+
+
+def test_swin_stages_are_feature_maps_equal_to_its_reshaped_hidden_states_and_logits(tmp_path):
+    model = _swin()
+    assert model.kind == "cnn" and model.n_layers == 3 and model.arch.shapes == ((16, 8, 8), (32, 4, 4), (32, 4, 4))
+    x = _image(model)
+    with torch.no_grad():
+        out = model.hf(pixel_values=x, output_hidden_states=True)
+    hooks = [(dict(m._forward_hooks), dict(m._forward_pre_hooks)) for m in model.hf.modules()]  # HF's own
+    run = model.run(x)
+    assert _close(run.logits, out.logits[0])
+    for layer in range(model.n_layers):  # HF's own [C, h, w] layout of each stage's output (after its patch merging)
+        assert _close(run[f"stages.{layer}.hook_out"], out.reshaped_hidden_states[layer + 1][0]), layer
+    run.rerun(rw.Ablate(2, channel=0))  # nothing left behind by a pass or a rerun
+    assert hooks == [(dict(m._forward_hooks), dict(m._forward_pre_hooks)) for m in model.hf.modules()]
+    assert not any("forward" in m.__dict__ for m in model.hf.modules())
+    model.hf.save_pretrained(tmp_path)  # rw.load of the checkpoint directory reads it the same way
+    loaded = rw.load(str(tmp_path))
+    assert loaded.arch == model.arch and _close(loaded.run(x).logits, out.logits[0])
+
+
+def test_swin_channel_ablation_and_patch_reruns_equal_full_passes_and_a_hand_made_hook():
+    model = _swin()
+    net, x = model.hf, _image(model, 1)
+    run, layer = model.run(x), 1
+    act = run[f"stages.{layer}.hook_out"]
+    channel = int(act.flatten(1).abs().sum(1).argmax())
+    ablate = rw.Ablate(layer, channel=channel)
+    rerun, full = run.rerun(ablate), model.run(x, ablate)
+
+    def zero(tokens):
+        tokens[:, :, channel] = 0
+        return tokens
+
+    later = {}
+    handles = [_stage_tokens(net, layer, zero), _stage_tokens(net, layer + 1, taken=later)]
+    try:
+        with torch.no_grad():
+            reference = net(pixel_values=x).logits[0]
+    finally:
+        for handle in handles:
+            handle.remove()
+    next_map = later["x"][0].reshape(4, 4, -1).permute(2, 0, 1)
+    assert not _close(reference, run.logits) and not _close(next_map, run[f"stages.{layer + 1}.hook_out"])
+    for result in (rerun, full):
+        assert _close(result[f"stages.{layer + 1}.hook_out"], next_map)
+    assert _close(rerun.logits, reference) and _close(full.logits, reference)
+    assert rerun[f"stages.{layer}.hook_out"][channel].abs().max() == 0
+    model.set_reference([_image(model, 3)])
+    mean = rw.Ablate(layer, channel=channel, mode="mean")
+    assert _close(run.rerun(mean).logits, model.run(x, mean).logits)
+    at_patches = rw.Ablate(0, channel=3, positions=[0, 9])
+    assert _close(run.rerun(at_patches).logits, model.run(x, at_patches).logits)
+    source = model.run(_image(model, 2))  # a whole stage's output from another image: that image's logits
+    patch = rw.Patch.from_run(source, f"stages.{layer}.hook_out")
+    assert _close(run.rerun(patch).logits, source.logits) and _close(model.run(x, patch).logits, source.logits)
+
+
+def test_shapeless_modules_are_refused_in_one_line():
     with pytest.raises(ValueError, match="input_shape"):
         rw.Model(torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.Flatten()))
 

@@ -6,7 +6,8 @@ positions. Any other network is read as a CNN: the forward pass is cut, from the
 module calls where each call reads exactly what the one before returned (a module is opened into its children only
 when they form such a chain from its input to its output, so a residual block stays whole). The chain's calls that
 return feature maps ``[batch, channels, h, w]`` are grouped into stages, each starting at a call that holds a
-convolution; a stage's output is ``stages.L.hook_out``.
+convolution; a stage's output is ``stages.L.hook_out``. A Swin (windowed attention) is read as a CNN whose stages are
+its encoder's stages (patch merging between them): a stage's tokens ``[batch, h*w, C]`` are its feature map.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class VisionArch:
     blocks: Architecture | None = None  #: a ViT's blocks, as the language discovery reads them
     final_norm: str | None = None  #: a ViT's norm after its last block (the class lens reads through it)
     classifier: str | None = None  #: a ViT's head on the CLS token (None when the logits are not just that)
+    token_stages: bool = False  #: stage outputs are tokens ``[batch, h*w, C]`` (a Swin), read as maps ``[C, h, w]``
 
     @property
     def n_layers(self) -> int:
@@ -75,14 +77,11 @@ def hf_input_shape(model: nn.Module) -> tuple[int, int, int] | None:
 def discover_vision(model: nn.Module, input_shape: tuple[int, ...]) -> VisionArch:
     """Trace one pass of a random image of ``input_shape`` and read off the stages."""
     config = getattr(model, "config", None)
-    if config is not None and getattr(config, "window_size", None) is not None:
-        raise UnsupportedModelError(
-            f"{type(model).__name__} attends within shifted windows and its stages change width (Swin): not "
-            "supported; use a ViT / DeiT (one width, global attention) or a CNN"
-        )
     generator = torch.Generator().manual_seed(0)
     param = next(model.parameters())
     x = torch.randn((1, *input_shape), generator=generator).to(param.device, param.dtype)
+    if config is not None and getattr(config, "window_size", None) is not None:
+        return _discover_swin(model, x)
     if config is not None and _has_blocks(model):
         return _discover_vit(model, x)
     return _discover_cnn(model, x)
@@ -122,6 +121,37 @@ def _discover_vit(model: nn.Module, x: torch.Tensor) -> VisionArch:
         kind="vit", ends=ends, skips=tuple((e,) for e in ends), shapes=(shape,) * arch.n_layers,
         input_shape=tuple(x.shape[1:]), n_classes=int(logits.shape[-1]), blocks=arch,
         final_norm=norm.path if norm is not None else None, classifier=classifier,
+    )  # fmt: skip
+
+
+def _discover_swin(model: nn.Module, x: torch.Tensor) -> VisionArch:
+    """A Swin's stages (``*.encoder.layers``, windowed attention inside, patch merging at the end of all but the
+    last): each returns its tokens ``[batch, h*w, C]`` on the patch grid, halved after each merging."""
+    lists = (n for n, m in model.named_modules() if n.endswith("encoder.layers") and isinstance(m, nn.ModuleList))
+    layers = next(lists, None)
+    refused = f"{type(model).__name__} attends within windows but "
+    if layers is None:
+        raise UnsupportedModelError(refused + "has no encoder.layers (Swin stages): use a Swin, a ViT / DeiT or a CNN")
+    trace = _trace(model, x)
+    logits = logits_of(trace.out)
+    patch = model.config.patch_size
+    ph, pw = (patch, patch) if isinstance(patch, int) else patch
+    h, w = -(-x.shape[2] // ph), -(-x.shape[3] // pw)
+    ends, shapes = [], []
+    for i, stage in enumerate(model.get_submodule(layers)):
+        calls = [c for c in trace.calls if c.path == f"{layers}.{i}"]
+        if getattr(stage, "downsample", None) is not None:
+            h, w = (h + 1) // 2, (w + 1) // 2
+        out = _first(calls[0].output) if len(calls) == 1 else None
+        if out is None or out.dim() != 3 or out.shape[1] != h * w:
+            raise UnsupportedModelError(
+                refused + f"its stage {layers}.{i} does not return tokens [batch, {h}*{w}, channels] once per pass"
+            )
+        ends.append((f"{layers}.{i}", 0))
+        shapes.append((int(out.shape[2]), h, w))
+    return VisionArch(
+        kind="cnn", ends=tuple(ends), skips=tuple((e,) for e in ends), shapes=tuple(shapes),
+        input_shape=tuple(x.shape[1:]), n_classes=int(logits.shape[-1]), token_stages=True,
     )  # fmt: skip
 
 

@@ -48,6 +48,15 @@ def from_rows(rows: torch.Tensor, like: torch.Tensor, cnn: bool) -> torch.Tensor
     return rows.reshape(b, h, w, c).permute(0, 3, 1, 2).contiguous()
 
 
+def tokens_to_map(tokens: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+    """A Swin stage's tokens ``[batch, h*w, C]`` as its feature map ``[batch, C, h, w]`` (``shape`` is [C, h, w])."""
+    return tokens.reshape(tokens.shape[0], shape[1], shape[2], shape[0]).permute(0, 3, 1, 2)
+
+
+def map_to_tokens(x: torch.Tensor) -> torch.Tensor:
+    return x.permute(0, 2, 3, 1).reshape(x.shape[0], -1, x.shape[1])
+
+
 def _first(x: object) -> torch.Tensor:
     return x if isinstance(x, torch.Tensor) else x[0]
 
@@ -110,7 +119,10 @@ def run_pass(
             name = f"stages.{layer}.hook_out" if cnn else f"blocks.{layer}.hook_resid_post"
             if name not in wanted:
                 return None
-            new = edited(name, _first(output))
+            if arch.token_stages:
+                new = map_to_tokens(edited(name, tokens_to_map(_first(output), arch.shapes[layer])))
+            else:
+                new = edited(name, _first(output))
             output = _replace_first(output, new)
             result.outputs[layer] = output
             return output
@@ -156,11 +168,12 @@ def run_pass(
 
 
 def _skip_prefix(model, arch: VisionArch, start: int, base_outputs, calls: dict[str, int], changes: Changes) -> None:
-    """Replace the calls of stages ``< start``: each returns its input, the last the clean output of ``start - 1``."""
+    """Replace the calls of stages ``< start``: each returns its input, a stage's last call its clean output."""
     if start == 0:
         return
     skipped = {call: None for skip in arch.skips[:start] for call in skip}
-    skipped[arch.ends[start - 1]] = base_outputs[start - 1]
+    for layer in range(start):  # a stage's whole output (a Swin stage's is a tuple its caller unpacks)
+        skipped[arch.ends[layer]] = base_outputs[layer]
     for path in sorted({path for path, _ in skipped}):
         module = model.get_submodule(path)
         before = module.__dict__.get("forward", _MISSING)
