@@ -1,5 +1,6 @@
 // @vitest-environment happy-dom
 import { describe, expect, it } from "vitest";
+import { contrast, parseColour } from "../src/colour";
 import { ablatedPositions, positionName, togglePosition } from "../src/views/vit_attention";
 import { saliencyCaption } from "../src/views/saliency";
 import { answer, float32, header, int32, settle, traits } from "./fake";
@@ -46,6 +47,11 @@ describe("the ViT attention view", () => {
     expect(el.querySelector("[data-rw-hint]")!.textContent).toBe("click a head or a patch to select it; shift+click it to ablate it");
     expect(el.querySelector("[data-rw-vit-caption]")!.textContent).toBe("head 1.2 from CLS: 20% on CLS");
     expect((el.querySelector("[data-rw-vit-image]") as HTMLElement).dataset.rwGrid).toBe("4x4");
+    for (const button of Array.from(el.querySelectorAll<HTMLElement>("[data-rw-head]"))) {
+      expect(["#000", "#fff"]).toContain(button.style.color); // its own ink, not the theme's text colour
+      const text: [number, number, number] = button.style.color === "#fff" ? [255, 255, 255] : [0, 0, 0];
+      expect(contrast(parseColour(button.style.background)!, text)).toBeGreaterThanOrEqual(4.5); // readable in either theme
+    }
     click(el.querySelector('[data-rw-head="0.1"]')!);
     expect(store.selection).toMatchObject({ layer: 0, vit_head: 1 });
     expect("head_layer" in model.traits.selection).toBe(false); // an image session refuses keys it does not know

@@ -2,7 +2,7 @@
 // heat grid over the input image, and a layer x head picker coloured by how sharp each head is from that query.
 // Click a head to show it, a patch to make it the query (CLS: its button); shift+click a head ablates it, a patch
 // ablates that position's attention output at the selected layer (`rw.Ablate(L, positions=[p])`).
-import { css, sequential } from "../colour";
+import { css, ink, sequential } from "../colour";
 import { h, panel, track, wantsIntervention } from "../dom";
 import { overlay, overlayStyles } from "../overlay";
 import type { InterventionJSON, Reply, Store } from "../store";
@@ -84,7 +84,9 @@ export function mountVitAttention(el: HTMLElement, store: Store): void {
         const chosen = l === layer && hh === head;
         const ablated = store.ablated({ layer: l, head: hh });
         const e = entropy ? entropy[l * n_heads + hh] : uniform;
-        button.style.background = css(sequential(1 - e / uniform, store.palette));
+        const fill = sequential(1 - e / uniform, store.palette);
+        button.style.background = css(fill);
+        button.style.color = ink(fill); // its own text colour: the theme's would vanish on a light fill in dark
         button.classList.toggle("rw-selected", chosen);
         button.classList.toggle("rw-ablated", ablated);
         button.setAttribute("aria-pressed", String(chosen));
