@@ -49,7 +49,7 @@ describe("image explorer", () => {
     await settle();
     expect(el.querySelector("canvas[data-rw-image]")!.getAttribute("data-rw-image")).toBe("2x2x1");
     expect(Array.from(el.querySelectorAll("[data-rw-channel]")).map((c) => c.getAttribute("data-rw-channel"))).toEqual(["0.0", "0.1"]);
-    expect(el.querySelector('[data-rw-more="0"]')!.textContent).toBe("1 more of 1");
+    expect(el.querySelector('[data-rw-more="0"]')!.textContent).toBe("1 more channels (2 of 3 shown)");
     expect(el.querySelector(".rw-classes-view")!.getAttribute("data-rw-top")).toBe("3");
     expect(el.querySelector(".rw-class-name")!.textContent).toBe("cat");
     expect(el.querySelector("[data-rw-hint]")!.textContent).toBe("click a channel to select it; shift+click it to ablate it");

@@ -121,7 +121,9 @@ describe("the saliency view", () => {
     expect(el.querySelector("[data-rw-saliency-caption]")!.textContent).toBe(
       "integrated gradients of class 1's logit, 64 steps: completeness error 0.12% (the attributions sum to the logit's change from the zero baseline, +4.50)",
     );
-    click(el.querySelector('[data-rw-saliency-method="0"]')!);
+    const method = el.querySelector('[data-rw-saliency-method="0"]')!;
+    expect(method.parentElement!.classList.contains("rw-toggle")).toBe(true); // the pressed method is drawn filled
+    click(method);
     expect(store.selection.saliency_method).toBe(0);
     expect(last(model.sent, "saliency")).toMatchObject({ target: 1, method: 0 });
     expect(saliencyCaption({ method: "gradient", target_name: "3", scale: 0.0123 })).toBe("gradient of class 3's logit (largest |gradient| 0.012)");

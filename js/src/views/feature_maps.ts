@@ -63,7 +63,7 @@ export function mountFeatureMaps(el: HTMLElement, store: Store): void {
     }
     const left = row.channels - row.grid.children.length;
     row.more.hidden = left <= 0;
-    row.more.textContent = `${Math.min(step, left)} more of ${left}`;
+    row.more.textContent = `${Math.min(step, left)} more channels (${row.grid.children.length} of ${row.channels} shown)`;
     root.dataset.rwGen = String(reply.gen);
     mark();
   };

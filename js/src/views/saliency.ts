@@ -36,7 +36,8 @@ export function mountSaliency(el: HTMLElement, store: Store): void {
   const picture = overlay(document, SIDE, true);
   picture.box.dataset.rwSaliencyImage = "";
   const caption = h("div", { class: "rw-caption", data: { rwSaliencyCaption: "" } });
-  body.append(h("div", { class: "rw-row" }, [...methodButtons, h("span", { class: "rw-axis", text: " class " }), select]), picture.box, caption);
+  const toggle = h("span", { class: "rw-toggle", attrs: { role: "group", "aria-label": "saliency method" } }, methodButtons); // the pressed one shows
+  body.append(h("div", { class: "rw-row" }, [toggle, h("span", { class: "rw-axis", text: " class " }), select]), picture.box, caption);
 
   const fetch = async () => {
     const sel = store.selection;
