@@ -38,6 +38,7 @@ describe("the lens view's logit / tuned toggle", () => {
     ]);
     await settle();
     expect(toggle.getAttribute("aria-pressed")).toBe("true");
+    expect(el.querySelector(".rw-lens-view h4 > span")!.textContent).toBe("Tuned lens");
     expect(el.querySelector('td[data-rw-layer="0"][data-rw-token="1"]')!.textContent).toBe("b");
   });
 });

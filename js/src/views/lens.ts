@@ -69,6 +69,7 @@ export function mountLens(el: HTMLElement, store: Store): void {
     const both = shown.clean_ids !== undefined;
     const kind = lensKind(store.selection, Boolean(tuned_lens));
     kindButtons.forEach((b) => b.setAttribute("aria-pressed", String(b.dataset.rwLensKind === kind)));
+    parts.root.querySelector("h4 > span")!.textContent = kind === "tuned" ? "Tuned lens" : "Logit lens"; // the title says which
     toggle.hidden = !both;
     if (!both) showing.run = "intervened";
     buttons.forEach((b) => b.setAttribute("aria-pressed", String(b.dataset.rwLensRun === showing.run)));
