@@ -3,22 +3,7 @@
 import type { Tensor } from "../codec";
 import { h, panel, signed, track } from "../dom";
 import type { Reply, Store } from "../store";
-
-function pct(p: number): string {
-  return `${(100 * p).toFixed(1)}%`;
-}
-
-/** A probability cell: the number over a bar as long as the probability. */
-function probability(p: number): HTMLTableCellElement {
-  const cell = h("td", { class: "rw-num rw-p", text: pct(p) });
-  const width = Math.round(100 * Math.max(0, Math.min(1, p)));
-  cell.style.background = `linear-gradient(to right, var(--rw-bar) ${width}%, transparent ${width}%)`;
-  return cell;
-}
-
-function change(dp: number): string {
-  return Math.abs(dp) < 5e-4 ? "rw-num" : dp > 0 ? "rw-num rw-up" : "rw-num rw-down";
-}
+import { changeClass, probability } from "./predictions";
 
 /** The table of `reply`'s row `row` (0: clean, 1: intervened). */
 function column(reply: Reply, row: number, intervened: boolean): HTMLElement {
@@ -39,7 +24,7 @@ function column(reply: Reply, row: number, intervened: boolean): HTMLElement {
       probability(p),
       h("td", { class: "rw-num", text: (d.logits as Tensor).data[at].toFixed(2), title: `logit change ${signed((d.delta_logit as Tensor).data[at], 2)}` }),
     ]);
-    if (intervened && row === 1) tr.append(h("td", { class: change(dp), text: signed(100 * dp, 1, "pp") }));
+    if (intervened && row === 1) tr.append(h("td", { class: changeClass(dp), text: signed(100 * dp, 1, "pp") }));
     table.appendChild(tr);
   }
   return table;

@@ -15,15 +15,16 @@ function pct(p: number): string {
   return `${(100 * p).toFixed(1)}%`;
 }
 
-/** A probability cell: the number over a bar as long as the probability. */
-function probability(p: number): HTMLTableCellElement {
+/** A probability cell: the number over a bar as long as the probability (also the classes view's). */
+export function probability(p: number): HTMLTableCellElement {
   const cell = h("td", { class: "rw-num rw-p", text: pct(p) });
   const width = Math.round(100 * Math.max(0, Math.min(1, p)));
   cell.style.background = `linear-gradient(to right, var(--rw-bar) ${width}%, transparent ${width}%)`;
   return cell;
 }
 
-function changeClass(dp: number): string {
+/** The class of a cell showing a change `dp`: up, down, or none (under 0.05 points). */
+export function changeClass(dp: number): string {
   return Math.abs(dp) < 5e-4 ? "rw-num" : dp > 0 ? "rw-num rw-up" : "rw-num rw-down";
 }
 
